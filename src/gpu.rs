@@ -1,0 +1,394 @@
+//! The [`Gpu`] handle: adapter, device, queue and the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+
+/// One binding slot of a kernel, in binding order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+    /// `var<uniform>` bound with a dynamic offset, so one buffer serves many dispatches.
+    Uniform,
+}
+
+/// A compute kernel: a WGSL source, an entry point and its bindings (group 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// Label shown in errors and captures, also the cache key.
+    pub name: &'static str,
+    /// The WGSL text, loaded with `include_str!`.
+    pub source: &'static str,
+    /// The entry point.
+    pub entry: &'static str,
+    /// The bindings, `@binding(0)` first.
+    pub binds: &'static [Bind],
+}
+
+/// A built kernel: its pipeline and the layout its bind groups must use.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The compute pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// The layout of bind group 0.
+    pub layout: wgpu::BindGroupLayout,
+}
+
+struct Inner {
+    instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
+}
+
+/// The GPU: instance, adapter, device, queue and pipeline cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.adapter_info())
+            .finish()
+    }
+}
+
+/// How much an adapter type is preferred when nothing else decides (lower wins).
+fn rank(device_type: wgpu::DeviceType, power: Option<wgpu::PowerPreference>) -> u8 {
+    use wgpu::DeviceType::*;
+    match (power, device_type) {
+        (Some(wgpu::PowerPreference::LowPower), IntegratedGpu) => 0,
+        (Some(wgpu::PowerPreference::LowPower), DiscreteGpu) => 1,
+        (_, DiscreteGpu) => 0,
+        (_, IntegratedGpu) => 1,
+        (_, VirtualGpu) => 2,
+        (_, Other) => 3,
+        (_, Cpu) => 4,
+    }
+}
+
+/// One line describing an adapter: name, type, backend, driver.
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        info.name, info.device_type, info.backend, info.driver, info.driver_info
+    )
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`,
+    /// else the most capable hardware adapter, else a software one.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Async form of [`Gpu::new`].
+    pub async fn new_async() -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = choose_adapter(&instance).await?;
+        let info = adapter.get_info();
+        // The adapter's own limits, not the WebGPU defaults: the large shapes need buffers past
+        // the default 128 MiB binding size on hardware that allows it.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("rnn-wgpu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                instance,
+                adapter,
+                device,
+                queue,
+                pipelines: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows.
+    pub fn enumerate() -> Vec<wgpu::AdapterInfo> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| a.get_info())
+            .collect()
+    }
+
+    /// Name, type, backend and driver of the adapter in use.
+    pub fn adapter_info(&self) -> wgpu::AdapterInfo {
+        self.inner.adapter.get_info()
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The wgpu instance.
+    pub fn instance(&self) -> &wgpu::Instance {
+        &self.inner.instance
+    }
+
+    /// True when both handles share one device.
+    pub fn same_device(&self, other: &Gpu) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Largest buffer, in bytes, that can be bound as storage on this device (at most
+    /// 4 GiB, so that kernels can index every element with a `u32`).
+    pub fn max_storage_bytes(&self) -> u64 {
+        let l = self.limits();
+        l.max_buffer_size
+            .min(l.max_storage_buffer_binding_size)
+            .min(u32::MAX as u64 + 1)
+    }
+
+    /// A storage buffer of `len` f32-sized elements, checked against the adapter's limits.
+    pub fn storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) as u64) * 4;
+        let limit = self.max_storage_bytes();
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+            }
+            .into());
+        }
+        Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// The cached pipeline for `kernel`, building it on first use.
+    pub fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let mut cache = self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(kernel.name) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.build(kernel)?);
+        cache.insert(kernel.name, p.clone());
+        Ok(p)
+    }
+
+    fn build(&self, kernel: &Kernel) -> Result<Pipeline> {
+        let device = self.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .binds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Bind::Read | Bind::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *b == Bind::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Bind::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.name),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Kernel {
+                kernel: kernel.name.to_string(),
+                message: e.to_string(),
+            }
+            .into());
+        }
+        Ok(Pipeline { pipeline, layout })
+    }
+
+    /// Submits `encoder` and blocks until the device has finished it, reporting any error.
+    pub fn submit_and_wait(&self, label: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let scope = self
+            .device()
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let index = self.queue().submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Execution {
+                label: label.to_string(),
+                message: e.to_string(),
+            }
+            .into());
+        }
+        self.wait(label, Some(index))
+    }
+
+    /// Submits `encoder` without waiting, reporting validation errors.
+    pub fn submit(&self, label: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let scope = self
+            .device()
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        self.queue().submit([encoder.finish()]);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(GpuError::Execution {
+                label: label.to_string(),
+                message: e.to_string(),
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until `index` (or all work, when `None`) has finished.
+    pub fn wait(&self, label: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        self.device()
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map_err(|e| GpuError::Execution {
+                label: label.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Copies `len` f32 values starting at element `offset` of `buffer` back to the host.
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = len as u64 * 4;
+        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device().create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset as u64 * 4, &staging, 0, bytes);
+        self.submit("read-back", encoder)?;
+        let slice = staging.slice(..);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            tx.send(r).ok();
+        });
+        self.wait("read-back", None)?;
+        let mapped = pollster::block_on(rx.receive());
+        let fail = |message: String| GpuError::Execution {
+            label: "read-back".into(),
+            message,
+        };
+        match mapped {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(fail(e.to_string()).into()),
+            None => return Err(fail("mapping was cancelled".into()).into()),
+        }
+        let data = {
+            let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let adapters = instance.enumerate_adapters(backends).await;
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter {
+            backends: format!("{backends:?}"),
+        }
+        .into());
+    }
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let lower = wanted.to_lowercase();
+        return adapters
+            .iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&lower))
+            .cloned()
+            .ok_or_else(|| {
+                let available: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                GpuError::AdapterNotFound {
+                    wanted,
+                    available: available.join(", "),
+                }
+                .into()
+            });
+    }
+    let power = wgpu::PowerPreference::from_env();
+    let best = adapters
+        .iter()
+        .min_by_key(|a| rank(a.get_info().device_type, power))
+        .cloned();
+    best.ok_or_else(|| {
+        GpuError::NoAdapter {
+            backends: format!("{backends:?}"),
+        }
+        .into()
+    })
+}

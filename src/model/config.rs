@@ -1,0 +1,85 @@
+//! [`RnnConfig`]: the sizes and options of one Elman layer with a linear head.
+
+use crate::error::{InputError, Result};
+
+/// The hidden nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Nonlinearity {
+    /// `tanh`, PyTorch's default.
+    #[default]
+    Tanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Nonlinearity {
+    /// PyTorch's name: `"tanh"` or `"relu"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nonlinearity::Tanh => "tanh",
+            Nonlinearity::Relu => "relu",
+        }
+    }
+}
+
+impl std::str::FromStr for Nonlinearity {
+    type Err = InputError;
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        match s {
+            "tanh" => Ok(Self::Tanh),
+            "relu" => Ok(Self::Relu),
+            _ => Err(InputError::Invalid {
+                arg: "nonlinearity".into(),
+                reason: format!("{s:?} is neither \"tanh\" nor \"relu\""),
+            }),
+        }
+    }
+}
+
+/// Sizes and options of an Elman RNN (`torch.nn.RNN`, one layer) with a linear head
+/// (`torch.nn.Linear`) applied at every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RnnConfig {
+    /// Input features `I`.
+    pub input: usize,
+    /// Hidden units `H`.
+    pub hidden: usize,
+    /// Outputs `O` (classes, for cross-entropy).
+    pub output: usize,
+    /// The hidden nonlinearity.
+    pub nonlinearity: Nonlinearity,
+    /// Whether the recurrent layer has its biases `b_ih`, `b_hh` (`torch.nn.RNN(bias=...)`);
+    /// the head always has one.
+    pub bias: bool,
+}
+
+impl RnnConfig {
+    /// A tanh RNN with biases.
+    pub fn new(input: usize, hidden: usize, output: usize) -> Self {
+        Self {
+            input,
+            hidden,
+            output,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+        }
+    }
+
+    /// Rejects zero sizes.
+    pub fn validate(&self) -> Result<()> {
+        for (arg, v) in [
+            ("input", self.input),
+            ("hidden", self.hidden),
+            ("output", self.output),
+        ] {
+            if v == 0 {
+                return Err(InputError::Invalid {
+                    arg: format!("RnnConfig::{arg}"),
+                    reason: "must be at least 1".into(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,500 @@
+//! [`Rnn`]: parameters on the GPU, forward, back-propagation through time and training steps.
+
+mod config;
+mod params;
+mod workspace;
+
+pub use config::{Nonlinearity, RnnConfig};
+pub use params::{ParamLayout, ParamSpec, SplitMix64};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{InputError, Result};
+use crate::gpu::Gpu;
+use crate::loss::{Loss, LossKind, Target};
+use crate::ops::{self, Driver};
+use crate::optim::Optimizer;
+use crate::tensor::{Tensor, check_nonempty};
+use workspace::Workspace;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Outputs of a forward pass: views into the model's workspace, overwritten by its next call.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Outputs `o(t)` for every step, `[T, B, O]`.
+    pub output: Tensor,
+    /// The last hidden state `h(T)`, `[B, H]`.
+    pub h_n: Tensor,
+}
+
+/// Gradients of the loss: views into the model's buffers, overwritten by its next backward.
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    /// dL/dθ for every parameter, by PyTorch name, in the layout's order.
+    pub params: Vec<(String, Tensor)>,
+    /// dL/dx, `[T, B, I]`.
+    pub x: Tensor,
+    /// dL/dh0, `[B, H]`.
+    pub h0: Tensor,
+}
+
+impl Gradients {
+    /// The gradient of the parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+/// One parameter's values on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostParam {
+    /// PyTorch's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+/// An Elman RNN layer with a linear head, its parameters and gradients on the GPU.
+pub struct Rnn {
+    gpu: Gpu,
+    id: u64,
+    config: RnnConfig,
+    layout: ParamLayout,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    driver: Driver,
+    ws: Option<Workspace>,
+    /// The loss buffer holds a value from the latest call.
+    has_loss: bool,
+}
+
+impl std::fmt::Debug for Rnn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rnn")
+            .field("config", &self.config)
+            .field("driver", &self.driver)
+            .finish()
+    }
+}
+
+fn shape_err(arg: &str, expected: String, got: &[usize]) -> crate::error::Error {
+    InputError::Shape {
+        arg: arg.to_string(),
+        expected,
+        got: got.to_vec(),
+    }
+    .into()
+}
+
+impl Rnn {
+    /// A model initialised as PyTorch does (uniform in `±1/sqrt(H)`), from `seed`.
+    pub fn new(gpu: &Gpu, config: RnnConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let layout = ParamLayout::new(&config);
+        // Buffers first: their size check must come before a host vector of that size.
+        let params = gpu.storage_buffer("parameters", layout.len())?;
+        let grads = gpu.storage_buffer("gradients", layout.len())?;
+        let values = params::init(&layout, &config, seed);
+        gpu.queue()
+            .write_buffer(&params, 0, bytemuck::cast_slice(&values));
+        Ok(Self {
+            gpu: gpu.clone(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            layout,
+            params,
+            grads,
+            driver: Driver::PerStep,
+            ws: None,
+            has_loss: false,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    /// Where each parameter lives in the flat vector.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The GPU the model lives on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// How the time loop is driven.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// Chooses how the time loop is driven.
+    pub fn set_driver(&mut self, driver: Driver) {
+        self.driver = driver;
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn param_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
+        (&self.params, &self.grads)
+    }
+
+    /// Downloads every parameter, in the layout's order.
+    pub fn parameters(&self) -> Result<Vec<HostParam>> {
+        let all = self.gpu.read(&self.params, 0, self.layout.len())?;
+        Ok(self
+            .layout
+            .entries()
+            .iter()
+            .map(|e| HostParam {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                values: all[e.offset..e.offset + e.len()].to_vec(),
+            })
+            .collect())
+    }
+
+    /// Overwrites the parameter `name` with `values` (row-major, of its shape).
+    pub fn set_parameter(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        let spec = self.layout.get(name).ok_or_else(|| InputError::Invalid {
+            arg: name.to_string(),
+            reason: format!(
+                "no such parameter; this model has {}",
+                self.layout
+                    .entries()
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        if values.len() != spec.len() {
+            return Err(InputError::Length {
+                arg: name.to_string(),
+                shape: spec.shape.clone(),
+                want: spec.len(),
+                got: values.len(),
+            }
+            .into());
+        }
+        self.gpu.queue().write_buffer(
+            &self.params,
+            spec.offset as u64 * 4,
+            bytemuck::cast_slice(values),
+        );
+        Ok(())
+    }
+
+    fn check_gpu(&self, arg: &str, t: &Tensor) -> Result<()> {
+        if !t.gpu().same_device(&self.gpu) {
+            return Err(InputError::Foreign {
+                arg: arg.into(),
+                owner: "GPU",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Checks `x` and `h0`, returns `(T, B)`.
+    fn check_inputs(&self, x: &Tensor, h0: Option<&Tensor>) -> Result<(usize, usize)> {
+        self.check_gpu("x", x)?;
+        let s = x.shape();
+        check_nonempty("x", s)?;
+        if s.len() != 3 || s[2] != self.config.input {
+            return Err(shape_err("x", format!("[T, B, {}]", self.config.input), s));
+        }
+        let (t, b) = (s[0], s[1]);
+        if let Some(h0) = h0 {
+            self.check_gpu("h0", h0)?;
+            let hs = h0.shape();
+            // [B, H], or PyTorch's [num_layers = 1, B, H].
+            let ok = hs == [b, self.config.hidden] || hs == [1, b, self.config.hidden];
+            if !ok {
+                return Err(shape_err(
+                    "h0",
+                    format!("[{b}, {}] (B from x)", self.config.hidden),
+                    hs,
+                ));
+            }
+        }
+        Ok((t, b))
+    }
+
+    fn check_target(&self, target: Target, loss: Loss, t: usize, b: usize) -> Result<()> {
+        let o = self.config.output;
+        match (loss.kind, target) {
+            (LossKind::Mse, Target::Values(y)) => {
+                self.check_gpu("y", y)?;
+                if y.shape() != [t, b, o] {
+                    return Err(shape_err(
+                        "y",
+                        format!("[{t}, {b}, {o}] (T, B from x)"),
+                        y.shape(),
+                    ));
+                }
+            }
+            (LossKind::CrossEntropy, Target::Classes(y)) => {
+                if !y.gpu.same_device(&self.gpu) {
+                    return Err(InputError::Foreign {
+                        arg: "y".into(),
+                        owner: "GPU",
+                    }
+                    .into());
+                }
+                if y.shape() != [t, b] {
+                    return Err(shape_err(
+                        "y",
+                        format!("[{t}, {b}] (T, B from x)"),
+                        y.shape(),
+                    ));
+                }
+                if y.max_id() as usize >= o {
+                    return Err(InputError::ClassOutOfRange {
+                        arg: "y".into(),
+                        id: y.max_id() as i64,
+                        classes: o,
+                    }
+                    .into());
+                }
+            }
+            (LossKind::Mse, _) => {
+                return Err(InputError::TargetKind {
+                    loss: "mse",
+                    needs: "f32 values `Target::Values` [T, B, O]",
+                }
+                .into());
+            }
+            (LossKind::CrossEntropy, _) => {
+                return Err(InputError::TargetKind {
+                    loss: "cross_entropy",
+                    needs: "class ids `Target::Classes` [T, B]",
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The workspace for `(t, b)`, made (once per shape) when needed.
+    fn workspace(&mut self, t: usize, b: usize) -> Result<&mut Workspace> {
+        let fits = self
+            .ws
+            .as_ref()
+            .is_some_and(|w| w.steps == t && w.batch == b);
+        if !fits {
+            // Drop the old one first, so two full workspaces never coexist.
+            self.ws = None;
+            self.ws = Some(Workspace::new(
+                &self.gpu,
+                &self.config,
+                &self.layout,
+                &self.params,
+                &self.grads,
+                t,
+                b,
+            )?);
+        }
+        Ok(self.ws.as_mut().expect("workspace was just made"))
+    }
+
+    /// Copies x, h0 (or zeros) and the target into the workspace.
+    fn stage<'a>(
+        ws: &'a Workspace,
+        x: &'a Tensor,
+        h0: Option<&'a Tensor>,
+        target: Option<Target<'a>>,
+        hidden: usize,
+    ) -> impl FnOnce(&mut wgpu::CommandEncoder) + 'a {
+        move |enc: &mut wgpu::CommandEncoder| {
+            let bytes = |n: usize| n as u64 * 4;
+            enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), &ws.x, 0, bytes(x.len()));
+            let bh = bytes(ws.batch * hidden);
+            match h0 {
+                Some(h0) => {
+                    enc.copy_buffer_to_buffer(h0.buffer(), bytes(h0.offset()), &ws.h_all, 0, bh)
+                }
+                None => enc.clear_buffer(&ws.h_all, 0, Some(bh)),
+            }
+            match target {
+                Some(Target::Values(y)) => enc.copy_buffer_to_buffer(
+                    y.buffer(),
+                    bytes(y.offset()),
+                    &ws.y,
+                    0,
+                    bytes(y.len()),
+                ),
+                Some(Target::Classes(y)) => enc.copy_buffer_to_buffer(
+                    &y.buffer,
+                    0,
+                    &ws.y,
+                    0,
+                    bytes(y.shape().iter().product()),
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn forward_views(&self) -> Forward {
+        let ws = self.ws.as_ref().expect("forward ran");
+        let (b, h) = (ws.batch, self.config.hidden);
+        Forward {
+            output: Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, self.config.output]),
+            h_n: Tensor::view(&self.gpu, &ws.h_all, ws.steps * b * h, &[b, h]),
+        }
+    }
+
+    fn gradient_views(&self) -> Gradients {
+        let ws = self.ws.as_ref().expect("backward ran");
+        let params = self
+            .layout
+            .entries()
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    Tensor::view(&self.gpu, &self.grads, e.offset, &e.shape),
+                )
+            })
+            .collect();
+        Gradients {
+            params,
+            x: Tensor::view(
+                &self.gpu,
+                &ws.dx,
+                0,
+                &[ws.steps, ws.batch, self.config.input],
+            ),
+            h0: Tensor::view(&self.gpu, &ws.dh0, 0, &[ws.batch, self.config.hidden]),
+        }
+    }
+
+    /// Runs the sequence `x` `[T, B, I]` from `h0` `[B, H]` (zeros when `None`).
+    ///
+    /// One submit; nothing is read back. The result stays on the GPU until downloaded.
+    pub fn forward(&mut self, x: &Tensor, h0: Option<&Tensor>) -> Result<Forward> {
+        let (t, b) = self.check_inputs(x, h0)?;
+        let (driver, hidden) = (self.driver, self.config.hidden);
+        let gpu = self.gpu.clone();
+        let ws = self.workspace(t, b)?;
+        ops::run(
+            &gpu,
+            "forward",
+            driver,
+            Self::stage(ws, x, h0, None, hidden),
+            &[&ws.forward],
+        )?;
+        self.has_loss = false;
+        Ok(self.forward_views())
+    }
+
+    /// Back-propagates `d_output` = dL/do `[T, B, O]` through the latest forward pass.
+    pub fn backward(&mut self, d_output: &Tensor) -> Result<Gradients> {
+        self.check_gpu("d_output", d_output)?;
+        let Some(ws) = self.ws.as_ref() else {
+            return Err(InputError::NoForward.into());
+        };
+        let want = [ws.steps, ws.batch, self.config.output];
+        if d_output.shape() != want {
+            return Err(shape_err(
+                "d_output",
+                format!("{want:?} (the latest forward's outputs)"),
+                d_output.shape(),
+            ));
+        }
+        let prepare = |enc: &mut wgpu::CommandEncoder| {
+            enc.copy_buffer_to_buffer(
+                d_output.buffer(),
+                d_output.offset() as u64 * 4,
+                &ws.d_o,
+                0,
+                d_output.len() as u64 * 4,
+            );
+        };
+        ops::run(&self.gpu, "backward", self.driver, prepare, &[&ws.backward])?;
+        Ok(self.gradient_views())
+    }
+
+    /// Forward, loss and backward in one submit; the loss is read with [`Rnn::last_loss`].
+    pub fn loss_and_gradients(
+        &mut self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        target: Target,
+        loss: Loss,
+    ) -> Result<(Forward, Gradients)> {
+        self.run_step(x, h0, target, loss, None)?;
+        Ok((self.forward_views(), self.gradient_views()))
+    }
+
+    /// One training step: forward, loss, backward, gradient clipping and the optimizer's
+    /// update, recorded into one command buffer and submitted once. Nothing is read back;
+    /// call [`Rnn::last_loss`] when the loss is wanted.
+    pub fn train_step(
+        &mut self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        target: Target,
+        loss: Loss,
+        optimizer: &mut Optimizer,
+    ) -> Result<()> {
+        self.run_step(x, h0, target, loss, Some(optimizer))
+    }
+
+    fn run_step(
+        &mut self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        target: Target,
+        loss: Loss,
+        optimizer: Option<&mut Optimizer>,
+    ) -> Result<()> {
+        let (t, b) = self.check_inputs(x, h0)?;
+        self.check_target(target, loss, t, b)?;
+        if let Some(opt) = optimizer.as_ref() {
+            opt.check_model(self)?;
+        }
+        let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
+        let gpu = self.gpu.clone();
+        let ws = self.workspace(t, b)?;
+        ws.prepare_loss(&gpu, loss, outputs)?;
+        let ws = &*ws;
+        let mut plans = vec![&ws.forward, ws.loss_plan(loss), &ws.backward];
+        let update;
+        if let Some(opt) = optimizer {
+            update = opt.prepare_step()?;
+            plans.push(update);
+        }
+        ops::run(
+            &gpu,
+            "train_step",
+            driver,
+            Self::stage(ws, x, h0, Some(target), hidden),
+            &plans,
+        )?;
+        self.has_loss = true;
+        Ok(())
+    }
+
+    /// Downloads the loss of the latest [`Rnn::train_step`] or [`Rnn::loss_and_gradients`].
+    pub fn last_loss(&self) -> Result<f32> {
+        match (&self.ws, self.has_loss) {
+            (Some(ws), true) => Ok(self.gpu.read(&ws.loss, 0, 1)?[0]),
+            _ => Err(InputError::Invalid {
+                arg: "last_loss".into(),
+                reason: "no loss has been computed since the latest forward; call train_step \
+                         or loss_and_gradients first"
+                    .into(),
+            }
+            .into()),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Where each parameter lives in the flat parameter (and gradient) vector, and its start values.
+
+use super::RnnConfig;
+
+/// One named parameter: PyTorch name, shape, element offset in the flat vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// PyTorch's name, such as `rnn.weight_hh_l0` or `fc.bias`.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Element offset in the flat vector.
+    pub offset: usize,
+}
+
+impl ParamSpec {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True for a zero-sized parameter (never, for a valid config).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The layout of all parameters in one flat vector, so one dispatch can update them all and
+/// gradients share the same offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamLayout {
+    entries: Vec<ParamSpec>,
+    len: usize,
+}
+
+/// PyTorch's names for layer 0 and the head.
+pub(crate) const W_IH: &str = "rnn.weight_ih_l0";
+pub(crate) const W_HH: &str = "rnn.weight_hh_l0";
+pub(crate) const B_IH: &str = "rnn.bias_ih_l0";
+pub(crate) const B_HH: &str = "rnn.bias_hh_l0";
+pub(crate) const FC_W: &str = "fc.weight";
+pub(crate) const FC_B: &str = "fc.bias";
+
+impl ParamLayout {
+    /// The layout of `config`'s parameters, in PyTorch's `state_dict` order.
+    pub fn new(config: &RnnConfig) -> Self {
+        let (i, h, o) = (config.input, config.hidden, config.output);
+        let mut shapes = vec![(W_IH, vec![h, i]), (W_HH, vec![h, h])];
+        if config.bias {
+            shapes.push((B_IH, vec![h]));
+            shapes.push((B_HH, vec![h]));
+        }
+        shapes.push((FC_W, vec![o, h]));
+        shapes.push((FC_B, vec![o]));
+        let mut offset = 0;
+        let entries = shapes
+            .into_iter()
+            .map(|(name, shape)| {
+                let spec = ParamSpec {
+                    name: name.to_string(),
+                    shape,
+                    offset,
+                };
+                offset += spec.len();
+                spec
+            })
+            .collect();
+        Self {
+            entries,
+            len: offset,
+        }
+    }
+
+    /// Every parameter, in order.
+    pub fn entries(&self) -> &[ParamSpec] {
+        &self.entries
+    }
+
+    /// Total number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no parameters (never, for a valid config).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&ParamSpec> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Offset of a parameter this crate itself defines.
+    pub(crate) fn offset(&self, name: &str) -> usize {
+        self.get(name).map_or(0, |e| e.offset)
+    }
+}
+
+/// A small seeded generator (SplitMix64), so initialisation needs no extra dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator started from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[-bound, bound)`.
+    pub fn uniform(&mut self, bound: f64) -> f64 {
+        (2.0 * self.next_f64() - 1.0) * bound
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Start values as PyTorch draws them: every RNN parameter and the head (`fan_in = H`)
+/// uniform in `±1/sqrt(H)`.
+pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f32> {
+    let bound = 1.0 / (config.hidden as f64).sqrt();
+    let mut rng = SplitMix64::new(seed);
+    (0..layout.len())
+        .map(|_| rng.uniform(bound) as f32)
+        .collect()
+}

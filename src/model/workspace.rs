@@ -1,0 +1,184 @@
+//! Buffers and recorded plans for one `(T, B)` shape, reused across calls.
+
+use std::collections::HashMap;
+
+use super::RnnConfig;
+use super::params::{B_HH, B_IH, FC_B, FC_W, ParamLayout, W_HH, W_IH};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::loss::Loss;
+use crate::ops::loss::LossBuffers;
+use crate::ops::matmul::{Gemm, matmul};
+use crate::ops::reduce::colsum;
+use crate::ops::rnn_step::Recurrence;
+use crate::ops::{Plan, PlanBuilder, at};
+
+/// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers
+/// (input projections, dL/da) are held only by the plans' bind groups.
+pub(crate) struct Workspace {
+    pub steps: usize,
+    pub batch: usize,
+    /// Inputs `[T, B, I]`, copied in from the caller's tensor.
+    pub x: wgpu::Buffer,
+    /// Hidden states `[T + 1, B, H]`: slot 0 is h0, slot t + 1 is h(t).
+    pub h_all: wgpu::Buffer,
+    /// Outputs `[T, B, O]`.
+    pub o: wgpu::Buffer,
+    /// Targets: f32 `[T, B, O]` or u32 class ids `[T, B]`.
+    pub y: wgpu::Buffer,
+    /// dL/do `[T, B, O]`.
+    pub d_o: wgpu::Buffer,
+    /// Per-row losses `[T * B]`.
+    pub rows: wgpu::Buffer,
+    /// The loss `[1]`.
+    pub loss: wgpu::Buffer,
+    /// dL/dx `[T, B, I]`.
+    pub dx: wgpu::Buffer,
+    /// dL/dh0 `[B, H]`.
+    pub dh0: wgpu::Buffer,
+    pub forward: Plan,
+    pub backward: Plan,
+    losses: HashMap<Loss, Plan>,
+}
+
+impl Workspace {
+    pub fn new(
+        gpu: &Gpu,
+        config: &RnnConfig,
+        layout: &ParamLayout,
+        params: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+        steps: usize,
+        batch: usize,
+    ) -> Result<Self> {
+        let (i, h, o) = (config.input, config.hidden, config.output);
+        let rows = steps * batch;
+        let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
+        let h_all = gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * batch * h)?;
+        let xu = gpu.storage_buffer("input projections [T, B, H]", rows * h)?;
+        let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
+        let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
+        let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;
+        let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
+        let loss = gpu.storage_buffer("loss", 1)?;
+        let da = gpu.storage_buffer("dL/da [T, B, H]", rows * h)?;
+        let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
+        let dh0 = gpu.storage_buffer("dL/dh0 [B, H]", batch * h)?;
+
+        let p = |name| at(params, layout.offset(name));
+        let g = |name| at(grads, layout.offset(name));
+        let rec = Recurrence {
+            batch,
+            hidden: h,
+            act: config.nonlinearity,
+            w: p(W_HH),
+        };
+        let bh = batch * h;
+
+        // Forward: XU = X U^T + b_ih + b_hh; h(t) per step; O = H V^T + c.
+        let mut fw = PlanBuilder::new(gpu, "forward");
+        let mut xu_gemm = Gemm::new(rows, h, i, at(&x, 0), p(W_IH), at(&xu, 0));
+        xu_gemm.trans_b = true;
+        if config.bias {
+            xu_gemm.bias = Some(p(B_IH));
+            xu_gemm.bias2 = Some(p(B_HH));
+        }
+        matmul(&mut fw, xu_gemm)?;
+        for t in 0..steps {
+            rec.forward(&mut fw, t, &xu, &h_all)?;
+        }
+        let mut head = Gemm::new(rows, o, h, at(&h_all, bh), p(FC_W), at(&out, 0));
+        head.trans_b = true;
+        head.bias = Some(p(FC_B));
+        matmul(&mut fw, head)?;
+        let forward = fw.finish()?;
+
+        // Backward: dH_out = dO V; da(t) per step, last to first; then every weight gradient
+        // as one multiply over all T * B rows, and dx, dh0.
+        let mut bw = PlanBuilder::new(gpu, "backward");
+        matmul(
+            &mut bw,
+            Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&da, 0)),
+        )?;
+        for t in (0..steps).rev() {
+            rec.backward(&mut bw, t, steps, &h_all, &da)?;
+        }
+        // dV = dO^T H_out
+        let mut dv = Gemm::new(o, h, rows, at(&d_o, 0), at(&h_all, bh), g(FC_W));
+        dv.trans_a = true;
+        matmul(&mut bw, dv)?;
+        colsum(&mut bw, rows, o, at(&d_o, 0), g(FC_B), None)?;
+        // dU = dA^T X, dW = dA^T H_prev
+        let mut du = Gemm::new(h, i, rows, at(&da, 0), at(&x, 0), g(W_IH));
+        du.trans_a = true;
+        matmul(&mut bw, du)?;
+        let mut dw = Gemm::new(h, h, rows, at(&da, 0), at(&h_all, 0), g(W_HH));
+        dw.trans_a = true;
+        matmul(&mut bw, dw)?;
+        if config.bias {
+            // The two hidden biases enter the sum identically, so their gradients are equal.
+            colsum(
+                &mut bw,
+                rows,
+                h,
+                at(&da, 0),
+                g(B_IH),
+                Some(layout.offset(B_HH)),
+            )?;
+        }
+        // dx = dA U, dh0 = da(0) W
+        matmul(
+            &mut bw,
+            Gemm::new(rows, i, h, at(&da, 0), p(W_IH), at(&dx, 0)),
+        )?;
+        matmul(
+            &mut bw,
+            Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0)),
+        )?;
+        let backward = bw.finish()?;
+
+        Ok(Self {
+            steps,
+            batch,
+            x,
+            h_all,
+            o: out,
+            y,
+            d_o,
+            rows: row_loss,
+            loss,
+            dx,
+            dh0,
+            forward,
+            backward,
+            losses: HashMap::new(),
+        })
+    }
+
+    /// Records the plan for `loss` unless it exists already.
+    pub fn prepare_loss(&mut self, gpu: &Gpu, loss: Loss, outputs: usize) -> Result<()> {
+        if !self.losses.contains_key(&loss) {
+            let mut b = PlanBuilder::new(gpu, "loss");
+            crate::ops::loss::loss(
+                &mut b,
+                loss,
+                self.steps * self.batch,
+                outputs,
+                &LossBuffers {
+                    o: &self.o,
+                    y: &self.y,
+                    d_o: &self.d_o,
+                    rows: &self.rows,
+                    loss: &self.loss,
+                },
+            )?;
+            self.losses.insert(loss, b.finish()?);
+        }
+        Ok(())
+    }
+
+    /// The plan for `loss`, recorded by [`Workspace::prepare_loss`].
+    pub fn loss_plan(&self, loss: Loss) -> &Plan {
+        &self.losses[&loss]
+    }
+}

@@ -1,0 +1,105 @@
+//! `shaders/matmul.wgsl`: `C = op(A) op(B) (+ C) (+ bias) (+ bias2)`, for every hoisted multiply.
+
+use super::{At, PlanBuilder, groups, u};
+use crate::error::Result;
+use crate::gpu::{Bind, Kernel};
+
+pub(crate) static MATMUL: Kernel = Kernel {
+    name: "matmul",
+    source: include_str!("../../shaders/matmul.wgsl"),
+    entry: "matmul",
+    binds: &[
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::Uniform,
+    ],
+};
+
+/// Output tile edge of one workgroup (`TILE` in the shader).
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    bias_off: u32,
+    bias2_off: u32,
+    _pad: [u32; 3],
+}
+
+/// One multiply `C[m, n] = op(A)[m, k] op(B)[k, n]`, with its options.
+pub(crate) struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: At<'a>,
+    /// A is stored `[k, m]`.
+    pub trans_a: bool,
+    pub b: At<'a>,
+    /// B is stored `[n, k]`.
+    pub trans_b: bool,
+    pub c: At<'a>,
+    /// Add to C instead of overwriting it.
+    pub accumulate: bool,
+    /// Up to two `[n]` vectors added to every row; both must live in one buffer.
+    pub bias: Option<At<'a>>,
+    pub bias2: Option<At<'a>>,
+}
+
+impl<'a> Gemm<'a> {
+    /// `C = A B` with no options.
+    pub fn new(m: usize, n: usize, k: usize, a: At<'a>, b: At<'a>, c: At<'a>) -> Self {
+        Self {
+            m,
+            n,
+            k,
+            a,
+            trans_a: false,
+            b,
+            trans_b: false,
+            c,
+            accumulate: false,
+            bias: None,
+            bias2: None,
+        }
+    }
+}
+
+/// Records `g` into `plan`.
+pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    let flags = g.trans_a as u32
+        | (g.trans_b as u32) << 1
+        | (g.accumulate as u32) << 2
+        | (g.bias.is_some() as u32) << 3
+        | (g.bias2.is_some() as u32) << 4;
+    // An unused bias binding still needs a buffer: A's serves.
+    let bias_buf = g.bias.map_or(g.a.buf, |b| b.buf);
+    let params = Params {
+        m: u(g.m),
+        n: u(g.n),
+        k: u(g.k),
+        flags,
+        a_off: u(g.a.off),
+        b_off: u(g.b.off),
+        c_off: u(g.c.off),
+        bias_off: u(g.bias.map_or(0, |b| b.off)),
+        bias2_off: u(g.bias2.map_or(0, |b| b.off)),
+        _pad: [0; 3],
+    };
+    plan.push(
+        &MATMUL,
+        &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
+        &params,
+        [groups(g.n, TILE), groups(g.m, TILE), 1],
+        false,
+    )?;
+    Ok(())
+}

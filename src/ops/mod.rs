@@ -1,0 +1,345 @@
+//! Typed wrappers around the WGSL kernels, and the [`Plan`] that records their dispatches.
+//!
+//! A plan is built once per workspace shape: every dispatch's parameters live in one uniform
+//! buffer (bound with a dynamic offset) and every bind group is made up front, so running a
+//! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
+
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod optim;
+pub(crate) mod reduce;
+pub(crate) mod rnn_step;
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
+
+/// How the serial time loop is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Driver {
+    /// One dispatch per time step, the whole call in one command buffer and one submit.
+    PerStep,
+    /// One submit-and-wait per time step: the seed's loop, kept as the benchmark baseline.
+    Naive,
+}
+
+impl Driver {
+    /// The name used by `bench --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::PerStep => "per_step",
+            Driver::Naive => "naive",
+        }
+    }
+}
+
+/// A buffer and an element offset into it: where a matrix or vector starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub buf: &'a wgpu::Buffer,
+    pub off: usize,
+}
+
+/// Shorthand for [`At`].
+pub(crate) fn at(buf: &wgpu::Buffer, off: usize) -> At<'_> {
+    At { buf, off }
+}
+
+/// Element offsets and sizes as the kernels take them. Buffers are capped at 4 GiB
+/// ([`Gpu::max_storage_bytes`]), so every element index fits in a `u32`.
+pub(crate) fn u(v: usize) -> u32 {
+    v as u32
+}
+
+/// Workgroups needed to cover `n` items `per` at a time.
+pub(crate) fn groups(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}
+
+struct Pending {
+    pipeline: Arc<Pipeline>,
+    kernel: &'static str,
+    buffers: Vec<wgpu::Buffer>,
+    offset: u32,
+    size: u64,
+    groups: [u32; 3],
+    serial: bool,
+}
+
+/// Collects dispatches and their parameters; [`PlanBuilder::finish`] makes the [`Plan`].
+pub(crate) struct PlanBuilder<'g> {
+    gpu: &'g Gpu,
+    label: &'static str,
+    uniforms: Vec<u8>,
+    pending: Vec<Pending>,
+    align: usize,
+}
+
+impl<'g> PlanBuilder<'g> {
+    pub fn new(gpu: &'g Gpu, label: &'static str) -> Self {
+        let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+        Self {
+            gpu,
+            label,
+            uniforms: Vec::new(),
+            pending: Vec::new(),
+            align,
+        }
+    }
+
+    /// Adds one dispatch of `kernel` over `buffers` (its storage bindings, in order) with
+    /// `params` as its uniform; `serial` marks a time step of the recurrence. Returns the
+    /// byte offset of `params` in the plan's uniform buffer, for kernels whose parameters
+    /// change between runs.
+    pub fn push<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &'static Kernel,
+        buffers: &[&wgpu::Buffer],
+        params: &P,
+        groups: [u32; 3],
+        serial: bool,
+    ) -> Result<u64> {
+        debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
+        debug_assert_eq!(kernel.binds.last(), Some(&Bind::Uniform));
+        let pipeline = self.gpu.pipeline(kernel)?;
+        let offset = self.uniforms.len().next_multiple_of(self.align);
+        let bytes = bytemuck::bytes_of(params);
+        self.uniforms.resize(offset, 0);
+        self.uniforms.extend_from_slice(bytes);
+        self.pending.push(Pending {
+            pipeline,
+            kernel: kernel.name,
+            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            offset: offset as u32,
+            size: bytes.len() as u64,
+            groups,
+            serial,
+        });
+        Ok(offset as u64)
+    }
+
+    pub fn finish(self) -> Result<Plan> {
+        let size = self.uniforms.len().max(16);
+        let uniform = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(self.label),
+            size: size.next_multiple_of(16) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.gpu.queue().write_buffer(&uniform, 0, &self.uniforms);
+        let dispatches = self
+            .pending
+            .into_iter()
+            .map(|p| {
+                let mut entries: Vec<wgpu::BindGroupEntry> = p
+                    .buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: b.as_entire_binding(),
+                    })
+                    .collect();
+                entries.push(wgpu::BindGroupEntry {
+                    binding: p.buffers.len() as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniform,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(p.size),
+                    }),
+                });
+                let bind_group = self
+                    .gpu
+                    .device()
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(p.kernel),
+                        layout: &p.pipeline.layout,
+                        entries: &entries,
+                    });
+                Dispatch {
+                    pipeline: p.pipeline,
+                    bind_group,
+                    offset: p.offset,
+                    groups: p.groups,
+                    serial: p.serial,
+                }
+            })
+            .collect();
+        Ok(Plan {
+            dispatches,
+            uniform,
+        })
+    }
+}
+
+struct Dispatch {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    offset: u32,
+    groups: [u32; 3],
+    serial: bool,
+}
+
+/// A recorded sequence of dispatches, ready to encode again and again.
+pub(crate) struct Plan {
+    dispatches: Vec<Dispatch>,
+    uniform: wgpu::Buffer,
+}
+
+impl Plan {
+    /// The buffer holding every dispatch's parameters.
+    pub fn uniform(&self) -> &wgpu::Buffer {
+        &self.uniform
+    }
+
+    fn encode_one(d: &Dispatch, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&d.pipeline.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[d.offset]);
+        let [x, y, z] = d.groups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// Runs `plans` after `prepare` (copies and clears that must precede the dispatches).
+///
+/// [`Driver::PerStep`] records everything into one command buffer and submits once without
+/// waiting; [`Driver::Naive`] submits and waits after every time step, as the baseline.
+pub(crate) fn run(
+    gpu: &Gpu,
+    label: &str,
+    driver: Driver,
+    prepare: impl FnOnce(&mut wgpu::CommandEncoder),
+    plans: &[&Plan],
+) -> Result<()> {
+    let new_encoder = || {
+        gpu.device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    };
+    let mut encoder = new_encoder();
+    prepare(&mut encoder);
+    match driver {
+        Driver::PerStep => {
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(label),
+                    timestamp_writes: None,
+                });
+                for d in plans.iter().flat_map(|p| &p.dispatches) {
+                    Plan::encode_one(d, &mut pass);
+                }
+            }
+            gpu.submit(label, encoder)
+        }
+        Driver::Naive => {
+            let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
+            let mut i = 0;
+            while i < all.len() {
+                // Non-serial dispatches up to the next time step share one submit; each
+                // time step is then submitted on its own and waited for.
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    while i < all.len() && !all[i].serial {
+                        Plan::encode_one(all[i], &mut pass);
+                        i += 1;
+                    }
+                    if i < all.len() {
+                        Plan::encode_one(all[i], &mut pass);
+                        i += 1;
+                    }
+                }
+                gpu.submit_and_wait(label, std::mem::replace(&mut encoder, new_encoder()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every kernel the crate dispatches.
+#[cfg(test)]
+pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
+    vec![
+        &matmul::MATMUL,
+        &rnn_step::STEP_FORWARD,
+        &rnn_step::STEP_BACKWARD,
+        &reduce::COLSUM,
+        &loss::MSE,
+        &loss::CROSS_ENTROPY,
+        &loss::TOTAL,
+        &optim::GRAD_NORM,
+        &optim::SGD,
+        &optim::ADAM,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(name: &str, source: &str) -> naga::Module {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        module
+    }
+
+    /// Every file in `shaders/` parses and validates, with no adapter needed.
+    #[test]
+    fn every_shader_file_validates() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("shaders/ exists") {
+            let path = entry.expect("readable entry").path();
+            if path.extension().is_some_and(|e| e == "wgsl") {
+                let source = std::fs::read_to_string(&path).expect("readable shader");
+                validate(&path.display().to_string(), &source);
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 5,
+            "expected every kernel family in shaders/, found {n} files"
+        );
+    }
+
+    /// Every kernel's entry point exists, and its bindings agree with the layout declared in
+    /// Rust (count, and storage access or uniform).
+    #[test]
+    fn kernels_match_their_declared_bindings() {
+        for k in all_kernels() {
+            let module = validate(k.name, k.source);
+            let ep = module
+                .entry_points
+                .iter()
+                .find(|e| e.name == k.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.name);
+            for (_, var) in module.global_variables.iter() {
+                let Some(binding) = &var.binding else {
+                    continue;
+                };
+                assert_eq!(binding.group, 0, "{}", k.name);
+                let declared = k.binds.get(binding.binding as usize).unwrap_or_else(|| {
+                    panic!("{}: binding {} undeclared", k.name, binding.binding)
+                });
+                let want = match var.space {
+                    naga::AddressSpace::Uniform => Bind::Uniform,
+                    naga::AddressSpace::Storage { access } => {
+                        if access.contains(naga::StorageAccess::STORE) {
+                            Bind::ReadWrite
+                        } else {
+                            Bind::Read
+                        }
+                    }
+                    other => panic!("{}: unexpected address space {other:?}", k.name),
+                };
+                assert_eq!(*declared, want, "{}: binding {}", k.name, binding.binding);
+            }
+        }
+    }
+}

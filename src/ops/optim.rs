@@ -1,0 +1,77 @@
+//! `shaders/optim.wgsl`: global gradient norm, SGD with momentum and Adam over all parameters.
+
+use super::{PlanBuilder, u};
+use crate::error::Result;
+use crate::gpu::{Bind, Kernel};
+
+const BINDS: &[Bind] = &[
+    Bind::ReadWrite,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::Uniform,
+];
+const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
+
+pub(crate) static GRAD_NORM: Kernel = Kernel {
+    name: "grad_norm",
+    source: SOURCE,
+    entry: "grad_norm",
+    binds: BINDS,
+};
+pub(crate) static SGD: Kernel = Kernel {
+    name: "sgd",
+    source: SOURCE,
+    entry: "sgd",
+    binds: BINDS,
+};
+pub(crate) static ADAM: Kernel = Kernel {
+    name: "adam",
+    source: SOURCE,
+    entry: "adam",
+    binds: BINDS,
+};
+
+/// Parameters of one update, laid out as the shader's `Params`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct UpdateParams {
+    pub n: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub clip: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub bc1: f32,
+    pub bc2: f32,
+    pub _pad: [u32; 2],
+}
+
+/// Buffers of one optimizer: parameters, gradients, two state vectors and the norm.
+pub(crate) struct OptimBuffers<'a> {
+    pub param: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub s1: &'a wgpu::Buffer,
+    pub s2: &'a wgpu::Buffer,
+    pub norm: &'a wgpu::Buffer,
+}
+
+/// Records the norm and the update; returns the uniform offset of the update's parameters.
+pub(crate) fn update(
+    plan: &mut PlanBuilder,
+    adam: bool,
+    params: &UpdateParams,
+    b: &OptimBuffers,
+) -> Result<u64> {
+    let bufs = [b.param, b.grad, b.s1, b.s2, b.norm];
+    plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
+    let kernel = if adam { &ADAM } else { &SGD };
+    // 256 per workgroup on a 2-D grid: x at most 65535 workgroups.
+    let total = (params.n as usize).div_ceil(256);
+    let x = total.min(65535);
+    let y = total.div_ceil(x);
+    plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)
+}

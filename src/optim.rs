@@ -1,0 +1,233 @@
+//! [`Optimizer`]: SGD with momentum or Adam over all parameters in one dispatch, with
+//! clipping by global gradient norm.
+
+use crate::error::{InputError, Result};
+use crate::gpu::Gpu;
+use crate::model::Rnn;
+use crate::ops::optim::{OptimBuffers, UpdateParams, update};
+use crate::ops::{Plan, PlanBuilder};
+
+/// The update rule and its hyper-parameters (PyTorch's meaning and defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptimizerKind {
+    /// `torch.optim.SGD` (dampening 0, no Nesterov).
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum factor; 0 for plain SGD.
+        momentum: f32,
+    },
+    /// `torch.optim.Adam`.
+    Adam {
+        /// Learning rate (PyTorch's default 1e-3).
+        lr: f32,
+        /// Decay of the first moment (0.9).
+        beta1: f32,
+        /// Decay of the second moment (0.999).
+        beta2: f32,
+        /// Added to the denominator (1e-8).
+        eps: f32,
+    },
+}
+
+impl OptimizerKind {
+    /// Adam with PyTorch's defaults and learning rate `lr`.
+    pub fn adam(lr: f32) -> Self {
+        Self::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+
+    /// SGD with learning rate `lr` and `momentum`.
+    pub fn sgd(lr: f32, momentum: f32) -> Self {
+        Self::Sgd { lr, momentum }
+    }
+}
+
+/// An optimizer with optional clipping and L2 weight decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerConfig {
+    /// The update rule.
+    pub kind: OptimizerKind,
+    /// Clip the global gradient norm to this value before the update (`clip_grad_norm_`).
+    pub clip: Option<f32>,
+    /// L2 penalty added to the gradient, as PyTorch's `weight_decay`.
+    pub weight_decay: f32,
+}
+
+impl From<OptimizerKind> for OptimizerConfig {
+    fn from(kind: OptimizerKind) -> Self {
+        Self {
+            kind,
+            clip: None,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Optimizer state on the GPU for one model's parameters.
+pub struct Optimizer {
+    gpu: Gpu,
+    model: u64,
+    config: OptimizerConfig,
+    params: UpdateParams,
+    step: u64,
+    norm: wgpu::Buffer,
+    plan: Plan,
+    update_offset: u64,
+}
+
+impl std::fmt::Debug for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Optimizer")
+            .field("config", &self.config)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+fn check_positive(arg: &str, v: f32) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(InputError::Invalid {
+            arg: arg.into(),
+            reason: format!("{v} must be a positive finite number"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_unit(arg: &str, v: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&v) {
+        return Err(InputError::Invalid {
+            arg: arg.into(),
+            reason: format!("{v} must be in [0, 1)"),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+impl Optimizer {
+    /// An optimizer for `model`'s parameters, with zeroed state.
+    pub fn new(model: &Rnn, config: impl Into<OptimizerConfig>) -> Result<Self> {
+        let config = config.into();
+        let gpu = model.gpu().clone();
+        let n = model.layout().len();
+        let mut params = UpdateParams {
+            n: n as u32,
+            weight_decay: config.weight_decay,
+            clip: config.clip.unwrap_or(0.0),
+            ..Default::default()
+        };
+        if let Some(c) = config.clip {
+            check_positive("clip", c)?;
+        }
+        if !(config.weight_decay.is_finite() && config.weight_decay >= 0.0) {
+            return Err(InputError::Invalid {
+                arg: "weight_decay".into(),
+                reason: format!("{} must be zero or positive", config.weight_decay),
+            }
+            .into());
+        }
+        let adam = match config.kind {
+            OptimizerKind::Sgd { lr, momentum } => {
+                check_positive("lr", lr)?;
+                check_unit("momentum", momentum)?;
+                params.lr = lr;
+                params.momentum = momentum;
+                false
+            }
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            } => {
+                check_positive("lr", lr)?;
+                check_unit("beta1", beta1)?;
+                check_unit("beta2", beta2)?;
+                check_positive("eps", eps)?;
+                params.lr = lr;
+                params.beta1 = beta1;
+                params.beta2 = beta2;
+                params.eps = eps;
+                true
+            }
+        };
+        // Fresh buffers are zeroed, which is the start state of both rules.
+        let s1 = gpu.storage_buffer("optimizer state 1", n)?;
+        let s2 = gpu.storage_buffer("optimizer state 2", if adam { n } else { 1 })?;
+        let norm = gpu.storage_buffer("gradient norm", 1)?;
+        let (param, grad) = model.param_buffers();
+        let mut b = PlanBuilder::new(&gpu, "optimizer");
+        let update_offset = update(
+            &mut b,
+            adam,
+            &params,
+            &OptimBuffers {
+                param,
+                grad,
+                s1: &s1,
+                s2: &s2,
+                norm: &norm,
+            },
+        )?;
+        let plan = b.finish()?;
+        Ok(Self {
+            gpu,
+            model: model.id(),
+            config,
+            params,
+            step: 0,
+            norm,
+            plan,
+            update_offset,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Updates taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Downloads the global gradient norm (before clipping) of the latest step.
+    pub fn last_grad_norm(&self) -> Result<f32> {
+        Ok(self.gpu.read(&self.norm, 0, 1)?[0])
+    }
+
+    pub(crate) fn check_model(&self, model: &Rnn) -> Result<()> {
+        if model.id() != self.model {
+            return Err(InputError::Foreign {
+                arg: "optimizer".into(),
+                owner: "model",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Advances the step count, uploads its bias corrections and returns the plan to run.
+    pub(crate) fn prepare_step(&mut self) -> Result<&Plan> {
+        self.step += 1;
+        if let OptimizerKind::Adam { beta1, beta2, .. } = self.config.kind {
+            let t = self.step.min(i32::MAX as u64) as i32;
+            self.params.bc1 = (1.0 - (beta1 as f64).powi(t)) as f32;
+            self.params.bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;
+            self.gpu.queue().write_buffer(
+                self.plan.uniform(),
+                self.update_offset,
+                bytemuck::bytes_of(&self.params),
+            );
+        }
+        Ok(&self.plan)
+    }
+}

@@ -1,0 +1,169 @@
+//! [`Tensor`]: f32 data on the GPU with a checked shape, and [`ClassIds`] for class targets.
+
+use crate::error::{InputError, Result};
+use crate::gpu::Gpu;
+
+/// Row-major f32 data on the GPU with a shape; may be a view into a larger buffer.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    gpu: Gpu,
+    buffer: wgpu::Buffer,
+    offset: usize,
+    shape: Vec<usize>,
+}
+
+/// Checks that every dimension is at least one.
+pub(crate) fn check_nonempty(arg: &str, shape: &[usize]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(InputError::Empty {
+            arg: arg.to_string(),
+            shape: shape.to_vec(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_len(arg: &str, shape: &[usize], len: usize) -> Result<()> {
+    check_nonempty(arg, shape)?;
+    let want = shape.iter().product::<usize>();
+    if want != len {
+        return Err(InputError::Length {
+            arg: arg.to_string(),
+            shape: shape.to_vec(),
+            want,
+            got: len,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+impl Tensor {
+    /// Uploads `data` (row-major) as a tensor of `shape`.
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
+        check_len("tensor", shape, data.len())?;
+        let buffer = gpu.storage_buffer("tensor", data.len())?;
+        gpu.queue()
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        Ok(Self {
+            gpu: gpu.clone(),
+            buffer,
+            offset: 0,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Self> {
+        check_nonempty("tensor", shape)?;
+        let len = shape.iter().product();
+        let buffer = gpu.storage_buffer("tensor", len)?;
+        Ok(Self {
+            gpu: gpu.clone(),
+            buffer,
+            offset: 0,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A view of `shape` starting at element `offset` of `buffer`.
+    pub(crate) fn view(gpu: &Gpu, buffer: &wgpu::Buffer, offset: usize, shape: &[usize]) -> Self {
+        Self {
+            gpu: gpu.clone(),
+            buffer: buffer.clone(),
+            offset,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// The shape, outermost dimension first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor holds no element (never, for tensors this crate makes).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Downloads the values, row-major.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.gpu.read(&self.buffer, self.offset, self.len())
+    }
+
+    /// Overwrites the values from the host.
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        check_len("tensor", &self.shape, data.len())?;
+        self.gpu.queue().write_buffer(
+            &self.buffer,
+            self.offset as u64 * 4,
+            bytemuck::cast_slice(data),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    pub(crate) fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+/// Integer class ids on the GPU (targets for cross-entropy), shape `[T, B]`.
+#[derive(Debug, Clone)]
+pub struct ClassIds {
+    pub(crate) gpu: Gpu,
+    pub(crate) buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    /// Largest id, kept so range checks need no read-back.
+    max: u32,
+}
+
+impl ClassIds {
+    /// Uploads class ids; negative ids are rejected.
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], ids: &[i64]) -> Result<Self> {
+        check_len("class ids", shape, ids.len())?;
+        let mut max = 0u32;
+        let mut data = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let v = u32::try_from(id).map_err(|_| InputError::ClassOutOfRange {
+                arg: "class ids".into(),
+                id,
+                classes: u32::MAX as usize,
+            })?;
+            max = max.max(v);
+            data.push(v);
+        }
+        let buffer = gpu.storage_buffer("class ids", data.len())?;
+        gpu.queue()
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
+        Ok(Self {
+            gpu: gpu.clone(),
+            buffer,
+            shape: shape.to_vec(),
+            max,
+        })
+    }
+
+    /// The shape, `[T, B]`.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The largest id.
+    pub fn max_id(&self) -> u32 {
+        self.max
+    }
+}

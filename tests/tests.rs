@@ -1,0 +1,7 @@
+//! One integration-test binary (one link on a 2-core machine); each module is one concern.
+
+mod common;
+mod errors;
+mod learning;
+mod optimizer;
+mod versus_reference;

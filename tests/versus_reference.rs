@@ -1,0 +1,249 @@
+//! Every GPU result against the f64 reference, over shapes that break the tilings.
+
+use rnn_wgpu::reference::{self, Params, Targets};
+use rnn_wgpu::{
+    ClassIds, Driver, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target, Tensor,
+};
+
+use crate::common::{assert_close, gpu, random, to_f32};
+
+const REL: f64 = 1e-4;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    steps: usize,
+    batch: usize,
+    input: usize,
+    hidden: usize,
+    output: usize,
+    nonlinearity: Nonlinearity,
+    bias: bool,
+    loss: Loss,
+    with_h0: bool,
+}
+
+/// Uploads the reference's parameters into a fresh GPU model.
+fn model_from(p: &Params, driver: Driver) -> Rnn {
+    let mut rnn = Rnn::new(&gpu(), p.config, 7).expect("model");
+    for (name, v) in p.named() {
+        rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
+    }
+    rnn.set_driver(driver);
+    rnn
+}
+
+fn run(c: Case, seed: u64, driver: Driver) {
+    let g = gpu();
+    let config = RnnConfig {
+        input: c.input,
+        hidden: c.hidden,
+        output: c.output,
+        nonlinearity: c.nonlinearity,
+        bias: c.bias,
+    };
+    // Weights scaled so the recurrence neither saturates nor dies out at any H.
+    let p = Params::random(config, 1.5 / (c.hidden as f64).sqrt(), seed);
+    let (t, b) = (c.steps, c.batch);
+    let x = random(t * b * c.input, 1.0, seed + 1);
+    let h0 = random(b * c.hidden, 0.8, seed + 2);
+    let h0 = c.with_h0.then_some(h0);
+    let targets = match c.loss.kind {
+        LossKind::Mse => Targets::Values(random(t * b * c.output, 1.0, seed + 3)),
+        LossKind::CrossEntropy => Targets::Classes(
+            random(t * b, 1.0, seed + 3)
+                .iter()
+                .map(|v| (((v + 1.0) / 2.0 * c.output as f64) as usize).min(c.output - 1))
+                .collect(),
+        ),
+    };
+    let (want_loss, trace, want) =
+        reference::loss_and_grads(&p, &x, h0.as_deref(), t, b, &targets, c.loss);
+
+    let mut rnn = model_from(&p, driver);
+    let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&x)).expect("x");
+    let h0t = h0
+        .as_ref()
+        .map(|h| Tensor::from_slice(&g, &[b, c.hidden], &to_f32(h)).expect("h0"));
+    let yv;
+    let yc;
+    let target = match &targets {
+        Targets::Values(y) => {
+            yv = Tensor::from_slice(&g, &[t, b, c.output], &to_f32(y)).expect("y");
+            Target::Values(&yv)
+        }
+        Targets::Classes(y) => {
+            let ids: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+            yc = ClassIds::from_slice(&g, &[t, b], &ids).expect("y");
+            Target::Classes(&yc)
+        }
+    };
+    let ctx = format!("{c:?} driver {driver:?}");
+    // Forward alone first: outputs and h_n.
+    let fw = rnn.forward(&xt, h0t.as_ref()).expect("forward");
+    assert_close(
+        &format!("output {ctx}"),
+        &fw.output.to_vec().unwrap(),
+        &trace.o,
+        REL,
+    );
+    assert_close(
+        &format!("h_n {ctx}"),
+        &fw.h_n.to_vec().unwrap(),
+        trace.h_n(),
+        REL,
+    );
+
+    let (fw, grads) = rnn
+        .loss_and_gradients(&xt, h0t.as_ref(), target, c.loss)
+        .expect("loss and gradients");
+    assert_close(
+        &format!("output {ctx}"),
+        &fw.output.to_vec().unwrap(),
+        &trace.o,
+        REL,
+    );
+    let got_loss = rnn.last_loss().expect("loss");
+    assert_close(&format!("loss {ctx}"), &[got_loss], &[want_loss], REL);
+    let named = want.params.named();
+    assert_eq!(grads.params.len(), named.len());
+    for (name, w) in named {
+        let got = grads
+            .get(&name)
+            .expect("gradient by name")
+            .to_vec()
+            .unwrap();
+        assert_close(&format!("grad {name} {ctx}"), &got, w, REL);
+    }
+    assert_close(
+        &format!("grad x {ctx}"),
+        &grads.x.to_vec().unwrap(),
+        &want.x,
+        REL,
+    );
+    assert_close(
+        &format!("grad h0 {ctx}"),
+        &grads.h0.to_vec().unwrap(),
+        &want.h0,
+        REL,
+    );
+}
+
+/// The grid: every H of {1, 3, 64, 65, 257} under every nonlinearity, loss, reduction and
+/// h0 choice, with T, B, I, O and bias varied across cases (T = 1, B = 1, O = 1 included).
+fn grid() -> Vec<Case> {
+    let shapes = [
+        (1, 1, 2, 1),
+        (5, 3, 7, 4),
+        (3, 1, 1, 3),
+        (1, 4, 5, 2),
+        (9, 2, 3, 1),
+    ];
+    let mut cases = Vec::new();
+    let mut n = 0;
+    for hidden in [1, 3, 64, 65, 257] {
+        for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
+            for loss in [Loss::mse(), Loss::cross_entropy()] {
+                for reduction in [Reduction::Mean, Reduction::Sum] {
+                    for with_h0 in [false, true] {
+                        let (steps, batch, input, mut output) = shapes[n % shapes.len()];
+                        if loss.kind == LossKind::CrossEntropy && output == 1 {
+                            output = 3; // one class makes cross-entropy identically zero
+                        }
+                        cases.push(Case {
+                            steps,
+                            batch,
+                            input,
+                            hidden,
+                            output,
+                            nonlinearity,
+                            bias: n % 3 != 2,
+                            loss: loss.with_reduction(reduction),
+                            with_h0,
+                        });
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn forward_and_gradients_match_reference_over_grid() {
+    for (i, c) in grid().into_iter().enumerate() {
+        run(c, 1000 + i as u64 * 10, Driver::PerStep);
+    }
+}
+
+#[test]
+fn naive_driver_matches_reference() {
+    for (i, c) in grid().into_iter().enumerate().step_by(7) {
+        run(c, 5000 + i as u64 * 10, Driver::Naive);
+    }
+}
+
+#[test]
+fn long_sequence_and_wide_batch_match_reference() {
+    // Sizes past one workgroup in every direction of every kernel (64-tile GEMMs over
+    // T * B = 520 rows, 8-row batch tiles, 32-wide hidden tiles).
+    let c = Case {
+        steps: 40,
+        batch: 13,
+        input: 70,
+        hidden: 100,
+        output: 67,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+    };
+    run(c, 42, Driver::PerStep);
+    run(
+        Case {
+            loss: Loss::cross_entropy().with_reduction(Reduction::Sum),
+            nonlinearity: Nonlinearity::Relu,
+            ..c
+        },
+        43,
+        Driver::PerStep,
+    );
+}
+
+#[test]
+fn backward_from_given_output_gradient_matches_reference() {
+    let g = gpu();
+    let config = RnnConfig::new(4, 65, 3);
+    let p = Params::random(config, 0.2, 9);
+    let (t, b) = (6, 5);
+    let x = random(t * b * 4, 1.0, 10);
+    let d_o = random(t * b * 3, 1.0, 11);
+    let trace = reference::forward(&p, &x, None, t, b);
+    let want = reference::backward(&p, &x, &trace, &d_o);
+    let mut rnn = model_from(&p, Driver::PerStep);
+    let xt = Tensor::from_slice(&g, &[t, b, 4], &to_f32(&x)).unwrap();
+    rnn.forward(&xt, None).unwrap();
+    let dot = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&d_o)).unwrap();
+    let grads = rnn.backward(&dot).unwrap();
+    for (name, w) in want.params.named() {
+        assert_close(&name, &grads.get(&name).unwrap().to_vec().unwrap(), w, REL);
+    }
+    assert_close("x", &grads.x.to_vec().unwrap(), &want.x, REL);
+    assert_close("h0", &grads.h0.to_vec().unwrap(), &want.h0, REL);
+}
+
+#[test]
+fn pytorch_shaped_h0_is_accepted() {
+    // h0 as torch.nn.RNN takes it: [num_layers = 1, B, H].
+    let g = gpu();
+    let config = RnnConfig::new(2, 3, 1);
+    let p = Params::random(config, 0.5, 3);
+    let x = random(2 * 2 * 2, 1.0, 4);
+    let h0 = random(2 * 3, 1.0, 5);
+    let trace = reference::forward(&p, &x, Some(&h0), 2, 2);
+    let mut rnn = model_from(&p, Driver::PerStep);
+    let xt = Tensor::from_slice(&g, &[2, 2, 2], &to_f32(&x)).unwrap();
+    let ht = Tensor::from_slice(&g, &[1, 2, 3], &to_f32(&h0)).unwrap();
+    let fw = rnn.forward(&xt, Some(&ht)).unwrap();
+    assert_close("output", &fw.output.to_vec().unwrap(), &trace.o, REL);
+}

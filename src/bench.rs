@@ -1,1 +1,285 @@
-pub fn placeholder() {}
+//! The benchmark workload of DESIGN §6: shapes, modes, drivers, timed medians.
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::gpu::{Gpu, describe};
+use crate::loss::{Loss, Target};
+use crate::model::{Rnn, RnnConfig, SplitMix64};
+use crate::ops::Driver;
+use crate::tensor::Tensor;
+
+/// One benchmark shape: `T, B, I, H, O`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Its name.
+    pub name: &'static str,
+    /// Steps `T`.
+    pub steps: usize,
+    /// Batch `B`.
+    pub batch: usize,
+    /// Inputs `I`.
+    pub input: usize,
+    /// Hidden units `H`.
+    pub hidden: usize,
+    /// Outputs `O`.
+    pub output: usize,
+}
+
+/// The four shapes of DESIGN §6.
+pub const SHAPES: [Shape; 4] = [
+    Shape::new("small", 64, 16, 32, 64, 32),
+    Shape::new("medium", 100, 64, 64, 256, 64),
+    Shape::new("large", 100, 64, 256, 1024, 256),
+    Shape::new("long", 1000, 8, 32, 128, 32),
+];
+
+impl Shape {
+    /// A shape from its sizes.
+    pub const fn new(
+        name: &'static str,
+        steps: usize,
+        batch: usize,
+        input: usize,
+        hidden: usize,
+        output: usize,
+    ) -> Self {
+        Self {
+            name,
+            steps,
+            batch,
+            input,
+            hidden,
+            output,
+        }
+    }
+
+    /// The shape called `name`.
+    pub fn by_name(name: &str) -> Option<Shape> {
+        SHAPES.iter().copied().find(|s| s.name == name)
+    }
+}
+
+/// What one timed run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward over the whole sequence, outputs at every step.
+    Forward,
+    /// Forward + mse loss + backward producing every parameter gradient (no update, as the
+    /// peers measure it).
+    TrainStep,
+}
+
+impl Mode {
+    /// The name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::TrainStep => "train_step",
+        }
+    }
+}
+
+/// How long and how often to time.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Untimed runs first.
+    pub warmup: usize,
+    /// At least this many timed runs...
+    pub min_runs: usize,
+    /// ...and at least this long, unless `max_runs` is reached.
+    pub min_time: Duration,
+    /// At most this many timed runs.
+    pub max_runs: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            warmup: 1,
+            min_runs: 5,
+            min_time: Duration::from_secs(1),
+            max_runs: 50,
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// The shape.
+    pub shape: Shape,
+    /// The mode.
+    pub mode: Mode,
+    /// The driver.
+    pub driver: Driver,
+    /// Median wall time of one run, milliseconds (submit to completion).
+    pub ms: f64,
+    /// Timed runs.
+    pub runs: usize,
+    /// `T * B / seconds`.
+    pub samples_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Inputs and a model for one shape, made once and timed under every driver.
+pub struct Workload {
+    gpu: Gpu,
+    shape: Shape,
+    rnn: Rnn,
+    x: Tensor,
+    y: Tensor,
+}
+
+impl Workload {
+    /// Random inputs and targets and a fresh tanh model of `shape`.
+    pub fn new(gpu: &Gpu, shape: Shape) -> Result<Self> {
+        let Shape {
+            steps: t,
+            batch: b,
+            input: i,
+            hidden: h,
+            output: o,
+            ..
+        } = shape;
+        let mut rng = SplitMix64::new(0);
+        let mut rand = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
+        let x = Tensor::from_slice(gpu, &[t, b, i], &rand(t * b * i))?;
+        let y = Tensor::from_slice(gpu, &[t, b, o], &rand(t * b * o))?;
+        let rnn = Rnn::new(gpu, RnnConfig::new(i, h, o), 0)?;
+        Ok(Self {
+            gpu: gpu.clone(),
+            shape,
+            rnn,
+            x,
+            y,
+        })
+    }
+
+    fn once(&mut self, mode: Mode) -> Result<()> {
+        match mode {
+            Mode::Forward => {
+                self.rnn.forward(&self.x, None)?;
+            }
+            Mode::TrainStep => {
+                self.rnn
+                    .loss_and_gradients(&self.x, None, Target::Values(&self.y), Loss::mse())?;
+            }
+        }
+        self.gpu.wait("benchmark", None)
+    }
+
+    /// Times `mode` under `driver`: the median of the budget's runs after warm-up.
+    pub fn measure(&mut self, mode: Mode, driver: Driver, budget: &Budget) -> Result<Measurement> {
+        self.rnn.set_driver(driver);
+        for _ in 0..budget.warmup {
+            self.once(mode)?;
+        }
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while times.len() < budget.min_runs
+            || (start.elapsed() < budget.min_time && times.len() < budget.max_runs)
+        {
+            let t = Instant::now();
+            self.once(mode)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let runs = times.len();
+        let s = median(times);
+        Ok(Measurement {
+            shape: self.shape,
+            mode,
+            driver,
+            ms: s * 1e3,
+            runs,
+            samples_per_s: (self.shape.steps * self.shape.batch) as f64 / s,
+        })
+    }
+}
+
+/// Escapes `s` for a JSON string.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Measurement {
+    /// One JSON object: shape, mode, driver, ms, samples_per_s, runs, adapter and, given
+    /// the baseline measured in the same run, the speed-up over it.
+    pub fn to_json(&self, adapter: &wgpu::AdapterInfo, baseline: Option<&Measurement>) -> String {
+        let mut s = format!(
+            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"mode\":{},\"driver\":{},\
+             \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{}",
+            json_str(self.shape.name),
+            self.shape.steps,
+            self.shape.batch,
+            self.shape.input,
+            self.shape.hidden,
+            self.shape.output,
+            json_str(self.mode.name()),
+            json_str(self.driver.name()),
+            self.ms,
+            self.samples_per_s,
+            self.runs,
+            json_str(&adapter.name),
+            json_str(&format!("{:?}", adapter.backend)),
+        );
+        if let Some(b) = baseline {
+            s.push_str(&format!(
+                ",\"baseline\":{},\"speedup_vs_baseline\":{:.3}",
+                json_str(b.driver.name()),
+                b.ms / self.ms
+            ));
+        }
+        s.push('}');
+        s
+    }
+}
+
+/// Measures every mode of `shapes` under the naive baseline and every faster driver, and
+/// calls `report` with each measurement and the baseline it is compared with.
+pub fn run(
+    gpu: &Gpu,
+    shapes: &[Shape],
+    modes: &[Mode],
+    budget: &Budget,
+    mut report: impl FnMut(&Measurement, Option<&Measurement>),
+) -> Result<Vec<Measurement>> {
+    let mut all = Vec::new();
+    for &shape in shapes {
+        let mut w = Workload::new(gpu, shape)?;
+        for &mode in modes {
+            let base = w.measure(mode, Driver::Naive, budget)?;
+            report(&base, None);
+            let fast = w.measure(mode, Driver::PerStep, budget)?;
+            report(&fast, Some(&base));
+            all.push(base);
+            all.push(fast);
+        }
+    }
+    Ok(all)
+}
+
+/// The adapter line printed above every benchmark.
+pub fn adapter_line(gpu: &Gpu) -> String {
+    describe(&gpu.adapter_info())
+}

@@ -121,13 +121,13 @@ impl Gpu {
         })
     }
 
-    /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows.
-    pub fn enumerate() -> Vec<wgpu::AdapterInfo> {
+    /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows, with its limits.
+    pub fn enumerate() -> Vec<(wgpu::AdapterInfo, wgpu::Limits)> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .iter()
-            .map(|a| a.get_info())
+            .map(|a| (a.get_info(), a.limits()))
             .collect()
     }
 

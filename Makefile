@@ -1,0 +1,40 @@
+# Quick start targets. Each first makes sure a Vulkan driver is present; on a Linux machine
+# without one it installs Mesa's software driver (lavapipe), so everything runs on the CPU.
+
+CARGO ?= cargo
+
+# Mesa's Wayland probe complains on headless machines when this is unset; give it a private dir.
+ifeq ($(origin XDG_RUNTIME_DIR), undefined)
+export XDG_RUNTIME_DIR := $(shell d="$${TMPDIR:-/tmp}/rnn-wgpu-runtime-$$(id -u)"; mkdir -p "$$d" && chmod 700 "$$d" && echo "$$d")
+endif
+
+.PHONY: train test bench info vulkan
+
+train: vulkan
+	$(CARGO) run --release -- train
+
+test: vulkan
+	$(CARGO) test --release
+
+bench: vulkan
+	$(CARGO) run --release -- bench
+
+info: vulkan
+	$(CARGO) run --release -- info
+
+# Linux only: a Vulkan loader plus at least one driver manifest means a driver is there.
+vulkan:
+	@if [ "$$(uname -s)" = Linux ]; then \
+	  icd=""; for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; do [ -e "$$f" ] && icd=1; done; \
+	  if [ -n "$$icd" ] \
+	     && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libvulkan\.so\.1'; then \
+	    :; \
+	  elif command -v apt-get >/dev/null 2>&1; then \
+	    echo "No Vulkan driver found: installing Mesa's software Vulkan driver (apt-get install mesa-vulkan-drivers) so rnn-wgpu can run on the CPU."; \
+	    if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	    $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null; \
+	  else \
+	    echo "No Vulkan driver found and no apt-get: install your distribution's Mesa Vulkan drivers (lavapipe) or a GPU driver."; \
+	  fi; \
+	fi

@@ -14,6 +14,9 @@ pub enum Error {
     /// An argument had the wrong shape, size or value.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// A file could not be read or written, or does not hold what it should.
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 /// Failures of the adapter, the device or a kernel.
@@ -144,6 +147,73 @@ pub enum InputError {
     /// `backward` was called before any `forward`.
     #[error("backward needs a forward pass of the same shape first")]
     NoForward,
+}
+
+/// Failures reading or writing `.safetensors` files; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid safetensors file.
+    #[error(
+        "{path}: not a valid safetensors file ({reason}); is it truncated or of another format?"
+    )]
+    Format {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A tensor the file must hold is absent.
+    #[error("{path}: missing tensor `{name}`; the file holds {present}")]
+    Missing {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        name: String,
+        /// The names it does hold, comma-separated.
+        present: String,
+    },
+    /// A tensor has a dtype this use does not accept.
+    #[error("{path}: tensor `{name}` has dtype {got}, expected {expected}")]
+    Dtype {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        name: String,
+        /// Its dtype.
+        got: String,
+        /// The dtypes accepted.
+        expected: String,
+    },
+    /// A tensor's shape does not fit the model or the other tensors.
+    #[error("{path}: tensor `{name}` has shape {got:?}, expected {expected}")]
+    Shape {
+        /// The file.
+        path: String,
+        /// The tensor's name.
+        name: String,
+        /// Its shape.
+        got: Vec<usize>,
+        /// The shape expected, in words such as `[T, B, 3]`.
+        expected: String,
+    },
+    /// A value in a tensor or in the metadata is not allowed.
+    #[error("{path}: `{name}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The tensor or metadata key.
+        name: String,
+        /// Why it is rejected.
+        reason: String,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -121,13 +121,14 @@ impl Gpu {
         })
     }
 
-    /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows, with its limits.
-    pub fn enumerate() -> Vec<(wgpu::AdapterInfo, wgpu::Limits)> {
+    /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows, with its limits and
+    /// features.
+    pub fn enumerate() -> Vec<(wgpu::AdapterInfo, wgpu::Limits, wgpu::Features)> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .iter()
-            .map(|a| (a.get_info(), a.limits()))
+            .map(|a| (a.get_info(), a.limits(), a.features()))
             .collect()
     }
 

@@ -33,6 +33,7 @@
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod loss;
 pub mod model;
 mod ops;
@@ -40,8 +41,9 @@ pub mod optim;
 pub mod reference;
 pub mod task;
 pub mod tensor;
+pub mod text;
 
-pub use error::{Error, GpuError, InputError, Result};
+pub use error::{Error, FileError, GpuError, InputError, Result};
 pub use gpu::Gpu;
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Nonlinearity, Rnn, RnnConfig};

@@ -108,6 +108,37 @@ impl Tensor {
         Ok(())
     }
 
+    /// Overwrites the values with `src`'s, on the GPU (one small submit, no read-back).
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape != self.shape {
+            return Err(InputError::Shape {
+                arg: "src".into(),
+                expected: format!("{:?} (the destination's shape)", self.shape),
+                got: src.shape.clone(),
+            }
+            .into());
+        }
+        if !src.gpu.same_device(&self.gpu) {
+            return Err(InputError::Foreign {
+                arg: "src".into(),
+                owner: "GPU",
+            }
+            .into());
+        }
+        let mut enc = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(
+            &src.buffer,
+            src.offset as u64 * 4,
+            &self.buffer,
+            self.offset as u64 * 4,
+            self.len() as u64 * 4,
+        );
+        self.gpu.submit("copy", enc)
+    }
+
     pub(crate) fn gpu(&self) -> &Gpu {
         &self.gpu
     }
@@ -135,17 +166,7 @@ impl ClassIds {
     /// Uploads class ids; negative ids are rejected.
     pub fn from_slice(gpu: &Gpu, shape: &[usize], ids: &[i64]) -> Result<Self> {
         check_len("class ids", shape, ids.len())?;
-        let mut max = 0u32;
-        let mut data = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let v = u32::try_from(id).map_err(|_| InputError::ClassOutOfRange {
-                arg: "class ids".into(),
-                id,
-                classes: u32::MAX as usize,
-            })?;
-            max = max.max(v);
-            data.push(v);
-        }
+        let (data, max) = to_u32(ids)?;
         let buffer = gpu.storage_buffer("class ids", data.len())?;
         gpu.queue()
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
@@ -162,8 +183,35 @@ impl ClassIds {
         &self.shape
     }
 
+    /// Overwrites the ids from the host, keeping the shape.
+    pub fn write(&mut self, ids: &[i64]) -> Result<()> {
+        check_len("class ids", &self.shape, ids.len())?;
+        let (data, max) = to_u32(ids)?;
+        self.gpu
+            .queue()
+            .write_buffer(&self.buffer, 0, bytemuck::cast_slice(&data));
+        self.max = max;
+        Ok(())
+    }
+
     /// The largest id.
     pub fn max_id(&self) -> u32 {
         self.max
     }
+}
+
+/// Class ids as the kernels take them, and the largest; negative ids are rejected.
+fn to_u32(ids: &[i64]) -> Result<(Vec<u32>, u32)> {
+    let mut max = 0u32;
+    let mut data = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let v = u32::try_from(id).map_err(|_| InputError::ClassOutOfRange {
+            arg: "class ids".into(),
+            id,
+            classes: u32::MAX as usize,
+        })?;
+        max = max.max(v);
+        data.push(v);
+    }
+    Ok((data, max))
 }

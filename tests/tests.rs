@@ -2,6 +2,8 @@
 
 mod common;
 mod errors;
+mod files;
 mod learning;
 mod optimizer;
+mod pytorch;
 mod versus_reference;

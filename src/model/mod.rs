@@ -1,7 +1,7 @@
 //! [`Rnn`]: parameters on the GPU, forward, back-propagation through time and training steps.
 
 mod config;
-mod params;
+pub(crate) mod params;
 mod workspace;
 
 pub use config::{Nonlinearity, RnnConfig};
@@ -435,9 +435,36 @@ impl Rnn {
         Ok((self.forward_views(), self.gradient_views()))
     }
 
+    /// Forward and loss only, no gradients: returns the loss (one read-back), for validation.
+    pub fn evaluate(
+        &mut self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        target: Target,
+        loss: Loss,
+    ) -> Result<(Forward, f32)> {
+        let (t, b) = self.check_inputs(x, h0)?;
+        self.check_target(target, loss, t, b)?;
+        let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
+        let gpu = self.gpu.clone();
+        let ws = self.workspace(t, b)?;
+        ws.prepare_loss(&gpu, loss, outputs)?;
+        let ws = &*ws;
+        ops::run(
+            &gpu,
+            "evaluate",
+            driver,
+            Self::stage(ws, x, h0, Some(target), hidden),
+            &[&ws.forward, ws.loss_plan(loss)],
+        )?;
+        self.has_loss = true;
+        Ok((self.forward_views(), self.last_loss()?))
+    }
+
     /// One training step: forward, loss, backward, gradient clipping and the optimizer's
     /// update, recorded into one command buffer and submitted once. Nothing is read back;
-    /// call [`Rnn::last_loss`] when the loss is wanted.
+    /// call [`Rnn::last_loss`] when the loss is wanted. Returns views of the forward pass
+    /// (outputs and `h_n`, before the update), for carrying the state to the next window.
     pub fn train_step(
         &mut self,
         x: &Tensor,
@@ -445,8 +472,9 @@ impl Rnn {
         target: Target,
         loss: Loss,
         optimizer: &mut Optimizer,
-    ) -> Result<()> {
-        self.run_step(x, h0, target, loss, Some(optimizer))
+    ) -> Result<Forward> {
+        self.run_step(x, h0, target, loss, Some(optimizer))?;
+        Ok(self.forward_views())
     }
 
     fn run_step(

@@ -1,0 +1,85 @@
+//! `rnn-wgpu bench`: the benchmark shapes, every driver, beside the naive baseline.
+
+use rnn_wgpu::Error;
+use rnn_wgpu::bench::{self, Budget, Mode, SHAPES, Shape};
+
+use super::{bad_arg, open_gpu};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this shape (repeatable): small, medium, large, long.
+    #[arg(long = "shape")]
+    shapes: Vec<String>,
+    /// Only this mode.
+    #[arg(long, value_enum)]
+    mode: Option<ModeName>,
+    /// Timed runs at least (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    min_runs: usize,
+    /// Seconds to keep timing at least, per shape, mode and driver.
+    #[arg(long, default_value_t = 1.0)]
+    min_seconds: f64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeName {
+    Forward,
+    TrainStep,
+}
+
+/// Runs the benchmarks and prints a table or JSON lines.
+pub fn bench(a: &BenchArgs) -> Result<(), Error> {
+    let shapes: Vec<Shape> = if a.shapes.is_empty() {
+        SHAPES.to_vec()
+    } else {
+        a.shapes
+            .iter()
+            .map(|n| {
+                Shape::by_name(n).ok_or_else(|| {
+                    bad_arg(
+                        "--shape",
+                        format!("{n:?} is not one of small, medium, large, long"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let modes = match a.mode {
+        Some(ModeName::Forward) => vec![Mode::Forward],
+        Some(ModeName::TrainStep) => vec![Mode::TrainStep],
+        None => vec![Mode::Forward, Mode::TrainStep],
+    };
+    let budget = Budget {
+        min_runs: a.min_runs.max(1),
+        min_time: std::time::Duration::from_secs_f64(a.min_seconds.max(0.0)),
+        ..Budget::default()
+    };
+    let gpu = open_gpu()?;
+    let info = gpu.adapter_info();
+    if !a.json {
+        println!(
+            "{:<7} {:<10} {:<9} {:>10} {:>16} {:>9}",
+            "shape", "mode", "driver", "ms", "samples/s", "vs naive"
+        );
+    }
+    bench::run(&gpu, &shapes, &modes, &budget, |m, base| {
+        if a.json {
+            println!("{}", m.to_json(&info, base));
+        } else {
+            let ratio = base.map_or("1.00x".to_string(), |b| format!("{:.2}x", b.ms / m.ms));
+            println!(
+                "{:<7} {:<10} {:<9} {:>10.3} {:>16.0} {:>9}",
+                m.shape.name,
+                m.mode.name(),
+                m.driver.name(),
+                m.ms,
+                m.samples_per_s,
+                ratio
+            );
+        }
+    })?;
+    Ok(())
+}

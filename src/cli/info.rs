@@ -1,0 +1,37 @@
+//! `rnn-wgpu info`: every adapter wgpu finds, and the one chosen.
+
+use rnn_wgpu::gpu::describe;
+use rnn_wgpu::{Error, Gpu, GpuError};
+
+/// Lists every adapter with backend, device type, driver and the limits that matter here.
+pub fn info() -> Result<(), Error> {
+    let adapters = Gpu::enumerate();
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter {
+            backends: "all".into(),
+        }
+        .into());
+    }
+    for (info, l, features) in adapters {
+        println!("{}", describe(&info));
+        println!(
+            "  max buffer {} B, max storage binding {} B, workgroup memory {} B, \
+             {} invocations per workgroup, {} workgroups per dimension, timestamp queries: {}",
+            l.max_buffer_size,
+            l.max_storage_buffer_binding_size,
+            l.max_compute_workgroup_storage_size,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension,
+            if features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    match Gpu::new() {
+        Ok(g) => println!("chosen: {}", describe(&g.adapter_info())),
+        Err(e) => println!("chosen: none ({e})"),
+    }
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! The subcommands of the `rnn-wgpu` program, one module each.
+
+pub mod bench;
+pub mod info;
+pub mod plot;
+pub mod run;
+pub mod sample;
+pub mod train;
+
+use rnn_wgpu::gpu::describe;
+use rnn_wgpu::{Error, Gpu, InputError};
+
+/// Opens the adapter and says which one, on stderr so stdout stays data.
+pub fn open_gpu() -> Result<Gpu, Error> {
+    let gpu = Gpu::new()?;
+    eprintln!("adapter: {}", describe(&gpu.adapter_info()));
+    Ok(gpu)
+}
+
+/// An error about a command-line argument.
+pub fn bad_arg(arg: &str, reason: impl Into<String>) -> Error {
+    InputError::Invalid {
+        arg: arg.into(),
+        reason: reason.into(),
+    }
+    .into()
+}

@@ -1,0 +1,62 @@
+//! `rnn-wgpu run`: a model file on an input file, outputs to an output file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rnn_wgpu::io::{self, TensorFile};
+use rnn_wgpu::{Error, LossKind, Reduction};
+
+use super::open_gpu;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The model (.safetensors, PyTorch names).
+    #[arg(long)]
+    model: PathBuf,
+    /// The input: x [T, B, I]; optionally h0 [1, B, H] and a target y.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write o, h_n and, with a target, loss and grad.* (written atomically).
+    #[arg(long)]
+    output: PathBuf,
+    /// The loss; by default mse for a float y, cross_entropy for integer class ids.
+    #[arg(long, value_enum)]
+    loss: Option<LossName>,
+    /// How the loss is reduced, as PyTorch's `reduction`.
+    #[arg(long, value_enum, default_value_t = ReductionName::Mean)]
+    reduction: ReductionName,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LossName {
+    Mse,
+    CrossEntropy,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReductionName {
+    Mean,
+    Sum,
+}
+
+/// Loads, runs and writes; nothing is written unless everything succeeded.
+pub fn run(a: &RunArgs) -> Result<(), Error> {
+    // Read both files before touching the GPU, so a bad path fails fast.
+    let model_file = TensorFile::read(&a.model)?;
+    let input = TensorFile::read(&a.input)?;
+    let gpu = open_gpu()?;
+    let mut model = io::model_file::from_file(&gpu, &model_file)?;
+    let loss = a.loss.map(|l| match l {
+        LossName::Mse => LossKind::Mse,
+        LossName::CrossEntropy => LossKind::CrossEntropy,
+    });
+    let reduction = match a.reduction {
+        ReductionName::Mean => Reduction::Mean,
+        ReductionName::Sum => Reduction::Sum,
+    };
+    let out = io::run::run(&mut model.rnn, &input, loss, reduction)?;
+    io::write(&a.output, &out, &HashMap::new())?;
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    eprintln!("wrote {}: {}", a.output.display(), names.join(", "));
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! `rnn-wgpu train`: built-in tasks and character-level language models on a text file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rnn_wgpu::io::{self, model_file::keys};
+use rnn_wgpu::text::{Corpus, Generator, Streams};
+use rnn_wgpu::{
+    ClassIds, Error, Gpu, Loss, Nonlinearity, Optimizer, OptimizerConfig, OptimizerKind, Rnn,
+    RnnConfig, Target, Tensor, task,
+};
+
+use super::{bad_arg, open_gpu, plot};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Built-in task: `sine` (next-step prediction of noisy sine waves, mse) or `recall`
+    /// (repeat the symbol seen --delay steps ago, cross-entropy). Ignored with --text.
+    #[arg(long, value_enum, default_value_t = TaskName::Sine)]
+    task: TaskName,
+    /// Train a character-level language model on this text file instead.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Hidden units [default: sine 32, recall 64, text 128].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Training steps, one batch each [default: sine 400, recall 500, text 1000].
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<usize>,
+    /// Passes over the text (with --text), instead of --steps.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Time steps per sequence, the truncation length of back-propagation
+    /// [default: sine 64, recall 32, text 64].
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Learning rate [default: 0.01; text 0.003].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
+    optimizer: OptimizerName,
+    /// Momentum (sgd only).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Clip the global gradient norm to this value (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Hidden nonlinearity [default: tanh, or the resumed model's].
+    #[arg(long, value_enum)]
+    nonlinearity: Option<Act>,
+    /// Noise added to the sine inputs (standard deviation).
+    #[arg(long, default_value_t = 0.05)]
+    noise: f64,
+    /// Distinct symbols of the recall task.
+    #[arg(long, default_value_t = 4)]
+    symbols: usize,
+    /// How many steps back the recall task looks.
+    #[arg(long, default_value_t = 4)]
+    delay: usize,
+    /// Fraction of the text held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    valid: f64,
+    /// Seed for the data and the initial weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the loss every this many steps.
+    #[arg(long, default_value_t = 50)]
+    log_every: usize,
+    /// Compute the validation loss every this many steps [default: --log-every].
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Resume from this model file (its sizes must fit the task).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Save the trained model here (.safetensors, PyTorch names; written atomically).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Draw the loss curve to this .svg file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TaskName {
+    Sine,
+    Recall,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OptimizerName {
+    Adam,
+    Sgd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Act {
+    Tanh,
+    Relu,
+}
+
+/// Sizes and defaults that depend on the task.
+struct Plan {
+    name: &'static str,
+    input: usize,
+    output: usize,
+    hidden: usize,
+    steps: usize,
+    seq_len: usize,
+    lr: f32,
+}
+
+/// Trains, reports, and saves and plots when asked.
+pub fn train(a: &TrainArgs) -> Result<(), Error> {
+    if let Some(p) = &a.plot
+        && p.extension().and_then(|e| e.to_str()) != Some("svg")
+    {
+        return Err(bad_arg(
+            "--plot",
+            format!("{}: only .svg images are written", p.display()),
+        ));
+    }
+    if a.batch == 0 {
+        return Err(bad_arg("--batch", "must be at least 1"));
+    }
+    if a.epochs.is_some() && a.text.is_none() {
+        return Err(bad_arg(
+            "--epochs",
+            "needs --text; built-in tasks make fresh data every step, use --steps",
+        ));
+    }
+    // Read every file before opening the GPU, so a bad path fails at once.
+    let text = match &a.text {
+        Some(p) => Some(
+            std::fs::read_to_string(p).map_err(|source| rnn_wgpu::FileError::Io {
+                path: p.display().to_string(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let resume = match &a.model {
+        Some(p) => Some(io::TensorFile::read(p)?),
+        None => None,
+    };
+    let gpu = open_gpu()?;
+    let loaded = match &resume {
+        Some(f) => Some(io::model_file::from_file(&gpu, f)?),
+        None => None,
+    };
+    let corpus = match &text {
+        Some(t) => Some(match loaded.as_ref().map(|m| m.vocab()) {
+            Some(Some(v)) => Corpus::with_vocab(t, v)?,
+            Some(None) => {
+                return Err(bad_arg(
+                    "--model",
+                    "has no vocabulary, so it is not a character model; train it with --text",
+                ));
+            }
+            None => Corpus::new(t)?,
+        }),
+        None => None,
+    };
+    let plan = match (&corpus, a.task) {
+        (Some(c), _) => Plan {
+            name: "text",
+            input: c.vocab().len(),
+            output: c.vocab().len(),
+            hidden: 128,
+            steps: 1000,
+            seq_len: 64,
+            lr: 0.003,
+        },
+        (None, TaskName::Sine) => Plan {
+            name: "sine",
+            input: 1,
+            output: 1,
+            hidden: 32,
+            steps: 400,
+            seq_len: 64,
+            lr: 0.01,
+        },
+        (None, TaskName::Recall) => Plan {
+            name: "recall",
+            input: a.symbols.max(1),
+            output: a.symbols.max(1) + 1,
+            hidden: 64,
+            steps: 500,
+            seq_len: 32,
+            lr: 0.01,
+        },
+    };
+    let mut rnn = match loaded {
+        Some(m) => {
+            let c = *m.rnn.config();
+            let path = a
+                .model
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string());
+            if (c.input, c.output) != (plan.input, plan.output) {
+                return Err(bad_arg(
+                    "--model",
+                    format!(
+                        "{path} has {} inputs and {} outputs; the {} task needs {} and {}",
+                        c.input, c.output, plan.name, plan.input, plan.output
+                    ),
+                ));
+            }
+            if a.hidden.is_some_and(|h| h != c.hidden) {
+                return Err(bad_arg(
+                    "--hidden",
+                    format!("{path} has {} hidden units; leave --hidden out", c.hidden),
+                ));
+            }
+            m.rnn
+        }
+        None => {
+            let config = RnnConfig {
+                input: plan.input,
+                hidden: a.hidden.unwrap_or(plan.hidden),
+                output: plan.output,
+                nonlinearity: match a.nonlinearity {
+                    Some(Act::Relu) => Nonlinearity::Relu,
+                    _ => Nonlinearity::Tanh,
+                },
+                bias: true,
+            };
+            Rnn::new(&gpu, config, a.seed)?
+        }
+    };
+    let kind = match a.optimizer {
+        OptimizerName::Adam => OptimizerKind::adam(a.lr.unwrap_or(plan.lr)),
+        OptimizerName::Sgd => OptimizerKind::sgd(a.lr.unwrap_or(plan.lr), a.momentum),
+    };
+    let mut opt = Optimizer::new(
+        &rnn,
+        OptimizerConfig {
+            kind,
+            clip: (a.clip > 0.0).then_some(a.clip),
+            weight_decay: 0.0,
+        },
+    )?;
+    let t = a.seq_len.unwrap_or(plan.seq_len);
+    if t == 0 {
+        return Err(bad_arg("--seq-len", "must be at least 1"));
+    }
+    let c = *rnn.config();
+    let model_line = format!(
+        "model: {} RNN, H = {}, {} parameters",
+        c.nonlinearity.name(),
+        c.hidden,
+        rnn.layout().len()
+    );
+
+    let mut meta = HashMap::from([("task".to_string(), plan.name.to_string())]);
+    let title;
+    let log = match &corpus {
+        None if plan.name == "sine" => {
+            println!(
+                "task: next-step prediction of noisy sine waves (T = {t}, B = {}, noise {}); \
+                 {model_line}",
+                a.batch, a.noise
+            );
+            title = format!("sine, H = {}", c.hidden);
+            sine(
+                a,
+                &gpu,
+                &mut rnn,
+                &mut opt,
+                t,
+                a.steps.unwrap_or(plan.steps),
+            )?
+        }
+        None => {
+            println!(
+                "task: recall the symbol seen {} steps ago ({} symbols, T = {t}, B = {}); \
+                 {model_line}",
+                a.delay, plan.input, a.batch
+            );
+            meta.insert("symbols".into(), plan.input.to_string());
+            meta.insert("delay".into(), a.delay.to_string());
+            title = format!("recall (delay {}), H = {}", a.delay, c.hidden);
+            recall(
+                a,
+                &gpu,
+                &mut rnn,
+                &mut opt,
+                t,
+                a.steps.unwrap_or(plan.steps),
+            )?
+        }
+        Some(corpus) => {
+            let vocab: String = corpus.vocab().iter().collect();
+            meta.insert(keys::VOCAB.into(), vocab);
+            title = format!(
+                "{}, H = {}",
+                a.text
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                c.hidden
+            );
+            text_lm(a, &gpu, &mut rnn, &mut opt, corpus, t, &model_line)?
+        }
+    };
+    if let Some(path) = &a.save {
+        io::save(&rnn, path, &meta)?;
+        println!("saved {}", path.display());
+    }
+    if let Some(path) = &a.plot {
+        plot::loss_curve(path, &title, &log.train, &log.valid)?;
+        println!("loss curve: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Progress bar, loss lines, and the points of the loss curves.
+struct Log {
+    bar: ProgressBar,
+    start: Instant,
+    total: usize,
+    samples_per_step: usize,
+    log_every: usize,
+    read_every: usize,
+    train: Vec<(usize, f32)>,
+    valid: Vec<(usize, f32)>,
+}
+
+impl Log {
+    fn new(total: usize, samples_per_step: usize, log_every: usize) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self {
+            bar,
+            start: Instant::now(),
+            total,
+            samples_per_step,
+            log_every: log_every.max(1),
+            // About 200 points on the curve; each read waits for the GPU, so not every step.
+            read_every: (total / 200).clamp(1, log_every.max(1)),
+            train: Vec::new(),
+            valid: Vec::new(),
+        }
+    }
+
+    fn rate(&self, step: usize) -> f64 {
+        (step * self.samples_per_step) as f64 / self.start.elapsed().as_secs_f64()
+    }
+
+    /// After training step `step` (from 1): reads the loss when a point or a line is due.
+    fn step(&mut self, step: usize, rnn: &Rnn, opt: &Optimizer) -> Result<(), Error> {
+        self.bar.set_position(step as u64);
+        let line = step == 1 || step.is_multiple_of(self.log_every) || step == self.total;
+        if !line && !step.is_multiple_of(self.read_every) {
+            return Ok(());
+        }
+        let loss = rnn.last_loss()?;
+        self.train.push((step, loss));
+        let rate = self.rate(step);
+        self.bar
+            .set_message(format!("loss {loss:.4}  {rate:.0} samples/s"));
+        if line {
+            let norm = opt.last_grad_norm()?;
+            self.bar.suspend(|| {
+                println!(
+                    "step {step:>5}  loss {loss:.5}  grad norm {norm:.4}  {rate:.0} \
+                     timestep-samples/s"
+                )
+            });
+        }
+        Ok(())
+    }
+
+    fn validation(&mut self, step: usize, loss: f32) {
+        self.valid.push((step, loss));
+        self.bar
+            .suspend(|| println!("step {step:>5}  validation loss {loss:.5}"));
+    }
+
+    fn finish(&self) -> (f32, f32) {
+        self.bar.finish_and_clear();
+        let first = self.train.first().map_or(f32::NAN, |v| v.1);
+        let last = self.train.last().map_or(f32::NAN, |v| v.1);
+        println!(
+            "done in {:.1}s: training loss {first:.5} -> {last:.5}",
+            self.start.elapsed().as_secs_f64()
+        );
+        (first, last)
+    }
+}
+
+fn sine(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    t: usize,
+    steps: usize,
+) -> Result<Log, Error> {
+    let b = a.batch;
+    let mut log = Log::new(steps, t * b, a.log_every);
+    let x = Tensor::zeros(gpu, &[t, b, 1])?;
+    let y = Tensor::zeros(gpu, &[t, b, 1])?;
+    for step in 1..=steps {
+        // A fresh batch every step, so the model learns sine waves, not these sequences.
+        let data = task::sine(t, b, a.noise, a.seed.wrapping_mul(1_000_003) + step as u64);
+        x.write(&data.x)?;
+        y.write(&data.y)?;
+        rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), opt)?;
+        log.step(step, rnn, opt)?;
+    }
+    log.finish();
+    // Held-out sequences the model never saw, against the naive guess "same as now".
+    let test = task::sine(t, b, a.noise, u64::MAX - a.seed);
+    let xt = Tensor::from_slice(gpu, &[t, b, 1], &test.x)?;
+    let out = rnn.forward(&xt, None)?.output.to_vec()?;
+    let mse = |pred: &[f32]| {
+        pred.iter()
+            .zip(&test.y)
+            .map(|(p, y)| ((p - y) as f64).powi(2))
+            .sum::<f64>()
+            / test.y.len() as f64
+    };
+    let (model_mse, persistence_mse) = (mse(&out), mse(&test.x));
+    println!(
+        "held-out mse {model_mse:.5} vs {persistence_mse:.5} for repeating the current input \
+         ({:.1}x better)",
+        persistence_mse / model_mse
+    );
+    println!("last steps of one held-out sequence (input, prediction, target):");
+    for s in t.saturating_sub(5)..t {
+        let i = s * b;
+        println!(
+            "  t={s:<4} {:>8.4} {:>8.4} {:>8.4}",
+            test.x[i], out[i], test.y[i]
+        );
+    }
+    Ok(log)
+}
+
+fn recall(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    t: usize,
+    steps: usize,
+) -> Result<Log, Error> {
+    let (b, k) = (a.batch, a.symbols.max(1));
+    let mut log = Log::new(steps, t * b, a.log_every);
+    let held = task::recall(t, b, k, a.delay, u64::MAX - a.seed);
+    let x = Tensor::zeros(gpu, &[t, b, k])?;
+    let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
+    let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
+    let yv = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
+    let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
+    for step in 1..=steps {
+        let data = task::recall(
+            t,
+            b,
+            k,
+            a.delay,
+            a.seed.wrapping_mul(1_000_003) + step as u64,
+        );
+        x.write(&data.x)?;
+        y.write(&data.y)?;
+        rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)?;
+        log.step(step, rnn, opt)?;
+        if step % eval_every == 0 || step == steps {
+            let (_, v) = rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())?;
+            log.validation(step, v);
+        }
+    }
+    log.finish();
+    let out = rnn.forward(&xv, None)?.output.to_vec()?;
+    let o = k + 1;
+    let (mut right, mut count) = (0usize, 0usize);
+    for r in (a.delay.min(t) * b)..(t * b) {
+        let row = &out[r * o..(r + 1) * o];
+        let guess = (0..o).fold(0, |m, i| if row[i] > row[m] { i } else { m });
+        right += usize::from(guess as i64 == held.y[r]);
+        count += 1;
+    }
+    if count > 0 {
+        println!(
+            "held-out accuracy {:.1}% on steps t >= {} (chance {:.1}%)",
+            100.0 * right as f64 / count as f64,
+            a.delay,
+            100.0 / k as f64
+        );
+    }
+    Ok(log)
+}
+
+fn text_lm(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    corpus: &Corpus,
+    t: usize,
+    model_line: &str,
+) -> Result<Log, Error> {
+    let (train_ids, valid_ids) = corpus.split(a.valid);
+    let b = a.batch;
+    let train = Streams::new(train_ids, b, t)?;
+    // Validation in the same shape when the held-out part is long enough, so the model's
+    // buffers are reused; otherwise in fewer streams.
+    let vb = (valid_ids.len() / (t + 1)).min(b);
+    let valid = if vb > 0 {
+        Some(Streams::new(valid_ids, vb, t)?)
+    } else {
+        None
+    };
+    let steps = match (a.epochs, a.steps) {
+        (Some(e), _) => e * train.windows(),
+        (None, Some(s)) => s,
+        (None, None) => 1000,
+    };
+    let v = corpus.vocab().len();
+    println!(
+        "task: character language model on {} ({} characters, vocabulary {v}, {} held out; \
+         T = {t}, B = {b}, {} windows per epoch); {model_line}",
+        a.text
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string()),
+        corpus.ids().len(),
+        valid_ids.len(),
+        train.windows()
+    );
+    if valid.is_none() {
+        println!(
+            "note: the held-out part ({} characters) is shorter than one window of {}; no \
+             validation loss",
+            valid_ids.len(),
+            t + 1
+        );
+    }
+    let mut log = Log::new(steps, t * b, a.log_every);
+    let x = Tensor::zeros(gpu, &[t, b, v])?;
+    let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
+    let h = Tensor::zeros(gpu, &[b, rnn.config().hidden])?;
+    let zeros = vec![0.0; b * rnn.config().hidden];
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
+    let loss = Loss::cross_entropy();
+    let validate = |rnn: &mut Rnn| -> Result<Option<f32>, Error> {
+        let Some(vs) = &valid else { return Ok(None) };
+        let n = vs.windows().min(20);
+        let xv = Tensor::zeros(gpu, &[t, vb, v])?;
+        let mut yv = ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?;
+        let hv = Tensor::zeros(gpu, &[vb, rnn.config().hidden])?;
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        let mut sum = 0.0;
+        for k in 0..n {
+            vs.window(k, v, &mut xs, &mut ys);
+            xv.write(&xs)?;
+            yv.write(&ys)?;
+            let (fw, l) = rnn.evaluate(&xv, Some(&hv), Target::Classes(&yv), loss)?;
+            hv.copy_from(&fw.h_n)?;
+            sum += l;
+        }
+        Ok(Some(sum / n as f32))
+    };
+    for step in 1..=steps {
+        let k = step - 1;
+        if k % train.windows() == 0 {
+            // A new pass over the text starts from a zero state.
+            h.write(&zeros)?;
+        }
+        train.window(k, v, &mut xs, &mut ys);
+        x.write(&xs)?;
+        y.write(&ys)?;
+        let fw = rnn.train_step(&x, Some(&h), Target::Classes(&y), loss, opt)?;
+        // Truncated BPTT: the state goes on to the next window, its gradient does not.
+        h.copy_from(&fw.h_n)?;
+        log.step(step, rnn, opt)?;
+        if step % eval_every == 0 || step == steps {
+            if let Some(vl) = validate(rnn)? {
+                log.validation(step, vl);
+            }
+        }
+    }
+    log.finish();
+    if let Some(&(_, vl)) = log.valid.last() {
+        let base = unigram_loss(train_ids, valid_ids, v);
+        println!(
+            "validation loss {vl:.4} nats/char ({:.3} bits/char) vs {base:.4} for letter \
+             frequencies alone",
+            vl / std::f32::consts::LN_2
+        );
+    }
+    let prime = corpus.vocab()[valid_ids.first().copied().unwrap_or(0) as usize];
+    let mut g = Generator::new(rnn, corpus.vocab().to_vec(), a.seed)?;
+    g.feed(prime)?;
+    let mut sample = String::from(prime);
+    for _ in 0..160 {
+        sample.push(g.next_char(0.8)?);
+    }
+    println!("sample (temperature 0.8):\n{sample}");
+    Ok(log)
+}
+
+/// Cross-entropy of the held-out text under the training text's character frequencies
+/// (add-one smoothed): the loss of a model that ignores context.
+fn unigram_loss(train: &[u32], valid: &[u32], v: usize) -> f32 {
+    let mut counts = vec![1.0f64; v];
+    for &id in train {
+        counts[id as usize] += 1.0;
+    }
+    let total: f64 = counts.iter().sum();
+    let nll: f64 = valid
+        .iter()
+        .map(|&id| -(counts[id as usize] / total).ln())
+        .sum();
+    (nll / valid.len().max(1) as f64) as f32
+}

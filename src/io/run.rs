@@ -1,0 +1,154 @@
+//! Running a model on an input file: what `rnn-wgpu run` does, as a library call so tests take
+//! the same path.
+
+use super::tensors::{HostTensor, TensorFile};
+use crate::error::Result;
+use crate::loss::{Loss, LossKind, Reduction, Target};
+use crate::model::Rnn;
+use crate::tensor::{ClassIds, Tensor};
+
+/// Runs `rnn` on the tensors of `input` and returns what an output file holds, in order:
+/// `o` `[T, B, O]`, `h_n` `[1, B, H]`, and when `input` has a target `y`: `loss` (a scalar),
+/// `grad.<parameter>` for every parameter, `grad.x` and, when `input` has `h0`, `grad.h0`.
+///
+/// `loss` picks the loss; `None` infers it from `y`'s dtype (float: mse, integer:
+/// cross-entropy).
+pub fn run(
+    rnn: &mut Rnn,
+    input: &TensorFile,
+    loss: Option<LossKind>,
+    reduction: Reduction,
+) -> Result<Vec<(String, HostTensor)>> {
+    let c = *rnn.config();
+    let gpu = rnn.gpu().clone();
+
+    let xt = input.require("x")?;
+    let xv = xt
+        .to_f32()
+        .ok_or_else(|| input.dtype_err("x", xt, "F32 or F64"))?;
+    let xs = xt.shape.clone();
+    if xs.len() != 3 || xs[2] != c.input || xs.contains(&0) {
+        return Err(input.shape_err(
+            "x",
+            &xs,
+            format!(
+                "[T, B, {}] (the model's input size), no zero sizes",
+                c.input
+            ),
+        ));
+    }
+    let (t, b) = (xs[0], xs[1]);
+    let x = Tensor::from_slice(&gpu, &xs, &xv)?;
+
+    let h0 = match input.floats("h0")? {
+        None => None,
+        Some((hs, hv)) => {
+            if hs != [1, b, c.hidden] && hs != [b, c.hidden] {
+                return Err(input.shape_err(
+                    "h0",
+                    &hs,
+                    format!(
+                        "[1, {b}, {}] (num_layers, B from x, H of the model)",
+                        c.hidden
+                    ),
+                ));
+            }
+            Some((hs.clone(), Tensor::from_slice(&gpu, &hs, &hv)?))
+        }
+    };
+
+    let Some(y) = input.get("y") else {
+        if let Some(kind) = loss {
+            let name = Loss { kind, reduction }.name();
+            return Err(input.invalid(
+                "y",
+                format!("missing: a loss ({name}) was asked for, so the input needs a target y"),
+            ));
+        }
+        let out = rnn.forward(&x, h0.as_ref().map(|(_, t)| t))?;
+        return Ok(vec![
+            (
+                "o".into(),
+                HostTensor::f32(out.output.shape(), out.output.to_vec()?),
+            ),
+            (
+                "h_n".into(),
+                HostTensor::f32(&[1, b, c.hidden], out.h_n.to_vec()?),
+            ),
+        ]);
+    };
+
+    let kind = match loss {
+        Some(k) => k,
+        None if y.to_f32().is_some() => LossKind::Mse,
+        None => LossKind::CrossEntropy,
+    };
+    let loss = Loss { kind, reduction };
+    let values;
+    let classes;
+    let target = match kind {
+        LossKind::Mse => {
+            let v = y
+                .to_f32()
+                .ok_or_else(|| input.dtype_err("y", y, "F32 or F64 (targets for mse)"))?;
+            if y.shape != [t, b, c.output] {
+                return Err(input.shape_err(
+                    "y",
+                    &y.shape,
+                    format!(
+                        "[{t}, {b}, {}] (T, B from x; the model's outputs)",
+                        c.output
+                    ),
+                ));
+            }
+            values = Tensor::from_slice(&gpu, &y.shape, &v)?;
+            Target::Values(&values)
+        }
+        LossKind::CrossEntropy => {
+            let ids = y.to_i64().ok_or_else(|| {
+                input.dtype_err("y", y, "I64 or I32 (class ids for cross_entropy)")
+            })?;
+            if y.shape != [t, b] {
+                return Err(input.shape_err("y", &y.shape, format!("[{t}, {b}] (T, B from x)")));
+            }
+            if let Some(bad) = ids
+                .iter()
+                .find(|&&id| id < 0 || id as u64 >= c.output as u64)
+            {
+                return Err(input.invalid(
+                    "y",
+                    format!(
+                        "class id {bad} is out of range for a model with {} outputs",
+                        c.output
+                    ),
+                ));
+            }
+            classes = ClassIds::from_slice(&gpu, &y.shape, &ids)?;
+            Target::Classes(&classes)
+        }
+    };
+
+    let (fw, grads) = rnn.loss_and_gradients(&x, h0.as_ref().map(|(_, t)| t), target, loss)?;
+    let mut out = vec![
+        (
+            "o".to_string(),
+            HostTensor::f32(fw.output.shape(), fw.output.to_vec()?),
+        ),
+        (
+            "h_n".into(),
+            HostTensor::f32(&[1, b, c.hidden], fw.h_n.to_vec()?),
+        ),
+        ("loss".into(), HostTensor::f32(&[], vec![rnn.last_loss()?])),
+    ];
+    for (name, g) in &grads.params {
+        out.push((
+            format!("grad.{name}"),
+            HostTensor::f32(g.shape(), g.to_vec()?),
+        ));
+    }
+    out.push(("grad.x".into(), HostTensor::f32(&xs, grads.x.to_vec()?)));
+    if let Some((hs, _)) = &h0 {
+        out.push(("grad.h0".into(), HostTensor::f32(hs, grads.h0.to_vec()?)));
+    }
+    Ok(out)
+}

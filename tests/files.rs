@@ -1,0 +1,326 @@
+//! Bad files give an error naming the file and tensor, never a panic or a partial file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rnn_wgpu::io::{self, HostTensor, TensorFile, Values};
+use rnn_wgpu::model::SplitMix64;
+use rnn_wgpu::{Error, FileError, LossKind, Reduction};
+
+use crate::common::gpu;
+use crate::pytorch::fixture;
+
+fn bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+/// A fresh path in a private folder: tests run in parallel, so no two calls share a file.
+fn tmp(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-files-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Runs the fixture model `case` on `input` (tensors) and returns the error message.
+fn run_error(case: &str, input: Vec<(&str, HostTensor)>, loss: Option<LossKind>) -> String {
+    let path = tmp(&format!("{case}-bad-input.safetensors"));
+    let tensors: Vec<(String, HostTensor)> =
+        input.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+    io::write(&path, &tensors, &HashMap::new()).unwrap();
+    let file = TensorFile::read(&path).unwrap();
+    let mut m = io::load(&gpu(), fixture(&format!("{case}.model.safetensors"))).unwrap();
+    match io::run::run(&mut m.rnn, &file, loss, Reduction::Mean) {
+        Err(e @ Error::File(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            msg
+        }
+        other => panic!("expected a file error, got {other:?}"),
+    }
+}
+
+fn f32s(shape: &[usize]) -> HostTensor {
+    HostTensor::f32(shape, vec![0.1; shape.iter().product()])
+}
+
+// The model of `tanh_mse_mean_h0` has I = 4, H = 7, O = 2.
+const CASE: &str = "tanh_mse_mean_h0";
+
+#[test]
+fn input_disagreeing_with_the_model_names_tensor_and_sizes() {
+    let msg = run_error(CASE, vec![("x", f32s(&[5, 3, 6]))], None);
+    assert!(
+        msg.contains("`x`") && msg.contains("[5, 3, 6]") && msg.contains("[T, B, 4]"),
+        "{msg}"
+    );
+    let msg = run_error(
+        CASE,
+        vec![("x", f32s(&[5, 3, 4])), ("h0", f32s(&[1, 2, 7]))],
+        None,
+    );
+    assert!(msg.contains("`h0`") && msg.contains("[1, 3, 7]"), "{msg}");
+    let msg = run_error(
+        CASE,
+        vec![("x", f32s(&[5, 3, 4])), ("y", f32s(&[5, 3, 3]))],
+        None,
+    );
+    assert!(msg.contains("`y`") && msg.contains("[5, 3, 2]"), "{msg}");
+}
+
+#[test]
+fn wrong_dtypes_and_missing_tensors_are_named() {
+    let ints = |shape: &[usize], v: i64| HostTensor {
+        shape: shape.to_vec(),
+        values: Values::I64(vec![v; shape.iter().product()]),
+    };
+    let msg = run_error(CASE, vec![("x", ints(&[5, 3, 4], 0))], None);
+    assert!(
+        msg.contains("`x`") && msg.contains("I64") && msg.contains("F32"),
+        "{msg}"
+    );
+    let msg = run_error(CASE, vec![("h0", f32s(&[1, 3, 7]))], None);
+    assert!(
+        msg.contains("missing tensor `x`") && msg.contains("h0"),
+        "{msg}"
+    );
+    // mse asked for, class ids given.
+    let msg = run_error(
+        CASE,
+        vec![("x", f32s(&[5, 3, 4])), ("y", ints(&[5, 3], 1))],
+        Some(LossKind::Mse),
+    );
+    assert!(msg.contains("`y`") && msg.contains("I64"), "{msg}");
+    // A loss asked for, no target.
+    let msg = run_error(CASE, vec![("x", f32s(&[5, 3, 4]))], Some(LossKind::Mse));
+    assert!(msg.contains("`y`") && msg.contains("missing"), "{msg}");
+    // Class ids out of range for O = 2, and negative.
+    for bad in [2, -1] {
+        let msg = run_error(
+            CASE,
+            vec![("x", f32s(&[5, 3, 4])), ("y", ints(&[5, 3], bad))],
+            None,
+        );
+        assert!(
+            msg.contains("`y`") && msg.contains(&format!("class id {bad}")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
+    let original = TensorFile::read(fixture(&format!("{CASE}.model.safetensors"))).unwrap();
+    let mut tensors: Vec<(String, HostTensor)> = original
+        .names()
+        .map(|n| (n.to_string(), original.get(n).unwrap().clone()))
+        .collect();
+    let write = |tensors: &[(String, HostTensor)], meta: &[(&str, &str)]| {
+        let path = tmp("model.safetensors");
+        let meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        io::write(&path, tensors, &meta).unwrap();
+        io::model_file::config_of(&TensorFile::read(&path).unwrap())
+            .unwrap_err()
+            .to_string()
+    };
+    let msg = write(&tensors, &[("num_layers", "2")]);
+    assert!(
+        msg.contains("num_layers") && msg.contains("one layer"),
+        "{msg}"
+    );
+    let msg = write(&tensors, &[("nonlinearity", "sigmoid")]);
+    assert!(
+        msg.contains("nonlinearity") && msg.contains("sigmoid"),
+        "{msg}"
+    );
+    let msg = write(&tensors, &[("hidden_size", "8")]);
+    assert!(msg.contains("hidden_size") && msg.contains('7'), "{msg}");
+    // weight_hh of the wrong shape.
+    let hh = tensors
+        .iter_mut()
+        .find(|(n, _)| n == "rnn.weight_hh_l0")
+        .unwrap();
+    hh.1 = f32s(&[7, 6]);
+    let msg = write(&tensors, &[]);
+    assert!(
+        msg.contains("rnn.weight_hh_l0") && msg.contains("[7, 6]"),
+        "{msg}"
+    );
+    // fc.weight missing.
+    tensors.retain(|(n, _)| n != "fc.weight" && n != "rnn.weight_hh_l0");
+    tensors.push(("rnn.weight_hh_l0".into(), f32s(&[7, 7])));
+    let msg = write(&tensors, &[]);
+    assert!(msg.contains("missing tensor `fc.weight`"), "{msg}");
+    // A half-precision tensor.
+    let mut half = tensors.clone();
+    half.push(("fc.weight".into(), f32s(&[2, 7])));
+    let path = tmp("half.safetensors");
+    io::write(&path, &half, &HashMap::new()).unwrap();
+    let mut raw = std::fs::read(&path).unwrap();
+    // Turn fc.weight's dtype into F16 in the JSON header, keeping its length in bytes valid by
+    // doubling the element count: [2, 7] f32 is 56 bytes, [4, 7] f16 is 56 bytes.
+    let header_len = u64::from_le_bytes(raw[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(raw[8..8 + header_len].to_vec()).unwrap();
+    let patched = header.replacen(
+        r#""fc.weight":{"dtype":"F32","shape":[2,7]"#,
+        r#""fc.weight":{"dtype":"F16","shape":[4,7]"#,
+        1,
+    );
+    assert_ne!(header, patched, "header layout changed: {header}");
+    raw.splice(8..8 + header_len, patched.bytes());
+    let f = TensorFile::from_bytes("half.safetensors", &raw).unwrap();
+    let msg = io::model_file::config_of(&f).unwrap_err().to_string();
+    assert!(msg.contains("fc.weight") && msg.contains("F16"), "{msg}");
+}
+
+#[test]
+fn missing_and_corrupt_files_are_errors() {
+    match TensorFile::read(tmp("does-not-exist.safetensors")) {
+        Err(Error::File(FileError::Io { path, .. })) => assert!(path.contains("does-not-exist")),
+        other => panic!("{other:?}"),
+    }
+    let good = bytes(&format!("{CASE}.model.safetensors"));
+    let msg = TensorFile::from_bytes("cut.safetensors", &good[..good.len() - 3])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("cut.safetensors") && msg.contains("not a valid safetensors"),
+        "{msg}"
+    );
+}
+
+/// Every truncation, many random corruptions of a real file, and random bytes: each is an
+/// error or a well-formed file, never a panic.
+#[test]
+fn loader_never_panics_on_truncated_or_random_bytes() {
+    let good = bytes(&format!("{CASE}.model.safetensors"));
+    let try_load = |b: &[u8]| {
+        if let Ok(f) = TensorFile::from_bytes("fuzz", b) {
+            let _ = io::model_file::config_of(&f);
+        }
+    };
+    for n in 0..good.len() {
+        assert!(
+            TensorFile::from_bytes("fuzz", &good[..n]).is_err(),
+            "truncated to {n} bytes loaded"
+        );
+    }
+    let mut rng = SplitMix64::new(7);
+    for _ in 0..2000 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next_u64() % 4 {
+            // Mostly the header, where a flipped byte changes meaning.
+            let span = if rng.next_u64().is_multiple_of(4) {
+                b.len()
+            } else {
+                8 + 200.min(b.len() - 8)
+            };
+            let i = (rng.next_u64() % span as u64) as usize;
+            b[i] = rng.next_u64() as u8;
+        }
+        try_load(&b);
+    }
+    for _ in 0..500 {
+        let n = (rng.next_u64() % 300) as usize;
+        let mut b: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
+        if n >= 8 && rng.next_u64().is_multiple_of(2) {
+            // A plausible header length, so the parser gets to the JSON.
+            b[..8].copy_from_slice(&((n as u64 - 8) / 2).to_le_bytes());
+        }
+        try_load(&b);
+    }
+}
+
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+    use std::process::Command;
+
+    fn rnn_wgpu(args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn run_writes_what_pytorch_computed() {
+        let out = tmp("run-ok.safetensors");
+        let model = fixture("tanh_ce_mean_h0.model.safetensors");
+        let input = fixture("tanh_ce_mean_h0.input.safetensors");
+        let (code, _, err) = rnn_wgpu(&[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let got = TensorFile::read(&out).unwrap();
+        let want = TensorFile::read(fixture("tanh_ce_mean_h0.expected.safetensors")).unwrap();
+        assert_eq!(
+            got.names().collect::<Vec<_>>(),
+            want.names().collect::<Vec<_>>()
+        );
+        let loss = got.get("loss").unwrap().to_f64().unwrap()[0];
+        let want_loss = want.get("loss").unwrap().to_f64().unwrap()[0];
+        assert!(
+            (loss - want_loss).abs() <= 1e-4 * want_loss.abs().max(1e-3),
+            "{loss} {want_loss}"
+        );
+    }
+
+    #[test]
+    fn bad_files_exit_2_with_one_line_and_leave_no_output() {
+        let corrupt = tmp("corrupt.safetensors");
+        let good = bytes("tanh_mse_mean_h0.model.safetensors");
+        std::fs::write(&corrupt, &good[..good.len() / 2]).unwrap();
+        let input = fixture("tanh_mse_mean_h0.input.safetensors");
+        let out = tmp("never-written.safetensors");
+        // The model of another case has I = 2 while this x has I = 4.
+        let other = fixture("relu_ce_sum_i32.model.safetensors");
+        let input = input.to_str().unwrap();
+        let cases = [
+            (corrupt.to_str().unwrap(), "corrupt.safetensors"),
+            ("/nonexistent/m.safetensors", "/nonexistent/m.safetensors"),
+            (other.to_str().unwrap(), "`x`"),
+        ];
+        for (model, named) in cases {
+            let (code, _, err) = rnn_wgpu(&[
+                "run",
+                "--model",
+                model,
+                "--input",
+                input,
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 2, "{err}");
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or_default();
+            assert!(line.contains(named), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(!out.exists(), "an output file was left behind");
+        }
+        // An unknown flag value: clap's own one-line error, exit status 2.
+        let (code, _, err) = rnn_wgpu(&[
+            "run", "--model", "m", "--input", "i", "--output", "o", "--loss", "l1",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("l1"), "{err}");
+    }
+}

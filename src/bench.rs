@@ -34,6 +34,23 @@ pub const SHAPES: [Shape; 4] = [
     Shape::new("long", 1000, 8, 32, 128, 32),
 ];
 
+/// DeepBench's vanilla-RNN shapes (T = 50, one layer, I = H), for real GPUs; the head has
+/// one output so it adds next to nothing.
+pub const DEEPBENCH: [Shape; 12] = [
+    Shape::new("deepbench-h1760-b16", 50, 16, 1760, 1760, 1),
+    Shape::new("deepbench-h1760-b32", 50, 32, 1760, 1760, 1),
+    Shape::new("deepbench-h1760-b64", 50, 64, 1760, 1760, 1),
+    Shape::new("deepbench-h1760-b128", 50, 128, 1760, 1760, 1),
+    Shape::new("deepbench-h2048-b16", 50, 16, 2048, 2048, 1),
+    Shape::new("deepbench-h2048-b32", 50, 32, 2048, 2048, 1),
+    Shape::new("deepbench-h2048-b64", 50, 64, 2048, 2048, 1),
+    Shape::new("deepbench-h2048-b128", 50, 128, 2048, 2048, 1),
+    Shape::new("deepbench-h2560-b16", 50, 16, 2560, 2560, 1),
+    Shape::new("deepbench-h2560-b32", 50, 32, 2560, 2560, 1),
+    Shape::new("deepbench-h2560-b64", 50, 64, 2560, 2560, 1),
+    Shape::new("deepbench-h2560-b128", 50, 128, 2560, 2560, 1),
+];
+
 impl Shape {
     /// A shape from its sizes.
     pub const fn new(
@@ -56,7 +73,21 @@ impl Shape {
 
     /// The shape called `name`.
     pub fn by_name(name: &str) -> Option<Shape> {
-        SHAPES.iter().copied().find(|s| s.name == name)
+        SHAPES.iter().chain(&DEEPBENCH).copied().find(|s| s.name == name)
+    }
+
+    /// The shapes `name` stands for: one shape, or `deepbench` for all of [`DEEPBENCH`].
+    pub fn group(name: &str) -> Option<Vec<Shape>> {
+        match name {
+            "deepbench" => Some(DEEPBENCH.to_vec()),
+            _ => Self::by_name(name).map(|s| vec![s]),
+        }
+    }
+
+    /// Floating-point operations of the recurrence alone over the sequence, `2·B·H²·T`, as
+    /// DeepBench counts them.
+    pub fn recurrent_flops(&self) -> f64 {
+        2.0 * (self.batch * self.hidden * self.hidden * self.steps) as f64
     }
 }
 
@@ -243,6 +274,12 @@ impl Measurement {
             json_str(&adapter.name),
             json_str(&format!("{:?}", adapter.backend)),
         );
+        if self.mode == Mode::Forward {
+            s.push_str(&format!(
+                ",\"recurrent_tflops\":{:.4}",
+                self.shape.recurrent_flops() / (self.ms * 1e-3) / 1e12
+            ));
+        }
         if let Some(b) = baseline {
             s.push_str(&format!(
                 ",\"baseline\":{},\"speedup_vs_baseline\":{:.3}",

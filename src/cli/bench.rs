@@ -10,7 +10,8 @@ pub struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only this shape (repeatable): small, medium, large, long.
+    /// Only this shape (repeatable): small, medium, large, long, or deepbench (DeepBench's
+    /// twelve vanilla-RNN shapes, for real GPUs) or one of them such as deepbench-h1760-b16.
     #[arg(long = "shape")]
     shapes: Vec<String>,
     /// Only this mode.
@@ -35,17 +36,19 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     let shapes: Vec<Shape> = if a.shapes.is_empty() {
         SHAPES.to_vec()
     } else {
-        a.shapes
-            .iter()
-            .map(|n| {
-                Shape::by_name(n).ok_or_else(|| {
-                    bad_arg(
-                        "--shape",
-                        format!("{n:?} is not one of small, medium, large, long"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?
+        let mut all = Vec::new();
+        for n in &a.shapes {
+            all.extend(Shape::group(n).ok_or_else(|| {
+                bad_arg(
+                    "--shape",
+                    format!(
+                        "{n:?} is not one of small, medium, large, long, deepbench, \
+                         deepbench-h<1760|2048|2560>-b<16|32|64|128>"
+                    ),
+                )
+            })?);
+        }
+        all
     };
     let modes = match a.mode {
         Some(ModeName::Forward) => vec![Mode::Forward],
@@ -61,8 +64,8 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     let info = gpu.adapter_info();
     if !a.json {
         println!(
-            "{:<7} {:<10} {:<9} {:>10} {:>16} {:>9}",
-            "shape", "mode", "driver", "ms", "samples/s", "vs naive"
+            "{:<20} {:<10} {:<9} {:>10} {:>16} {:>9} {:>12}",
+            "shape", "mode", "driver", "ms", "samples/s", "vs naive", "rec. TFLOP/s"
         );
     }
     bench::run(&gpu, &shapes, &modes, &budget, |m, base| {
@@ -70,14 +73,19 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
             println!("{}", m.to_json(&info, base));
         } else {
             let ratio = base.map_or("1.00x".to_string(), |b| format!("{:.2}x", b.ms / m.ms));
+            let tflops = match m.mode {
+                Mode::Forward => format!("{:.4}", m.shape.recurrent_flops() / m.ms / 1e9),
+                Mode::TrainStep => String::new(),
+            };
             println!(
-                "{:<7} {:<10} {:<9} {:>10.3} {:>16.0} {:>9}",
+                "{:<20} {:<10} {:<9} {:>10.3} {:>16.0} {:>9} {:>12}",
                 m.shape.name,
                 m.mode.name(),
                 m.driver.name(),
                 m.ms,
                 m.samples_per_s,
-                ratio
+                ratio,
+                tflops
             );
         }
     })?;

@@ -122,6 +122,8 @@ pub struct Budget {
     pub min_time: Duration,
     /// At most this many timed runs.
     pub max_runs: usize,
+    /// Also time each phase on the GPU (timestamp queries), where the adapter can.
+    pub phases: bool,
 }
 
 impl Default for Budget {
@@ -131,6 +133,7 @@ impl Default for Budget {
             min_runs: 5,
             min_time: Duration::from_secs(1),
             max_runs: 50,
+            phases: false,
         }
     }
 }
@@ -150,6 +153,9 @@ pub struct Measurement {
     pub runs: usize,
     /// `T * B / seconds`.
     pub samples_per_s: f64,
+    /// GPU milliseconds per phase when asked for: `Some(None)` when the adapter has no
+    /// timestamp queries.
+    pub phases: Option<Option<Vec<(&'static str, f64)>>>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -209,6 +215,37 @@ impl Workload {
         self.gpu.wait("benchmark", None)
     }
 
+    /// GPU milliseconds per phase of `mode` under `driver` (medians of `runs` timed runs),
+    /// or `None` when the adapter has no timestamp queries.
+    pub fn phases(
+        &mut self,
+        mode: Mode,
+        driver: Driver,
+        runs: usize,
+    ) -> Result<Option<Vec<(&'static str, f64)>>> {
+        if !self.gpu.has_timestamps() {
+            return Ok(None);
+        }
+        self.rnn.set_driver(driver);
+        let mut samples: Vec<Vec<(&'static str, f64)>> = Vec::new();
+        for _ in 0..runs.max(1) + 1 {
+            let target = match mode {
+                Mode::Forward => None,
+                Mode::TrainStep => Some((Target::Values(&self.y), Loss::mse())),
+            };
+            samples.push(self.rnn.time_phases(&self.x, None, target)?);
+        }
+        samples.remove(0); // warm-up
+        let names: Vec<&'static str> = samples[0].iter().map(|p| p.0).collect();
+        Ok(Some(
+            names
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| (name, median(samples.iter().map(|s| s[i].1).collect())))
+                .collect(),
+        ))
+    }
+
     /// Times `mode` under `driver`: the median of the budget's runs after warm-up.
     pub fn measure(&mut self, mode: Mode, driver: Driver, budget: &Budget) -> Result<Measurement> {
         self.rnn.set_driver(driver);
@@ -233,6 +270,11 @@ impl Workload {
             ms: s * 1e3,
             runs,
             samples_per_s: (self.shape.steps * self.shape.batch) as f64 / s,
+            phases: if budget.phases {
+                Some(self.phases(mode, driver, 3)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -280,6 +322,17 @@ impl Measurement {
                 self.shape.recurrent_flops() / (self.ms * 1e-3) / 1e12
             ));
         }
+        match &self.phases {
+            Some(Some(phases)) => {
+                let parts: Vec<String> = phases
+                    .iter()
+                    .map(|(name, ms)| format!("{}:{ms:.4}", json_str(name)))
+                    .collect();
+                s.push_str(&format!(",\"phases_ms\":{{{}}}", parts.join(",")));
+            }
+            Some(None) => s.push_str(",\"phases_ms\":null"),
+            None => {}
+        }
         if let Some(b) = baseline {
             s.push_str(&format!(
                 ",\"baseline\":{},\"speedup_vs_baseline\":{:.3}",
@@ -292,7 +345,8 @@ impl Measurement {
     }
 }
 
-/// Measures every mode of `shapes` under the naive baseline and every faster driver, and
+/// Measures every mode of `shapes` under the naive baseline and every faster driver that can
+/// run the shape (per-step, and persistent where H fits), and
 /// calls `report` with each measurement and the baseline it is compared with.
 pub fn run(
     gpu: &Gpu,
@@ -304,13 +358,19 @@ pub fn run(
     let mut all = Vec::new();
     for &shape in shapes {
         let mut w = Workload::new(gpu, shape)?;
+        let mut drivers = vec![Driver::PerStep];
+        if crate::ops::recurrence::persistent_unavailable(gpu, shape.hidden).is_none() {
+            drivers.push(Driver::Persistent);
+        }
         for &mode in modes {
             let base = w.measure(mode, Driver::Naive, budget)?;
             report(&base, None);
-            let fast = w.measure(mode, Driver::PerStep, budget)?;
-            report(&fast, Some(&base));
+            for &d in &drivers {
+                let fast = w.measure(mode, d, budget)?;
+                report(&fast, Some(&base));
+                all.push(fast);
+            }
             all.push(base);
-            all.push(fast);
         }
     }
     Ok(all)

@@ -98,10 +98,12 @@ impl Gpu {
         // The adapter's own limits, not the WebGPU defaults: the large shapes need buffers past
         // the default 128 MiB binding size on hardware that allows it.
         let limits = adapter.limits();
+        // Timestamps let `bench --phases` time each phase on the GPU itself; optional.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits,
                 ..Default::default()
             })
@@ -317,12 +319,24 @@ impl Gpu {
         Ok(())
     }
 
+    /// Whether the device can write GPU timestamps between compute passes.
+    pub fn has_timestamps(&self) -> bool {
+        self.device()
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
     /// Copies `len` f32 values starting at element `offset` of `buffer` back to the host.
     pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let bytes = len as u64 * 4;
+        let bytes = self.read_bytes(buffer, offset as u64 * 4, len as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Copies `bytes` bytes starting at byte `offset` of `buffer` back to the host.
+    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
             size: bytes,
@@ -330,7 +344,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let mut encoder = self.device().create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset as u64 * 4, &staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         self.submit("read-back", encoder)?;
         let slice = staging.slice(..);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -350,7 +364,7 @@ impl Gpu {
         }
         let data = {
             let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            view.to_vec()
         };
         staging.unmap();
         Ok(data)

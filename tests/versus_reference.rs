@@ -177,6 +177,32 @@ fn forward_and_gradients_match_reference_over_grid() {
 }
 
 #[test]
+fn persistent_driver_matches_reference_over_grid() {
+    for (i, c) in grid().into_iter().enumerate() {
+        run(c, 3000 + i as u64 * 10, Driver::Persistent);
+    }
+}
+
+#[test]
+fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
+    // H = 1024 fills the persistent kernel's workgroup memory; B = 5 leaves a partial
+    // 4-row workgroup. Per-step too, for the same sizes.
+    let c = Case {
+        steps: 3,
+        batch: 5,
+        input: 3,
+        hidden: 1024,
+        output: 2,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+    };
+    run(c, 77, Driver::Persistent);
+    run(c, 78, Driver::PerStep);
+}
+
+#[test]
 fn naive_driver_matches_reference() {
     for (i, c) in grid().into_iter().enumerate().step_by(7) {
         run(c, 5000 + i as u64 * 10, Driver::Naive);
@@ -186,7 +212,7 @@ fn naive_driver_matches_reference() {
 #[test]
 fn long_sequence_and_wide_batch_match_reference() {
     // Sizes past one workgroup in every direction of every kernel (64-tile GEMMs over
-    // T * B = 520 rows, 8-row batch tiles, 32-wide hidden tiles).
+    // T * B = 520 rows, 4-row batch groups with a partial last one).
     let c = Case {
         steps: 40,
         batch: 13,
@@ -198,16 +224,15 @@ fn long_sequence_and_wide_batch_match_reference() {
         loss: Loss::mse(),
         with_h0: true,
     };
-    run(c, 42, Driver::PerStep);
-    run(
-        Case {
-            loss: Loss::cross_entropy().with_reduction(Reduction::Sum),
-            nonlinearity: Nonlinearity::Relu,
-            ..c
-        },
-        43,
-        Driver::PerStep,
-    );
+    let relu_ce = Case {
+        loss: Loss::cross_entropy().with_reduction(Reduction::Sum),
+        nonlinearity: Nonlinearity::Relu,
+        ..c
+    };
+    for driver in [Driver::PerStep, Driver::Persistent] {
+        run(c, 42, driver);
+        run(relu_ce, 43, driver);
+    }
 }
 
 #[test]

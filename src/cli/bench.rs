@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// Seconds to keep timing at least, per shape, mode and driver.
     #[arg(long, default_value_t = 1.0)]
     min_seconds: f64,
+    /// Also time each phase on the GPU (input projection, loops, head and loss, weight
+    /// gradients), where the adapter has timestamp queries.
+    #[arg(long)]
+    phases: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -58,9 +62,13 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     let budget = Budget {
         min_runs: a.min_runs.max(1),
         min_time: std::time::Duration::from_secs_f64(a.min_seconds.max(0.0)),
+        phases: a.phases,
         ..Budget::default()
     };
     let gpu = open_gpu()?;
+    if a.phases && !gpu.has_timestamps() {
+        eprintln!("this adapter has no timestamp queries: phases are not timed, wall time only");
+    }
     let info = gpu.adapter_info();
     if !a.json {
         println!(
@@ -87,6 +95,13 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
                 ratio,
                 tflops
             );
+            if let Some(Some(phases)) = &m.phases {
+                let parts: Vec<String> = phases
+                    .iter()
+                    .map(|(name, ms)| format!("{name} {ms:.3}"))
+                    .collect();
+                println!("    GPU ms per phase: {}", parts.join(", "));
+            }
         }
     })?;
     Ok(())

@@ -107,7 +107,7 @@ impl Rnn {
             layout,
             params,
             grads,
-            driver: Driver::PerStep,
+            driver: Driver::Auto,
             ws: None,
             has_loss: false,
         })
@@ -285,10 +285,11 @@ impl Rnn {
 
     /// The workspace for `(t, b)`, made (once per shape) when needed.
     fn workspace(&mut self, t: usize, b: usize) -> Result<&mut Workspace> {
+        let lp = self.driver.resolve(&self.gpu, self.config.hidden)?;
         let fits = self
             .ws
             .as_ref()
-            .is_some_and(|w| w.steps == t && w.batch == b);
+            .is_some_and(|w| w.steps == t && w.batch == b && w.lp == lp);
         if !fits {
             // Drop the old one first, so two full workspaces never coexist.
             self.ws = None;
@@ -300,6 +301,7 @@ impl Rnn {
                 &self.grads,
                 t,
                 b,
+                lp,
             )?);
         }
         Ok(self.ws.as_mut().expect("workspace was just made"))
@@ -510,6 +512,38 @@ impl Rnn {
         )?;
         self.has_loss = true;
         Ok(())
+    }
+
+    /// GPU milliseconds of each phase of one forward (no `target`) or forward + loss +
+    /// backward, each phase in its own timed compute pass. Needs [`Gpu::has_timestamps`].
+    pub(crate) fn time_phases(
+        &mut self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        target: Option<(Target, Loss)>,
+    ) -> Result<Vec<(&'static str, f64)>> {
+        let (t, b) = self.check_inputs(x, h0)?;
+        if let Some((y, loss)) = target {
+            self.check_target(y, loss, t, b)?;
+        }
+        let (hidden, outputs) = (self.config.hidden, self.config.output);
+        let gpu = self.gpu.clone();
+        let ws = self.workspace(t, b)?;
+        if let Some((_, loss)) = target {
+            ws.prepare_loss(&gpu, loss, outputs)?;
+        }
+        let ws = &*ws;
+        let plans = match target {
+            Some((_, loss)) => vec![&ws.forward, ws.loss_plan(loss), &ws.backward],
+            None => vec![&ws.forward],
+        };
+        let phases = ops::run_timed(
+            &gpu,
+            Self::stage(ws, x, h0, target.map(|(y, _)| y), hidden),
+            &plans,
+        )?;
+        self.has_loss = target.is_some();
+        Ok(phases)
     }
 
     /// Downloads the loss of the latest [`Rnn::train_step`] or [`Rnn::loss_and_gradients`].

@@ -10,7 +10,7 @@ use crate::loss::Loss;
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, matmul};
 use crate::ops::reduce::colsum;
-use crate::ops::rnn_step::Recurrence;
+use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::{Plan, PlanBuilder, at};
 
 /// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers
@@ -18,6 +18,8 @@ use crate::ops::{Plan, PlanBuilder, at};
 pub(crate) struct Workspace {
     pub steps: usize,
     pub batch: usize,
+    /// How the serial loop is dispatched in these plans.
+    pub lp: Loop,
     /// Inputs `[T, B, I]`, copied in from the caller's tensor.
     pub x: wgpu::Buffer,
     /// Hidden states `[T + 1, B, H]`: slot 0 is h0, slot t + 1 is h(t).
@@ -50,6 +52,7 @@ impl Workspace {
         grads: &wgpu::Buffer,
         steps: usize,
         batch: usize,
+        lp: Loop,
     ) -> Result<Self> {
         let (i, h, o) = (config.input, config.hidden, config.output);
         let rows = steps * batch;
@@ -64,19 +67,23 @@ impl Workspace {
         let da = gpu.storage_buffer("dL/da [T, B, H]", rows * h)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
         let dh0 = gpu.storage_buffer("dL/dh0 [B, H]", batch * h)?;
+        let wp = gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h))?;
 
         let p = |name| at(params, layout.offset(name));
         let g = |name| at(grads, layout.offset(name));
         let rec = Recurrence {
+            steps,
             batch,
             hidden: h,
             act: config.nonlinearity,
             w: p(W_HH),
+            wp: &wp,
         };
         let bh = batch * h;
 
         // Forward: XU = X U^T + b_ih + b_hh; h(t) per step; O = H V^T + c.
         let mut fw = PlanBuilder::new(gpu, "forward");
+        fw.phase("input projection");
         let mut xu_gemm = Gemm::new(rows, h, i, at(&x, 0), p(W_IH), at(&xu, 0));
         xu_gemm.trans_b = true;
         if config.bias {
@@ -84,9 +91,9 @@ impl Workspace {
             xu_gemm.bias2 = Some(p(B_HH));
         }
         matmul(&mut fw, xu_gemm)?;
-        for t in 0..steps {
-            rec.forward(&mut fw, t, &xu, &h_all)?;
-        }
+        fw.phase("forward loop");
+        rec.forward(&mut fw, lp, &xu, &h_all)?;
+        fw.phase("head");
         let mut head = Gemm::new(rows, o, h, at(&h_all, bh), p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
@@ -96,13 +103,14 @@ impl Workspace {
         // Backward: dH_out = dO V; da(t) per step, last to first; then every weight gradient
         // as one multiply over all T * B rows, and dx, dh0.
         let mut bw = PlanBuilder::new(gpu, "backward");
+        bw.phase("head");
         matmul(
             &mut bw,
             Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&da, 0)),
         )?;
-        for t in (0..steps).rev() {
-            rec.backward(&mut bw, t, steps, &h_all, &da)?;
-        }
+        bw.phase("backward loop");
+        rec.backward(&mut bw, lp, &h_all, &da)?;
+        bw.phase("weight gradients");
         // dV = dO^T H_out
         let mut dv = Gemm::new(o, h, rows, at(&d_o, 0), at(&h_all, bh), g(FC_W));
         dv.trans_a = true;
@@ -140,6 +148,7 @@ impl Workspace {
         Ok(Self {
             steps,
             batch,
+            lp,
             x,
             h_all,
             o: out,

@@ -8,29 +8,79 @@ pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod reduce;
-pub(crate) mod rnn_step;
+pub(crate) mod recurrence;
 
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 
-/// How the serial time loop is driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How the serial time loop is driven. Every driver records a whole call (forward, or
+/// forward + loss + backward + update) into one command buffer, except the naive baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// One dispatch per time step, the whole call in one command buffer and one submit.
+    /// [`Driver::Persistent`] where it runs and is expected to win, else [`Driver::PerStep`];
+    /// see [`Driver::resolve`].
+    #[default]
+    Auto,
+    /// One dispatch per time step, all in one compute pass and one submit.
     PerStep,
+    /// One dispatch for all time steps: each workgroup owns 4 batch rows and keeps their
+    /// hidden state in workgroup memory (H up to 1024, 32 KiB of workgroup memory).
+    Persistent,
     /// One submit-and-wait per time step: the seed's loop, kept as the benchmark baseline.
     Naive,
 }
+
+/// Largest `H` for which [`Driver::Auto`] picks the persistent kernel. Measured with
+/// `rnn-wgpu bench` (BENCHMARKS.md): one workgroup per 4 rows runs the whole row's product,
+/// so past this size the per-step kernel's parallelism across hidden units wins.
+pub const AUTO_PERSISTENT_MAX_HIDDEN: usize = 256;
 
 impl Driver {
     /// The name used by `bench --json`.
     pub fn name(self) -> &'static str {
         match self {
+            Driver::Auto => "auto",
             Driver::PerStep => "per_step",
+            Driver::Persistent => "persistent",
             Driver::Naive => "naive",
         }
+    }
+
+    /// Every driver, by name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Auto, Self::PerStep, Self::Persistent, Self::Naive]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+
+    /// How the loop is dispatched for `hidden` units on `gpu`; an error when the persistent
+    /// kernel is asked for and cannot run.
+    pub(crate) fn resolve(self, gpu: &Gpu, hidden: usize) -> Result<recurrence::Loop> {
+        use recurrence::{Loop, persistent_unavailable};
+        Ok(match self {
+            Driver::PerStep | Driver::Naive => Loop::PerStep,
+            Driver::Persistent => match persistent_unavailable(gpu, hidden) {
+                None => Loop::Persistent,
+                Some(why) => {
+                    return Err(crate::error::InputError::Invalid {
+                        arg: "driver".into(),
+                        reason: format!("the persistent kernel cannot run: {why}"),
+                    }
+                    .into());
+                }
+            },
+            Driver::Auto => {
+                if hidden <= AUTO_PERSISTENT_MAX_HIDDEN
+                    && persistent_unavailable(gpu, hidden).is_none()
+                {
+                    Loop::Persistent
+                } else {
+                    Loop::PerStep
+                }
+            }
+        })
     }
 }
 
@@ -58,6 +108,7 @@ pub(crate) fn groups(n: usize, per: usize) -> u32 {
 }
 
 struct Pending {
+    phase: &'static str,
     pipeline: Arc<Pipeline>,
     kernel: &'static str,
     buffers: Vec<wgpu::Buffer>,
@@ -71,6 +122,7 @@ struct Pending {
 pub(crate) struct PlanBuilder<'g> {
     gpu: &'g Gpu,
     label: &'static str,
+    phase: &'static str,
     uniforms: Vec<u8>,
     pending: Vec<Pending>,
     align: usize,
@@ -82,10 +134,16 @@ impl<'g> PlanBuilder<'g> {
         Self {
             gpu,
             label,
+            phase: label,
             uniforms: Vec::new(),
             pending: Vec::new(),
             align,
         }
+    }
+
+    /// Names the phase the following dispatches belong to, for per-phase GPU timing.
+    pub fn phase(&mut self, name: &'static str) {
+        self.phase = name;
     }
 
     /// Adds one dispatch of `kernel` over `buffers` (its storage bindings, in order) with
@@ -108,6 +166,7 @@ impl<'g> PlanBuilder<'g> {
         self.uniforms.resize(offset, 0);
         self.uniforms.extend_from_slice(bytes);
         self.pending.push(Pending {
+            phase: self.phase,
             pipeline,
             kernel: kernel.name,
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
@@ -158,6 +217,7 @@ impl<'g> PlanBuilder<'g> {
                         entries: &entries,
                     });
                 Dispatch {
+                    phase: p.phase,
                     pipeline: p.pipeline,
                     bind_group,
                     offset: p.offset,
@@ -174,6 +234,7 @@ impl<'g> PlanBuilder<'g> {
 }
 
 struct Dispatch {
+    phase: &'static str,
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     offset: u32,
@@ -203,8 +264,8 @@ impl Plan {
 
 /// Runs `plans` after `prepare` (copies and clears that must precede the dispatches).
 ///
-/// [`Driver::PerStep`] records everything into one command buffer and submits once without
-/// waiting; [`Driver::Naive`] submits and waits after every time step, as the baseline.
+/// Every driver but [`Driver::Naive`] records everything into one command buffer and submits
+/// once without waiting; [`Driver::Naive`] submits and waits after every time step.
 pub(crate) fn run(
     gpu: &Gpu,
     label: &str,
@@ -219,7 +280,7 @@ pub(crate) fn run(
     let mut encoder = new_encoder();
     prepare(&mut encoder);
     match driver {
-        Driver::PerStep => {
+        Driver::Auto | Driver::PerStep | Driver::Persistent => {
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(label),
@@ -255,13 +316,79 @@ pub(crate) fn run(
     }
 }
 
+/// Runs `plans` once with a GPU timestamp around each phase (a run of dispatches with the same
+/// [`PlanBuilder::phase`], each in its own compute pass) and returns milliseconds per phase,
+/// in order, phases of the same name summed. Needs [`Gpu::has_timestamps`].
+pub(crate) fn run_timed(
+    gpu: &Gpu,
+    prepare: impl FnOnce(&mut wgpu::CommandEncoder),
+    plans: &[&Plan],
+) -> Result<Vec<(&'static str, f64)>> {
+    let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
+    let mut runs: Vec<&[&Dispatch]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=all.len() {
+        if i == all.len() || all[i].phase != all[start].phase {
+            runs.push(&all[start..i]);
+            start = i;
+        }
+    }
+    let count = (2 * runs.len()).max(2) as u32;
+    let queries = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("phase timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("phase timestamps"),
+        size: u64::from(count) * 8,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    prepare(&mut encoder);
+    for (n, run) in runs.iter().enumerate() {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(run[0].phase),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(2 * n as u32),
+                end_of_pass_write_index: Some(2 * n as u32 + 1),
+            }),
+        });
+        for d in run.iter() {
+            Plan::encode_one(d, &mut pass);
+        }
+    }
+    encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+    gpu.submit("timed run", encoder)?;
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_bytes(
+        &resolved,
+        0,
+        u64::from(count) * 8,
+    )?);
+    let ns_per_tick = f64::from(gpu.queue().get_timestamp_period());
+    let mut phases: Vec<(&'static str, f64)> = Vec::new();
+    for (n, run) in runs.iter().enumerate() {
+        let ms = ticks[2 * n + 1].saturating_sub(ticks[2 * n]) as f64 * ns_per_tick / 1e6;
+        match phases.iter_mut().find(|(p, _)| *p == run[0].phase) {
+            Some((_, total)) => *total += ms,
+            None => phases.push((run[0].phase, ms)),
+        }
+    }
+    Ok(phases)
+}
+
 /// Every kernel the crate dispatches.
 #[cfg(test)]
 pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
     vec![
         &matmul::MATMUL,
-        &rnn_step::STEP_FORWARD,
-        &rnn_step::STEP_BACKWARD,
+        &recurrence::PREPARE,
+        &recurrence::STEP_FORWARD,
+        &recurrence::STEP_BACKWARD,
+        &recurrence::SEQ_FORWARD,
+        &recurrence::SEQ_BACKWARD,
         &reduce::COLSUM,
         &loss::MSE,
         &loss::CROSS_ENTROPY,

@@ -1,0 +1,245 @@
+// The serial part of the Elman recurrence, forward and backward, fused with the nonlinearity:
+//
+//   forward:  h(t)[b, j]  = act(xu(t)[b, j] + sum_k W[j, k] h(t-1)[b, k])
+//   backward: da(t)[b, j] = (dh_out(t)[b, j] + sum_k da(t+1)[b, k] W[k, j]) * act'(h(t)[b, j])
+//
+// xu(t) already holds U x(t) + b_ih + b_hh (one multiply over all steps, before the loop) and
+// dh_out(t) holds dL/do(t) V (likewise, after the loss); da is computed in place over dh_out.
+// act' is taken from h itself: tanh' = 1 - h^2, relu' = [h > 0], so pre-activations are not kept.
+//
+// Both directions are the same product: a row of state times a matrix whose columns j are
+// contiguous. `weights.wgsl` writes W once per call into `wp` as two [H, HP] matrices padded
+// with zero columns to HP = H rounded up to 4, so every invocation reads vec4s of 4
+// neighbouring columns: section 0 holds W^T (forward, wp[k][j] = W[j][k]), section 1 W itself.
+//
+// Each invocation computes ROWS batch rows x 4 columns, the state values coming as scalars
+// (the same for every invocation: a broadcast) and W as vec4s, so each W load feeds 4 * ROWS
+// multiply-adds. Two drivers use it:
+//   step_*: one dispatch per time step, reading the state from global memory; no barrier.
+//   seq_*:  one dispatch for the whole sequence ("persistent"): a workgroup owns ROWS batch
+//           rows (rows are independent, so no workgroup waits for another) and keeps their
+//           state in workgroup memory, double-buffered, one barrier per step.
+
+struct Rec {
+    batch: u32,
+    hidden: u32,
+    hp: u32,       // H rounded up to a multiple of 4
+    act: u32,      // 0: tanh, 1: relu
+    steps: u32,    // T
+    t: u32,        // step_*: the time step
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const ROWS: u32 = 4u;
+const WG: u32 = 64u;
+// The largest H the persistent kernels hold: 2 buffers x ROWS rows x HMAX floats = 32 KiB.
+const HMAX: u32 = 1024u;
+
+fn act(a: f32, kind: u32) -> f32 {
+    if kind == 0u {
+        return tanh(a);
+    }
+    return max(a, 0.0);
+}
+
+fn act_grad(h: f32, kind: u32) -> f32 {
+    if kind == 0u {
+        return 1.0 - h * h;
+    }
+    return select(0.0, 1.0, h > 0.0);
+}
+
+// ---- step_*: one time step per dispatch ----------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // forward: xu; backward: h_all
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // forward: h_all; backward: da
+@group(0) @binding(3) var<uniform> r: Rec;
+
+// forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T); h_all is [T + 1, B, H], xu [T, B, H].
+@compute @workgroup_size(64, 1, 1)
+fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j4 = wid.x * WG + lid.x;
+    let h = r.hidden;
+    let q = r.hp / 4u;
+    if j4 >= q {
+        return;
+    }
+    let b0 = wid.y * ROWS;
+    let bh = r.batch * h;
+    let prev = r.t * bh;
+    // Rows past the batch read the last row (valid memory) and are never written.
+    var base: array<u32, 4>;
+    for (var i = 0u; i < ROWS; i++) {
+        base[i] = prev + min(b0 + i, r.batch - 1u) * h;
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var k = 0u; k < h; k++) {
+        let wv = wp[k * q + j4];
+        acc[0] += wv * dst[base[0] + k];
+        acc[1] += wv * dst[base[1] + k];
+        acc[2] += wv * dst[base[2] + k];
+        acc[3] += wv * dst[base[3] + k];
+    }
+    for (var i = 0u; i < ROWS; i++) {
+        let b = b0 + i;
+        if b >= r.batch {
+            break;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let j = j4 * 4u + c;
+            if j < h {
+                let o = r.t * bh + b * h + j;
+                dst[o + bh] = act(src[o] + acc[i][c], r.act);
+            }
+        }
+    }
+}
+
+// backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
+@compute @workgroup_size(64, 1, 1)
+fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j4 = wid.x * WG + lid.x;
+    let h = r.hidden;
+    let q = r.hp / 4u;
+    if j4 >= q {
+        return;
+    }
+    let b0 = wid.y * ROWS;
+    let bh = r.batch * h;
+    var acc: array<vec4<f32>, 4>;
+    if r.t + 1u < r.steps {
+        let next = (r.t + 1u) * bh;
+        var base: array<u32, 4>;
+        for (var i = 0u; i < ROWS; i++) {
+            base[i] = next + min(b0 + i, r.batch - 1u) * h;
+        }
+        let wn = h * q; // section 1: W itself
+        for (var k = 0u; k < h; k++) {
+            let wv = wp[wn + k * q + j4];
+            acc[0] += wv * dst[base[0] + k];
+            acc[1] += wv * dst[base[1] + k];
+            acc[2] += wv * dst[base[2] + k];
+            acc[3] += wv * dst[base[3] + k];
+        }
+    }
+    for (var i = 0u; i < ROWS; i++) {
+        let b = b0 + i;
+        if b >= r.batch {
+            break;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let j = j4 * 4u + c;
+            if j < h {
+                let o = r.t * bh + b * h + j;
+                dst[o] = (dst[o] + acc[i][c]) * act_grad(src[o + bh], r.act);
+            }
+        }
+    }
+}
+
+// ---- seq_*: the whole sequence in one dispatch -------------------------------------------
+
+var<workgroup> state: array<f32, 8192>; // [2][ROWS][HMAX]
+
+fn slot(buf: u32, i: u32, k: u32) -> u32 {
+    return (buf * ROWS + i) * HMAX + k;
+}
+
+// forward over all T steps; workgroup x owns batch rows 4x .. 4x + 3.
+@compute @workgroup_size(64, 1, 1)
+fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let h = r.hidden;
+    let q = r.hp / 4u;
+    let b0 = wid.x * ROWS;
+    let bh = r.batch * h;
+    // Rows past the batch hold zeros and are never written back.
+    for (var i = 0u; i < ROWS; i++) {
+        let b = b0 + i;
+        for (var k = lid.x; k < h; k += WG) {
+            var v = 0.0;
+            if b < r.batch {
+                v = dst[b * h + k];
+            }
+            state[slot(0u, i, k)] = v;
+        }
+    }
+    workgroupBarrier();
+    for (var t = 0u; t < r.steps; t++) {
+        let cur = t % 2u;
+        for (var j4 = lid.x; j4 < q; j4 += WG) {
+            var acc: array<vec4<f32>, 4>;
+            for (var k = 0u; k < h; k++) {
+                let wv = wp[k * q + j4];
+                acc[0] += wv * state[slot(cur, 0u, k)];
+                acc[1] += wv * state[slot(cur, 1u, k)];
+                acc[2] += wv * state[slot(cur, 2u, k)];
+                acc[3] += wv * state[slot(cur, 3u, k)];
+            }
+            for (var i = 0u; i < ROWS; i++) {
+                let b = b0 + i;
+                if b >= r.batch {
+                    break;
+                }
+                for (var c = 0u; c < 4u; c++) {
+                    let j = j4 * 4u + c;
+                    if j < h {
+                        let o = t * bh + b * h + j;
+                        let v = act(src[o] + acc[i][c], r.act);
+                        dst[o + bh] = v;
+                        state[slot(1u - cur, i, j)] = v;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// backward over all T steps, last to first, in place over da.
+@compute @workgroup_size(64, 1, 1)
+fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let h = r.hidden;
+    let q = r.hp / 4u;
+    let b0 = wid.x * ROWS;
+    let bh = r.batch * h;
+    let wn = h * q;
+    // da(T) is zero; so are rows past the batch, which are never written back.
+    for (var i = 0u; i < ROWS; i++) {
+        for (var k = lid.x; k < h; k += WG) {
+            state[slot(0u, i, k)] = 0.0;
+        }
+    }
+    workgroupBarrier();
+    for (var n = 0u; n < r.steps; n++) {
+        let t = r.steps - 1u - n;
+        let cur = n % 2u;
+        for (var j4 = lid.x; j4 < q; j4 += WG) {
+            var acc: array<vec4<f32>, 4>;
+            for (var k = 0u; k < h; k++) {
+                let wv = wp[wn + k * q + j4];
+                acc[0] += wv * state[slot(cur, 0u, k)];
+                acc[1] += wv * state[slot(cur, 1u, k)];
+                acc[2] += wv * state[slot(cur, 2u, k)];
+                acc[3] += wv * state[slot(cur, 3u, k)];
+            }
+            for (var i = 0u; i < ROWS; i++) {
+                let b = b0 + i;
+                if b >= r.batch {
+                    break;
+                }
+                for (var c = 0u; c < 4u; c++) {
+                    let j = j4 * 4u + c;
+                    if j < h {
+                        let o = t * bh + b * h + j;
+                        let d = (dst[o] + acc[i][c]) * act_grad(src[o + bh], r.act);
+                        dst[o] = d;
+                        state[slot(1u - cur, i, j)] = d;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+}

@@ -1,0 +1,36 @@
+// The two layouts of W [H, H] that `recurrence.wgsl` reads as vec4s: wp is [2, H, HP] with
+// HP = H rounded up to 4 and zero padding columns; section 0 is W^T (wp[0][k][j] = W[j][k], for
+// the forward step), section 1 is W (wp[1][k][j] = W[k][j], for the backward step). Written
+// once per forward or backward call, so the serial loop never reads W with a stride.
+
+struct Prep {
+    hidden: u32,
+    hp: u32,
+    w_off: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read_write> wp: array<f32>;
+@group(0) @binding(2) var<uniform> p: Prep;
+
+// One invocation per element of [H, HP]; the grid is 2-D when it needs over 65535 groups.
+@compute @workgroup_size(64, 1, 1)
+fn prepare(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 64u;
+    let h = p.hidden;
+    let hp = p.hp;
+    if i >= h * hp {
+        return;
+    }
+    let k = i / hp;
+    let j = i % hp;
+    var wt = 0.0;
+    var wn = 0.0;
+    if j < h {
+        wt = w[p.w_off + j * h + k];
+        wn = w[p.w_off + k * h + j];
+    }
+    wp[i] = wt;
+    wp[h * hp + i] = wn;
+}

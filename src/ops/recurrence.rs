@@ -1,0 +1,219 @@
+//! `shaders/recurrence.wgsl` and `shaders/weights.wgsl`: the serial loop over time, as one
+//! dispatch per step or as one persistent dispatch for the whole sequence.
+
+use super::{At, PlanBuilder, groups, u};
+use crate::error::Result;
+use crate::gpu::{Bind, Gpu, Kernel};
+use crate::model::Nonlinearity;
+
+const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Uniform];
+const SOURCE: &str = include_str!("../../shaders/recurrence.wgsl");
+
+pub(crate) static PREPARE: Kernel = Kernel {
+    name: "weights_prepare",
+    source: include_str!("../../shaders/weights.wgsl"),
+    entry: "prepare",
+    binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+};
+
+pub(crate) static STEP_FORWARD: Kernel = Kernel {
+    name: "recurrence_step_forward",
+    source: SOURCE,
+    entry: "step_forward",
+    binds: BINDS,
+};
+
+pub(crate) static STEP_BACKWARD: Kernel = Kernel {
+    name: "recurrence_step_backward",
+    source: SOURCE,
+    entry: "step_backward",
+    binds: BINDS,
+};
+
+pub(crate) static SEQ_FORWARD: Kernel = Kernel {
+    name: "recurrence_seq_forward",
+    source: SOURCE,
+    entry: "seq_forward",
+    binds: BINDS,
+};
+
+pub(crate) static SEQ_BACKWARD: Kernel = Kernel {
+    name: "recurrence_seq_backward",
+    source: SOURCE,
+    entry: "seq_backward",
+    binds: BINDS,
+};
+
+/// Batch rows per invocation and invocations per workgroup (`ROWS`, `WG` in the shader).
+const ROWS: usize = 4;
+const WG: usize = 64;
+/// The largest `H` the persistent kernels keep in workgroup memory (`HMAX`), and the
+/// workgroup memory that takes.
+pub(crate) const SEQ_MAX_HIDDEN: usize = 1024;
+const SEQ_WORKGROUP_BYTES: u32 = (2 * ROWS * SEQ_MAX_HIDDEN * 4) as u32;
+
+/// How the serial loop is dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Loop {
+    /// One dispatch per time step.
+    PerStep,
+    /// One dispatch for all steps, the state in workgroup memory.
+    Persistent,
+}
+
+/// Whether the persistent kernels can run `hidden` units on `gpu`, and if not, why.
+pub(crate) fn persistent_unavailable(gpu: &Gpu, hidden: usize) -> Option<String> {
+    let have = gpu.limits().max_compute_workgroup_storage_size;
+    if hidden > SEQ_MAX_HIDDEN {
+        Some(format!(
+            "H = {hidden} is over the {SEQ_MAX_HIDDEN} units it keeps in workgroup memory"
+        ))
+    } else if have < SEQ_WORKGROUP_BYTES {
+        Some(format!(
+            "it needs {SEQ_WORKGROUP_BYTES} bytes of workgroup memory and this adapter has {have}"
+        ))
+    } else {
+        None
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Rec {
+    batch: u32,
+    hidden: u32,
+    hp: u32,
+    act: u32,
+    steps: u32,
+    t: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Prep {
+    hidden: u32,
+    hp: u32,
+    w_off: u32,
+    _pad: u32,
+}
+
+/// The serial loop of one sequence shape.
+pub(crate) struct Recurrence<'a> {
+    pub steps: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    pub act: Nonlinearity,
+    /// `W` (`weight_hh`), `[H, H]`.
+    pub w: At<'a>,
+    /// Scratch for the padded layouts of `W`, [`Recurrence::wp_len`] floats.
+    pub wp: &'a wgpu::Buffer,
+}
+
+impl Recurrence<'_> {
+    /// `H` rounded up to a multiple of 4.
+    fn hp(hidden: usize) -> usize {
+        hidden.next_multiple_of(4)
+    }
+
+    /// Floats the padded layouts of `W` take.
+    pub fn wp_len(hidden: usize) -> usize {
+        2 * hidden * Self::hp(hidden)
+    }
+
+    fn params(&self, t: usize) -> Rec {
+        Rec {
+            batch: u(self.batch),
+            hidden: u(self.hidden),
+            hp: u(Self::hp(self.hidden)),
+            act: match self.act {
+                Nonlinearity::Tanh => 0,
+                Nonlinearity::Relu => 1,
+            },
+            steps: u(self.steps),
+            t: u(t),
+            _pad0: 0,
+            _pad1: 0,
+        }
+    }
+
+    /// Writes the padded layouts of the current `W` into `wp`; recorded before each loop,
+    /// since an optimizer step may have changed `W` since the last call.
+    pub fn prepare(&self, plan: &mut PlanBuilder) -> Result<()> {
+        let hp = Self::hp(self.hidden);
+        let n = groups(self.hidden * hp, 64);
+        let (x, y) = if n > 65535 {
+            (65535, n.div_ceil(65535))
+        } else {
+            (n, 1)
+        };
+        let params = Prep {
+            hidden: u(self.hidden),
+            hp: u(hp),
+            w_off: u(self.w.off),
+            _pad: 0,
+        };
+        plan.push(&PREPARE, &[self.w.buf, self.wp], &params, [x, y, 1], false)?;
+        Ok(())
+    }
+
+    fn step_groups(&self) -> [u32; 3] {
+        [
+            groups(Self::hp(self.hidden) / 4, WG),
+            groups(self.batch, ROWS),
+            1,
+        ]
+    }
+
+    /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is
+    /// `[T + 1, B, H]` with `h0` in slot 0.
+    pub fn forward(
+        &self,
+        plan: &mut PlanBuilder,
+        lp: Loop,
+        xu: &wgpu::Buffer,
+        h_all: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.prepare(plan)?;
+        let buffers = [self.wp, xu, h_all];
+        match lp {
+            Loop::PerStep => {
+                for t in 0..self.steps {
+                    let g = self.step_groups();
+                    plan.push(&STEP_FORWARD, &buffers, &self.params(t), g, true)?;
+                }
+            }
+            Loop::Persistent => {
+                let g = [groups(self.batch, ROWS), 1, 1];
+                plan.push(&SEQ_FORWARD, &buffers, &self.params(0), g, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every step backward, last to first, in place over `da` (holding `dL/do V`).
+    pub fn backward(
+        &self,
+        plan: &mut PlanBuilder,
+        lp: Loop,
+        h_all: &wgpu::Buffer,
+        da: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.prepare(plan)?;
+        let buffers = [self.wp, h_all, da];
+        match lp {
+            Loop::PerStep => {
+                for t in (0..self.steps).rev() {
+                    let g = self.step_groups();
+                    plan.push(&STEP_BACKWARD, &buffers, &self.params(t), g, true)?;
+                }
+            }
+            Loop::Persistent => {
+                let g = [groups(self.batch, ROWS), 1, 1];
+                plan.push(&SEQ_BACKWARD, &buffers, &self.params(0), g, true)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -73,7 +73,11 @@ impl Shape {
 
     /// The shape called `name`.
     pub fn by_name(name: &str) -> Option<Shape> {
-        SHAPES.iter().chain(&DEEPBENCH).copied().find(|s| s.name == name)
+        SHAPES
+            .iter()
+            .chain(&DEEPBENCH)
+            .copied()
+            .find(|s| s.name == name)
     }
 
     /// The shapes `name` stands for: one shape, or `deepbench` for all of [`DEEPBENCH`].

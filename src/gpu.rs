@@ -50,6 +50,20 @@ struct Inner {
 #[derive(Clone)]
 pub struct Gpu {
     inner: Arc<Inner>,
+    gemm: GemmKernel,
+}
+
+/// Which kernel runs the hoisted matrix multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GemmKernel {
+    /// Tiled on GPUs, direct on CPU adapters; `RNN_WGPU_GEMM=tiled|direct` overrides it.
+    #[default]
+    Auto,
+    /// 64x64 output tiles staged through workgroup memory: the choice for GPUs.
+    Tiled,
+    /// 4x4 blocks per invocation straight from memory, no barriers: the choice for CPU
+    /// adapters such as lavapipe, where a barrier costs more than a cache hit.
+    Direct,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -120,7 +134,30 @@ impl Gpu {
                 queue,
                 pipelines: Mutex::new(HashMap::new()),
             }),
+            gemm: GemmKernel::Auto,
         })
+    }
+
+    /// The same device with another choice of matrix-multiply kernel (for models made from
+    /// the returned handle).
+    pub fn with_gemm(&self, gemm: GemmKernel) -> Gpu {
+        Gpu {
+            inner: self.inner.clone(),
+            gemm,
+        }
+    }
+
+    /// Whether multiplies use the direct kernel, resolving [`GemmKernel::Auto`].
+    pub(crate) fn direct_gemm(&self) -> bool {
+        match self.gemm {
+            GemmKernel::Direct => true,
+            GemmKernel::Tiled => false,
+            GemmKernel::Auto => match std::env::var("RNN_WGPU_GEMM").as_deref() {
+                Ok("direct") => true,
+                Ok("tiled") => false,
+                _ => self.adapter_info().device_type == wgpu::DeviceType::Cpu,
+            },
+        }
     }
 
     /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows, with its limits and
@@ -336,7 +373,12 @@ impl Gpu {
     }
 
     /// Copies `bytes` bytes starting at byte `offset` of `buffer` back to the host.
-    pub(crate) fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
             size: bytes,

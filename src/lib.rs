@@ -44,7 +44,7 @@ pub mod tensor;
 pub mod text;
 
 pub use error::{Error, FileError, GpuError, InputError, Result};
-pub use gpu::Gpu;
+pub use gpu::{GemmKernel, Gpu};
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Nonlinearity, Rnn, RnnConfig};
 pub use ops::Driver;

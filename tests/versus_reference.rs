@@ -2,7 +2,8 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target, Tensor,
+    ClassIds, Driver, GemmKernel, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target,
+    Tensor,
 };
 
 use crate::common::{assert_close, gpu, random, to_f32};
@@ -24,7 +25,11 @@ struct Case {
 
 /// Uploads the reference's parameters into a fresh GPU model.
 fn model_from(p: &Params, driver: Driver) -> Rnn {
-    let mut rnn = Rnn::new(&gpu(), p.config, 7).expect("model");
+    model_with(p, driver, GemmKernel::Auto)
+}
+
+fn model_with(p: &Params, driver: Driver, gemm: GemmKernel) -> Rnn {
+    let mut rnn = Rnn::new(&gpu().with_gemm(gemm), p.config, 7).expect("model");
     for (name, v) in p.named() {
         rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
     }
@@ -33,6 +38,10 @@ fn model_from(p: &Params, driver: Driver) -> Rnn {
 }
 
 fn run(c: Case, seed: u64, driver: Driver) {
+    run_with(c, seed, driver, GemmKernel::Auto);
+}
+
+fn run_with(c: Case, seed: u64, driver: Driver, gemm: GemmKernel) {
     let g = gpu();
     let config = RnnConfig {
         input: c.input,
@@ -59,7 +68,7 @@ fn run(c: Case, seed: u64, driver: Driver) {
     let (want_loss, trace, want) =
         reference::loss_and_grads(&p, &x, h0.as_deref(), t, b, &targets, c.loss);
 
-    let mut rnn = model_from(&p, driver);
+    let mut rnn = model_with(&p, driver, gemm);
     let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&x)).expect("x");
     let h0t = h0
         .as_ref()
@@ -77,7 +86,7 @@ fn run(c: Case, seed: u64, driver: Driver) {
             Target::Classes(&yc)
         }
     };
-    let ctx = format!("{c:?} driver {driver:?}");
+    let ctx = format!("{c:?} driver {driver:?} gemm {gemm:?}");
     // Forward alone first: outputs and h_n.
     let fw = rnn.forward(&xt, h0t.as_ref()).expect("forward");
     assert_close(
@@ -200,6 +209,28 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
     };
     run(c, 77, Driver::Persistent);
     run(c, 78, Driver::PerStep);
+}
+
+#[test]
+fn both_gemm_kernels_match_reference() {
+    // Auto picks one kernel per adapter; the other is checked here on the same adapter.
+    for (i, c) in grid().into_iter().enumerate().step_by(3) {
+        run_with(c, 7000 + i as u64 * 10, Driver::Auto, GemmKernel::Tiled);
+        run_with(c, 8000 + i as u64 * 10, Driver::Auto, GemmKernel::Direct);
+    }
+    let wide = Case {
+        steps: 40,
+        batch: 13,
+        input: 70,
+        hidden: 100,
+        output: 67,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+    };
+    run_with(wide, 44, Driver::PerStep, GemmKernel::Tiled);
+    run_with(wide, 45, Driver::PerStep, GemmKernel::Direct);
 }
 
 #[test]

@@ -9,8 +9,8 @@ use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, matmul};
-use crate::ops::reduce::colsum;
 use crate::ops::recurrence::{Loop, Recurrence};
+use crate::ops::reduce::colsum;
 use crate::ops::{Plan, PlanBuilder, at};
 
 /// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers

@@ -17,8 +17,17 @@ pub(crate) static MATMUL: Kernel = Kernel {
     ],
 };
 
-/// Output tile edge of one workgroup (`TILE` in the shader).
+pub(crate) static MATMUL_DIRECT: Kernel = Kernel {
+    name: "matmul_direct",
+    source: include_str!("../../shaders/matmul.wgsl"),
+    entry: "matmul_direct",
+    binds: MATMUL.binds,
+};
+
+/// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
+/// Output tile of one `matmul_direct` workgroup: rows, columns.
+const DIRECT_TILE: (usize, usize) = (16, 64);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -94,11 +103,17 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         bias2_off: u(g.bias2.map_or(0, |b| b.off)),
         _pad: [0; 3],
     };
+    let (kernel, grid) = if plan.gpu().direct_gemm() {
+        let (tr, tc) = DIRECT_TILE;
+        (&MATMUL_DIRECT, [groups(g.n, tc), groups(g.m, tr), 1])
+    } else {
+        (&MATMUL, [groups(g.n, TILE), groups(g.m, TILE), 1])
+    };
     plan.push(
-        &MATMUL,
+        kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
         &params,
-        [groups(g.n, TILE), groups(g.m, TILE), 1],
+        grid,
         false,
     )?;
     Ok(())

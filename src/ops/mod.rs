@@ -7,8 +7,8 @@
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optim;
-pub(crate) mod reduce;
 pub(crate) mod recurrence;
+pub(crate) mod reduce;
 
 use std::sync::Arc;
 
@@ -139,6 +139,11 @@ impl<'g> PlanBuilder<'g> {
             pending: Vec::new(),
             align,
         }
+    }
+
+    /// The device the plan is for.
+    pub fn gpu(&self) -> &Gpu {
+        self.gpu
     }
 
     /// Names the phase the following dispatches belong to, for per-phase GPU timing.
@@ -362,11 +367,8 @@ pub(crate) fn run_timed(
     }
     encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
     gpu.submit("timed run", encoder)?;
-    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_bytes(
-        &resolved,
-        0,
-        u64::from(count) * 8,
-    )?);
+    let ticks: Vec<u64> =
+        bytemuck::pod_collect_to_vec(&gpu.read_bytes(&resolved, 0, u64::from(count) * 8)?);
     let ns_per_tick = f64::from(gpu.queue().get_timestamp_period());
     let mut phases: Vec<(&'static str, f64)> = Vec::new();
     for (n, run) in runs.iter().enumerate() {
@@ -384,6 +386,7 @@ pub(crate) fn run_timed(
 pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
     vec![
         &matmul::MATMUL,
+        &matmul::MATMUL_DIRECT,
         &recurrence::PREPARE,
         &recurrence::STEP_FORWARD,
         &recurrence::STEP_BACKWARD,

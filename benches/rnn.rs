@@ -37,6 +37,7 @@ fn main() {
         &gpu,
         &shapes,
         &[Mode::Forward, Mode::TrainStep],
+        &[],
         &Budget::default(),
         |m, base| println!("{}", m.to_json(&info, base)),
     );

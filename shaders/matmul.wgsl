@@ -133,13 +133,13 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
 
 // The same product without workgroup memory, for adapters where barriers cost more than
 // memory traffic (CPU adapters such as lavapipe, whose caches stand in for workgroup memory).
-// Each invocation computes a 4x4 block of C, rows ly*4.. and columns lx*4..; a workgroup of
-// 16x4 invocations covers 16 rows x 64 columns. Neighbouring invocations share rows, so the
-// A values each loads are the same (a broadcast) and the B values are neighbours.
-@compute @workgroup_size(16, 4, 1)
+// Each invocation computes an 8x8 block of C, rows ly*8.. and columns lx*8..; a workgroup of
+// 8x8 invocations covers 64 rows x 64 columns. Each step of k loads 16 values for 64
+// multiply-adds: on lavapipe the per-step cost, not the registers, bounds the speed.
+@compute @workgroup_size(8, 8, 1)
 fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 16u + lid.y * 4u;
-    let c0 = wid.x * 64u + lid.x * 4u;
+    let r0 = wid.y * 64u + lid.y * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
         return;
     }
@@ -147,40 +147,45 @@ fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let trans_b = (p.flags & 2u) != 0u;
     // Element (r, k) of op(A) is at abase[r] + k * astep, element (k, c) of op(B) at
     // bbase[c] + k * bstep; rows and columns past the edge read the last one, never written.
-    var abase: array<u32, 4>;
-    var bbase: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
+    var abase: array<u32, 8>;
+    var bbase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
         let r = min(r0 + i, p.m - 1u);
-        let c = min(c0 + i, p.n - 1u);
         abase[i] = p.a_off + select(r * p.k, r, trans_a);
+        let c = min(c0 + i, p.n - 1u);
         bbase[i] = p.b_off + select(c, c * p.k, trans_b);
     }
     let astep = select(1u, p.m, trans_a);
     let bstep = select(p.n, 1u, trans_b);
-    var acc: array<vec4<f32>, 4>;
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
     for (var k = 0u; k < p.k; k++) {
-        let bv = vec4<f32>(
-            b[bbase[0] + k * bstep],
-            b[bbase[1] + k * bstep],
-            b[bbase[2] + k * bstep],
-            b[bbase[3] + k * bstep],
-        );
-        acc[0] += a[abase[0] + k * astep] * bv;
-        acc[1] += a[abase[1] + k * astep] * bv;
-        acc[2] += a[abase[2] + k * astep] * bv;
-        acc[3] += a[abase[3] + k * astep] * bv;
+        let kb = k * bstep;
+        let b0 = vec4<f32>(b[bbase[0] + kb], b[bbase[1] + kb], b[bbase[2] + kb], b[bbase[3] + kb]);
+        let b1 = vec4<f32>(b[bbase[4] + kb], b[bbase[5] + kb], b[bbase[6] + kb], b[bbase[7] + kb]);
+        let ka = k * astep;
+        for (var i = 0u; i < 8u; i++) {
+            let av = a[abase[i] + ka];
+            lo[i] += av * b0;
+            hi[i] += av * b1;
+        }
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if r >= p.m {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
+        for (var j = 0u; j < 8u; j++) {
             let col = c0 + j;
             if col >= p.n {
                 break;
             }
-            var v = acc[i][j];
+            var v: f32;
+            if j < 4u {
+                v = lo[i][j];
+            } else {
+                v = hi[i][j - 4u];
+            }
             let at = p.c_off + r * p.n + col;
             if (p.flags & 4u) != 0u {
                 v += c[at];

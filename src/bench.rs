@@ -352,13 +352,18 @@ impl Measurement {
 /// Measures every mode of `shapes` under the naive baseline and every faster driver that can
 /// run the shape (per-step, and persistent where H fits), and
 /// calls `report` with each measurement and the baseline it is compared with.
+///
+/// `only` restricts the faster drivers measured (the naive baseline is skipped too unless
+/// listed); empty means all.
 pub fn run(
     gpu: &Gpu,
     shapes: &[Shape],
     modes: &[Mode],
+    only: &[Driver],
     budget: &Budget,
     mut report: impl FnMut(&Measurement, Option<&Measurement>),
 ) -> Result<Vec<Measurement>> {
+    let wanted = |d: Driver| only.is_empty() || only.contains(&d);
     let mut all = Vec::new();
     for &shape in shapes {
         let mut w = Workload::new(gpu, shape)?;
@@ -366,15 +371,21 @@ pub fn run(
         if crate::ops::recurrence::persistent_unavailable(gpu, shape.hidden).is_none() {
             drivers.push(Driver::Persistent);
         }
+        drivers.retain(|&d| wanted(d));
         for &mode in modes {
-            let base = w.measure(mode, Driver::Naive, budget)?;
-            report(&base, None);
+            let base = if wanted(Driver::Naive) {
+                let base = w.measure(mode, Driver::Naive, budget)?;
+                report(&base, None);
+                Some(base)
+            } else {
+                None
+            };
             for &d in &drivers {
                 let fast = w.measure(mode, d, budget)?;
-                report(&fast, Some(&base));
+                report(&fast, base.as_ref());
                 all.push(fast);
             }
-            all.push(base);
+            all.extend(base);
         }
     }
     Ok(all)

@@ -1,7 +1,7 @@
 //! `rnn-wgpu bench`: the benchmark shapes, every driver, beside the naive baseline.
 
-use rnn_wgpu::Error;
 use rnn_wgpu::bench::{self, Budget, Mode, SHAPES, Shape};
+use rnn_wgpu::{Driver, Error};
 
 use super::{bad_arg, open_gpu};
 
@@ -14,6 +14,10 @@ pub struct BenchArgs {
     /// twelve vanilla-RNN shapes, for real GPUs) or one of them such as deepbench-h1760-b16.
     #[arg(long = "shape")]
     shapes: Vec<String>,
+    /// Only this driver (repeatable): naive, per_step, persistent. The naive baseline, and
+    /// with it the speed-up column, is measured only when listed or when none is given.
+    #[arg(long = "driver")]
+    drivers: Vec<String>,
     /// Only this mode.
     #[arg(long, value_enum)]
     mode: Option<ModeName>,
@@ -59,6 +63,20 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
         Some(ModeName::TrainStep) => vec![Mode::TrainStep],
         None => vec![Mode::Forward, Mode::TrainStep],
     };
+    let drivers = a
+        .drivers
+        .iter()
+        .map(|n| {
+            Driver::from_name(n)
+                .filter(|d| *d != Driver::Auto)
+                .ok_or_else(|| {
+                    bad_arg(
+                        "--driver",
+                        format!("{n:?} is not naive, per_step or persistent"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let budget = Budget {
         min_runs: a.min_runs.max(1),
         min_time: std::time::Duration::from_secs_f64(a.min_seconds.max(0.0)),
@@ -76,11 +94,15 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
             "shape", "mode", "driver", "ms", "samples/s", "vs naive", "rec. TFLOP/s"
         );
     }
-    bench::run(&gpu, &shapes, &modes, &budget, |m, base| {
+    bench::run(&gpu, &shapes, &modes, &drivers, &budget, |m, base| {
         if a.json {
             println!("{}", m.to_json(&info, base));
         } else {
-            let ratio = base.map_or("1.00x".to_string(), |b| format!("{:.2}x", b.ms / m.ms));
+            let ratio = match (base, m.driver) {
+                (Some(b), _) => format!("{:.2}x", b.ms / m.ms),
+                (None, Driver::Naive) => "1.00x".to_string(),
+                (None, _) => "-".to_string(),
+            };
             let tflops = match m.mode {
                 Mode::Forward => format!("{:.4}", m.shape.recurrent_flops() / m.ms / 1e9),
                 Mode::TrainStep => String::new(),

@@ -27,7 +27,7 @@ pub(crate) static MATMUL_DIRECT: Kernel = Kernel {
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
 /// Output tile of one `matmul_direct` workgroup: rows, columns.
-const DIRECT_TILE: (usize, usize) = (16, 64);
+const DIRECT_TILE: (usize, usize) = (64, 64);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

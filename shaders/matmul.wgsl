@@ -131,45 +131,22 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
 }
 
-// The same product without workgroup memory, for adapters where barriers cost more than
-// memory traffic (CPU adapters such as lavapipe, whose caches stand in for workgroup memory).
-// Each invocation computes an 8x8 block of C, rows ly*8.. and columns lx*8..; a workgroup of
-// 8x8 invocations covers 64 rows x 64 columns. Each step of k loads 16 values for 64
-// multiply-adds: on lavapipe the per-step cost, not the registers, bounds the speed.
-@compute @workgroup_size(8, 8, 1)
-fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 64u + lid.y * 8u;
-    let c0 = wid.x * 64u + lid.x * 8u;
-    if r0 >= p.m || c0 >= p.n {
-        return;
-    }
-    let trans_a = (p.flags & 1u) != 0u;
-    let trans_b = (p.flags & 2u) != 0u;
-    // Element (r, k) of op(A) is at abase[r] + k * astep, element (k, c) of op(B) at
-    // bbase[c] + k * bstep; rows and columns past the edge read the last one, never written.
-    var abase: array<u32, 8>;
-    var bbase: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        let r = min(r0 + i, p.m - 1u);
-        abase[i] = p.a_off + select(r * p.k, r, trans_a);
-        let c = min(c0 + i, p.n - 1u);
-        bbase[i] = p.b_off + select(c, c * p.k, trans_b);
-    }
-    let astep = select(1u, p.m, trans_a);
-    let bstep = select(p.n, 1u, trans_b);
-    var lo: array<vec4<f32>, 8>;
-    var hi: array<vec4<f32>, 8>;
-    for (var k = 0u; k < p.k; k++) {
-        let kb = k * bstep;
-        let b0 = vec4<f32>(b[bbase[0] + kb], b[bbase[1] + kb], b[bbase[2] + kb], b[bbase[3] + kb]);
-        let b1 = vec4<f32>(b[bbase[4] + kb], b[bbase[5] + kb], b[bbase[6] + kb], b[bbase[7] + kb]);
-        let ka = k * astep;
-        for (var i = 0u; i < 8u; i++) {
-            let av = a[abase[i] + ka];
-            lo[i] += av * b0;
-            hi[i] += av * b1;
-        }
-    }
+// ---- direct kernels: the same product without workgroup memory -------------------------
+//
+// For adapters where a barrier costs more than memory traffic: CPU adapters such as lavapipe,
+// whose caches stand in for workgroup memory and which run a workgroup's invocations as SIMD
+// lanes, paying per load instruction. Each invocation computes an 8x8 block of C (rows
+// ly*8.., columns lx*8..; a workgroup of 8x8 covers 64x64) in 16 vec4 accumulators. Where
+// both operands are laid out so that 4 neighbouring values can be read as one vec4 (sizes and
+// offsets multiples of 4), one of three layout-specific kernels reads vec4s; otherwise
+// `matmul_direct` reads scalars. Rows and columns past the edge read the last one and are
+// never written.
+
+@group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
+
+// Writes the 8x8 block at (r0, c0) with the epilogue: + C, + bias, + bias2.
+fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if r >= p.m {
@@ -199,4 +176,158 @@ fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
             c[at] = v;
         }
     }
+}
+
+// Any layout, scalar loads: element (r, k) of op(A) at abase[r] + k * astep, element (k, c)
+// of op(B) at bbase[c] + k * bstep.
+@compute @workgroup_size(8, 8, 1)
+fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.y * 64u + lid.y * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    let trans_a = (p.flags & 1u) != 0u;
+    let trans_b = (p.flags & 2u) != 0u;
+    var abase: array<u32, 8>;
+    var bbase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let r = min(r0 + i, p.m - 1u);
+        abase[i] = p.a_off + select(r * p.k, r, trans_a);
+        let c = min(c0 + i, p.n - 1u);
+        bbase[i] = p.b_off + select(c, c * p.k, trans_b);
+    }
+    let astep = select(1u, p.m, trans_a);
+    let bstep = select(p.n, 1u, trans_b);
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < p.k; k++) {
+        let kb = k * bstep;
+        let b0 = vec4<f32>(b[bbase[0] + kb], b[bbase[1] + kb], b[bbase[2] + kb], b[bbase[3] + kb]);
+        let b1 = vec4<f32>(b[bbase[4] + kb], b[bbase[5] + kb], b[bbase[6] + kb], b[bbase[7] + kb]);
+        let ka = k * astep;
+        for (var i = 0u; i < 8u; i++) {
+            let av = a[abase[i] + ka];
+            lo[i] += av * b0;
+            hi[i] += av * b1;
+        }
+    }
+    store_block(r0, c0, lo, hi);
+}
+
+// C = A B^T: A [M, K] and B [N, K] both contiguous along k (the input projection, the head).
+@compute @workgroup_size(8, 8, 1)
+fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.y * 64u + lid.y * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    let k4 = p.k / 4u;
+    var abase: array<u32, 8>;
+    var bbase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        abase[i] = p.a_off / 4u + min(r0 + i, p.m - 1u) * k4;
+        bbase[i] = p.b_off / 4u + min(c0 + i, p.n - 1u) * k4;
+    }
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < k4; k++) {
+        let b0 = b4[bbase[0] + k];
+        let b1 = b4[bbase[1] + k];
+        let b2 = b4[bbase[2] + k];
+        let b3 = b4[bbase[3] + k];
+        let b5 = b4[bbase[4] + k];
+        let b6 = b4[bbase[5] + k];
+        let b7 = b4[bbase[6] + k];
+        let b8 = b4[bbase[7] + k];
+        for (var i = 0u; i < 8u; i++) {
+            let av = a4[abase[i] + k];
+            lo[i] += vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3));
+            hi[i] += vec4<f32>(dot(av, b5), dot(av, b6), dot(av, b7), dot(av, b8));
+        }
+    }
+    store_block(r0, c0, lo, hi);
+}
+
+// C = A^T B: A [K, M] contiguous along m, B [K, N] contiguous along n (weight gradients over
+// all T * B rows): per k, an outer product of two vec4 pairs.
+@compute @workgroup_size(8, 8, 1)
+fn matmul_tn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.y * 64u + lid.y * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    let m4 = p.m / 4u;
+    let n4 = p.n / 4u;
+    // r0 < M and c0 < N, so the first vec4 of each is inside; the second may be past the
+    // edge (M, N multiples of 4 here) and then reads the last one.
+    let ra = p.a_off / 4u + r0 / 4u;
+    let ra2 = p.a_off / 4u + min(r0 / 4u + 1u, m4 - 1u);
+    let rb = p.b_off / 4u + c0 / 4u;
+    let rb2 = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < p.k; k++) {
+        let a0 = a4[ra + k * m4];
+        let a1 = a4[ra2 + k * m4];
+        let b0 = b4[rb + k * n4];
+        let b1 = b4[rb2 + k * n4];
+        lo[0] += a0.x * b0;
+        hi[0] += a0.x * b1;
+        lo[1] += a0.y * b0;
+        hi[1] += a0.y * b1;
+        lo[2] += a0.z * b0;
+        hi[2] += a0.z * b1;
+        lo[3] += a0.w * b0;
+        hi[3] += a0.w * b1;
+        lo[4] += a1.x * b0;
+        hi[4] += a1.x * b1;
+        lo[5] += a1.y * b0;
+        hi[5] += a1.y * b1;
+        lo[6] += a1.z * b0;
+        hi[6] += a1.z * b1;
+        lo[7] += a1.w * b0;
+        hi[7] += a1.w * b1;
+    }
+    store_block(r0, c0, lo, hi);
+}
+
+// C = A B: A [M, K] contiguous along k, B [K, N] contiguous along n (dL/dx, dL/dh from the
+// head): per 4 steps of k, one vec4 of A per row against four vec4 pairs of B.
+@compute @workgroup_size(8, 8, 1)
+fn matmul_nn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.y * 64u + lid.y * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    let k4 = p.k / 4u;
+    let n4 = p.n / 4u;
+    var abase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        abase[i] = p.a_off / 4u + min(r0 + i, p.m - 1u) * k4;
+    }
+    let cb0 = p.b_off / 4u + c0 / 4u;
+    let cb1 = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < k4; k++) {
+        let row = 4u * k * n4;
+        let b00 = b4[cb0 + row];
+        let b01 = b4[cb1 + row];
+        let b10 = b4[cb0 + row + n4];
+        let b11 = b4[cb1 + row + n4];
+        let b20 = b4[cb0 + row + 2u * n4];
+        let b21 = b4[cb1 + row + 2u * n4];
+        let b30 = b4[cb0 + row + 3u * n4];
+        let b31 = b4[cb1 + row + 3u * n4];
+        for (var i = 0u; i < 8u; i++) {
+            let av = a4[abase[i] + k];
+            lo[i] += av.x * b00 + av.y * b10 + av.z * b20 + av.w * b30;
+            hi[i] += av.x * b01 + av.y * b11 + av.z * b21 + av.w * b31;
+        }
+    }
+    store_block(r0, c0, lo, hi);
 }

@@ -224,7 +224,9 @@ impl Gpu {
         }
         Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
-            size: bytes,
+            // Whole vec4s, so any buffer can be bound as an array of vec4 by the kernels
+            // that read four values at a time.
+            size: bytes.next_multiple_of(16),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,

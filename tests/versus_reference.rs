@@ -231,6 +231,23 @@ fn both_gemm_kernels_match_reference() {
     };
     run_with(wide, 44, Driver::PerStep, GemmKernel::Tiled);
     run_with(wide, 45, Driver::PerStep, GemmKernel::Direct);
+    // Sizes that are multiples of 4 (so the direct kernels read vec4s) but not of 8 or 64,
+    // with T * B = 35 rows: every vec4 layout and its edges.
+    for (i, (input, hidden, output)) in [(8, 68, 12), (36, 132, 20), (4, 4, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = Case {
+            steps: 5,
+            batch: 7,
+            input,
+            hidden,
+            output,
+            ..wide
+        };
+        run_with(c, 50 + i as u64, Driver::Auto, GemmKernel::Direct);
+        run_with(c, 60 + i as u64, Driver::Auto, GemmKernel::Tiled);
+    }
 }
 
 #[test]

@@ -17,17 +17,26 @@ pub(crate) static MATMUL: Kernel = Kernel {
     ],
 };
 
-pub(crate) static MATMUL_DIRECT: Kernel = Kernel {
-    name: "matmul_direct",
-    source: include_str!("../../shaders/matmul.wgsl"),
-    entry: "matmul_direct",
-    binds: MATMUL.binds,
-};
+pub(crate) static MATMUL_DIRECT: Kernel = direct("matmul_direct");
+
+/// A direct kernel by name: all share `matmul`'s bindings and parameters.
+const fn direct(name: &'static str) -> Kernel {
+    Kernel {
+        name,
+        source: include_str!("../../shaders/matmul.wgsl"),
+        entry: name,
+        binds: MATMUL.binds,
+    }
+}
+
+pub(crate) static MATMUL_NT4: Kernel = direct("matmul_nt4");
+pub(crate) static MATMUL_TN4: Kernel = direct("matmul_tn4");
+pub(crate) static MATMUL_NN4: Kernel = direct("matmul_nn4");
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
 /// Output tile of one `matmul_direct` workgroup: rows, columns.
-const DIRECT_TILE: (usize, usize) = (64, 64);
+const DIRECT_TILE: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -82,6 +91,19 @@ impl<'a> Gemm<'a> {
     }
 }
 
+/// The direct kernel for `g`'s layout: one that reads vec4s when the dimensions it reads
+/// along and both offsets are multiples of 4, else the scalar one.
+fn direct_kernel(g: &Gemm) -> &'static Kernel {
+    let four = |v: usize| v.is_multiple_of(4);
+    let offsets = four(g.a.off) && four(g.b.off);
+    match (g.trans_a, g.trans_b) {
+        (false, true) if offsets && four(g.k) => &MATMUL_NT4,
+        (true, false) if offsets && four(g.m) && four(g.n) => &MATMUL_TN4,
+        (false, false) if offsets && four(g.k) && four(g.n) => &MATMUL_NN4,
+        _ => &MATMUL_DIRECT,
+    }
+}
+
 /// Records `g` into `plan`.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     let flags = g.trans_a as u32
@@ -103,12 +125,17 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         bias2_off: u(g.bias2.map_or(0, |b| b.off)),
         _pad: [0; 3],
     };
-    let (kernel, grid) = if plan.gpu().direct_gemm() {
-        let (tr, tc) = DIRECT_TILE;
-        (&MATMUL_DIRECT, [groups(g.n, tc), groups(g.m, tr), 1])
+    let kernel = if plan.gpu().direct_gemm() {
+        direct_kernel(&g)
     } else {
-        (&MATMUL, [groups(g.n, TILE), groups(g.m, TILE), 1])
+        &MATMUL
     };
+    let tile = if std::ptr::eq(kernel, &MATMUL) {
+        TILE
+    } else {
+        DIRECT_TILE
+    };
+    let grid = [groups(g.n, tile), groups(g.m, tile), 1];
     plan.push(
         kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],

@@ -387,6 +387,9 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
     vec![
         &matmul::MATMUL,
         &matmul::MATMUL_DIRECT,
+        &matmul::MATMUL_NT4,
+        &matmul::MATMUL_TN4,
+        &matmul::MATMUL_NN4,
         &recurrence::PREPARE,
         &recurrence::STEP_FORWARD,
         &recurrence::STEP_BACKWARD,

@@ -12,7 +12,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2
+    flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2, 32: VEC_STORE
     a_off: u32,
     b_off: u32,
     c_off: u32,
@@ -144,9 +144,43 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
 
 @group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c4: array<vec4<f32>>;
 
-// Writes the 8x8 block at (r0, c0) with the epilogue: + C, + bias, + bias2.
+// Writes the 8x8 block at (r0, c0) with the epilogue: + C, + bias, + bias2. With VEC_STORE
+// (flag 32: N and every offset into C and the biases are multiples of 4) a block wholly inside
+// C is read and written as vec4s, 16 accesses instead of 64.
 fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
+    if (p.flags & 32u) != 0u && c0 + 8u <= p.n {
+        var blo = vec4<f32>(0.0);
+        var bhi = vec4<f32>(0.0);
+        if (p.flags & 8u) != 0u {
+            blo += bias4[(p.bias_off + c0) / 4u];
+            bhi += bias4[(p.bias_off + c0) / 4u + 1u];
+        }
+        if (p.flags & 16u) != 0u {
+            blo += bias4[(p.bias2_off + c0) / 4u];
+            bhi += bias4[(p.bias2_off + c0) / 4u + 1u];
+        }
+        for (var i = 0u; i < 8u; i++) {
+            let r = r0 + i;
+            if r >= p.m {
+                break;
+            }
+            let at = (p.c_off + r * p.n + c0) / 4u;
+            var vlo = lo[i] + blo;
+            var vhi = hi[i] + bhi;
+            if (p.flags & 4u) != 0u {
+                vlo += c4[at];
+                vhi += c4[at + 1u];
+            }
+            c4[at] = vlo;
+            c4[at + 1u] = vhi;
+        }
+        return;
+    }
+    // Elsewhere one value at a time, through the same vec4 views (component access), since an
+    // entry point may not bind one buffer twice.
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if r >= p.m {
@@ -165,15 +199,17 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
             }
             let at = p.c_off + r * p.n + col;
             if (p.flags & 4u) != 0u {
-                v += c[at];
+                v += c4[at / 4u][at % 4u];
             }
             if (p.flags & 8u) != 0u {
-                v += bias[p.bias_off + col];
+                let bi = p.bias_off + col;
+                v += bias4[bi / 4u][bi % 4u];
             }
             if (p.flags & 16u) != 0u {
-                v += bias[p.bias2_off + col];
+                let bi = p.bias2_off + col;
+                v += bias4[bi / 4u][bi % 4u];
             }
-            c[at] = v;
+            c4[at / 4u][at % 4u] = v;
         }
     }
 }

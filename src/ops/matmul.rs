@@ -91,6 +91,15 @@ impl<'a> Gemm<'a> {
     }
 }
 
+/// Whether the direct kernels may write C (and read the biases) as vec4s: `VEC_STORE`.
+fn vec_store(g: &Gemm) -> bool {
+    let four = |v: usize| v.is_multiple_of(4);
+    four(g.n)
+        && four(g.c.off)
+        && g.bias.is_none_or(|b| four(b.off))
+        && g.bias2.is_none_or(|b| four(b.off))
+}
+
 /// The direct kernel for `g`'s layout: one that reads vec4s when the dimensions it reads
 /// along and both offsets are multiples of 4, else the scalar one.
 fn direct_kernel(g: &Gemm) -> &'static Kernel {
@@ -110,7 +119,8 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         | (g.trans_b as u32) << 1
         | (g.accumulate as u32) << 2
         | (g.bias.is_some() as u32) << 3
-        | (g.bias2.is_some() as u32) << 4;
+        | (g.bias2.is_some() as u32) << 4
+        | (vec_store(&g) as u32) << 5;
     // An unused bias binding still needs a buffer: A's serves.
     let bias_buf = g.bias.map_or(g.a.buf, |b| b.buf);
     let params = Params {

@@ -140,11 +140,46 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 }
 
 // ---- seq_*: the whole sequence in one dispatch -------------------------------------------
+//
+// Here the state sits in workgroup memory as vec4s along k, so each invocation takes its 4
+// columns of W as 4 vec4s along k too (section 1 read as rows j: W[j][k] for the forward
+// step; section 0 read as rows j: W[k][j] for the backward step) and every load feeds 4
+// multiply-adds: per 4 steps of k, 8 loads for 64 multiply-adds.
 
-var<workgroup> state: array<f32, 8192>; // [2][ROWS][HMAX]
+var<workgroup> state: array<vec4<f32>, 2048>; // [2][ROWS][HMAX / 4]
 
-fn slot(buf: u32, i: u32, k: u32) -> u32 {
-    return (buf * ROWS + i) * HMAX + k;
+fn slot(buf: u32, i: u32, k4: u32) -> u32 {
+    return (buf * ROWS + i) * (HMAX / 4u) + k4;
+}
+
+// The 4 x 4 block of sums over k of state[cur][row i][k] * wp[sec][column j4 * 4 + c][k].
+fn seq_product(sec: u32, cur: u32, j4: u32) -> array<vec4<f32>, 4> {
+    let q = r.hp / 4u;
+    // Columns past H are zero rows of the padded matrix only up to HP; clamp to row H - 1.
+    let last = r.hidden - 1u;
+    let w0 = sec + min(j4 * 4u, last) * q;
+    let w1 = sec + min(j4 * 4u + 1u, last) * q;
+    let w2 = sec + min(j4 * 4u + 2u, last) * q;
+    let w3 = sec + min(j4 * 4u + 3u, last) * q;
+    var acc: array<vec4<f32>, 4>;
+    for (var k4 = 0u; k4 < q; k4++) {
+        let c0 = wp[w0 + k4];
+        let c1 = wp[w1 + k4];
+        let c2 = wp[w2 + k4];
+        let c3 = wp[w3 + k4];
+        for (var i = 0u; i < ROWS; i++) {
+            let s = state[slot(cur, i, k4)];
+            acc[i] += vec4<f32>(dot(s, c0), dot(s, c1), dot(s, c2), dot(s, c3));
+        }
+    }
+    return acc;
+}
+
+// Zeroes both state buffers, so padding columns (k >= H) contribute nothing.
+fn seq_clear(lid: u32) {
+    for (var n = lid; n < 2u * ROWS * (HMAX / 4u); n += WG) {
+        state[n] = vec4<f32>(0.0);
+    }
 }
 
 // forward over all T steps; workgroup x owns batch rows 4x .. 4x + 3.
@@ -154,29 +189,24 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
     let bh = r.batch * h;
-    // Rows past the batch hold zeros and are never written back.
+    let wn = h * q; // section 1: W, rows j along k
+    seq_clear(lid.x);
+    workgroupBarrier();
+    // h0; rows past the batch stay zero and are never written back.
     for (var i = 0u; i < ROWS; i++) {
         let b = b0 + i;
+        if b >= r.batch {
+            break;
+        }
         for (var k = lid.x; k < h; k += WG) {
-            var v = 0.0;
-            if b < r.batch {
-                v = dst[b * h + k];
-            }
-            state[slot(0u, i, k)] = v;
+            state[slot(0u, i, k / 4u)][k % 4u] = dst[b * h + k];
         }
     }
     workgroupBarrier();
     for (var t = 0u; t < r.steps; t++) {
         let cur = t % 2u;
         for (var j4 = lid.x; j4 < q; j4 += WG) {
-            var acc: array<vec4<f32>, 4>;
-            for (var k = 0u; k < h; k++) {
-                let wv = wp[k * q + j4];
-                acc[0] += wv * state[slot(cur, 0u, k)];
-                acc[1] += wv * state[slot(cur, 1u, k)];
-                acc[2] += wv * state[slot(cur, 2u, k)];
-                acc[3] += wv * state[slot(cur, 3u, k)];
-            }
+            let acc = seq_product(wn, cur, j4);
             for (var i = 0u; i < ROWS; i++) {
                 let b = b0 + i;
                 if b >= r.batch {
@@ -188,7 +218,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                         let o = t * bh + b * h + j;
                         let v = act(src[o] + acc[i][c], r.act);
                         dst[o + bh] = v;
-                        state[slot(1u - cur, i, j)] = v;
+                        state[slot(1u - cur, i, j4)][c] = v;
                     }
                 }
             }
@@ -204,26 +234,14 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
     let bh = r.batch * h;
-    let wn = h * q;
     // da(T) is zero; so are rows past the batch, which are never written back.
-    for (var i = 0u; i < ROWS; i++) {
-        for (var k = lid.x; k < h; k += WG) {
-            state[slot(0u, i, k)] = 0.0;
-        }
-    }
+    seq_clear(lid.x);
     workgroupBarrier();
     for (var n = 0u; n < r.steps; n++) {
         let t = r.steps - 1u - n;
         let cur = n % 2u;
         for (var j4 = lid.x; j4 < q; j4 += WG) {
-            var acc: array<vec4<f32>, 4>;
-            for (var k = 0u; k < h; k++) {
-                let wv = wp[wn + k * q + j4];
-                acc[0] += wv * state[slot(cur, 0u, k)];
-                acc[1] += wv * state[slot(cur, 1u, k)];
-                acc[2] += wv * state[slot(cur, 2u, k)];
-                acc[3] += wv * state[slot(cur, 3u, k)];
-            }
+            let acc = seq_product(0u, cur, j4); // section 0: W^T, rows j along k
             for (var i = 0u; i < ROWS; i++) {
                 let b = b0 + i;
                 if b >= r.batch {
@@ -235,7 +253,7 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                         let o = t * bh + b * h + j;
                         let d = (dst[o] + acc[i][c]) * act_grad(src[o + bh], r.act);
                         dst[o] = d;
-                        state[slot(1u - cur, i, j)] = d;
+                        state[slot(1u - cur, i, j4)][c] = d;
                     }
                 }
             }

@@ -47,6 +47,6 @@ pub use error::{Error, FileError, GpuError, InputError, Result};
 pub use gpu::{GemmKernel, Gpu};
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Nonlinearity, Rnn, RnnConfig};
-pub use ops::Driver;
+pub use ops::{AUTO_PERSISTENT_MAX_HIDDEN, Driver};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use tensor::{ClassIds, Tensor};

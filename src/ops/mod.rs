@@ -19,8 +19,8 @@ use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 /// forward + loss + backward + update) into one command buffer, except the naive baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// [`Driver::Persistent`] where it runs and is expected to win, else [`Driver::PerStep`];
-    /// see [`Driver::resolve`].
+    /// [`Driver::Persistent`] where it runs and is expected to win (every H it holds on a CPU
+    /// adapter, H up to [`AUTO_PERSISTENT_MAX_HIDDEN`] on a GPU), else [`Driver::PerStep`].
     #[default]
     Auto,
     /// One dispatch per time step, all in one compute pass and one submit.
@@ -32,9 +32,11 @@ pub enum Driver {
     Naive,
 }
 
-/// Largest `H` for which [`Driver::Auto`] picks the persistent kernel. Measured with
-/// `rnn-wgpu bench` (BENCHMARKS.md): one workgroup per 4 rows runs the whole row's product,
-/// so past this size the per-step kernel's parallelism across hidden units wins.
+/// Largest `H` for which [`Driver::Auto`] picks the persistent kernel on a GPU. There one
+/// workgroup runs each 4-row group's whole product, so its parallelism is B/4 workgroups, and
+/// past a few hundred hidden units the per-step kernel, which also spreads hidden units over
+/// workgroups, wins. On CPU adapters the persistent kernel won at every H it holds (lavapipe:
+/// `large`, H = 1024, forward loop 0.7 s against 2.0 s per step); BENCHMARKS.md has both.
 pub const AUTO_PERSISTENT_MAX_HIDDEN: usize = 256;
 
 impl Driver {
@@ -72,7 +74,8 @@ impl Driver {
                 }
             },
             Driver::Auto => {
-                if hidden <= AUTO_PERSISTENT_MAX_HIDDEN
+                let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
+                if (cpu || hidden <= AUTO_PERSISTENT_MAX_HIDDEN)
                     && persistent_unavailable(gpu, hidden).is_none()
                 {
                     Loop::Persistent

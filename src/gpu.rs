@@ -50,19 +50,20 @@ struct Inner {
 #[derive(Clone)]
 pub struct Gpu {
     inner: Arc<Inner>,
-    gemm: GemmKernel,
+    kernels: KernelStyle,
 }
 
-/// Which kernel runs the hoisted matrix multiplies.
+/// Which family of kernels runs the matrix multiplies and the per-step recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum GemmKernel {
-    /// Tiled on GPUs, direct on CPU adapters; `RNN_WGPU_GEMM=tiled|direct` overrides it.
+pub enum KernelStyle {
+    /// Tiled on GPUs, direct on CPU adapters; `RNN_WGPU_KERNELS=tiled|direct` overrides it.
     #[default]
     Auto,
-    /// 64x64 output tiles staged through workgroup memory: the choice for GPUs.
+    /// Many workgroups staging their operands through workgroup memory (64x64 GEMM tiles,
+    /// 8x32 recurrence tiles): the choice for GPUs, where it keeps memory latency hidden.
     Tiled,
-    /// 4x4 blocks per invocation straight from memory, no barriers: the choice for CPU
-    /// adapters such as lavapipe, where a barrier costs more than a cache hit.
+    /// Blocks per invocation straight from memory with no barrier, reading vec4s: the choice
+    /// for CPU adapters such as lavapipe, where a barrier costs more than a cache hit.
     Direct,
 }
 
@@ -134,25 +135,24 @@ impl Gpu {
                 queue,
                 pipelines: Mutex::new(HashMap::new()),
             }),
-            gemm: GemmKernel::Auto,
+            kernels: KernelStyle::Auto,
         })
     }
 
-    /// The same device with another choice of matrix-multiply kernel (for models made from
-    /// the returned handle).
-    pub fn with_gemm(&self, gemm: GemmKernel) -> Gpu {
+    /// The same device with another kernel style (for models made from the returned handle).
+    pub fn with_kernels(&self, kernels: KernelStyle) -> Gpu {
         Gpu {
             inner: self.inner.clone(),
-            gemm,
+            kernels,
         }
     }
 
-    /// Whether multiplies use the direct kernel, resolving [`GemmKernel::Auto`].
-    pub(crate) fn direct_gemm(&self) -> bool {
-        match self.gemm {
-            GemmKernel::Direct => true,
-            GemmKernel::Tiled => false,
-            GemmKernel::Auto => match std::env::var("RNN_WGPU_GEMM").as_deref() {
+    /// Whether the direct kernels run, resolving [`KernelStyle::Auto`].
+    pub(crate) fn direct_kernels(&self) -> bool {
+        match self.kernels {
+            KernelStyle::Direct => true,
+            KernelStyle::Tiled => false,
+            KernelStyle::Auto => match std::env::var("RNN_WGPU_KERNELS").as_deref() {
                 Ok("direct") => true,
                 Ok("tiled") => false,
                 _ => self.adapter_info().device_type == wgpu::DeviceType::Cpu,

@@ -44,9 +44,9 @@ pub mod tensor;
 pub mod text;
 
 pub use error::{Error, FileError, GpuError, InputError, Result};
-pub use gpu::{GemmKernel, Gpu};
+pub use gpu::{Gpu, KernelStyle};
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Nonlinearity, Rnn, RnnConfig};
-pub use ops::{AUTO_PERSISTENT_MAX_HIDDEN, Driver};
+pub use ops::Driver;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use tensor::{ClassIds, Tensor};

@@ -2,7 +2,7 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, GemmKernel, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target,
+    ClassIds, Driver, KernelStyle, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target,
     Tensor,
 };
 
@@ -25,11 +25,11 @@ struct Case {
 
 /// Uploads the reference's parameters into a fresh GPU model.
 fn model_from(p: &Params, driver: Driver) -> Rnn {
-    model_with(p, driver, GemmKernel::Auto)
+    model_with(p, driver, KernelStyle::Auto)
 }
 
-fn model_with(p: &Params, driver: Driver, gemm: GemmKernel) -> Rnn {
-    let mut rnn = Rnn::new(&gpu().with_gemm(gemm), p.config, 7).expect("model");
+fn model_with(p: &Params, driver: Driver, kernels: KernelStyle) -> Rnn {
+    let mut rnn = Rnn::new(&gpu().with_kernels(kernels), p.config, 7).expect("model");
     for (name, v) in p.named() {
         rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
     }
@@ -38,10 +38,10 @@ fn model_with(p: &Params, driver: Driver, gemm: GemmKernel) -> Rnn {
 }
 
 fn run(c: Case, seed: u64, driver: Driver) {
-    run_with(c, seed, driver, GemmKernel::Auto);
+    run_with(c, seed, driver, KernelStyle::Auto);
 }
 
-fn run_with(c: Case, seed: u64, driver: Driver, gemm: GemmKernel) {
+fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
     let g = gpu();
     let config = RnnConfig {
         input: c.input,
@@ -68,7 +68,7 @@ fn run_with(c: Case, seed: u64, driver: Driver, gemm: GemmKernel) {
     let (want_loss, trace, want) =
         reference::loss_and_grads(&p, &x, h0.as_deref(), t, b, &targets, c.loss);
 
-    let mut rnn = model_with(&p, driver, gemm);
+    let mut rnn = model_with(&p, driver, kernels);
     let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&x)).expect("x");
     let h0t = h0
         .as_ref()
@@ -86,7 +86,7 @@ fn run_with(c: Case, seed: u64, driver: Driver, gemm: GemmKernel) {
             Target::Classes(&yc)
         }
     };
-    let ctx = format!("{c:?} driver {driver:?} gemm {gemm:?}");
+    let ctx = format!("{c:?} driver {driver:?} kernels {kernels:?}");
     // Forward alone first: outputs and h_n.
     let fw = rnn.forward(&xt, h0t.as_ref()).expect("forward");
     assert_close(
@@ -212,11 +212,17 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
 }
 
 #[test]
-fn both_gemm_kernels_match_reference() {
-    // Auto picks one kernel per adapter; the other is checked here on the same adapter.
+fn both_kernel_styles_match_reference() {
+    // Auto picks one style per adapter; the other is checked here on the same adapter, with
+    // the per-step driver, whose kernel also depends on the style.
     for (i, c) in grid().into_iter().enumerate().step_by(3) {
-        run_with(c, 7000 + i as u64 * 10, Driver::Auto, GemmKernel::Tiled);
-        run_with(c, 8000 + i as u64 * 10, Driver::Auto, GemmKernel::Direct);
+        run_with(c, 7000 + i as u64 * 10, Driver::PerStep, KernelStyle::Tiled);
+        run_with(
+            c,
+            8000 + i as u64 * 10,
+            Driver::PerStep,
+            KernelStyle::Direct,
+        );
     }
     let wide = Case {
         steps: 40,
@@ -229,8 +235,8 @@ fn both_gemm_kernels_match_reference() {
         loss: Loss::mse(),
         with_h0: true,
     };
-    run_with(wide, 44, Driver::PerStep, GemmKernel::Tiled);
-    run_with(wide, 45, Driver::PerStep, GemmKernel::Direct);
+    run_with(wide, 44, Driver::PerStep, KernelStyle::Tiled);
+    run_with(wide, 45, Driver::PerStep, KernelStyle::Direct);
     // Sizes that are multiples of 4 (so the direct kernels read vec4s) but not of 8 or 64,
     // with T * B = 35 rows: every vec4 layout and its edges.
     for (i, (input, hidden, output)) in [(8, 68, 12), (36, 132, 20), (4, 4, 4)]
@@ -245,8 +251,8 @@ fn both_gemm_kernels_match_reference() {
             output,
             ..wide
         };
-        run_with(c, 50 + i as u64, Driver::Auto, GemmKernel::Direct);
-        run_with(c, 60 + i as u64, Driver::Auto, GemmKernel::Tiled);
+        run_with(c, 50 + i as u64, Driver::PerStep, KernelStyle::Direct);
+        run_with(c, 60 + i as u64, Driver::PerStep, KernelStyle::Tiled);
     }
 }
 

@@ -135,7 +135,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         bias2_off: u(g.bias2.map_or(0, |b| b.off)),
         _pad: [0; 3],
     };
-    let kernel = if plan.gpu().direct_gemm() {
+    let kernel = if plan.gpu().direct_kernels() {
         direct_kernel(&g)
     } else {
         &MATMUL

@@ -19,8 +19,9 @@ use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 /// forward + loss + backward + update) into one command buffer, except the naive baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// [`Driver::Persistent`] where it runs and is expected to win (every H it holds on a CPU
-    /// adapter, H up to [`AUTO_PERSISTENT_MAX_HIDDEN`] on a GPU), else [`Driver::PerStep`].
+    /// [`Driver::Persistent`] on CPU adapters wherever it fits (it won at every size there),
+    /// [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won at every benchmark
+    /// shape on an H200; BENCHMARKS.md has both).
     #[default]
     Auto,
     /// One dispatch per time step, all in one compute pass and one submit.
@@ -31,13 +32,6 @@ pub enum Driver {
     /// One submit-and-wait per time step: the seed's loop, kept as the benchmark baseline.
     Naive,
 }
-
-/// Largest `H` for which [`Driver::Auto`] picks the persistent kernel on a GPU. There one
-/// workgroup runs each 4-row group's whole product, so its parallelism is B/4 workgroups, and
-/// past a few hundred hidden units the per-step kernel, which also spreads hidden units over
-/// workgroups, wins. On CPU adapters the persistent kernel won at every H it holds (lavapipe:
-/// `large`, H = 1024, forward loop 0.7 s against 2.0 s per step); BENCHMARKS.md has both.
-pub const AUTO_PERSISTENT_MAX_HIDDEN: usize = 256;
 
 impl Driver {
     /// The name used by `bench --json`.
@@ -75,9 +69,7 @@ impl Driver {
             },
             Driver::Auto => {
                 let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
-                if (cpu || hidden <= AUTO_PERSISTENT_MAX_HIDDEN)
-                    && persistent_unavailable(gpu, hidden).is_none()
-                {
+                if cpu && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {
                     Loop::PerStep
@@ -396,6 +388,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::PREPARE,
         &recurrence::STEP_FORWARD,
         &recurrence::STEP_BACKWARD,
+        &recurrence::TILED_FORWARD,
+        &recurrence::TILED_BACKWARD,
         &recurrence::SEQ_FORWARD,
         &recurrence::SEQ_BACKWARD,
         &reduce::COLSUM,

@@ -1,5 +1,7 @@
-//! `shaders/recurrence.wgsl` and `shaders/weights.wgsl`: the serial loop over time, as one
-//! dispatch per step or as one persistent dispatch for the whole sequence.
+//! The serial loop over time: one persistent dispatch for the whole sequence
+//! (`shaders/recurrence.wgsl`, with `W` laid out by `shaders/weights.wgsl`), or one dispatch
+//! per step: tiled through workgroup memory on GPUs (`shaders/recurrence_tiled.wgsl`),
+//! barrier-free on CPU adapters (`shaders/recurrence.wgsl`).
 
 use super::{At, PlanBuilder, groups, u};
 use crate::error::Result;
@@ -27,6 +29,22 @@ pub(crate) static STEP_BACKWARD: Kernel = Kernel {
     name: "recurrence_step_backward",
     source: SOURCE,
     entry: "step_backward",
+    binds: BINDS,
+};
+
+const TILED_SOURCE: &str = include_str!("../../shaders/recurrence_tiled.wgsl");
+
+pub(crate) static TILED_FORWARD: Kernel = Kernel {
+    name: "recurrence_tiled_forward",
+    source: TILED_SOURCE,
+    entry: "tiled_forward",
+    binds: BINDS,
+};
+
+pub(crate) static TILED_BACKWARD: Kernel = Kernel {
+    name: "recurrence_tiled_backward",
+    source: TILED_SOURCE,
+    entry: "tiled_backward",
     binds: BINDS,
 };
 
@@ -90,6 +108,24 @@ struct Rec {
     _pad1: u32,
 }
 
+/// Parameters of the tiled per-step kernels (`Step` in `recurrence_tiled.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TiledStep {
+    batch: u32,
+    hidden: u32,
+    act: u32,
+    w_off: u32,
+    src_off: u32,
+    prev_off: u32,
+    out_off: u32,
+    has_prev: u32,
+}
+
+/// Hidden units and batch rows one tiled workgroup covers (`TJ`, `TB` in the shader).
+const TILED_TJ: usize = 32;
+const TILED_TB: usize = 8;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Prep {
@@ -127,10 +163,7 @@ impl Recurrence<'_> {
             batch: u(self.batch),
             hidden: u(self.hidden),
             hp: u(Self::hp(self.hidden)),
-            act: match self.act {
-                Nonlinearity::Tanh => 0,
-                Nonlinearity::Relu => 1,
-            },
+            act: self.act_code(),
             steps: u(self.steps),
             t: u(t),
             _pad0: 0,
@@ -158,6 +191,34 @@ impl Recurrence<'_> {
         Ok(())
     }
 
+    fn act_code(&self) -> u32 {
+        match self.act {
+            Nonlinearity::Tanh => 0,
+            Nonlinearity::Relu => 1,
+        }
+    }
+
+    fn tiled(&self, src_off: usize, prev_off: usize, out_off: usize, has_prev: bool) -> TiledStep {
+        TiledStep {
+            batch: u(self.batch),
+            hidden: u(self.hidden),
+            act: self.act_code(),
+            w_off: u(self.w.off),
+            src_off: u(src_off),
+            prev_off: u(prev_off),
+            out_off: u(out_off),
+            has_prev: has_prev as u32,
+        }
+    }
+
+    fn tiled_groups(&self) -> [u32; 3] {
+        [
+            groups(self.hidden, TILED_TJ),
+            groups(self.batch, TILED_TB),
+            1,
+        ]
+    }
+
     fn step_groups(&self) -> [u32; 3] {
         [
             groups(Self::hp(self.hidden) / 4, WG),
@@ -175,6 +236,15 @@ impl Recurrence<'_> {
         xu: &wgpu::Buffer,
         h_all: &wgpu::Buffer,
     ) -> Result<()> {
+        let bh = self.batch * self.hidden;
+        if lp == Loop::PerStep && !plan.gpu().direct_kernels() {
+            for t in 0..self.steps {
+                let params = self.tiled(t * bh, t * bh, (t + 1) * bh, true);
+                let buffers = [self.w.buf, xu, h_all];
+                plan.push(&TILED_FORWARD, &buffers, &params, self.tiled_groups(), true)?;
+            }
+            return Ok(());
+        }
         self.prepare(plan)?;
         let buffers = [self.wp, xu, h_all];
         match lp {
@@ -200,6 +270,21 @@ impl Recurrence<'_> {
         h_all: &wgpu::Buffer,
         da: &wgpu::Buffer,
     ) -> Result<()> {
+        let bh = self.batch * self.hidden;
+        if lp == Loop::PerStep && !plan.gpu().direct_kernels() {
+            for t in (0..self.steps).rev() {
+                let params = self.tiled((t + 1) * bh, (t + 1) * bh, t * bh, t + 1 < self.steps);
+                let buffers = [self.w.buf, h_all, da];
+                plan.push(
+                    &TILED_BACKWARD,
+                    &buffers,
+                    &params,
+                    self.tiled_groups(),
+                    true,
+                )?;
+            }
+            return Ok(());
+        }
         self.prepare(plan)?;
         let buffers = [self.wp, h_all, da];
         match lp {

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Markdown tables for BENCHMARKS.md from one run's JSON lines.
+
+    python3 benches/report.py RNN.jsonl [--torch T.jsonl] [--burn B.jsonl] [--label NAME]
+
+RNN.jsonl is `rnn-wgpu bench --json [--phases]`; T.jsonl and B.jsonl are the peers' output
+(../shared/peers, or benches/peers/torch_cuda.py) from the same machine and session. Every ratio
+printed is between numbers in these files, so only pass files measured together.
+"""
+import json
+import sys
+
+
+def load(path):
+    rows = []
+    if path:
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+    return rows
+
+
+def main(argv):
+    args = {"rnn": argv[0]}
+    for flag, value in zip(argv[1::2], argv[2::2]):
+        args[flag.lstrip("-")] = value
+    rnn = load(args["rnn"])
+    torch = {(r["shape"], r["mode"]): r for r in load(args.get("torch"))}
+    burn = {(r["shape"], r["mode"]): r for r in load(args.get("burn"))}
+    label = args.get("label", "peer")
+    shapes = []
+    for r in rnn:
+        if r["shape"] not in shapes:
+            shapes.append(r["shape"])
+    print(f"| shape | mode | driver | ms | samples/s | vs naive | vs Burn | vs {label} |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for s in shapes:
+        for mode in ("forward", "train_step"):
+            for r in (r for r in rnn if r["shape"] == s and r["mode"] == mode):
+                base = r.get("speedup_vs_baseline")
+                b = burn.get((s, mode))
+                t = torch.get((s, mode))
+                vs_b = f"{b['ms'] / r['ms']:.1f}x" if b else "–"
+                vs_t = f"{t['ms'] / r['ms']:.2f}x" if t else "–"
+                print(f"| {s} | {mode} | {r['driver']} | {r['ms']:.3f} | {r['samples_per_s']:,.0f} | "
+                      f"{(f'{base:.2f}x' if base else '1.00x' if r['driver'] == 'naive' else '–')} | "
+                      f"{vs_b} | {vs_t} |")
+            for peer, table in (("Burn", burn), (label, torch)):
+                p = table.get((s, mode))
+                if p:
+                    print(f"| {s} | {mode} | *{peer}* | {p['ms']:.3f} | {p['samples_per_s']:,.0f} | | | |")
+    phased = [r for r in rnn if r.get("phases_ms")]
+    if phased:
+        names = []
+        for r in phased:
+            for n in r["phases_ms"]:
+                if n not in names:
+                    names.append(n)
+        print()
+        print("GPU milliseconds per phase (timestamp queries, medians of 3):")
+        print()
+        print("| shape | mode | driver | " + " | ".join(names) + " |")
+        print("|---|---|---|" + "---:|" * len(names))
+        for r in phased:
+            cells = [f"{r['phases_ms'][n]:.3f}" if n in r["phases_ms"] else "" for n in names]
+            print(f"| {r['shape']} | {r['mode']} | {r['driver']} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print(__doc__)
+        sys.exit(2)
+    main(sys.argv[1:])

@@ -25,3 +25,20 @@ pub fn bad_arg(arg: &str, reason: impl Into<String>) -> Error {
     }
     .into()
 }
+
+/// Fails early, before any work, when the folder that `path` (an output of `flag`) would be
+/// written into does not exist.
+pub fn check_output(flag: &str, path: &std::path::Path) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(bad_arg(
+            flag,
+            format!("{}: folder {} does not exist", path.display(), dir.display()),
+        ))
+    }
+}

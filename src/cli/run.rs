@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use rnn_wgpu::io::{self, TensorFile};
 use rnn_wgpu::{Error, LossKind, Reduction};
 
-use super::open_gpu;
+use super::{check_output, open_gpu};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -41,7 +41,8 @@ enum ReductionName {
 
 /// Loads, runs and writes; nothing is written unless everything succeeded.
 pub fn run(a: &RunArgs) -> Result<(), Error> {
-    // Read both files before touching the GPU, so a bad path fails fast.
+    // Read both files and check the output's folder before touching the GPU.
+    check_output("--output", &a.output)?;
     let model_file = TensorFile::read(&a.model)?;
     let input = TensorFile::read(&a.input)?;
     let gpu = open_gpu()?;

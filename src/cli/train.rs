@@ -12,7 +12,7 @@ use rnn_wgpu::{
     RnnConfig, Target, Tensor, task,
 };
 
-use super::{bad_arg, open_gpu, plot};
+use super::{bad_arg, check_output, open_gpu, plot};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -127,6 +127,11 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     }
     if a.batch == 0 {
         return Err(bad_arg("--batch", "must be at least 1"));
+    }
+    for (flag, path) in [("--save", &a.save), ("--plot", &a.plot)] {
+        if let Some(p) = path {
+            check_output(flag, p)?;
+        }
     }
     if a.epochs.is_some() && a.text.is_none() {
         return Err(bad_arg(

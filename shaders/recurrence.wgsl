@@ -146,6 +146,9 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 // step; section 0 read as rows j: W[k][j] for the backward step) and every load feeds 4
 // multiply-adds: per 4 steps of k, 8 loads for 64 multiply-adds.
 
+// Invocations per persistent workgroup: 64 on GPUs; 8, one SIMD group, on CPU adapters, where
+// a barrier across several SIMD groups switches coroutines (it halved lavapipe's loop time).
+override SEQ_WG: u32 = 64u;
 var<workgroup> state: array<vec4<f32>, 2048>; // [2][ROWS][HMAX / 4]
 
 fn slot(buf: u32, i: u32, k4: u32) -> u32 {
@@ -177,13 +180,13 @@ fn seq_product(sec: u32, cur: u32, j4: u32) -> array<vec4<f32>, 4> {
 
 // Zeroes both state buffers, so padding columns (k >= H) contribute nothing.
 fn seq_clear(lid: u32) {
-    for (var n = lid; n < 2u * ROWS * (HMAX / 4u); n += WG) {
+    for (var n = lid; n < 2u * ROWS * (HMAX / 4u); n += SEQ_WG) {
         state[n] = vec4<f32>(0.0);
     }
 }
 
 // forward over all T steps; workgroup x owns batch rows 4x .. 4x + 3.
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -198,14 +201,14 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
         if b >= r.batch {
             break;
         }
-        for (var k = lid.x; k < h; k += WG) {
+        for (var k = lid.x; k < h; k += SEQ_WG) {
             state[slot(0u, i, k / 4u)][k % 4u] = dst[b * h + k];
         }
     }
     workgroupBarrier();
     for (var t = 0u; t < r.steps; t++) {
         let cur = t % 2u;
-        for (var j4 = lid.x; j4 < q; j4 += WG) {
+        for (var j4 = lid.x; j4 < q; j4 += SEQ_WG) {
             let acc = seq_product(wn, cur, j4);
             for (var i = 0u; i < ROWS; i++) {
                 let b = b0 + i;
@@ -228,7 +231,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 }
 
 // backward over all T steps, last to first, in place over da.
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -240,7 +243,7 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     for (var n = 0u; n < r.steps; n++) {
         let t = r.steps - 1u - n;
         let cur = n % 2u;
-        for (var j4 = lid.x; j4 < q; j4 += WG) {
+        for (var j4 = lid.x; j4 < q; j4 += SEQ_WG) {
             let acc = seq_product(0u, cur, j4); // section 0: W^T, rows j along k
             for (var i = 0u; i < ROWS; i++) {
                 let b = b0 + i;

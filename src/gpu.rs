@@ -17,7 +17,7 @@ pub enum Bind {
 }
 
 /// A compute kernel: a WGSL source, an entry point and its bindings (group 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Kernel {
     /// Label shown in errors and captures, also the cache key.
     pub name: &'static str,
@@ -27,6 +27,8 @@ pub struct Kernel {
     pub entry: &'static str,
     /// The bindings, `@binding(0)` first.
     pub binds: &'static [Bind],
+    /// Values for the shader's `override` constants, by name.
+    pub constants: &'static [(&'static str, f64)],
 }
 
 /// A built kernel: its pipeline and the layout its bind groups must use.
@@ -296,6 +298,7 @@ impl Gpu {
             module: &module,
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
+                constants: kernel.constants,
                 // Every kernel writes its workgroup memory before reading it.
                 zero_initialize_workgroup_memory: false,
                 ..Default::default()

@@ -214,7 +214,7 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
 #[test]
 fn both_kernel_styles_match_reference() {
     // Auto picks one style per adapter; the other is checked here on the same adapter, with
-    // the per-step driver, whose kernel also depends on the style.
+    // the per-step and persistent drivers, whose kernels also depend on the style.
     for (i, c) in grid().into_iter().enumerate().step_by(3) {
         run_with(c, 7000 + i as u64 * 10, Driver::PerStep, KernelStyle::Tiled);
         run_with(

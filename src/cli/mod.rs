@@ -38,7 +38,11 @@ pub fn check_output(flag: &str, path: &std::path::Path) -> Result<(), Error> {
     } else {
         Err(bad_arg(
             flag,
-            format!("{}: folder {} does not exist", path.display(), dir.display()),
+            format!(
+                "{}: folder {} does not exist",
+                path.display(),
+                dir.display()
+            ),
         ))
     }
 }

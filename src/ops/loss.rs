@@ -20,18 +20,21 @@ pub(crate) static MSE: Kernel = Kernel {
     source: SOURCE,
     entry: "mse",
     binds: BINDS,
+    constants: &[],
 };
 pub(crate) static CROSS_ENTROPY: Kernel = Kernel {
     name: "loss_cross_entropy",
     source: SOURCE,
     entry: "cross_entropy",
     binds: BINDS,
+    constants: &[],
 };
 pub(crate) static TOTAL: Kernel = Kernel {
     name: "loss_total",
     source: SOURCE,
     entry: "total",
     binds: BINDS,
+    constants: &[],
 };
 
 #[repr(C)]

@@ -15,6 +15,7 @@ pub(crate) static MATMUL: Kernel = Kernel {
         Bind::ReadWrite,
         Bind::Uniform,
     ],
+    constants: &[],
 };
 
 pub(crate) static MATMUL_DIRECT: Kernel = direct("matmul_direct");
@@ -26,6 +27,7 @@ const fn direct(name: &'static str) -> Kernel {
         source: include_str!("../../shaders/matmul.wgsl"),
         entry: name,
         binds: MATMUL.binds,
+        constants: &[],
     }
 }
 

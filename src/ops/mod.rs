@@ -391,6 +391,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::TILED_FORWARD,
         &recurrence::TILED_BACKWARD,
         &recurrence::SEQ_FORWARD,
+        &recurrence::SEQ_FORWARD_NARROW,
+        &recurrence::SEQ_BACKWARD_NARROW,
         &recurrence::SEQ_BACKWARD,
         &reduce::COLSUM,
         &loss::MSE,

@@ -19,18 +19,21 @@ pub(crate) static GRAD_NORM: Kernel = Kernel {
     source: SOURCE,
     entry: "grad_norm",
     binds: BINDS,
+    constants: &[],
 };
 pub(crate) static SGD: Kernel = Kernel {
     name: "sgd",
     source: SOURCE,
     entry: "sgd",
     binds: BINDS,
+    constants: &[],
 };
 pub(crate) static ADAM: Kernel = Kernel {
     name: "adam",
     source: SOURCE,
     entry: "adam",
     binds: BINDS,
+    constants: &[],
 };
 
 /// Parameters of one update, laid out as the shader's `Params`.

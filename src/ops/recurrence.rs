@@ -16,6 +16,7 @@ pub(crate) static PREPARE: Kernel = Kernel {
     source: include_str!("../../shaders/weights.wgsl"),
     entry: "prepare",
     binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+    constants: &[],
 };
 
 pub(crate) static STEP_FORWARD: Kernel = Kernel {
@@ -23,6 +24,7 @@ pub(crate) static STEP_FORWARD: Kernel = Kernel {
     source: SOURCE,
     entry: "step_forward",
     binds: BINDS,
+    constants: &[],
 };
 
 pub(crate) static STEP_BACKWARD: Kernel = Kernel {
@@ -30,6 +32,7 @@ pub(crate) static STEP_BACKWARD: Kernel = Kernel {
     source: SOURCE,
     entry: "step_backward",
     binds: BINDS,
+    constants: &[],
 };
 
 const TILED_SOURCE: &str = include_str!("../../shaders/recurrence_tiled.wgsl");
@@ -39,6 +42,7 @@ pub(crate) static TILED_FORWARD: Kernel = Kernel {
     source: TILED_SOURCE,
     entry: "tiled_forward",
     binds: BINDS,
+    constants: &[],
 };
 
 pub(crate) static TILED_BACKWARD: Kernel = Kernel {
@@ -46,6 +50,7 @@ pub(crate) static TILED_BACKWARD: Kernel = Kernel {
     source: TILED_SOURCE,
     entry: "tiled_backward",
     binds: BINDS,
+    constants: &[],
 };
 
 pub(crate) static SEQ_FORWARD: Kernel = Kernel {
@@ -53,6 +58,20 @@ pub(crate) static SEQ_FORWARD: Kernel = Kernel {
     source: SOURCE,
     entry: "seq_forward",
     binds: BINDS,
+    constants: &[],
+};
+
+/// The persistent kernels with one SIMD group per workgroup, for CPU adapters.
+pub(crate) static SEQ_FORWARD_NARROW: Kernel = Kernel {
+    name: "recurrence_seq_forward_narrow",
+    constants: &[("SEQ_WG", 8.0)],
+    ..SEQ_FORWARD
+};
+
+pub(crate) static SEQ_BACKWARD_NARROW: Kernel = Kernel {
+    name: "recurrence_seq_backward_narrow",
+    constants: &[("SEQ_WG", 8.0)],
+    ..SEQ_BACKWARD
 };
 
 pub(crate) static SEQ_BACKWARD: Kernel = Kernel {
@@ -60,6 +79,7 @@ pub(crate) static SEQ_BACKWARD: Kernel = Kernel {
     source: SOURCE,
     entry: "seq_backward",
     binds: BINDS,
+    constants: &[],
 };
 
 /// Batch rows per invocation and invocations per workgroup (`ROWS`, `WG` in the shader).
@@ -256,7 +276,12 @@ impl Recurrence<'_> {
             }
             Loop::Persistent => {
                 let g = [groups(self.batch, ROWS), 1, 1];
-                plan.push(&SEQ_FORWARD, &buffers, &self.params(0), g, true)?;
+                let k = if plan.gpu().direct_kernels() {
+                    &SEQ_FORWARD_NARROW
+                } else {
+                    &SEQ_FORWARD
+                };
+                plan.push(k, &buffers, &self.params(0), g, true)?;
             }
         }
         Ok(())
@@ -296,7 +321,12 @@ impl Recurrence<'_> {
             }
             Loop::Persistent => {
                 let g = [groups(self.batch, ROWS), 1, 1];
-                plan.push(&SEQ_BACKWARD, &buffers, &self.params(0), g, true)?;
+                let k = if plan.gpu().direct_kernels() {
+                    &SEQ_BACKWARD_NARROW
+                } else {
+                    &SEQ_BACKWARD
+                };
+                plan.push(k, &buffers, &self.params(0), g, true)?;
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ pub(crate) static COLSUM: Kernel = Kernel {
     source: include_str!("../../shaders/reduce.wgsl"),
     entry: "colsum",
     binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+    constants: &[],
 };
 
 #[repr(C)]

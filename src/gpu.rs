@@ -301,7 +301,6 @@ impl Gpu {
                 constants: kernel.constants,
                 // Every kernel writes its workgroup memory before reading it.
                 zero_initialize_workgroup_memory: false,
-                ..Default::default()
             },
             cache: None,
         });

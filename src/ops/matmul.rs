@@ -37,8 +37,9 @@ pub(crate) static MATMUL_NN4: Kernel = direct("matmul_nn4");
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
-/// Output tile of one `matmul_direct` workgroup: rows, columns.
-const DIRECT_TILE: usize = 64;
+/// Output block of one direct workgroup, rows x columns: one SIMD group of 8 invocations on
+/// lavapipe, so even a 64 x 64 weight gradient spreads over 8 workgroups (CPU threads).
+const DIRECT_TILE: (usize, usize) = (8, 64);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -142,12 +143,12 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     } else {
         &MATMUL
     };
-    let tile = if std::ptr::eq(kernel, &MATMUL) {
-        TILE
+    let (rows, cols) = if std::ptr::eq(kernel, &MATMUL) {
+        (TILE, TILE)
     } else {
         DIRECT_TILE
     };
-    let grid = [groups(g.n, tile), groups(g.m, tile), 1];
+    let grid = [groups(g.n, cols), groups(g.m, rows), 1];
     plan.push(
         kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],

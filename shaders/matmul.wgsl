@@ -136,12 +136,15 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
 // For adapters where a barrier costs more than memory traffic: CPU adapters such as lavapipe,
 // whose caches stand in for workgroup memory and which run a workgroup's invocations as SIMD
 // lanes, paying per load instruction. Each invocation computes an 8x8 block of C in 16 vec4
-// accumulators; a workgroup is one SIMD group of 8 invocations side by side (8 rows x 64
-// columns), so even a small output spreads over several CPU threads. Where
+// accumulators; a workgroup is 8 invocations side by side (64 columns) times DIRECT_ROWS
+// (8 x DIRECT_ROWS rows): 8 for large products, 1 (one SIMD group) when the product is too
+// small to give every CPU thread several workgroups otherwise. Where
 // both operands are laid out so that 4 neighbouring values can be read as one vec4 (sizes and
 // offsets multiples of 4), one of three layout-specific kernels reads vec4s; otherwise
 // `matmul_direct` reads scalars. Rows and columns past the edge read the last one and are
 // never written.
+
+override DIRECT_ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
@@ -217,9 +220,9 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
 
 // Any layout, scalar loads: element (r, k) of op(A) at abase[r] + k * astep, element (k, c)
 // of op(B) at bbase[c] + k * bstep.
-@compute @workgroup_size(8, 1, 1)
+@compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 8u;
+    let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
         return;
@@ -253,9 +256,9 @@ fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 }
 
 // C = A B^T: A [M, K] and B [N, K] both contiguous along k (the input projection, the head).
-@compute @workgroup_size(8, 1, 1)
+@compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 8u;
+    let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
         return;
@@ -289,9 +292,9 @@ fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 
 // C = A^T B: A [K, M] contiguous along m, B [K, N] contiguous along n (weight gradients over
 // all T * B rows): per k, an outer product of two vec4 pairs.
-@compute @workgroup_size(8, 1, 1)
+@compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_tn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 8u;
+    let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
         return;
@@ -333,9 +336,9 @@ fn matmul_tn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 
 // C = A B: A [M, K] contiguous along k, B [K, N] contiguous along n (dL/dx, dL/dh from the
 // head): per 4 steps of k, one vec4 of A per row against four vec4 pairs of B.
-@compute @workgroup_size(8, 1, 1)
+@compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_nn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.y * 8u;
+    let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
         return;

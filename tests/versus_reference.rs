@@ -254,6 +254,15 @@ fn both_kernel_styles_match_reference() {
         run_with(c, 50 + i as u64, Driver::PerStep, KernelStyle::Direct);
         run_with(c, 60 + i as u64, Driver::PerStep, KernelStyle::Tiled);
     }
+    // Multiples of 4 over T * B = 520 rows: products large enough for the tall direct
+    // workgroups where the machine has few CPU threads (narrow ones elsewhere).
+    let tall = Case {
+        input: 8,
+        hidden: 132,
+        output: 12,
+        ..wide
+    };
+    run_with(tall, 70, Driver::Persistent, KernelStyle::Direct);
 }
 
 #[test]

@@ -26,8 +26,8 @@ struct Rec {
     hp: u32,       // H rounded up to a multiple of 4
     act: u32,      // 0: tanh, 1: relu
     steps: u32,    // T
-    t: u32,        // step_*: the time step
-    _pad0: u32,
+    t: u32,        // step_*: the time step; seq_*: the first step of this dispatch
+    count: u32,    // seq_*: steps in this dispatch (the sequence may come in chunks)
     _pad1: u32,
 }
 
@@ -141,6 +141,10 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 
 // ---- seq_*: the whole sequence in one dispatch -------------------------------------------
 //
+// (Or in a few: lavapipe's shader compiler stops any invocation after 65535 loop iterations
+// in all, silently, so on CPU adapters the driver cuts the sequence into chunks that stay
+// well under that and each chunk starts from the state the one before left in memory.)
+//
 // Here the state sits in workgroup memory as vec4s along k, so each invocation takes its 4
 // columns of W as 4 vec4s along k too (section 1 read as rows j: W[j][k] for the forward
 // step; section 0 read as rows j: W[k][j] for the backward step) and every load feeds 4
@@ -185,7 +189,21 @@ fn seq_clear(lid: u32) {
     }
 }
 
-// forward over all T steps; workgroup x owns batch rows 4x .. 4x + 3.
+// Loads rows b0.. of the [B, H] matrix at element `base` of dst into state buffer 0.
+fn seq_load(lid: u32, b0: u32, base: u32) {
+    let h = r.hidden;
+    for (var i = 0u; i < ROWS; i++) {
+        let b = b0 + i;
+        if b >= r.batch {
+            break;
+        }
+        for (var k = lid; k < h; k += SEQ_WG) {
+            state[slot(0u, i, k / 4u)][k % 4u] = dst[base + b * h + k];
+        }
+    }
+}
+
+// forward over steps t0 .. t0 + count - 1; workgroup x owns batch rows 4x .. 4x + 3.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = r.hidden;
@@ -195,19 +213,13 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let wn = h * q; // section 1: W, rows j along k
     seq_clear(lid.x);
     workgroupBarrier();
-    // h0; rows past the batch stay zero and are never written back.
-    for (var i = 0u; i < ROWS; i++) {
-        let b = b0 + i;
-        if b >= r.batch {
-            break;
-        }
-        for (var k = lid.x; k < h; k += SEQ_WG) {
-            state[slot(0u, i, k / 4u)][k % 4u] = dst[b * h + k];
-        }
-    }
+    // h(t0 - 1), slot t0 of h_all (h0 when t0 = 0); rows past the batch stay zero and are
+    // never written back.
+    seq_load(lid.x, b0, r.t * bh);
     workgroupBarrier();
-    for (var t = 0u; t < r.steps; t++) {
-        let cur = t % 2u;
+    for (var n = 0u; n < r.count; n++) {
+        let t = r.t + n;
+        let cur = n % 2u;
         for (var j4 = lid.x; j4 < q; j4 += SEQ_WG) {
             let acc = seq_product(wn, cur, j4);
             for (var i = 0u; i < ROWS; i++) {
@@ -230,18 +242,23 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     }
 }
 
-// backward over all T steps, last to first, in place over da.
+// backward over steps t0 down to t0 - count + 1, in place over da.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = r.hidden;
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
     let bh = r.batch * h;
-    // da(T) is zero; so are rows past the batch, which are never written back.
+    // da(t0 + 1), from the chunk before; zero at the last step (da(T) is zero); rows past
+    // the batch stay zero and are never written back.
     seq_clear(lid.x);
     workgroupBarrier();
-    for (var n = 0u; n < r.steps; n++) {
-        let t = r.steps - 1u - n;
+    if r.t + 1u < r.steps {
+        seq_load(lid.x, b0, (r.t + 1u) * bh);
+    }
+    workgroupBarrier();
+    for (var n = 0u; n < r.count; n++) {
+        let t = r.t - n;
         let cur = n % 2u;
         for (var j4 = lid.x; j4 < q; j4 += SEQ_WG) {
             let acc = seq_product(0u, cur, j4); // section 0: W^T, rows j along k

@@ -117,6 +117,19 @@ impl Optimizer {
         let config = config.into();
         let gpu = model.gpu().clone();
         let n = model.layout().len();
+        // The gradient norm runs in one workgroup of 256 invocations, and lavapipe stops an
+        // invocation after 65535 loop iterations, silently.
+        let cpu_limit = 256 * 32768;
+        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && n > cpu_limit {
+            return Err(InputError::Invalid {
+                arg: "model".into(),
+                reason: format!(
+                    "{n} parameters are more than a CPU adapter can take the gradient norm of \
+                     ({cpu_limit}); use a smaller model"
+                ),
+            }
+            .into());
+        }
         let mut params = UpdateParams {
             n: n as u32,
             weight_decay: config.weight_decay,

@@ -209,6 +209,15 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
     };
     run(c, 77, Driver::Persistent);
     run(c, 78, Driver::PerStep);
+    // And with many workgroups at once (B = 64: 16 persistent workgroups).
+    let many = Case {
+        steps: 4,
+        batch: 64,
+        input: 16,
+        output: 8,
+        ..c
+    };
+    run(many, 79, Driver::Persistent);
 }
 
 #[test]
@@ -296,6 +305,36 @@ fn long_sequence_and_wide_batch_match_reference() {
         run(c, 42, driver);
         run(relu_ce, 43, driver);
     }
+}
+
+#[test]
+fn thousand_step_sequences_match_reference() {
+    // Long enough that the persistent loop runs in several chunks on CPU adapters (lavapipe
+    // stops an invocation after 65535 loop iterations) and the weight-gradient multiplies
+    // reduce over 1000 * 9 rows, with H = 128 as in the `long` benchmark shape.
+    let c = Case {
+        steps: 1000,
+        batch: 9,
+        input: 8,
+        hidden: 128,
+        output: 4,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+    };
+    for driver in [Driver::Persistent, Driver::PerStep] {
+        run(c, 90, driver);
+    }
+    // 72000 rows: past what one invocation may loop over on lavapipe, so the weight gradients
+    // are cut into accumulating parts there.
+    let rows = Case {
+        steps: 8000,
+        batch: 9,
+        hidden: 12,
+        ..c
+    };
+    run(rows, 91, Driver::Persistent);
 }
 
 #[test]

@@ -11,7 +11,8 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Only this shape (repeatable): small, medium, large, long, or deepbench (DeepBench's
-    /// twelve vanilla-RNN shapes, for real GPUs) or one of them such as deepbench-h1760-b16.
+    /// twelve vanilla-RNN shapes, for real GPUs) or one of them such as deepbench-h1760-b16,
+    /// or any shape as T,B,I,H,O.
     #[arg(long = "shape")]
     shapes: Vec<String>,
     /// Only this driver (repeatable): naive, per_step, persistent. The naive baseline, and
@@ -39,6 +40,22 @@ enum ModeName {
     TrainStep,
 }
 
+/// A shape given as `T,B,I,H,O` (all at least 1), named after itself.
+fn custom_shape(s: &str) -> Option<Shape> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match v[..] {
+        [t, b, i, h, o] if !v.contains(&0) => {
+            // The name lives as long as the program, which runs one benchmark and exits.
+            let name: &'static str = Box::leak(s.to_string().into_boxed_str());
+            Some(Shape::new(name, t, b, i, h, o))
+        }
+        _ => None,
+    }
+}
+
 /// Runs the benchmarks and prints a table or JSON lines.
 pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     let shapes: Vec<Shape> = if a.shapes.is_empty() {
@@ -46,12 +63,16 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     } else {
         let mut all = Vec::new();
         for n in &a.shapes {
+            if let Some(custom) = custom_shape(n) {
+                all.push(custom);
+                continue;
+            }
             all.extend(Shape::group(n).ok_or_else(|| {
                 bad_arg(
                     "--shape",
                     format!(
                         "{n:?} is not one of small, medium, large, long, deepbench, \
-                         deepbench-h<1760|2048|2560>-b<16|32|64|128>"
+                         deepbench-h<1760|2048|2560>-b<16|32|64|128>, or T,B,I,H,O"
                     ),
                 )
             })?);

@@ -81,7 +81,7 @@ pub struct TrainArgs {
     /// Save the trained model here (.safetensors, PyTorch names; written atomically).
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Draw the loss curve to this .svg file.
+    /// Draw the loss curve to this image (.svg or .png).
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -118,15 +118,21 @@ struct Plan {
 /// Trains, reports, and saves and plots when asked.
 pub fn train(a: &TrainArgs) -> Result<(), Error> {
     if let Some(p) = &a.plot
-        && p.extension().and_then(|e| e.to_str()) != Some("svg")
+        && !matches!(plot::extension(p).as_deref(), Some("svg" | "png"))
     {
         return Err(bad_arg(
             "--plot",
-            format!("{}: only .svg images are written", p.display()),
+            format!("{}: the image must be a .svg or .png file", p.display()),
         ));
     }
     if a.batch == 0 {
         return Err(bad_arg("--batch", "must be at least 1"));
+    }
+    if a.steps == Some(0) || a.epochs == Some(0) {
+        return Err(bad_arg(
+            "--steps",
+            "--steps and --epochs must be at least 1",
+        ));
     }
     for (flag, path) in [("--save", &a.save), ("--plot", &a.plot)] {
         if let Some(p) = path {

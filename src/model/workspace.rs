@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use super::RnnConfig;
 use super::params::{B_HH, B_IH, FC_B, FC_W, ParamLayout, W_HH, W_IH};
-use crate::error::Result;
+use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::loss::LossBuffers;
-use crate::ops::matmul::{Gemm, matmul};
+use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, matmul};
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::colsum;
 use crate::ops::{Plan, PlanBuilder, at};
@@ -55,6 +55,19 @@ impl Workspace {
     ) -> Result<Self> {
         let (i, h, o) = (config.input, config.hidden, config.output);
         let rows = steps * batch;
+        // lavapipe stops any shader invocation after 65535 loop iterations, silently; the
+        // column sums loop over a quarter of the rows each.
+        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && rows > MAX_CPU_ROWS * 4 {
+            return Err(InputError::Invalid {
+                arg: "x".into(),
+                reason: format!(
+                    "T * B = {rows} rows is more than a CPU adapter's shaders can loop over ({}); \
+                     use shorter sequences or smaller batches",
+                    MAX_CPU_ROWS * 4
+                ),
+            }
+            .into());
+        }
         let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
         let h_all = gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * batch * h)?;
         let xu = gpu.storage_buffer("input projections [T, B, H]", rows * h)?;

@@ -63,6 +63,7 @@ struct Params {
 }
 
 /// One multiply `C[m, n] = op(A)[m, k] op(B)[k, n]`, with its options.
+#[derive(Clone, Copy)]
 pub(crate) struct Gemm<'a> {
     pub m: usize,
     pub n: usize,
@@ -141,7 +142,55 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
 }
 
 /// Records `g` into `plan`.
+///
+/// On CPU adapters a product of `Aᵀ B` over more rows than [`MAX_CPU_ROWS`] (weight gradients
+/// over `T·B` rows) is cut into several accumulating ones, since lavapipe's shader compiler
+/// silently stops an invocation after 65535 loop iterations.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    let cpu = plan.gpu().adapter_info().device_type == wgpu::DeviceType::Cpu;
+    if cpu && g.k > MAX_CPU_ROWS {
+        if !g.trans_a || g.trans_b {
+            return Err(crate::error::InputError::Invalid {
+                arg: "model".into(),
+                reason: format!(
+                    "a product over {} values is longer than this CPU adapter's shaders can \
+                     loop ({MAX_CPU_ROWS}); use a smaller model",
+                    g.k
+                ),
+            }
+            .into());
+        }
+        let mut k0 = 0;
+        while k0 < g.k {
+            let k = MAX_CPU_ROWS.min(g.k - k0);
+            let part = Gemm {
+                k,
+                a: At {
+                    buf: g.a.buf,
+                    off: g.a.off + k0 * g.m,
+                },
+                b: At {
+                    buf: g.b.buf,
+                    off: g.b.off + k0 * g.n,
+                },
+                accumulate: g.accumulate || k0 > 0,
+                bias: if k0 == 0 { g.bias } else { None },
+                bias2: if k0 == 0 { g.bias2 } else { None },
+                ..g
+            };
+            record(plan, part)?;
+            k0 += k;
+        }
+        return Ok(());
+    }
+    record(plan, g)
+}
+
+/// Longest reduction one direct-kernel invocation runs on a CPU adapter, well under the 65535
+/// loop iterations after which lavapipe stops it.
+pub(crate) const MAX_CPU_ROWS: usize = 32768;
+
+fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     let flags = g.trans_a as u32
         | (g.trans_b as u32) << 1
         | (g.accumulate as u32) << 2

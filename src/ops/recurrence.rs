@@ -90,6 +90,10 @@ const WG: usize = 64;
 pub(crate) const SEQ_MAX_HIDDEN: usize = 1024;
 const SEQ_WORKGROUP_BYTES: u32 = (2 * ROWS * SEQ_MAX_HIDDEN * 4) as u32;
 
+/// Loop iterations one invocation of a persistent dispatch may spend on a CPU adapter: half
+/// of the 65535 after which lavapipe stops it.
+const LOOP_BUDGET: usize = 32768;
+
 /// How the serial loop is dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Loop {
@@ -124,7 +128,7 @@ struct Rec {
     act: u32,
     steps: u32,
     t: u32,
-    _pad0: u32,
+    count: u32,
     _pad1: u32,
 }
 
@@ -186,7 +190,7 @@ impl Recurrence<'_> {
             act: self.act_code(),
             steps: u(self.steps),
             t: u(t),
-            _pad0: 0,
+            count: 0,
             _pad1: 0,
         }
     }
@@ -239,6 +243,27 @@ impl Recurrence<'_> {
         ]
     }
 
+    /// The persistent dispatches, as (first step, steps): one for the whole sequence, except
+    /// on CPU adapters, whose shader compiler (lavapipe's) silently stops an invocation after
+    /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
+    fn chunks(&self, gpu: &Gpu) -> Vec<(usize, usize)> {
+        let per_chunk = if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            let wg = if gpu.direct_kernels() { 8 } else { WG };
+            let q = Self::hp(self.hidden) / 4;
+            // Loop iterations one invocation spends per step: its column groups, each with a
+            // product over q and an epilogue of 4 rows x 4 columns, plus the loop itself.
+            let per_step = q.div_ceil(wg) * (q + 2 * ROWS * 4 + 2) + 2;
+            let setup = 2 * ROWS * SEQ_MAX_HIDDEN / 4 / wg + ROWS * (self.hidden.div_ceil(wg) + 1);
+            (LOOP_BUDGET.saturating_sub(setup) / per_step).max(1)
+        } else {
+            self.steps
+        };
+        (0..self.steps)
+            .step_by(per_chunk)
+            .map(|t0| (t0, per_chunk.min(self.steps - t0)))
+            .collect()
+    }
+
     fn step_groups(&self) -> [u32; 3] {
         [
             groups(Self::hp(self.hidden) / 4, WG),
@@ -281,7 +306,13 @@ impl Recurrence<'_> {
                 } else {
                     &SEQ_FORWARD
                 };
-                plan.push(k, &buffers, &self.params(0), g, true)?;
+                for (t0, count) in self.chunks(plan.gpu()) {
+                    let params = Rec {
+                        count: u(count),
+                        ..self.params(t0)
+                    };
+                    plan.push(k, &buffers, &params, g, true)?;
+                }
             }
         }
         Ok(())
@@ -326,7 +357,14 @@ impl Recurrence<'_> {
                 } else {
                     &SEQ_BACKWARD
                 };
-                plan.push(k, &buffers, &self.params(0), g, true)?;
+                // The same chunks, last first, each starting from its last step.
+                for (t0, count) in self.chunks(plan.gpu()).into_iter().rev() {
+                    let params = Rec {
+                        count: u(count),
+                        ..self.params(t0 + count - 1)
+                    };
+                    plan.push(k, &buffers, &params, g, true)?;
+                }
             }
         }
         Ok(())

@@ -57,6 +57,26 @@ fn act_grad(h: f32, kind: u32) -> f32 {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // forward: h_all; backward: da
 @group(0) @binding(3) var<uniform> r: Rec;
 
+// The 4 x 4 block of sums over k of dst[state + row (b0 + i)][k] * wp[sec][k][column j4 * 4 + c].
+fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
+    let h = r.hidden;
+    let q = r.hp / 4u;
+    // Rows past the batch read the last row (valid memory) and are never written.
+    var base: array<u32, 4>;
+    for (var i = 0u; i < ROWS; i++) {
+        base[i] = state + min(b0 + i, r.batch - 1u) * h;
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var k = 0u; k < h; k++) {
+        let wv = wp[sec + k * q + j4];
+        acc[0] += wv * dst[base[0] + k];
+        acc[1] += wv * dst[base[1] + k];
+        acc[2] += wv * dst[base[2] + k];
+        acc[3] += wv * dst[base[3] + k];
+    }
+    return acc;
+}
+
 // forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T); h_all is [T + 1, B, H], xu [T, B, H].
 @compute @workgroup_size(64, 1, 1)
 fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -68,20 +88,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     }
     let b0 = wid.y * ROWS;
     let bh = r.batch * h;
-    let prev = r.t * bh;
-    // Rows past the batch read the last row (valid memory) and are never written.
-    var base: array<u32, 4>;
-    for (var i = 0u; i < ROWS; i++) {
-        base[i] = prev + min(b0 + i, r.batch - 1u) * h;
-    }
-    var acc: array<vec4<f32>, 4>;
-    for (var k = 0u; k < h; k++) {
-        let wv = wp[k * q + j4];
-        acc[0] += wv * dst[base[0] + k];
-        acc[1] += wv * dst[base[1] + k];
-        acc[2] += wv * dst[base[2] + k];
-        acc[3] += wv * dst[base[3] + k];
-    }
+    let acc = step_product(0u, r.t * bh, b0, j4);
     for (var i = 0u; i < ROWS; i++) {
         let b = b0 + i;
         if b >= r.batch {
@@ -110,19 +117,7 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let bh = r.batch * h;
     var acc: array<vec4<f32>, 4>;
     if r.t + 1u < r.steps {
-        let next = (r.t + 1u) * bh;
-        var base: array<u32, 4>;
-        for (var i = 0u; i < ROWS; i++) {
-            base[i] = next + min(b0 + i, r.batch - 1u) * h;
-        }
-        let wn = h * q; // section 1: W itself
-        for (var k = 0u; k < h; k++) {
-            let wv = wp[wn + k * q + j4];
-            acc[0] += wv * dst[base[0] + k];
-            acc[1] += wv * dst[base[1] + k];
-            acc[2] += wv * dst[base[2] + k];
-            acc[3] += wv * dst[base[3] + k];
-        }
+        acc = step_product(h * q, (r.t + 1u) * bh, b0, j4); // section 1: W itself
     }
     for (var i = 0u; i < ROWS; i++) {
         let b = b0 + i;

@@ -35,8 +35,10 @@ pub struct BenchArgs {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum ModeName {
     Forward,
+    #[value(alias = "train-step")]
     TrainStep,
 }
 

@@ -28,8 +28,10 @@ pub struct RunArgs {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum LossName {
     Mse,
+    #[value(alias = "cross-entropy")]
     CrossEntropy,
 }
 

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::RnnConfig;
 use super::params::{B_HH, B_IH, FC_B, FC_W, ParamLayout, W_HH, W_IH};
+use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
@@ -87,7 +87,10 @@ impl Workspace {
             steps,
             batch,
             hidden: h,
-            act: config.nonlinearity,
+            act: match config.nonlinearity {
+                Nonlinearity::Tanh => 0,
+                Nonlinearity::Relu => 1,
+            },
             w: p(W_HH),
             wp: &wp,
         };

@@ -6,7 +6,6 @@
 use super::{At, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
-use crate::model::Nonlinearity;
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Uniform];
 const SOURCE: &str = include_str!("../../shaders/recurrence.wgsl");
@@ -164,7 +163,8 @@ pub(crate) struct Recurrence<'a> {
     pub steps: usize,
     pub batch: usize,
     pub hidden: usize,
-    pub act: Nonlinearity,
+    /// The nonlinearity as the shaders take it: 0 tanh, 1 relu.
+    pub act: u32,
     /// `W` (`weight_hh`), `[H, H]`.
     pub w: At<'a>,
     /// Scratch for the padded layouts of `W`, [`Recurrence::wp_len`] floats.
@@ -187,7 +187,7 @@ impl Recurrence<'_> {
             batch: u(self.batch),
             hidden: u(self.hidden),
             hp: u(Self::hp(self.hidden)),
-            act: self.act_code(),
+            act: self.act,
             steps: u(self.steps),
             t: u(t),
             count: 0,
@@ -215,18 +215,11 @@ impl Recurrence<'_> {
         Ok(())
     }
 
-    fn act_code(&self) -> u32 {
-        match self.act {
-            Nonlinearity::Tanh => 0,
-            Nonlinearity::Relu => 1,
-        }
-    }
-
     fn tiled(&self, src_off: usize, prev_off: usize, out_off: usize, has_prev: bool) -> TiledStep {
         TiledStep {
             batch: u(self.batch),
             hidden: u(self.hidden),
-            act: self.act_code(),
+            act: self.act,
             w_off: u(self.w.off),
             src_off: u(src_off),
             prev_off: u(prev_off),

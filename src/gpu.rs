@@ -149,6 +149,13 @@ impl Gpu {
         }
     }
 
+    /// Whether the adapter is a CPU (lavapipe and the like): its kernels are chosen
+    /// differently, and lavapipe stops a shader invocation after 65535 loop iterations,
+    /// silently, so long loops are cut or refused there.
+    pub(crate) fn is_cpu(&self) -> bool {
+        self.adapter_info().device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Whether the direct kernels run, resolving [`KernelStyle::Auto`].
     pub(crate) fn direct_kernels(&self) -> bool {
         match self.kernels {
@@ -157,7 +164,7 @@ impl Gpu {
             KernelStyle::Auto => match std::env::var("RNN_WGPU_KERNELS").as_deref() {
                 Ok("direct") => true,
                 Ok("tiled") => false,
-                _ => self.adapter_info().device_type == wgpu::DeviceType::Cpu,
+                _ => self.is_cpu(),
             },
         }
     }

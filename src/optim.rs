@@ -120,7 +120,7 @@ impl Optimizer {
         // The gradient norm runs in one workgroup of 256 invocations, and lavapipe stops an
         // invocation after 65535 loop iterations, silently.
         let cpu_limit = 256 * 32768;
-        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && n > cpu_limit {
+        if gpu.is_cpu() && n > cpu_limit {
             return Err(InputError::Invalid {
                 arg: "model".into(),
                 reason: format!(

@@ -49,10 +49,8 @@ pub fn loss_curve(
         }
         Some("png") => {
             // Drawn into a temporary file beside the target, renamed once complete.
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(path.file_name().unwrap_or_default());
-            tmp_name.push(format!(".{}.tmp.png", std::process::id()));
-            let tmp = path.with_file_name(tmp_name);
+            let tmp = rnn_wgpu::io::temp_sibling(path, "tmp.png")
+                .ok_or_else(|| err("not a file name".into()))?;
             let drawn = draw(
                 BitMapBackend::new(&tmp, SIZE).into_drawing_area(),
                 title,

@@ -395,7 +395,7 @@ impl Log {
             .suspend(|| println!("step {step:>5}  validation loss {loss:.5}"));
     }
 
-    fn finish(&self) -> (f32, f32) {
+    fn finish(&self) {
         self.bar.finish_and_clear();
         let first = self.train.first().map_or(f32::NAN, |v| v.1);
         let last = self.train.last().map_or(f32::NAN, |v| v.1);
@@ -403,7 +403,6 @@ impl Log {
             "done in {:.1}s: training loss {first:.5} -> {last:.5}",
             self.start.elapsed().as_secs_f64()
         );
-        (first, last)
     }
 }
 

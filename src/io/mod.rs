@@ -5,4 +5,4 @@ pub mod run;
 pub mod tensors;
 
 pub use model_file::{LoadedModel, load, save};
-pub use tensors::{HostTensor, TensorFile, Values, write, write_atomic};
+pub use tensors::{HostTensor, TensorFile, Values, temp_sibling, write, write_atomic};

@@ -262,22 +262,27 @@ pub fn write(
     write_atomic(path, &bytes)
 }
 
+/// A hidden file beside `path`, named after it and this process, ending in `.{ext}`: where a
+/// file is written before it is renamed over `path`. `None` when `path` names no file.
+pub fn temp_sibling(path: &Path, ext: &str) -> Option<PathBuf> {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name()?);
+    name.push(format!(".{}.{ext}", std::process::id()));
+    Some(path.with_file_name(name))
+}
+
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| FileError::Io {
         path: path.display().to_string(),
         source,
     };
-    let name = path.file_name().ok_or_else(|| {
+    let tmp = temp_sibling(path, "tmp").ok_or_else(|| {
         io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a file name",
         ))
     })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp: PathBuf = path.with_file_name(tmp_name);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -57,7 +57,7 @@ impl Workspace {
         let rows = steps * batch;
         // lavapipe stops any shader invocation after 65535 loop iterations, silently; the
         // column sums loop over a quarter of the rows each.
-        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu && rows > MAX_CPU_ROWS * 4 {
+        if gpu.is_cpu() && rows > MAX_CPU_ROWS * 4 {
             return Err(InputError::Invalid {
                 arg: "x".into(),
                 reason: format!(

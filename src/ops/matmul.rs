@@ -147,8 +147,7 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
 /// over `T·B` rows) is cut into several accumulating ones, since lavapipe's shader compiler
 /// silently stops an invocation after 65535 loop iterations.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
-    let cpu = plan.gpu().adapter_info().device_type == wgpu::DeviceType::Cpu;
-    if cpu && g.k > MAX_CPU_ROWS {
+    if plan.gpu().is_cpu() && g.k > MAX_CPU_ROWS {
         if !g.trans_a || g.trans_b {
             return Err(crate::error::InputError::Invalid {
                 arg: "model".into(),

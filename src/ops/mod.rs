@@ -68,8 +68,7 @@ impl Driver {
                 }
             },
             Driver::Auto => {
-                let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
-                if cpu && persistent_unavailable(gpu, hidden).is_none() {
+                if gpu.is_cpu() && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {
                     Loop::PerStep

@@ -102,6 +102,16 @@ pub(crate) enum Loop {
     Persistent,
 }
 
+/// The persistent kernels (forward, backward) for `gpu`'s kernel style: one SIMD group wide
+/// for the direct style, 64 invocations for the tiled one.
+fn seq_kernels(gpu: &Gpu) -> (&'static Kernel, &'static Kernel) {
+    if gpu.direct_kernels() {
+        (&SEQ_FORWARD_NARROW, &SEQ_BACKWARD_NARROW)
+    } else {
+        (&SEQ_FORWARD, &SEQ_BACKWARD)
+    }
+}
+
 /// Whether the persistent kernels can run `hidden` units on `gpu`, and if not, why.
 pub(crate) fn persistent_unavailable(gpu: &Gpu, hidden: usize) -> Option<String> {
     let have = gpu.limits().max_compute_workgroup_storage_size;
@@ -240,7 +250,7 @@ impl Recurrence<'_> {
     /// on CPU adapters, whose shader compiler (lavapipe's) silently stops an invocation after
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
     fn chunks(&self, gpu: &Gpu) -> Vec<(usize, usize)> {
-        let per_chunk = if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+        let per_chunk = if gpu.is_cpu() {
             let wg = if gpu.direct_kernels() { 8 } else { WG };
             let q = Self::hp(self.hidden) / 4;
             // Loop iterations one invocation spends per step: its column groups, each with a
@@ -294,11 +304,7 @@ impl Recurrence<'_> {
             }
             Loop::Persistent => {
                 let g = [groups(self.batch, ROWS), 1, 1];
-                let k = if plan.gpu().direct_kernels() {
-                    &SEQ_FORWARD_NARROW
-                } else {
-                    &SEQ_FORWARD
-                };
+                let (k, _) = seq_kernels(plan.gpu());
                 for (t0, count) in self.chunks(plan.gpu()) {
                     let params = Rec {
                         count: u(count),
@@ -345,11 +351,7 @@ impl Recurrence<'_> {
             }
             Loop::Persistent => {
                 let g = [groups(self.batch, ROWS), 1, 1];
-                let k = if plan.gpu().direct_kernels() {
-                    &SEQ_BACKWARD_NARROW
-                } else {
-                    &SEQ_BACKWARD
-                };
+                let (_, k) = seq_kernels(plan.gpu());
                 // The same chunks, last first, each starting from its last step.
                 for (t0, count) in self.chunks(plan.gpu()).into_iter().rev() {
                     let params = Rec {

@@ -209,7 +209,8 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
     };
     run(c, 77, Driver::Persistent);
     run(c, 78, Driver::PerStep);
-    // And with many workgroups at once (B = 64: 16 persistent workgroups).
+    // And with many workgroups at once (B = 64: 16 persistent workgroups, or 16 blocked
+    // per-step workgroups of 64 x 64).
     let many = Case {
         steps: 4,
         batch: 64,
@@ -218,6 +219,7 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
         ..c
     };
     run(many, 79, Driver::Persistent);
+    run(many, 80, Driver::PerStep);
 }
 
 #[test]

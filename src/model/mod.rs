@@ -285,7 +285,7 @@ impl Rnn {
 
     /// The workspace for `(t, b)`, made (once per shape) when needed.
     fn workspace(&mut self, t: usize, b: usize) -> Result<&mut Workspace> {
-        let lp = self.driver.resolve(&self.gpu, self.config.hidden)?;
+        let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
         let fits = self
             .ws
             .as_ref()

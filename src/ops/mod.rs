@@ -19,8 +19,10 @@ use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 /// forward + loss + backward + update) into one command buffer, except the naive baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// [`Driver::Persistent`] on CPU adapters wherever it fits (it won at every size there),
-    /// [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won every forward benchmark
+    /// On CPU adapters [`Driver::Persistent`] for small steps (B·H² ≤ 2¹⁸, or H not a
+    /// multiple of 4) and [`Driver::PerStep`] with register-blocked kernels above that,
+    /// where reading `W` once per step for all rows beats the saved dispatches (measured on
+    /// lavapipe, BENCHMARKS.md); [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won every forward benchmark
     /// on an H200 and lost only two training steps, by 18% and 7%; BENCHMARKS.md has both).
     #[default]
     Auto,
@@ -51,9 +53,14 @@ impl Driver {
             .find(|d| d.name() == name)
     }
 
-    /// How the loop is dispatched for `hidden` units on `gpu`; an error when the persistent
-    /// kernel is asked for and cannot run.
-    pub(crate) fn resolve(self, gpu: &Gpu, hidden: usize) -> Result<recurrence::Loop> {
+    /// How the loop is dispatched for `batch` rows of `hidden` units on `gpu`; an error when
+    /// the persistent kernel is asked for and cannot run.
+    pub(crate) fn resolve(
+        self,
+        gpu: &Gpu,
+        batch: usize,
+        hidden: usize,
+    ) -> Result<recurrence::Loop> {
         use recurrence::{Loop, persistent_unavailable};
         Ok(match self {
             Driver::PerStep | Driver::Naive => Loop::PerStep,
@@ -68,7 +75,10 @@ impl Driver {
                 }
             },
             Driver::Auto => {
-                if gpu.is_cpu() && persistent_unavailable(gpu, hidden).is_none() {
+                // On lavapipe the two crossed between B·H² = 2^18 and 2^19 (B = 16, 32 and 8
+                // at H = 128, 128 and 256); the blocked per-step kernels need H % 4 == 0.
+                let small = batch * hidden * hidden <= 1 << 18 || !hidden.is_multiple_of(4);
+                if gpu.is_cpu() && small && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {
                     Loop::PerStep
@@ -391,6 +401,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::PREPARE,
         &recurrence::STEP_FORWARD,
         &recurrence::STEP_BACKWARD,
+        &recurrence::BLOCKED_FORWARD,
+        &recurrence::BLOCKED_BACKWARD,
+        &recurrence::BLOCKED_FORWARD_NARROW,
+        &recurrence::BLOCKED_BACKWARD_NARROW,
         &recurrence::TILED_FORWARD,
         &recurrence::TILED_BACKWARD,
         &recurrence::SEQ_FORWARD,

@@ -34,6 +34,37 @@ pub(crate) static STEP_BACKWARD: Kernel = Kernel {
     constants: &[],
 };
 
+const BLOCKED_SOURCE: &str = include_str!("../../shaders/recurrence_blocked.wgsl");
+
+pub(crate) static BLOCKED_FORWARD: Kernel = Kernel {
+    name: "recurrence_blocked_forward",
+    source: BLOCKED_SOURCE,
+    entry: "blocked_forward",
+    binds: BINDS,
+    constants: &[],
+};
+
+pub(crate) static BLOCKED_BACKWARD: Kernel = Kernel {
+    name: "recurrence_blocked_backward",
+    source: BLOCKED_SOURCE,
+    entry: "blocked_backward",
+    binds: BINDS,
+    constants: &[],
+};
+
+/// The blocked kernels with workgroups of one row of 8 invocations (8 batch rows).
+pub(crate) static BLOCKED_FORWARD_NARROW: Kernel = Kernel {
+    name: "recurrence_blocked_forward_narrow",
+    constants: &[("BLOCK_ROWS", 1.0)],
+    ..BLOCKED_FORWARD
+};
+
+pub(crate) static BLOCKED_BACKWARD_NARROW: Kernel = Kernel {
+    name: "recurrence_blocked_backward_narrow",
+    constants: &[("BLOCK_ROWS", 1.0)],
+    ..BLOCKED_BACKWARD
+};
+
 const TILED_SOURCE: &str = include_str!("../../shaders/recurrence_tiled.wgsl");
 
 pub(crate) static TILED_FORWARD: Kernel = Kernel {
@@ -267,12 +298,31 @@ impl Recurrence<'_> {
             .collect()
     }
 
-    fn step_groups(&self) -> [u32; 3] {
-        [
-            groups(Self::hp(self.hidden) / 4, WG),
-            groups(self.batch, ROWS),
-            1,
-        ]
+    /// The per-step kernels for CPU adapters (forward, backward) and their grid: blocked
+    /// ones, in workgroups of 64 units x 64 batch rows, or of 64 x 8 where that would leave
+    /// CPU threads idle, when H is a multiple of 4 (they read vec4s along H); else ones of 4
+    /// units x 4 rows per invocation.
+    fn per_step(&self) -> (&'static Kernel, &'static Kernel, [u32; 3]) {
+        if !self.hidden.is_multiple_of(4) {
+            let g = [
+                groups(Self::hp(self.hidden) / 4, WG),
+                groups(self.batch, ROWS),
+                1,
+            ];
+            return (&STEP_FORWARD, &STEP_BACKWARD, g);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let units = groups(self.hidden, 64);
+        if (units as usize) * self.batch.div_ceil(64) < 2 * threads {
+            let g = [units, groups(self.batch, 8), 1];
+            (&BLOCKED_FORWARD_NARROW, &BLOCKED_BACKWARD_NARROW, g)
+        } else {
+            (
+                &BLOCKED_FORWARD,
+                &BLOCKED_BACKWARD,
+                [units, groups(self.batch, 64), 1],
+            )
+        }
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is
@@ -297,9 +347,9 @@ impl Recurrence<'_> {
         let buffers = [self.wp, xu, h_all];
         match lp {
             Loop::PerStep => {
+                let (k, _, g) = self.per_step();
                 for t in 0..self.steps {
-                    let g = self.step_groups();
-                    plan.push(&STEP_FORWARD, &buffers, &self.params(t), g, true)?;
+                    plan.push(k, &buffers, &self.params(t), g, true)?;
                 }
             }
             Loop::Persistent => {
@@ -344,9 +394,9 @@ impl Recurrence<'_> {
         let buffers = [self.wp, h_all, da];
         match lp {
             Loop::PerStep => {
+                let (_, k, g) = self.per_step();
                 for t in (0..self.steps).rev() {
-                    let g = self.step_groups();
-                    plan.push(&STEP_BACKWARD, &buffers, &self.params(t), g, true)?;
+                    plan.push(k, &buffers, &self.params(t), g, true)?;
                 }
             }
             Loop::Persistent => {

@@ -1,0 +1,136 @@
+// One time step of the Elman recurrence per dispatch, for CPU adapters (lavapipe), with the
+// same register blocking as `matmul_nt4`:
+//
+//   forward:  h(t)[b, j]  = act(xu(t)[b, j] + sum_k h(t-1)[b, k] W[j, k])
+//   backward: da(t)[b, j] = (dh_out(t)[b, j] + sum_k da(t+1)[b, k] W[k, j]) * act'(h(t)[b, j])
+//
+// Both are a product of the state [B, H] with a matrix whose rows j run along k: `wp` holds
+// W (section 1, forward) and W^T (section 0, backward) as [H, HP] with zero columns up to HP
+// = H rounded to 4, written by `weights.wgsl`. Each invocation computes an 8 x 8 block (8
+// batch rows x 8 units) from vec4s along k: per 4 steps of k, 16 loads feed 256 multiply-adds,
+// where lavapipe pays for every load once per SIMD lane. A workgroup is 8 invocations side by
+// side (64 units) times BLOCK_ROWS (8 x BLOCK_ROWS batch rows).
+//
+// Where a workgroup that owns whole batch rows for every step wins (small H), the persistent
+// kernels of `recurrence.wgsl` run instead; this one reads W once per step for all rows.
+
+struct Rec {
+    batch: u32,
+    hidden: u32,
+    hp: u32,       // H rounded up to a multiple of 4
+    act: u32,      // 0: tanh, 1: relu
+    steps: u32,    // T
+    t: u32,        // the time step
+    count: u32,    // unused here
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;  // forward: xu; backward: h_all
+// forward: h_all [T + 1, B, H]; backward: da [T, B, H]. Every buffer is read and written as
+// vec4s: these kernels run only where H is a multiple of 4.
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> r: Rec;
+
+override BLOCK_ROWS: u32 = 8u;
+
+fn act(a: vec4<f32>, kind: u32) -> vec4<f32> {
+    if kind == 0u {
+        return tanh(a);
+    }
+    return max(a, vec4<f32>(0.0));
+}
+
+fn act_grad(h: vec4<f32>, kind: u32) -> vec4<f32> {
+    if kind == 0u {
+        return 1.0 - h * h;
+    }
+    return select(vec4<f32>(0.0), vec4<f32>(1.0), h > vec4<f32>(0.0));
+}
+
+struct Block {
+    lo: array<vec4<f32>, 8>, // units c0 .. c0 + 3 of rows r0 .. r0 + 7
+    hi: array<vec4<f32>, 8>, // units c0 + 4 .. c0 + 7
+}
+
+// The 8 x 8 block of sums over k of state[row r0 + i][k] * wp[sec][unit c0 + c][k], the state
+// rows [B, H] starting at element `state`.
+fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
+    let q = r.hp / 4u;
+    // Rows and units past the edge read the last one and are never written.
+    var sbase: array<u32, 8>;
+    var wbase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        sbase[i] = state + min(r0 + i, r.batch - 1u) * r.hidden;
+        wbase[i] = sec + min(c0 + i, r.hidden - 1u) * q;
+    }
+    var o: Block;
+    for (var k4 = 0u; k4 < q; k4++) {
+        let w0 = wp[wbase[0] + k4];
+        let w1 = wp[wbase[1] + k4];
+        let w2 = wp[wbase[2] + k4];
+        let w3 = wp[wbase[3] + k4];
+        let w4 = wp[wbase[4] + k4];
+        let w5 = wp[wbase[5] + k4];
+        let w6 = wp[wbase[6] + k4];
+        let w7 = wp[wbase[7] + k4];
+        for (var i = 0u; i < 8u; i++) {
+            let s = dst[(sbase[i] + k4 * 4u) / 4u];
+            o.lo[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
+            o.hi[i] += vec4<f32>(dot(s, w4), dot(s, w5), dot(s, w6), dot(s, w7));
+        }
+    }
+    return o;
+}
+
+// forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T).
+@compute @workgroup_size(8, BLOCK_ROWS, 1)
+fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    let h = r.hidden;
+    if r0 >= r.batch || c0 >= h {
+        return;
+    }
+    let bh = r.batch * h;
+    let o = product(h * (r.hp / 4u), r.t * bh, r0, c0); // section 1: W, rows j along k
+    for (var i = 0u; i < 8u; i++) {
+        let b = r0 + i;
+        if b >= r.batch {
+            break;
+        }
+        // Units c0 .. c0 + 3, then c0 + 4 .. c0 + 7 when inside H (a multiple of 4).
+        let e = (r.t * bh + b * h + c0) / 4u;
+        dst[e + bh / 4u] = act(src[e] + o.lo[i], r.act);
+        if c0 + 4u < h {
+            dst[e + 1u + bh / 4u] = act(src[e + 1u] + o.hi[i], r.act);
+        }
+    }
+}
+
+// backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
+@compute @workgroup_size(8, BLOCK_ROWS, 1)
+fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    let h = r.hidden;
+    if r0 >= r.batch || c0 >= h {
+        return;
+    }
+    let bh = r.batch * h;
+    var o: Block;
+    if r.t + 1u < r.steps {
+        o = product(0u, (r.t + 1u) * bh, r0, c0); // section 0: W^T, rows j along k
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let b = r0 + i;
+        if b >= r.batch {
+            break;
+        }
+        let e = (r.t * bh + b * h + c0) / 4u;
+        dst[e] = (dst[e] + o.lo[i]) * act_grad(src[e + bh / 4u], r.act);
+        if c0 + 4u < h {
+            dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
+        }
+    }
+}

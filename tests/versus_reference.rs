@@ -34,6 +34,7 @@ fn model_with(p: &Params, driver: Driver, kernels: KernelStyle) -> Rnn {
         rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
     }
     rnn.set_driver(driver);
+    rnn.set_input_gradients(true);
     rnn
 }
 
@@ -125,7 +126,7 @@ fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
     }
     assert_close(
         &format!("grad x {ctx}"),
-        &grads.x.to_vec().unwrap(),
+        &grads.x.expect("dL/dx was asked for").to_vec().unwrap(),
         &want.x,
         REL,
     );
@@ -351,13 +352,23 @@ fn backward_from_given_output_gradient_matches_reference() {
     let want = reference::backward(&p, &x, &trace, &d_o);
     let mut rnn = model_from(&p, Driver::PerStep);
     let xt = Tensor::from_slice(&g, &[t, b, 4], &to_f32(&x)).unwrap();
-    rnn.forward(&xt, None).unwrap();
     let dot = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&d_o)).unwrap();
+    // dL/dx only when asked for.
+    rnn.set_input_gradients(false);
+    rnn.forward(&xt, None).unwrap();
+    assert!(rnn.backward(&dot).unwrap().x.is_none());
+    rnn.set_input_gradients(true);
+    rnn.forward(&xt, None).unwrap();
     let grads = rnn.backward(&dot).unwrap();
     for (name, w) in want.params.named() {
         assert_close(&name, &grads.get(&name).unwrap().to_vec().unwrap(), w, REL);
     }
-    assert_close("x", &grads.x.to_vec().unwrap(), &want.x, REL);
+    assert_close(
+        "x",
+        &grads.x.expect("dL/dx was asked for").to_vec().unwrap(),
+        &want.x,
+        REL,
+    );
     assert_close("h0", &grads.h0.to_vec().unwrap(), &want.h0, REL);
 }
 

@@ -128,6 +128,7 @@ pub fn run(
         }
     };
 
+    rnn.set_input_gradients(true);
     let (fw, grads) = rnn.loss_and_gradients(&x, h0.as_ref().map(|(_, t)| t), target, loss)?;
     let mut out = vec![
         (
@@ -146,7 +147,9 @@ pub fn run(
             HostTensor::f32(g.shape(), g.to_vec()?),
         ));
     }
-    out.push(("grad.x".into(), HostTensor::f32(&xs, grads.x.to_vec()?)));
+    if let Some(dx) = &grads.x {
+        out.push(("grad.x".into(), HostTensor::f32(&xs, dx.to_vec()?)));
+    }
     if let Some((hs, _)) = &h0 {
         out.push(("grad.h0".into(), HostTensor::f32(hs, grads.h0.to_vec()?)));
     }

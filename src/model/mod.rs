@@ -33,8 +33,8 @@ pub struct Forward {
 pub struct Gradients {
     /// dL/dθ for every parameter, by PyTorch name, in the layout's order.
     pub params: Vec<(String, Tensor)>,
-    /// dL/dx, `[T, B, I]`.
-    pub x: Tensor,
+    /// dL/dx, `[T, B, I]`, when asked for with [`Rnn::set_input_gradients`].
+    pub x: Option<Tensor>,
     /// dL/dh0, `[B, H]`.
     pub h0: Tensor,
 }
@@ -69,6 +69,10 @@ pub struct Rnn {
     ws: Option<Workspace>,
     /// The loss buffer holds a value from the latest call.
     has_loss: bool,
+    /// Backward passes also compute dL/dx.
+    input_gradients: bool,
+    /// The dx buffer holds dL/dx of the latest backward pass.
+    has_dx: bool,
 }
 
 impl std::fmt::Debug for Rnn {
@@ -110,6 +114,8 @@ impl Rnn {
             driver: Driver::Auto,
             ws: None,
             has_loss: false,
+            input_gradients: false,
+            has_dx: false,
         })
     }
 
@@ -131,6 +137,17 @@ impl Rnn {
     /// How the time loop is driven.
     pub fn driver(&self) -> Driver {
         self.driver
+    }
+
+    /// Whether backward passes also compute dL/dx (`Gradients::x`): off by default, as for a
+    /// PyTorch input without `requires_grad`, since it is one more multiply over all steps.
+    pub fn set_input_gradients(&mut self, on: bool) {
+        self.input_gradients = on;
+    }
+
+    /// Whether backward passes compute dL/dx.
+    pub fn input_gradients(&self) -> bool {
+        self.input_gradients
     }
 
     /// Chooses how the time loop is driven.
@@ -368,12 +385,14 @@ impl Rnn {
             .collect();
         Gradients {
             params,
-            x: Tensor::view(
-                &self.gpu,
-                &ws.dx,
-                0,
-                &[ws.steps, ws.batch, self.config.input],
-            ),
+            x: self.has_dx.then(|| {
+                Tensor::view(
+                    &self.gpu,
+                    &ws.dx,
+                    0,
+                    &[ws.steps, ws.batch, self.config.input],
+                )
+            }),
             h0: Tensor::view(&self.gpu, &ws.dh0, 0, &[ws.batch, self.config.hidden]),
         }
     }
@@ -420,7 +439,12 @@ impl Rnn {
                 d_output.len() as u64 * 4,
             );
         };
-        ops::run(&self.gpu, "backward", self.driver, prepare, &[&ws.backward])?;
+        let mut plans = vec![&ws.backward];
+        if self.input_gradients {
+            plans.push(&ws.input_grad);
+        }
+        ops::run(&self.gpu, "backward", self.driver, prepare, &plans)?;
+        self.has_dx = self.input_gradients;
         Ok(self.gradient_views())
     }
 
@@ -492,11 +516,16 @@ impl Rnn {
             opt.check_model(self)?;
         }
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
+        let dx = self.input_gradients && optimizer.is_none();
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b)?;
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
         let mut plans = vec![&ws.forward, ws.loss_plan(loss), &ws.backward];
+        // dL/dx only where it is returned, and before an update changes U.
+        if dx {
+            plans.push(&ws.input_grad);
+        }
         let update;
         if let Some(opt) = optimizer {
             update = opt.prepare_step()?;
@@ -510,6 +539,7 @@ impl Rnn {
             &plans,
         )?;
         self.has_loss = true;
+        self.has_dx = dx;
         Ok(())
     }
 
@@ -526,6 +556,7 @@ impl Rnn {
             self.check_target(y, loss, t, b)?;
         }
         let (hidden, outputs) = (self.config.hidden, self.config.output);
+        let dx = self.input_gradients;
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b)?;
         if let Some((_, loss)) = target {
@@ -533,6 +564,14 @@ impl Rnn {
         }
         let ws = &*ws;
         let plans = match target {
+            Some((_, loss)) if dx => {
+                vec![
+                    &ws.forward,
+                    ws.loss_plan(loss),
+                    &ws.backward,
+                    &ws.input_grad,
+                ]
+            }
             Some((_, loss)) => vec![&ws.forward, ws.loss_plan(loss), &ws.backward],
             None => vec![&ws.forward],
         };

@@ -147,7 +147,7 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
 /// over `T·B` rows) is cut into several accumulating ones, since lavapipe's shader compiler
 /// silently stops an invocation after 65535 loop iterations.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
-    if plan.gpu().is_cpu() && g.k > MAX_CPU_ROWS {
+    if plan.gpu().is_cpu() && loop_len(plan.gpu(), &g) > MAX_CPU_ROWS {
         if !g.trans_a || g.trans_b {
             return Err(crate::error::InputError::Invalid {
                 arg: "model".into(),
@@ -183,6 +183,24 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         return Ok(());
     }
     record(plan, g)
+}
+
+/// Loop iterations one invocation of `g`'s kernel runs: a quarter of K for the direct kernels
+/// that read 4 values of k at a time.
+fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
+    if gpu.direct_kernels() {
+        let (kernel, _) = direct_kernel(g);
+        let by4 = [
+            &MATMUL_NT4,
+            &MATMUL_NT4_NARROW,
+            &MATMUL_NN4,
+            &MATMUL_NN4_NARROW,
+        ];
+        if by4.iter().any(|k| std::ptr::eq(*k, kernel)) {
+            return g.k.div_ceil(4);
+        }
+    }
+    g.k
 }
 
 /// Longest reduction one direct-kernel invocation runs on a CPU adapter, well under the 65535

@@ -9,6 +9,7 @@ pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod recurrence;
 pub(crate) mod reduce;
+pub(crate) mod transpose;
 
 use std::sync::Arc;
 
@@ -227,6 +228,7 @@ impl<'g> PlanBuilder<'g> {
                     });
                 Dispatch {
                     phase: p.phase,
+                    kernel: p.kernel,
                     pipeline: p.pipeline,
                     bind_group,
                     offset: p.offset,
@@ -244,6 +246,7 @@ impl<'g> PlanBuilder<'g> {
 
 struct Dispatch {
     phase: &'static str,
+    kernel: &'static str,
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     offset: u32,
@@ -328,16 +331,21 @@ pub(crate) fn run(
 /// Runs `plans` once with a GPU timestamp around each phase (a run of dispatches with the same
 /// [`PlanBuilder::phase`], each in its own compute pass) and returns milliseconds per phase,
 /// in order, phases of the same name summed. Needs [`Gpu::has_timestamps`].
+///
+/// With `RNN_WGPU_TIME_KERNELS` set (a developer's knob, for tuning), each kernel is timed
+/// instead of each phase: the names are kernel names.
 pub(crate) fn run_timed(
     gpu: &Gpu,
     prepare: impl FnOnce(&mut wgpu::CommandEncoder),
     plans: &[&Plan],
 ) -> Result<Vec<(&'static str, f64)>> {
     let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
+    let by_kernel = std::env::var_os("RNN_WGPU_TIME_KERNELS").is_some();
+    let name = |d: &Dispatch| if by_kernel { d.kernel } else { d.phase };
     let mut runs: Vec<&[&Dispatch]> = Vec::new();
     let mut start = 0;
     for i in 1..=all.len() {
-        if i == all.len() || all[i].phase != all[start].phase {
+        if i == all.len() || name(all[i]) != name(all[start]) {
             runs.push(&all[start..i]);
             start = i;
         }
@@ -377,9 +385,9 @@ pub(crate) fn run_timed(
     let mut phases: Vec<(&'static str, f64)> = Vec::new();
     for (n, run) in runs.iter().enumerate() {
         let ms = ticks[2 * n + 1].saturating_sub(ticks[2 * n]) as f64 * ns_per_tick / 1e6;
-        match phases.iter_mut().find(|(p, _)| *p == run[0].phase) {
+        match phases.iter_mut().find(|(p, _)| *p == name(run[0])) {
             Some((_, total)) => *total += ms,
-            None => phases.push((run[0].phase, ms)),
+            None => phases.push((name(run[0]), ms)),
         }
     }
     Ok(phases)
@@ -412,6 +420,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::SEQ_BACKWARD_NARROW,
         &recurrence::SEQ_BACKWARD,
         &reduce::COLSUM,
+        &transpose::TRANSPOSE,
+        &transpose::TRANSPOSE4,
         &loss::MSE,
         &loss::CROSS_ENTROPY,
         &loss::TOTAL,

@@ -33,6 +33,8 @@ struct Rec {
 @group(0) @binding(3) var<uniform> r: Rec;
 
 override BLOCK_ROWS: u32 = 8u;
+// Batch rows of each invocation's block: 8, or 4 (blocked_seq_* where B is small).
+override BLOCK_M: u32 = 8u;
 
 fn act(a: vec4<f32>, kind: u32) -> vec4<f32> {
     if kind == 0u {
@@ -74,10 +76,13 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
         let w5 = wp[wbase[5] + k4];
         let w6 = wp[wbase[6] + k4];
         let w7 = wp[wbase[7] + k4];
+        // A fixed bound, so the loop unrolls and the test on the override folds away.
         for (var i = 0u; i < 8u; i++) {
-            let s = dst[(sbase[i] + k4 * 4u) / 4u];
-            o.lo[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
-            o.hi[i] += vec4<f32>(dot(s, w4), dot(s, w5), dot(s, w6), dot(s, w7));
+            if i < BLOCK_M {
+                let s = dst[(sbase[i] + k4 * 4u) / 4u];
+                o.lo[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
+                o.hi[i] += vec4<f32>(dot(s, w4), dot(s, w5), dot(s, w6), dot(s, w7));
+            }
         }
     }
     return o;
@@ -132,5 +137,69 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
         if c0 + 4u < h {
             dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
         }
+    }
+}
+
+// ---- blocked_seq_*: the whole sequence in one dispatch -----------------------------------
+//
+// Each workgroup, one SIMD group of 8 invocations, owns 8 batch rows for every step: the
+// state it reads is the slot its own invocations wrote the step before, so a storage barrier
+// between steps is all the synchronisation needed (rows are independent). Each invocation
+// takes 8 units at a time, as above. (lavapipe runs an invocation at most 65535 loop
+// iterations: the driver cuts the sequence into chunks, each starting from the slot the one
+// before left.)
+
+// forward over steps t .. t + count - 1.
+@compute @workgroup_size(8, 1, 1)
+fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.x * BLOCK_M;
+    let h = r.hidden;
+    let bh = r.batch * h;
+    for (var n = 0u; n < r.count; n++) {
+        let t = r.t + n;
+        for (var c0 = lid.x * 8u; c0 < h; c0 += 64u) {
+            let o = product(h * (r.hp / 4u), t * bh, r0, c0);
+            for (var i = 0u; i < BLOCK_M; i++) {
+                let b = r0 + i;
+                if b >= r.batch {
+                    break;
+                }
+                let e = (t * bh + b * h + c0) / 4u;
+                dst[e + bh / 4u] = act(src[e] + o.lo[i], r.act);
+                if c0 + 4u < h {
+                    dst[e + 1u + bh / 4u] = act(src[e + 1u] + o.hi[i], r.act);
+                }
+            }
+        }
+        storageBarrier();
+    }
+}
+
+// backward over steps t down to t - count + 1, in place over da.
+@compute @workgroup_size(8, 1, 1)
+fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = wid.x * BLOCK_M;
+    let h = r.hidden;
+    let bh = r.batch * h;
+    for (var n = 0u; n < r.count; n++) {
+        let t = r.t - n;
+        for (var c0 = lid.x * 8u; c0 < h; c0 += 64u) {
+            var o: Block;
+            if t + 1u < r.steps {
+                o = product(0u, (t + 1u) * bh, r0, c0);
+            }
+            for (var i = 0u; i < BLOCK_M; i++) {
+                let b = r0 + i;
+                if b >= r.batch {
+                    break;
+                }
+                let e = (t * bh + b * h + c0) / 4u;
+                dst[e] = (dst[e] + o.lo[i]) * act_grad(src[e + bh / 4u], r.act);
+                if c0 + 4u < h {
+                    dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
+                }
+            }
+        }
+        storageBarrier();
     }
 }

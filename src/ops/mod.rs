@@ -20,17 +20,18 @@ use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 /// forward + loss + backward + update) into one command buffer, except the naive baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// On CPU adapters [`Driver::Persistent`] for small steps (B·H² ≤ 2¹⁸, or H not a
-    /// multiple of 4) and [`Driver::PerStep`] with register-blocked kernels above that,
-    /// where reading `W` once per step for all rows beats the saved dispatches (measured on
-    /// lavapipe, BENCHMARKS.md); [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won every forward benchmark
-    /// on an H200 and lost only two training steps, by 18% and 7%; BENCHMARKS.md has both).
+    /// On CPU adapters [`Driver::Persistent`] below 64 batch rows (or where H is not a
+    /// multiple of 4) and [`Driver::PerStep`] from 64 rows up, where its workgroups of 64 rows
+    /// read `W` once per step for all of them (measured on lavapipe, BENCHMARKS.md);
+    /// [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won every forward
+    /// benchmark on an H200 and lost only two training steps, by 18% and 7%).
     #[default]
     Auto,
     /// One dispatch per time step, all in one compute pass and one submit.
     PerStep,
-    /// One dispatch for all time steps: each workgroup owns 4 batch rows and keeps their
-    /// hidden state in workgroup memory (H up to 1024, 32 KiB of workgroup memory).
+    /// One dispatch for all time steps, each workgroup owning whole batch rows: on CPU adapters
+    /// 8 or 4 rows with register-blocked kernels (H a multiple of 4, any size); elsewhere 4
+    /// rows with their state in workgroup memory (H up to 1024, 32 KiB of it).
     Persistent,
     /// One submit-and-wait per time step: the seed's loop, kept as the benchmark baseline.
     Naive,
@@ -76,9 +77,10 @@ impl Driver {
                 }
             },
             Driver::Auto => {
-                // On lavapipe the two crossed between B·H² = 2^18 and 2^19 (B = 16, 32 and 8
-                // at H = 128, 128 and 256); the blocked per-step kernels need H % 4 == 0.
-                let small = batch * hidden * hidden <= 1 << 18 || !hidden.is_multiple_of(4);
+                // On lavapipe persistent won every training step at B = 8, 16 and 32 (H = 128
+                // and 256) and per-step every one at B = 64 (H = 128, 256, 1024); the
+                // blocked kernels of both need H % 4 == 0, and the others are slower per step.
+                let small = batch < 64 || !hidden.is_multiple_of(4);
                 if gpu.is_cpu() && small && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {
@@ -419,6 +421,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::SEQ_FORWARD_NARROW,
         &recurrence::SEQ_BACKWARD_NARROW,
         &recurrence::SEQ_BACKWARD,
+        &recurrence::BLOCKED_SEQ_FORWARD,
+        &recurrence::BLOCKED_SEQ_BACKWARD,
+        &recurrence::BLOCKED_SEQ_FORWARD4,
+        &recurrence::BLOCKED_SEQ_BACKWARD4,
         &reduce::COLSUM,
         &transpose::TRANSPOSE,
         &transpose::TRANSPOSE4,

@@ -65,6 +65,30 @@ pub(crate) static BLOCKED_BACKWARD_NARROW: Kernel = Kernel {
     ..BLOCKED_BACKWARD
 };
 
+pub(crate) static BLOCKED_SEQ_FORWARD: Kernel = Kernel {
+    name: "recurrence_blocked_seq_forward",
+    entry: "blocked_seq_forward",
+    ..BLOCKED_FORWARD
+};
+
+pub(crate) static BLOCKED_SEQ_BACKWARD: Kernel = Kernel {
+    name: "recurrence_blocked_seq_backward",
+    entry: "blocked_seq_backward",
+    ..BLOCKED_BACKWARD
+};
+
+pub(crate) static BLOCKED_SEQ_FORWARD4: Kernel = Kernel {
+    name: "recurrence_blocked_seq_forward4",
+    constants: &[("BLOCK_M", 4.0)],
+    ..BLOCKED_SEQ_FORWARD
+};
+
+pub(crate) static BLOCKED_SEQ_BACKWARD4: Kernel = Kernel {
+    name: "recurrence_blocked_seq_backward4",
+    constants: &[("BLOCK_M", 4.0)],
+    ..BLOCKED_SEQ_BACKWARD
+};
+
 const TILED_SOURCE: &str = include_str!("../../shaders/recurrence_tiled.wgsl");
 
 pub(crate) static TILED_FORWARD: Kernel = Kernel {
@@ -133,18 +157,68 @@ pub(crate) enum Loop {
     Persistent,
 }
 
-/// The persistent kernels (forward, backward) for `gpu`'s kernel style: one SIMD group wide
-/// for the direct style, 64 invocations for the tiled one.
-fn seq_kernels(gpu: &Gpu) -> (&'static Kernel, &'static Kernel) {
-    if gpu.direct_kernels() {
-        (&SEQ_FORWARD_NARROW, &SEQ_BACKWARD_NARROW)
+/// The persistent kernels for one shape and how they split the batch.
+struct Seq {
+    forward: &'static Kernel,
+    backward: &'static Kernel,
+    /// Batch rows per workgroup.
+    rows: usize,
+    /// Loop iterations one invocation spends per step, and before the first.
+    per_step: usize,
+    setup: usize,
+}
+
+/// The persistent kernels on `gpu` for `batch` rows of `hidden` units.
+///
+/// On CPU adapters (the direct style), where H is a multiple of 4, the register-blocked ones
+/// of `recurrence_blocked.wgsl`, which read the state back from global memory (on lavapipe
+/// twice as fast as from workgroup memory): 8 rows per workgroup where that still gives every
+/// CPU thread a workgroup, else 4. Otherwise those of `recurrence.wgsl`, one SIMD group wide
+/// on CPU adapters and 64 invocations wide on GPUs.
+fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
+    let q = Recurrence::hp(hidden) / 4;
+    if gpu.direct_kernels() && hidden.is_multiple_of(4) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let eight = batch.div_ceil(8) >= threads;
+        let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) = if eight {
+            (&BLOCKED_SEQ_FORWARD, &BLOCKED_SEQ_BACKWARD, 8)
+        } else {
+            (&BLOCKED_SEQ_FORWARD4, &BLOCKED_SEQ_BACKWARD4, 4)
+        };
+        // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
+        // at most 8 rows, plus the step loop itself.
+        let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
+        return Seq {
+            forward,
+            backward,
+            rows,
+            per_step,
+            setup: 0,
+        };
+    }
+    let (forward, backward, wg): (&'static Kernel, &'static Kernel, usize) = if gpu.direct_kernels()
+    {
+        (&SEQ_FORWARD_NARROW, &SEQ_BACKWARD_NARROW, 8)
     } else {
-        (&SEQ_FORWARD, &SEQ_BACKWARD)
+        (&SEQ_FORWARD, &SEQ_BACKWARD, WG)
+    };
+    // Per step: column groups of 4 units, each a product over q and an epilogue of 4 rows x
+    // 4 columns; before the steps, clearing 2048 vec4s of state and loading its rows.
+    Seq {
+        forward,
+        backward,
+        rows: ROWS,
+        per_step: q.div_ceil(wg) * (q + 2 * ROWS * 4 + 2) + 2,
+        setup: 2048 / wg + ROWS * (hidden.div_ceil(wg) + 1),
     }
 }
 
-/// Whether the persistent kernels can run `hidden` units on `gpu`, and if not, why.
+/// Whether the persistent kernels can run `hidden` units on `gpu`, and if not, why. (The
+/// register-blocked ones for CPU adapters run any H that is a multiple of 4.)
 pub(crate) fn persistent_unavailable(gpu: &Gpu, hidden: usize) -> Option<String> {
+    if gpu.direct_kernels() && hidden.is_multiple_of(4) {
+        return None;
+    }
     let have = gpu.limits().max_compute_workgroup_storage_size;
     if hidden > SEQ_MAX_HIDDEN {
         Some(format!(
@@ -282,13 +356,8 @@ impl Recurrence<'_> {
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
     fn chunks(&self, gpu: &Gpu) -> Vec<(usize, usize)> {
         let per_chunk = if gpu.is_cpu() {
-            let wg = if gpu.direct_kernels() { 8 } else { WG };
-            let q = Self::hp(self.hidden) / 4;
-            // Loop iterations one invocation spends per step: its column groups, each with a
-            // product over q and an epilogue of 4 rows x 4 columns, plus the loop itself.
-            let per_step = q.div_ceil(wg) * (q + 2 * ROWS * 4 + 2) + 2;
-            let setup = 2 * ROWS * SEQ_MAX_HIDDEN / 4 / wg + ROWS * (self.hidden.div_ceil(wg) + 1);
-            (LOOP_BUDGET.saturating_sub(setup) / per_step).max(1)
+            let seq = seq_kernels(gpu, self.batch, self.hidden);
+            (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
             self.steps
         };
@@ -353,8 +422,8 @@ impl Recurrence<'_> {
                 }
             }
             Loop::Persistent => {
-                let g = [groups(self.batch, ROWS), 1, 1];
-                let (k, _) = seq_kernels(plan.gpu());
+                let seq = seq_kernels(plan.gpu(), self.batch, self.hidden);
+                let (k, g) = (seq.forward, [groups(self.batch, seq.rows), 1, 1]);
                 for (t0, count) in self.chunks(plan.gpu()) {
                     let params = Rec {
                         count: u(count),
@@ -400,8 +469,8 @@ impl Recurrence<'_> {
                 }
             }
             Loop::Persistent => {
-                let g = [groups(self.batch, ROWS), 1, 1];
-                let (_, k) = seq_kernels(plan.gpu());
+                let seq = seq_kernels(plan.gpu(), self.batch, self.hidden);
+                let (k, g) = (seq.backward, [groups(self.batch, seq.rows), 1, 1]);
                 // The same chunks, last first, each starting from its last step.
                 for (t0, count) in self.chunks(plan.gpu()).into_iter().rev() {
                     let params = Rec {

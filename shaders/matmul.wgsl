@@ -12,7 +12,8 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2, 32: VEC_STORE
+    flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2, 32: VEC_STORE,
+                // 64: ROW_SUMS, 128: ROW_SUMS2 (matmul_nt4 only)
     a_off: u32,
     b_off: u32,
     c_off: u32,
@@ -288,6 +289,28 @@ fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         }
     }
     store_block(r0, c0, lo, hi);
+    // ROW_SUMS: the first column of invocations also writes the sums of its rows of A into
+    // C's buffer at bias_off (and bias2_off, with ROW_SUMS2): the bias gradients, from the
+    // transposed dL/da and dL/do, without a pass of their own. One lane in 8 reads A again.
+    if (p.flags & 64u) != 0u && c0 == 0u {
+        var s: array<vec4<f32>, 8>;
+        for (var k = 0u; k < k4; k++) {
+            for (var i = 0u; i < 8u; i++) {
+                s[i] += a4[abase[i] + k];
+            }
+        }
+        for (var i = 0u; i < 8u; i++) {
+            let r = r0 + i;
+            if r >= p.m {
+                break;
+            }
+            let v = s[i].x + s[i].y + s[i].z + s[i].w;
+            c4[(p.bias_off + r) / 4u][(p.bias_off + r) % 4u] = v;
+            if (p.flags & 128u) != 0u {
+                c4[(p.bias2_off + r) / 4u][(p.bias2_off + r) % 4u] = v;
+            }
+        }
+    }
 }
 
 // C = A^T B: A [K, M] contiguous along m, B [K, N] contiguous along n (weight gradients over

@@ -151,7 +151,9 @@ pub fn run(
         out.push(("grad.x".into(), HostTensor::f32(&xs, dx.to_vec()?)));
     }
     if let Some((hs, _)) = &h0 {
-        out.push(("grad.h0".into(), HostTensor::f32(hs, grads.h0.to_vec()?)));
+        if let Some(dh0) = &grads.h0 {
+            out.push(("grad.h0".into(), HostTensor::f32(hs, dh0.to_vec()?)));
+        }
     }
     Ok(out)
 }

@@ -35,8 +35,8 @@ pub struct Gradients {
     pub params: Vec<(String, Tensor)>,
     /// dL/dx, `[T, B, I]`, when asked for with [`Rnn::set_input_gradients`].
     pub x: Option<Tensor>,
-    /// dL/dh0, `[B, H]`.
-    pub h0: Tensor,
+    /// dL/dh0, `[B, H]`, likewise.
+    pub h0: Option<Tensor>,
 }
 
 impl Gradients {
@@ -69,9 +69,9 @@ pub struct Rnn {
     ws: Option<Workspace>,
     /// The loss buffer holds a value from the latest call.
     has_loss: bool,
-    /// Backward passes also compute dL/dx.
+    /// Backward passes also compute dL/dx and dL/dh0.
     input_gradients: bool,
-    /// The dx buffer holds dL/dx of the latest backward pass.
+    /// The dx and dh0 buffers hold those of the latest backward pass.
     has_dx: bool,
 }
 
@@ -139,13 +139,14 @@ impl Rnn {
         self.driver
     }
 
-    /// Whether backward passes also compute dL/dx (`Gradients::x`): off by default, as for a
-    /// PyTorch input without `requires_grad`, since it is one more multiply over all steps.
+    /// Whether backward passes also compute dL/dx and dL/dh0 (`Gradients::x`, `h0`): off by
+    /// default, as for PyTorch inputs without `requires_grad`, since dL/dx is one more multiply
+    /// over all steps.
     pub fn set_input_gradients(&mut self, on: bool) {
         self.input_gradients = on;
     }
 
-    /// Whether backward passes compute dL/dx.
+    /// Whether backward passes compute dL/dx and dL/dh0.
     pub fn input_gradients(&self) -> bool {
         self.input_gradients
     }
@@ -393,7 +394,9 @@ impl Rnn {
                     &[ws.steps, ws.batch, self.config.input],
                 )
             }),
-            h0: Tensor::view(&self.gpu, &ws.dh0, 0, &[ws.batch, self.config.hidden]),
+            h0: self
+                .has_dx
+                .then(|| Tensor::view(&self.gpu, &ws.dh0, 0, &[ws.batch, self.config.hidden])),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::loss::LossBuffers;
-use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, matmul};
+use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, matmul, row_sums_fit};
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::colsum;
 use crate::ops::transpose::{padded, transpose};
@@ -40,9 +40,9 @@ pub(crate) struct Workspace {
     /// dL/dh0 `[B, H]`.
     pub dh0: wgpu::Buffer,
     pub forward: Plan,
-    /// Every parameter gradient and dL/dh0.
+    /// Every parameter gradient.
     pub backward: Plan,
-    /// dL/dx, after `backward`.
+    /// dL/dx and dL/dh0, after `backward`.
     pub input_grad: Plan,
     losses: HashMap<Loss, Plan>,
 }
@@ -130,7 +130,7 @@ impl Workspace {
         bw.phase("backward loop");
         rec.backward(&mut bw, lp, &h_all, &da)?;
         bw.phase("weight gradients");
-        if gpu.direct_kernels() {
+        let bias_sums_done = if gpu.direct_kernels() {
             // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
             // per product, so each is transposed once into rows contiguous along T·B and the
             // products run as A Bᵀ (on lavapipe medium's 66 ms became about 30). dA's
@@ -142,14 +142,26 @@ impl Workspace {
                 trans_b: true,
                 ..Gemm::new(m, n, kp, at(&ta, 0), at(&tb, 0), c)
             };
+            // The bias gradients as sums of the transposed rows, inside the products, where
+            // lavapipe's loop limit allows (else column sums below).
+            let fused = row_sums_fit(gpu, kp);
             transpose(&mut bw, rows, o, at(&d_o, 0), at(&ta, 0))?;
             transpose(&mut bw, rows, h, at(&h_all, bh), at(&tb, 0))?;
-            matmul(&mut bw, nt(o, h, g(FC_W)))?;
+            let mut dv = nt(o, h, g(FC_W));
+            if fused {
+                dv.row_sums = Some((layout.offset(FC_B), None));
+            }
+            matmul(&mut bw, dv)?;
             transpose(&mut bw, rows, h, at(&da, 0), at(&ta, 0))?;
             transpose(&mut bw, rows, i, at(&x, 0), at(&tb, 0))?;
-            matmul(&mut bw, nt(h, i, g(W_IH)))?;
+            let mut du = nt(h, i, g(W_IH));
+            if fused && config.bias {
+                du.row_sums = Some((layout.offset(B_IH), Some(layout.offset(B_HH))));
+            }
+            matmul(&mut bw, du)?;
             transpose(&mut bw, rows, h, at(&h_all, 0), at(&tb, 0))?;
             matmul(&mut bw, nt(h, h, g(W_HH)))?;
+            fused
         } else {
             // dV = dO^T H_out
             let mut dv = Gemm::new(o, h, rows, at(&d_o, 0), at(&h_all, bh), g(FC_W));
@@ -162,9 +174,12 @@ impl Workspace {
             let mut dw = Gemm::new(h, h, rows, at(&da, 0), at(&h_all, 0), g(W_HH));
             dw.trans_a = true;
             matmul(&mut bw, dw)?;
+            false
+        };
+        if !bias_sums_done {
+            colsum(&mut bw, rows, o, at(&d_o, 0), g(FC_B), None)?;
         }
-        colsum(&mut bw, rows, o, at(&d_o, 0), g(FC_B), None)?;
-        if config.bias {
+        if config.bias && !bias_sums_done {
             // The two hidden biases enter the sum identically, so their gradients are equal.
             colsum(
                 &mut bw,
@@ -175,17 +190,16 @@ impl Workspace {
                 Some(layout.offset(B_HH)),
             )?;
         }
-        // dh0 = da(0) W
-        matmul(
-            &mut bw,
-            Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0)),
-        )?;
         let backward = bw.finish()?;
-        // dx = dA U, only when asked for.
-        let mut dxp = PlanBuilder::new(gpu, "input gradient");
+        // dx = dA U and dh0 = da(0) W, only when asked for.
+        let mut dxp = PlanBuilder::new(gpu, "input gradients");
         matmul(
             &mut dxp,
             Gemm::new(rows, i, h, at(&da, 0), p(W_IH), at(&dx, 0)),
+        )?;
+        matmul(
+            &mut dxp,
+            Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0)),
         )?;
         let input_grad = dxp.finish()?;
 

@@ -80,6 +80,9 @@ pub(crate) struct Gemm<'a> {
     /// Up to two `[n]` vectors added to every row; both must live in one buffer.
     pub bias: Option<At<'a>>,
     pub bias2: Option<At<'a>>,
+    /// Also write the sums of A's rows `[m]` at this offset of C's buffer, and at the second
+    /// one when given: only for `A Bᵀ` on CPU adapters ([`row_sums_fit`]), without biases.
+    pub row_sums: Option<(usize, Option<usize>)>,
 }
 
 impl<'a> Gemm<'a> {
@@ -97,8 +100,15 @@ impl<'a> Gemm<'a> {
             accumulate: false,
             bias: None,
             bias2: None,
+            row_sums: None,
         }
     }
+}
+
+/// Whether `A Bᵀ` over `k` values can also write the sums of A's rows on `gpu`: with the
+/// direct kernels, within lavapipe's loop limit (the sums take a second pass over k).
+pub(crate) fn row_sums_fit(gpu: &crate::gpu::Gpu, k: usize) -> bool {
+    gpu.direct_kernels() && k.is_multiple_of(4) && k / 2 <= MAX_CPU_ROWS
 }
 
 /// Whether the direct kernels may write C (and read the biases) as vec4s: `VEC_STORE`.
@@ -147,6 +157,13 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
 /// over `T·B` rows) is cut into several accumulating ones, since lavapipe's shader compiler
 /// silently stops an invocation after 65535 loop iterations.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    if g.row_sums.is_some() && !row_sums_fit(plan.gpu(), g.k) {
+        return Err(crate::error::GpuError::Kernel {
+            kernel: "matmul_nt4".into(),
+            message: "row sums asked of a product that cannot fuse them (a bug in rnn-wgpu)".into(),
+        }
+        .into());
+    }
     if plan.gpu().is_cpu() && loop_len(plan.gpu(), &g) > MAX_CPU_ROWS {
         if !g.trans_a || g.trans_b {
             return Err(crate::error::InputError::Invalid {
@@ -213,7 +230,9 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         | (g.accumulate as u32) << 2
         | (g.bias.is_some() as u32) << 3
         | (g.bias2.is_some() as u32) << 4
-        | (vec_store(&g) as u32) << 5;
+        | (vec_store(&g) as u32) << 5
+        | (g.row_sums.is_some() as u32) << 6
+        | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7;
     // An unused bias binding still needs a buffer: A's serves.
     let bias_buf = g.bias.map_or(g.a.buf, |b| b.buf);
     let params = Params {
@@ -224,8 +243,11 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         a_off: u(g.a.off),
         b_off: u(g.b.off),
         c_off: u(g.c.off),
-        bias_off: u(g.bias.map_or(0, |b| b.off)),
-        bias2_off: u(g.bias2.map_or(0, |b| b.off)),
+        bias_off: u(g.row_sums.map_or(g.bias.map_or(0, |b| b.off), |(o, _)| o)),
+        bias2_off: u(g
+            .row_sums
+            .and_then(|(_, two)| two)
+            .unwrap_or(g.bias2.map_or(0, |b| b.off))),
         _pad: [0; 3],
     };
     let (kernel, (rows, cols)) = if plan.gpu().direct_kernels() {

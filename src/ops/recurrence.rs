@@ -310,8 +310,8 @@ impl Recurrence<'_> {
         }
     }
 
-    /// Writes the padded layouts of the current `W` into `wp`; recorded before each loop,
-    /// since an optimizer step may have changed `W` since the last call.
+    /// Writes the padded layouts of the current `W` into `wp`; recorded before each forward
+    /// loop, since an optimizer step may have changed `W` since the last call.
     pub fn prepare(&self, plan: &mut PlanBuilder) -> Result<()> {
         let hp = Self::hp(self.hidden);
         let n = groups(self.hidden * hp, 64);
@@ -436,7 +436,8 @@ impl Recurrence<'_> {
         Ok(())
     }
 
-    /// Every step backward, last to first, in place over `da` (holding `dL/do V`).
+    /// Every step backward, last to first, in place over `da` (holding `dL/do V`), with the
+    /// layouts of `W` that the forward pass wrote (the `W` that made its states).
     pub fn backward(
         &self,
         plan: &mut PlanBuilder,
@@ -459,7 +460,6 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        self.prepare(plan)?;
         let buffers = [self.wp, h_all, da];
         match lp {
             Loop::PerStep => {

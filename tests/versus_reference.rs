@@ -2,8 +2,8 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, KernelStyle, Loss, LossKind, Nonlinearity, Reduction, Rnn, RnnConfig, Target,
-    Tensor,
+    ClassIds, Driver, KernelStyle, Loss, LossKind, Nonlinearity, Optimizer, OptimizerKind,
+    Reduction, Rnn, RnnConfig, Target, Tensor,
 };
 
 use crate::common::{assert_close, gpu, random, to_f32};
@@ -388,4 +388,51 @@ fn pytorch_shaped_h0_is_accepted() {
     let ht = Tensor::from_slice(&g, &[1, 2, 3], &to_f32(&h0)).unwrap();
     let fw = rnn.forward(&xt, Some(&ht)).unwrap();
     assert_close("output", &fw.output.to_vec().unwrap(), &trace.o, REL);
+}
+
+#[test]
+fn forward_after_a_weight_change_uses_the_new_weights() {
+    // The loops read W through layouts written only when W has changed (by set_parameter or
+    // an optimizer step): a forward after either must see the new W.
+    let g = gpu();
+    let config = RnnConfig::new(3, 12, 2);
+    let (t, b) = (5, 3);
+    let x = random(t * b * 3, 1.0, 20);
+    let xt = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x)).unwrap();
+    for driver in [Driver::PerStep, Driver::Persistent] {
+        let p = Params::random(config, 0.4, 21);
+        let mut rnn = model_from(&p, driver);
+        rnn.forward(&xt, None).unwrap();
+        let q = Params::random(config, 0.4, 22);
+        for (name, v) in q.named() {
+            rnn.set_parameter(&name, &to_f32(v)).unwrap();
+        }
+        let got = rnn.forward(&xt, None).unwrap().output.to_vec().unwrap();
+        let want = reference::forward(&q, &x, None, t, b);
+        assert_close(
+            &format!("output after set_parameter, {driver:?}"),
+            &got,
+            &want.o,
+            REL,
+        );
+
+        // And after an optimizer step: the next forward matches the updated parameters.
+        let y = Tensor::from_slice(&g, &[t, b, 2], &to_f32(&random(t * b * 2, 1.0, 23))).unwrap();
+        let mut opt = Optimizer::new(&rnn, OptimizerKind::sgd(0.5, 0.0)).unwrap();
+        rnn.train_step(&xt, None, Target::Values(&y), Loss::mse(), &mut opt)
+            .unwrap();
+        let got = rnn.forward(&xt, None).unwrap().output.to_vec().unwrap();
+        let mut updated = q.clone();
+        for hp in rnn.parameters().unwrap() {
+            let slot = updated.get_mut(&hp.name).expect("a parameter of the model");
+            *slot = hp.values.iter().map(|&v| f64::from(v)).collect();
+        }
+        let want = reference::forward(&updated, &x, None, t, b);
+        assert_close(
+            &format!("output after a step, {driver:?}"),
+            &got,
+            &want.o,
+            REL,
+        );
+    }
 }

@@ -207,7 +207,15 @@ impl Rnn {
             spec.offset as u64 * 4,
             bytemuck::cast_slice(values),
         );
+        self.set_layouts_fresh(false);
         Ok(())
+    }
+
+    /// Records whether the workspace's layouts of `W` match the parameters now.
+    fn set_layouts_fresh(&mut self, fresh: bool) {
+        if let Some(ws) = self.ws.as_mut() {
+            ws.layouts_fresh = fresh;
+        }
     }
 
     fn check_gpu(&self, arg: &str, t: &Tensor) -> Result<()> {
@@ -413,8 +421,9 @@ impl Rnn {
             "forward",
             driver,
             Self::stage(ws, x, h0, None, hidden),
-            &[&ws.forward],
+            &ws.forward_plans(),
         )?;
+        ws.layouts_fresh = true;
         self.has_loss = false;
         Ok(self.forward_views())
     }
@@ -483,8 +492,9 @@ impl Rnn {
             "evaluate",
             driver,
             Self::stage(ws, x, h0, Some(target), hidden),
-            &[&ws.forward, ws.loss_plan(loss)],
+            &[ws.forward_plans(), vec![ws.loss_plan(loss)]].concat(),
         )?;
+        self.set_layouts_fresh(true);
         self.has_loss = true;
         Ok((self.forward_views(), self.last_loss()?))
     }
@@ -520,11 +530,13 @@ impl Rnn {
         }
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let dx = self.input_gradients && optimizer.is_none();
+        let updates = optimizer.is_some();
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b)?;
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
-        let mut plans = vec![&ws.forward, ws.loss_plan(loss), &ws.backward];
+        let mut plans = ws.forward_plans();
+        plans.extend([ws.loss_plan(loss), &ws.backward]);
         // dL/dx only where it is returned, and before an update changes U.
         if dx {
             plans.push(&ws.input_grad);
@@ -543,6 +555,8 @@ impl Rnn {
         )?;
         self.has_loss = true;
         self.has_dx = dx;
+        // The update changed W; its layouts are written again before the next forward.
+        self.set_layouts_fresh(!updates);
         Ok(())
     }
 
@@ -584,6 +598,7 @@ impl Rnn {
             &plans,
         )?;
         self.has_loss = target.is_some();
+        self.set_layouts_fresh(true);
         Ok(phases)
     }
 

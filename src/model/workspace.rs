@@ -40,6 +40,11 @@ pub(crate) struct Workspace {
     /// dL/dh0 `[B, H]`.
     pub dh0: wgpu::Buffer,
     pub forward: Plan,
+    /// Writes `W`'s layouts for the loops, where they use them; before `forward` whenever `W`
+    /// has changed since it last ran.
+    pub layouts: Option<Plan>,
+    /// `layouts` has run since `W` last changed.
+    pub layouts_fresh: bool,
     /// Every parameter gradient.
     pub backward: Plan,
     /// dL/dx and dL/dh0, after `backward`.
@@ -112,6 +117,14 @@ impl Workspace {
         matmul(&mut fw, xu_gemm)?;
         fw.phase("forward loop");
         rec.forward(&mut fw, lp, &xu, &h_all)?;
+        // W's layouts for the loops, in a plan of their own: run only when W has changed.
+        let layouts = if Recurrence::uses_layouts(gpu, lp) {
+            let mut pb = PlanBuilder::new(gpu, "forward loop");
+            rec.prepare(&mut pb)?;
+            Some(pb.finish()?)
+        } else {
+            None
+        };
         fw.phase("head");
         let mut head = Gemm::new(rows, o, h, at(&h_all, bh), p(FC_W), at(&out, 0));
         head.trans_b = true;
@@ -217,10 +230,20 @@ impl Workspace {
             dx,
             dh0,
             forward,
+            layouts,
+            layouts_fresh: false,
             backward,
             input_grad,
             losses: HashMap::new(),
         })
+    }
+
+    /// The plans of a forward pass: `W`'s layouts first when they are stale.
+    pub fn forward_plans(&self) -> Vec<&Plan> {
+        match &self.layouts {
+            Some(l) if !self.layouts_fresh => vec![l, &self.forward],
+            _ => vec![&self.forward],
+        }
     }
 
     /// Records the plan for `loss` unless it exists already.

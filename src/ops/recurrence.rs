@@ -310,8 +310,14 @@ impl Recurrence<'_> {
         }
     }
 
-    /// Writes the padded layouts of the current `W` into `wp`; recorded before each forward
-    /// loop, since an optimizer step may have changed `W` since the last call.
+    /// Whether the loops read `W` through the padded layouts in `wp` (all but the tiled
+    /// per-step kernels of GPUs), which [`Recurrence::prepare`] must then write first.
+    pub fn uses_layouts(gpu: &Gpu, lp: Loop) -> bool {
+        lp == Loop::Persistent || gpu.direct_kernels()
+    }
+
+    /// Writes the padded layouts of the current `W` into `wp`: before a forward loop whenever
+    /// `W` has changed since they were last written.
     pub fn prepare(&self, plan: &mut PlanBuilder) -> Result<()> {
         let hp = Self::hp(self.hidden);
         let n = groups(self.hidden * hp, 64);
@@ -395,7 +401,7 @@ impl Recurrence<'_> {
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is
-    /// `[T + 1, B, H]` with `h0` in slot 0.
+    /// `[T + 1, B, H]` with `h0` in slot 0. Reads `wp` where [`Recurrence::uses_layouts`].
     pub fn forward(
         &self,
         plan: &mut PlanBuilder,
@@ -412,7 +418,6 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        self.prepare(plan)?;
         let buffers = [self.wp, xu, h_all];
         match lp {
             Loop::PerStep => {
@@ -437,7 +442,7 @@ impl Recurrence<'_> {
     }
 
     /// Every step backward, last to first, in place over `da` (holding `dL/do V`), with the
-    /// layouts of `W` that the forward pass wrote (the `W` that made its states).
+    /// layouts of `W` that were current for the forward pass (the `W` that made its states).
     pub fn backward(
         &self,
         plan: &mut PlanBuilder,

@@ -7,6 +7,9 @@
 // Each workgroup of 16x16 invocations computes a 64x64 tile of C; each invocation keeps a 4x4
 // block of accumulators in registers (rows ly + 16i, columns lx + 16j, so reads of the
 // workgroup tiles are contiguous across lx). K advances 16 at a time through workgroup memory.
+// With k_split > 0 (split-K, for long reductions onto few tiles: weight gradients over all T·B
+// rows), workgroup z sums only k in [z * k_split, (z + 1) * k_split) and writes its partial
+// tile at c_off + z * M * N; `sum_parts` in reduce.wgsl adds the parts into C.
 
 struct Params {
     m: u32,
@@ -19,7 +22,7 @@ struct Params {
     c_off: u32,
     bias_off: u32,
     bias2_off: u32,
-    _pad0: u32,
+    k_split: u32, // matmul only: 0, or the values of k per workgroup along z
     _pad1: u32,
     _pad2: u32,
 }
@@ -44,8 +47,16 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     let l = lid.y * WG + lid.x;
     let trans_a = (p.flags & 1u) != 0u;
     let trans_b = (p.flags & 2u) != 0u;
+    var k_begin = 0u;
+    var k_end = p.k;
+    var c_base = p.c_off;
+    if p.k_split > 0u {
+        k_begin = wid.z * p.k_split;
+        k_end = min(k_begin + p.k_split, p.k);
+        c_base += wid.z * p.m * p.n;
+    }
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var q = 0u; q < 4u; q++) {
             let idx = l + q * 256u;
             // Consecutive invocations read consecutive addresses of whichever layout A has.
@@ -61,7 +72,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             let gr = row0 + r;
             let gka = k0 + ka;
             var va = 0.0;
-            if gr < p.m && gka < p.k {
+            if gr < p.m && gka < k_end {
                 if trans_a {
                     va = a[p.a_off + gka * p.m + gr];
                 } else {
@@ -82,7 +93,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             let gc = col0 + cc;
             let gkb = k0 + kb;
             var vb = 0.0;
-            if gc < p.n && gkb < p.k {
+            if gc < p.n && gkb < k_end {
                 if trans_b {
                     vb = b[p.b_off + gc * p.k + gkb];
                 } else {
@@ -117,7 +128,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
                 continue;
             }
             var v = acc[i][j];
-            let at = p.c_off + r * p.n + col;
+            let at = c_base + r * p.n + col;
             if (p.flags & 4u) != 0u {
                 v += c[at];
             }

@@ -48,3 +48,37 @@ fn colsum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
     }
 }
+
+// ---- sum_parts: the partial products of a split-K matmul, added into C -------------------
+//
+// out[out_off + i] (+)= sum over z < parts of a[z * len + i], for i < len; flag 2 of `flags`
+// accumulates into out as colsum's does.
+
+struct Parts {
+    len: u32,
+    parts: u32,
+    out_off: u32,
+    flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
+}
+
+@group(0) @binding(2) var<uniform> q: Parts;
+
+@compute @workgroup_size(256, 1, 1)
+fn sum_parts(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 256u + gid.x;
+    if i >= q.len {
+        return;
+    }
+    var s = 0.0;
+    for (var z = 0u; z < q.parts; z++) {
+        s += a[z * q.len + i];
+    }
+    if (q.flags & 2u) != 0u {
+        s += out[q.out_off + i];
+    }
+    out[q.out_off + i] = s;
+}

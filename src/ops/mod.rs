@@ -426,6 +426,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::BLOCKED_SEQ_FORWARD4,
         &recurrence::BLOCKED_SEQ_BACKWARD4,
         &reduce::COLSUM,
+        &reduce::SUM_PARTS,
         &transpose::TRANSPOSE,
         &transpose::TRANSPOSE4,
         &loss::MSE,

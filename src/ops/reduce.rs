@@ -12,6 +12,49 @@ pub(crate) static COLSUM: Kernel = Kernel {
     constants: &[],
 };
 
+pub(crate) static SUM_PARTS: Kernel = Kernel {
+    name: "sum_parts",
+    entry: "sum_parts",
+    ..COLSUM
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Parts {
+    len: u32,
+    parts: u32,
+    out_off: u32,
+    flags: u32,
+    _pad: [u32; 4],
+}
+
+/// `out[i] (+)= sum_z parts[z * len + i]` for `i < len`: the partial products of a split-K
+/// multiply, added (or, with `accumulate`, added to what `out` holds).
+pub(crate) fn sum_parts(
+    plan: &mut PlanBuilder,
+    len: usize,
+    parts: usize,
+    src: &wgpu::Buffer,
+    out: At,
+    accumulate: bool,
+) -> Result<()> {
+    let params = Parts {
+        len: u(len),
+        parts: u(parts),
+        out_off: u(out.off),
+        flags: if accumulate { 2 } else { 0 },
+        _pad: [0; 4],
+    };
+    let n = groups(len, 256);
+    let (x, y) = if n > 65535 {
+        (65535, n.div_ceil(65535))
+    } else {
+        (n, 1)
+    };
+    plan.push(&SUM_PARTS, &[src, out.buf], &params, [x, y, 1], false)?;
+    Ok(())
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

@@ -23,7 +23,7 @@ struct Params {
     bias_off: u32,
     bias2_off: u32,
     k_split: u32, // matmul only: 0, or the values of k per workgroup along z
-    _pad1: u32,
+    ld_b: u32,    // matmul_nt4 only: B's row stride in elements (0: K)
     _pad2: u32,
 }
 
@@ -276,11 +276,13 @@ fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         return;
     }
     let k4 = p.k / 4u;
+    // B may be a view into wider rows (the transposed h_all, whose two views are h(t-1), h(t)).
+    let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
     var abase: array<u32, 8>;
     var bbase: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) {
         abase[i] = p.a_off / 4u + min(r0 + i, p.m - 1u) * k4;
-        bbase[i] = p.b_off / 4u + min(c0 + i, p.n - 1u) * k4;
+        bbase[i] = p.b_off / 4u + min(c0 + i, p.n - 1u) * ldb4;
     }
     var lo: array<vec4<f32>, 8>;
     var hi: array<vec4<f32>, 8>;

@@ -8,7 +8,7 @@ use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::loss::LossBuffers;
-use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, matmul, row_sums_fit};
+use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit};
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::colsum;
 use crate::ops::transpose::{padded, transpose};
@@ -147,10 +147,15 @@ impl Workspace {
             // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
             // per product, so each is transposed once into rows contiguous along T·B and the
             // products run as A Bᵀ (on lavapipe medium's 66 ms became about 30). dA's
-            // transpose serves both dU and dW.
+            // transpose serves both dW and dU.
             let kp = padded(rows);
+            // With B a multiple of 4, all of h_all is transposed once and both of its views,
+            // h(t-1) from column 0 and h(t) from column B, are read from it (rows kp + B long).
+            let kh = padded(rows + batch);
+            let shared_h = ld_b_fits(gpu, kp, kh, batch) && kh == kp + batch;
+            let tb_len = if shared_h { h * kh } else { h * kp };
             let ta = gpu.storage_buffer("transposed dL/do, dL/da", o.max(h) * kp)?;
-            let tb = gpu.storage_buffer("transposed h, x", h.max(i) * kp)?;
+            let tb = gpu.storage_buffer("transposed h, x", tb_len.max(i * kp))?;
             let nt = |m, n, c| Gemm {
                 trans_b: true,
                 ..Gemm::new(m, n, kp, at(&ta, 0), at(&tb, 0), c)
@@ -158,22 +163,31 @@ impl Workspace {
             // The bias gradients as sums of the transposed rows, inside the products, where
             // lavapipe's loop limit allows (else column sums below).
             let fused = row_sums_fit(gpu, kp);
-            transpose(&mut bw, rows, o, at(&d_o, 0), at(&ta, 0))?;
-            transpose(&mut bw, rows, h, at(&h_all, bh), at(&tb, 0))?;
             let mut dv = nt(o, h, g(FC_W));
+            let mut dw = nt(h, h, g(W_HH));
+            if shared_h {
+                transpose(&mut bw, rows + batch, h, at(&h_all, 0), at(&tb, 0))?;
+                (dv.b, dv.ld_b) = (at(&tb, batch), Some(kh));
+                dw.ld_b = Some(kh);
+            } else {
+                transpose(&mut bw, rows, h, at(&h_all, bh), at(&tb, 0))?;
+            }
+            transpose(&mut bw, rows, o, at(&d_o, 0), at(&ta, 0))?;
             if fused {
                 dv.row_sums = Some((layout.offset(FC_B), None));
             }
             matmul(&mut bw, dv)?;
             transpose(&mut bw, rows, h, at(&da, 0), at(&ta, 0))?;
+            if !shared_h {
+                transpose(&mut bw, rows, h, at(&h_all, 0), at(&tb, 0))?;
+            }
+            matmul(&mut bw, dw)?;
             transpose(&mut bw, rows, i, at(&x, 0), at(&tb, 0))?;
             let mut du = nt(h, i, g(W_IH));
             if fused && config.bias {
                 du.row_sums = Some((layout.offset(B_IH), Some(layout.offset(B_HH))));
             }
             matmul(&mut bw, du)?;
-            transpose(&mut bw, rows, h, at(&h_all, 0), at(&tb, 0))?;
-            matmul(&mut bw, nt(h, h, g(W_HH)))?;
             fused
         } else {
             // dV = dO^T H_out

@@ -60,7 +60,8 @@ struct Params {
     bias_off: u32,
     bias2_off: u32,
     k_split: u32,
-    _pad: [u32; 2],
+    ld_b: u32,
+    _pad: u32,
 }
 
 /// One multiply `C[m, n] = op(A)[m, k] op(B)[k, n]`, with its options.
@@ -84,6 +85,9 @@ pub(crate) struct Gemm<'a> {
     /// Also write the sums of A's rows `[m]` at this offset of C's buffer, and at the second
     /// one when given: only for `A Bᵀ` on CPU adapters ([`row_sums_fit`]), without biases.
     pub row_sums: Option<(usize, Option<usize>)>,
+    /// B's row stride when B is a view into wider rows: only for `A Bᵀ` on CPU adapters, a
+    /// multiple of 4 ([`ld_b_fits`]).
+    pub ld_b: Option<usize>,
 }
 
 impl<'a> Gemm<'a> {
@@ -102,8 +106,14 @@ impl<'a> Gemm<'a> {
             bias: None,
             bias2: None,
             row_sums: None,
+            ld_b: None,
         }
     }
+}
+
+/// Whether `A Bᵀ` over `k` values can read B from rows `ld` apart, starting at element `off`.
+pub(crate) fn ld_b_fits(gpu: &crate::gpu::Gpu, k: usize, ld: usize, off: usize) -> bool {
+    gpu.direct_kernels() && k.is_multiple_of(4) && ld.is_multiple_of(4) && off.is_multiple_of(4)
 }
 
 /// Whether `A Bᵀ` over `k` values can also write the sums of A's rows on `gpu`: with the
@@ -158,6 +168,18 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
 /// over `T·B` rows) is cut into several accumulating ones, since lavapipe's shader compiler
 /// silently stops an invocation after 65535 loop iterations.
 pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    let strided = g
+        .ld_b
+        .is_some_and(|ld| !ld_b_fits(plan.gpu(), g.k, ld, g.b.off));
+    let not_nt = g.trans_a || !g.trans_b;
+    if strided || (not_nt && (g.row_sums.is_some() || g.ld_b.is_some())) {
+        return Err(crate::error::GpuError::Kernel {
+            kernel: "matmul_nt4".into(),
+            message: "a row stride asked of a product that cannot take one (a bug in rnn-wgpu)"
+                .into(),
+        }
+        .into());
+    }
     if g.row_sums.is_some() && !row_sums_fit(plan.gpu(), g.k) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
@@ -288,7 +310,8 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
             .and_then(|(_, two)| two)
             .unwrap_or(g.bias2.map_or(0, |b| b.off))),
         k_split: 0,
-        _pad: [0; 2],
+        ld_b: u(g.ld_b.unwrap_or(0)),
+        _pad: 0,
     };
     let (kernel, (rows, cols)) = if plan.gpu().direct_kernels() {
         direct_kernel(&g)

@@ -329,6 +329,10 @@ fn thousand_step_sequences_match_reference() {
     for driver in [Driver::Persistent, Driver::PerStep] {
         run(c, 90, driver);
     }
+    // B = 5: the persistent kernels with 4 rows per workgroup where the machine has 2 or
+    // more CPU threads (lavapipe), in their own chunks.
+    let few = Case { batch: 5, ..c };
+    run(few, 92, Driver::Persistent);
     // 72000 rows: past what one invocation may loop over on lavapipe, so the weight gradients
     // are cut into accumulating parts there.
     let rows = Case {

@@ -143,6 +143,131 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
 }
 
+// ---- matmul_big: 128x128 tiles for large products on GPUs ---------------------------------
+//
+// The same product and options (split-K included) for products with many output tiles: 16x16
+// invocations, each an 8x8 block of C (rows 4ty..4ty+3 and 64+4ty.., columns likewise) in 16
+// vec4 accumulators, fed from workgroup memory 8 values of k at a time as vec4s: per k, 4
+// loads of workgroup memory feed 64 multiply-adds (matmul: 8 loads, 16).
+
+const BT: u32 = 128u;
+const BK: u32 = 8u;
+
+var<workgroup> ta: array<vec4<f32>, 256>; // [BK][BT / 4]: rows 4r .. 4r + 3 of op(A) at k
+var<workgroup> tb: array<vec4<f32>, 256>; // [BK][BT / 4]: columns 4c .. 4c + 3 of op(B) at k
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_big(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * BT;
+    let col0 = wid.x * BT;
+    let l = lid.y * 16u + lid.x;
+    let trans_a = (p.flags & 1u) != 0u;
+    let trans_b = (p.flags & 2u) != 0u;
+    var k_begin = 0u;
+    var k_end = p.k;
+    var c_base = p.c_off;
+    if p.k_split > 0u {
+        k_begin = wid.z * p.k_split;
+        k_end = min(k_begin + p.k_split, p.k);
+        c_base += wid.z * p.m * p.n;
+    }
+    var acc: array<vec4<f32>, 16>; // [row i < 8][column half h < 2]: acc[2i + h]
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        for (var q = 0u; q < 4u; q++) {
+            let idx = l + q * 256u;
+            // Consecutive invocations read consecutive addresses of whichever layout A has.
+            var r: u32;
+            var ka: u32;
+            if trans_a {
+                r = idx % BT;
+                ka = idx / BT;
+            } else {
+                ka = idx % BK;
+                r = idx / BK;
+            }
+            let gr = row0 + r;
+            let gka = k0 + ka;
+            var va = 0.0;
+            if gr < p.m && gka < k_end {
+                if trans_a {
+                    va = a[p.a_off + gka * p.m + gr];
+                } else {
+                    va = a[p.a_off + gr * p.k + gka];
+                }
+            }
+            ta[ka * 32u + r / 4u][r % 4u] = va;
+            var cc: u32;
+            var kb: u32;
+            if trans_b {
+                kb = idx % BK;
+                cc = idx / BK;
+            } else {
+                cc = idx % BT;
+                kb = idx / BT;
+            }
+            let gc = col0 + cc;
+            let gkb = k0 + kb;
+            var vb = 0.0;
+            if gc < p.n && gkb < k_end {
+                if trans_b {
+                    vb = b[p.b_off + gc * p.k + gkb];
+                } else {
+                    vb = b[p.b_off + gkb * p.n + gc];
+                }
+            }
+            tb[kb * 32u + cc / 4u][cc % 4u] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let a0 = ta[kk * 32u + lid.y];
+            let a1 = ta[kk * 32u + lid.y + 16u];
+            let b0 = tb[kk * 32u + lid.x];
+            let b1 = tb[kk * 32u + lid.x + 16u];
+            acc[0] += a0.x * b0;
+            acc[1] += a0.x * b1;
+            acc[2] += a0.y * b0;
+            acc[3] += a0.y * b1;
+            acc[4] += a0.z * b0;
+            acc[5] += a0.z * b1;
+            acc[6] += a0.w * b0;
+            acc[7] += a0.w * b1;
+            acc[8] += a1.x * b0;
+            acc[9] += a1.x * b1;
+            acc[10] += a1.y * b0;
+            acc[11] += a1.y * b1;
+            acc[12] += a1.z * b0;
+            acc[13] += a1.z * b1;
+            acc[14] += a1.w * b0;
+            acc[15] += a1.w * b1;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let r = row0 + (i / 4u) * 64u + lid.y * 4u + i % 4u;
+        if r >= p.m {
+            continue;
+        }
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + (j / 4u) * 64u + lid.x * 4u + j % 4u;
+            if col >= p.n {
+                continue;
+            }
+            var v = acc[2u * i + j / 4u][j % 4u];
+            let at = c_base + r * p.n + col;
+            if (p.flags & 4u) != 0u {
+                v += c[at];
+            }
+            if (p.flags & 8u) != 0u {
+                v += bias[p.bias_off + col];
+            }
+            if (p.flags & 16u) != 0u {
+                v += bias[p.bias2_off + col];
+            }
+            c[at] = v;
+        }
+    }
+}
+
 // ---- direct kernels: the same product without workgroup memory -------------------------
 //
 // For adapters where a barrier costs more than memory traffic: CPU adapters such as lavapipe,

@@ -18,6 +18,13 @@ pub(crate) static MATMUL: Kernel = Kernel {
     constants: &[],
 };
 
+/// The tiled kernel with 128×128 tiles, for products with many of them (on GPUs).
+pub(crate) static MATMUL_BIG: Kernel = Kernel {
+    name: "matmul_big",
+    entry: "matmul_big",
+    ..MATMUL
+};
+
 /// A direct kernel: all share `matmul`'s bindings and parameters. `narrow` makes workgroups
 /// of one row of 8 invocations instead of 8 rows (`DIRECT_ROWS`).
 const fn direct(name: &'static str, entry: &'static str, narrow: bool) -> Kernel {
@@ -40,8 +47,12 @@ pub(crate) static MATMUL_NT4_NARROW: Kernel = direct("matmul_nt4_narrow", "matmu
 pub(crate) static MATMUL_TN4_NARROW: Kernel = direct("matmul_tn4_narrow", "matmul_tn4", true);
 pub(crate) static MATMUL_NN4_NARROW: Kernel = direct("matmul_nn4_narrow", "matmul_nn4", true);
 
-/// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
+/// Output tile edge of one `matmul` workgroup (`TILE` in the shader), and of `matmul_big`.
 const TILE: usize = 64;
+const BIG_TILE: usize = 128;
+/// Products with at least this many 128×128 tiles take `matmul_big`. On an H200 the 64×64
+/// kernel ran the hoisted products at 2–3 TFLOP/s.
+const BIG_MIN_TILES: usize = 64;
 /// Output block of one direct workgroup, rows x columns, and of a narrow one (one SIMD group
 /// of 8 invocations on lavapipe).
 const DIRECT_TILE: (usize, usize) = (64, 64);
@@ -243,19 +254,36 @@ fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
     g.k
 }
 
+/// The tiled kernel for `g` and its tile edge: `matmul_big` where the product has many
+/// 128×128 tiles, else `matmul`.
+fn tiled_kernel(g: &Gemm) -> (&'static Kernel, usize) {
+    if g.m.div_ceil(BIG_TILE) * g.n.div_ceil(BIG_TILE) >= BIG_MIN_TILES {
+        (&MATMUL_BIG, BIG_TILE)
+    } else {
+        (&MATMUL, TILE)
+    }
+}
+
 /// Into how many parts the tiled kernel splits `g`'s reduction, when it splits it: where the
-/// output has too few 64×64 tiles to fill a GPU (under 256 workgroups) and the reduction is
-/// long (the weight gradients over all `T·B` rows), enough parts of at least 128 values of k
-/// to make about 256 workgroups. Before this `medium`'s weight gradients took 10 ms on an H200,
-/// 16 workgroups each looping over 6400 rows.
-fn split_k(g: &Gemm) -> Option<usize> {
-    let tiles = g.m.div_ceil(TILE) * g.n.div_ceil(TILE);
+/// output has too few `tile`×`tile` tiles to fill a GPU (under 256 workgroups) and the
+/// reduction is long (the weight gradients over all `T·B` rows), enough parts of at least 128
+/// values of k to make about 256 workgroups. Before this `medium`'s weight gradients took 10
+/// ms on an H200, 16 workgroups each looping over 6400 rows.
+fn split_k(g: &Gemm, tile: usize) -> Option<usize> {
+    let tiles = g.m.div_ceil(tile) * g.n.div_ceil(tile);
     let parts = 256usize.div_ceil(tiles).min(g.k / 128).min(64);
     (parts >= 2 && g.bias.is_none() && g.bias2.is_none()).then_some(parts)
 }
 
-/// Records `g` as `parts` partial products into a scratch buffer, and their sum into C.
-fn record_split(plan: &mut PlanBuilder, g: Gemm, params: Params, parts: usize) -> Result<()> {
+/// Records `g` with the tiled `kernel` as `parts` partial products into a scratch buffer, and
+/// their sum into C.
+fn record_split(
+    plan: &mut PlanBuilder,
+    g: Gemm,
+    (kernel, tile): (&'static Kernel, usize),
+    parts: usize,
+) -> Result<()> {
+    let (params, _) = params_of(&g);
     let len = g.m * g.n;
     // Held by the plan's bind groups, like every scratch buffer.
     let scratch = plan
@@ -270,9 +298,9 @@ fn record_split(plan: &mut PlanBuilder, g: Gemm, params: Params, parts: usize) -
         k_split: u(chunk),
         ..params
     };
-    let grid = [groups(g.n, TILE), groups(g.m, TILE), u(parts)];
+    let grid = [groups(g.n, tile), groups(g.m, tile), u(parts)];
     plan.push(
-        &MATMUL,
+        kernel,
         &[g.a.buf, g.b.buf, g.a.buf, &scratch],
         &params,
         grid,
@@ -286,16 +314,27 @@ fn record_split(plan: &mut PlanBuilder, g: Gemm, params: Params, parts: usize) -
 pub(crate) const MAX_CPU_ROWS: usize = 32768;
 
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    if plan.gpu().direct_kernels() {
+        let (kernel, tile) = direct_kernel(&g);
+        return push(plan, &g, kernel, tile);
+    }
+    let (kernel, tile) = tiled_kernel(&g);
+    match split_k(&g, tile) {
+        Some(parts) => record_split(plan, g, (kernel, tile), parts),
+        None => push(plan, &g, kernel, (tile, tile)),
+    }
+}
+
+/// The kernel parameters of `g`, and the buffer bound as the biases.
+fn params_of<'a>(g: &Gemm<'a>) -> (Params, &'a wgpu::Buffer) {
     let flags = g.trans_a as u32
         | (g.trans_b as u32) << 1
         | (g.accumulate as u32) << 2
         | (g.bias.is_some() as u32) << 3
         | (g.bias2.is_some() as u32) << 4
-        | (vec_store(&g) as u32) << 5
+        | (vec_store(g) as u32) << 5
         | (g.row_sums.is_some() as u32) << 6
         | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7;
-    // An unused bias binding still needs a buffer: A's serves.
-    let bias_buf = g.bias.map_or(g.a.buf, |b| b.buf);
     let params = Params {
         m: u(g.m),
         n: u(g.n),
@@ -313,14 +352,18 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         ld_b: u(g.ld_b.unwrap_or(0)),
         _pad: 0,
     };
-    let (kernel, (rows, cols)) = if plan.gpu().direct_kernels() {
-        direct_kernel(&g)
-    } else {
-        if let Some(parts) = split_k(&g) {
-            return record_split(plan, g, params, parts);
-        }
-        (&MATMUL, (TILE, TILE))
-    };
+    // An unused bias binding still needs a buffer: A's serves.
+    (params, g.bias.map_or(g.a.buf, |b| b.buf))
+}
+
+/// Records `g` with `kernel`, whose workgroups cover `rows` x `cols` of C.
+fn push(
+    plan: &mut PlanBuilder,
+    g: &Gemm,
+    kernel: &'static Kernel,
+    (rows, cols): (usize, usize),
+) -> Result<()> {
+    let (params, bias_buf) = params_of(g);
     let grid = [groups(g.n, cols), groups(g.m, rows), 1];
     plan.push(
         kernel,
@@ -330,4 +373,115 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         false,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{Gpu, KernelStyle};
+    use crate::ops::{Driver, at, run};
+
+    /// `C = op(A) op(B) (+ C) (+ bias)` in f64 on the CPU, for the stored layouts.
+    #[allow(clippy::too_many_arguments)]
+    fn cpu(
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        c0: &[f32],
+        acc: bool,
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for r in 0..m {
+            for col in 0..n {
+                let mut s = 0.0f64;
+                for kk in 0..k {
+                    let av = if ta { a[kk * m + r] } else { a[r * k + kk] };
+                    let bv = if tb { b[col * k + kk] } else { b[kk * n + col] };
+                    s += f64::from(av) * f64::from(bv);
+                }
+                if acc {
+                    s += f64::from(c0[r * n + col]);
+                }
+                if let Some(bias) = bias {
+                    s += f64::from(bias[col]);
+                }
+                c[r * n + col] = s;
+            }
+        }
+        c
+    }
+
+    /// Both tiled kernels, whole and split along k, for every layout, against the CPU: sizes
+    /// that divide no tile, accumulate and bias included. (Which kernel a product gets is a
+    /// heuristic for GPUs; this checks each one on whatever adapter runs the tests.)
+    #[test]
+    fn tiled_kernels_match_cpu_for_every_layout_and_split() {
+        let gpu = Gpu::new()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_kernels(KernelStyle::Tiled);
+        let (m, n, k) = (133, 201, 300);
+        let mut seed = 1u64;
+        let mut rand = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect()
+        };
+        let (a, b, c0, bias) = (rand(m * k), rand(k * n), rand(m * n), rand(n));
+        let buf = |v: &[f32]| {
+            let t = gpu.storage_buffer("test", v.len()).expect("buffer");
+            gpu.queue().write_buffer(&t, 0, bytemuck::cast_slice(v));
+            t
+        };
+        let (ab, bb, biasb) = (buf(&a), buf(&b), buf(&bias));
+        for (kernel, tile) in [(&MATMUL, TILE), (&MATMUL_BIG, BIG_TILE)] {
+            for parts in [None, Some(3)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    // Split products take no bias; whole ones take both options.
+                    let (acc, with_bias) = (true, parts.is_none());
+                    let cb = buf(&c0);
+                    let g = Gemm {
+                        trans_a: ta,
+                        trans_b: tb,
+                        accumulate: acc,
+                        bias: with_bias.then(|| at(&biasb, 0)),
+                        ..Gemm::new(m, n, k, at(&ab, 0), at(&bb, 0), at(&cb, 0))
+                    };
+                    let mut plan = PlanBuilder::new(&gpu, "test");
+                    match parts {
+                        Some(p) => record_split(&mut plan, g, (kernel, tile), p),
+                        None => push(&mut plan, &g, kernel, (tile, tile)),
+                    }
+                    .expect("record");
+                    let plan = plan.finish().expect("plan");
+                    run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan]).expect("run");
+                    let got = gpu.read(&cb, 0, m * n).expect("read");
+                    let want = cpu(
+                        (m, n, k),
+                        &a,
+                        ta,
+                        &b,
+                        tb,
+                        &c0,
+                        acc,
+                        with_bias.then_some(&bias[..]),
+                    );
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                            "{} parts {parts:?} trans {ta} {tb}: C[{i}] = {g}, want {w}",
+                            kernel.name
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -18,13 +18,6 @@ pub(crate) static MATMUL: Kernel = Kernel {
     constants: &[],
 };
 
-/// The tiled kernel with 128×128 tiles, for products with many of them (on GPUs).
-pub(crate) static MATMUL_BIG: Kernel = Kernel {
-    name: "matmul_big",
-    entry: "matmul_big",
-    ..MATMUL
-};
-
 /// A direct kernel: all share `matmul`'s bindings and parameters. `narrow` makes workgroups
 /// of one row of 8 invocations instead of 8 rows (`DIRECT_ROWS`).
 const fn direct(name: &'static str, entry: &'static str, narrow: bool) -> Kernel {
@@ -47,12 +40,8 @@ pub(crate) static MATMUL_NT4_NARROW: Kernel = direct("matmul_nt4_narrow", "matmu
 pub(crate) static MATMUL_TN4_NARROW: Kernel = direct("matmul_tn4_narrow", "matmul_tn4", true);
 pub(crate) static MATMUL_NN4_NARROW: Kernel = direct("matmul_nn4_narrow", "matmul_nn4", true);
 
-/// Output tile edge of one `matmul` workgroup (`TILE` in the shader), and of `matmul_big`.
+/// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
-const BIG_TILE: usize = 128;
-/// Products with at least this many 128×128 tiles take `matmul_big`. On an H200 the 64×64
-/// kernel ran the hoisted products at 2–3 TFLOP/s.
-const BIG_MIN_TILES: usize = 64;
 /// Output block of one direct workgroup, rows x columns, and of a narrow one (one SIMD group
 /// of 8 invocations on lavapipe).
 const DIRECT_TILE: (usize, usize) = (64, 64);
@@ -254,16 +243,6 @@ fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
     g.k
 }
 
-/// The tiled kernel for `g` and its tile edge: `matmul_big` where the product has many
-/// 128×128 tiles, else `matmul`.
-fn tiled_kernel(g: &Gemm) -> (&'static Kernel, usize) {
-    if g.m.div_ceil(BIG_TILE) * g.n.div_ceil(BIG_TILE) >= BIG_MIN_TILES {
-        (&MATMUL_BIG, BIG_TILE)
-    } else {
-        (&MATMUL, TILE)
-    }
-}
-
 /// Into how many parts the tiled kernel splits `g`'s reduction, when it splits it: where the
 /// output has too few `tile`×`tile` tiles to fill a GPU (under 256 workgroups) and the
 /// reduction is long (the weight gradients over all `T·B` rows), enough parts of at least 128
@@ -318,10 +297,11 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         let (kernel, tile) = direct_kernel(&g);
         return push(plan, &g, kernel, tile);
     }
-    let (kernel, tile) = tiled_kernel(&g);
-    match split_k(&g, tile) {
-        Some(parts) => record_split(plan, g, (kernel, tile), parts),
-        None => push(plan, &g, kernel, (tile, tile)),
+    // (A 128×128-tile variant, 8×8 per invocation with vec4 workgroup loads, ran the hoisted
+    // products of `large` and DeepBench 1.4–1.6× slower on an H200 than 64×64, and was dropped.)
+    match split_k(&g, TILE) {
+        Some(parts) => record_split(plan, g, (&MATMUL, TILE), parts),
+        None => push(plan, &g, &MATMUL, (TILE, TILE)),
     }
 }
 
@@ -414,11 +394,11 @@ mod tests {
         c
     }
 
-    /// Both tiled kernels, whole and split along k, for every layout, against the CPU: sizes
-    /// that divide no tile, accumulate and bias included. (Which kernel a product gets is a
-    /// heuristic for GPUs; this checks each one on whatever adapter runs the tests.)
+    /// The tiled kernel, whole and split along k, for every layout, against the CPU: sizes
+    /// that divide no tile, accumulate and bias included. (Whether a product is split is a
+    /// heuristic for GPUs; this checks both on whatever adapter runs the tests.)
     #[test]
-    fn tiled_kernels_match_cpu_for_every_layout_and_split() {
+    fn tiled_kernel_matches_cpu_for_every_layout_and_split() {
         let gpu = Gpu::new()
             .unwrap_or_else(|e| panic!("{e}"))
             .with_kernels(KernelStyle::Tiled);
@@ -441,7 +421,7 @@ mod tests {
             t
         };
         let (ab, bb, biasb) = (buf(&a), buf(&b), buf(&bias));
-        for (kernel, tile) in [(&MATMUL, TILE), (&MATMUL_BIG, BIG_TILE)] {
+        for (kernel, tile) in [(&MATMUL, TILE)] {
             for parts in [None, Some(3)] {
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                     // Split products take no bias; whole ones take both options.

@@ -400,7 +400,6 @@ pub(crate) fn run_timed(
 pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
     vec![
         &matmul::MATMUL,
-        &matmul::MATMUL_BIG,
         &matmul::MATMUL_DIRECT,
         &matmul::MATMUL_NT4,
         &matmul::MATMUL_TN4,

@@ -10,7 +10,8 @@
 // Both directions are the same product: a row of state times a matrix whose columns j are
 // contiguous. `weights.wgsl` writes W once per call into `wp` as two [H, HP] matrices padded
 // with zero columns to HP = H rounded up to 4, so every invocation reads vec4s of 4
-// neighbouring columns: section 0 holds W^T (forward, wp[k][j] = W[j][k]), section 1 W itself.
+// neighbouring columns: section 0 holds W^T (forward, wp[k][j] = W[j][k]), section 1 (at
+// r.sec1) W itself.
 //
 // Each invocation computes ROWS batch rows x 4 columns, the state values coming as scalars
 // (the same for every invocation: a broadcast) and W as vec4s, so each W load feeds 4 * ROWS
@@ -28,7 +29,7 @@ struct Rec {
     steps: u32,    // T
     t: u32,        // step_*: the time step; seq_*: the first step of this dispatch
     count: u32,    // seq_*: steps in this dispatch (the sequence may come in chunks)
-    _pad1: u32,
+    sec1: u32,     // where section 1 of wp starts, in vec4s
 }
 
 const ROWS: u32 = 4u;
@@ -117,7 +118,7 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let bh = r.batch * h;
     var acc: array<vec4<f32>, 4>;
     if r.t + 1u < r.steps {
-        acc = step_product(h * q, (r.t + 1u) * bh, b0, j4); // section 1: W itself
+        acc = step_product(r.sec1, (r.t + 1u) * bh, b0, j4); // section 1: W itself
     }
     for (var i = 0u; i < ROWS; i++) {
         let b = b0 + i;
@@ -205,7 +206,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
     let bh = r.batch * h;
-    let wn = h * q; // section 1: W, rows j along k
+    let wn = r.sec1; // section 1: W, rows j along k
     seq_clear(lid.x);
     workgroupBarrier();
     // h(t0 - 1), slot t0 of h_all (h0 when t0 = 0); rows past the batch stay zero and are

@@ -21,8 +21,8 @@ struct Rec {
     act: u32,      // 0: tanh, 1: relu
     steps: u32,    // T
     t: u32,        // the time step
-    count: u32,    // unused here
-    _pad1: u32,
+    count: u32,    // blocked_seq_*: steps in this dispatch
+    sec1: u32,     // where section 1 of wp starts, in vec4s
 }
 
 @group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
@@ -30,7 +30,14 @@ struct Rec {
 // forward: h_all [T + 1, B, H]; backward: da [T, B, H]. Every buffer is read and written as
 // vec4s: these kernels run only where H is a multiple of 4.
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> r: Rec;
+// With W_UNIFORM (H <= 128 on CPU adapters), W's section for this direction is read through a
+// uniform buffer bound at its start instead: lavapipe gathers uniform loads with vector
+// instructions where it loads storage buffers lane by lane with a branch each (small's
+// persistent loop 0.75 -> 0.62 ms). Unused otherwise, but bound all the same.
+@group(0) @binding(3) var<uniform> wu: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<uniform> r: Rec;
+
+override W_UNIFORM: bool = false;
 
 override BLOCK_ROWS: u32 = 8u;
 // Batch rows of each invocation's block: 8, or 4 (blocked_seq_* where B is small).
@@ -68,14 +75,35 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
     }
     var o: Block;
     for (var k4 = 0u; k4 < q; k4++) {
-        let w0 = wp[wbase[0] + k4];
-        let w1 = wp[wbase[1] + k4];
-        let w2 = wp[wbase[2] + k4];
-        let w3 = wp[wbase[3] + k4];
-        let w4 = wp[wbase[4] + k4];
-        let w5 = wp[wbase[5] + k4];
-        let w6 = wp[wbase[6] + k4];
-        let w7 = wp[wbase[7] + k4];
+        var w0: vec4<f32>;
+        var w1: vec4<f32>;
+        var w2: vec4<f32>;
+        var w3: vec4<f32>;
+        var w4: vec4<f32>;
+        var w5: vec4<f32>;
+        var w6: vec4<f32>;
+        var w7: vec4<f32>;
+        // An override: one of the two branches is compiled away.
+        if W_UNIFORM {
+            let u = k4 - sec; // the uniform window starts at the section
+            w0 = wu[wbase[0] + u];
+            w1 = wu[wbase[1] + u];
+            w2 = wu[wbase[2] + u];
+            w3 = wu[wbase[3] + u];
+            w4 = wu[wbase[4] + u];
+            w5 = wu[wbase[5] + u];
+            w6 = wu[wbase[6] + u];
+            w7 = wu[wbase[7] + u];
+        } else {
+            w0 = wp[wbase[0] + k4];
+            w1 = wp[wbase[1] + k4];
+            w2 = wp[wbase[2] + k4];
+            w3 = wp[wbase[3] + k4];
+            w4 = wp[wbase[4] + k4];
+            w5 = wp[wbase[5] + k4];
+            w6 = wp[wbase[6] + k4];
+            w7 = wp[wbase[7] + k4];
+        }
         // A fixed bound, so the loop unrolls and the test on the override folds away.
         for (var i = 0u; i < 8u; i++) {
             if i < BLOCK_M {
@@ -98,7 +126,7 @@ fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         return;
     }
     let bh = r.batch * h;
-    let o = product(h * (r.hp / 4u), r.t * bh, r0, c0); // section 1: W, rows j along k
+    let o = product(r.sec1, r.t * bh, r0, c0); // section 1: W, rows j along k
     for (var i = 0u; i < 8u; i++) {
         let b = r0 + i;
         if b >= r.batch {
@@ -158,7 +186,7 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
         for (var c0 = lid.x * 8u; c0 < h; c0 += 64u) {
-            let o = product(h * (r.hp / 4u), t * bh, r0, c0);
+            let o = product(r.sec1, t * bh, r0, c0);
             for (var i = 0u; i < BLOCK_M; i++) {
                 let b = r0 + i;
                 if b >= r.batch {

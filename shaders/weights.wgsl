@@ -1,13 +1,14 @@
-// The two layouts of W [H, H] that `recurrence.wgsl` reads as vec4s: wp is [2, H, HP] with
-// HP = H rounded up to 4 and zero padding columns; section 0 is W^T (wp[0][k][j] = W[j][k], for
-// the forward step), section 1 is W (wp[1][k][j] = W[k][j], for the backward step). Written
-// once per forward or backward call, so the serial loop never reads W with a stride.
+// The two layouts of W [H, H] that the recurrence kernels read as vec4s: two [H, HP] matrices
+// with HP = H rounded up to 4 and zero padding columns; section 0 (at 0) is W^T (wp[0][k][j] =
+// W[j][k]), section 1 (at sec1, a multiple of 64 floats, so either can be bound as a uniform
+// buffer) is W (wp[1][k][j] = W[k][j]). Written whenever W has changed, so the serial loop
+// never reads W with a stride.
 
 struct Prep {
     hidden: u32,
     hp: u32,
     w_off: u32,
-    _pad: u32,
+    sec1: u32, // where section 1 starts, in floats
 }
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
@@ -32,5 +33,5 @@ fn prepare(@builtin(global_invocation_id) gid: vec3<u32>) {
         wn = w[p.w_off + k * h + j];
     }
     wp[i] = wt;
-    wp[h * hp + i] = wn;
+    wp[p.sec1 + i] = wn;
 }

@@ -14,6 +14,8 @@ pub enum Bind {
     ReadWrite,
     /// `var<uniform>` bound with a dynamic offset, so one buffer serves many dispatches.
     Uniform,
+    /// `var<uniform>` bound whole.
+    Constant,
 }
 
 /// A compute kernel: a WGSL source, an entry point and its bindings (group 0).
@@ -237,6 +239,7 @@ impl Gpu {
             // that read four values at a time.
             size: bytes.next_multiple_of(16),
             usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
@@ -278,6 +281,11 @@ impl Gpu {
                         ty: wgpu::BufferBindingType::Storage {
                             read_only: *b == Bind::Read,
                         },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Bind::Constant => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },

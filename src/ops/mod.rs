@@ -118,12 +118,19 @@ struct Pending {
     phase: &'static str,
     pipeline: Arc<Pipeline>,
     kernel: &'static str,
+    binds: &'static [Bind],
+    /// Where [`Bind::Constant`] buffers are bound from, in bytes.
+    window: u64,
     buffers: Vec<wgpu::Buffer>,
     offset: u32,
     size: u64,
     groups: [u32; 3],
     serial: bool,
 }
+
+/// Bytes of a buffer bound as a [`Bind::Constant`] uniform: WebGPU's smallest guaranteed
+/// uniform binding, the size of the uniform arrays the kernels declare.
+pub(crate) const CONSTANT_WINDOW: u64 = 65536;
 
 /// Collects dispatches and their parameters; [`PlanBuilder::finish`] makes the [`Plan`].
 pub(crate) struct PlanBuilder<'g> {
@@ -170,6 +177,21 @@ impl<'g> PlanBuilder<'g> {
         groups: [u32; 3],
         serial: bool,
     ) -> Result<u64> {
+        self.push_windowed(kernel, buffers, 0, params, groups, serial)
+    }
+
+    /// As [`PlanBuilder::push`], binding each [`Bind::Constant`] buffer as the
+    /// [`CONSTANT_WINDOW`] bytes from byte `window` (a multiple of the adapter's uniform offset
+    /// alignment) rather than whole.
+    pub fn push_windowed<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &'static Kernel,
+        buffers: &[&wgpu::Buffer],
+        window: u64,
+        params: &P,
+        groups: [u32; 3],
+        serial: bool,
+    ) -> Result<u64> {
         debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
         debug_assert_eq!(kernel.binds.last(), Some(&Bind::Uniform));
         let pipeline = self.gpu.pipeline(kernel)?;
@@ -181,6 +203,8 @@ impl<'g> PlanBuilder<'g> {
             phase: self.phase,
             pipeline,
             kernel: kernel.name,
+            binds: kernel.binds,
+            window,
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
             offset: offset as u32,
             size: bytes.len() as u64,
@@ -209,7 +233,15 @@ impl<'g> PlanBuilder<'g> {
                     .enumerate()
                     .map(|(i, b)| wgpu::BindGroupEntry {
                         binding: i as u32,
-                        resource: b.as_entire_binding(),
+                        resource: if p.binds[i] == Bind::Constant {
+                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: b,
+                                offset: p.window,
+                                size: wgpu::BufferSize::new(CONSTANT_WINDOW),
+                            })
+                        } else {
+                            b.as_entire_binding()
+                        },
                     })
                     .collect();
                 entries.push(wgpu::BindGroupEntry {
@@ -422,6 +454,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &recurrence::SEQ_BACKWARD_NARROW,
         &recurrence::SEQ_BACKWARD,
         &recurrence::BLOCKED_SEQ_FORWARD,
+        &recurrence::BLOCKED_SEQ_FORWARD_U,
+        &recurrence::BLOCKED_SEQ_BACKWARD_U,
+        &recurrence::BLOCKED_SEQ_FORWARD4_U,
+        &recurrence::BLOCKED_SEQ_BACKWARD4_U,
         &recurrence::BLOCKED_SEQ_BACKWARD,
         &recurrence::BLOCKED_SEQ_FORWARD4,
         &recurrence::BLOCKED_SEQ_BACKWARD4,
@@ -494,6 +530,7 @@ mod tests {
                     panic!("{}: binding {} undeclared", k.name, binding.binding)
                 });
                 let want = match var.space {
+                    naga::AddressSpace::Uniform if *declared == Bind::Constant => Bind::Constant,
                     naga::AddressSpace::Uniform => Bind::Uniform,
                     naga::AddressSpace::Storage { access } => {
                         if access.contains(naga::StorageAccess::STORE) {

@@ -3,11 +3,19 @@
 //! per step: tiled through workgroup memory on GPUs (`shaders/recurrence_tiled.wgsl`),
 //! barrier-free on CPU adapters (`shaders/recurrence.wgsl`).
 
-use super::{At, PlanBuilder, groups, u};
+use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Uniform];
+/// The blocked kernels also take `wp` as a uniform window onto one section (`wu`).
+const BLOCKED_BINDS: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Constant,
+    Bind::Uniform,
+];
 const SOURCE: &str = include_str!("../../shaders/recurrence.wgsl");
 
 pub(crate) static PREPARE: Kernel = Kernel {
@@ -40,7 +48,7 @@ pub(crate) static BLOCKED_FORWARD: Kernel = Kernel {
     name: "recurrence_blocked_forward",
     source: BLOCKED_SOURCE,
     entry: "blocked_forward",
-    binds: BINDS,
+    binds: BLOCKED_BINDS,
     constants: &[],
 };
 
@@ -48,7 +56,7 @@ pub(crate) static BLOCKED_BACKWARD: Kernel = Kernel {
     name: "recurrence_blocked_backward",
     source: BLOCKED_SOURCE,
     entry: "blocked_backward",
-    binds: BINDS,
+    binds: BLOCKED_BINDS,
     constants: &[],
 };
 
@@ -86,6 +94,31 @@ pub(crate) static BLOCKED_SEQ_FORWARD4: Kernel = Kernel {
 pub(crate) static BLOCKED_SEQ_BACKWARD4: Kernel = Kernel {
     name: "recurrence_blocked_seq_backward4",
     constants: &[("BLOCK_M", 4.0)],
+    ..BLOCKED_SEQ_BACKWARD
+};
+
+/// The persistent blocked kernels reading W through the uniform window (H ≤ 128).
+pub(crate) static BLOCKED_SEQ_FORWARD_U: Kernel = Kernel {
+    name: "recurrence_blocked_seq_forward_u",
+    constants: &[("W_UNIFORM", 1.0)],
+    ..BLOCKED_SEQ_FORWARD
+};
+
+pub(crate) static BLOCKED_SEQ_BACKWARD_U: Kernel = Kernel {
+    name: "recurrence_blocked_seq_backward_u",
+    constants: &[("W_UNIFORM", 1.0)],
+    ..BLOCKED_SEQ_BACKWARD
+};
+
+pub(crate) static BLOCKED_SEQ_FORWARD4_U: Kernel = Kernel {
+    name: "recurrence_blocked_seq_forward4_u",
+    constants: &[("BLOCK_M", 4.0), ("W_UNIFORM", 1.0)],
+    ..BLOCKED_SEQ_FORWARD
+};
+
+pub(crate) static BLOCKED_SEQ_BACKWARD4_U: Kernel = Kernel {
+    name: "recurrence_blocked_seq_backward4_u",
+    constants: &[("BLOCK_M", 4.0), ("W_UNIFORM", 1.0)],
     ..BLOCKED_SEQ_BACKWARD
 };
 
@@ -157,6 +190,24 @@ pub(crate) enum Loop {
     Persistent,
 }
 
+/// Records one serial dispatch of a recurrence kernel over `wp`, the source and the
+/// destination; kernels with a uniform window onto `wp` get it from byte `window`.
+fn push_rec(
+    plan: &mut PlanBuilder,
+    k: &'static Kernel,
+    [wp, src, dst]: [&wgpu::Buffer; 3],
+    window: u64,
+    params: &Rec,
+    groups: [u32; 3],
+) -> Result<()> {
+    if k.binds.len() == 5 {
+        plan.push_windowed(k, &[wp, src, dst, wp], window, params, groups, true)?;
+    } else {
+        plan.push(k, &[wp, src, dst], params, groups, true)?;
+    }
+    Ok(())
+}
+
 /// The persistent kernels for one shape and how they split the batch.
 struct Seq {
     forward: &'static Kernel,
@@ -173,18 +224,22 @@ struct Seq {
 /// On CPU adapters (the direct style), where H is a multiple of 4, the register-blocked ones
 /// of `recurrence_blocked.wgsl`, which read the state back from global memory (on lavapipe
 /// twice as fast as from workgroup memory): 8 rows per workgroup where that still gives every
-/// CPU thread a workgroup, else 4. Otherwise those of `recurrence.wgsl`, one SIMD group wide
+/// CPU thread a workgroup, else 4; reading W through a uniform window where it fits one (H ≤
+/// 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
 /// on CPU adapters and 64 invocations wide on GPUs.
 fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let eight = batch.div_ceil(8) >= threads;
-        let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) = if eight {
-            (&BLOCKED_SEQ_FORWARD, &BLOCKED_SEQ_BACKWARD, 8)
-        } else {
-            (&BLOCKED_SEQ_FORWARD4, &BLOCKED_SEQ_BACKWARD4, 4)
-        };
+        let uniform = Recurrence::uniform_w(gpu, hidden);
+        let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) =
+            match (eight, uniform) {
+                (true, true) => (&BLOCKED_SEQ_FORWARD_U, &BLOCKED_SEQ_BACKWARD_U, 8),
+                (true, false) => (&BLOCKED_SEQ_FORWARD, &BLOCKED_SEQ_BACKWARD, 8),
+                (false, true) => (&BLOCKED_SEQ_FORWARD4_U, &BLOCKED_SEQ_BACKWARD4_U, 4),
+                (false, false) => (&BLOCKED_SEQ_FORWARD4, &BLOCKED_SEQ_BACKWARD4, 4),
+            };
         // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
@@ -243,7 +298,7 @@ struct Rec {
     steps: u32,
     t: u32,
     count: u32,
-    _pad1: u32,
+    sec1: u32,
 }
 
 /// Parameters of the tiled per-step kernels (`Step` in `recurrence_tiled.wgsl`).
@@ -270,7 +325,7 @@ struct Prep {
     hidden: u32,
     hp: u32,
     w_off: u32,
-    _pad: u32,
+    sec1: u32,
 }
 
 /// The serial loop of one sequence shape.
@@ -292,9 +347,24 @@ impl Recurrence<'_> {
         hidden.next_multiple_of(4)
     }
 
-    /// Floats the padded layouts of `W` take.
+    /// Where section 1 of the padded layouts starts, in floats: past section 0, at a multiple
+    /// of 64 floats (256 bytes, a uniform binding's offset alignment).
+    fn sec1(hidden: usize) -> usize {
+        (hidden * Self::hp(hidden)).next_multiple_of(64)
+    }
+
+    /// Floats the padded layouts of `W` take, with room for a whole uniform window from the
+    /// start of either section.
     pub fn wp_len(hidden: usize) -> usize {
-        2 * hidden * Self::hp(hidden)
+        Self::sec1(hidden) + (hidden * Self::hp(hidden)).max(CONSTANT_WINDOW as usize / 4)
+    }
+
+    /// Whether W's sections fit the uniform window of the `_u` kernels on `gpu`.
+    fn uniform_w(gpu: &Gpu, hidden: usize) -> bool {
+        let l = gpu.limits();
+        hidden * Self::hp(hidden) * 4 <= CONSTANT_WINDOW as usize
+            && l.max_uniform_buffer_binding_size >= CONSTANT_WINDOW
+            && 256 % l.min_uniform_buffer_offset_alignment as usize == 0
     }
 
     fn params(&self, t: usize) -> Rec {
@@ -306,7 +376,7 @@ impl Recurrence<'_> {
             steps: u(self.steps),
             t: u(t),
             count: 0,
-            _pad1: 0,
+            sec1: u(Self::sec1(self.hidden) / 4),
         }
     }
 
@@ -330,7 +400,7 @@ impl Recurrence<'_> {
             hidden: u(self.hidden),
             hp: u(hp),
             w_off: u(self.w.off),
-            _pad: 0,
+            sec1: u(Self::sec1(self.hidden)),
         };
         plan.push(&PREPARE, &[self.w.buf, self.wp], &params, [x, y, 1], false)?;
         Ok(())
@@ -418,12 +488,22 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        let buffers = [self.wp, xu, h_all];
+        // The blocked kernels read section 1 also through a uniform window from its start.
+        let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
+            push_rec(
+                plan,
+                k,
+                [self.wp, xu, h_all],
+                Self::sec1(self.hidden) as u64 * 4,
+                params,
+                g,
+            )
+        };
         match lp {
             Loop::PerStep => {
                 let (k, _, g) = self.per_step();
                 for t in 0..self.steps {
-                    plan.push(k, &buffers, &self.params(t), g, true)?;
+                    push(plan, k, &self.params(t), g)?;
                 }
             }
             Loop::Persistent => {
@@ -434,7 +514,7 @@ impl Recurrence<'_> {
                         count: u(count),
                         ..self.params(t0)
                     };
-                    plan.push(k, &buffers, &params, g, true)?;
+                    push(plan, k, &params, g)?;
                 }
             }
         }
@@ -465,12 +545,15 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        let buffers = [self.wp, h_all, da];
+        // The blocked kernels read section 0 also through a uniform window from its start.
+        let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
+            push_rec(plan, k, [self.wp, h_all, da], 0, params, g)
+        };
         match lp {
             Loop::PerStep => {
                 let (_, k, g) = self.per_step();
                 for t in (0..self.steps).rev() {
-                    plan.push(k, &buffers, &self.params(t), g, true)?;
+                    push(plan, k, &self.params(t), g)?;
                 }
             }
             Loop::Persistent => {
@@ -482,7 +565,7 @@ impl Recurrence<'_> {
                         count: u(count),
                         ..self.params(t0 + count - 1)
                     };
-                    plan.push(k, &buffers, &params, g, true)?;
+                    push(plan, k, &params, g)?;
                 }
             }
         }

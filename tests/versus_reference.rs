@@ -308,6 +308,17 @@ fn long_sequence_and_wide_batch_match_reference() {
         run(c, 42, driver);
         run(relu_ce, 43, driver);
     }
+    // B = 130 rows of H = 128: the per-step kernels' tall workgroups (64 rows) where the
+    // machine has few CPU threads, W read through the uniform window, a partial row block.
+    let wide = Case {
+        steps: 3,
+        batch: 130,
+        input: 4,
+        hidden: 128,
+        output: 2,
+        ..c
+    };
+    run(wide, 44, Driver::PerStep);
 }
 
 #[test]

@@ -97,6 +97,31 @@ pub(crate) static BLOCKED_SEQ_BACKWARD4: Kernel = Kernel {
     ..BLOCKED_SEQ_BACKWARD
 };
 
+/// The per-step blocked kernels reading W through the uniform window (H ≤ 128).
+pub(crate) static BLOCKED_FORWARD_U: Kernel = Kernel {
+    name: "recurrence_blocked_forward_u",
+    constants: &[("W_UNIFORM", 1.0)],
+    ..BLOCKED_FORWARD
+};
+
+pub(crate) static BLOCKED_BACKWARD_U: Kernel = Kernel {
+    name: "recurrence_blocked_backward_u",
+    constants: &[("W_UNIFORM", 1.0)],
+    ..BLOCKED_BACKWARD
+};
+
+pub(crate) static BLOCKED_FORWARD_NARROW_U: Kernel = Kernel {
+    name: "recurrence_blocked_forward_narrow_u",
+    constants: &[("BLOCK_ROWS", 1.0), ("W_UNIFORM", 1.0)],
+    ..BLOCKED_FORWARD
+};
+
+pub(crate) static BLOCKED_BACKWARD_NARROW_U: Kernel = Kernel {
+    name: "recurrence_blocked_backward_narrow_u",
+    constants: &[("BLOCK_ROWS", 1.0), ("W_UNIFORM", 1.0)],
+    ..BLOCKED_BACKWARD
+};
+
 /// The persistent blocked kernels reading W through the uniform window (H ≤ 128).
 pub(crate) static BLOCKED_SEQ_FORWARD_U: Kernel = Kernel {
     name: "recurrence_blocked_seq_forward_u",
@@ -445,9 +470,10 @@ impl Recurrence<'_> {
 
     /// The per-step kernels for CPU adapters (forward, backward) and their grid: blocked
     /// ones, in workgroups of 64 units x 64 batch rows, or of 64 x 8 where that would leave
-    /// CPU threads idle, when H is a multiple of 4 (they read vec4s along H); else ones of 4
+    /// CPU threads idle, reading W through a uniform window where it fits one, when H is a
+    /// multiple of 4 (they read vec4s along H); else ones of 4
     /// units x 4 rows per invocation.
-    fn per_step(&self) -> (&'static Kernel, &'static Kernel, [u32; 3]) {
+    fn per_step(&self, gpu: &Gpu) -> (&'static Kernel, &'static Kernel, [u32; 3]) {
         if !self.hidden.is_multiple_of(4) {
             let g = [
                 groups(Self::hp(self.hidden) / 4, WG),
@@ -458,16 +484,16 @@ impl Recurrence<'_> {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let units = groups(self.hidden, 64);
-        if (units as usize) * self.batch.div_ceil(64) < 2 * threads {
-            let g = [units, groups(self.batch, 8), 1];
-            (&BLOCKED_FORWARD_NARROW, &BLOCKED_BACKWARD_NARROW, g)
-        } else {
-            (
-                &BLOCKED_FORWARD,
-                &BLOCKED_BACKWARD,
-                [units, groups(self.batch, 64), 1],
-            )
-        }
+        let narrow = (units as usize) * self.batch.div_ceil(64) < 2 * threads;
+        let g = [units, groups(self.batch, if narrow { 8 } else { 64 }), 1];
+        let (f, b): (&'static Kernel, &'static Kernel) =
+            match (narrow, Self::uniform_w(gpu, self.hidden)) {
+                (true, true) => (&BLOCKED_FORWARD_NARROW_U, &BLOCKED_BACKWARD_NARROW_U),
+                (true, false) => (&BLOCKED_FORWARD_NARROW, &BLOCKED_BACKWARD_NARROW),
+                (false, true) => (&BLOCKED_FORWARD_U, &BLOCKED_BACKWARD_U),
+                (false, false) => (&BLOCKED_FORWARD, &BLOCKED_BACKWARD),
+            };
+        (f, b, g)
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is
@@ -501,7 +527,7 @@ impl Recurrence<'_> {
         };
         match lp {
             Loop::PerStep => {
-                let (k, _, g) = self.per_step();
+                let (k, _, g) = self.per_step(plan.gpu());
                 for t in 0..self.steps {
                     push(plan, k, &self.params(t), g)?;
                 }
@@ -551,7 +577,7 @@ impl Recurrence<'_> {
         };
         match lp {
             Loop::PerStep => {
-                let (_, k, g) = self.per_step();
+                let (_, k, g) = self.per_step(plan.gpu());
                 for t in (0..self.steps).rev() {
                     push(plan, k, &self.params(t), g)?;
                 }

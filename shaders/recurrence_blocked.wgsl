@@ -14,6 +14,7 @@
 // Where a workgroup that owns whole batch rows for every step wins (small H), the persistent
 // kernels of `recurrence.wgsl` run instead; this one reads W once per step for all rows.
 
+// The same parameters as recurrence.wgsl's (one Rust struct fills both).
 struct Rec {
     batch: u32,
     hidden: u32,
@@ -116,24 +117,19 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
     return o;
 }
 
-// forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T).
-@compute @workgroup_size(8, BLOCK_ROWS, 1)
-fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
-    let c0 = wid.x * 64u + lid.x * 8u;
+// One block of the forward step t: rows r0 .. r0 + BLOCK_M - 1 (those in the batch) x units
+// c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1.
+fn forward_block(t: u32, r0: u32, c0: u32) {
     let h = r.hidden;
-    if r0 >= r.batch || c0 >= h {
-        return;
-    }
     let bh = r.batch * h;
-    let o = product(r.sec1, r.t * bh, r0, c0); // section 1: W, rows j along k
-    for (var i = 0u; i < 8u; i++) {
+    let o = product(r.sec1, t * bh, r0, c0); // section 1: W, rows j along k
+    for (var i = 0u; i < BLOCK_M; i++) {
         let b = r0 + i;
         if b >= r.batch {
             break;
         }
         // Units c0 .. c0 + 3, then c0 + 4 .. c0 + 7 when inside H (a multiple of 4).
-        let e = (r.t * bh + b * h + c0) / 4u;
+        let e = (t * bh + b * h + c0) / 4u;
         dst[e + bh / 4u] = act(src[e] + o.lo[i], r.act);
         if c0 + 4u < h {
             dst[e + 1u + bh / 4u] = act(src[e + 1u] + o.hi[i], r.act);
@@ -141,30 +137,45 @@ fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     }
 }
 
-// backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
-@compute @workgroup_size(8, BLOCK_ROWS, 1)
-fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
-    let c0 = wid.x * 64u + lid.x * 8u;
+// The same block of the backward step t, in place over da:
+// da(t) = (da(t) + da(t + 1) W) * act'(h(t)); da(T) counts as zero.
+fn backward_block(t: u32, r0: u32, c0: u32) {
     let h = r.hidden;
-    if r0 >= r.batch || c0 >= h {
-        return;
-    }
     let bh = r.batch * h;
     var o: Block;
-    if r.t + 1u < r.steps {
-        o = product(0u, (r.t + 1u) * bh, r0, c0); // section 0: W^T, rows j along k
+    if t + 1u < r.steps {
+        o = product(0u, (t + 1u) * bh, r0, c0); // section 0: W^T, rows j along k
     }
-    for (var i = 0u; i < 8u; i++) {
+    for (var i = 0u; i < BLOCK_M; i++) {
         let b = r0 + i;
         if b >= r.batch {
             break;
         }
-        let e = (r.t * bh + b * h + c0) / 4u;
+        let e = (t * bh + b * h + c0) / 4u;
         dst[e] = (dst[e] + o.lo[i]) * act_grad(src[e + bh / 4u], r.act);
         if c0 + 4u < h {
             dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
         }
+    }
+}
+
+// ---- blocked_*: one time step per dispatch ----------------------------------------------
+
+@compute @workgroup_size(8, BLOCK_ROWS, 1)
+fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 < r.batch && c0 < r.hidden {
+        forward_block(r.t, r0, c0);
+    }
+}
+
+@compute @workgroup_size(8, BLOCK_ROWS, 1)
+fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
+    let c0 = wid.x * 64u + lid.x * 8u;
+    if r0 < r.batch && c0 < r.hidden {
+        backward_block(r.t, r0, c0);
     }
 }
 
@@ -180,24 +191,9 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 // forward over steps t .. t + count - 1.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.x * BLOCK_M;
-    let h = r.hidden;
-    let bh = r.batch * h;
     for (var n = 0u; n < r.count; n++) {
-        let t = r.t + n;
-        for (var c0 = lid.x * 8u; c0 < h; c0 += 64u) {
-            let o = product(r.sec1, t * bh, r0, c0);
-            for (var i = 0u; i < BLOCK_M; i++) {
-                let b = r0 + i;
-                if b >= r.batch {
-                    break;
-                }
-                let e = (t * bh + b * h + c0) / 4u;
-                dst[e + bh / 4u] = act(src[e] + o.lo[i], r.act);
-                if c0 + 4u < h {
-                    dst[e + 1u + bh / 4u] = act(src[e + 1u] + o.hi[i], r.act);
-                }
-            }
+        for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
+            forward_block(r.t + n, wid.x * BLOCK_M, c0);
         }
         storageBarrier();
     }
@@ -206,27 +202,9 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
 // backward over steps t down to t - count + 1, in place over da.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let r0 = wid.x * BLOCK_M;
-    let h = r.hidden;
-    let bh = r.batch * h;
     for (var n = 0u; n < r.count; n++) {
-        let t = r.t - n;
-        for (var c0 = lid.x * 8u; c0 < h; c0 += 64u) {
-            var o: Block;
-            if t + 1u < r.steps {
-                o = product(0u, (t + 1u) * bh, r0, c0);
-            }
-            for (var i = 0u; i < BLOCK_M; i++) {
-                let b = r0 + i;
-                if b >= r.batch {
-                    break;
-                }
-                let e = (t * bh + b * h + c0) / 4u;
-                dst[e] = (dst[e] + o.lo[i]) * act_grad(src[e + bh / 4u], r.act);
-                if c0 + 4u < h {
-                    dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
-                }
-            }
+        for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
+            backward_block(r.t - n, wid.x * BLOCK_M, c0);
         }
         storageBarrier();
     }

@@ -15,7 +15,8 @@
 //
 // Each invocation computes ROWS batch rows x 4 columns, the state values coming as scalars
 // (the same for every invocation: a broadcast) and W as vec4s, so each W load feeds 4 * ROWS
-// multiply-adds. Two drivers use it:
+// multiply-adds. Two drivers use it (on CPU adapters only where H is not a multiple of 4:
+// elsewhere the register-blocked kernels of recurrence_blocked.wgsl run):
 //   step_*: one dispatch per time step, reading the state from global memory; no barrier.
 //   seq_*:  one dispatch for the whole sequence ("persistent"): a workgroup owns ROWS batch
 //           rows (rows are independent, so no workgroup waits for another) and keeps their

@@ -1,5 +1,6 @@
-// One time step of the Elman recurrence per dispatch, for CPU adapters (lavapipe), with the
-// same register blocking as `matmul_nt4`:
+// The Elman recurrence for CPU adapters (lavapipe), where H is a multiple of 4, with the same
+// register blocking as `matmul_nt4`: one step per dispatch (blocked_*) or the whole sequence
+// (blocked_seq_*, below):
 //
 //   forward:  h(t)[b, j]  = act(xu(t)[b, j] + sum_k h(t-1)[b, k] W[j, k])
 //   backward: da(t)[b, j] = (dh_out(t)[b, j] + sum_k da(t+1)[b, k] W[k, j]) * act'(h(t)[b, j])
@@ -8,11 +9,9 @@
 // W (section 1, forward) and W^T (section 0, backward) as [H, HP] with zero columns up to HP
 // = H rounded to 4, written by `weights.wgsl`. Each invocation computes an 8 x 8 block (8
 // batch rows x 8 units) from vec4s along k: per 4 steps of k, 16 loads feed 256 multiply-adds,
-// where lavapipe pays for every load once per SIMD lane. A workgroup is 8 invocations side by
-// side (64 units) times BLOCK_ROWS (8 x BLOCK_ROWS batch rows).
-//
-// Where a workgroup that owns whole batch rows for every step wins (small H), the persistent
-// kernels of `recurrence.wgsl` run instead; this one reads W once per step for all rows.
+// where lavapipe pays for every load once per SIMD lane. A per-step workgroup is 8 invocations
+// side by side (64 units) times BLOCK_ROWS (8 x BLOCK_ROWS batch rows), so W is read once per
+// step for all its rows; Auto takes it from 64 batch rows up, the persistent kernels below.
 
 // The same parameters as recurrence.wgsl's (one Rust struct fills both).
 struct Rec {

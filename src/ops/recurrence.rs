@@ -1,7 +1,8 @@
-//! The serial loop over time: one persistent dispatch for the whole sequence
-//! (`shaders/recurrence.wgsl`, with `W` laid out by `shaders/weights.wgsl`), or one dispatch
-//! per step: tiled through workgroup memory on GPUs (`shaders/recurrence_tiled.wgsl`),
-//! barrier-free on CPU adapters (`shaders/recurrence.wgsl`).
+//! The serial loop over time, with `W` laid out by `shaders/weights.wgsl`: one persistent
+//! dispatch for the whole sequence, or one dispatch per step. On CPU adapters the
+//! register-blocked kernels of `shaders/recurrence_blocked.wgsl` run both (where H is a
+//! multiple of 4; those of `shaders/recurrence.wgsl` otherwise); on GPUs the per-step kernel
+//! of `shaders/recurrence_tiled.wgsl` and the persistent one of `shaders/recurrence.wgsl`.
 
 use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, u};
 use crate::error::Result;

@@ -223,6 +223,7 @@ impl<'g> PlanBuilder<'g> {
             mapped_at_creation: false,
         });
         self.gpu.queue().write_buffer(&uniform, 0, &self.uniforms);
+        let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
         let dispatches = self
             .pending
             .into_iter()
@@ -234,10 +235,12 @@ impl<'g> PlanBuilder<'g> {
                     .map(|(i, b)| wgpu::BindGroupEntry {
                         binding: i as u32,
                         resource: if p.binds[i] == Bind::Constant {
+                            // Kernels that read the window need the adapter to bind 64 KiB
+                            // (checked where they are chosen); the others bind what it allows.
                             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: b,
                                 offset: p.window,
-                                size: wgpu::BufferSize::new(CONSTANT_WINDOW),
+                                size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
                             })
                         } else {
                             b.as_entire_binding()

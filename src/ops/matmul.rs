@@ -143,7 +143,7 @@ fn vec_store(g: &Gemm) -> bool {
 fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
     let four = |v: usize| v.is_multiple_of(4);
     let offsets = four(g.a.off) && four(g.b.off);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = super::cpu_threads();
     let narrow = g.m.div_ceil(64) * g.n.div_ceil(64) < 4 * threads && g.k <= 2048;
     let pick = |wide: &'static Kernel, thin: &'static Kernel| {
         if narrow {

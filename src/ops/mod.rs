@@ -91,6 +91,12 @@ impl Driver {
     }
 }
 
+/// The host's CPU threads: how many workgroups a CPU adapter such as lavapipe runs at once,
+/// which the direct kernels' workgroup shapes are chosen against.
+pub(crate) fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A buffer and an element offset into it: where a matrix or vector starts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct At<'a> {

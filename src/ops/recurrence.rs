@@ -226,7 +226,7 @@ fn push_rec(
     params: &Rec,
     groups: [u32; 3],
 ) -> Result<()> {
-    if k.binds.len() == 5 {
+    if k.binds.contains(&Bind::Constant) {
         plan.push_windowed(k, &[wp, src, dst, wp], window, params, groups, true)?;
     } else {
         plan.push(k, &[wp, src, dst], params, groups, true)?;
@@ -256,7 +256,7 @@ struct Seq {
 fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = super::cpu_threads();
         let eight = batch.div_ceil(8) >= threads;
         let uniform = Recurrence::uniform_w(gpu, hidden);
         let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) =
@@ -483,7 +483,7 @@ impl Recurrence<'_> {
             ];
             return (&STEP_FORWARD, &STEP_BACKWARD, g);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = super::cpu_threads();
         let units = groups(self.hidden, 64);
         let narrow = (units as usize) * self.batch.div_ceil(64) < 2 * threads;
         let g = [units, groups(self.batch, if narrow { 8 } else { 64 }), 1];
@@ -507,7 +507,7 @@ impl Recurrence<'_> {
         h_all: &wgpu::Buffer,
     ) -> Result<()> {
         let bh = self.batch * self.hidden;
-        if lp == Loop::PerStep && !plan.gpu().direct_kernels() {
+        if !Self::uses_layouts(plan.gpu(), lp) {
             for t in 0..self.steps {
                 let params = self.tiled(t * bh, t * bh, (t + 1) * bh, true);
                 let buffers = [self.w.buf, xu, h_all];
@@ -558,7 +558,7 @@ impl Recurrence<'_> {
         da: &wgpu::Buffer,
     ) -> Result<()> {
         let bh = self.batch * self.hidden;
-        if lp == Loop::PerStep && !plan.gpu().direct_kernels() {
+        if !Self::uses_layouts(plan.gpu(), lp) {
             for t in (0..self.steps).rev() {
                 let params = self.tiled((t + 1) * bh, (t + 1) * bh, t * bh, t + 1 < self.steps);
                 let buffers = [self.w.buf, h_all, da];

@@ -302,26 +302,35 @@ fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         }
     }
     store_block(r0, c0, lo, hi);
-    // ROW_SUMS: the first column of invocations also writes the sums of its rows of A into
-    // C's buffer at bias_off (and bias2_off, with ROW_SUMS2): the bias gradients, from the
-    // transposed dL/da and dL/do, without a pass of their own. One lane in 8 reads A again.
     if (p.flags & 64u) != 0u && c0 == 0u {
-        var s: array<vec4<f32>, 8>;
-        for (var k = 0u; k < k4; k++) {
-            for (var i = 0u; i < 8u; i++) {
-                s[i] += a4[abase[i] + k];
-            }
-        }
+        row_sums(r0);
+    }
+}
+
+// ROW_SUMS: the invocations of C's first column of blocks also write the sums of their 8 rows
+// of A [M, K] into C's buffer at bias_off (and bias2_off, with ROW_SUMS2): the bias gradients,
+// from the transposed dL/da and dL/do, without a pass of their own. One lane in 8 reads A again.
+fn row_sums(r0: u32) {
+    let k4 = p.k / 4u;
+    var abase: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        abase[i] = p.a_off / 4u + min(r0 + i, p.m - 1u) * k4;
+    }
+    var s: array<vec4<f32>, 8>;
+    for (var k = 0u; k < k4; k++) {
         for (var i = 0u; i < 8u; i++) {
-            let r = r0 + i;
-            if r >= p.m {
-                break;
-            }
-            let v = s[i].x + s[i].y + s[i].z + s[i].w;
-            c4[(p.bias_off + r) / 4u][(p.bias_off + r) % 4u] = v;
-            if (p.flags & 128u) != 0u {
-                c4[(p.bias2_off + r) / 4u][(p.bias2_off + r) % 4u] = v;
-            }
+            s[i] += a4[abase[i] + k];
+        }
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let r = r0 + i;
+        if r >= p.m {
+            break;
+        }
+        let v = s[i].x + s[i].y + s[i].z + s[i].w;
+        c4[(p.bias_off + r) / 4u][(p.bias_off + r) % 4u] = v;
+        if (p.flags & 128u) != 0u {
+            c4[(p.bias2_off + r) / 4u][(p.bias2_off + r) % 4u] = v;
         }
     }
 }

@@ -60,7 +60,8 @@ pub struct Gpu {
 /// Which family of kernels runs the matrix multiplies and the per-step recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum KernelStyle {
-    /// Tiled on GPUs, direct on CPU adapters; `RNN_WGPU_KERNELS=tiled|direct` overrides it.
+    /// Tiled on GPUs, subgroup (else direct) on CPU adapters;
+    /// `RNN_WGPU_KERNELS=tiled|direct|subgroup` overrides it.
     #[default]
     Auto,
     /// Many workgroups staging their operands through workgroup memory (64x64 GEMM tiles,
@@ -69,6 +70,10 @@ pub enum KernelStyle {
     /// Blocks per invocation straight from memory with no barrier, reading vec4s: the choice
     /// for CPU adapters such as lavapipe, where a barrier costs more than a cache hit.
     Direct,
+    /// `Direct`, with the lanes of each 8-wide subgroup loading a share of the values they all
+    /// need and passing them on by subgroup shuffles: the choice for CPU adapters with 8-lane
+    /// subgroups (lavapipe), where every load costs once per lane. `Direct` elsewhere.
+    Subgroup,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -118,7 +123,9 @@ impl Gpu {
         // the default 128 MiB binding size on hardware that allows it.
         let limits = adapter.limits();
         // Timestamps let `bench --phases` time each phase on the GPU itself; optional.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Subgroups let the CPU-adapter kernels share loads between lanes; optional.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
@@ -158,17 +165,45 @@ impl Gpu {
         self.adapter_info().device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Whether the direct kernels run, resolving [`KernelStyle::Auto`].
-    pub(crate) fn direct_kernels(&self) -> bool {
-        match self.kernels {
-            KernelStyle::Direct => true,
-            KernelStyle::Tiled => false,
+    /// The kernel style that runs, resolving [`KernelStyle::Auto`] and falling back from
+    /// [`KernelStyle::Subgroup`] where the device has no 8-lane subgroups.
+    pub(crate) fn kernel_style(&self) -> KernelStyle {
+        let style = match self.kernels {
             KernelStyle::Auto => match std::env::var("RNN_WGPU_KERNELS").as_deref() {
-                Ok("direct") => true,
-                Ok("tiled") => false,
-                _ => self.is_cpu(),
+                Ok("direct") => KernelStyle::Direct,
+                Ok("tiled") => KernelStyle::Tiled,
+                Ok("subgroup") => KernelStyle::Subgroup,
+                _ if self.is_cpu() => KernelStyle::Subgroup,
+                _ => KernelStyle::Tiled,
             },
+            style => style,
+        };
+        if style == KernelStyle::Subgroup && !self.has_subgroups_of_8() {
+            return KernelStyle::Direct;
         }
+        style
+    }
+
+    /// Whether the direct kernels run (with or without subgroups).
+    pub(crate) fn direct_kernels(&self) -> bool {
+        matches!(
+            self.kernel_style(),
+            KernelStyle::Direct | KernelStyle::Subgroup
+        )
+    }
+
+    /// Whether the direct kernels that share loads through subgroups run.
+    pub(crate) fn subgroup_kernels(&self) -> bool {
+        self.kernel_style() == KernelStyle::Subgroup
+    }
+
+    /// Whether the device runs subgroup operations in subgroups of exactly 8 lanes, the width
+    /// the subgroup kernels are written for.
+    fn has_subgroups_of_8(&self) -> bool {
+        let info = self.adapter_info();
+        self.device().features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
     }
 
     /// Every adapter wgpu finds for the backends `WGPU_BACKEND` allows, with its limits and

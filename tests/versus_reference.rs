@@ -224,9 +224,10 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
 }
 
 #[test]
-fn both_kernel_styles_match_reference() {
-    // Auto picks one style per adapter; the other is checked here on the same adapter, with
-    // the per-step and persistent drivers, whose kernels also depend on the style.
+fn every_kernel_style_matches_reference() {
+    // Auto picks one style per adapter; the others are checked here on the same adapter, with
+    // the per-step and persistent drivers, whose kernels also depend on the style. (Subgroup
+    // runs as Direct where the adapter has no 8-lane subgroups.)
     for (i, c) in grid().into_iter().enumerate().step_by(3) {
         run_with(c, 7000 + i as u64 * 10, Driver::PerStep, KernelStyle::Tiled);
         run_with(
@@ -265,6 +266,7 @@ fn both_kernel_styles_match_reference() {
         };
         run_with(c, 50 + i as u64, Driver::PerStep, KernelStyle::Direct);
         run_with(c, 60 + i as u64, Driver::PerStep, KernelStyle::Tiled);
+        run_with(c, 65 + i as u64, Driver::PerStep, KernelStyle::Subgroup);
     }
     // Multiples of 4 over T * B = 520 rows: products large enough for the tall direct
     // workgroups where the machine has few CPU threads (narrow ones elsewhere).
@@ -275,6 +277,8 @@ fn both_kernel_styles_match_reference() {
         ..wide
     };
     run_with(tall, 70, Driver::Persistent, KernelStyle::Direct);
+    run_with(tall, 71, Driver::Persistent, KernelStyle::Subgroup);
+    run_with(tall, 72, Driver::PerStep, KernelStyle::Subgroup);
 }
 
 #[test]

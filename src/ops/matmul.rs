@@ -40,12 +40,31 @@ pub(crate) static MATMUL_NT4_NARROW: Kernel = direct("matmul_nt4_narrow", "matmu
 pub(crate) static MATMUL_TN4_NARROW: Kernel = direct("matmul_tn4_narrow", "matmul_tn4", true);
 pub(crate) static MATMUL_NN4_NARROW: Kernel = direct("matmul_nn4_narrow", "matmul_nn4", true);
 
+/// `matmul_nt4` with 8-lane subgroups sharing their loads (`shaders/matmul_subgroup.wgsl`).
+const fn subgroup(name: &'static str, narrow: bool) -> Kernel {
+    Kernel {
+        name,
+        source: concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/matmul_subgroup.wgsl")
+        ),
+        entry: "matmul_nt4_sg",
+        binds: MATMUL.binds,
+        constants: if narrow { &[("DIRECT_ROWS", 1.0)] } else { &[] },
+    }
+}
+
+pub(crate) static MATMUL_NT4_SG: Kernel = subgroup("matmul_nt4_sg", false);
+pub(crate) static MATMUL_NT4_SG_NARROW: Kernel = subgroup("matmul_nt4_sg_narrow", true);
+
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
 /// Output block of one direct workgroup, rows x columns, and of a narrow one (one SIMD group
 /// of 8 invocations on lavapipe).
 const DIRECT_TILE: (usize, usize) = (64, 64);
 const NARROW_TILE: (usize, usize) = (8, 64);
+/// The narrow block of the subgroup kernel: one subgroup's 16 x 32.
+const NARROW_SG_TILE: (usize, usize) = (16, 32);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -140,7 +159,9 @@ fn vec_store(g: &Gemm) -> bool {
 /// 2.1 to 1.5 ms. Over long reductions (K > 2048: `long`'s T·B = 8000 rows) the tall blocks
 /// stay, since their 8 rows of invocations share every value of B they read (22 ms against
 /// 31 ms narrow).
-fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
+///
+/// With `subgroups`, `A Bᵀ` takes the kernel whose subgroups share their loads.
+fn direct_kernel(g: &Gemm, subgroups: bool) -> (&'static Kernel, (usize, usize)) {
     let four = |v: usize| v.is_multiple_of(4);
     let offsets = four(g.a.off) && four(g.b.off);
     let threads = super::cpu_threads();
@@ -153,6 +174,13 @@ fn direct_kernel(g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         }
     };
     match (g.trans_a, g.trans_b) {
+        (false, true) if offsets && four(g.k) && subgroups => {
+            if narrow {
+                (&MATMUL_NT4_SG_NARROW, NARROW_SG_TILE)
+            } else {
+                (&MATMUL_NT4_SG, DIRECT_TILE)
+            }
+        }
         (false, true) if offsets && four(g.k) => pick(&MATMUL_NT4, &MATMUL_NT4_NARROW),
         (true, false) if offsets && four(g.m) && four(g.n) => pick(&MATMUL_TN4, &MATMUL_TN4_NARROW),
         (false, false) if offsets && four(g.k) && four(g.n) => {
@@ -229,10 +257,12 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
 /// that read 4 values of k at a time.
 fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
     if gpu.direct_kernels() {
-        let (kernel, _) = direct_kernel(g);
+        let (kernel, _) = direct_kernel(g, gpu.subgroup_kernels());
         let by4 = [
             &MATMUL_NT4,
             &MATMUL_NT4_NARROW,
+            &MATMUL_NT4_SG,
+            &MATMUL_NT4_SG_NARROW,
             &MATMUL_NN4,
             &MATMUL_NN4_NARROW,
         ];
@@ -294,7 +324,7 @@ pub(crate) const MAX_CPU_ROWS: usize = 32768;
 
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     if plan.gpu().direct_kernels() {
-        let (kernel, tile) = direct_kernel(&g);
+        let (kernel, tile) = direct_kernel(&g, plan.gpu().subgroup_kernels());
         return push(plan, &g, kernel, tile);
     }
     // (A 128×128-tile variant, 8×8 per invocation with vec4 workgroup loads, ran the hoisted

@@ -447,6 +447,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_NN4,
         &matmul::MATMUL_DIRECT_NARROW,
         &matmul::MATMUL_NT4_NARROW,
+        &matmul::MATMUL_NT4_SG,
+        &matmul::MATMUL_NT4_SG_NARROW,
         &matmul::MATMUL_TN4_NARROW,
         &matmul::MATMUL_NN4_NARROW,
         &recurrence::PREPARE,
@@ -494,10 +496,13 @@ mod tests {
     fn validate(name: &str, source: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        // Subgroup operations only in compute shaders, as the device asks for them.
         naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
+            naga::valid::Capabilities::SUBGROUP,
         )
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
         module
@@ -511,7 +516,16 @@ mod tests {
         for entry in std::fs::read_dir(dir).expect("shaders/ exists") {
             let path = entry.expect("readable entry").path();
             if path.extension().is_some_and(|e| e == "wgsl") {
-                let source = std::fs::read_to_string(&path).expect("readable shader");
+                let mut source = std::fs::read_to_string(&path).expect("readable shader");
+                // A file that continues another is validated after it, as its kernels build.
+                if let Some(base) = source
+                    .strip_prefix("// Appended to ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                {
+                    let base = std::fs::read_to_string(format!("{dir}/{base}"))
+                        .unwrap_or_else(|e| panic!("{}: {base}: {e}", path.display()));
+                    source = base + &source;
+                }
                 validate(&path.display().to_string(), &source);
                 n += 1;
             }

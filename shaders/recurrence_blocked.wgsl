@@ -116,12 +116,21 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
     return o;
 }
 
+// backward_block's product for step t: zero at the last step.
+fn backward_product(t: u32, r0: u32, c0: u32) -> Block {
+    var o: Block;
+    if t + 1u < r.steps {
+        o = product(0u, (t + 1u) * r.batch * r.hidden, r0, c0);
+    }
+    return o;
+}
+
 // One block of the forward step t: rows r0 .. r0 + BLOCK_M - 1 (those in the batch) x units
-// c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1.
-fn forward_block(t: u32, r0: u32, c0: u32) {
+// c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1, given
+// the block's product o of h(t-1) with section 1 of wp (W, rows j along k).
+fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
     let h = r.hidden;
     let bh = r.batch * h;
-    let o = product(r.sec1, t * bh, r0, c0); // section 1: W, rows j along k
     for (var i = 0u; i < BLOCK_M; i++) {
         let b = r0 + i;
         if b >= r.batch {
@@ -137,14 +146,11 @@ fn forward_block(t: u32, r0: u32, c0: u32) {
 }
 
 // The same block of the backward step t, in place over da:
-// da(t) = (da(t) + da(t + 1) W) * act'(h(t)); da(T) counts as zero.
-fn backward_block(t: u32, r0: u32, c0: u32) {
+// da(t) = (da(t) + da(t + 1) W) * act'(h(t)), given the block's product o of da(t + 1) with
+// section 0 of wp (W^T, rows j along k), zero at t = T - 1.
+fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
     let h = r.hidden;
     let bh = r.batch * h;
-    var o: Block;
-    if t + 1u < r.steps {
-        o = product(0u, (t + 1u) * bh, r0, c0); // section 0: W^T, rows j along k
-    }
     for (var i = 0u; i < BLOCK_M; i++) {
         let b = r0 + i;
         if b >= r.batch {
@@ -165,7 +171,7 @@ fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 < r.batch && c0 < r.hidden {
-        forward_block(r.t, r0, c0);
+        forward_block(r.t, r0, c0, product(r.sec1, r.t * r.batch * r.hidden, r0, c0));
     }
 }
 
@@ -174,7 +180,7 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 < r.batch && c0 < r.hidden {
-        backward_block(r.t, r0, c0);
+        backward_block(r.t, r0, c0, backward_product(r.t, r0, c0));
     }
 }
 
@@ -191,8 +197,10 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     for (var n = 0u; n < r.count; n++) {
+        let t = r.t + n;
+        let r0 = wid.x * BLOCK_M;
         for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
-            forward_block(r.t + n, wid.x * BLOCK_M, c0);
+            forward_block(t, r0, c0, product(r.sec1, t * r.batch * r.hidden, r0, c0));
         }
         storageBarrier();
     }
@@ -202,8 +210,10 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     for (var n = 0u; n < r.count; n++) {
+        let t = r.t - n;
+        let r0 = wid.x * BLOCK_M;
         for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
-            backward_block(r.t - n, wid.x * BLOCK_M, c0);
+            backward_block(t, r0, c0, backward_product(t, r0, c0));
         }
         storageBarrier();
     }

@@ -487,6 +487,9 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &optim::SGD,
         &optim::ADAM,
     ]
+    .into_iter()
+    .chain(recurrence::SUBGROUP_FORMS.iter().map(|(_, sg)| *sg))
+    .collect()
 }
 
 #[cfg(test)]

@@ -148,6 +148,68 @@ pub(crate) static BLOCKED_SEQ_BACKWARD4_U: Kernel = Kernel {
     ..BLOCKED_SEQ_BACKWARD
 };
 
+const BLOCKED_SG_SOURCE: &str = concat!(
+    include_str!("../../shaders/recurrence_blocked.wgsl"),
+    include_str!("../../shaders/recurrence_blocked_subgroup.wgsl")
+);
+
+/// The subgroup form of a blocked kernel (`recurrence_blocked_subgroup.wgsl`): the same
+/// bindings and constants, the entry point of that name with `_sg`.
+macro_rules! subgroup_form {
+    ($($name:ident = $base:ident, $label:literal, $entry:literal;)*) => {
+        $(pub(crate) static $name: Kernel = Kernel {
+            name: $label,
+            source: BLOCKED_SG_SOURCE,
+            entry: $entry,
+            ..$base
+        };)*
+        /// Each blocked kernel and its subgroup form.
+        pub(crate) static SUBGROUP_FORMS: &[(&Kernel, &Kernel)] = &[$((&$base, &$name)),*];
+    };
+}
+
+subgroup_form! {
+    BLOCKED_FORWARD_SG = BLOCKED_FORWARD, "recurrence_blocked_forward_sg", "blocked_forward_sg";
+    BLOCKED_BACKWARD_SG = BLOCKED_BACKWARD, "recurrence_blocked_backward_sg", "blocked_backward_sg";
+    BLOCKED_FORWARD_NARROW_SG = BLOCKED_FORWARD_NARROW,
+        "recurrence_blocked_forward_narrow_sg", "blocked_forward_sg";
+    BLOCKED_BACKWARD_NARROW_SG = BLOCKED_BACKWARD_NARROW,
+        "recurrence_blocked_backward_narrow_sg", "blocked_backward_sg";
+    BLOCKED_FORWARD_U_SG = BLOCKED_FORWARD_U, "recurrence_blocked_forward_u_sg", "blocked_forward_sg";
+    BLOCKED_BACKWARD_U_SG = BLOCKED_BACKWARD_U,
+        "recurrence_blocked_backward_u_sg", "blocked_backward_sg";
+    BLOCKED_FORWARD_NARROW_U_SG = BLOCKED_FORWARD_NARROW_U,
+        "recurrence_blocked_forward_narrow_u_sg", "blocked_forward_sg";
+    BLOCKED_BACKWARD_NARROW_U_SG = BLOCKED_BACKWARD_NARROW_U,
+        "recurrence_blocked_backward_narrow_u_sg", "blocked_backward_sg";
+    BLOCKED_SEQ_FORWARD_SG = BLOCKED_SEQ_FORWARD,
+        "recurrence_blocked_seq_forward_sg", "blocked_seq_forward_sg";
+    BLOCKED_SEQ_BACKWARD_SG = BLOCKED_SEQ_BACKWARD,
+        "recurrence_blocked_seq_backward_sg", "blocked_seq_backward_sg";
+    BLOCKED_SEQ_FORWARD4_SG = BLOCKED_SEQ_FORWARD4,
+        "recurrence_blocked_seq_forward4_sg", "blocked_seq_forward_sg";
+    BLOCKED_SEQ_BACKWARD4_SG = BLOCKED_SEQ_BACKWARD4,
+        "recurrence_blocked_seq_backward4_sg", "blocked_seq_backward_sg";
+    BLOCKED_SEQ_FORWARD_U_SG = BLOCKED_SEQ_FORWARD_U,
+        "recurrence_blocked_seq_forward_u_sg", "blocked_seq_forward_sg";
+    BLOCKED_SEQ_BACKWARD_U_SG = BLOCKED_SEQ_BACKWARD_U,
+        "recurrence_blocked_seq_backward_u_sg", "blocked_seq_backward_sg";
+    BLOCKED_SEQ_FORWARD4_U_SG = BLOCKED_SEQ_FORWARD4_U,
+        "recurrence_blocked_seq_forward4_u_sg", "blocked_seq_forward_sg";
+    BLOCKED_SEQ_BACKWARD4_U_SG = BLOCKED_SEQ_BACKWARD4_U,
+        "recurrence_blocked_seq_backward4_u_sg", "blocked_seq_backward_sg";
+}
+
+/// `k`'s subgroup form where `gpu` runs the subgroup kernels, else `k`.
+fn on(gpu: &Gpu, k: &'static Kernel) -> &'static Kernel {
+    if gpu.subgroup_kernels()
+        && let Some((_, sg)) = SUBGROUP_FORMS.iter().find(|(b, _)| std::ptr::eq(*b, k))
+    {
+        return sg;
+    }
+    k
+}
+
 const TILED_SOURCE: &str = include_str!("../../shaders/recurrence_tiled.wgsl");
 
 pub(crate) static TILED_FORWARD: Kernel = Kernel {
@@ -270,8 +332,8 @@ fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
         return Seq {
-            forward,
-            backward,
+            forward: on(gpu, forward),
+            backward: on(gpu, backward),
             rows,
             per_step,
             setup: 0,
@@ -486,7 +548,6 @@ impl Recurrence<'_> {
         let threads = super::cpu_threads();
         let units = groups(self.hidden, 64);
         let narrow = (units as usize) * self.batch.div_ceil(64) < 2 * threads;
-        let g = [units, groups(self.batch, if narrow { 8 } else { 64 }), 1];
         let (f, b): (&'static Kernel, &'static Kernel) =
             match (narrow, Self::uniform_w(gpu, self.hidden)) {
                 (true, true) => (&BLOCKED_FORWARD_NARROW_U, &BLOCKED_BACKWARD_NARROW_U),
@@ -494,7 +555,14 @@ impl Recurrence<'_> {
                 (false, true) => (&BLOCKED_FORWARD_U, &BLOCKED_BACKWARD_U),
                 (false, false) => (&BLOCKED_FORWARD, &BLOCKED_BACKWARD),
             };
-        (f, b, g)
+        // Workgroups cover 64 units x 64 rows, or narrow ones 64 x 8 (a subgroup's 32 x 16
+        // in the subgroup form).
+        let g = match (narrow, gpu.subgroup_kernels()) {
+            (false, _) => [units, groups(self.batch, 64), 1],
+            (true, false) => [units, groups(self.batch, 8), 1],
+            (true, true) => [groups(self.hidden, 32), groups(self.batch, 16), 1],
+        };
+        (on(gpu, f), on(gpu, b), g)
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is

@@ -136,10 +136,24 @@ impl Workspace {
         // as one multiply over all T * B rows, and dx, dh0.
         let mut bw = PlanBuilder::new(gpu, "backward");
         bw.phase("head");
-        matmul(
-            &mut bw,
-            Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&da, 0)),
-        )?;
+        let head_back = Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&da, 0));
+        if gpu.subgroup_kernels() && o.is_multiple_of(4) {
+            // V transposed to [H, O], so that the product runs as A Bᵀ, the form whose
+            // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
+            let vt = gpu.storage_buffer("transposed V", h * o)?;
+            transpose(&mut bw, o, h, p(FC_W), at(&vt, 0))?;
+            let b = at(&vt, 0);
+            matmul(
+                &mut bw,
+                Gemm {
+                    b,
+                    trans_b: true,
+                    ..head_back
+                },
+            )?;
+        } else {
+            matmul(&mut bw, head_back)?;
+        }
         bw.phase("backward loop");
         rec.backward(&mut bw, lp, &h_all, &da)?;
         bw.phase("weight gradients");

@@ -20,9 +20,10 @@ use crate::gpu::{Bind, Gpu, Kernel, Pipeline};
 /// forward + loss + backward + update) into one command buffer, except the naive baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Driver {
-    /// On CPU adapters [`Driver::Persistent`] below 64 batch rows (or where H is not a
-    /// multiple of 4) and [`Driver::PerStep`] from 64 rows up, where its workgroups of 64 rows
-    /// read `W` once per step for all of them (measured on lavapipe, BENCHMARKS.md);
+    /// On CPU adapters [`Driver::Persistent`] below 64 batch rows (with subgroups: where also
+    /// H ≤ 256, and up to 255 rows where H ≤ 128; or where H is not a multiple of 4) and
+    /// [`Driver::PerStep`] above, where its workgroups of 64 rows read `W` once per step for
+    /// all of them (measured on lavapipe, ARCHITECTURE.md);
     /// [`Driver::PerStep`] on GPUs (where the tiled per-step kernel won every forward
     /// benchmark on an H200 and lost only two training steps, by 18% and 7%).
     #[default]
@@ -80,7 +81,15 @@ impl Driver {
                 // On lavapipe persistent won every training step at B = 8, 16 and 32 (H = 128
                 // and 256) and per-step every one at B = 64 (H = 128, 256, 1024); the
                 // blocked kernels of both need H % 4 == 0, and the others are slower per step.
-                let small = batch < 64 || !hidden.is_multiple_of(4);
+                // With subgroups (T = 100, train / forward ms, per-step vs persistent): B = 64
+                // and 128 at H = 128 (W in a uniform window) went persistent (45 / 18 vs 38 /
+                // 14; 83 / 30 vs 81 / 29), B = 256 did not (58 vs 61 forward), nor B = 16 at H =
+                // 512 (75 vs 90 train) nor B = 64 at H = 256 (98 vs 117 train).
+                let small = if gpu.subgroup_kernels() {
+                    (batch < 64 && hidden <= 256) || (hidden <= 128 && batch < 256)
+                } else {
+                    batch < 64
+                } || !hidden.is_multiple_of(4);
                 if gpu.is_cpu() && small && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {

@@ -322,6 +322,11 @@ fn row_sums(r0: u32) {
             s[i] += a4[abase[i] + k];
         }
     }
+    store_row_sums(r0, s);
+}
+
+// Writes the row sums of rows r0 .. r0 + 7 (each a vec4 of partial sums) for ROW_SUMS.
+fn store_row_sums(r0: u32, s: array<vec4<f32>, 8>) {
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if r >= p.m {

@@ -40,6 +40,10 @@ fn matmul_nt4_sg(
     let cb = (lane % 4u) * 2u;
     var lo: array<vec4<f32>, 8>;
     var hi: array<vec4<f32>, 8>;
+    // ROW_SUMS: the sums of this lane's 8 rows of A, from the values it multiplies anyway;
+    // only the lanes of C's first 8 columns write them.
+    let sums = (p.flags & 64u) != 0u;
+    var rs: array<vec4<f32>, 8>;
     // Every lane runs every iteration (the shuffles need the whole subgroup).
     for (var k = 0u; k < k4; k++) {
         let ma0 = a4[a0 + k];
@@ -70,12 +74,17 @@ fn matmul_nt4_sg(
             lo[i] += vec4<f32>(dot(v, b0), dot(v, b1), dot(v, b2), dot(v, b3));
             hi[i] += vec4<f32>(dot(v, b4_), dot(v, b5), dot(v, b6), dot(v, b7));
         }
+        if sums {
+            for (var i = 0u; i < 8u; i++) {
+                rs[i] += av[i];
+            }
+        }
     }
     if r0 >= p.m || c0 >= p.n {
         return;
     }
     store_block(r0, c0, lo, hi);
-    if (p.flags & 64u) != 0u && c0 == 0u {
-        row_sums(r0);
+    if sums && c0 == 0u {
+        store_row_sums(r0, rs);
     }
 }

@@ -175,7 +175,10 @@ fn direct_kernel(g: &Gemm, subgroups: bool) -> (&'static Kernel, (usize, usize))
     };
     match (g.trans_a, g.trans_b) {
         (false, true) if offsets && four(g.k) && subgroups => {
-            if narrow {
+            // Narrow also where its 16 x 32 blocks cover less of the edge than 64 x 64 ones
+            // (an N or M of 32: long's dU, dV and head, small's head).
+            let cells = |(r, c): (usize, usize)| g.m.next_multiple_of(r) * g.n.next_multiple_of(c);
+            if narrow || cells(NARROW_SG_TILE) < cells(DIRECT_TILE) {
                 (&MATMUL_NT4_SG_NARROW, NARROW_SG_TILE)
             } else {
                 (&MATMUL_NT4_SG, DIRECT_TILE)

@@ -167,7 +167,7 @@ impl Gpu {
 
     /// The kernel style that runs, resolving [`KernelStyle::Auto`] and falling back from
     /// [`KernelStyle::Subgroup`] where the device has no 8-lane subgroups.
-    pub(crate) fn kernel_style(&self) -> KernelStyle {
+    pub fn kernel_style(&self) -> KernelStyle {
         let style = match self.kernels {
             KernelStyle::Auto => match std::env::var("RNN_WGPU_KERNELS").as_deref() {
                 Ok("direct") => KernelStyle::Direct,

@@ -17,7 +17,7 @@ pub fn info() -> Result<(), Error> {
         println!(
             "  max buffer {} B, max storage binding {} B, max uniform binding {} B, \
              workgroup memory {} B, {} invocations per workgroup, {} workgroups per dimension, \
-             timestamp queries: {}",
+             timestamp queries: {}, subgroups: {}",
             l.max_buffer_size,
             l.max_storage_buffer_binding_size,
             l.max_uniform_buffer_binding_size,
@@ -28,11 +28,20 @@ pub fn info() -> Result<(), Error> {
                 "yes"
             } else {
                 "no"
+            },
+            if features.contains(wgpu::Features::SUBGROUP) {
+                format!("{}-{} lanes", info.subgroup_min_size, info.subgroup_max_size)
+            } else {
+                "no".into()
             }
         );
     }
     match Gpu::new() {
-        Ok(g) => println!("chosen: {}", describe(&g.adapter_info())),
+        Ok(g) => println!(
+            "chosen: {} ({:?} kernels)",
+            describe(&g.adapter_info()),
+            g.kernel_style()
+        ),
         Err(e) => println!("chosen: none ({e})"),
     }
     Ok(())

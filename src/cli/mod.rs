@@ -13,7 +13,11 @@ use rnn_wgpu::{Error, Gpu, InputError};
 /// Opens the adapter and says which one, on stderr so stdout stays data.
 pub fn open_gpu() -> Result<Gpu, Error> {
     let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", describe(&gpu.adapter_info()));
+    eprintln!(
+        "adapter: {} ({:?} kernels)",
+        describe(&gpu.adapter_info()),
+        gpu.kernel_style()
+    );
     Ok(gpu)
 }
 

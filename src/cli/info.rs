@@ -30,7 +30,10 @@ pub fn info() -> Result<(), Error> {
                 "no"
             },
             if features.contains(wgpu::Features::SUBGROUP) {
-                format!("{}-{} lanes", info.subgroup_min_size, info.subgroup_max_size)
+                format!(
+                    "{}-{} lanes",
+                    info.subgroup_min_size, info.subgroup_max_size
+                )
             } else {
                 "no".into()
             }

@@ -85,11 +85,12 @@ impl Driver {
                 // and 128 at H = 128 (W in a uniform window) went persistent (45 / 18 vs 38 /
                 // 14; 83 / 30 vs 81 / 29), B = 256 did not (58 vs 61 forward), nor B = 16 at H =
                 // 512 (75 vs 90 train) nor B = 64 at H = 256 (98 vs 117 train).
-                let small = if gpu.subgroup_kernels() {
+                let few_rows = if gpu.subgroup_kernels() {
                     (batch < 64 && hidden <= 256) || (hidden <= 128 && batch < 256)
                 } else {
                     batch < 64
-                } || !hidden.is_multiple_of(4);
+                };
+                let small = few_rows || !hidden.is_multiple_of(4);
                 if gpu.is_cpu() && small && persistent_unavailable(gpu, hidden).is_none() {
                     Loop::Persistent
                 } else {
@@ -505,18 +506,21 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
 mod tests {
     use super::*;
 
-    fn validate(name: &str, source: &str) -> naga::Module {
+    /// Parses and validates `source`, with subgroup operations (in compute shaders, as the
+    /// device asks for them) only when `subgroups`: the other kernels must build without.
+    fn validate(name: &str, source: &str, subgroups: bool) -> naga::Module {
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        // Subgroup operations only in compute shaders, as the device asks for them.
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::SUBGROUP,
-        )
-        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let caps = if subgroups {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
         module
     }
 
@@ -529,16 +533,18 @@ mod tests {
             let path = entry.expect("readable entry").path();
             if path.extension().is_some_and(|e| e == "wgsl") {
                 let mut source = std::fs::read_to_string(&path).expect("readable shader");
-                // A file that continues another is validated after it, as its kernels build.
-                if let Some(base) = source
+                // A file that continues another (the subgroup kernels) is validated after it,
+                // as its kernels build, with subgroups; every other file without.
+                let base = source
                     .strip_prefix("// Appended to ")
                     .and_then(|rest| rest.split_whitespace().next())
-                {
-                    let base = std::fs::read_to_string(format!("{dir}/{base}"))
+                    .map(str::to_owned);
+                if let Some(base) = &base {
+                    let text = std::fs::read_to_string(format!("{dir}/{base}"))
                         .unwrap_or_else(|e| panic!("{}: {base}: {e}", path.display()));
-                    source = base + &source;
+                    source = text + &source;
                 }
-                validate(&path.display().to_string(), &source);
+                validate(&path.display().to_string(), &source, base.is_some());
                 n += 1;
             }
         }
@@ -553,7 +559,7 @@ mod tests {
     #[test]
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
-            let module = validate(k.name, k.source);
+            let module = validate(k.name, k.source, true);
             let ep = module
                 .entry_points
                 .iter()

@@ -110,10 +110,11 @@ fn blocked_backward_sg(
     if at.rg >= r.batch || at.cg >= r.hidden {
         return; // the whole subgroup
     }
-    // At the last step the product is of da(t) itself, scaled to zero: under a branch the
-    // loop's loads and shuffles would run masked, which lavapipe makes 5x slower.
+    // At the last step the product is of slot 0 (which no one writes then, unless T = 1) and
+    // thrown away: under a branch the loop's loads and shuffles would run masked, which
+    // lavapipe makes 5x slower.
     let last = r.t + 1u >= r.steps;
-    var o = product_shared(0u, select(r.t + 1u, r.t, last) * r.batch * r.hidden, at.rg, at.cg, lane);
+    var o = product_shared(0u, select(r.t + 1u, 0u, last) * r.batch * r.hidden, at.rg, at.cg, lane);
     if last {
         o = Block();
     }

@@ -234,14 +234,36 @@ impl Workspace {
         let backward = bw.finish()?;
         // dx = dA U and dh0 = da(0) W, only when asked for.
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
-        matmul(
-            &mut dxp,
-            Gemm::new(rows, i, h, at(&da, 0), p(W_IH), at(&dx, 0)),
-        )?;
-        matmul(
-            &mut dxp,
-            Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0)),
-        )?;
+        let dx_gemm = Gemm::new(rows, i, h, at(&da, 0), p(W_IH), at(&dx, 0));
+        let dh0_gemm = Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0));
+        if gpu.subgroup_kernels() && h.is_multiple_of(4) {
+            // As A Bᵀ, the form whose subgroups share their loads: against U transposed, and
+            // against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is a
+            // multiple of 4; the layouts of this pass's W, written before its forward loop).
+            let ut = gpu.storage_buffer("transposed U", i * h)?;
+            transpose(&mut dxp, h, i, p(W_IH), at(&ut, 0))?;
+            let (b, trans_b) = (at(&ut, 0), true);
+            matmul(
+                &mut dxp,
+                Gemm {
+                    b,
+                    trans_b,
+                    ..dx_gemm
+                },
+            )?;
+            let b = at(&wp, 0);
+            matmul(
+                &mut dxp,
+                Gemm {
+                    b,
+                    trans_b,
+                    ..dh0_gemm
+                },
+            )?;
+        } else {
+            matmul(&mut dxp, dx_gemm)?;
+            matmul(&mut dxp, dh0_gemm)?;
+        }
         let input_grad = dxp.finish()?;
 
         Ok(Self {

@@ -31,7 +31,6 @@ fn main() {
             std::process::exit(2)
         }
     };
-    let info = gpu.adapter_info();
     println!("adapter: {}", bench::adapter_line(&gpu));
     let result = bench::run(
         &gpu,
@@ -39,7 +38,7 @@ fn main() {
         &[Mode::Forward, Mode::TrainStep],
         &[],
         &Budget::default(),
-        |m, base| println!("{}", m.to_json(&info, base)),
+        |m, base| println!("{}", m.to_json(&gpu, base)),
     );
     if let Err(e) = result {
         eprintln!("error: {e}");

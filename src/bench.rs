@@ -300,12 +300,13 @@ fn json_str(s: &str) -> String {
 }
 
 impl Measurement {
-    /// One JSON object: shape, mode, driver, ms, samples_per_s, runs, adapter and, given
-    /// the baseline measured in the same run, the speed-up over it.
-    pub fn to_json(&self, adapter: &wgpu::AdapterInfo, baseline: Option<&Measurement>) -> String {
+    /// One JSON object: shape, mode, driver, ms, samples_per_s, runs, adapter, backend, the
+    /// kernel family and, given the baseline measured in the same run, the speed-up over it.
+    pub fn to_json(&self, gpu: &Gpu, baseline: Option<&Measurement>) -> String {
+        let adapter = gpu.adapter_info();
         let mut s = format!(
             "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"mode\":{},\"driver\":{},\
-             \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{}",
+             \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{},\"kernels\":{}",
             json_str(self.shape.name),
             self.shape.steps,
             self.shape.batch,
@@ -319,6 +320,7 @@ impl Measurement {
             self.runs,
             json_str(&adapter.name),
             json_str(&format!("{:?}", adapter.backend)),
+            json_str(&format!("{:?}", gpu.kernel_style())),
         );
         if self.mode == Mode::Forward {
             s.push_str(&format!(
@@ -391,7 +393,11 @@ pub fn run(
     Ok(all)
 }
 
-/// The adapter line printed above every benchmark.
+/// The adapter line printed above every benchmark: the adapter and the kernel family.
 pub fn adapter_line(gpu: &Gpu) -> String {
-    describe(&gpu.adapter_info())
+    format!(
+        "{} ({:?} kernels)",
+        describe(&gpu.adapter_info()),
+        gpu.kernel_style()
+    )
 }

@@ -110,7 +110,6 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     if a.phases && !gpu.has_timestamps() {
         eprintln!("this adapter has no timestamp queries: phases are not timed, wall time only");
     }
-    let info = gpu.adapter_info();
     if !a.json {
         println!(
             "{:<20} {:<10} {:<9} {:>10} {:>16} {:>9} {:>12}",
@@ -119,7 +118,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     }
     bench::run(&gpu, &shapes, &modes, &drivers, &budget, |m, base| {
         if a.json {
-            println!("{}", m.to_json(&info, base));
+            println!("{}", m.to_json(&gpu, base));
         } else {
             let ratio = match (base, m.driver) {
                 (Some(b), _) => format!("{:.2}x", b.ms / m.ms),

@@ -7,17 +7,12 @@ pub mod run;
 pub mod sample;
 pub mod train;
 
-use rnn_wgpu::gpu::describe;
 use rnn_wgpu::{Error, Gpu, InputError};
 
 /// Opens the adapter and says which one, on stderr so stdout stays data.
 pub fn open_gpu() -> Result<Gpu, Error> {
     let gpu = Gpu::new()?;
-    eprintln!(
-        "adapter: {} ({:?} kernels)",
-        describe(&gpu.adapter_info()),
-        gpu.kernel_style()
-    );
+    eprintln!("adapter: {}", rnn_wgpu::bench::adapter_line(&gpu));
     Ok(gpu)
 }
 

@@ -16,7 +16,7 @@ struct Params {
     n: u32,
     k: u32,
     flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2, 32: VEC_STORE,
-                // 64: ROW_SUMS, 128: ROW_SUMS2 (matmul_nt4 only)
+                // 64: ROW_SUMS, 128: ROW_SUMS2 (matmul_nt4, matmul_nt4_sg, matmul_tn4_sg)
     a_off: u32,
     b_off: u32,
     c_off: u32,
@@ -325,17 +325,21 @@ fn row_sums(r0: u32) {
     store_row_sums(r0, s);
 }
 
-// Writes the row sums of rows r0 .. r0 + 7 (each a vec4 of partial sums) for ROW_SUMS.
+// Writes the row sums of rows r0 .. r0 + 7 (each a vec4 of partial sums) for ROW_SUMS, added
+// to what is there with ACCUMULATE (a product cut along k into parts).
 fn store_row_sums(r0: u32, s: array<vec4<f32>, 8>) {
+    let add = (p.flags & 4u) != 0u;
     for (var i = 0u; i < 8u; i++) {
         let r = r0 + i;
         if r >= p.m {
             break;
         }
         let v = s[i].x + s[i].y + s[i].z + s[i].w;
-        c4[(p.bias_off + r) / 4u][(p.bias_off + r) % 4u] = v;
+        let at = p.bias_off + r;
+        c4[at / 4u][at % 4u] = v + select(0.0, c4[at / 4u][at % 4u], add);
         if (p.flags & 128u) != 0u {
-            c4[(p.bias2_off + r) / 4u][(p.bias2_off + r) % 4u] = v;
+            let at2 = p.bias2_off + r;
+            c4[at2 / 4u][at2 % 4u] = v + select(0.0, c4[at2 / 4u][at2 % 4u], add);
         }
     }
 }

@@ -40,22 +40,27 @@ pub(crate) static MATMUL_NT4_NARROW: Kernel = direct("matmul_nt4_narrow", "matmu
 pub(crate) static MATMUL_TN4_NARROW: Kernel = direct("matmul_tn4_narrow", "matmul_tn4", true);
 pub(crate) static MATMUL_NN4_NARROW: Kernel = direct("matmul_nn4_narrow", "matmul_nn4", true);
 
-/// `matmul_nt4` with 8-lane subgroups sharing their loads (`shaders/matmul_subgroup.wgsl`).
-const fn subgroup(name: &'static str, narrow: bool) -> Kernel {
+/// `matmul_nt4` and `matmul_tn4` with 8-lane subgroups sharing their loads
+/// (`shaders/matmul_subgroup.wgsl`).
+const fn subgroup(name: &'static str, entry: &'static str, narrow: bool) -> Kernel {
     Kernel {
         name,
         source: concat!(
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl")
         ),
-        entry: "matmul_nt4_sg",
+        entry,
         binds: MATMUL.binds,
         constants: if narrow { &[("DIRECT_ROWS", 1.0)] } else { &[] },
     }
 }
 
-pub(crate) static MATMUL_NT4_SG: Kernel = subgroup("matmul_nt4_sg", false);
-pub(crate) static MATMUL_NT4_SG_NARROW: Kernel = subgroup("matmul_nt4_sg_narrow", true);
+pub(crate) static MATMUL_NT4_SG: Kernel = subgroup("matmul_nt4_sg", "matmul_nt4_sg", false);
+pub(crate) static MATMUL_NT4_SG_NARROW: Kernel =
+    subgroup("matmul_nt4_sg_narrow", "matmul_nt4_sg", true);
+pub(crate) static MATMUL_TN4_SG: Kernel = subgroup("matmul_tn4_sg", "matmul_tn4_sg", false);
+pub(crate) static MATMUL_TN4_SG_NARROW: Kernel =
+    subgroup("matmul_tn4_sg_narrow", "matmul_tn4_sg", true);
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
@@ -101,8 +106,9 @@ pub(crate) struct Gemm<'a> {
     /// Up to two `[n]` vectors added to every row; both must live in one buffer.
     pub bias: Option<At<'a>>,
     pub bias2: Option<At<'a>>,
-    /// Also write the sums of A's rows `[m]` at this offset of C's buffer, and at the second
-    /// one when given: only for `A Bᵀ` on CPU adapters ([`row_sums_fit`]), without biases.
+    /// Also write the sums of op(A)'s rows `[m]` at this offset of C's buffer, and at the
+    /// second one when given: only for `A Bᵀ` on CPU adapters ([`row_sums_fit`]) and `Aᵀ B`
+    /// with the subgroup kernels ([`tn_row_sums_fit`]), without biases.
     pub row_sums: Option<(usize, Option<usize>)>,
     /// B's row stride when B is a view into wider rows: only for `A Bᵀ` on CPU adapters, a
     /// multiple of 4 ([`ld_b_fits`]).
@@ -141,6 +147,24 @@ pub(crate) fn row_sums_fit(gpu: &crate::gpu::Gpu, k: usize) -> bool {
     gpu.direct_kernels() && k.is_multiple_of(4) && k / 2 <= MAX_CPU_ROWS
 }
 
+/// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` fits the subgroup kernel
+/// (which also writes row sums): all multiples of 4.
+fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
+    [m, n, a_off, b_off].iter().all(|v| v.is_multiple_of(4))
+}
+
+/// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` runs as the subgroup
+/// kernel on `gpu`, and so can also write the sums of `Aᵀ`'s rows ([`Gemm::row_sums`]).
+pub(crate) fn tn_row_sums_fit(
+    gpu: &crate::gpu::Gpu,
+    m: usize,
+    n: usize,
+    a_off: usize,
+    b_off: usize,
+) -> bool {
+    gpu.subgroup_kernels() && tn_sg_fits(m, n, a_off, b_off)
+}
+
 /// Whether the direct kernels may write C (and read the biases) as vec4s: `VEC_STORE`.
 fn vec_store(g: &Gemm) -> bool {
     let four = |v: usize| v.is_multiple_of(4);
@@ -173,16 +197,22 @@ fn direct_kernel(g: &Gemm, subgroups: bool) -> (&'static Kernel, (usize, usize))
             (wide, DIRECT_TILE)
         }
     };
+    // The subgroup kernels take narrow 16 x 32 workgroups also where those cover less of the
+    // edge than 64 x 64 ones (an N or M of 32: long's dU, dV and head, small's head).
+    let cells = |(r, c): (usize, usize)| g.m.next_multiple_of(r) * g.n.next_multiple_of(c);
+    let pick_sg = |wide: &'static Kernel, thin: &'static Kernel| {
+        if narrow || cells(NARROW_SG_TILE) < cells(DIRECT_TILE) {
+            (thin, NARROW_SG_TILE)
+        } else {
+            (wide, DIRECT_TILE)
+        }
+    };
     match (g.trans_a, g.trans_b) {
         (false, true) if offsets && four(g.k) && subgroups => {
-            // Narrow also where its 16 x 32 blocks cover less of the edge than 64 x 64 ones
-            // (an N or M of 32: long's dU, dV and head, small's head).
-            let cells = |(r, c): (usize, usize)| g.m.next_multiple_of(r) * g.n.next_multiple_of(c);
-            if narrow || cells(NARROW_SG_TILE) < cells(DIRECT_TILE) {
-                (&MATMUL_NT4_SG_NARROW, NARROW_SG_TILE)
-            } else {
-                (&MATMUL_NT4_SG, DIRECT_TILE)
-            }
+            pick_sg(&MATMUL_NT4_SG, &MATMUL_NT4_SG_NARROW)
+        }
+        (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
+            pick_sg(&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW)
         }
         (false, true) if offsets && four(g.k) => pick(&MATMUL_NT4, &MATMUL_NT4_NARROW),
         (true, false) if offsets && four(g.m) && four(g.n) => pick(&MATMUL_TN4, &MATMUL_TN4_NARROW),
@@ -203,7 +233,9 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         .ld_b
         .is_some_and(|ld| !ld_b_fits(plan.gpu(), g.k, ld, g.b.off));
     let not_nt = g.trans_a || !g.trans_b;
-    if strided || (not_nt && (g.row_sums.is_some() || g.ld_b.is_some())) {
+    let tn_sums =
+        g.trans_a && !g.trans_b && tn_row_sums_fit(plan.gpu(), g.m, g.n, g.a.off, g.b.off);
+    if strided || (not_nt && (g.ld_b.is_some() || (g.row_sums.is_some() && !tn_sums))) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
             message: "a row stride asked of a product that cannot take one (a bug in rnn-wgpu)"
@@ -211,7 +243,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         }
         .into());
     }
-    if g.row_sums.is_some() && !row_sums_fit(plan.gpu(), g.k) {
+    if g.row_sums.is_some() && !tn_sums && !row_sums_fit(plan.gpu(), g.k) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
             message: "row sums asked of a product that cannot fuse them (a bug in rnn-wgpu)".into(),
@@ -261,15 +293,18 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
 fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
     if gpu.direct_kernels() {
         let (kernel, _) = direct_kernel(g, gpu.subgroup_kernels());
-        let by4 = [
+        let is = |ks: &[&Kernel]| ks.iter().any(|k| std::ptr::eq(*k, kernel));
+        if is(&[&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW]) {
+            return g.k.div_ceil(2);
+        }
+        if is(&[
             &MATMUL_NT4,
             &MATMUL_NT4_NARROW,
             &MATMUL_NT4_SG,
             &MATMUL_NT4_SG_NARROW,
             &MATMUL_NN4,
             &MATMUL_NN4_NARROW,
-        ];
-        if by4.iter().any(|k| std::ptr::eq(*k, kernel)) {
+        ]) {
             return g.k.div_ceil(4);
         }
     }

@@ -195,7 +195,7 @@ subgroup_form! {
 }
 
 /// `k`'s subgroup form where `gpu` runs the subgroup kernels, else `k`.
-pub(super) fn on(gpu: &Gpu, k: &'static Kernel) -> &'static Kernel {
+pub(super) fn form_for(gpu: &Gpu, k: &'static Kernel) -> &'static Kernel {
     if gpu.subgroup_kernels()
         && let Some((_, sg)) = SUBGROUP_FORMS.iter().find(|(b, _)| std::ptr::eq(*b, k))
     {

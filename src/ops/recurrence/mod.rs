@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
 mod kernels;
-use kernels::on;
+use kernels::form_for;
 pub(crate) use kernels::*;
 
 /// Batch rows per invocation and invocations per workgroup (`ROWS`, `WG` in the shader).
@@ -89,8 +89,8 @@ fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
         return Seq {
-            forward: on(gpu, forward),
-            backward: on(gpu, backward),
+            forward: form_for(gpu, forward),
+            backward: form_for(gpu, backward),
             rows,
             per_step,
             setup: 0,
@@ -319,7 +319,7 @@ impl Recurrence<'_> {
             (true, false) => [units, groups(self.batch, 8), 1],
             (true, true) => [groups(self.hidden, 32), groups(self.batch, 16), 1],
         };
-        (on(gpu, f), on(gpu, b), g)
+        (form_for(gpu, f), form_for(gpu, b), g)
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is

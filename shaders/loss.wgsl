@@ -16,7 +16,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> d_o: array<f32>;  // [R, O]
 @group(0) @binding(3) var<storage, read_write> rows: array<f32>; // [R]
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>; // [1]
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> p: Params;
 
 @compute @workgroup_size(64, 1, 1)
 fn mse(@builtin(global_invocation_id) gid: vec3<u32>) {

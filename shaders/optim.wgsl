@@ -26,7 +26,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> s1: array<f32>;    // [N] momentum buffer or m
 @group(0) @binding(3) var<storage, read_write> s2: array<f32>;    // [N] v (adam)
 @group(0) @binding(4) var<storage, read_write> norm: array<f32>;  // [1] global gradient norm
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> p: Params;
 
 var<workgroup> partial: array<f32, 256>;
 

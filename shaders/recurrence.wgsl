@@ -57,7 +57,7 @@ fn act_grad(h: f32, kind: u32) -> f32 {
 @group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
 @group(0) @binding(1) var<storage, read> src: array<f32>;        // forward: xu; backward: h_all
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // forward: h_all; backward: da
-@group(0) @binding(3) var<uniform> r: Rec;
+@group(0) @binding(3) var<storage, read> r: Rec;
 
 // The 4 x 4 block of sums over k of dst[state + row (b0 + i)][k] * wp[sec][k][column j4 * 4 + c].
 fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {

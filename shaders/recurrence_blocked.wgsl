@@ -35,7 +35,7 @@ struct Rec {
 // instructions where it loads storage buffers lane by lane with a branch each (small's
 // persistent loop 0.75 -> 0.62 ms). Unused otherwise, but bound all the same.
 @group(0) @binding(3) var<uniform> wu: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<uniform> r: Rec;
+@group(0) @binding(4) var<storage, read> r: Rec;
 
 override W_UNIFORM: bool = false;
 

@@ -27,7 +27,7 @@ struct Step {
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read> src: array<f32>;       // [B, H] at src_off
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>; // [B, H] at prev_off and out_off
-@group(0) @binding(3) var<uniform> s: Step;
+@group(0) @binding(3) var<storage, read> s: Step;
 
 const TJ: u32 = 32u;
 const TB: u32 = 8u;

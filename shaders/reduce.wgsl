@@ -18,7 +18,7 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;          // [M, N] at a_off
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;  // [N] at out_off (and out2_off)
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> p: Params;
 
 const COLS: u32 = 64u;
 const PARTS: u32 = 4u;
@@ -65,7 +65,7 @@ struct Parts {
     _pad3: u32,
 }
 
-@group(0) @binding(2) var<uniform> q: Parts;
+@group(0) @binding(2) var<storage, read> q: Parts;
 
 @compute @workgroup_size(256, 1, 1)
 fn sum_parts(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

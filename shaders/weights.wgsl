@@ -13,7 +13,7 @@ struct Prep {
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read_write> wp: array<f32>;
-@group(0) @binding(2) var<uniform> p: Prep;
+@group(0) @binding(2) var<storage, read> p: Prep;
 
 // One invocation per element of [H, HP]; the grid is 2-D when it needs over 65535 groups.
 @compute @workgroup_size(64, 1, 1)

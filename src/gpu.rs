@@ -12,8 +12,11 @@ pub enum Bind {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
-    /// `var<uniform>` bound with a dynamic offset, so one buffer serves many dispatches.
-    Uniform,
+    /// The dispatch's parameters: `var<storage, read>` bound with a dynamic offset, so one
+    /// buffer serves many dispatches. Not `var<uniform>`: Mesa 22's lavapipe compiles a
+    /// variant of a kernel with its uniform values inlined at every dispatch that binds
+    /// them and never frees it (about 0.5 MB per training step, issue #9).
+    Params,
     /// `var<uniform>` bound whole.
     Constant,
 }
@@ -48,7 +51,14 @@ struct Inner {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
+    /// The staging buffer small read-backs reuse (the loss, a step's scores), so a long run
+    /// that reads every step makes no buffer per read.
+    readback: Mutex<Option<wgpu::Buffer>>,
 }
+
+/// Bytes up to which a read-back reuses [`Inner::readback`]; larger ones, rare and large,
+/// get a buffer of their own that is freed after the read rather than kept.
+const READBACK_KEEP: u64 = 1 << 20;
 
 /// The GPU: instance, adapter, device, queue and pipeline cache. Cheap to clone.
 #[derive(Clone)]
@@ -145,6 +155,7 @@ impl Gpu {
                 device,
                 queue,
                 pipelines: Mutex::new(HashMap::new()),
+                readback: Mutex::new(None),
             }),
             kernels: KernelStyle::Auto,
         })
@@ -335,8 +346,8 @@ impl Gpu {
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
-                    Bind::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
+                    Bind::Params => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
                         has_dynamic_offset: true,
                         min_binding_size: None,
                     },
@@ -444,37 +455,61 @@ impl Gpu {
         offset: u64,
         bytes: u64,
     ) -> Result<Vec<u8>> {
-        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.device().create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
-        self.submit("read-back", encoder)?;
-        let slice = staging.slice(..);
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            tx.send(r).ok();
-        });
-        self.wait("read-back", None)?;
-        let mapped = pollster::block_on(rx.receive());
-        let fail = |message: String| GpuError::Execution {
-            label: "read-back".into(),
-            message,
+        // Held for the whole read: the shared staging buffer serves one read at a time.
+        let mut kept = self
+            .inner
+            .readback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let make = |size: u64| {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         };
-        match mapped {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(fail(e.to_string()).into()),
-            None => return Err(fail("mapping was cancelled".into()).into()),
+        let staging = if bytes <= READBACK_KEEP {
+            if kept.as_ref().is_none_or(|b| b.size() < bytes) {
+                // Grown in powers of two, so a few sizes settle on one buffer.
+                *kept = Some(make(bytes.next_power_of_two().max(256)));
+            }
+            kept.as_ref().expect("just made").clone()
+        } else {
+            make(bytes)
+        };
+        let result = (|| {
+            let mut encoder = self.device().create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+            self.submit("read-back", encoder)?;
+            let slice = staging.slice(..bytes);
+            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                tx.send(r).ok();
+            });
+            self.wait("read-back", None)?;
+            let mapped = pollster::block_on(rx.receive());
+            let fail = |message: String| GpuError::Execution {
+                label: "read-back".into(),
+                message,
+            };
+            match mapped {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(fail(e.to_string()).into()),
+                None => return Err(fail("mapping was cancelled".into()).into()),
+            }
+            let data = {
+                let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
+                view.to_vec()
+            };
+            staging.unmap();
+            Ok(data)
+        })();
+        if result.is_err() {
+            // The buffer may still be mapped or awaiting its mapping: not for reuse.
+            *kept = None;
         }
-        let data = {
-            let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
-            view.to_vec()
-        };
-        staging.unmap();
-        Ok(data)
+        result
     }
 }
 

@@ -31,7 +31,31 @@ enum Command {
     Info,
 }
 
+/// Mesa's Vulkan drivers probe Wayland when they load and print `error: XDG_RUNTIME_DIR is
+/// invalid or not set` on a machine without a session (CI, cron, ssh without login), a line
+/// that looks like this program's own errors. Give them a private directory instead, as a
+/// login session would.
+#[cfg(target_os = "linux")]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-runtime-{uid}"));
+    let private = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
+    if private.is_ok() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ensure_runtime_dir() {}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

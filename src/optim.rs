@@ -236,7 +236,7 @@ impl Optimizer {
             self.params.bc1 = (1.0 - (beta1 as f64).powi(t)) as f32;
             self.params.bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;
             self.gpu.queue().write_buffer(
-                self.plan.uniform(),
+                self.plan.params(),
                 self.update_offset,
                 bytemuck::bytes_of(&self.params),
             );

@@ -4,6 +4,7 @@ mod common;
 mod errors;
 mod files;
 mod learning;
+mod memory;
 mod optimizer;
 mod pytorch;
 mod versus_reference;

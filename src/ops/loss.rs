@@ -11,7 +11,7 @@ const BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::ReadWrite,
     Bind::ReadWrite,
-    Bind::Uniform,
+    Bind::Params,
 ];
 const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
 

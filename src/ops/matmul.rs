@@ -13,7 +13,7 @@ pub(crate) static MATMUL: Kernel = Kernel {
         Bind::Read,
         Bind::Read,
         Bind::ReadWrite,
-        Bind::Uniform,
+        Bind::Params,
     ],
     constants: &[],
 };

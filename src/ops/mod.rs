@@ -1,7 +1,7 @@
 //! Typed wrappers around the WGSL kernels, and the [`Plan`] that records their dispatches.
 //!
-//! A plan is built once per workspace shape: every dispatch's parameters live in one uniform
-//! buffer (bound with a dynamic offset) and every bind group is made up front, so running a
+//! A plan is built once per workspace shape: every dispatch's parameters live in one buffer
+//! (bound with a dynamic offset) and every bind group is made up front, so running a
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
 pub(crate) mod loss;
@@ -153,19 +153,21 @@ pub(crate) struct PlanBuilder<'g> {
     gpu: &'g Gpu,
     label: &'static str,
     phase: &'static str,
-    uniforms: Vec<u8>,
+    params: Vec<u8>,
     pending: Vec<Pending>,
     align: usize,
 }
 
 impl<'g> PlanBuilder<'g> {
     pub fn new(gpu: &'g Gpu, label: &'static str) -> Self {
-        let align = gpu.limits().min_uniform_buffer_offset_alignment as usize;
+        let l = gpu.limits();
+        // Parameters are bound as storage (see [`Bind::Params`]).
+        let align = l.min_storage_buffer_offset_alignment as usize;
         Self {
             gpu,
             label,
             phase: label,
-            uniforms: Vec::new(),
+            params: Vec::new(),
             pending: Vec::new(),
             align,
         }
@@ -182,8 +184,8 @@ impl<'g> PlanBuilder<'g> {
     }
 
     /// Adds one dispatch of `kernel` over `buffers` (its storage bindings, in order) with
-    /// `params` as its uniform; `serial` marks a time step of the recurrence. Returns the
-    /// byte offset of `params` in the plan's uniform buffer, for kernels whose parameters
+    /// `params` as its parameters; `serial` marks a time step of the recurrence. Returns the
+    /// byte offset of `params` in the plan's parameter buffer, for kernels whose parameters
     /// change between runs.
     pub fn push<P: bytemuck::Pod>(
         &mut self,
@@ -209,12 +211,12 @@ impl<'g> PlanBuilder<'g> {
         serial: bool,
     ) -> Result<u64> {
         debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
-        debug_assert_eq!(kernel.binds.last(), Some(&Bind::Uniform));
+        debug_assert_eq!(kernel.binds.last(), Some(&Bind::Params));
         let pipeline = self.gpu.pipeline(kernel)?;
-        let offset = self.uniforms.len().next_multiple_of(self.align);
+        let offset = self.params.len().next_multiple_of(self.align);
         let bytes = bytemuck::bytes_of(params);
-        self.uniforms.resize(offset, 0);
-        self.uniforms.extend_from_slice(bytes);
+        self.params.resize(offset, 0);
+        self.params.extend_from_slice(bytes);
         self.pending.push(Pending {
             phase: self.phase,
             pipeline,
@@ -231,14 +233,14 @@ impl<'g> PlanBuilder<'g> {
     }
 
     pub fn finish(self) -> Result<Plan> {
-        let size = self.uniforms.len().max(16);
-        let uniform = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        let size = self.params.len().max(16);
+        let params = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(self.label),
             size: size.next_multiple_of(16) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.gpu.queue().write_buffer(&uniform, 0, &self.uniforms);
+        self.gpu.queue().write_buffer(&params, 0, &self.params);
         let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
         let dispatches = self
             .pending
@@ -266,7 +268,7 @@ impl<'g> PlanBuilder<'g> {
                 entries.push(wgpu::BindGroupEntry {
                     binding: p.buffers.len() as u32,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniform,
+                        buffer: &params,
                         offset: 0,
                         size: wgpu::BufferSize::new(p.size),
                     }),
@@ -290,10 +292,7 @@ impl<'g> PlanBuilder<'g> {
                 }
             })
             .collect();
-        Ok(Plan {
-            dispatches,
-            uniform,
-        })
+        Ok(Plan { dispatches, params })
     }
 }
 
@@ -310,13 +309,13 @@ struct Dispatch {
 /// A recorded sequence of dispatches, ready to encode again and again.
 pub(crate) struct Plan {
     dispatches: Vec<Dispatch>,
-    uniform: wgpu::Buffer,
+    params: wgpu::Buffer,
 }
 
 impl Plan {
     /// The buffer holding every dispatch's parameters.
-    pub fn uniform(&self) -> &wgpu::Buffer {
-        &self.uniform
+    pub fn params(&self) -> &wgpu::Buffer {
+        &self.params
     }
 
     fn encode_one(d: &Dispatch, pass: &mut wgpu::ComputePass<'_>) {
@@ -556,32 +555,55 @@ mod tests {
         );
     }
 
-    /// Every kernel's entry point exists, and its bindings agree with the layout declared in
-    /// Rust (count, and storage access or uniform).
+    /// Every kernel's entry point exists, and the bindings it uses agree with the layout
+    /// declared in Rust: each of the declared kind, the parameters (a read-only storage
+    /// struct, never `var<uniform>`: see [`Bind::Params`]) read, at the last declared slot.
     #[test]
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
             let module = validate(k.name, k.source, true);
-            let ep = module
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .expect("validated above");
+            let (index, ep) = module
                 .entry_points
                 .iter()
-                .find(|e| e.name == k.entry)
+                .enumerate()
+                .find(|(_, e)| e.name == k.entry)
                 .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.name);
-            for (_, var) in module.global_variables.iter() {
-                let Some(binding) = &var.binding else {
+            let uses = info.get_entry_point(index);
+            let mut params_read = false;
+            for (handle, var) in module.global_variables.iter() {
+                // A file may hold kernels with bindings of their own: only this entry
+                // point's count.
+                let Some(binding) = var.binding.as_ref().filter(|_| !uses[handle].is_empty())
+                else {
                     continue;
                 };
                 assert_eq!(binding.group, 0, "{}", k.name);
                 let declared = k.binds.get(binding.binding as usize).unwrap_or_else(|| {
-                    panic!("{}: binding {} undeclared", k.name, binding.binding)
+                    panic!(
+                        "{}: binding {} is read but the kernel declares {}",
+                        k.name,
+                        binding.binding,
+                        k.binds.len()
+                    )
                 });
+                let is_struct =
+                    matches!(module.types[var.ty].inner, naga::TypeInner::Struct { .. });
                 let want = match var.space {
-                    naga::AddressSpace::Uniform if *declared == Bind::Constant => Bind::Constant,
-                    naga::AddressSpace::Uniform => Bind::Uniform,
+                    naga::AddressSpace::Uniform => Bind::Constant,
                     naga::AddressSpace::Storage { access } => {
                         if access.contains(naga::StorageAccess::STORE) {
                             Bind::ReadWrite
+                        } else if is_struct {
+                            Bind::Params
                         } else {
                             Bind::Read
                         }
@@ -589,7 +611,20 @@ mod tests {
                     other => panic!("{}: unexpected address space {other:?}", k.name),
                 };
                 assert_eq!(*declared, want, "{}: binding {}", k.name, binding.binding);
+                if want == Bind::Params {
+                    assert_eq!(
+                        binding.binding as usize,
+                        k.binds.len() - 1,
+                        "{}: the parameters must be the last binding",
+                        k.name
+                    );
+                    params_read = true;
+                }
             }
+            // With the parameters read at the last declared slot, the declared count is
+            // exactly the shader's.
+            assert!(params_read, "{}: never reads its parameters", k.name);
+            assert_eq!(k.binds.last(), Some(&Bind::Params), "{}", k.name);
         }
     }
 }

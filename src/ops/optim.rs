@@ -10,7 +10,7 @@ const BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::ReadWrite,
     Bind::ReadWrite,
-    Bind::Uniform,
+    Bind::Params,
 ];
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
 
@@ -62,7 +62,7 @@ pub(crate) struct OptimBuffers<'a> {
     pub norm: &'a wgpu::Buffer,
 }
 
-/// Records the norm and the update; returns the uniform offset of the update's parameters.
+/// Records the norm and the update; returns the byte offset of the update's parameters.
 pub(crate) fn update(
     plan: &mut PlanBuilder,
     adam: bool,

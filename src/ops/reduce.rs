@@ -8,7 +8,7 @@ pub(crate) static COLSUM: Kernel = Kernel {
     name: "colsum",
     source: include_str!("../../shaders/reduce.wgsl"),
     entry: "colsum",
-    binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+    binds: &[Bind::Read, Bind::ReadWrite, Bind::Params],
     constants: &[],
 };
 

@@ -8,7 +8,7 @@ pub(crate) static TRANSPOSE: Kernel = Kernel {
     name: "transpose",
     source: include_str!("../../shaders/transpose.wgsl"),
     entry: "transpose",
-    binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+    binds: &[Bind::Read, Bind::ReadWrite, Bind::Params],
     constants: &[],
 };
 

@@ -2,14 +2,14 @@
 
 use crate::gpu::{Bind, Gpu, Kernel};
 
-const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Uniform];
+const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
 /// The blocked kernels also take `wp` as a uniform window onto one section (`wu`).
 const BLOCKED_BINDS: &[Bind] = &[
     Bind::Read,
     Bind::Read,
     Bind::ReadWrite,
     Bind::Constant,
-    Bind::Uniform,
+    Bind::Params,
 ];
 const SOURCE: &str = include_str!("../../../shaders/recurrence.wgsl");
 
@@ -17,7 +17,7 @@ pub(crate) static PREPARE: Kernel = Kernel {
     name: "weights_prepare",
     source: include_str!("../../../shaders/weights.wgsl"),
     entry: "prepare",
-    binds: &[Bind::Read, Bind::ReadWrite, Bind::Uniform],
+    binds: &[Bind::Read, Bind::ReadWrite, Bind::Params],
     constants: &[],
 };
 

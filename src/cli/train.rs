@@ -561,19 +561,29 @@ fn text_lm(
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
     let loss = Loss::cross_entropy();
-    let validate = |rnn: &mut Rnn| -> Result<Option<f32>, Error> {
-        let Some(vs) = &valid else { return Ok(None) };
+    // The validation batch's tensors, made once: a long run validates many times.
+    let mut held = match &valid {
+        Some(_) => Some((
+            Tensor::zeros(gpu, &[t, vb, v])?,
+            ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?,
+            Tensor::zeros(gpu, &[vb, rnn.config().hidden])?,
+        )),
+        None => None,
+    };
+    let zeros_v = vec![0.0; vb * rnn.config().hidden];
+    let mut validate = |rnn: &mut Rnn| -> Result<Option<f32>, Error> {
+        let (Some(vs), Some((xv, yv, hv))) = (&valid, held.as_mut()) else {
+            return Ok(None);
+        };
         let n = vs.windows().min(20);
-        let xv = Tensor::zeros(gpu, &[t, vb, v])?;
-        let mut yv = ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?;
-        let hv = Tensor::zeros(gpu, &[vb, rnn.config().hidden])?;
+        hv.write(&zeros_v)?;
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         let mut sum = 0.0;
         for k in 0..n {
             vs.window(k, v, &mut xs, &mut ys);
             xv.write(&xs)?;
             yv.write(&ys)?;
-            let (fw, l) = rnn.evaluate(&xv, Some(&hv), Target::Classes(&yv), loss)?;
+            let (fw, l) = rnn.evaluate(xv, Some(hv), Target::Classes(yv), loss)?;
             hv.copy_from(&fw.h_n)?;
             sum += l;
         }

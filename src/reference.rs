@@ -3,7 +3,7 @@
 //! time-major: `x[t][b][i]` lives at `(t * B + b) * I + i`.
 
 use crate::loss::{Loss, LossKind, Reduction};
-use crate::model::{Nonlinearity, ParamLayout, RnnConfig, SplitMix64};
+use crate::model::{Nonlinearity, RnnConfig, SplitMix64};
 
 /// Parameters in f64, named as PyTorch names them.
 #[derive(Debug, Clone)]
@@ -47,24 +47,37 @@ impl Params {
         }
     }
 
-    /// `(name, values)` for every parameter the configuration has, in the layout's order.
+    /// `(name, values)` for every parameter the configuration has, in PyTorch's `state_dict`
+    /// order (`torch.nn.RNN`'s, then the `Linear` head's). The reference keeps its own list,
+    /// so a mistake in the GPU side's layout cannot hide behind it.
     pub fn named(&self) -> Vec<(String, &[f64])> {
-        let layout = ParamLayout::new(&self.config);
-        layout
-            .entries()
-            .iter()
-            .map(|e| {
-                let v: &[f64] = match e.name.as_str() {
-                    "rnn.weight_ih_l0" => &self.w_ih,
-                    "rnn.weight_hh_l0" => &self.w_hh,
-                    "rnn.bias_ih_l0" => &self.b_ih,
-                    "rnn.bias_hh_l0" => &self.b_hh,
-                    "fc.weight" => &self.w_fc,
-                    _ => &self.b_fc,
-                };
-                (e.name.clone(), v)
-            })
-            .collect()
+        let mut v: Vec<(&str, &[f64])> = vec![
+            ("rnn.weight_ih_l0", &self.w_ih),
+            ("rnn.weight_hh_l0", &self.w_hh),
+        ];
+        if self.config.bias {
+            v.push(("rnn.bias_ih_l0", &self.b_ih));
+            v.push(("rnn.bias_hh_l0", &self.b_hh));
+        }
+        v.push(("fc.weight", &self.w_fc));
+        v.push(("fc.bias", &self.b_fc));
+        v.into_iter().map(|(n, p)| (n.to_string(), p)).collect()
+    }
+
+    /// `(name, shape)` for every parameter, in the order of [`Params::named`].
+    pub fn shapes(config: &RnnConfig) -> Vec<(String, Vec<usize>)> {
+        let (i, h, o) = (config.input, config.hidden, config.output);
+        let mut v = vec![
+            ("rnn.weight_ih_l0", vec![h, i]),
+            ("rnn.weight_hh_l0", vec![h, h]),
+        ];
+        if config.bias {
+            v.push(("rnn.bias_ih_l0", vec![h]));
+            v.push(("rnn.bias_hh_l0", vec![h]));
+        }
+        v.push(("fc.weight", vec![o, h]));
+        v.push(("fc.bias", vec![o]));
+        v.into_iter().map(|(n, s)| (n.to_string(), s)).collect()
     }
 
     /// Mutable access to the parameter `name`.

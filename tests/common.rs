@@ -31,26 +31,44 @@ pub fn to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
-/// Largest absolute error of `got` against `want`, relative to `want`'s largest magnitude,
-/// must be at most `rel`. On failure names the index and both values.
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    // The floor keeps all-zero tensors (a dead relu layer, one-class softmax) from demanding
-    // exact zeros from f32 arithmetic.
-    let tol = rel * scale.max(1e-3);
-    let (mut worst, mut at) = (0.0f64, 0);
+/// Where `got` is not within tolerance of `want`, a message naming the worst element; `None`
+/// when every element is.
+///
+/// Element `i` may be off by `rel * (|want[i]| + rms(want))`: relative to itself, plus the same
+/// fraction of the tensor's typical magnitude (its root mean square), which is what f32
+/// rounding of the sums that made it scales with. No absolute floor: a tensor of small values
+/// (a mean-reduced gradient over many steps) is held to the same relative accuracy as one of
+/// large values, and an all-zero tensor must come out zero.
+pub fn close_error(what: &str, got: &[f32], want: &[f64], rel: f64) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{what}: {} values, want {}", got.len(), want.len()));
+    }
+    let rms = (want.iter().map(|v| v * v).sum::<f64>() / want.len().max(1) as f64).sqrt();
+    let mut worst: Option<(usize, f64, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let e = (g as f64 - w).abs();
-        if e > worst || e.is_nan() {
-            worst = e;
-            at = i;
+        let err = (f64::from(g) - w).abs();
+        let tol = rel * (w.abs() + rms);
+        // NaN fails too: `err <= tol` is false for it.
+        let within = err <= tol;
+        let ratio = err / tol.max(f64::MIN_POSITIVE);
+        if !within && worst.is_none_or(|(_, r, _)| ratio > r || ratio.is_nan()) {
+            worst = Some((i, ratio, tol));
         }
     }
-    assert!(
-        worst <= tol,
-        "{what}: index {at}: got {} want {} (error {worst:e} > tolerance {tol:e}, max |want| {scale:e})",
-        got[at],
-        want[at]
-    );
+    worst.map(|(i, _, tol)| {
+        format!(
+            "{what}: index {i}: got {} want {} (error {:e} > tolerance {tol:e}; rms of want \
+             {rms:e}, rel {rel:e})",
+            got[i],
+            want[i],
+            (f64::from(got[i]) - want[i]).abs()
+        )
+    })
+}
+
+/// Panics with [`close_error`]'s message unless `got` is within tolerance of `want`.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
+    if let Some(e) = close_error(what, got, want, rel) {
+        panic!("{e}");
+    }
 }

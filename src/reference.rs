@@ -4,6 +4,7 @@
 
 use crate::loss::{Loss, LossKind, Reduction};
 use crate::model::{Nonlinearity, RnnConfig, SplitMix64};
+use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// Parameters in f64, named as PyTorch names them.
 #[derive(Debug, Clone)]
@@ -327,6 +328,102 @@ pub fn loss_and_grads(
     let (value, d_o) = loss(&trace.o, p.config.output, targets, l);
     let grads = backward(p, x, &trace, &d_o);
     (value, trace, grads)
+}
+
+/// An optimizer on the host, written from PyTorch's documented algorithms (`torch.optim.SGD`
+/// with dampening 0 and no Nesterov, `torch.optim.Adam` without amsgrad), with
+/// `torch.nn.utils.clip_grad_norm_` before each step: what the GPU's update must match.
+#[derive(Debug, Clone)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    /// Updates taken.
+    step: i32,
+    /// Per parameter (in [`Params::named`] order): the momentum buffer or Adam's first moment.
+    first: Vec<Vec<f64>>,
+    /// Adam's second moment.
+    second: Vec<Vec<f64>>,
+}
+
+impl Optimizer {
+    /// Fresh state for `config`.
+    pub fn new(config: OptimizerConfig) -> Self {
+        Self {
+            config,
+            step: 0,
+            first: Vec::new(),
+            second: Vec::new(),
+        }
+    }
+
+    /// The global norm of `grads` (before clipping), as `clip_grad_norm_` returns it.
+    pub fn norm(grads: &Params) -> f64 {
+        grads
+            .named()
+            .iter()
+            .flat_map(|(_, g)| g.iter())
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// One update of `p` with the gradients `grads`; returns the norm before clipping.
+    pub fn step(&mut self, p: &mut Params, grads: &Params) -> f64 {
+        let norm = Self::norm(grads);
+        // clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+        let scale = match self.config.clip {
+            Some(max) => (f64::from(max) / (norm + 1e-6)).min(1.0),
+            None => 1.0,
+        };
+        let wd = f64::from(self.config.weight_decay);
+        self.step += 1;
+        let names: Vec<(String, Vec<f64>)> = grads
+            .named()
+            .into_iter()
+            .map(|(n, g)| (n, g.to_vec()))
+            .collect();
+        if self.first.is_empty() {
+            self.first = names.iter().map(|(_, g)| vec![0.0; g.len()]).collect();
+            self.second = self.first.clone();
+        }
+        for (k, (name, g)) in names.iter().enumerate() {
+            let v = p.get_mut(name).expect("the same configuration");
+            for i in 0..v.len() {
+                // Weight decay as PyTorch's L2 term: added to the (clipped) gradient.
+                let gi = g[i] * scale + wd * v[i];
+                match self.config.kind {
+                    OptimizerKind::Sgd { lr, momentum } => {
+                        let mu = f64::from(momentum);
+                        let d = if mu == 0.0 {
+                            gi
+                        } else if self.step == 1 {
+                            // The buffer starts as the first gradient itself.
+                            self.first[k][i] = gi;
+                            gi
+                        } else {
+                            self.first[k][i] = mu * self.first[k][i] + gi;
+                            self.first[k][i]
+                        };
+                        v[i] -= f64::from(lr) * d;
+                    }
+                    OptimizerKind::Adam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                    } => {
+                        let (b1, b2) = (f64::from(beta1), f64::from(beta2));
+                        let (m, s) = (&mut self.first[k][i], &mut self.second[k][i]);
+                        *m = b1 * *m + (1.0 - b1) * gi;
+                        *s = b2 * *s + (1.0 - b2) * gi * gi;
+                        let m_hat = *m / (1.0 - b1.powi(self.step));
+                        let s_hat = *s / (1.0 - b2.powi(self.step));
+                        v[i] -= f64::from(lr) * m_hat / (s_hat.sqrt() + f64::from(eps));
+                    }
+                }
+            }
+        }
+        norm
+    }
 }
 
 #[cfg(test)]

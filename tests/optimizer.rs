@@ -3,7 +3,10 @@
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{Loss, Optimizer, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor};
 
+use rnn_wgpu::io::TensorFile;
+
 use crate::common::{assert_close, gpu, random, to_f32};
+use crate::pytorch::fixture;
 
 /// Runs `steps` training steps on the GPU and the same updates on the host in f64.
 fn compare(config: OptimizerConfig, steps: usize) {
@@ -24,51 +27,14 @@ fn compare(config: OptimizerConfig, steps: usize) {
     let xt = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x)).unwrap();
     let yt = Tensor::from_slice(&g, &[t, b, 2], &to_f32(&y)).unwrap();
 
-    let names: Vec<String> = p.named().into_iter().map(|(n, _)| n).collect();
-    let mut s1: Vec<Vec<f64>> = p.named().iter().map(|(_, v)| vec![0.0; v.len()]).collect();
-    let mut s2 = s1.clone();
+    let mut host = reference::Optimizer::new(config);
     for step in 1..=steps {
         rnn.train_step(&xt, None, Target::Values(&yt), loss, &mut opt)
             .unwrap();
         let (want_loss, _, grads) = reference::loss_and_grads(&p, &x, None, t, b, &targets, loss);
         assert_close("loss", &[rnn.last_loss().unwrap()], &[want_loss], 1e-4);
-        let gnamed = grads.params.named();
-        let norm = gnamed
-            .iter()
-            .flat_map(|(_, v)| v.iter())
-            .map(|v| v * v)
-            .sum::<f64>()
-            .sqrt();
+        let norm = host.step(&mut p, &grads.params);
         assert_close("grad norm", &[opt.last_grad_norm().unwrap()], &[norm], 1e-4);
-        let scale = config
-            .clip
-            .map_or(1.0, |c| (c as f64 / (norm + 1e-6)).min(1.0));
-        for (k, name) in names.iter().enumerate() {
-            let gv = gnamed[k].1.to_vec();
-            let pv = p.get_mut(name).unwrap();
-            for i in 0..pv.len() {
-                let gi = gv[i] * scale + config.weight_decay as f64 * pv[i];
-                match config.kind {
-                    OptimizerKind::Sgd { lr, momentum } => {
-                        s1[k][i] = momentum as f64 * s1[k][i] + gi;
-                        pv[i] -= lr as f64 * s1[k][i];
-                    }
-                    OptimizerKind::Adam {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                    } => {
-                        let (b1, b2) = (beta1 as f64, beta2 as f64);
-                        s1[k][i] = b1 * s1[k][i] + (1.0 - b1) * gi;
-                        s2[k][i] = b2 * s2[k][i] + (1.0 - b2) * gi * gi;
-                        let mh = s1[k][i] / (1.0 - b1.powi(step as i32));
-                        let vh = s2[k][i] / (1.0 - b2.powi(step as i32));
-                        pv[i] -= lr as f64 * mh / (vh.sqrt() + eps as f64);
-                    }
-                }
-            }
-        }
         let got = rnn.parameters().unwrap();
         for (hp, (_, want)) in got.iter().zip(p.named()) {
             assert_close(
@@ -108,4 +74,73 @@ fn sgd_with_clipping_matches_reference() {
         },
         2,
     );
+}
+
+/// The optimizer cases `tests/fixtures/make_fixtures.py` writes (its `OPTIM_CASES`).
+const PYTORCH_CASES: &[&str] = &["sgd_momentum_wd", "adam_clip_wd", "sgd_clip"];
+
+#[test]
+fn pytorch_optimizers_give_pytorchs_parameters() {
+    // torch.optim.SGD (momentum, weight decay) and Adam (past its first steps, with clipping
+    // and weight decay) trained in float64 by PyTorch from the same float32 start: the
+    // parameters after every step.
+    let g = gpu();
+    for case in PYTORCH_CASES {
+        let f = TensorFile::read(fixture(&format!("optim_{case}.safetensors")))
+            .unwrap_or_else(|e| panic!("fixture {case}: {e}"));
+        let meta = f.metadata();
+        let num = |k: &str| -> f32 {
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{case}: metadata {k}"))
+        };
+        let (lr, momentum, wd, clip) =
+            (num("lr"), num("momentum"), num("weight_decay"), num("clip"));
+        let kind = match meta.get("optimizer").map(String::as_str) {
+            Some("sgd") => OptimizerKind::sgd(lr, momentum),
+            Some("adam") => OptimizerKind::adam(lr),
+            other => panic!("{case}: optimizer {other:?}"),
+        };
+        let config = OptimizerConfig {
+            kind,
+            clip: (clip > 0.0).then_some(clip),
+            weight_decay: wd,
+        };
+        let tensor = |name: &str| {
+            let t = f.get(name).unwrap_or_else(|| panic!("{case}: no {name}"));
+            (t.shape.clone(), t.to_f32().expect("f32"))
+        };
+        let (xs, x) = tensor("x");
+        let (ys, y) = tensor("y");
+        let mut rnn = Rnn::new(&g, RnnConfig::new(xs[2], 9, ys[2]), 0).unwrap();
+        let names: Vec<String> = rnn
+            .layout()
+            .entries()
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        for name in &names {
+            rnn.set_parameter(name, &tensor(name).1).unwrap();
+        }
+        let mut opt = Optimizer::new(&rnn, config).unwrap();
+        let xt = Tensor::from_slice(&g, &xs, &x).unwrap();
+        let yt = Tensor::from_slice(&g, &ys, &y).unwrap();
+        let steps: usize = meta["steps"].parse().unwrap();
+        for step in 1..=steps {
+            rnn.train_step(&xt, None, Target::Values(&yt), Loss::mse(), &mut opt)
+                .unwrap();
+            for hp in rnn.parameters().unwrap() {
+                let want = f
+                    .get(&format!("step{step}.{}", hp.name))
+                    .and_then(|t| t.to_f64())
+                    .unwrap_or_else(|| panic!("{case}: step {step} {}", hp.name));
+                assert_close(
+                    &format!("{case}: {} after step {step}", hp.name),
+                    &hp.values,
+                    &want,
+                    1e-4,
+                );
+            }
+        }
+    }
 }

@@ -2,8 +2,7 @@
 //! without a working recurrence can solve, is learnt far above chance.
 
 use rnn_wgpu::{
-    ClassIds, Loss, Optimizer, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor,
-    task,
+    ClassIds, Loss, Optimizer, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
 use crate::common::gpu;
@@ -57,8 +56,14 @@ fn delayed_recall_is_learnt_far_above_chance() {
         let batch = task::recall(t, b, symbols, delay, step + 1);
         x.write(&batch.x).unwrap();
         y.write(&batch.y).unwrap();
-        rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), &mut opt)
-            .unwrap();
+        rnn.train_step(
+            &x,
+            None,
+            Target::Classes(&y),
+            Loss::cross_entropy(),
+            &mut opt,
+        )
+        .unwrap();
     }
     // Held-out sequences: accuracy on the steps that have something to recall.
     let held = task::recall(t, b, symbols, delay, 10_000);

@@ -555,6 +555,66 @@ mod tests {
         );
     }
 
+    /// Every kernel validates with the `override` values it is built with (the validation of
+    /// each file above sees only their defaults), and every value it sets names an override.
+    #[test]
+    fn every_kernel_validates_with_its_override_values() {
+        let mut with_values = 0;
+        for k in all_kernels() {
+            let module = validate(k.name, k.source, true);
+            for (name, _) in k.constants {
+                assert!(
+                    module
+                        .overrides
+                        .iter()
+                        .any(|(_, o)| o.name.as_deref() == Some(*name)),
+                    "{}: sets `{name}`, which its source does not declare",
+                    k.name
+                );
+            }
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&module)
+            .expect("validated above");
+            let constants: naga::back::PipelineConstants = k
+                .constants
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), *v))
+                .collect();
+            let (resolved, _) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, k.entry)),
+                &constants,
+            )
+            .unwrap_or_else(|e| panic!("{}: overrides {:?}: {e}", k.name, k.constants));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+            .validate(&resolved)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} with {:?}: {}",
+                    k.name,
+                    k.constants,
+                    e.emit_to_string(k.source)
+                )
+            });
+            with_values += usize::from(!k.constants.is_empty());
+        }
+        assert!(
+            with_values >= 10,
+            "only {with_values} kernels set overrides"
+        );
+    }
+
     /// Every kernel's entry point exists, and the bindings it uses agree with the layout
     /// declared in Rust: each of the declared kind, the parameters (a read-only storage
     /// struct, never `var<uniform>`: see [`Bind::Params`]) read, at the last declared slot.

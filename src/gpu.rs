@@ -65,6 +65,9 @@ const READBACK_KEEP: u64 = 1 << 20;
 pub struct Gpu {
     inner: Arc<Inner>,
     kernels: KernelStyle,
+    /// CPU threads the CPU-adapter kernels' workgroup shapes are chosen for; `None`: this
+    /// machine's.
+    threads: Option<usize>,
 }
 
 /// Which family of kernels runs the matrix multiplies and the per-step recurrence.
@@ -158,15 +161,33 @@ impl Gpu {
                 readback: Mutex::new(None),
             }),
             kernels: KernelStyle::Auto,
+            threads: None,
         })
     }
 
     /// The same device with another kernel style (for models made from the returned handle).
     pub fn with_kernels(&self, kernels: KernelStyle) -> Gpu {
         Gpu {
-            inner: self.inner.clone(),
             kernels,
+            ..self.clone()
         }
+    }
+
+    /// The same device, with the kernels for CPU adapters shaped as for a machine with
+    /// `threads` CPU threads (lavapipe runs one workgroup per thread; by default the shapes
+    /// follow this machine's thread count). For tests and tuning: the results are the same,
+    /// only which kernels and workgroup shapes run changes.
+    pub fn with_cpu_threads(&self, threads: usize) -> Gpu {
+        Gpu {
+            threads: Some(threads.max(1)),
+            ..self.clone()
+        }
+    }
+
+    /// The CPU threads the CPU-adapter kernels' workgroup shapes are chosen for.
+    pub fn cpu_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// Whether the adapter is a CPU (lavapipe and the like): its kernels are chosen

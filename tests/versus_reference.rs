@@ -2,7 +2,7 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, KernelStyle, Loss, LossKind, Nonlinearity, Optimizer, OptimizerKind,
+    ClassIds, Driver, Gpu, KernelStyle, Loss, LossKind, Nonlinearity, Optimizer, OptimizerKind,
     Reduction, Rnn, RnnConfig, Target, Tensor,
 };
 
@@ -29,7 +29,11 @@ fn model_from(p: &Params, driver: Driver) -> Rnn {
 }
 
 fn model_with(p: &Params, driver: Driver, kernels: KernelStyle) -> Rnn {
-    let mut rnn = Rnn::new(&gpu().with_kernels(kernels), p.config, 7).expect("model");
+    model_on(&gpu().with_kernels(kernels), p, driver)
+}
+
+fn model_on(g: &Gpu, p: &Params, driver: Driver) -> Rnn {
+    let mut rnn = Rnn::new(g, p.config, 7).expect("model");
     for (name, v) in p.named() {
         rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
     }
@@ -155,6 +159,13 @@ fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult)
 }
 
 fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
+    run_on(c, seed, driver, &gpu().with_kernels(kernels));
+}
+
+/// Checks case `c` on `g` (its kernel style and CPU threads) under `driver`; returns the
+/// kernels that ran.
+fn run_on(c: Case, seed: u64, driver: Driver, g: &Gpu) -> Vec<&'static str> {
+    let kernels = g.kernel_style();
     let s = setup(c, seed);
     let (t, b) = (c.steps, c.batch);
     let (want_loss, trace, want) =
@@ -168,7 +179,7 @@ fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
         "{ctx}: the case never exercises the recurrence (dL/dW_hh is zero)"
     );
 
-    let mut rnn = model_with(&s.p, driver, kernels);
+    let mut rnn = model_on(g, &s.p, driver);
     // First a call on other data of the same shape, so every result checked below must
     // overwrite what that call left in the buffers, not add to it.
     let other = setup(c, seed + 500);
@@ -187,6 +198,7 @@ fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
     }
     assert_close(&format!("grad x {ctx}"), &got.x, &want.x, REL);
     assert_close(&format!("grad h0 {ctx}"), &got.h0, &want.h0, REL);
+    rnn.kernel_names()
 }
 
 /// The grid: every H of {1, 3, 64, 65, 257} under every nonlinearity, loss, reduction and
@@ -608,4 +620,132 @@ fn a_gradient_missing_one_steps_contribution_fails_the_comparison() {
         close_error("h0", &got.h0, &wrong_h0, REL).is_some(),
         "dL/dh0 missing step {lo} ({change:e} of its rms) passed the comparison"
     );
+}
+
+/// The recurrence kernels `style` (as it resolves on this adapter) and `driver` must run for
+/// `hidden` units: (forward, backward) name prefixes, and whether the subgroup forms.
+fn expected_loop(
+    style: KernelStyle,
+    driver: Driver,
+    hidden: usize,
+) -> (&'static str, &'static str) {
+    let persistent = driver == Driver::Persistent;
+    match (style, hidden.is_multiple_of(4), persistent) {
+        (KernelStyle::Tiled, _, false) => ("recurrence_tiled_forward", "recurrence_tiled_backward"),
+        (KernelStyle::Tiled, _, true) => ("recurrence_seq_forward", "recurrence_seq_backward"),
+        (_, true, false) => ("recurrence_blocked_forward", "recurrence_blocked_backward"),
+        (_, true, true) => (
+            "recurrence_blocked_seq_forward",
+            "recurrence_blocked_seq_backward",
+        ),
+        (_, false, false) => ("recurrence_step_forward", "recurrence_step_backward"),
+        (_, false, true) => (
+            "recurrence_seq_forward_narrow",
+            "recurrence_seq_backward_narrow",
+        ),
+    }
+}
+
+#[test]
+fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
+    // Every (driver, kernel style) pair the code can select, and the CPU-thread counts that
+    // switch the CPU-adapter kernels' shapes (1: tall workgroups, 8-row persistent groups;
+    // 16: narrow ones, 4-row groups), each checked for which kernels actually ran.
+    let base = gpu();
+    let subgroups =
+        base.with_kernels(KernelStyle::Subgroup).kernel_style() == KernelStyle::Subgroup;
+    eprintln!("8-lane subgroups on this adapter: {subgroups}");
+    let cases = [
+        // H not a multiple of 4: the plain direct kernels.
+        Case {
+            steps: 4,
+            batch: 5,
+            input: 3,
+            hidden: 3,
+            output: 2,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            loss: Loss::mse(),
+            with_h0: true,
+        },
+        // H = 64: W through the uniform window; B = 5, a partial row group.
+        Case {
+            steps: 5,
+            batch: 5,
+            input: 4,
+            hidden: 64,
+            output: 3,
+            nonlinearity: Nonlinearity::Relu,
+            bias: true,
+            loss: Loss::cross_entropy(),
+            with_h0: false,
+        },
+        // H = 132 (past the window), B = 70 (more than one 64-row block).
+        Case {
+            steps: 3,
+            batch: 70,
+            input: 8,
+            hidden: 132,
+            output: 4,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: false,
+            loss: Loss::mse().with_reduction(Reduction::Sum),
+            with_h0: true,
+        },
+    ];
+    let mut seed = 9000;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+            for c in cases {
+                let mut seen = Vec::new();
+                for threads in [1, 16] {
+                    let g = base.with_kernels(style).with_cpu_threads(threads);
+                    let resolved = g.kernel_style();
+                    if style == KernelStyle::Subgroup && !subgroups {
+                        assert_eq!(resolved, KernelStyle::Direct, "the fallback is Direct");
+                    } else {
+                        assert_eq!(resolved, style);
+                    }
+                    seed += 10;
+                    let names = run_on(c, seed, driver, &g);
+                    let ctx = format!("{style:?} {driver:?} threads {threads} {c:?}: {names:?}");
+                    let (fwd, bwd) = expected_loop(resolved, driver, c.hidden);
+                    let ran = |prefix: &str| names.iter().find(|n| n.starts_with(prefix)).copied();
+                    let (Some(f), Some(b)) = (ran(fwd), ran(bwd)) else {
+                        panic!("expected {fwd}* and {bwd}*: {ctx}");
+                    };
+                    // Only the subgroup style runs subgroup kernels, and it runs them for the
+                    // blocked loops (H a multiple of 4).
+                    let sg = resolved == KernelStyle::Subgroup;
+                    let any_sg = names.iter().any(|n| n.contains("_sg"));
+                    assert!(sg || !any_sg, "subgroup kernels outside their style: {ctx}");
+                    if fwd.starts_with("recurrence_blocked") {
+                        assert_eq!(f.ends_with("_sg"), sg, "{ctx}");
+                        assert_eq!(b.ends_with("_sg"), sg, "{ctx}");
+                    }
+                    if resolved == KernelStyle::Tiled {
+                        assert!(
+                            names
+                                .iter()
+                                .all(|n| !n.starts_with("matmul_") && !n.starts_with("transpose")),
+                            "the tiled style runs the tiled multiply only: {ctx}"
+                        );
+                    }
+                    seen.push(names);
+                }
+                // On CPU-adapter kernels the thread count changes the shapes chosen somewhere
+                // in the grid; record that it did for the persistent blocked loop.
+                if style != KernelStyle::Tiled && driver == Driver::Persistent && c.hidden == 64 {
+                    assert_ne!(
+                        seen[0], seen[1],
+                        "{style:?}: 1 and 16 threads ran the same kernels"
+                    );
+                }
+            }
+        }
+    }
 }

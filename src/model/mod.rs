@@ -602,6 +602,27 @@ impl Rnn {
         Ok(phases)
     }
 
+    /// The kernels this model's plans for the latest shape dispatch: W's layouts, the forward
+    /// pass, the backward pass and the input gradients (not the loss's or the optimizer's),
+    /// each name once, in order; empty before the first call. Which ones run depends on the
+    /// adapter, the [`KernelStyle`](crate::KernelStyle), the [`Driver`] and the shape.
+    pub fn kernel_names(&self) -> Vec<&'static str> {
+        let Some(ws) = &self.ws else {
+            return Vec::new();
+        };
+        let mut names: Vec<&'static str> = Vec::new();
+        let plans = ws
+            .layouts
+            .iter()
+            .chain([&ws.forward, &ws.backward, &ws.input_grad]);
+        for name in plans.flat_map(|p| p.kernel_names()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// Downloads the loss of the latest [`Rnn::train_step`] or [`Rnn::loss_and_gradients`].
     pub fn last_loss(&self) -> Result<f32> {
         match (&self.ws, self.has_loss) {

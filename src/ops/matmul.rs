@@ -2,7 +2,7 @@
 
 use super::{At, PlanBuilder, groups, u};
 use crate::error::Result;
-use crate::gpu::{Bind, Kernel};
+use crate::gpu::{Bind, Gpu, Kernel};
 
 pub(crate) static MATMUL: Kernel = Kernel {
     name: "matmul",
@@ -185,10 +185,11 @@ fn vec_store(g: &Gemm) -> bool {
 /// 31 ms narrow).
 ///
 /// With `subgroups`, `A Bᵀ` takes the kernel whose subgroups share their loads.
-fn direct_kernel(g: &Gemm, subgroups: bool) -> (&'static Kernel, (usize, usize)) {
+fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
+    let subgroups = gpu.subgroup_kernels();
     let four = |v: usize| v.is_multiple_of(4);
     let offsets = four(g.a.off) && four(g.b.off);
-    let threads = super::cpu_threads();
+    let threads = gpu.cpu_threads();
     let narrow = g.m.div_ceil(64) * g.n.div_ceil(64) < 4 * threads && g.k <= 2048;
     let pick = |wide: &'static Kernel, thin: &'static Kernel| {
         if narrow {
@@ -292,7 +293,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
 /// that read 4 values of k at a time.
 fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
     if gpu.direct_kernels() {
-        let (kernel, _) = direct_kernel(g, gpu.subgroup_kernels());
+        let (kernel, _) = direct_kernel(gpu, g);
         let is = |ks: &[&Kernel]| ks.iter().any(|k| std::ptr::eq(*k, kernel));
         if is(&[&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW]) {
             return g.k.div_ceil(2);
@@ -362,7 +363,7 @@ pub(crate) const MAX_CPU_ROWS: usize = 32768;
 
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     if plan.gpu().direct_kernels() {
-        let (kernel, tile) = direct_kernel(&g, plan.gpu().subgroup_kernels());
+        let (kernel, tile) = direct_kernel(plan.gpu(), &g);
         return push(plan, &g, kernel, tile);
     }
     // (A 128×128-tile variant, 8×8 per invocation with vec4 workgroup loads, ran the hoisted

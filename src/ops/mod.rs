@@ -101,12 +101,6 @@ impl Driver {
     }
 }
 
-/// The host's CPU threads: how many workgroups a CPU adapter such as lavapipe runs at once,
-/// which the direct kernels' workgroup shapes are chosen against.
-pub(crate) fn cpu_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// A buffer and an element offset into it: where a matrix or vector starts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct At<'a> {
@@ -316,6 +310,11 @@ impl Plan {
     /// The buffer holding every dispatch's parameters.
     pub fn params(&self) -> &wgpu::Buffer {
         &self.params
+    }
+
+    /// The name of every kernel dispatched, in order, repeats included.
+    pub fn kernel_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.dispatches.iter().map(|d| d.kernel)
     }
 
     fn encode_one(d: &Dispatch, pass: &mut wgpu::ComputePass<'_>) {

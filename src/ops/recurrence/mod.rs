@@ -75,7 +75,7 @@ struct Seq {
 fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
-        let threads = super::cpu_threads();
+        let threads = gpu.cpu_threads();
         let eight = batch.div_ceil(8) >= threads;
         let uniform = Recurrence::uniform_w(gpu, hidden);
         let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) =
@@ -302,7 +302,7 @@ impl Recurrence<'_> {
             ];
             return (&STEP_FORWARD, &STEP_BACKWARD, g);
         }
-        let threads = super::cpu_threads();
+        let threads = gpu.cpu_threads();
         let units = groups(self.hidden, 64);
         let narrow = (units as usize) * self.batch.div_ceil(64) < 2 * threads;
         let (f, b): (&'static Kernel, &'static Kernel) =

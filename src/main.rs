@@ -31,31 +31,28 @@ enum Command {
     Info,
 }
 
-/// Mesa's Vulkan drivers probe Wayland when they load and print `error: XDG_RUNTIME_DIR is
-/// invalid or not set` on a machine without a session (CI, cron, ssh without login), a line
-/// that looks like this program's own errors. Give them a private directory instead, as a
-/// login session would.
+/// Mesa's device-selection layer (`VK_LAYER_MESA_device_select`, an implicit Vulkan layer that
+/// comes with Debian's `mesa-vulkan-drivers`) connects to Wayland when the instance is made, to
+/// find the display's GPU, and on a machine with no session (CI, cron, ssh) libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice. A compute program
+/// shows nothing and picks its adapter itself, so the layer is switched off with its own
+/// variable, unless the user asked it for a device (`MESA_VK_DEVICE_SELECT`). Only the
+/// environment can do it (the layer is loaded by the Vulkan loader, not by wgpu), so it is
+/// done here, before any thread exists.
 #[cfg(target_os = "linux")]
-fn ensure_runtime_dir() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return;
-    }
-    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
-    let dir = std::env::temp_dir().join(format!("rnn-wgpu-runtime-{uid}"));
-    let private = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
-    if private.is_ok() {
+fn quiet_device_select_layer() {
+    use std::env::var_os;
+    if var_os("NODEVICE_SELECT").is_none() && var_os("MESA_VK_DEVICE_SELECT").is_none() {
         // SAFETY: called first thing in `main`, before any other thread exists.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn ensure_runtime_dir() {}
+fn quiet_device_select_layer() {}
 
 fn main() -> ExitCode {
-    ensure_runtime_dir();
+    quiet_device_select_layer();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

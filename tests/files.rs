@@ -368,6 +368,44 @@ mod cli {
         );
     }
 
+    /// On a headless machine (no `XDG_RUNTIME_DIR`, nothing set by hand) stderr holds only
+    /// the program's own lines: no window-system probing by the Vulkan layers (issue #11.7).
+    #[test]
+    fn headless_runs_print_only_their_own_lines() {
+        let model = fixture("tanh_mse_mean_h0.model.safetensors");
+        let input = fixture("tanh_mse_mean_h0.input.safetensors");
+        let out = tmp("headless.safetensors");
+        let runs: [&[&str]; 2] = [
+            &["info"],
+            &[
+                "run",
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        ];
+        for args in runs {
+            let result = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+                .args(args)
+                .env_remove("XDG_RUNTIME_DIR")
+                .env_remove("NODEVICE_SELECT")
+                .env_remove("MESA_VK_DEVICE_SELECT")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&result.stderr);
+            assert!(result.status.success(), "{args:?}: {err}");
+            for line in err.lines() {
+                assert!(
+                    line.starts_with("adapter: ") || line.starts_with("wrote "),
+                    "{args:?}: a line on stderr that is not the program's: {line:?}\n{err}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_files_exit_2_with_one_line_and_leave_no_output() {
         let corrupt = tmp("corrupt.safetensors");

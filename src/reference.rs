@@ -6,90 +6,129 @@ use crate::loss::{Loss, LossKind, Reduction};
 use crate::model::{Nonlinearity, RnnConfig, SplitMix64};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
+/// One recurrent layer's parameters in f64 (`torch.nn.RNN`'s for layer k).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// U, `rnn.weight_ih_l{k}` `[H, I]` (layer 0) or `[H, H]`.
+    pub w_ih: Vec<f64>,
+    /// W, `rnn.weight_hh_l{k}` `[H, H]`.
+    pub w_hh: Vec<f64>,
+    /// `rnn.bias_ih_l{k}` `[H]` (zeros without bias).
+    pub b_ih: Vec<f64>,
+    /// `rnn.bias_hh_l{k}` `[H]` (zeros without bias).
+    pub b_hh: Vec<f64>,
+}
+
 /// Parameters in f64, named as PyTorch names them.
 #[derive(Debug, Clone)]
 pub struct Params {
     /// The configuration.
     pub config: RnnConfig,
-    /// U, `rnn.weight_ih_l0` `[H, I]`.
-    pub w_ih: Vec<f64>,
-    /// W, `rnn.weight_hh_l0` `[H, H]`.
-    pub w_hh: Vec<f64>,
-    /// `rnn.bias_ih_l0` `[H]` (zeros without bias).
-    pub b_ih: Vec<f64>,
-    /// `rnn.bias_hh_l0` `[H]` (zeros without bias).
-    pub b_hh: Vec<f64>,
+    /// The recurrent layers, bottom first.
+    pub layers: Vec<Layer>,
     /// V, `fc.weight` `[O, H]`.
     pub w_fc: Vec<f64>,
     /// c, `fc.bias` `[O]`.
     pub b_fc: Vec<f64>,
 }
 
+/// The width of layer `k`'s input: `I` for the first, `H` above it.
+fn layer_input(config: &RnnConfig, k: usize) -> usize {
+    if k == 0 { config.input } else { config.hidden }
+}
+
 impl Params {
-    /// Random parameters uniform in `±scale`.
-    pub fn random(config: RnnConfig, scale: f64, seed: u64) -> Self {
-        let mut rng = SplitMix64::new(seed);
-        let (i, h, o) = (config.input, config.hidden, config.output);
-        let mut v = |n: usize| (0..n).map(|_| rng.uniform(scale)).collect::<Vec<_>>();
-        let (w_ih, w_hh, w_fc, b_fc) = (v(h * i), v(h * h), v(o * h), v(o));
-        let (b_ih, b_hh) = if config.bias {
-            (v(h), v(h))
-        } else {
-            (vec![0.0; h], vec![0.0; h])
-        };
+    /// Zeros of `config`'s shapes.
+    pub fn zeros(config: RnnConfig) -> Self {
+        let (h, o) = (config.hidden, config.output);
         Self {
             config,
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            w_fc,
-            b_fc,
+            layers: (0..config.layers)
+                .map(|k| Layer {
+                    w_ih: vec![0.0; h * layer_input(&config, k)],
+                    w_hh: vec![0.0; h * h],
+                    b_ih: vec![0.0; h],
+                    b_hh: vec![0.0; h],
+                })
+                .collect(),
+            w_fc: vec![0.0; o * h],
+            b_fc: vec![0.0; o],
         }
     }
 
-    /// `(name, values)` for every parameter the configuration has, in PyTorch's `state_dict`
-    /// order (`torch.nn.RNN`'s, then the `Linear` head's). The reference keeps its own list,
-    /// so a mistake in the GPU side's layout cannot hide behind it.
-    pub fn named(&self) -> Vec<(String, &[f64])> {
-        let mut v: Vec<(&str, &[f64])> = vec![
-            ("rnn.weight_ih_l0", &self.w_ih),
-            ("rnn.weight_hh_l0", &self.w_hh),
-        ];
-        if self.config.bias {
-            v.push(("rnn.bias_ih_l0", &self.b_ih));
-            v.push(("rnn.bias_hh_l0", &self.b_hh));
+    /// Random parameters uniform in `±scale`.
+    pub fn random(config: RnnConfig, scale: f64, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let mut p = Self::zeros(config);
+        let mut fill = |v: &mut Vec<f64>| v.iter_mut().for_each(|x| *x = rng.uniform(scale));
+        for l in p.layers.iter_mut() {
+            fill(&mut l.w_ih);
+            fill(&mut l.w_hh);
         }
-        v.push(("fc.weight", &self.w_fc));
-        v.push(("fc.bias", &self.b_fc));
-        v.into_iter().map(|(n, p)| (n.to_string(), p)).collect()
+        fill(&mut p.w_fc);
+        fill(&mut p.b_fc);
+        if config.bias {
+            for l in p.layers.iter_mut() {
+                fill(&mut l.b_ih);
+                fill(&mut l.b_hh);
+            }
+        }
+        p
+    }
+
+    /// `(name, values)` for every parameter the configuration has, in PyTorch's `state_dict`
+    /// order (`torch.nn.RNN`'s, layer by layer, then the `Linear` head's). The reference keeps
+    /// its own list, so a mistake in the GPU side's layout cannot hide behind it.
+    pub fn named(&self) -> Vec<(String, &[f64])> {
+        let mut v: Vec<(String, &[f64])> = Vec::new();
+        for (k, l) in self.layers.iter().enumerate() {
+            v.push((format!("rnn.weight_ih_l{k}"), &l.w_ih));
+            v.push((format!("rnn.weight_hh_l{k}"), &l.w_hh));
+            if self.config.bias {
+                v.push((format!("rnn.bias_ih_l{k}"), &l.b_ih));
+                v.push((format!("rnn.bias_hh_l{k}"), &l.b_hh));
+            }
+        }
+        v.push(("fc.weight".into(), &self.w_fc));
+        v.push(("fc.bias".into(), &self.b_fc));
+        v
     }
 
     /// `(name, shape)` for every parameter, in the order of [`Params::named`].
     pub fn shapes(config: &RnnConfig) -> Vec<(String, Vec<usize>)> {
-        let (i, h, o) = (config.input, config.hidden, config.output);
-        let mut v = vec![
-            ("rnn.weight_ih_l0", vec![h, i]),
-            ("rnn.weight_hh_l0", vec![h, h]),
-        ];
-        if config.bias {
-            v.push(("rnn.bias_ih_l0", vec![h]));
-            v.push(("rnn.bias_hh_l0", vec![h]));
+        let (h, o) = (config.hidden, config.output);
+        let mut v = Vec::new();
+        for k in 0..config.layers {
+            v.push((
+                format!("rnn.weight_ih_l{k}"),
+                vec![h, layer_input(config, k)],
+            ));
+            v.push((format!("rnn.weight_hh_l{k}"), vec![h, h]));
+            if config.bias {
+                v.push((format!("rnn.bias_ih_l{k}"), vec![h]));
+                v.push((format!("rnn.bias_hh_l{k}"), vec![h]));
+            }
         }
-        v.push(("fc.weight", vec![o, h]));
-        v.push(("fc.bias", vec![o]));
-        v.into_iter().map(|(n, s)| (n.to_string(), s)).collect()
+        v.push(("fc.weight".into(), vec![o, h]));
+        v.push(("fc.bias".into(), vec![o]));
+        v
     }
 
     /// Mutable access to the parameter `name`.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Vec<f64>> {
         match name {
-            "rnn.weight_ih_l0" => Some(&mut self.w_ih),
-            "rnn.weight_hh_l0" => Some(&mut self.w_hh),
-            "rnn.bias_ih_l0" if self.config.bias => Some(&mut self.b_ih),
-            "rnn.bias_hh_l0" if self.config.bias => Some(&mut self.b_hh),
-            "fc.weight" => Some(&mut self.w_fc),
-            "fc.bias" => Some(&mut self.b_fc),
+            "fc.weight" => return Some(&mut self.w_fc),
+            "fc.bias" => return Some(&mut self.b_fc),
+            _ => {}
+        }
+        let rest = name.strip_prefix("rnn.")?;
+        let (kind, k) = rest.rsplit_once("_l")?;
+        let layer = self.layers.get_mut(k.parse::<usize>().ok()?)?;
+        match kind {
+            "weight_ih" => Some(&mut layer.w_ih),
+            "weight_hh" => Some(&mut layer.w_hh),
+            "bias_ih" if self.config.bias => Some(&mut layer.b_ih),
+            "bias_hh" if self.config.bias => Some(&mut layer.b_hh),
             _ => None,
         }
     }
@@ -111,17 +150,28 @@ pub struct Trace {
     pub steps: usize,
     /// Batch `B`.
     pub batch: usize,
-    /// Hidden states `[T + 1, B, H]`; slot 0 is h0.
-    pub h: Vec<f64>,
+    /// Every layer's hidden states `[T + 1, B, H]`, bottom layer first; slot 0 is its h0.
+    pub h: Vec<Vec<f64>>,
     /// Outputs `[T, B, O]`.
     pub o: Vec<f64>,
 }
 
 impl Trace {
-    /// The last hidden state `[B, H]`.
-    pub fn h_n(&self) -> &[f64] {
-        let bh = self.h.len() / (self.steps + 1);
-        &self.h[self.steps * bh..]
+    /// The last hidden state of every layer, `[L, B, H]` (PyTorch's `h_n`).
+    pub fn h_n(&self) -> Vec<f64> {
+        self.h
+            .iter()
+            .flat_map(|h| {
+                let bh = h.len() / (self.steps + 1);
+                h[self.steps * bh..].iter().copied()
+            })
+            .collect()
+    }
+
+    /// Layer `k`'s outputs `h(1..=T)`, `[T, B, H]`: what the layer above reads.
+    fn outputs(&self, k: usize) -> &[f64] {
+        let bh = self.h[k].len() / (self.steps + 1);
+        &self.h[k][bh..]
     }
 }
 
@@ -146,42 +196,71 @@ fn act_grad(n: Nonlinearity, h: f64) -> f64 {
     }
 }
 
-/// Forward over `T` steps: `h(t) = act(b_ih + b_hh + W h(t-1) + U x(t))`, `o(t) = c + V h(t)`.
-pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: usize) -> Trace {
-    let RnnConfig {
-        input: ni,
-        hidden: nh,
-        output: no,
-        nonlinearity,
-        ..
-    } = p.config;
+/// One layer over `T` steps: `h(t) = act(b_ih + b_hh + W h(t-1) + U x(t))` for inputs `x`
+/// `[T, B, ni]` from `h0` `[B, H]`; returns `[T + 1, B, H]` with h0 in slot 0.
+fn layer_forward(
+    l: &Layer,
+    n: Nonlinearity,
+    x: &[f64],
+    ni: usize,
+    h0: &[f64],
+    steps: usize,
+    batch: usize,
+) -> Vec<f64> {
+    let nh = l.b_ih.len();
     let mut h = vec![0.0; (steps + 1) * batch * nh];
-    if let Some(h0) = h0 {
-        h[..batch * nh].copy_from_slice(h0);
-    }
-    let mut o = vec![0.0; steps * batch * no];
+    h[..batch * nh].copy_from_slice(h0);
     for t in 0..steps {
         for b in 0..batch {
             let row = t * batch + b;
             let prev = t * batch * nh + b * nh; // h(t-1)[b] lives in slot t
             let cur = (t + 1) * batch * nh + b * nh; // h(t)[b] in slot t + 1
             for j in 0..nh {
-                let mut a = p.b_ih[j] + p.b_hh[j];
+                let mut a = l.b_ih[j] + l.b_hh[j];
                 for k in 0..ni {
-                    a += p.w_ih[j * ni + k] * x[row * ni + k];
+                    a += l.w_ih[j * ni + k] * x[row * ni + k];
                 }
                 for k in 0..nh {
-                    a += p.w_hh[j * nh + k] * h[prev + k];
+                    a += l.w_hh[j * nh + k] * h[prev + k];
                 }
-                h[cur + j] = act(nonlinearity, a);
+                h[cur + j] = act(n, a);
             }
-            for q in 0..no {
-                let mut v = p.b_fc[q];
-                for j in 0..nh {
-                    v += p.w_fc[q * nh + j] * h[cur + j];
-                }
-                o[row * no + q] = v;
+        }
+    }
+    h
+}
+
+/// Forward over `T` steps through every layer (layer k + 1 reads layer k's outputs), then the
+/// head `o(t) = c + V h(t)` on the top layer. `h0` is `[L, B, H]`, zeros when `None`.
+pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: usize) -> Trace {
+    let c = p.config;
+    let (nh, no) = (c.hidden, c.output);
+    let bh = batch * nh;
+    let zeros = vec![0.0; c.layers * bh];
+    let h0 = h0.unwrap_or(&zeros);
+    let mut h: Vec<Vec<f64>> = Vec::new();
+    for (k, l) in p.layers.iter().enumerate() {
+        let input = if k == 0 { x } else { &h[k - 1][bh..] };
+        let hk = layer_forward(
+            l,
+            c.nonlinearity,
+            input,
+            layer_input(&c, k),
+            &h0[k * bh..(k + 1) * bh],
+            steps,
+            batch,
+        );
+        h.push(hk);
+    }
+    let top = &h[c.layers - 1][bh..];
+    let mut o = vec![0.0; steps * batch * no];
+    for row in 0..steps * batch {
+        for q in 0..no {
+            let mut v = p.b_fc[q];
+            for j in 0..nh {
+                v += p.w_fc[q * nh + j] * top[row * nh + j];
             }
+            o[row * no + q] = v;
         }
     }
     Trace { steps, batch, h, o }
@@ -234,29 +313,24 @@ pub struct Grads {
     pub params: Params,
     /// dL/dx `[T, B, I]`.
     pub x: Vec<f64>,
-    /// dL/dh0 `[B, H]`.
+    /// dL/dh0 `[L, B, H]`.
     pub h0: Vec<f64>,
 }
 
-/// Back-propagation through time of `d_o` = dL/do through the pass recorded in `trace`.
-pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
-    let RnnConfig {
-        input: ni,
-        hidden: nh,
-        output: no,
-        nonlinearity,
-        ..
-    } = p.config;
-    let (steps, batch) = (trace.steps, trace.batch);
-    let mut g = Params {
-        config: p.config,
-        w_ih: vec![0.0; nh * ni],
-        w_hh: vec![0.0; nh * nh],
-        b_ih: vec![0.0; nh],
-        b_hh: vec![0.0; nh],
-        w_fc: vec![0.0; no * nh],
-        b_fc: vec![0.0; no],
-    };
+/// Back-propagation through time of one layer: from `d_out` = dL/dh(t) arriving from above
+/// (the head, or the next layer's input) for every step, the layer's parameter gradients
+/// (added into `g`), dL/d(its input) `[T, B, ni]` and dL/dh0 `[B, H]`.
+fn layer_backward(
+    l: &Layer,
+    n: Nonlinearity,
+    (x, ni): (&[f64], usize),
+    h: &[f64],
+    d_out: &[f64],
+    g: &mut Layer,
+    batch: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let nh = l.b_ih.len();
+    let steps = h.len() / (batch * nh) - 1;
     let mut dx = vec![0.0; x.len()];
     // da_next[b][j] = dL/da(t+1)[b][j]; zero past the last step.
     let mut da_next = vec![0.0; batch * nh];
@@ -267,21 +341,12 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             let prev = t * batch * nh + b * nh;
             let cur = (t + 1) * batch * nh + b * nh;
             for j in 0..nh {
-                // dh(t) = V^T do(t) + W^T da(t+1)
-                let mut dh = 0.0;
-                for q in 0..no {
-                    dh += p.w_fc[q * nh + j] * d_o[row * no + q];
-                }
+                // dh(t) = (from above) + W^T da(t+1)
+                let mut dh = d_out[row * nh + j];
                 for k in 0..nh {
-                    dh += p.w_hh[k * nh + j] * da_next[b * nh + k];
+                    dh += l.w_hh[k * nh + j] * da_next[b * nh + k];
                 }
-                da[b * nh + j] = dh * act_grad(nonlinearity, trace.h[cur + j]);
-            }
-            for q in 0..no {
-                g.b_fc[q] += d_o[row * no + q];
-                for j in 0..nh {
-                    g.w_fc[q * nh + j] += d_o[row * no + q] * trace.h[cur + j];
-                }
+                da[b * nh + j] = dh * act_grad(n, h[cur + j]);
             }
             for j in 0..nh {
                 let d = da[b * nh + j];
@@ -289,10 +354,10 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
                 g.b_hh[j] += d;
                 for k in 0..ni {
                     g.w_ih[j * ni + k] += d * x[row * ni + k];
-                    dx[row * ni + k] += p.w_ih[j * ni + k] * d;
+                    dx[row * ni + k] += l.w_ih[j * ni + k] * d;
                 }
                 for k in 0..nh {
-                    g.w_hh[j * nh + k] += d * trace.h[prev + k];
+                    g.w_hh[j * nh + k] += d * h[prev + k];
                 }
             }
         }
@@ -303,13 +368,58 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
     for b in 0..batch {
         for j in 0..nh {
             for k in 0..nh {
-                dh0[b * nh + j] += p.w_hh[k * nh + j] * da_next[b * nh + k];
+                dh0[b * nh + j] += l.w_hh[k * nh + j] * da_next[b * nh + k];
             }
+        }
+    }
+    (dx, dh0)
+}
+
+/// Back-propagation through time of `d_o` = dL/do through the pass recorded in `trace`: the
+/// head, then every layer from the top down.
+pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
+    let c = p.config;
+    let (nh, no) = (c.hidden, c.output);
+    let batch = trace.batch;
+    let bh = batch * nh;
+    let mut g = Params::zeros(c);
+    // The head: dV, dc, and dL/dh(t) of the top layer = V^T do(t).
+    let top = trace.outputs(c.layers - 1);
+    let mut d_out = vec![0.0; top.len()];
+    for row in 0..trace.steps * batch {
+        for q in 0..no {
+            let d = d_o[row * no + q];
+            g.b_fc[q] += d;
+            for j in 0..nh {
+                g.w_fc[q * nh + j] += d * top[row * nh + j];
+                d_out[row * nh + j] += p.w_fc[q * nh + j] * d;
+            }
+        }
+    }
+    let mut dh0 = vec![0.0; c.layers * bh];
+    for k in (0..c.layers).rev() {
+        let input = if k == 0 { x } else { trace.outputs(k - 1) };
+        let (d_in, d_h0) = layer_backward(
+            &p.layers[k],
+            c.nonlinearity,
+            (input, layer_input(&c, k)),
+            &trace.h[k],
+            &d_out,
+            &mut g.layers[k],
+            batch,
+        );
+        dh0[k * bh..(k + 1) * bh].copy_from_slice(&d_h0);
+        d_out = d_in;
+    }
+    if !c.bias {
+        for l in g.layers.iter_mut() {
+            l.b_ih.fill(0.0);
+            l.b_hh.fill(0.0);
         }
     }
     Grads {
         params: g,
-        x: dx,
+        x: d_out,
         h0: dh0,
     }
 }
@@ -437,7 +547,7 @@ mod tests {
         let x: Vec<f64> = (0..steps * batch * config.input)
             .map(|_| rng.uniform(1.0))
             .collect();
-        let h0: Vec<f64> = (0..batch * config.hidden)
+        let h0: Vec<f64> = (0..config.layers * batch * config.hidden)
             .map(|_| rng.uniform(0.5))
             .collect();
         let h0 = with_h0.then_some(h0.as_slice());
@@ -499,16 +609,15 @@ mod tests {
         for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
             for l in [Loss::mse(), Loss::cross_entropy()] {
                 for reduction in [Reduction::Mean, Reduction::Sum] {
-                    for (steps, batch, bias, with_h0) in
-                        [(1, 1, true, false), (4, 3, true, true), (3, 2, false, true)]
-                    {
-                        let config = RnnConfig {
-                            input: 3,
-                            hidden: 4,
-                            output: 3,
-                            nonlinearity,
-                            bias,
-                        };
+                    for (steps, batch, bias, with_h0, layers) in [
+                        (1, 1, true, false, 1),
+                        (4, 3, true, true, 1),
+                        (3, 2, false, true, 2),
+                        (2, 2, true, true, 3),
+                    ] {
+                        let mut config = RnnConfig::new(3, 4, 3).with_layers(layers);
+                        config.nonlinearity = nonlinearity;
+                        config.bias = bias;
                         check(
                             config,
                             steps,
@@ -530,10 +639,12 @@ mod tests {
         let config = RnnConfig::new(1, 1, 1);
         let p = Params {
             config,
-            w_ih: vec![2.0],
-            w_hh: vec![0.3],
-            b_ih: vec![0.5],
-            b_hh: vec![0.25],
+            layers: vec![Layer {
+                w_ih: vec![2.0],
+                w_hh: vec![0.3],
+                b_ih: vec![0.5],
+                b_hh: vec![0.25],
+            }],
             w_fc: vec![1.5],
             b_fc: vec![-1.0],
         };

@@ -130,7 +130,53 @@ fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
     };
     let msg = write(&tensors, &[("num_layers", "2")]);
     assert!(
-        msg.contains("num_layers") && msg.contains("one layer"),
+        msg.contains("num_layers") && msg.contains("says 2") && msg.contains("1 layer"),
+        "{msg}"
+    );
+    // Stacked files gone wrong: a second layer whose input weights do not read H = 7 outputs,
+    // a layer skipped, a reverse direction.
+    let with = |extra: Vec<(&str, HostTensor)>| {
+        let mut t = tensors.clone();
+        t.extend(extra.into_iter().map(|(n, v)| (n.to_string(), v)));
+        t
+    };
+    let msg = write(
+        &with(vec![
+            ("rnn.weight_ih_l1", f32s(&[7, 5])),
+            ("rnn.weight_hh_l1", f32s(&[7, 7])),
+        ]),
+        &[],
+    );
+    assert!(
+        msg.contains("rnn.weight_ih_l1") && msg.contains("[7, 5]") && msg.contains("[7, 7]"),
+        "{msg}"
+    );
+    let msg = write(
+        &with(vec![
+            ("rnn.weight_ih_l2", f32s(&[7, 7])),
+            ("rnn.weight_hh_l2", f32s(&[7, 7])),
+        ]),
+        &[],
+    );
+    assert!(msg.contains("missing tensor `rnn.weight_ih_l1`"), "{msg}");
+    let msg = write(
+        &with(vec![("rnn.weight_ih_l0_reverse", f32s(&[7, 4]))]),
+        &[],
+    );
+    assert!(
+        msg.contains("rnn.weight_ih_l0_reverse") && msg.contains("bidirectional"),
+        "{msg}"
+    );
+    let msg = write(
+        &with(vec![
+            ("rnn.weight_ih_l1", f32s(&[7, 7])),
+            ("rnn.weight_hh_l1", f32s(&[7, 7])),
+            ("rnn.bias_ih_l1", f32s(&[6])),
+        ]),
+        &[],
+    );
+    assert!(
+        msg.contains("rnn.bias_ih_l1") && msg.contains("[6]"),
         "{msg}"
     );
     let msg = write(&tensors, &[("nonlinearity", "sigmoid")]);

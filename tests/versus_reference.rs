@@ -21,6 +21,7 @@ struct Case {
     bias: bool,
     loss: Loss,
     with_h0: bool,
+    layers: usize,
 }
 
 /// Uploads the reference's parameters into a fresh GPU model.
@@ -69,7 +70,9 @@ fn setup(c: Case, seed: u64) -> Setup {
             c.loss,
         )
         .2;
-        if g.params.w_hh.iter().any(|v| v.abs() > 1e-9) {
+        // Every layer's recurrence must carry gradient.
+        let live = |l: &reference::Layer| l.w_hh.iter().any(|v| v.abs() > 1e-9);
+        if g.params.layers.iter().all(live) {
             return s;
         }
     }
@@ -77,24 +80,25 @@ fn setup(c: Case, seed: u64) -> Setup {
 }
 
 fn setup_from(c: Case, seed: u64) -> Setup {
-    let config = RnnConfig {
-        input: c.input,
-        hidden: c.hidden,
-        output: c.output,
-        nonlinearity: c.nonlinearity,
-        bias: c.bias,
-    };
+    let config = RnnConfig::new(c.input, c.hidden, c.output)
+        .with_nonlinearity(c.nonlinearity)
+        .with_bias(c.bias)
+        .with_layers(c.layers);
     // Weights scaled so the recurrence neither saturates nor dies out at any H.
     let mut p = Params::random(config, 1.5 / (c.hidden as f64).sqrt(), seed);
     if c.nonlinearity == Nonlinearity::Relu && c.bias {
         // Positive biases keep most relu units alive, so the recurrent path carries gradient.
-        for v in p.b_ih.iter_mut().chain(p.b_hh.iter_mut()) {
-            *v = v.abs() + 0.1;
+        for l in p.layers.iter_mut() {
+            for v in l.b_ih.iter_mut().chain(l.b_hh.iter_mut()) {
+                *v = v.abs() + 0.1;
+            }
         }
     }
     let (t, b) = (c.steps, c.batch);
     let x = random(t * b * c.input, 1.0, seed + 1);
-    let h0 = c.with_h0.then(|| random(b * c.hidden, 0.8, seed + 2));
+    let h0 = c
+        .with_h0
+        .then(|| random(c.layers * b * c.hidden, 0.8, seed + 2));
     let targets = match c.loss.kind {
         LossKind::Mse => Targets::Values(random(t * b * c.output, 1.0, seed + 3)),
         LossKind::CrossEntropy => Targets::Classes(
@@ -124,7 +128,7 @@ fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult)
     let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&s.x)).expect("x");
     let h0t =
         s.h0.as_ref()
-            .map(|h| Tensor::from_slice(&g, &[b, c.hidden], &to_f32(h)).expect("h0"));
+            .map(|h| Tensor::from_slice(&g, &[c.layers, b, c.hidden], &to_f32(h)).expect("h0"));
     let yv;
     let yc;
     let target = match &s.targets {
@@ -173,11 +177,12 @@ fn run_on(c: Case, seed: u64, driver: Driver, g: &Gpu) -> Vec<&'static str> {
     let ctx = format!("{c:?} driver {driver:?} kernels {kernels:?}");
     // Every case exercises the recurrent path: dL/dW_hh is not zero (a dead relu layer, or
     // T = 1 with no h0, would check nothing of the recurrence).
-    let dw = &want.params.w_hh;
-    assert!(
-        dw.iter().any(|v| v.abs() > 1e-9),
-        "{ctx}: the case never exercises the recurrence (dL/dW_hh is zero)"
-    );
+    for (k, l) in want.params.layers.iter().enumerate() {
+        assert!(
+            l.w_hh.iter().any(|v| v.abs() > 1e-9),
+            "{ctx}: the case never exercises layer {k}'s recurrence (dL/dW_hh is zero)"
+        );
+    }
 
     let mut rnn = model_on(g, &s.p, driver);
     // First a call on other data of the same shape, so every result checked below must
@@ -186,9 +191,9 @@ fn run_on(c: Case, seed: u64, driver: Driver, g: &Gpu) -> Vec<&'static str> {
     gpu_run(&mut rnn, c, &other);
     let (fw_o, fw_h, got) = gpu_run(&mut rnn, c, &s);
     assert_close(&format!("output (forward) {ctx}"), &fw_o, &trace.o, REL);
-    assert_close(&format!("h_n (forward) {ctx}"), &fw_h, trace.h_n(), REL);
+    assert_close(&format!("h_n (forward) {ctx}"), &fw_h, &trace.h_n(), REL);
     assert_close(&format!("output {ctx}"), &got.output, &trace.o, REL);
-    assert_close(&format!("h_n {ctx}"), &got.h_n, trace.h_n(), REL);
+    assert_close(&format!("h_n {ctx}"), &got.h_n, &trace.h_n(), REL);
     assert_close(&format!("loss {ctx}"), &[got.loss], &[want_loss], REL);
     let named = want.params.named();
     assert_eq!(got.params.len(), named.len(), "{ctx}: parameter count");
@@ -233,6 +238,7 @@ fn grid() -> Vec<Case> {
                             loss: loss.with_reduction(reduction),
                             // With T = 1 and no h0, dL/dW_hh is zero by construction.
                             with_h0: with_h0 || steps == 1,
+                            layers: 1,
                         });
                         n += 1;
                     }
@@ -271,6 +277,7 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
         bias: true,
         loss: Loss::mse(),
         with_h0: true,
+        layers: 1,
     };
     run(c, 77, Driver::Persistent);
     run(c, 78, Driver::PerStep);
@@ -311,6 +318,7 @@ fn every_kernel_style_matches_reference() {
         bias: true,
         loss: Loss::mse(),
         with_h0: true,
+        layers: 1,
     };
     run_with(wide, 44, Driver::PerStep, KernelStyle::Tiled);
     run_with(wide, 45, Driver::PerStep, KernelStyle::Direct);
@@ -366,6 +374,7 @@ fn long_sequence_and_wide_batch_match_reference() {
         bias: true,
         loss: Loss::mse(),
         with_h0: true,
+        layers: 1,
     };
     let relu_ce = Case {
         loss: Loss::cross_entropy().with_reduction(Reduction::Sum),
@@ -404,6 +413,7 @@ fn thousand_step_sequences_match_reference() {
         bias: true,
         loss: Loss::mse(),
         with_h0: true,
+        layers: 1,
     };
     for driver in [Driver::Persistent, Driver::PerStep] {
         run(c, 90, driver);
@@ -526,11 +536,8 @@ fn the_models_parameter_layout_is_pytorchs() {
     // The reference's own list of names and shapes (PyTorch's state_dict order) against the
     // GPU side's flat layout: a layout bug cannot pass on both sides.
     let g = gpu();
-    for bias in [true, false] {
-        let config = RnnConfig {
-            bias,
-            ..RnnConfig::new(3, 5, 2)
-        };
+    for (bias, layers) in [(true, 1), (false, 1), (true, 3), (false, 2)] {
+        let config = RnnConfig::new(3, 5, 2).with_bias(bias).with_layers(layers);
         let rnn = Rnn::new(&g, config, 0).expect("model");
         let got: Vec<(String, Vec<usize>)> = rnn
             .layout()
@@ -538,7 +545,7 @@ fn the_models_parameter_layout_is_pytorchs() {
             .iter()
             .map(|e| (e.name.clone(), e.shape.clone()))
             .collect();
-        assert_eq!(got, Params::shapes(&config), "bias {bias}");
+        assert_eq!(got, Params::shapes(&config), "bias {bias}, {layers} layers");
         let mut offset = 0;
         for e in rnn.layout().entries() {
             assert_eq!(e.offset, offset, "{}: packed back to back", e.name);
@@ -564,6 +571,7 @@ fn a_gradient_missing_one_steps_contribution_fails_the_comparison() {
         bias: true,
         loss: Loss::mse(),
         with_h0: true,
+        layers: 1,
     };
     let s = setup(c, 91);
     let (t, b) = (c.steps, c.batch);
@@ -667,6 +675,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             bias: true,
             loss: Loss::mse(),
             with_h0: true,
+            layers: 1,
         },
         // H = 64: W through the uniform window; B = 5, a partial row group.
         Case {
@@ -679,6 +688,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             bias: true,
             loss: Loss::cross_entropy(),
             with_h0: false,
+            layers: 1,
         },
         // H = 132 (past the window), B = 70 (more than one 64-row block).
         Case {
@@ -691,6 +701,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             bias: false,
             loss: Loss::mse().with_reduction(Reduction::Sum),
             with_h0: true,
+            layers: 1,
         },
     ];
     let mut seed = 9000;
@@ -746,6 +757,125 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn stacked_layers_match_reference_under_every_driver_and_style() {
+    // L = 2 and 3 (layer k + 1 reads layer k's outputs; h0 and h_n are [L, B, H]) under every
+    // driver and kernel style, over odd and blocked sizes, T = 1 and B = 1 included: each
+    // (driver, style) pair meets both layer counts and both H kinds.
+    let base = gpu();
+    let shapes = [
+        // (T, B, I, H, O, nonlinearity, bias, loss)
+        (4, 3, 5, 7, 3, Nonlinearity::Tanh, true, Loss::mse()),
+        (
+            1,
+            1,
+            2,
+            64,
+            2,
+            Nonlinearity::Relu,
+            true,
+            Loss::cross_entropy(),
+        ),
+        (
+            6,
+            5,
+            3,
+            12,
+            4,
+            Nonlinearity::Tanh,
+            false,
+            Loss::cross_entropy(),
+        ),
+        (
+            3,
+            9,
+            8,
+            65,
+            1,
+            Nonlinearity::Relu,
+            true,
+            Loss::mse().with_reduction(Reduction::Sum),
+        ),
+    ];
+    let mut n = 0;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+            for layers in [2, 3] {
+                let (steps, batch, input, hidden, output, nonlinearity, bias, loss) =
+                    shapes[n % shapes.len()];
+                let c = Case {
+                    steps,
+                    batch,
+                    input,
+                    hidden,
+                    output,
+                    nonlinearity,
+                    bias,
+                    loss,
+                    // T = 1 needs h0 for a live recurrence; otherwise alternate.
+                    with_h0: steps == 1 || n % 2 == 0,
+                    layers,
+                };
+                run_on(c, 12_000 + n as u64 * 10, driver, &base.with_kernels(style));
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn carrying_the_state_is_passing_h_n_back() {
+    // `forward(&x, Some(&previous.h_n))`: the h_n a call returned, given back as h0 (once a
+    // GPU validation error, as h_n was a view of the buffer h0 is copied into), for every
+    // layer count and driver; also through loss_and_gradients and train_step.
+    let g = gpu();
+    for layers in [1, 2, 3] {
+        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+            let config = RnnConfig::new(3, 8, 2).with_layers(layers);
+            let p = Params::random(config, 0.5, 40 + layers as u64);
+            let (t, b) = (4, 3);
+            let x1 = random(t * b * 3, 1.0, 41);
+            let x2 = random(t * b * 3, 1.0, 42);
+            let first = reference::forward(&p, &x1, None, t, b);
+            let second = reference::forward(&p, &x2, Some(&first.h_n()), t, b);
+            let mut rnn = model_from(&p, driver);
+            let x1t = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x1)).unwrap();
+            let x2t = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x2)).unwrap();
+            let out = rnn.forward(&x1t, None).unwrap();
+            assert_eq!(out.h_n.shape(), [layers, b, 8]);
+            let h_n = out.h_n.clone();
+            let out = rnn
+                .forward(&x2t, Some(&h_n))
+                .expect("h_n passed back as h0");
+            let ctx = format!("{layers} layers, {driver:?}");
+            assert_close(
+                &format!("o, {ctx}"),
+                &out.output.to_vec().unwrap(),
+                &second.o,
+                REL,
+            );
+            assert_close(
+                &format!("h_n, {ctx}"),
+                &out.h_n.to_vec().unwrap(),
+                &second.h_n(),
+                REL,
+            );
+            let y = Tensor::zeros(&g, &[t, b, 2]).unwrap();
+            let h_n = out.h_n.clone();
+            rnn.loss_and_gradients(&x1t, Some(&h_n), Target::Values(&y), Loss::mse())
+                .expect("through loss_and_gradients");
+            let mut opt = Optimizer::new(&rnn, OptimizerKind::sgd(0.01, 0.0)).unwrap();
+            let h_n = rnn.forward(&x1t, None).unwrap().h_n;
+            rnn.train_step(&x2t, Some(&h_n), Target::Values(&y), Loss::mse(), &mut opt)
+                .expect("through train_step");
         }
     }
 }

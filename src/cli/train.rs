@@ -26,6 +26,9 @@ pub struct TrainArgs {
     /// Hidden units [default: sine 32, recall 64, text 128].
     #[arg(long)]
     hidden: Option<usize>,
+    /// Stacked recurrent layers (`num_layers`) [default: 1, or the resumed model's].
+    #[arg(long)]
+    layers: Option<usize>,
     /// Training steps, one batch each [default: sine 400, recall 500, text 1000].
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
@@ -222,6 +225,12 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     ),
                 ));
             }
+            if a.layers.is_some_and(|l| l != c.layers) {
+                return Err(bad_arg(
+                    "--layers",
+                    format!("{path} has {} layers; leave --layers out", c.layers),
+                ));
+            }
             if a.hidden.is_some_and(|h| h != c.hidden) {
                 return Err(bad_arg(
                     "--hidden",
@@ -231,16 +240,12 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             m.rnn
         }
         None => {
-            let config = RnnConfig {
-                input: plan.input,
-                hidden: a.hidden.unwrap_or(plan.hidden),
-                output: plan.output,
-                nonlinearity: match a.nonlinearity {
+            let config = RnnConfig::new(plan.input, a.hidden.unwrap_or(plan.hidden), plan.output)
+                .with_layers(a.layers.unwrap_or(1))
+                .with_nonlinearity(match a.nonlinearity {
                     Some(Act::Relu) => Nonlinearity::Relu,
                     _ => Nonlinearity::Tanh,
-                },
-                bias: true,
-            };
+                });
             Rnn::new(&gpu, config, a.seed)?
         }
     };
@@ -556,8 +561,9 @@ fn text_lm(
     let mut log = Log::new(steps, t * b, a.log_every);
     let x = Tensor::zeros(gpu, &[t, b, v])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
-    let h = Tensor::zeros(gpu, &[b, rnn.config().hidden])?;
-    let zeros = vec![0.0; b * rnn.config().hidden];
+    let (layers, hidden) = (rnn.config().layers, rnn.config().hidden);
+    let h = Tensor::zeros(gpu, &[layers, b, hidden])?;
+    let zeros = vec![0.0; layers * b * hidden];
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
     let loss = Loss::cross_entropy();
@@ -566,11 +572,11 @@ fn text_lm(
         Some(_) => Some((
             Tensor::zeros(gpu, &[t, vb, v])?,
             ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?,
-            Tensor::zeros(gpu, &[vb, rnn.config().hidden])?,
+            Tensor::zeros(gpu, &[layers, vb, hidden])?,
         )),
         None => None,
     };
-    let zeros_v = vec![0.0; vb * rnn.config().hidden];
+    let zeros_v = vec![0.0; layers * vb * hidden];
     let mut validate = |rnn: &mut Rnn| -> Result<Option<f32>, Error> {
         let (Some(vs), Some((xv, yv, hv))) = (&valid, held.as_mut()) else {
             return Ok(None);

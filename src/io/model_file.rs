@@ -7,14 +7,14 @@ use std::path::Path;
 use super::tensors::{self, HostTensor, TensorFile};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::params::{B_HH, B_IH, FC_B, FC_W, W_HH, W_IH};
+use crate::model::params::{FC_B, FC_W, LayerNames};
 use crate::model::{Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.
 pub mod keys {
     /// `"tanh"` or `"relu"`; missing means tanh, as in PyTorch.
     pub const NONLINEARITY: &str = "nonlinearity";
-    /// Number of stacked recurrent layers; this version runs one.
+    /// Number of stacked recurrent layers; checked against the tensors when present.
     pub const NUM_LAYERS: &str = "num_layers";
     /// `I`; checked against the weights when present.
     pub const INPUT_SIZE: &str = "input_size";
@@ -50,7 +50,7 @@ pub fn save(rnn: &Rnn, path: impl AsRef<Path>, extra: &HashMap<String, String>) 
     let mut meta = extra.clone();
     for (k, v) in [
         (keys::NONLINEARITY, c.nonlinearity.name().to_string()),
-        (keys::NUM_LAYERS, "1".to_string()),
+        (keys::NUM_LAYERS, c.layers.to_string()),
         (keys::INPUT_SIZE, c.input.to_string()),
         (keys::HIDDEN_SIZE, c.hidden.to_string()),
         (keys::OUTPUT_SIZE, c.output.to_string()),
@@ -94,29 +94,47 @@ pub fn from_file(gpu: &Gpu, file: &TensorFile) -> Result<LoadedModel> {
 /// metadata, every disagreement an error naming the file and tensor.
 pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     let meta = file.metadata();
-    // Stacked layers are the next step of this crate; until then say so plainly.
-    let layers = match meta.get(keys::NUM_LAYERS) {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| file.invalid(keys::NUM_LAYERS, format!("{v:?} is not a whole number")))?,
-        None => 1,
+    // The layers the tensors hold: rnn.*_l0 .. rnn.*_l{L-1}, with no gap.
+    let layer_of = |name: &str| -> Option<usize> {
+        let rest = name.strip_prefix("rnn.")?;
+        let (kind, k) = rest.rsplit_once("_l")?;
+        ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            .contains(&kind)
+            .then(|| k.parse::<usize>().ok())
+            .flatten()
     };
-    if layers != 1 || file.names().any(|n| n.ends_with("_l1")) {
-        return Err(file.invalid(
-            keys::NUM_LAYERS,
-            format!(
-                "the file holds a stacked RNN ({} layers); this version runs one layer",
-                layers.max(2)
-            ),
-        ));
-    }
     for name in file.names() {
-        if ![W_IH, W_HH, B_IH, B_HH, FC_W, FC_B].contains(&name) {
+        if name.starts_with("rnn.") && name.ends_with("_reverse") {
+            return Err(file.invalid(
+                name,
+                "a bidirectional RNN: this version runs one direction (bidirectional=False)".into(),
+            ));
+        }
+        if layer_of(name).is_none() && name != FC_W && name != FC_B {
             return Err(file.invalid(
                 name,
                 format!(
-                    "unexpected tensor; a model file holds {W_IH}, {W_HH}, {B_IH}, {B_HH}, \
-                     {FC_W}, {FC_B}"
+                    "unexpected tensor; a model file holds rnn.weight_ih_l{{k}}, \
+                     rnn.weight_hh_l{{k}}, rnn.bias_ih_l{{k}}, rnn.bias_hh_l{{k}} for each layer \
+                     k, {FC_W} and {FC_B}"
+                ),
+            ));
+        }
+    }
+    let layers = file.names().filter_map(layer_of).max().map_or(0, |k| k + 1);
+    if layers == 0 {
+        file.require(&LayerNames::new(0).w_ih)?;
+    }
+    if let Some(v) = meta.get(keys::NUM_LAYERS) {
+        let n = v
+            .parse::<usize>()
+            .map_err(|_| file.invalid(keys::NUM_LAYERS, format!("{v:?} is not a whole number")))?;
+        if n != layers {
+            return Err(file.invalid(
+                keys::NUM_LAYERS,
+                format!(
+                    "says {n}, but the file holds tensors of {layers} layer{}",
+                    if layers == 1 { "" } else { "s" }
                 ),
             ));
         }
@@ -132,25 +150,59 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         }
         Ok(t.shape.clone())
     };
-    let w_ih = dims(W_IH, 2)?;
+    let first = LayerNames::new(0);
+    let w_ih = dims(&first.w_ih, 2)?;
     let (h, i) = (w_ih[0], w_ih[1]);
-    let w_hh = dims(W_HH, 2)?;
-    if w_hh != [h, h] {
-        return Err(file.shape_err(W_HH, &w_hh, format!("[{h}, {h}] (H from {W_IH})")));
+    let mut has_bias = false;
+    for k in 0..layers {
+        let n = LayerNames::new(k);
+        // Layer k > 0 reads layer k - 1's outputs: its weight_ih is [H, H]. A layer missing
+        // its weights (a gap) is named by `require`.
+        if k > 0 {
+            let got = dims(&n.w_ih, 2)?;
+            if got != [h, h] {
+                return Err(file.shape_err(
+                    &n.w_ih,
+                    &got,
+                    format!(
+                        "[{h}, {h}] (H from {}; layer {k} reads layer {}'s outputs)",
+                        first.w_ih,
+                        k - 1
+                    ),
+                ));
+            }
+        }
+        let w_hh = dims(&n.w_hh, 2)?;
+        if w_hh != [h, h] {
+            return Err(file.shape_err(
+                &n.w_hh,
+                &w_hh,
+                format!("[{h}, {h}] (H from {})", first.w_ih),
+            ));
+        }
+        for name in [&n.b_ih, &n.b_hh] {
+            if file.get(name).is_some() {
+                let got = dims(name, 1)?;
+                if got != [h] {
+                    return Err(file.shape_err(
+                        name,
+                        &got,
+                        format!("[{h}] (H from {})", first.w_ih),
+                    ));
+                }
+                has_bias = true;
+            }
+        }
     }
     let fc_w = dims(FC_W, 2)?;
     if fc_w[1] != h {
-        return Err(file.shape_err(FC_W, &fc_w, format!("[O, {h}] (H from {W_IH})")));
+        return Err(file.shape_err(FC_W, &fc_w, format!("[O, {h}] (H from {})", first.w_ih)));
     }
     let o = fc_w[0];
-    let mut has_bias = false;
-    for (name, n) in [(B_IH, h), (B_HH, h), (FC_B, o)] {
-        if file.get(name).is_some() {
-            let got = dims(name, 1)?;
-            if got != [n] {
-                return Err(file.shape_err(name, &got, format!("[{n}]")));
-            }
-            has_bias |= name != FC_B;
+    if file.get(FC_B).is_some() {
+        let got = dims(FC_B, 1)?;
+        if got != [o] {
+            return Err(file.shape_err(FC_B, &got, format!("[{o}]")));
         }
     }
     let nonlinearity = match meta.get(keys::NONLINEARITY) {
@@ -198,11 +250,8 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             ),
         ));
     }
-    Ok(RnnConfig {
-        input: i,
-        hidden: h,
-        output: o,
-        nonlinearity,
-        bias,
-    })
+    Ok(RnnConfig::new(i, h, o)
+        .with_layers(layers)
+        .with_nonlinearity(nonlinearity)
+        .with_bias(bias))
 }

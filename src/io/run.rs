@@ -8,7 +8,7 @@ use crate::model::Rnn;
 use crate::tensor::{ClassIds, Tensor};
 
 /// Runs `rnn` on the tensors of `input` and returns what an output file holds, in order:
-/// `o` `[T, B, O]`, `h_n` `[1, B, H]`, and when `input` has a target `y`: `loss` (a scalar),
+/// `o` `[T, B, O]`, `h_n` `[L, B, H]`, and when `input` has a target `y`: `loss` (a scalar),
 /// `grad.<parameter>` for every parameter, `grad.x` and, when `input` has `h0`, `grad.h0`.
 ///
 /// `loss` picks the loss; `None` infers it from `y`'s dtype (float: mse, integer:
@@ -43,13 +43,13 @@ pub fn run(
     let h0 = match input.floats("h0")? {
         None => None,
         Some((hs, hv)) => {
-            if hs != [1, b, c.hidden] && hs != [b, c.hidden] {
+            if hs != [c.layers, b, c.hidden] && (c.layers != 1 || hs != [b, c.hidden]) {
                 return Err(input.shape_err(
                     "h0",
                     &hs,
                     format!(
-                        "[1, {b}, {}] (num_layers, B from x, H of the model)",
-                        c.hidden
+                        "[{}, {b}, {}] (num_layers, B from x, H of the model)",
+                        c.layers, c.hidden
                     ),
                 ));
             }
@@ -73,7 +73,7 @@ pub fn run(
             ),
             (
                 "h_n".into(),
-                HostTensor::f32(&[1, b, c.hidden], out.h_n.to_vec()?),
+                HostTensor::f32(&[c.layers, b, c.hidden], out.h_n.to_vec()?),
             ),
         ]);
     };
@@ -137,7 +137,7 @@ pub fn run(
         ),
         (
             "h_n".into(),
-            HostTensor::f32(&[1, b, c.hidden], fw.h_n.to_vec()?),
+            HostTensor::f32(&[c.layers, b, c.hidden], fw.h_n.to_vec()?),
         ),
         ("loss".into(), HostTensor::f32(&[], vec![rnn.last_loss()?])),
     ];

@@ -36,9 +36,13 @@ impl std::str::FromStr for Nonlinearity {
     }
 }
 
-/// Sizes and options of an Elman RNN (`torch.nn.RNN`, one layer) with a linear head
-/// (`torch.nn.Linear`) applied at every step.
+/// Sizes and options of an Elman RNN (`torch.nn.RNN`) with a linear head (`torch.nn.Linear`)
+/// applied at every step of its top layer.
+///
+/// Made with [`RnnConfig::new`] and changed field by field or with the `with_` methods (new
+/// options come as new fields, so it cannot be written as a literal outside the crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct RnnConfig {
     /// Input features `I`.
     pub input: usize,
@@ -51,6 +55,8 @@ pub struct RnnConfig {
     /// Whether the recurrent layer has its biases `b_ih`, `b_hh` (`torch.nn.RNN(bias=...)`);
     /// the head always has one.
     pub bias: bool,
+    /// Stacked recurrent layers `L` (`num_layers`): layer k + 1 reads layer k's outputs.
+    pub layers: usize,
 }
 
 impl RnnConfig {
@@ -62,7 +68,31 @@ impl RnnConfig {
             output,
             nonlinearity: Nonlinearity::Tanh,
             bias: true,
+            layers: 1,
         }
+    }
+
+    /// The same with `layers` stacked layers.
+    pub fn with_layers(self, layers: usize) -> Self {
+        Self { layers, ..self }
+    }
+
+    /// The same with `nonlinearity`.
+    pub fn with_nonlinearity(self, nonlinearity: Nonlinearity) -> Self {
+        Self {
+            nonlinearity,
+            ..self
+        }
+    }
+
+    /// The same with or without the recurrent biases.
+    pub fn with_bias(self, bias: bool) -> Self {
+        Self { bias, ..self }
+    }
+
+    /// The width of layer `k`'s input: `I` for the first layer, `H` above it.
+    pub fn layer_input(&self, k: usize) -> usize {
+        if k == 0 { self.input } else { self.hidden }
     }
 
     /// Rejects zero sizes.
@@ -71,6 +101,7 @@ impl RnnConfig {
             ("input", self.input),
             ("hidden", self.hidden),
             ("output", self.output),
+            ("layers", self.layers),
         ] {
             if v == 0 {
                 return Err(InputError::Invalid {

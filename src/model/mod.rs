@@ -241,12 +241,13 @@ impl Rnn {
         if let Some(h0) = h0 {
             self.check_gpu("h0", h0)?;
             let hs = h0.shape();
-            // [B, H], or PyTorch's [num_layers = 1, B, H].
-            let ok = hs == [b, self.config.hidden] || hs == [1, b, self.config.hidden];
+            let (l, hid) = (self.config.layers, self.config.hidden);
+            // PyTorch's [num_layers, B, H], or [B, H] for a single layer.
+            let ok = hs == [l, b, hid] || (l == 1 && hs == [b, hid]);
             if !ok {
                 return Err(shape_err(
                     "h0",
-                    format!("[{b}, {}] (B from x)", self.config.hidden),
+                    format!("[{l}, {b}, {hid}] (layers, B from x, H)"),
                     hs,
                 ));
             }
@@ -344,11 +345,17 @@ impl Rnn {
             let bytes = |n: usize| n as u64 * 4;
             enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), &ws.x, 0, bytes(x.len()));
             let bh = bytes(ws.batch * hidden);
-            match h0 {
-                Some(h0) => {
-                    enc.copy_buffer_to_buffer(h0.buffer(), bytes(h0.offset()), &ws.h_all, 0, bh)
+            for (k, l) in ws.layers.iter().enumerate() {
+                match h0 {
+                    Some(h0) => enc.copy_buffer_to_buffer(
+                        h0.buffer(),
+                        bytes(h0.offset()) + k as u64 * bh,
+                        &l.h_all,
+                        0,
+                        bh,
+                    ),
+                    None => enc.clear_buffer(&l.h_all, 0, Some(bh)),
                 }
-                None => enc.clear_buffer(&ws.h_all, 0, Some(bh)),
             }
             match target {
                 Some(Target::Values(y)) => enc.copy_buffer_to_buffer(
@@ -370,12 +377,28 @@ impl Rnn {
         }
     }
 
+    /// Copies every layer's last state into `h_n`, after a forward pass.
+    fn gather_h_n(ws: &Workspace, hidden: usize) -> impl FnOnce(&mut wgpu::CommandEncoder) + '_ {
+        move |enc: &mut wgpu::CommandEncoder| {
+            let bh = (ws.batch * hidden) as u64 * 4;
+            for (k, l) in ws.layers.iter().enumerate() {
+                enc.copy_buffer_to_buffer(
+                    &l.h_all,
+                    ws.steps as u64 * bh,
+                    &ws.h_n,
+                    k as u64 * bh,
+                    bh,
+                );
+            }
+        }
+    }
+
     fn forward_views(&self) -> Forward {
         let ws = self.ws.as_ref().expect("forward ran");
         let (b, h) = (ws.batch, self.config.hidden);
         Forward {
             output: Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, self.config.output]),
-            h_n: Tensor::view(&self.gpu, &ws.h_all, ws.steps * b * h, &[b, h]),
+            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.layers, b, h]),
         }
     }
 
@@ -402,9 +425,10 @@ impl Rnn {
                     &[ws.steps, ws.batch, self.config.input],
                 )
             }),
-            h0: self
-                .has_dx
-                .then(|| Tensor::view(&self.gpu, &ws.dh0, 0, &[ws.batch, self.config.hidden])),
+            h0: self.has_dx.then(|| {
+                let shape = [self.config.layers, ws.batch, self.config.hidden];
+                Tensor::view(&self.gpu, &ws.dh0, 0, &shape)
+            }),
         }
     }
 
@@ -422,6 +446,7 @@ impl Rnn {
             driver,
             Self::stage(ws, x, h0, None, hidden),
             &ws.forward_plans(),
+            Self::gather_h_n(ws, hidden),
         )?;
         ws.layouts_fresh = true;
         self.has_loss = false;
@@ -455,7 +480,7 @@ impl Rnn {
         if self.input_gradients {
             plans.push(&ws.input_grad);
         }
-        ops::run(&self.gpu, "backward", self.driver, prepare, &plans)?;
+        ops::run(&self.gpu, "backward", self.driver, prepare, &plans, |_| {})?;
         self.has_dx = self.input_gradients;
         Ok(self.gradient_views())
     }
@@ -493,6 +518,7 @@ impl Rnn {
             driver,
             Self::stage(ws, x, h0, Some(target), hidden),
             &[ws.forward_plans(), vec![ws.loss_plan(loss)]].concat(),
+            Self::gather_h_n(ws, hidden),
         )?;
         self.set_layouts_fresh(true);
         self.has_loss = true;
@@ -552,6 +578,7 @@ impl Rnn {
             driver,
             Self::stage(ws, x, h0, Some(target), hidden),
             &plans,
+            Self::gather_h_n(ws, hidden),
         )?;
         self.has_loss = true;
         self.has_dx = dx;
@@ -596,6 +623,7 @@ impl Rnn {
             &gpu,
             Self::stage(ws, x, h0, target.map(|(y, _)| y), hidden),
             &plans,
+            Self::gather_h_n(ws, hidden),
         )?;
         self.has_loss = target.is_some();
         self.set_layouts_fresh(true);

@@ -33,31 +33,53 @@ pub struct ParamLayout {
     len: usize,
 }
 
-/// PyTorch's names for layer 0 and the head.
-pub(crate) const W_IH: &str = "rnn.weight_ih_l0";
-pub(crate) const W_HH: &str = "rnn.weight_hh_l0";
-pub(crate) const B_IH: &str = "rnn.bias_ih_l0";
-pub(crate) const B_HH: &str = "rnn.bias_hh_l0";
+/// PyTorch's names for the head.
 pub(crate) const FC_W: &str = "fc.weight";
 pub(crate) const FC_B: &str = "fc.bias";
 
-impl ParamLayout {
-    /// The layout of `config`'s parameters, in PyTorch's `state_dict` order.
-    pub fn new(config: &RnnConfig) -> Self {
-        let (i, h, o) = (config.input, config.hidden, config.output);
-        let mut shapes = vec![(W_IH, vec![h, i]), (W_HH, vec![h, h])];
-        if config.bias {
-            shapes.push((B_IH, vec![h]));
-            shapes.push((B_HH, vec![h]));
+/// PyTorch's names for layer `k`'s parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNames {
+    pub w_ih: String,
+    pub w_hh: String,
+    pub b_ih: String,
+    pub b_hh: String,
+}
+
+impl LayerNames {
+    pub fn new(k: usize) -> Self {
+        Self {
+            w_ih: format!("rnn.weight_ih_l{k}"),
+            w_hh: format!("rnn.weight_hh_l{k}"),
+            b_ih: format!("rnn.bias_ih_l{k}"),
+            b_hh: format!("rnn.bias_hh_l{k}"),
         }
-        shapes.push((FC_W, vec![o, h]));
-        shapes.push((FC_B, vec![o]));
+    }
+}
+
+impl ParamLayout {
+    /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
+    /// (`weight_ih`, `weight_hh`, then the biases), bottom first, then the head's.
+    pub fn new(config: &RnnConfig) -> Self {
+        let (h, o) = (config.hidden, config.output);
+        let mut shapes = Vec::new();
+        for k in 0..config.layers {
+            let n = LayerNames::new(k);
+            shapes.push((n.w_ih, vec![h, config.layer_input(k)]));
+            shapes.push((n.w_hh, vec![h, h]));
+            if config.bias {
+                shapes.push((n.b_ih, vec![h]));
+                shapes.push((n.b_hh, vec![h]));
+            }
+        }
+        shapes.push((FC_W.to_string(), vec![o, h]));
+        shapes.push((FC_B.to_string(), vec![o]));
         let mut offset = 0;
         let entries = shapes
             .into_iter()
             .map(|(name, shape)| {
                 let spec = ParamSpec {
-                    name: name.to_string(),
+                    name,
                     shape,
                     offset,
                 };

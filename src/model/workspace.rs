@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::params::{B_HH, B_IH, FC_B, FC_W, ParamLayout, W_HH, W_IH};
+use super::params::{FC_B, FC_W, LayerNames, ParamLayout};
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
@@ -12,14 +12,22 @@ use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::colsum;
 use crate::ops::transpose::{padded, transpose};
-use crate::ops::{Plan, PlanBuilder, at};
+use crate::ops::{At, Plan, PlanBuilder, at};
 
 /// Bytes of `dL/da`, `h_all`, `x` and `dL/do` up to which the weight gradients read them in
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
 const TN_CACHE_BYTES: usize = 1 << 20;
 
+/// One recurrent layer's buffers.
+pub(crate) struct LayerBufs {
+    /// Hidden states `[T + 1, B, H]`: slot 0 is the layer's h0, slot t + 1 is h(t).
+    pub h_all: wgpu::Buffer,
+    /// dL/da `[T, B, H]`, first holding dL/dh from above (the head, or the next layer).
+    pub da: wgpu::Buffer,
+}
+
 /// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers
-/// (input projections, dL/da) are held only by the plans' bind groups.
+/// (input projections, transposes, W's layouts) are held only by the plans' bind groups.
 pub(crate) struct Workspace {
     pub steps: usize,
     pub batch: usize,
@@ -27,8 +35,10 @@ pub(crate) struct Workspace {
     pub lp: Loop,
     /// Inputs `[T, B, I]`, copied in from the caller's tensor.
     pub x: wgpu::Buffer,
-    /// Hidden states `[T + 1, B, H]`: slot 0 is h0, slot t + 1 is h(t).
-    pub h_all: wgpu::Buffer,
+    /// Every layer's states and gradients, bottom first.
+    pub layers: Vec<LayerBufs>,
+    /// The last hidden state of every layer `[L, B, H]`, copied out after each forward.
+    pub h_n: wgpu::Buffer,
     /// Outputs `[T, B, O]`.
     pub o: wgpu::Buffer,
     /// Targets: f32 `[T, B, O]` or u32 class ids `[T, B]`.
@@ -41,11 +51,11 @@ pub(crate) struct Workspace {
     pub loss: wgpu::Buffer,
     /// dL/dx `[T, B, I]`.
     pub dx: wgpu::Buffer,
-    /// dL/dh0 `[B, H]`.
+    /// dL/dh0 `[L, B, H]`.
     pub dh0: wgpu::Buffer,
     pub forward: Plan,
-    /// Writes `W`'s layouts for the loops, where they use them; before `forward` whenever `W`
-    /// has changed since it last ran.
+    /// Writes every layer's `W` layouts for the loops, where they use them; before `forward`
+    /// whenever a `W` has changed since it last ran.
     pub layouts: Option<Plan>,
     /// `layouts` has run since `W` last changed.
     pub layouts_fresh: bool,
@@ -54,6 +64,191 @@ pub(crate) struct Workspace {
     /// dL/dx and dL/dh0, after `backward`.
     pub input_grad: Plan,
     losses: HashMap<Loss, Plan>,
+}
+
+/// Where one layer's weight gradients read from and write to.
+struct LayerGrads<'a> {
+    rows: usize,
+    batch: usize,
+    hidden: usize,
+    /// The layer's input width and its values `[T·B, I_k]`.
+    width: usize,
+    input: At<'a>,
+    h_all: &'a wgpu::Buffer,
+    da: &'a wgpu::Buffer,
+    /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
+    w_ih: usize,
+    w_hh: usize,
+    biases: Option<(usize, usize)>,
+    /// For the top layer, the head's: O, dL/do, and the offsets of dV and dc.
+    head: Option<(usize, &'a wgpu::Buffer, usize, usize)>,
+}
+
+/// Records every weight gradient of one layer (and of the head, for the top layer) as
+/// multiplies over all T·B rows.
+fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGrads) -> Result<()> {
+    let LayerGrads {
+        rows,
+        batch,
+        hidden: h,
+        width: i,
+        input,
+        h_all,
+        da,
+        w_ih,
+        w_hh,
+        biases,
+        head,
+    } = l;
+    let bh = batch * h;
+    let g = |off: usize| at(grads, off);
+    let o = head.map_or(0, |hd| hd.0);
+    // With subgroups and operands that stay in cache, Aᵀ B straight from the [T·B, n]
+    // operands, the bias gradients as sums inside the products, no transposes: on
+    // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
+    // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
+    let streamed = rows * (2 * h + i + o) * 4;
+    let tn = streamed <= TN_CACHE_BYTES
+        && head.is_none_or(|(o, ..)| tn_row_sums_fit(gpu, o, h, 0, bh))
+        && tn_row_sums_fit(gpu, h, h, 0, 0)
+        && tn_row_sums_fit(gpu, h, i, 0, input.off);
+    let bias_sums_done = if tn {
+        let tn = |m, n, a, b, c| Gemm {
+            trans_a: true,
+            ..Gemm::new(m, n, rows, a, b, c)
+        };
+        if let Some((o, d_o, fc_w, fc_b)) = head {
+            let mut dv = tn(o, h, at(d_o, 0), at(h_all, bh), g(fc_w));
+            dv.row_sums = Some((fc_b, None));
+            matmul(bw, dv)?;
+        }
+        matmul(bw, tn(h, h, at(da, 0), at(h_all, 0), g(w_hh)))?;
+        let mut du = tn(h, i, at(da, 0), input, g(w_ih));
+        if let Some((b_ih, b_hh)) = biases {
+            du.row_sums = Some((b_ih, Some(b_hh)));
+        }
+        matmul(bw, du)?;
+        true
+    } else if gpu.direct_kernels() {
+        // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
+        // per product, so each is transposed once into rows contiguous along T·B and the
+        // products run as A Bᵀ (on lavapipe medium's 66 ms became about 30). dA's
+        // transpose serves both dW and dU.
+        let kp = padded(rows);
+        // With B a multiple of 4, all of h_all is transposed once and both of its views,
+        // h(t-1) from column 0 and h(t) from column B, are read from it (rows kp + B long).
+        let kh = padded(rows + batch);
+        let shared_h = ld_b_fits(gpu, kp, kh, batch) && kh == kp + batch;
+        let tb_len = if shared_h { h * kh } else { h * kp };
+        let ta = gpu.storage_buffer("transposed dL/do, dL/da", o.max(h) * kp)?;
+        let tb = gpu.storage_buffer("transposed h, x", tb_len.max(i * kp))?;
+        let nt = |m, n, c| Gemm {
+            trans_b: true,
+            ..Gemm::new(m, n, kp, at(&ta, 0), at(&tb, 0), c)
+        };
+        // The bias gradients as sums of the transposed rows, inside the products, where
+        // lavapipe's loop limit allows (else column sums below).
+        let fused = row_sums_fit(gpu, kp);
+        let mut dw = nt(h, h, g(w_hh));
+        if shared_h {
+            transpose(bw, rows + batch, h, at(h_all, 0), at(&tb, 0))?;
+            dw.ld_b = Some(kh);
+        } else if head.is_some() {
+            transpose(bw, rows, h, at(h_all, bh), at(&tb, 0))?;
+        }
+        if let Some((o, d_o, fc_w, fc_b)) = head {
+            let mut dv = nt(o, h, g(fc_w));
+            if shared_h {
+                (dv.b, dv.ld_b) = (at(&tb, batch), Some(kh));
+            }
+            transpose(bw, rows, o, at(d_o, 0), at(&ta, 0))?;
+            if fused {
+                dv.row_sums = Some((fc_b, None));
+            }
+            matmul(bw, dv)?;
+        }
+        transpose(bw, rows, h, at(da, 0), at(&ta, 0))?;
+        if !shared_h {
+            transpose(bw, rows, h, at(h_all, 0), at(&tb, 0))?;
+        }
+        matmul(bw, dw)?;
+        transpose(bw, rows, i, input, at(&tb, 0))?;
+        let mut du = nt(h, i, g(w_ih));
+        if fused && let Some((b_ih, b_hh)) = biases {
+            du.row_sums = Some((b_ih, Some(b_hh)));
+        }
+        matmul(bw, du)?;
+        fused
+    } else {
+        if let Some((o, d_o, fc_w, _)) = head {
+            // dV = dO^T H_out
+            let mut dv = Gemm::new(o, h, rows, at(d_o, 0), at(h_all, bh), g(fc_w));
+            dv.trans_a = true;
+            matmul(bw, dv)?;
+        }
+        // dU = dA^T X, dW = dA^T H_prev
+        let mut du = Gemm::new(h, i, rows, at(da, 0), input, g(w_ih));
+        du.trans_a = true;
+        matmul(bw, du)?;
+        let mut dw = Gemm::new(h, h, rows, at(da, 0), at(h_all, 0), g(w_hh));
+        dw.trans_a = true;
+        matmul(bw, dw)?;
+        false
+    };
+    if !bias_sums_done {
+        if let Some((o, d_o, _, fc_b)) = head {
+            colsum(bw, rows, o, at(d_o, 0), g(fc_b), None)?;
+        }
+        if let Some((b_ih, b_hh)) = biases {
+            // The two hidden biases enter the sum identically, so their gradients are equal.
+            colsum(bw, rows, h, at(da, 0), g(b_ih), Some(b_hh))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records `out = da · m` for `m` `[H, n]` at `m_at` (dL/d(input) = dA U, dL/dh0 = da(0) W),
+/// `rows` rows; with subgroups as A Bᵀ against `m` transposed (`mt`, when given, already
+/// holds it), the form whose subgroups share their loads.
+fn times_weights(
+    plan: &mut PlanBuilder,
+    rows: usize,
+    (h, n): (usize, usize),
+    da: At,
+    m_at: At,
+    mt: Option<At>,
+    out: At,
+) -> Result<()> {
+    let gpu = plan.gpu().clone();
+    let gemm = Gemm::new(rows, n, h, da, m_at, out);
+    if gpu.subgroup_kernels() && h.is_multiple_of(4) {
+        let b = match mt {
+            Some(b) => b,
+            None => {
+                let t = gpu.storage_buffer("transposed weights", h * n)?;
+                transpose(plan, h, n, m_at, at(&t, 0))?;
+                // The bind groups keep `t` alive.
+                return matmul(
+                    plan,
+                    Gemm {
+                        b: at(&t, 0),
+                        trans_b: true,
+                        ..gemm
+                    },
+                );
+            }
+        };
+        matmul(
+            plan,
+            Gemm {
+                b,
+                trans_b: true,
+                ..gemm
+            },
+        )
+    } else {
+        matmul(plan, gemm)
+    }
 }
 
 impl Workspace {
@@ -66,7 +261,7 @@ impl Workspace {
         batch: usize,
         lp: Loop,
     ) -> Result<Self> {
-        let (i, h, o) = (config.input, config.hidden, config.output);
+        let (i, h, o, nl) = (config.input, config.hidden, config.output, config.layers);
         let rows = steps * batch;
         // lavapipe stops any shader invocation after 65535 loop iterations, silently; the
         // column sums loop over a quarter of the rows each.
@@ -81,66 +276,100 @@ impl Workspace {
             }
             .into());
         }
+        let bh = batch * h;
         let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
-        let h_all = gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * batch * h)?;
+        let mut layers = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            layers.push(LayerBufs {
+                h_all: gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * bh)?,
+                da: gpu.storage_buffer("dL/da [T, B, H]", rows * h)?,
+            });
+        }
+        let h_n = gpu.storage_buffer("last hidden states [L, B, H]", nl * bh)?;
         let xu = gpu.storage_buffer("input projections [T, B, H]", rows * h)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
         let loss = gpu.storage_buffer("loss", 1)?;
-        let da = gpu.storage_buffer("dL/da [T, B, H]", rows * h)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
-        let dh0 = gpu.storage_buffer("dL/dh0 [B, H]", batch * h)?;
-        let wp = gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h))?;
-
-        let p = |name| at(params, layout.offset(name));
-        let g = |name| at(grads, layout.offset(name));
-        let rec = Recurrence {
-            steps,
-            batch,
-            hidden: h,
-            act: match config.nonlinearity {
-                Nonlinearity::Tanh => 0,
-                Nonlinearity::Relu => 1,
-            },
-            w: p(W_HH),
-            wp: &wp,
-        };
-        let bh = batch * h;
-
-        // Forward: XU = X U^T + b_ih + b_hh; h(t) per step; O = H V^T + c.
-        let mut fw = PlanBuilder::new(gpu, "forward");
-        fw.phase("input projection");
-        let mut xu_gemm = Gemm::new(rows, h, i, at(&x, 0), p(W_IH), at(&xu, 0));
-        xu_gemm.trans_b = true;
-        if config.bias {
-            xu_gemm.bias = Some(p(B_IH));
-            xu_gemm.bias2 = Some(p(B_HH));
+        let dh0 = gpu.storage_buffer("dL/dh0 [L, B, H]", nl * bh)?;
+        let mut wps = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h))?);
         }
-        matmul(&mut fw, xu_gemm)?;
-        fw.phase("forward loop");
-        rec.forward(&mut fw, lp, &xu, &h_all)?;
+
+        let p = |name: &str| at(params, layout.offset(name));
+        let names: Vec<LayerNames> = (0..nl).map(LayerNames::new).collect();
+        let act = match config.nonlinearity {
+            Nonlinearity::Tanh => 0,
+            Nonlinearity::Relu => 1,
+        };
+        let recs: Vec<Recurrence> = (0..nl)
+            .map(|k| Recurrence {
+                steps,
+                batch,
+                hidden: h,
+                act,
+                w: p(&names[k].w_hh),
+                wp: &wps[k],
+            })
+            .collect();
+        // Layer k's input: x, or layer k - 1's outputs h(1..=T).
+        let input = |k: usize| {
+            if k == 0 {
+                at(&x, 0)
+            } else {
+                at(&layers[k - 1].h_all, bh)
+            }
+        };
+
+        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step; then the head
+        // O = H V^T + c on the top layer.
+        let mut fw = PlanBuilder::new(gpu, "forward");
+        for k in 0..nl {
+            fw.phase("input projection");
+            let mut xu_gemm = Gemm::new(
+                rows,
+                h,
+                config.layer_input(k),
+                input(k),
+                p(&names[k].w_ih),
+                at(&xu, 0),
+            );
+            xu_gemm.trans_b = true;
+            if config.bias {
+                xu_gemm.bias = Some(p(&names[k].b_ih));
+                xu_gemm.bias2 = Some(p(&names[k].b_hh));
+            }
+            matmul(&mut fw, xu_gemm)?;
+            fw.phase("forward loop");
+            recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
+        }
         // W's layouts for the loops, in a plan of their own: run only when W has changed.
         let layouts = if Recurrence::uses_layouts(gpu, lp) {
             let mut pb = PlanBuilder::new(gpu, "forward loop");
-            rec.prepare(&mut pb)?;
+            for rec in &recs {
+                rec.prepare(&mut pb)?;
+            }
             Some(pb.finish()?)
         } else {
             None
         };
         fw.phase("head");
-        let mut head = Gemm::new(rows, o, h, at(&h_all, bh), p(FC_W), at(&out, 0));
+        let top = &layers[nl - 1];
+        let mut head = Gemm::new(rows, o, h, at(&top.h_all, bh), p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
         matmul(&mut fw, head)?;
         let forward = fw.finish()?;
 
-        // Backward: dH_out = dO V; da(t) per step, last to first; then every weight gradient
-        // as one multiply over all T * B rows, and dx, dh0.
+        // Backward: dH_out = dO V into the top layer's da; then from the top down, each
+        // layer's steps last to first, its weight gradients as multiplies over all T * B
+        // rows, and dL/d(its input) = dA U into the layer below's da.
         let mut bw = PlanBuilder::new(gpu, "backward");
         bw.phase("head");
-        let head_back = Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&da, 0));
+        let head_back = Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&top.da, 0));
         if gpu.subgroup_kernels() && o.is_multiple_of(4) {
             // V transposed to [H, O], so that the product runs as A Bᵀ, the form whose
             // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
@@ -158,139 +387,71 @@ impl Workspace {
         } else {
             matmul(&mut bw, head_back)?;
         }
-        bw.phase("backward loop");
-        rec.backward(&mut bw, lp, &h_all, &da)?;
-        bw.phase("weight gradients");
-        // With subgroups and operands that stay in cache, Aᵀ B straight from the [T·B, n]
-        // operands, the bias gradients as sums inside the products, no transposes: on
-        // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
-        // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
-        let streamed = rows * (2 * h + i + o) * 4;
-        let tn = streamed <= TN_CACHE_BYTES
-            && tn_row_sums_fit(gpu, o, h, 0, bh)
-            && tn_row_sums_fit(gpu, h, h, 0, 0)
-            && tn_row_sums_fit(gpu, h, i, 0, 0);
-        let bias_sums_done = if tn {
-            let tn = |m, n, a, b, c| Gemm {
-                trans_a: true,
-                ..Gemm::new(m, n, rows, a, b, c)
-            };
-            let mut dv = tn(o, h, at(&d_o, 0), at(&h_all, bh), g(FC_W));
-            dv.row_sums = Some((layout.offset(FC_B), None));
-            matmul(&mut bw, dv)?;
-            matmul(&mut bw, tn(h, h, at(&da, 0), at(&h_all, 0), g(W_HH)))?;
-            let mut du = tn(h, i, at(&da, 0), at(&x, 0), g(W_IH));
-            if config.bias {
-                du.row_sums = Some((layout.offset(B_IH), Some(layout.offset(B_HH))));
-            }
-            matmul(&mut bw, du)?;
-            true
-        } else if gpu.direct_kernels() {
-            // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
-            // per product, so each is transposed once into rows contiguous along T·B and the
-            // products run as A Bᵀ (on lavapipe medium's 66 ms became about 30). dA's
-            // transpose serves both dW and dU.
-            let kp = padded(rows);
-            // With B a multiple of 4, all of h_all is transposed once and both of its views,
-            // h(t-1) from column 0 and h(t) from column B, are read from it (rows kp + B long).
-            let kh = padded(rows + batch);
-            let shared_h = ld_b_fits(gpu, kp, kh, batch) && kh == kp + batch;
-            let tb_len = if shared_h { h * kh } else { h * kp };
-            let ta = gpu.storage_buffer("transposed dL/do, dL/da", o.max(h) * kp)?;
-            let tb = gpu.storage_buffer("transposed h, x", tb_len.max(i * kp))?;
-            let nt = |m, n, c| Gemm {
-                trans_b: true,
-                ..Gemm::new(m, n, kp, at(&ta, 0), at(&tb, 0), c)
-            };
-            // The bias gradients as sums of the transposed rows, inside the products, where
-            // lavapipe's loop limit allows (else column sums below).
-            let fused = row_sums_fit(gpu, kp);
-            let mut dv = nt(o, h, g(FC_W));
-            let mut dw = nt(h, h, g(W_HH));
-            if shared_h {
-                transpose(&mut bw, rows + batch, h, at(&h_all, 0), at(&tb, 0))?;
-                (dv.b, dv.ld_b) = (at(&tb, batch), Some(kh));
-                dw.ld_b = Some(kh);
-            } else {
-                transpose(&mut bw, rows, h, at(&h_all, bh), at(&tb, 0))?;
-            }
-            transpose(&mut bw, rows, o, at(&d_o, 0), at(&ta, 0))?;
-            if fused {
-                dv.row_sums = Some((layout.offset(FC_B), None));
-            }
-            matmul(&mut bw, dv)?;
-            transpose(&mut bw, rows, h, at(&da, 0), at(&ta, 0))?;
-            if !shared_h {
-                transpose(&mut bw, rows, h, at(&h_all, 0), at(&tb, 0))?;
-            }
-            matmul(&mut bw, dw)?;
-            transpose(&mut bw, rows, i, at(&x, 0), at(&tb, 0))?;
-            let mut du = nt(h, i, g(W_IH));
-            if fused && config.bias {
-                du.row_sums = Some((layout.offset(B_IH), Some(layout.offset(B_HH))));
-            }
-            matmul(&mut bw, du)?;
-            fused
-        } else {
-            // dV = dO^T H_out
-            let mut dv = Gemm::new(o, h, rows, at(&d_o, 0), at(&h_all, bh), g(FC_W));
-            dv.trans_a = true;
-            matmul(&mut bw, dv)?;
-            // dU = dA^T X, dW = dA^T H_prev
-            let mut du = Gemm::new(h, i, rows, at(&da, 0), at(&x, 0), g(W_IH));
-            du.trans_a = true;
-            matmul(&mut bw, du)?;
-            let mut dw = Gemm::new(h, h, rows, at(&da, 0), at(&h_all, 0), g(W_HH));
-            dw.trans_a = true;
-            matmul(&mut bw, dw)?;
-            false
-        };
-        if !bias_sums_done {
-            colsum(&mut bw, rows, o, at(&d_o, 0), g(FC_B), None)?;
-        }
-        if config.bias && !bias_sums_done {
-            // The two hidden biases enter the sum identically, so their gradients are equal.
-            colsum(
+        for k in (0..nl).rev() {
+            let l = &layers[k];
+            bw.phase("backward loop");
+            recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
+            bw.phase("weight gradients");
+            let off = |name: &str| layout.offset(name);
+            layer_grads(
                 &mut bw,
-                rows,
-                h,
-                at(&da, 0),
-                g(B_IH),
-                Some(layout.offset(B_HH)),
+                gpu,
+                grads,
+                LayerGrads {
+                    rows,
+                    batch,
+                    hidden: h,
+                    width: config.layer_input(k),
+                    input: input(k),
+                    h_all: &l.h_all,
+                    da: &l.da,
+                    w_ih: off(&names[k].w_ih),
+                    w_hh: off(&names[k].w_hh),
+                    biases: config
+                        .bias
+                        .then(|| (off(&names[k].b_ih), off(&names[k].b_hh))),
+                    head: (k == nl - 1).then(|| (o, &d_o, off(FC_W), off(FC_B))),
+                },
             )?;
+            if k > 0 {
+                bw.phase("backward loop");
+                times_weights(
+                    &mut bw,
+                    rows,
+                    (h, h),
+                    at(&l.da, 0),
+                    p(&names[k].w_ih),
+                    None,
+                    at(&layers[k - 1].da, 0),
+                )?;
+            }
         }
         let backward = bw.finish()?;
-        // dx = dA U and dh0 = da(0) W, only when asked for.
+        // dx = dA U of the bottom layer and every layer's dh0 = da(0) W, only when asked for.
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
-        let dx_gemm = Gemm::new(rows, i, h, at(&da, 0), p(W_IH), at(&dx, 0));
-        let dh0_gemm = Gemm::new(batch, h, h, at(&da, 0), p(W_HH), at(&dh0, 0));
-        if gpu.subgroup_kernels() && h.is_multiple_of(4) {
-            // As A Bᵀ, the form whose subgroups share their loads: against U transposed, and
-            // against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is a
-            // multiple of 4; the layouts of this pass's W, written before its forward loop).
-            let ut = gpu.storage_buffer("transposed U", i * h)?;
-            transpose(&mut dxp, h, i, p(W_IH), at(&ut, 0))?;
-            let (b, trans_b) = (at(&ut, 0), true);
-            matmul(
+        times_weights(
+            &mut dxp,
+            rows,
+            (h, i),
+            at(&layers[0].da, 0),
+            p(&names[0].w_ih),
+            None,
+            at(&dx, 0),
+        )?;
+        for k in 0..nl {
+            // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
+            // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
+            // written before its forward loop).
+            let wt = Recurrence::uses_layouts(gpu, lp).then(|| at(&wps[k], 0));
+            times_weights(
                 &mut dxp,
-                Gemm {
-                    b,
-                    trans_b,
-                    ..dx_gemm
-                },
+                batch,
+                (h, h),
+                at(&layers[k].da, 0),
+                p(&names[k].w_hh),
+                wt,
+                at(&dh0, k * bh),
             )?;
-            let b = at(&wp, 0);
-            matmul(
-                &mut dxp,
-                Gemm {
-                    b,
-                    trans_b,
-                    ..dh0_gemm
-                },
-            )?;
-        } else {
-            matmul(&mut dxp, dx_gemm)?;
-            matmul(&mut dxp, dh0_gemm)?;
         }
         let input_grad = dxp.finish()?;
 
@@ -299,7 +460,8 @@ impl Workspace {
             batch,
             lp,
             x,
-            h_all,
+            layers,
+            h_n,
             o: out,
             y,
             d_o,

@@ -510,7 +510,7 @@ mod tests {
                     }
                     .expect("record");
                     let plan = plan.finish().expect("plan");
-                    run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan]).expect("run");
+                    run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan], |_| {}).expect("run");
                     let got = gpu.read(&cb, 0, m * n).expect("read");
                     let want = cpu(
                         (m, n, k),

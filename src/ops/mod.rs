@@ -325,7 +325,8 @@ impl Plan {
     }
 }
 
-/// Runs `plans` after `prepare` (copies and clears that must precede the dispatches).
+/// Runs `plans` after `prepare` (copies and clears that must precede the dispatches) and
+/// before `finish` (copies of their results).
 ///
 /// Every driver but [`Driver::Naive`] records everything into one command buffer and submits
 /// once without waiting; [`Driver::Naive`] submits and waits after every time step.
@@ -335,6 +336,7 @@ pub(crate) fn run(
     driver: Driver,
     prepare: impl FnOnce(&mut wgpu::CommandEncoder),
     plans: &[&Plan],
+    finish: impl FnOnce(&mut wgpu::CommandEncoder),
 ) -> Result<()> {
     let new_encoder = || {
         gpu.device()
@@ -353,6 +355,7 @@ pub(crate) fn run(
                     Plan::encode_one(d, &mut pass);
                 }
             }
+            finish(&mut encoder);
             gpu.submit(label, encoder)
         }
         Driver::Naive => {
@@ -374,7 +377,8 @@ pub(crate) fn run(
                 }
                 gpu.submit_and_wait(label, std::mem::replace(&mut encoder, new_encoder()))?;
             }
-            Ok(())
+            finish(&mut encoder);
+            gpu.submit(label, encoder)
         }
     }
 }
@@ -389,6 +393,7 @@ pub(crate) fn run_timed(
     gpu: &Gpu,
     prepare: impl FnOnce(&mut wgpu::CommandEncoder),
     plans: &[&Plan],
+    finish: impl FnOnce(&mut wgpu::CommandEncoder),
 ) -> Result<Vec<(&'static str, f64)>> {
     let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
     let by_kernel = std::env::var_os("RNN_WGPU_TIME_KERNELS").is_some();
@@ -428,6 +433,7 @@ pub(crate) fn run_timed(
             Plan::encode_one(d, &mut pass);
         }
     }
+    finish(&mut encoder);
     encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
     gpu.submit("timed run", encoder)?;
     let ticks: Vec<u64> =

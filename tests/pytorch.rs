@@ -17,6 +17,9 @@ const CASES: &[&str] = &[
     "tanh_forward_only",
     "tanh_nobias_mse",
     "tanh_ce_long_h65",
+    "stacked2_tanh_mse_h0",
+    "stacked3_relu_ce_sum",
+    "stacked2_raw_nobias_ce",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -67,7 +70,13 @@ fn model_files_round_trip_bit_for_bit() {
     let gpu = gpu();
     let dir = std::env::temp_dir().join(format!("rnn-wgpu-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for case in ["tanh_mse_mean_h0", "relu_ce_sum_i32", "tanh_nobias_mse"] {
+    for case in [
+        "tanh_mse_mean_h0",
+        "relu_ce_sum_i32",
+        "tanh_nobias_mse",
+        "stacked3_relu_ce_sum",
+        "stacked2_raw_nobias_ce",
+    ] {
         let original = read(&format!("{case}.model.safetensors"));
         let m = io::model_file::from_file(&gpu, &original).unwrap();
         let path = dir.join(format!("{case}.safetensors"));
@@ -81,10 +90,21 @@ fn model_files_round_trip_bit_for_bit() {
         for name in original.names() {
             assert_eq!(saved.get(name), original.get(name), "{case}: {name} bits");
         }
+        // Saved with the configuration, also where the original was a bare state_dict.
+        let c = m.rnn.config();
+        let meta = saved.metadata();
         assert_eq!(
-            saved.metadata().get("nonlinearity"),
-            original.metadata().get("nonlinearity")
+            meta.get("nonlinearity").map(String::as_str),
+            Some(c.nonlinearity.name())
         );
+        assert_eq!(
+            meta.get("num_layers"),
+            Some(&c.layers.to_string()),
+            "{case}"
+        );
+        if let Some(n) = original.metadata().get("nonlinearity") {
+            assert_eq!(meta.get("nonlinearity"), Some(n), "{case}");
+        }
         // And back in: the same configuration.
         let again = io::load(&gpu, &path).unwrap();
         assert_eq!(again.rnn.config(), m.rnn.config(), "{case}: config");

@@ -26,30 +26,34 @@ def main(argv):
     for flag, value in zip(argv[1::2], argv[2::2]):
         args[flag.lstrip("-")] = value
     rnn = load(args["rnn"])
-    torch = {(r["shape"], r["mode"]): r for r in load(args.get("torch"))}
-    burn = {(r["shape"], r["mode"]): r for r in load(args.get("burn"))}
+    # Rows are keyed by shape and layer count (a missing count is one layer), so stacked runs
+    # of the peers (torch_rnn.py --layers L, concatenated) meet ours.
+    key = lambda r: (r["shape"], r.get("layers", 1))
+    torch = {(key(r), r["mode"]): r for r in load(args.get("torch"))}
+    burn = {(key(r), r["mode"]): r for r in load(args.get("burn"))}
     label = args.get("label", "peer")
     shapes = []
     for r in rnn:
-        if r["shape"] not in shapes:
-            shapes.append(r["shape"])
+        if key(r) not in shapes:
+            shapes.append(key(r))
+    name = lambda k: k[0] if k[1] == 1 else f"{k[0]}, L = {k[1]}"
     print(f"| shape | mode | driver | ms | samples/s | vs naive | vs Burn | vs {label} |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for s in shapes:
         for mode in ("forward", "train_step"):
-            for r in (r for r in rnn if r["shape"] == s and r["mode"] == mode):
+            for r in (r for r in rnn if key(r) == s and r["mode"] == mode):
                 base = r.get("speedup_vs_baseline")
                 b = burn.get((s, mode))
                 t = torch.get((s, mode))
                 vs_b = f"{b['ms'] / r['ms']:.1f}x" if b else "–"
                 vs_t = f"{t['ms'] / r['ms']:.2f}x" if t else "–"
-                print(f"| {s} | {mode} | {r['driver']} | {r['ms']:.3f} | {r['samples_per_s']:,.0f} | "
+                print(f"| {name(s)} | {mode} | {r['driver']} | {r['ms']:.3f} | {r['samples_per_s']:,.0f} | "
                       f"{(f'{base:.2f}x' if base else '1.00x' if r['driver'] == 'naive' else '–')} | "
                       f"{vs_b} | {vs_t} |")
             for peer, table in (("Burn", burn), (label, torch)):
                 p = table.get((s, mode))
                 if p:
-                    print(f"| {s} | {mode} | *{peer}* | {p['ms']:.3f} | {p['samples_per_s']:,.0f} | | | |")
+                    print(f"| {name(s)} | {mode} | *{peer}* | {p['ms']:.3f} | {p['samples_per_s']:,.0f} | | | |")
     phased = [r for r in rnn if r.get("phases_ms")]
     if phased:
         names = []
@@ -64,7 +68,7 @@ def main(argv):
         print("|---|---|---|" + "---:|" * len(names))
         for r in phased:
             cells = [f"{r['phases_ms'][n]:.3f}" if n in r["phases_ms"] else "" for n in names]
-            print(f"| {r['shape']} | {r['mode']} | {r['driver']} | " + " | ".join(cells) + " |")
+            print(f"| {name(key(r))} | {r['mode']} | {r['driver']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ pub struct Shape {
     pub hidden: usize,
     /// Outputs `O`.
     pub output: usize,
+    /// Stacked recurrent layers `L`.
+    pub layers: usize,
 }
 
 /// The four shapes of DESIGN §6.
@@ -68,7 +70,13 @@ impl Shape {
             input,
             hidden,
             output,
+            layers: 1,
         }
+    }
+
+    /// The same shape with `layers` stacked layers.
+    pub const fn with_layers(self, layers: usize) -> Self {
+        Self { layers, ..self }
     }
 
     /// The shape called `name`.
@@ -80,18 +88,33 @@ impl Shape {
             .find(|s| s.name == name)
     }
 
-    /// The shapes `name` stands for: one shape, or `deepbench` for all of [`DEEPBENCH`].
+    /// The shapes `name` stands for: one shape, `deepbench` for all of [`DEEPBENCH`], or
+    /// `stacked` for `medium` with 1, 2 and 4 layers (the cost per layer, in one run).
     pub fn group(name: &str) -> Option<Vec<Shape>> {
         match name {
             "deepbench" => Some(DEEPBENCH.to_vec()),
+            "stacked" => Some(
+                [1, 2, 4]
+                    .map(|l| SHAPES[1].with_layers(l))
+                    .to_vec(),
+            ),
             _ => Self::by_name(name).map(|s| vec![s]),
         }
     }
 
-    /// Floating-point operations of the recurrence alone over the sequence, `2·B·H²·T`, as
-    /// DeepBench counts them.
+    /// Floating-point operations of the recurrence alone over the sequence, `2·B·H²·T` per
+    /// layer, as DeepBench counts them.
     pub fn recurrent_flops(&self) -> f64 {
-        2.0 * (self.batch * self.hidden * self.hidden * self.steps) as f64
+        2.0 * (self.layers * self.batch * self.hidden * self.hidden * self.steps) as f64
+    }
+
+    /// The name with the layer count where it is not 1: `medium` or `medium-l2`.
+    pub fn label(&self) -> String {
+        if self.layers == 1 {
+            self.name.to_string()
+        } else {
+            format!("{}-l{}", self.name, self.layers)
+        }
     }
 }
 
@@ -196,7 +219,7 @@ impl Workload {
         let mut rand = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
         let x = Tensor::from_slice(gpu, &[t, b, i], &rand(t * b * i))?;
         let y = Tensor::from_slice(gpu, &[t, b, o], &rand(t * b * o))?;
-        let rnn = Rnn::new(gpu, RnnConfig::new(i, h, o), 0)?;
+        let rnn = Rnn::new(gpu, RnnConfig::new(i, h, o).with_layers(shape.layers), 0)?;
         Ok(Self {
             gpu: gpu.clone(),
             shape,
@@ -305,7 +328,7 @@ impl Measurement {
     pub fn to_json(&self, gpu: &Gpu, baseline: Option<&Measurement>) -> String {
         let adapter = gpu.adapter_info();
         let mut s = format!(
-            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"mode\":{},\"driver\":{},\
+            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"layers\":{},\"mode\":{},\"driver\":{},\
              \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{},\"kernels\":{}",
             json_str(self.shape.name),
             self.shape.steps,
@@ -313,6 +336,7 @@ impl Measurement {
             self.shape.input,
             self.shape.hidden,
             self.shape.output,
+            self.shape.layers,
             json_str(self.mode.name()),
             json_str(self.driver.name()),
             self.ms,

@@ -10,11 +10,15 @@ pub struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only this shape (repeatable): small, medium, large, long, or deepbench (DeepBench's
-    /// twelve vanilla-RNN shapes, for real GPUs) or one of them such as deepbench-h1760-b16,
-    /// or any shape as T,B,I,H,O.
+    /// Only this shape (repeatable): small, medium, large, long, stacked (medium at 1, 2 and 4
+    /// layers), deepbench (DeepBench's twelve vanilla-RNN shapes, for real GPUs) or one of
+    /// them such as deepbench-h1760-b16, or any shape as T,B,I,H,O.
     #[arg(long = "shape")]
     shapes: Vec<String>,
+    /// Stacked layers for every shape (repeatable: each count is measured; `--shape
+    /// stacked` is medium at 1, 2 and 4).
+    #[arg(long = "layers")]
+    layers: Vec<usize>,
     /// Only this driver (repeatable): naive, per_step, persistent. The naive baseline, and
     /// with it the speed-up column, is measured only when listed or when none is given.
     #[arg(long = "driver")]
@@ -73,13 +77,24 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
                 bad_arg(
                     "--shape",
                     format!(
-                        "{n:?} is not one of small, medium, large, long, deepbench, \
+                        "{n:?} is not one of small, medium, large, long, stacked, deepbench, \
                          deepbench-h<1760|2048|2560>-b<16|32|64|128>, or T,B,I,H,O"
                     ),
                 )
             })?);
         }
         all
+    };
+    if a.layers.contains(&0) {
+        return Err(bad_arg("--layers", "must be at least 1"));
+    }
+    let shapes: Vec<Shape> = if a.layers.is_empty() {
+        shapes
+    } else {
+        shapes
+            .iter()
+            .flat_map(|s| a.layers.iter().map(|&l| s.with_layers(l)))
+            .collect()
     };
     let modes = match a.mode {
         Some(ModeName::Forward) => vec![Mode::Forward],
@@ -131,7 +146,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
             };
             println!(
                 "{:<20} {:<10} {:<9} {:>10.3} {:>16.0} {:>9} {:>12}",
-                m.shape.name,
+                m.shape.label(),
                 m.mode.name(),
                 m.driver.name(),
                 m.ms,

@@ -93,11 +93,7 @@ impl Shape {
     pub fn group(name: &str) -> Option<Vec<Shape>> {
         match name {
             "deepbench" => Some(DEEPBENCH.to_vec()),
-            "stacked" => Some(
-                [1, 2, 4]
-                    .map(|l| SHAPES[1].with_layers(l))
-                    .to_vec(),
-            ),
+            "stacked" => Some([1, 2, 4].map(|l| SHAPES[1].with_layers(l)).to_vec()),
             _ => Self::by_name(name).map(|s| vec![s]),
         }
     }

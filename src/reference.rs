@@ -24,7 +24,8 @@ pub struct Layer {
 pub struct Params {
     /// The configuration.
     pub config: RnnConfig,
-    /// The recurrent layers, bottom first.
+    /// The recurrent layers, bottom first; with both directions, layer k's forward direction
+    /// at `2k` and its reverse one at `2k + 1` (PyTorch's order of `h0`).
     pub layers: Vec<Layer>,
     /// V, `fc.weight` `[O, H]`.
     pub w_fc: Vec<f64>,
@@ -32,9 +33,33 @@ pub struct Params {
     pub b_fc: Vec<f64>,
 }
 
-/// The width of layer `k`'s input: `I` for the first, `H` above it.
+/// The width of layer `k`'s input: `I` for the first, `D·H` above it.
 fn layer_input(config: &RnnConfig, k: usize) -> usize {
-    if k == 0 { config.input } else { config.hidden }
+    let d = if config.bidirectional { 2 } else { 1 };
+    if k == 0 {
+        config.input
+    } else {
+        d * config.hidden
+    }
+}
+
+/// Directions `D`.
+fn dirs(config: &RnnConfig) -> usize {
+    if config.bidirectional { 2 } else { 1 }
+}
+
+/// PyTorch's suffix for direction `d`.
+fn suffix(d: usize) -> &'static str {
+    if d == 1 { "_reverse" } else { "" }
+}
+
+/// `v` (`steps` steps of `n` values) with its steps in reverse order.
+fn reversed(v: &[f64], steps: usize) -> Vec<f64> {
+    let n = v.len() / steps.max(1);
+    (0..steps)
+        .rev()
+        .flat_map(|t| v[t * n..(t + 1) * n].iter().copied())
+        .collect()
 }
 
 impl Params {
@@ -43,15 +68,15 @@ impl Params {
         let (h, o) = (config.hidden, config.output);
         Self {
             config,
-            layers: (0..config.layers)
-                .map(|k| Layer {
-                    w_ih: vec![0.0; h * layer_input(&config, k)],
+            layers: (0..config.layers * dirs(&config))
+                .map(|kd| Layer {
+                    w_ih: vec![0.0; h * layer_input(&config, kd / dirs(&config))],
                     w_hh: vec![0.0; h * h],
                     b_ih: vec![0.0; h],
                     b_hh: vec![0.0; h],
                 })
                 .collect(),
-            w_fc: vec![0.0; o * h],
+            w_fc: vec![0.0; o * h * dirs(&config)],
             b_fc: vec![0.0; o],
         }
     }
@@ -81,12 +106,14 @@ impl Params {
     /// its own list, so a mistake in the GPU side's layout cannot hide behind it.
     pub fn named(&self) -> Vec<(String, &[f64])> {
         let mut v: Vec<(String, &[f64])> = Vec::new();
-        for (k, l) in self.layers.iter().enumerate() {
-            v.push((format!("rnn.weight_ih_l{k}"), &l.w_ih));
-            v.push((format!("rnn.weight_hh_l{k}"), &l.w_hh));
+        let nd = dirs(&self.config);
+        for (kd, l) in self.layers.iter().enumerate() {
+            let (k, r) = (kd / nd, suffix(kd % nd));
+            v.push((format!("rnn.weight_ih_l{k}{r}"), &l.w_ih));
+            v.push((format!("rnn.weight_hh_l{k}{r}"), &l.w_hh));
             if self.config.bias {
-                v.push((format!("rnn.bias_ih_l{k}"), &l.b_ih));
-                v.push((format!("rnn.bias_hh_l{k}"), &l.b_hh));
+                v.push((format!("rnn.bias_ih_l{k}{r}"), &l.b_ih));
+                v.push((format!("rnn.bias_hh_l{k}{r}"), &l.b_hh));
             }
         }
         v.push(("fc.weight".into(), &self.w_fc));
@@ -122,8 +149,14 @@ impl Params {
             _ => {}
         }
         let rest = name.strip_prefix("rnn.")?;
+        let (rest, d) = match rest.strip_suffix("_reverse") {
+            Some(r) if self.config.bidirectional => (r, 1),
+            Some(_) => return None,
+            None => (rest, 0),
+        };
         let (kind, k) = rest.rsplit_once("_l")?;
-        let layer = self.layers.get_mut(k.parse::<usize>().ok()?)?;
+        let kd = k.parse::<usize>().ok()? * dirs(&self.config) + d;
+        let layer = self.layers.get_mut(kd)?;
         match kind {
             "weight_ih" => Some(&mut layer.w_ih),
             "weight_hh" => Some(&mut layer.w_hh),
@@ -150,8 +183,12 @@ pub struct Trace {
     pub steps: usize,
     /// Batch `B`.
     pub batch: usize,
-    /// Every layer's hidden states `[T + 1, B, H]`, bottom layer first; slot 0 is its h0.
+    /// Every layer's (and direction's, as in [`Params::layers`]) hidden states
+    /// `[T + 1, B, H]`; slot 0 is its h0. The reverse direction's run in reversed time: slot
+    /// s + 1 is its h at time T - 1 - s.
     pub h: Vec<Vec<f64>>,
+    /// Every layer's outputs in true time, `[T, B, D·H]`: what the layer above reads.
+    pub out: Vec<Vec<f64>>,
     /// Outputs `[T, B, O]`.
     pub o: Vec<f64>,
 }
@@ -166,12 +203,6 @@ impl Trace {
                 h[self.steps * bh..].iter().copied()
             })
             .collect()
-    }
-
-    /// Layer `k`'s outputs `h(1..=T)`, `[T, B, H]`: what the layer above reads.
-    fn outputs(&self, k: usize) -> &[f64] {
-        let bh = self.h[k].len() / (self.steps + 1);
-        &self.h[k][bh..]
     }
 }
 
@@ -230,40 +261,71 @@ fn layer_forward(
     h
 }
 
-/// Forward over `T` steps through every layer (layer k + 1 reads layer k's outputs), then the
-/// head `o(t) = c + V h(t)` on the top layer. `h0` is `[L, B, H]`, zeros when `None`.
+/// Forward over `T` steps through every layer (layer k + 1 reads layer k's outputs; a
+/// bidirectional layer's output is both directions' states side by side, the reverse one run
+/// over the inputs reversed in time), then the head `o(t) = c + V out(t)` on the top layer.
+/// `h0` is `[L·D, B, H]`, zeros when `None`.
 pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: usize) -> Trace {
     let c = p.config;
-    let (nh, no) = (c.hidden, c.output);
+    let (nh, no, nd) = (c.hidden, c.output, dirs(&c));
     let bh = batch * nh;
-    let zeros = vec![0.0; c.layers * bh];
+    let zeros = vec![0.0; c.layers * nd * bh];
     let h0 = h0.unwrap_or(&zeros);
     let mut h: Vec<Vec<f64>> = Vec::new();
-    for (k, l) in p.layers.iter().enumerate() {
-        let input = if k == 0 { x } else { &h[k - 1][bh..] };
-        let hk = layer_forward(
-            l,
-            c.nonlinearity,
-            input,
-            layer_input(&c, k),
-            &h0[k * bh..(k + 1) * bh],
-            steps,
-            batch,
-        );
-        h.push(hk);
+    let mut out: Vec<Vec<f64>> = Vec::new();
+    for k in 0..c.layers {
+        let input = if k == 0 { x } else { &out[k - 1] };
+        let ni = layer_input(&c, k);
+        let mut layer_out = vec![0.0; steps * batch * nd * nh];
+        for d in 0..nd {
+            let kd = k * nd + d;
+            let seq = if d == 0 {
+                input.to_vec()
+            } else {
+                reversed(input, steps)
+            };
+            let hk = layer_forward(
+                &p.layers[kd],
+                c.nonlinearity,
+                &seq,
+                ni,
+                &h0[kd * bh..(kd + 1) * bh],
+                steps,
+                batch,
+            );
+            for t in 0..steps {
+                // The reverse direction's state for time t is in slot T - t.
+                let slot = if d == 0 { t + 1 } else { steps - t };
+                for b in 0..batch {
+                    for j in 0..nh {
+                        layer_out[(t * batch + b) * nd * nh + d * nh + j] =
+                            hk[slot * bh + b * nh + j];
+                    }
+                }
+            }
+            h.push(hk);
+        }
+        out.push(layer_out);
     }
-    let top = &h[c.layers - 1][bh..];
+    let top = &out[c.layers - 1];
+    let width = nd * nh;
     let mut o = vec![0.0; steps * batch * no];
     for row in 0..steps * batch {
         for q in 0..no {
             let mut v = p.b_fc[q];
-            for j in 0..nh {
-                v += p.w_fc[q * nh + j] * top[row * nh + j];
+            for j in 0..width {
+                v += p.w_fc[q * width + j] * top[row * width + j];
             }
             o[row * no + q] = v;
         }
     }
-    Trace { steps, batch, h, o }
+    Trace {
+        steps,
+        batch,
+        h,
+        out,
+        o,
+    }
 }
 
 /// The loss of outputs `o` `[R, O]` and its gradient dL/do, PyTorch's semantics.
@@ -376,39 +438,63 @@ fn layer_backward(
 }
 
 /// Back-propagation through time of `d_o` = dL/do through the pass recorded in `trace`: the
-/// head, then every layer from the top down.
+/// head, then every layer from the top down, each direction in its own time.
 pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
     let c = p.config;
-    let (nh, no) = (c.hidden, c.output);
-    let batch = trace.batch;
+    let (nh, no, nd) = (c.hidden, c.output, dirs(&c));
+    let (steps, batch) = (trace.steps, trace.batch);
     let bh = batch * nh;
+    let width = nd * nh;
     let mut g = Params::zeros(c);
-    // The head: dV, dc, and dL/dh(t) of the top layer = V^T do(t).
-    let top = trace.outputs(c.layers - 1);
+    // The head: dV, dc, and dL/d(top output) = V^T do(t).
+    let top = &trace.out[c.layers - 1];
     let mut d_out = vec![0.0; top.len()];
-    for row in 0..trace.steps * batch {
+    for row in 0..steps * batch {
         for q in 0..no {
             let d = d_o[row * no + q];
             g.b_fc[q] += d;
-            for j in 0..nh {
-                g.w_fc[q * nh + j] += d * top[row * nh + j];
-                d_out[row * nh + j] += p.w_fc[q * nh + j] * d;
+            for j in 0..width {
+                g.w_fc[q * width + j] += d * top[row * width + j];
+                d_out[row * width + j] += p.w_fc[q * width + j] * d;
             }
         }
     }
-    let mut dh0 = vec![0.0; c.layers * bh];
+    let mut dh0 = vec![0.0; c.layers * nd * bh];
     for k in (0..c.layers).rev() {
-        let input = if k == 0 { x } else { trace.outputs(k - 1) };
-        let (d_in, d_h0) = layer_backward(
-            &p.layers[k],
-            c.nonlinearity,
-            (input, layer_input(&c, k)),
-            &trace.h[k],
-            &d_out,
-            &mut g.layers[k],
-            batch,
-        );
-        dh0[k * bh..(k + 1) * bh].copy_from_slice(&d_h0);
+        let input = if k == 0 { x } else { &trace.out[k - 1] };
+        let ni = layer_input(&c, k);
+        let mut d_in = vec![0.0; input.len()];
+        for d in 0..nd {
+            let kd = k * nd + d;
+            // This direction's share of dL/d out, in its own time.
+            let mut d_dir = vec![0.0; steps * bh];
+            for t in 0..steps {
+                let s = if d == 0 { t } else { steps - 1 - t };
+                for b in 0..batch {
+                    for j in 0..nh {
+                        d_dir[(s * batch + b) * nh + j] =
+                            d_out[(t * batch + b) * width + d * nh + j];
+                    }
+                }
+            }
+            let seq = if d == 0 {
+                input.to_vec()
+            } else {
+                reversed(input, steps)
+            };
+            let (dx, d_h0) = layer_backward(
+                &p.layers[kd],
+                c.nonlinearity,
+                (&seq, ni),
+                &trace.h[kd],
+                &d_dir,
+                &mut g.layers[kd],
+                batch,
+            );
+            let dx = if d == 0 { dx } else { reversed(&dx, steps) };
+            d_in.iter_mut().zip(&dx).for_each(|(a, b)| *a += b);
+            dh0[kd * bh..(kd + 1) * bh].copy_from_slice(&d_h0);
+        }
         d_out = d_in;
     }
     if !c.bias {
@@ -547,7 +633,7 @@ mod tests {
         let x: Vec<f64> = (0..steps * batch * config.input)
             .map(|_| rng.uniform(1.0))
             .collect();
-        let h0: Vec<f64> = (0..config.layers * batch * config.hidden)
+        let h0: Vec<f64> = (0..config.layers * config.directions() * batch * config.hidden)
             .map(|_| rng.uniform(0.5))
             .collect();
         let h0 = with_h0.then_some(h0.as_slice());
@@ -609,13 +695,17 @@ mod tests {
         for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
             for l in [Loss::mse(), Loss::cross_entropy()] {
                 for reduction in [Reduction::Mean, Reduction::Sum] {
-                    for (steps, batch, bias, with_h0, layers) in [
-                        (1, 1, true, false, 1),
-                        (4, 3, true, true, 1),
-                        (3, 2, false, true, 2),
-                        (2, 2, true, true, 3),
+                    for (steps, batch, bias, with_h0, layers, bidirectional) in [
+                        (1, 1, true, false, 1, false),
+                        (4, 3, true, true, 1, false),
+                        (3, 2, false, true, 2, false),
+                        (2, 2, true, true, 3, false),
+                        (3, 2, true, true, 1, true),
+                        (2, 1, false, false, 2, true),
                     ] {
-                        let mut config = RnnConfig::new(3, 4, 3).with_layers(layers);
+                        let mut config = RnnConfig::new(3, 4, 3)
+                            .with_layers(layers)
+                            .with_bidirectional(bidirectional);
                         config.nonlinearity = nonlinearity;
                         config.bias = bias;
                         check(

@@ -164,7 +164,7 @@ impl<'m> Generator<'m> {
         let gpu = rnn.gpu().clone();
         Ok(Self {
             x: Tensor::zeros(&gpu, &[1, 1, c.input])?,
-            h: Tensor::zeros(&gpu, &[c.layers, 1, c.hidden])?,
+            h: Tensor::zeros(&gpu, &[c.states(), 1, c.hidden])?,
             onehot: vec![0.0; c.input],
             vocab,
             rnn,

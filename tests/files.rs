@@ -159,12 +159,31 @@ fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
         &[],
     );
     assert!(msg.contains("missing tensor `rnn.weight_ih_l1`"), "{msg}");
-    let msg = write(
-        &with(vec![("rnn.weight_ih_l0_reverse", f32s(&[7, 4]))]),
-        &[],
-    );
+    // Both directions, but layer 1's reverse direction missing; and metadata that denies them.
+    let fc = tensors.iter().position(|(n, _)| n == "fc.weight").unwrap();
+    let mut bi = with(vec![
+        ("rnn.weight_ih_l0_reverse", f32s(&[7, 4])),
+        ("rnn.weight_hh_l0_reverse", f32s(&[7, 7])),
+        ("rnn.weight_ih_l1", f32s(&[7, 14])),
+        ("rnn.weight_hh_l1", f32s(&[7, 7])),
+    ]);
+    bi[fc].1 = f32s(&[2, 14]);
+    let msg = write(&bi, &[]);
     assert!(
-        msg.contains("rnn.weight_ih_l0_reverse") && msg.contains("bidirectional"),
+        msg.contains("missing tensor `rnn.weight_ih_l1_reverse`"),
+        "{msg}"
+    );
+    let msg = write(&bi, &[("bidirectional", "false")]);
+    assert!(
+        msg.contains("bidirectional") && msg.contains("_reverse"),
+        "{msg}"
+    );
+    // A second layer reading one direction's width where the layer below has two.
+    bi.push(("rnn.weight_ih_l1_reverse".into(), f32s(&[7, 7])));
+    bi.push(("rnn.weight_hh_l1_reverse".into(), f32s(&[7, 7])));
+    let msg = write(&bi, &[]);
+    assert!(
+        msg.contains("rnn.weight_ih_l1_reverse") && msg.contains("[7, 14]"),
         "{msg}"
     );
     let msg = write(

@@ -22,6 +22,14 @@ struct Case {
     loss: Loss,
     with_h0: bool,
     layers: usize,
+    bidirectional: bool,
+}
+
+impl Case {
+    /// `L·D`: the first dimension of h0 and h_n.
+    fn states(&self) -> usize {
+        self.layers * if self.bidirectional { 2 } else { 1 }
+    }
 }
 
 /// Uploads the reference's parameters into a fresh GPU model.
@@ -83,7 +91,8 @@ fn setup_from(c: Case, seed: u64) -> Setup {
     let config = RnnConfig::new(c.input, c.hidden, c.output)
         .with_nonlinearity(c.nonlinearity)
         .with_bias(c.bias)
-        .with_layers(c.layers);
+        .with_layers(c.layers)
+        .with_bidirectional(c.bidirectional);
     // Weights scaled so the recurrence neither saturates nor dies out at any H.
     let mut p = Params::random(config, 1.5 / (c.hidden as f64).sqrt(), seed);
     if c.nonlinearity == Nonlinearity::Relu && c.bias {
@@ -98,7 +107,7 @@ fn setup_from(c: Case, seed: u64) -> Setup {
     let x = random(t * b * c.input, 1.0, seed + 1);
     let h0 = c
         .with_h0
-        .then(|| random(c.layers * b * c.hidden, 0.8, seed + 2));
+        .then(|| random(c.states() * b * c.hidden, 0.8, seed + 2));
     let targets = match c.loss.kind {
         LossKind::Mse => Targets::Values(random(t * b * c.output, 1.0, seed + 3)),
         LossKind::CrossEntropy => Targets::Classes(
@@ -128,7 +137,7 @@ fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult)
     let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&s.x)).expect("x");
     let h0t =
         s.h0.as_ref()
-            .map(|h| Tensor::from_slice(&g, &[c.layers, b, c.hidden], &to_f32(h)).expect("h0"));
+            .map(|h| Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h)).expect("h0"));
     let yv;
     let yc;
     let target = match &s.targets {
@@ -239,6 +248,7 @@ fn grid() -> Vec<Case> {
                             // With T = 1 and no h0, dL/dW_hh is zero by construction.
                             with_h0: with_h0 || steps == 1,
                             layers: 1,
+                            bidirectional: false,
                         });
                         n += 1;
                     }
@@ -278,6 +288,7 @@ fn persistent_driver_at_its_largest_hidden_size_matches_reference() {
         loss: Loss::mse(),
         with_h0: true,
         layers: 1,
+        bidirectional: false,
     };
     run(c, 77, Driver::Persistent);
     run(c, 78, Driver::PerStep);
@@ -319,6 +330,7 @@ fn every_kernel_style_matches_reference() {
         loss: Loss::mse(),
         with_h0: true,
         layers: 1,
+        bidirectional: false,
     };
     run_with(wide, 44, Driver::PerStep, KernelStyle::Tiled);
     run_with(wide, 45, Driver::PerStep, KernelStyle::Direct);
@@ -375,6 +387,7 @@ fn long_sequence_and_wide_batch_match_reference() {
         loss: Loss::mse(),
         with_h0: true,
         layers: 1,
+        bidirectional: false,
     };
     let relu_ce = Case {
         loss: Loss::cross_entropy().with_reduction(Reduction::Sum),
@@ -414,6 +427,7 @@ fn thousand_step_sequences_match_reference() {
         loss: Loss::mse(),
         with_h0: true,
         layers: 1,
+        bidirectional: false,
     };
     for driver in [Driver::Persistent, Driver::PerStep] {
         run(c, 90, driver);
@@ -572,6 +586,7 @@ fn a_gradient_missing_one_steps_contribution_fails_the_comparison() {
         loss: Loss::mse(),
         with_h0: true,
         layers: 1,
+        bidirectional: false,
     };
     let s = setup(c, 91);
     let (t, b) = (c.steps, c.batch);
@@ -676,6 +691,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             loss: Loss::mse(),
             with_h0: true,
             layers: 1,
+            bidirectional: false,
         },
         // H = 64: W through the uniform window; B = 5, a partial row group.
         Case {
@@ -689,6 +705,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             loss: Loss::cross_entropy(),
             with_h0: false,
             layers: 1,
+            bidirectional: false,
         },
         // H = 132 (past the window), B = 70 (more than one 64-row block).
         Case {
@@ -702,6 +719,7 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
             loss: Loss::mse().with_reduction(Reduction::Sum),
             with_h0: true,
             layers: 1,
+            bidirectional: false,
         },
     ];
     let mut seed = 9000;
@@ -762,10 +780,11 @@ fn every_driver_under_every_kernel_style_and_thread_count_matches_reference() {
 }
 
 #[test]
-fn stacked_layers_match_reference_under_every_driver_and_style() {
-    // L = 2 and 3 (layer k + 1 reads layer k's outputs; h0 and h_n are [L, B, H]) under every
-    // driver and kernel style, over odd and blocked sizes, T = 1 and B = 1 included: each
-    // (driver, style) pair meets both layer counts and both H kinds.
+fn stacked_and_bidirectional_layers_match_reference_under_every_driver_and_style() {
+    // L = 2 and 3 (layer k + 1 reads layer k's outputs; h0 and h_n are [L·D, B, H]), and both
+    // directions at L = 1 and 2, under every driver and kernel style, over odd and blocked
+    // sizes, T = 1 and B = 1 included: each (driver, style) pair meets every layer count,
+    // both direction counts and both H kinds.
     let base = gpu();
     let shapes = [
         // (T, B, I, H, O, nonlinearity, bias, loss)
@@ -808,7 +827,7 @@ fn stacked_layers_match_reference_under_every_driver_and_style() {
         KernelStyle::Subgroup,
     ] {
         for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
-            for layers in [2, 3] {
+            for (layers, bidirectional) in [(2, false), (3, false), (1, true), (2, true)] {
                 let (steps, batch, input, hidden, output, nonlinearity, bias, loss) =
                     shapes[n % shapes.len()];
                 let c = Case {
@@ -823,6 +842,7 @@ fn stacked_layers_match_reference_under_every_driver_and_style() {
                     // T = 1 needs h0 for a live recurrence; otherwise alternate.
                     with_h0: steps == 1 || n % 2 == 0,
                     layers,
+                    bidirectional,
                 };
                 run_on(c, 12_000 + n as u64 * 10, driver, &base.with_kernels(style));
                 n += 1;

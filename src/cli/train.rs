@@ -561,7 +561,7 @@ fn text_lm(
     let mut log = Log::new(steps, t * b, a.log_every);
     let x = Tensor::zeros(gpu, &[t, b, v])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
-    let (layers, hidden) = (rnn.config().layers, rnn.config().hidden);
+    let (layers, hidden) = (rnn.config().states(), rnn.config().hidden);
     let h = Tensor::zeros(gpu, &[layers, b, hidden])?;
     let zeros = vec![0.0; layers * b * hidden];
     let (mut xs, mut ys) = (Vec::new(), Vec::new());

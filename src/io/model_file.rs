@@ -22,6 +22,9 @@ pub mod keys {
     pub const HIDDEN_SIZE: &str = "hidden_size";
     /// `O`; checked against the weights when present.
     pub const OUTPUT_SIZE: &str = "output_size";
+    /// `"true"` or `"false"`: whether every layer runs in both directions; checked against
+    /// the tensors (`_reverse`) when present.
+    pub const BIDIRECTIONAL: &str = "bidirectional";
     /// `"true"` or `"false"`: whether the recurrent layer has biases.
     pub const BIAS: &str = "bias";
     /// The characters of a character-level model, in class-id order, as one string.
@@ -55,6 +58,7 @@ pub fn save(rnn: &Rnn, path: impl AsRef<Path>, extra: &HashMap<String, String>) 
         (keys::HIDDEN_SIZE, c.hidden.to_string()),
         (keys::OUTPUT_SIZE, c.output.to_string()),
         (keys::BIAS, c.bias.to_string()),
+        (keys::BIDIRECTIONAL, c.bidirectional.to_string()),
         ("format", "rnn-wgpu".to_string()),
     ] {
         meta.insert(k.to_string(), v);
@@ -94,9 +98,11 @@ pub fn from_file(gpu: &Gpu, file: &TensorFile) -> Result<LoadedModel> {
 /// metadata, every disagreement an error naming the file and tensor.
 pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     let meta = file.metadata();
-    // The layers the tensors hold: rnn.*_l0 .. rnn.*_l{L-1}, with no gap.
+    // The layers the tensors hold: rnn.*_l0 .. rnn.*_l{L-1}, with no gap, and `_reverse`
+    // ones for a bidirectional model.
     let layer_of = |name: &str| -> Option<usize> {
         let rest = name.strip_prefix("rnn.")?;
+        let rest = rest.strip_suffix("_reverse").unwrap_or(rest);
         let (kind, k) = rest.rsplit_once("_l")?;
         ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
             .contains(&kind)
@@ -104,26 +110,20 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             .flatten()
     };
     for name in file.names() {
-        if name.starts_with("rnn.") && name.ends_with("_reverse") {
-            return Err(file.invalid(
-                name,
-                "a bidirectional RNN: this version runs one direction (bidirectional=False)".into(),
-            ));
-        }
         if layer_of(name).is_none() && name != FC_W && name != FC_B {
             return Err(file.invalid(
                 name,
                 format!(
                     "unexpected tensor; a model file holds rnn.weight_ih_l{{k}}, \
                      rnn.weight_hh_l{{k}}, rnn.bias_ih_l{{k}}, rnn.bias_hh_l{{k}} for each layer \
-                     k, {FC_W} and {FC_B}"
+                     k (and the same with _reverse for both directions), {FC_W} and {FC_B}"
                 ),
             ));
         }
     }
     let layers = file.names().filter_map(layer_of).max().map_or(0, |k| k + 1);
     if layers == 0 {
-        file.require(&LayerNames::new(0).w_ih)?;
+        file.require(&LayerNames::new(0, 0).w_ih)?;
     }
     if let Some(v) = meta.get(keys::NUM_LAYERS) {
         let n = v
@@ -139,6 +139,29 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             ));
         }
     }
+    let bidirectional = file
+        .names()
+        .any(|n| n.starts_with("rnn.") && n.ends_with("_reverse"));
+    match meta.get(keys::BIDIRECTIONAL).map(String::as_str) {
+        None => {}
+        Some(v) if v == bidirectional.to_string() => {}
+        Some(v @ ("true" | "false")) => {
+            return Err(file.invalid(
+                keys::BIDIRECTIONAL,
+                format!(
+                    "says {v}, but the file {} _reverse tensors",
+                    if bidirectional { "holds" } else { "has no" }
+                ),
+            ));
+        }
+        Some(v) => {
+            return Err(file.invalid(
+                keys::BIDIRECTIONAL,
+                format!("{v:?} is neither true nor false"),
+            ));
+        }
+    }
+    let nd = if bidirectional { 2 } else { 1 };
     let dims = |name: &str, rank: usize| -> Result<Vec<usize>> {
         let t = file.require(name)?;
         if t.to_f32().is_none() {
@@ -150,53 +173,62 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         }
         Ok(t.shape.clone())
     };
-    let first = LayerNames::new(0);
+    let first = LayerNames::new(0, 0);
     let w_ih = dims(&first.w_ih, 2)?;
     let (h, i) = (w_ih[0], w_ih[1]);
     let mut has_bias = false;
     for k in 0..layers {
-        let n = LayerNames::new(k);
-        // Layer k > 0 reads layer k - 1's outputs: its weight_ih is [H, H]. A layer missing
-        // its weights (a gap) is named by `require`.
-        if k > 0 {
-            let got = dims(&n.w_ih, 2)?;
-            if got != [h, h] {
+        for d in 0..nd {
+            let n = LayerNames::new(k, d);
+            // Layer k > 0 reads layer k - 1's outputs, D·H wide. A layer or direction
+            // missing its weights (a gap) is named by `require`.
+            let want_in = if k == 0 { i } else { nd * h };
+            if k > 0 || d > 0 {
+                let got = dims(&n.w_ih, 2)?;
+                if got != [h, want_in] {
+                    let why = if k == 0 {
+                        format!("(H and I from {})", first.w_ih)
+                    } else {
+                        format!(
+                            "(H from {}; layer {k} reads layer {}'s outputs)",
+                            first.w_ih,
+                            k - 1
+                        )
+                    };
+                    return Err(file.shape_err(&n.w_ih, &got, format!("[{h}, {want_in}] {why}")));
+                }
+            }
+            let w_hh = dims(&n.w_hh, 2)?;
+            if w_hh != [h, h] {
                 return Err(file.shape_err(
-                    &n.w_ih,
-                    &got,
-                    format!(
-                        "[{h}, {h}] (H from {}; layer {k} reads layer {}'s outputs)",
-                        first.w_ih,
-                        k - 1
-                    ),
+                    &n.w_hh,
+                    &w_hh,
+                    format!("[{h}, {h}] (H from {})", first.w_ih),
                 ));
             }
-        }
-        let w_hh = dims(&n.w_hh, 2)?;
-        if w_hh != [h, h] {
-            return Err(file.shape_err(
-                &n.w_hh,
-                &w_hh,
-                format!("[{h}, {h}] (H from {})", first.w_ih),
-            ));
-        }
-        for name in [&n.b_ih, &n.b_hh] {
-            if file.get(name).is_some() {
-                let got = dims(name, 1)?;
-                if got != [h] {
-                    return Err(file.shape_err(
-                        name,
-                        &got,
-                        format!("[{h}] (H from {})", first.w_ih),
-                    ));
+            for name in [&n.b_ih, &n.b_hh] {
+                if file.get(name).is_some() {
+                    let got = dims(name, 1)?;
+                    if got != [h] {
+                        return Err(file.shape_err(
+                            name,
+                            &got,
+                            format!("[{h}] (H from {})", first.w_ih),
+                        ));
+                    }
+                    has_bias = true;
                 }
-                has_bias = true;
             }
         }
     }
     let fc_w = dims(FC_W, 2)?;
-    if fc_w[1] != h {
-        return Err(file.shape_err(FC_W, &fc_w, format!("[O, {h}] (H from {})", first.w_ih)));
+    if fc_w[1] != nd * h {
+        let what = if nd == 2 { "2H: both directions" } else { "H" };
+        return Err(file.shape_err(
+            FC_W,
+            &fc_w,
+            format!("[O, {}] ({what}, H from {})", nd * h, first.w_ih),
+        ));
     }
     let o = fc_w[0];
     if file.get(FC_B).is_some() {
@@ -252,6 +284,7 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     }
     Ok(RnnConfig::new(i, h, o)
         .with_layers(layers)
+        .with_bidirectional(bidirectional)
         .with_nonlinearity(nonlinearity)
         .with_bias(bias))
 }

@@ -43,13 +43,14 @@ pub fn run(
     let h0 = match input.floats("h0")? {
         None => None,
         Some((hs, hv)) => {
-            if hs != [c.layers, b, c.hidden] && (c.layers != 1 || hs != [b, c.hidden]) {
+            if hs != [c.states(), b, c.hidden] && (c.states() != 1 || hs != [b, c.hidden]) {
                 return Err(input.shape_err(
                     "h0",
                     &hs,
                     format!(
-                        "[{}, {b}, {}] (num_layers, B from x, H of the model)",
-                        c.layers, c.hidden
+                        "[{}, {b}, {}] (num_layers x directions, B from x, H of the model)",
+                        c.states(),
+                        c.hidden
                     ),
                 ));
             }
@@ -73,7 +74,7 @@ pub fn run(
             ),
             (
                 "h_n".into(),
-                HostTensor::f32(&[c.layers, b, c.hidden], out.h_n.to_vec()?),
+                HostTensor::f32(&[c.states(), b, c.hidden], out.h_n.to_vec()?),
             ),
         ]);
     };
@@ -137,7 +138,7 @@ pub fn run(
         ),
         (
             "h_n".into(),
-            HostTensor::f32(&[c.layers, b, c.hidden], fw.h_n.to_vec()?),
+            HostTensor::f32(&[c.states(), b, c.hidden], fw.h_n.to_vec()?),
         ),
         ("loss".into(), HostTensor::f32(&[], vec![rnn.last_loss()?])),
     ];

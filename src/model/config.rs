@@ -57,6 +57,9 @@ pub struct RnnConfig {
     pub bias: bool,
     /// Stacked recurrent layers `L` (`num_layers`): layer k + 1 reads layer k's outputs.
     pub layers: usize,
+    /// Each layer runs in both directions (`bidirectional`, D = 2), its output the two
+    /// directions' states side by side, `[T, B, 2H]`.
+    pub bidirectional: bool,
 }
 
 impl RnnConfig {
@@ -69,7 +72,31 @@ impl RnnConfig {
             nonlinearity: Nonlinearity::Tanh,
             bias: true,
             layers: 1,
+            bidirectional: false,
         }
+    }
+
+    /// The same, running both directions when `bidirectional`.
+    pub fn with_bidirectional(self, bidirectional: bool) -> Self {
+        Self {
+            bidirectional,
+            ..self
+        }
+    }
+
+    /// Directions `D`: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// Hidden states carried between calls, `L·D`: the first dimension of `h0` and `h_n`.
+    pub fn states(&self) -> usize {
+        self.layers * self.directions()
+    }
+
+    /// The width of every layer's output, what the next layer and the head read: `D·H`.
+    pub fn out_width(&self) -> usize {
+        self.directions() * self.hidden
     }
 
     /// The same with `layers` stacked layers.
@@ -90,9 +117,9 @@ impl RnnConfig {
         Self { bias, ..self }
     }
 
-    /// The width of layer `k`'s input: `I` for the first layer, `H` above it.
+    /// The width of layer `k`'s input: `I` for the first layer, `D·H` above it.
     pub fn layer_input(&self, k: usize) -> usize {
-        if k == 0 { self.input } else { self.hidden }
+        if k == 0 { self.input } else { self.out_width() }
     }
 
     /// Rejects zero sizes.

@@ -241,13 +241,13 @@ impl Rnn {
         if let Some(h0) = h0 {
             self.check_gpu("h0", h0)?;
             let hs = h0.shape();
-            let (l, hid) = (self.config.layers, self.config.hidden);
-            // PyTorch's [num_layers, B, H], or [B, H] for a single layer.
+            let (l, hid) = (self.config.states(), self.config.hidden);
+            // PyTorch's [num_layers * directions, B, H], or [B, H] for a single layer.
             let ok = hs == [l, b, hid] || (l == 1 && hs == [b, hid]);
             if !ok {
                 return Err(shape_err(
                     "h0",
-                    format!("[{l}, {b}, {hid}] (layers, B from x, H)"),
+                    format!("[{l}, {b}, {hid}] (layers x directions, B from x, H)"),
                     hs,
                 ));
             }
@@ -398,7 +398,7 @@ impl Rnn {
         let (b, h) = (ws.batch, self.config.hidden);
         Forward {
             output: Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, self.config.output]),
-            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.layers, b, h]),
+            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.states(), b, h]),
         }
     }
 
@@ -426,7 +426,7 @@ impl Rnn {
                 )
             }),
             h0: self.has_dx.then(|| {
-                let shape = [self.config.layers, ws.batch, self.config.hidden];
+                let shape = [self.config.states(), ws.batch, self.config.hidden];
                 Tensor::view(&self.gpu, &ws.dh0, 0, &shape)
             }),
         }

@@ -47,24 +47,28 @@ pub(crate) struct LayerNames {
 }
 
 impl LayerNames {
-    pub fn new(k: usize) -> Self {
+    /// Layer `k`'s names in direction `d` (1: the reverse one, `_reverse`).
+    pub fn new(k: usize, d: usize) -> Self {
+        let r = if d == 1 { "_reverse" } else { "" };
         Self {
-            w_ih: format!("rnn.weight_ih_l{k}"),
-            w_hh: format!("rnn.weight_hh_l{k}"),
-            b_ih: format!("rnn.bias_ih_l{k}"),
-            b_hh: format!("rnn.bias_hh_l{k}"),
+            w_ih: format!("rnn.weight_ih_l{k}{r}"),
+            w_hh: format!("rnn.weight_hh_l{k}{r}"),
+            b_ih: format!("rnn.bias_ih_l{k}{r}"),
+            b_hh: format!("rnn.bias_hh_l{k}{r}"),
         }
     }
 }
 
 impl ParamLayout {
     /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
-    /// (`weight_ih`, `weight_hh`, then the biases), bottom first, then the head's.
+    /// (`weight_ih`, `weight_hh`, then the biases; the reverse direction's after the
+    /// forward's), bottom first, then the head's.
     pub fn new(config: &RnnConfig) -> Self {
         let (h, o) = (config.hidden, config.output);
         let mut shapes = Vec::new();
-        for k in 0..config.layers {
-            let n = LayerNames::new(k);
+        for (k, d) in (0..config.layers).flat_map(|k| (0..config.directions()).map(move |d| (k, d)))
+        {
+            let n = LayerNames::new(k, d);
             shapes.push((n.w_ih, vec![h, config.layer_input(k)]));
             shapes.push((n.w_hh, vec![h, h]));
             if config.bias {
@@ -72,7 +76,7 @@ impl ParamLayout {
                 shapes.push((n.b_hh, vec![h]));
             }
         }
-        shapes.push((FC_W.to_string(), vec![o, h]));
+        shapes.push((FC_W.to_string(), vec![o, config.out_width()]));
         shapes.push((FC_B.to_string(), vec![o]));
         let mut offset = 0;
         let entries = shapes

@@ -7,6 +7,7 @@ use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
+use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
 use crate::ops::recurrence::{Loop, Recurrence};
@@ -277,15 +278,18 @@ impl Workspace {
             .into());
         }
         let bh = batch * h;
+        let nd = config.directions();
+        let two = nd == 2;
         let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
-        let mut layers = Vec::with_capacity(nl);
-        for _ in 0..nl {
+        // Every layer's and direction's buffers, at k * D + d (PyTorch's order of h0).
+        let mut layers = Vec::with_capacity(nl * nd);
+        for _ in 0..nl * nd {
             layers.push(LayerBufs {
                 h_all: gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * bh)?,
                 da: gpu.storage_buffer("dL/da [T, B, H]", rows * h)?,
             });
         }
-        let h_n = gpu.storage_buffer("last hidden states [L, B, H]", nl * bh)?;
+        let h_n = gpu.storage_buffer("last hidden states [L·D, B, H]", nl * nd * bh)?;
         let xu = gpu.storage_buffer("input projections [T, B, H]", rows * h)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
@@ -293,58 +297,109 @@ impl Workspace {
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
         let loss = gpu.storage_buffer("loss", 1)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
-        let dh0 = gpu.storage_buffer("dL/dh0 [L, B, H]", nl * bh)?;
-        let mut wps = Vec::with_capacity(nl);
-        for _ in 0..nl {
+        let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * bh)?;
+        let mut wps = Vec::with_capacity(nl * nd);
+        for _ in 0..nl * nd {
             wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h))?);
         }
+        // Both directions: every layer's input reversed in time (the reverse direction's
+        // input, kept for its weight gradients), every layer's output [T, B, 2H], and scratch
+        // for dL/d(output) from the forward and the reverse direction.
+        let mut reversed = Vec::new();
+        let mut cats = Vec::new();
+        let mut scratch = Vec::new();
+        if two {
+            for k in 0..nl {
+                reversed.push(
+                    gpu.storage_buffer("input reversed in time", rows * config.layer_input(k))?,
+                );
+                cats.push(gpu.storage_buffer("layer outputs [T, B, 2H]", rows * 2 * h)?);
+            }
+            for _ in 0..2 {
+                scratch.push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(i))?);
+            }
+        }
+        let unused_r = gpu.storage_buffer("unused binding", 4)?;
+        let unused_w = gpu.storage_buffer("unused binding", 4)?;
+        let unused = Unused {
+            read: &unused_r,
+            write: &unused_w,
+        };
 
         let p = |name: &str| at(params, layout.offset(name));
-        let names: Vec<LayerNames> = (0..nl).map(LayerNames::new).collect();
+        let kds: Vec<(usize, usize)> = (0..nl).flat_map(|k| (0..nd).map(move |d| (k, d))).collect();
+        let names: Vec<LayerNames> = kds.iter().map(|&(k, d)| LayerNames::new(k, d)).collect();
         let act = match config.nonlinearity {
             Nonlinearity::Tanh => 0,
             Nonlinearity::Relu => 1,
         };
-        let recs: Vec<Recurrence> = (0..nl)
-            .map(|k| Recurrence {
+        let recs: Vec<Recurrence> = (0..nl * nd)
+            .map(|kd| Recurrence {
                 steps,
                 batch,
                 hidden: h,
                 act,
-                w: p(&names[k].w_hh),
-                wp: &wps[k],
+                w: p(&names[kd].w_hh),
+                wp: &wps[kd],
             })
             .collect();
-        // Layer k's input: x, or layer k - 1's outputs h(1..=T).
+        // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions').
         let input = |k: usize| {
             if k == 0 {
                 at(&x, 0)
+            } else if two {
+                at(&cats[k - 1], 0)
             } else {
                 at(&layers[k - 1].h_all, bh)
             }
         };
+        // What direction d of layer k reads: its input, reversed for the reverse direction.
+        let dir_input = |k: usize, d: usize| {
+            if d == 1 {
+                at(&reversed[k], 0)
+            } else {
+                input(k)
+            }
+        };
+        let top = if two {
+            at(&cats[nl - 1], 0)
+        } else {
+            at(&layers[nl - 1].h_all, bh)
+        };
+        let width = config.out_width();
 
-        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step; then the head
-        // O = H V^T + c on the top layer.
+        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
+        // in its own time; then the head O = out V^T + c on the top layer's outputs.
         let mut fw = PlanBuilder::new(gpu, "forward");
         for k in 0..nl {
-            fw.phase("input projection");
-            let mut xu_gemm = Gemm::new(
-                rows,
-                h,
-                config.layer_input(k),
-                input(k),
-                p(&names[k].w_ih),
-                at(&xu, 0),
-            );
-            xu_gemm.trans_b = true;
-            if config.bias {
-                xu_gemm.bias = Some(p(&names[k].b_ih));
-                xu_gemm.bias2 = Some(p(&names[k].b_hh));
+            let ni = config.layer_input(k);
+            for d in 0..nd {
+                let kd = k * nd + d;
+                fw.phase("input projection");
+                if d == 1 {
+                    reverse_steps(
+                        &mut fw,
+                        (steps, batch * ni),
+                        input(k),
+                        &reversed[k],
+                        &unused,
+                    )?;
+                }
+                let mut xu_gemm =
+                    Gemm::new(rows, h, ni, dir_input(k, d), p(&names[kd].w_ih), at(&xu, 0));
+                xu_gemm.trans_b = true;
+                if config.bias {
+                    xu_gemm.bias = Some(p(&names[kd].b_ih));
+                    xu_gemm.bias2 = Some(p(&names[kd].b_hh));
+                }
+                matmul(&mut fw, xu_gemm)?;
+                fw.phase("forward loop");
+                recs[kd].forward(&mut fw, lp, &xu, &layers[kd].h_all)?;
             }
-            matmul(&mut fw, xu_gemm)?;
-            fw.phase("forward loop");
-            recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
+            if two {
+                let fwd_rev_out = [&layers[k * 2].h_all, &layers[k * 2 + 1].h_all, &cats[k]];
+                concat(&mut fw, (steps, batch, h), fwd_rev_out, &unused)?;
+            }
         }
         // W's layouts for the loops, in a plan of their own: run only when W has changed.
         let layouts = if Recurrence::uses_layouts(gpu, lp) {
@@ -357,24 +412,29 @@ impl Workspace {
             None
         };
         fw.phase("head");
-        let top = &layers[nl - 1];
-        let mut head = Gemm::new(rows, o, h, at(&top.h_all, bh), p(FC_W), at(&out, 0));
+        let mut head = Gemm::new(rows, o, width, top, p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
         matmul(&mut fw, head)?;
         let forward = fw.finish()?;
 
-        // Backward: dH_out = dO V into the top layer's da; then from the top down, each
-        // layer's steps last to first, its weight gradients as multiplies over all T * B
-        // rows, and dL/d(its input) = dA U into the layer below's da.
+        // Backward: dL/d(top output) = dO V into the top layer's da (both directions': split
+        // into each direction's time); then from the top down, each direction's steps last to
+        // first, its weight gradients as multiplies over all T * B rows, and dL/d(its input)
+        // = dA U into the layer below's da.
         let mut bw = PlanBuilder::new(gpu, "backward");
         bw.phase("head");
-        let head_back = Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&top.da, 0));
+        let head_out = if two {
+            at(&scratch[0], 0)
+        } else {
+            at(&layers[nl - 1].da, 0)
+        };
+        let head_back = Gemm::new(rows, width, o, at(&d_o, 0), p(FC_W), head_out);
         if gpu.subgroup_kernels() && o.is_multiple_of(4) {
-            // V transposed to [H, O], so that the product runs as A Bᵀ, the form whose
+            // V transposed to [D·H, O], so that the product runs as A Bᵀ, the form whose
             // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
-            let vt = gpu.storage_buffer("transposed V", h * o)?;
-            transpose(&mut bw, o, h, p(FC_W), at(&vt, 0))?;
+            let vt = gpu.storage_buffer("transposed V", width * o)?;
+            transpose(&mut bw, o, width, p(FC_W), at(&vt, 0))?;
             let b = at(&vt, 0);
             matmul(
                 &mut bw,
@@ -387,70 +447,146 @@ impl Workspace {
         } else {
             matmul(&mut bw, head_back)?;
         }
-        for k in (0..nl).rev() {
-            let l = &layers[k];
-            bw.phase("backward loop");
-            recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
+        if two {
+            let dirs = [&layers[2 * nl - 2].da, &layers[2 * nl - 1].da];
+            split(&mut bw, (steps, batch, h), &scratch[0], None, dirs, &unused)?;
+            // The head's own gradients, from both directions' outputs.
             bw.phase("weight gradients");
-            let off = |name: &str| layout.offset(name);
-            layer_grads(
+            let mut dv = Gemm::new(
+                o,
+                width,
+                rows,
+                at(&d_o, 0),
+                top,
+                at(grads, layout.offset(FC_W)),
+            );
+            dv.trans_a = true;
+            matmul(&mut bw, dv)?;
+            colsum(
                 &mut bw,
-                gpu,
-                grads,
-                LayerGrads {
-                    rows,
-                    batch,
-                    hidden: h,
-                    width: config.layer_input(k),
-                    input: input(k),
-                    h_all: &l.h_all,
-                    da: &l.da,
-                    w_ih: off(&names[k].w_ih),
-                    w_hh: off(&names[k].w_hh),
-                    biases: config
-                        .bias
-                        .then(|| (off(&names[k].b_ih), off(&names[k].b_hh))),
-                    head: (k == nl - 1).then(|| (o, &d_o, off(FC_W), off(FC_B))),
-                },
+                rows,
+                o,
+                at(&d_o, 0),
+                at(grads, layout.offset(FC_B)),
+                None,
             )?;
+        }
+        for k in (0..nl).rev() {
+            let ni = config.layer_input(k);
+            for d in 0..nd {
+                let kd = k * nd + d;
+                let l = &layers[kd];
+                bw.phase("backward loop");
+                recs[kd].backward(&mut bw, lp, &l.h_all, &l.da)?;
+                bw.phase("weight gradients");
+                let off = |name: &str| layout.offset(name);
+                layer_grads(
+                    &mut bw,
+                    gpu,
+                    grads,
+                    LayerGrads {
+                        rows,
+                        batch,
+                        hidden: h,
+                        width: ni,
+                        input: dir_input(k, d),
+                        h_all: &l.h_all,
+                        da: &l.da,
+                        w_ih: off(&names[kd].w_ih),
+                        w_hh: off(&names[kd].w_hh),
+                        biases: config
+                            .bias
+                            .then(|| (off(&names[kd].b_ih), off(&names[kd].b_hh))),
+                        head: (k == nl - 1 && !two).then(|| (o, &d_o, off(FC_W), off(FC_B))),
+                    },
+                )?;
+            }
             if k > 0 {
                 bw.phase("backward loop");
-                times_weights(
-                    &mut bw,
-                    rows,
-                    (h, h),
-                    at(&l.da, 0),
-                    p(&names[k].w_ih),
-                    None,
-                    at(&layers[k - 1].da, 0),
-                )?;
+                if two {
+                    // dL/d(layer k - 1's outputs): the forward direction's dA U in true time
+                    // plus the reverse one's in reversed time, split into layer k - 1's two
+                    // directions.
+                    for (d, out) in scratch.iter().enumerate() {
+                        let kd = 2 * k + d;
+                        times_weights(
+                            &mut bw,
+                            rows,
+                            (h, ni),
+                            at(&layers[kd].da, 0),
+                            p(&names[kd].w_ih),
+                            None,
+                            at(out, 0),
+                        )?;
+                    }
+                    let dirs = [&layers[2 * k - 2].da, &layers[2 * k - 1].da];
+                    split(
+                        &mut bw,
+                        (steps, batch, h),
+                        &scratch[0],
+                        Some(&scratch[1]),
+                        dirs,
+                        &unused,
+                    )?;
+                } else {
+                    times_weights(
+                        &mut bw,
+                        rows,
+                        (h, h),
+                        at(&layers[k].da, 0),
+                        p(&names[k].w_ih),
+                        None,
+                        at(&layers[k - 1].da, 0),
+                    )?;
+                }
             }
         }
         let backward = bw.finish()?;
-        // dx = dA U of the bottom layer and every layer's dh0 = da(0) W, only when asked for.
+        // dx = dA U of the bottom layer (both directions', merged in true time) and every
+        // layer's dh0 = da(0) W, only when asked for.
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
-        times_weights(
-            &mut dxp,
-            rows,
-            (h, i),
-            at(&layers[0].da, 0),
-            p(&names[0].w_ih),
-            None,
-            at(&dx, 0),
-        )?;
-        for k in 0..nl {
+        if two {
+            for d in 0..2 {
+                times_weights(
+                    &mut dxp,
+                    rows,
+                    (h, i),
+                    at(&layers[d].da, 0),
+                    p(&names[d].w_ih),
+                    None,
+                    at(&scratch[d], 0),
+                )?;
+            }
+            merge_reversed(
+                &mut dxp,
+                (steps, batch * i),
+                [&scratch[0], &scratch[1], &dx],
+                &unused,
+            )?;
+        } else {
+            times_weights(
+                &mut dxp,
+                rows,
+                (h, i),
+                at(&layers[0].da, 0),
+                p(&names[0].w_ih),
+                None,
+                at(&dx, 0),
+            )?;
+        }
+        for kd in 0..nl * nd {
             // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
             // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
             // written before its forward loop).
-            let wt = Recurrence::uses_layouts(gpu, lp).then(|| at(&wps[k], 0));
+            let wt = Recurrence::uses_layouts(gpu, lp).then(|| at(&wps[kd], 0));
             times_weights(
                 &mut dxp,
                 batch,
                 (h, h),
-                at(&layers[k].da, 0),
-                p(&names[k].w_hh),
+                at(&layers[kd].da, 0),
+                p(&names[kd].w_hh),
                 wt,
-                at(&dh0, k * bh),
+                at(&dh0, kd * bh),
             )?;
         }
         let input_grad = dxp.finish()?;

@@ -4,6 +4,7 @@
 //! (bound with a dynamic offset) and every bind group is made up front, so running a
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
+pub(crate) mod directions;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optim;
@@ -502,6 +503,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &optim::GRAD_NORM,
         &optim::SGD,
         &optim::ADAM,
+        &directions::REVERSE_STEPS,
+        &directions::MERGE_REVERSED,
+        &directions::CONCAT,
+        &directions::SPLIT,
     ]
     .into_iter()
     .chain(recurrence::SUBGROUP_FORMS.iter().map(|(_, sg)| *sg))

@@ -1,0 +1,102 @@
+// The two directions of a bidirectional layer. The reverse direction runs the same recurrence
+// kernels as the forward one over its inputs reversed in time, so its states and gradients
+// are kept in reversed time (slot s + 1 of its h_all is h at time T - 1 - s); these kernels
+// move values between that order and true time:
+//
+// `reverse_steps`: dst[T - 1 - t] = src[t], each step n values (a layer's input, for the
+//                  reverse direction's input projection; dL/da of the reverse direction).
+// `merge_reversed`: dst[t] = a[t] + b[T - 1 - t] (dL/dx from both directions).
+// `concat`:        out[t, b] = [h_fwd(t), h_rev(t)], [T, B, 2H], from both directions' h_all
+//                  (what the next layer and the head read).
+// `split`:         from dL/d out [T, B, 2H] in true time, plus (flag 1) one in reversed
+//                  time, dL/dh of each direction: the forward's in true time, the reverse's
+//                  reversed.
+//
+// One invocation per value of a step (x), steps on y, coming round past 65535.
+
+struct Params {
+    steps: u32,
+    batch: u32,
+    hidden: u32,
+    // Values per step for reverse_steps and merge_reversed.
+    n: u32,
+    src_off: u32,
+    flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read> p: Params;
+
+@compute @workgroup_size(64, 1, 1)
+fn reverse_steps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x;
+    if r >= p.n {
+        return;
+    }
+    for (var t = gid.y; t < p.steps; t += nwg.y) {
+        out0[(p.steps - 1u - t) * p.n + r] = a[p.src_off + t * p.n + r];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn merge_reversed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = gid.x;
+    if r >= p.n {
+        return;
+    }
+    for (var t = gid.y; t < p.steps; t += nwg.y) {
+        out0[t * p.n + r] = a[t * p.n + r] + b[(p.steps - 1u - t) * p.n + r];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let h = p.hidden;
+    let width = 2u * h;
+    let r = gid.x;
+    if r >= p.batch * width {
+        return;
+    }
+    let row = r / width;
+    let c = r % width;
+    let bh = p.batch * h;
+    for (var t = gid.y; t < p.steps; t += nwg.y) {
+        var v: f32;
+        if c < h {
+            v = a[(t + 1u) * bh + row * h + c];
+        } else {
+            v = b[(p.steps - t) * bh + row * h + c - h];
+        }
+        out0[t * p.batch * width + r] = v;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let h = p.hidden;
+    let width = 2u * h;
+    let n = p.batch * width;
+    let r = gid.x;
+    if r >= n {
+        return;
+    }
+    let row = r / width;
+    let c = r % width;
+    let bh = p.batch * h;
+    for (var t = gid.y; t < p.steps; t += nwg.y) {
+        var v = a[t * n + r];
+        if (p.flags & 1u) != 0u {
+            v += b[(p.steps - 1u - t) * n + r];
+        }
+        if c < h {
+            out0[t * bh + row * h + c] = v;
+        } else {
+            out1[(p.steps - 1u - t) * bh + row * h + c - h] = v;
+        }
+    }
+}

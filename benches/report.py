@@ -26,9 +26,10 @@ def main(argv):
     for flag, value in zip(argv[1::2], argv[2::2]):
         args[flag.lstrip("-")] = value
     rnn = load(args["rnn"])
-    # Rows are keyed by shape and layer count (a missing count is one layer), so stacked runs
-    # of the peers (torch_rnn.py --layers L, concatenated) meet ours.
-    key = lambda r: (r["shape"], r.get("layers", 1))
+    # Rows are keyed by shape, layer count and directions (missing: one layer, one direction),
+    # so stacked and bidirectional runs of the peers (torch_rnn.py --layers L
+    # --bidirectional, concatenated) meet ours.
+    key = lambda r: (r["shape"], r.get("layers", 1), bool(r.get("bidirectional", False)))
     torch = {(key(r), r["mode"]): r for r in load(args.get("torch"))}
     burn = {(key(r), r["mode"]): r for r in load(args.get("burn"))}
     label = args.get("label", "peer")
@@ -36,7 +37,7 @@ def main(argv):
     for r in rnn:
         if key(r) not in shapes:
             shapes.append(key(r))
-    name = lambda k: k[0] if k[1] == 1 else f"{k[0]}, L = {k[1]}"
+    name = lambda k: k[0] + ("" if k[1] == 1 else f", L = {k[1]}") + (", bidirectional" if k[2] else "")
     print(f"| shape | mode | driver | ms | samples/s | vs naive | vs Burn | vs {label} |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for s in shapes:

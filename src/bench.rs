@@ -26,6 +26,8 @@ pub struct Shape {
     pub output: usize,
     /// Stacked recurrent layers `L`.
     pub layers: usize,
+    /// Both directions.
+    pub bidirectional: bool,
 }
 
 /// The four shapes of DESIGN §6.
@@ -71,6 +73,15 @@ impl Shape {
             hidden,
             output,
             layers: 1,
+            bidirectional: false,
+        }
+    }
+
+    /// The same shape running both directions when `bidirectional`.
+    pub const fn with_bidirectional(self, bidirectional: bool) -> Self {
+        Self {
+            bidirectional,
+            ..self
         }
     }
 
@@ -99,18 +110,23 @@ impl Shape {
     }
 
     /// Floating-point operations of the recurrence alone over the sequence, `2·B·H²·T` per
-    /// layer, as DeepBench counts them.
+    /// layer and direction, as DeepBench counts them.
     pub fn recurrent_flops(&self) -> f64 {
-        2.0 * (self.layers * self.batch * self.hidden * self.hidden * self.steps) as f64
+        let d = if self.bidirectional { 2 } else { 1 };
+        2.0 * (d * self.layers * self.batch * self.hidden * self.hidden * self.steps) as f64
     }
 
-    /// The name with the layer count where it is not 1: `medium` or `medium-l2`.
+    /// The name with the layer count where it is not 1 and `-bi` for both directions:
+    /// `medium`, `medium-l2`, `small-bi`.
     pub fn label(&self) -> String {
-        if self.layers == 1 {
-            self.name.to_string()
-        } else {
-            format!("{}-l{}", self.name, self.layers)
+        let mut s = self.name.to_string();
+        if self.layers != 1 {
+            s.push_str(&format!("-l{}", self.layers));
         }
+        if self.bidirectional {
+            s.push_str("-bi");
+        }
+        s
     }
 }
 
@@ -215,7 +231,10 @@ impl Workload {
         let mut rand = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
         let x = Tensor::from_slice(gpu, &[t, b, i], &rand(t * b * i))?;
         let y = Tensor::from_slice(gpu, &[t, b, o], &rand(t * b * o))?;
-        let rnn = Rnn::new(gpu, RnnConfig::new(i, h, o).with_layers(shape.layers), 0)?;
+        let config = RnnConfig::new(i, h, o)
+            .with_layers(shape.layers)
+            .with_bidirectional(shape.bidirectional);
+        let rnn = Rnn::new(gpu, config, 0)?;
         Ok(Self {
             gpu: gpu.clone(),
             shape,
@@ -324,7 +343,7 @@ impl Measurement {
     pub fn to_json(&self, gpu: &Gpu, baseline: Option<&Measurement>) -> String {
         let adapter = gpu.adapter_info();
         let mut s = format!(
-            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"layers\":{},\"mode\":{},\"driver\":{},\
+            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"layers\":{},\"bidirectional\":{},\"mode\":{},\"driver\":{},\
              \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{},\"kernels\":{}",
             json_str(self.shape.name),
             self.shape.steps,
@@ -333,6 +352,7 @@ impl Measurement {
             self.shape.hidden,
             self.shape.output,
             self.shape.layers,
+            self.shape.bidirectional,
             json_str(self.mode.name()),
             json_str(self.driver.name()),
             self.ms,

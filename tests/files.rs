@@ -397,40 +397,49 @@ mod cli {
 
     #[test]
     fn run_writes_what_pytorch_computed() {
-        let out = tmp("run-ok.safetensors");
-        let model = fixture("tanh_ce_mean_h0.model.safetensors");
-        let input = fixture("tanh_ce_mean_h0.input.safetensors");
-        let (code, _, err) = rnn_wgpu(&[
-            "run",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let got = TensorFile::read(&out).unwrap();
-        let want = TensorFile::read(fixture("tanh_ce_mean_h0.expected.safetensors")).unwrap();
-        assert_eq!(
-            got.names().collect::<Vec<_>>(),
-            want.names().collect::<Vec<_>>()
-        );
-        // Every tensor: o, h_n, the loss and every gradient, against PyTorch's float64.
-        for name in want.names() {
-            let (g, w) = (got.get(name).unwrap(), want.get(name).unwrap());
-            assert_eq!(g.shape, w.shape, "shape of {name}");
-            assert_close(
-                &format!("rnn-wgpu run: {name}"),
-                &g.to_f32().expect("f32 output"),
-                &w.to_f64().expect("float fixture"),
-                1e-4,
+        // A single layer; and a stacked bidirectional model with batch-first tensors.
+        for (case, flags) in [
+            ("tanh_ce_mean_h0", &[][..]),
+            ("bi2_tanh_mse_batch_first", &["--batch-first"][..]),
+        ] {
+            let out = tmp("run-ok.safetensors");
+            let model = fixture(&format!("{case}.model.safetensors"));
+            let input = fixture(&format!("{case}.input.safetensors"));
+            let mut args = vec![
+                "run",
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ];
+            args.extend(flags);
+            let (code, _, err) = rnn_wgpu(&args);
+            assert_eq!(code, 0, "{case}: {err}");
+            let got = TensorFile::read(&out).unwrap();
+            let want = TensorFile::read(fixture(&format!("{case}.expected.safetensors"))).unwrap();
+            assert_eq!(
+                got.names().collect::<Vec<_>>(),
+                want.names().collect::<Vec<_>>(),
+                "{case}"
+            );
+            // Every tensor: o, h_n, the loss and every gradient, against PyTorch's float64.
+            for name in want.names() {
+                let (g, w) = (got.get(name).unwrap(), want.get(name).unwrap());
+                assert_eq!(g.shape, w.shape, "{case}: shape of {name}");
+                assert_close(
+                    &format!("rnn-wgpu run {case}: {name}"),
+                    &g.to_f32().expect("f32 output"),
+                    &w.to_f64().expect("float fixture"),
+                    1e-4,
+                );
+            }
+            assert!(
+                want.names().count() >= 9,
+                "{case}: o, h_n, loss, parameter gradients, x, h0"
             );
         }
-        assert!(
-            want.names().count() >= 9,
-            "o, h_n, loss, 6 parameter gradients, x, h0"
-        );
     }
 
     /// On a headless machine (no `XDG_RUNTIME_DIR`, nothing set by hand) stderr holds only

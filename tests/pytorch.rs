@@ -20,6 +20,11 @@ const CASES: &[&str] = &[
     "stacked2_tanh_mse_h0",
     "stacked3_relu_ce_sum",
     "stacked2_raw_nobias_ce",
+    "bi1_tanh_mse_h0",
+    "bi2_tanh_ce_raw",
+    "bi2_relu_mse",
+    "bi2_tanh_mse_batch_first",
+    "stacked2_relu_ce_batch_first",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -50,6 +55,9 @@ fn pytorch_models_give_pytorch_outputs_loss_and_gradients() {
             _ => Reduction::Mean,
         };
         let mut m = io::model_file::from_file(&gpu, &model).unwrap();
+        // `run --batch-first`: x, y, o and grad.x with B before T.
+        m.rnn
+            .set_batch_first(meta.get("batch_first").is_some_and(|v| v == "true"));
         let out = io::run::run(&mut m.rnn, &input, loss, reduction).unwrap();
         let got: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
         let want: Vec<&str> = expected.names().collect();
@@ -76,6 +84,9 @@ fn model_files_round_trip_bit_for_bit() {
         "tanh_nobias_mse",
         "stacked3_relu_ce_sum",
         "stacked2_raw_nobias_ce",
+        "bi1_tanh_mse_h0",
+        "bi2_tanh_ce_raw",
+        "bi2_relu_mse",
     ] {
         let original = read(&format!("{case}.model.safetensors"));
         let m = io::model_file::from_file(&gpu, &original).unwrap();

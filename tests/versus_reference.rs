@@ -899,3 +899,123 @@ fn carrying_the_state_is_passing_h_n_back() {
         }
     }
 }
+
+/// `v` `[a, c, n]` as `[c, a, n]`.
+fn swap_leading<T: Copy>(v: &[T], a: usize, c: usize) -> Vec<T> {
+    let n = v.len() / (a * c);
+    let mut out = Vec::with_capacity(v.len());
+    for j in 0..c {
+        for i in 0..a {
+            out.extend_from_slice(&v[(i * c + j) * n..(i * c + j + 1) * n]);
+        }
+    }
+    out
+}
+
+#[test]
+fn batch_first_tensors_match_reference() {
+    // x, y, o and dL/dx as [B, T, ...] (h0, h_n stay [L·D, B, H]): forward, loss and
+    // gradients, and backward from a caller's batch-first dL/do, under the per-step and
+    // persistent drivers, one and two directions, both losses.
+    let g = gpu();
+    for (n, (driver, bidirectional, loss)) in [
+        (Driver::PerStep, false, Loss::mse()),
+        (Driver::Persistent, true, Loss::cross_entropy()),
+        (
+            Driver::Naive,
+            true,
+            Loss::mse().with_reduction(Reduction::Sum),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Case {
+            steps: 5,
+            batch: 3,
+            input: 4,
+            hidden: 8,
+            output: 3,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            loss,
+            with_h0: true,
+            layers: 2,
+            bidirectional,
+        };
+        let s = setup(c, 300 + n as u64);
+        let (t, b) = (c.steps, c.batch);
+        let (want_loss, trace, want) =
+            reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+        let mut rnn = model_on(&g, &s.p, driver);
+        rnn.set_batch_first(true);
+        let xt =
+            Tensor::from_slice(&g, &[b, t, c.input], &to_f32(&swap_leading(&s.x, t, b))).unwrap();
+        let h0 = s.h0.as_ref().unwrap();
+        let h0t = Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h0)).unwrap();
+        let yv;
+        let yc;
+        let target = match &s.targets {
+            Targets::Values(y) => {
+                let y = to_f32(&swap_leading(y, t, b));
+                yv = Tensor::from_slice(&g, &[b, t, c.output], &y).unwrap();
+                Target::Values(&yv)
+            }
+            Targets::Classes(y) => {
+                let ids: Vec<i64> = swap_leading(y, t, b).iter().map(|&v| v as i64).collect();
+                yc = ClassIds::from_slice(&g, &[b, t], &ids).unwrap();
+                Target::Classes(&yc)
+            }
+        };
+        let ctx = format!("batch-first {driver:?} bidirectional {bidirectional}");
+        let (fw, grads) = rnn
+            .loss_and_gradients(&xt, Some(&h0t), target, c.loss)
+            .unwrap();
+        assert_eq!(fw.output.shape(), [b, t, c.output]);
+        let want_o = swap_leading(&trace.o, t, b);
+        assert_close(
+            &format!("o, {ctx}"),
+            &fw.output.to_vec().unwrap(),
+            &want_o,
+            REL,
+        );
+        assert_close(
+            &format!("h_n, {ctx}"),
+            &fw.h_n.to_vec().unwrap(),
+            &trace.h_n(),
+            REL,
+        );
+        assert_close(
+            &format!("loss, {ctx}"),
+            &[rnn.last_loss().unwrap()],
+            &[want_loss],
+            REL,
+        );
+        for (name, w) in want.params.named() {
+            let got = grads.get(&name).unwrap().to_vec().unwrap();
+            assert_close(&format!("grad {name}, {ctx}"), &got, w, REL);
+        }
+        let dx = grads.x.expect("asked for");
+        assert_eq!(dx.shape(), [b, t, c.input]);
+        let want_dx = swap_leading(&want.x, t, b);
+        assert_close(&format!("dx, {ctx}"), &dx.to_vec().unwrap(), &want_dx, REL);
+        // backward from a batch-first dL/do of the caller's.
+        let d_o = random(t * b * c.output, 1.0, 77);
+        let back = reference::backward(&s.p, &s.x, &trace, &d_o);
+        let d_ot =
+            Tensor::from_slice(&g, &[b, t, c.output], &to_f32(&swap_leading(&d_o, t, b))).unwrap();
+        rnn.forward(&xt, Some(&h0t)).unwrap();
+        let grads = rnn.backward(&d_ot).unwrap();
+        for (name, w) in back.params.named() {
+            let got = grads.get(&name).unwrap().to_vec().unwrap();
+            assert_close(&format!("backward {name}, {ctx}"), &got, w, REL);
+        }
+        let dx = grads.x.expect("asked for").to_vec().unwrap();
+        assert_close(
+            &format!("backward dx, {ctx}"),
+            &dx,
+            &swap_leading(&back.x, t, b),
+            REL,
+        );
+    }
+}

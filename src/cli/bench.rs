@@ -19,6 +19,9 @@ pub struct BenchArgs {
     /// stacked` is medium at 1, 2 and 4).
     #[arg(long = "layers")]
     layers: Vec<usize>,
+    /// Run every layer in both directions.
+    #[arg(long)]
+    bidirectional: bool,
     /// Only this driver (repeatable): naive, per_step, persistent. The naive baseline, and
     /// with it the speed-up column, is measured only when listed or when none is given.
     #[arg(long = "driver")]
@@ -96,6 +99,10 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
             .flat_map(|s| a.layers.iter().map(|&l| s.with_layers(l)))
             .collect()
     };
+    let shapes: Vec<Shape> = shapes
+        .into_iter()
+        .map(|s| s.with_bidirectional(a.bidirectional || s.bidirectional))
+        .collect();
     let modes = match a.mode {
         Some(ModeName::Forward) => vec![Mode::Forward],
         Some(ModeName::TrainStep) => vec![Mode::TrainStep],

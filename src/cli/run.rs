@@ -13,7 +13,8 @@ pub struct RunArgs {
     /// The model (.safetensors, PyTorch names).
     #[arg(long)]
     model: PathBuf,
-    /// The input: x [T, B, I]; optionally h0 [1, B, H] and a target y.
+    /// The input: x [T, B, I] ([B, T, I] with --batch-first); optionally h0 [L·D, B, H] and a
+    /// target y.
     #[arg(long)]
     input: PathBuf,
     /// Where to write o, h_n and, with a target, loss and grad.* (written atomically).
@@ -25,6 +26,9 @@ pub struct RunArgs {
     /// How the loss is reduced, as PyTorch's `reduction`.
     #[arg(long, value_enum, default_value_t = ReductionName::Mean)]
     reduction: ReductionName,
+    /// x, y, o and grad.x put the batch first, [B, T, ...], as PyTorch's batch_first=True.
+    #[arg(long)]
+    batch_first: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -49,6 +53,7 @@ pub fn run(a: &RunArgs) -> Result<(), Error> {
     let input = TensorFile::read(&a.input)?;
     let gpu = open_gpu()?;
     let mut model = io::model_file::from_file(&gpu, &model_file)?;
+    model.rnn.set_batch_first(a.batch_first);
     let loss = a.loss.map(|l| match l {
         LossName::Mse => LossKind::Mse,
         LossName::CrossEntropy => LossKind::CrossEntropy,

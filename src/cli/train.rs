@@ -29,6 +29,9 @@ pub struct TrainArgs {
     /// Stacked recurrent layers (`num_layers`) [default: 1, or the resumed model's].
     #[arg(long)]
     layers: Option<usize>,
+    /// Run every layer in both directions (a new model only; a resumed one keeps its own).
+    #[arg(long)]
+    bidirectional: bool,
     /// Training steps, one batch each [default: sine 400, recall 500, text 1000].
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
@@ -225,6 +228,12 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     ),
                 ));
             }
+            if a.bidirectional && !c.bidirectional {
+                return Err(bad_arg(
+                    "--bidirectional",
+                    format!("{path} runs one direction; leave --bidirectional out"),
+                ));
+            }
             if a.layers.is_some_and(|l| l != c.layers) {
                 return Err(bad_arg(
                     "--layers",
@@ -242,6 +251,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         None => {
             let config = RnnConfig::new(plan.input, a.hidden.unwrap_or(plan.hidden), plan.output)
                 .with_layers(a.layers.unwrap_or(1))
+                .with_bidirectional(a.bidirectional)
                 .with_nonlinearity(match a.nonlinearity {
                     Some(Act::Relu) => Nonlinearity::Relu,
                     _ => Nonlinearity::Tanh,
@@ -266,8 +276,14 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         return Err(bad_arg("--seq-len", "must be at least 1"));
     }
     let c = *rnn.config();
+    let shape = match (c.layers, c.bidirectional) {
+        (1, false) => String::new(),
+        (l, false) => format!("{l} layers, "),
+        (1, true) => "bidirectional, ".to_string(),
+        (l, true) => format!("{l} layers, bidirectional, "),
+    };
     let model_line = format!(
-        "model: {} RNN, H = {}, {} parameters",
+        "model: {} RNN, {shape}H = {}, {} parameters",
         c.nonlinearity.name(),
         c.hidden,
         rnn.layout().len()

@@ -27,17 +27,28 @@ pub fn run(
         .to_f32()
         .ok_or_else(|| input.dtype_err("x", xt, "F32 or F64"))?;
     let xs = xt.shape.clone();
+    // With a batch-first model, x, y, o and grad.x put B before T.
+    let (lead, order) = if c.batch_first {
+        ("B, T", "B, T")
+    } else {
+        ("T, B", "T, B")
+    };
     if xs.len() != 3 || xs[2] != c.input || xs.contains(&0) {
         return Err(input.shape_err(
             "x",
             &xs,
             format!(
-                "[T, B, {}] (the model's input size), no zero sizes",
+                "[{lead}, {}] (the model's input size), no zero sizes",
                 c.input
             ),
         ));
     }
-    let (t, b) = (xs[0], xs[1]);
+    let (t, b) = if c.batch_first {
+        (xs[1], xs[0])
+    } else {
+        (xs[0], xs[1])
+    };
+    let (d0, d1) = if c.batch_first { (b, t) } else { (t, b) };
     let x = Tensor::from_slice(&gpu, &xs, &xv)?;
 
     let h0 = match input.floats("h0")? {
@@ -92,12 +103,12 @@ pub fn run(
             let v = y
                 .to_f32()
                 .ok_or_else(|| input.dtype_err("y", y, "F32 or F64 (targets for mse)"))?;
-            if y.shape != [t, b, c.output] {
+            if y.shape != [d0, d1, c.output] {
                 return Err(input.shape_err(
                     "y",
                     &y.shape,
                     format!(
-                        "[{t}, {b}, {}] (T, B from x; the model's outputs)",
+                        "[{d0}, {d1}, {}] ({order} from x; the model's outputs)",
                         c.output
                     ),
                 ));
@@ -109,8 +120,12 @@ pub fn run(
             let ids = y.to_i64().ok_or_else(|| {
                 input.dtype_err("y", y, "I64 or I32 (class ids for cross_entropy)")
             })?;
-            if y.shape != [t, b] {
-                return Err(input.shape_err("y", &y.shape, format!("[{t}, {b}] (T, B from x)")));
+            if y.shape != [d0, d1] {
+                return Err(input.shape_err(
+                    "y",
+                    &y.shape,
+                    format!("[{d0}, {d1}] ({order} from x)"),
+                ));
             }
             if let Some(bad) = ids
                 .iter()

@@ -60,6 +60,9 @@ pub struct RnnConfig {
     /// Each layer runs in both directions (`bidirectional`, D = 2), its output the two
     /// directions' states side by side, `[T, B, 2H]`.
     pub bidirectional: bool,
+    /// Inputs, targets and outputs put the batch first (`[B, T, ...]`, PyTorch's
+    /// `batch_first`); `h0` and `h_n` stay `[L·D, B, H]`.
+    pub batch_first: bool,
 }
 
 impl RnnConfig {
@@ -73,6 +76,15 @@ impl RnnConfig {
             bias: true,
             layers: 1,
             bidirectional: false,
+            batch_first: false,
+        }
+    }
+
+    /// The same, with batch-first inputs, targets and outputs when `batch_first`.
+    pub fn with_batch_first(self, batch_first: bool) -> Self {
+        Self {
+            batch_first,
+            ..self
         }
     }
 

@@ -151,6 +151,16 @@ impl Rnn {
         self.input_gradients
     }
 
+    /// Whether inputs, targets and outputs put the batch first (`[B, T, ...]`), as
+    /// [`RnnConfig::batch_first`]: how the caller lays out its tensors, not part of the model.
+    pub fn set_batch_first(&mut self, on: bool) {
+        if self.config.batch_first != on {
+            self.config.batch_first = on;
+            // The plans swap the layouts, so they are made again for the next call.
+            self.ws = None;
+        }
+    }
+
     /// Chooses how the time loop is driven.
     pub fn set_driver(&mut self, driver: Driver) {
         self.driver = driver;
@@ -234,10 +244,16 @@ impl Rnn {
         self.check_gpu("x", x)?;
         let s = x.shape();
         check_nonempty("x", s)?;
+        let bf = self.config.batch_first;
         if s.len() != 3 || s[2] != self.config.input {
-            return Err(shape_err("x", format!("[T, B, {}]", self.config.input), s));
+            let want = if bf { "[B, T, {}]" } else { "[T, B, {}]" };
+            return Err(shape_err(
+                "x",
+                want.replace("{}", &self.config.input.to_string()),
+                s,
+            ));
         }
-        let (t, b) = (s[0], s[1]);
+        let (t, b) = if bf { (s[1], s[0]) } else { (s[0], s[1]) };
         if let Some(h0) = h0 {
             self.check_gpu("h0", h0)?;
             let hs = h0.shape();
@@ -257,13 +273,19 @@ impl Rnn {
 
     fn check_target(&self, target: Target, loss: Loss, t: usize, b: usize) -> Result<()> {
         let o = self.config.output;
+        // The target's leading dimensions, as the caller lays them out.
+        let (d0, d1, order) = if self.config.batch_first {
+            (b, t, "B, T")
+        } else {
+            (t, b, "T, B")
+        };
         match (loss.kind, target) {
             (LossKind::Mse, Target::Values(y)) => {
                 self.check_gpu("y", y)?;
-                if y.shape() != [t, b, o] {
+                if y.shape() != [d0, d1, o] {
                     return Err(shape_err(
                         "y",
-                        format!("[{t}, {b}, {o}] (T, B from x)"),
+                        format!("[{d0}, {d1}, {o}] ({order} from x)"),
                         y.shape(),
                     ));
                 }
@@ -276,10 +298,10 @@ impl Rnn {
                     }
                     .into());
                 }
-                if y.shape() != [t, b] {
+                if y.shape() != [d0, d1] {
                     return Err(shape_err(
                         "y",
-                        format!("[{t}, {b}] (T, B from x)"),
+                        format!("[{d0}, {d1}] ({order} from x)"),
                         y.shape(),
                     ));
                 }
@@ -343,7 +365,13 @@ impl Rnn {
     ) -> impl FnOnce(&mut wgpu::CommandEncoder) + 'a {
         move |enc: &mut wgpu::CommandEncoder| {
             let bytes = |n: usize| n as u64 * 4;
-            enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), &ws.x, 0, bytes(x.len()));
+            // A batch-first model's inputs and targets land in its [B, T, ...] buffers; its
+            // plans swap them.
+            let (x_dst, y_dst) = match &ws.batch_first {
+                Some(bf) => (&bf.x, &bf.y),
+                None => (&ws.x, &ws.y),
+            };
+            enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), x_dst, 0, bytes(x.len()));
             let bh = bytes(ws.batch * hidden);
             for (k, l) in ws.layers.iter().enumerate() {
                 match h0 {
@@ -361,14 +389,14 @@ impl Rnn {
                 Some(Target::Values(y)) => enc.copy_buffer_to_buffer(
                     y.buffer(),
                     bytes(y.offset()),
-                    &ws.y,
+                    y_dst,
                     0,
                     bytes(y.len()),
                 ),
                 Some(Target::Classes(y)) => enc.copy_buffer_to_buffer(
                     &y.buffer,
                     0,
-                    &ws.y,
+                    y_dst,
                     0,
                     bytes(y.shape().iter().product()),
                 ),
@@ -396,8 +424,13 @@ impl Rnn {
     fn forward_views(&self) -> Forward {
         let ws = self.ws.as_ref().expect("forward ran");
         let (b, h) = (ws.batch, self.config.hidden);
+        let o = self.config.output;
+        let output = match &ws.batch_first {
+            Some(bf) => Tensor::view(&self.gpu, &bf.o, 0, &[b, ws.steps, o]),
+            None => Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, o]),
+        };
         Forward {
-            output: Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, self.config.output]),
+            output,
             h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.states(), b, h]),
         }
     }
@@ -418,12 +451,11 @@ impl Rnn {
         Gradients {
             params,
             x: self.has_dx.then(|| {
-                Tensor::view(
-                    &self.gpu,
-                    &ws.dx,
-                    0,
-                    &[ws.steps, ws.batch, self.config.input],
-                )
+                let (t, b, i) = (ws.steps, ws.batch, self.config.input);
+                match &ws.batch_first {
+                    Some(bf) => Tensor::view(&self.gpu, &bf.dx, 0, &[b, t, i]),
+                    None => Tensor::view(&self.gpu, &ws.dx, 0, &[t, b, i]),
+                }
             }),
             h0: self.has_dx.then(|| {
                 let shape = [self.config.states(), ws.batch, self.config.hidden];
@@ -459,7 +491,12 @@ impl Rnn {
         let Some(ws) = self.ws.as_ref() else {
             return Err(InputError::NoForward.into());
         };
-        let want = [ws.steps, ws.batch, self.config.output];
+        let (t, b, o) = (ws.steps, ws.batch, self.config.output);
+        let want = if ws.batch_first.is_some() {
+            [b, t, o]
+        } else {
+            [t, b, o]
+        };
         if d_output.shape() != want {
             return Err(shape_err(
                 "d_output",
@@ -468,15 +505,20 @@ impl Rnn {
             ));
         }
         let prepare = |enc: &mut wgpu::CommandEncoder| {
+            let dst = ws.batch_first.as_ref().map_or(&ws.d_o, |bf| &bf.d_o);
             enc.copy_buffer_to_buffer(
                 d_output.buffer(),
                 d_output.offset() as u64 * 4,
-                &ws.d_o,
+                dst,
                 0,
                 d_output.len() as u64 * 4,
             );
         };
-        let mut plans = vec![&ws.backward];
+        let mut plans = Vec::new();
+        if let Some(bf) = &ws.batch_first {
+            plans.push(&bf.d_o_in);
+        }
+        plans.push(&ws.backward);
         if self.input_gradients {
             plans.push(&ws.input_grad);
         }

@@ -8,6 +8,7 @@ use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
+use crate::ops::layout::swap_leading;
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
 use crate::ops::recurrence::{Loop, Recurrence};
@@ -65,6 +66,25 @@ pub(crate) struct Workspace {
     /// dL/dx and dL/dh0, after `backward`.
     pub input_grad: Plan,
     losses: HashMap<Loss, Plan>,
+    /// The batch-first copies, for a `batch_first` model.
+    pub batch_first: Option<BatchFirst>,
+}
+
+/// A batch-first model's tensors as the caller sees them, `[B, T, ...]`: the plans swap them
+/// to and from the time-major buffers the kernels run on.
+pub(crate) struct BatchFirst {
+    /// Inputs `[B, T, I]`, swapped into `x` at the start of the forward plan.
+    pub x: wgpu::Buffer,
+    /// Targets `[B, T, O]` or `[B, T]`, swapped into `y` at the start of the loss plan.
+    pub y: wgpu::Buffer,
+    /// Outputs `[B, T, O]`, swapped from `o` at the end of the forward plan.
+    pub o: wgpu::Buffer,
+    /// dL/dx `[B, T, I]`, swapped from `dx` at the end of the input-gradient plan.
+    pub dx: wgpu::Buffer,
+    /// A caller's dL/do `[B, T, O]` for [`Rnn::backward`](crate::Rnn::backward).
+    pub d_o: wgpu::Buffer,
+    /// Swaps `d_o` into the workspace's dL/do, before a caller's backward pass.
+    pub d_o_in: Plan,
 }
 
 /// Where one layer's weight gradients read from and write to.
@@ -370,7 +390,22 @@ impl Workspace {
 
         // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
         // in its own time; then the head O = out V^T + c on the top layer's outputs.
+        let bf = if config.batch_first {
+            Some((
+                gpu.storage_buffer("x [B, T, I]", rows * i)?,
+                gpu.storage_buffer("targets [B, T, O]", rows * o)?,
+                gpu.storage_buffer("outputs [B, T, O]", rows * o)?,
+                gpu.storage_buffer("dL/dx [B, T, I]", rows * i)?,
+                gpu.storage_buffer("dL/do [B, T, O]", rows * o)?,
+            ))
+        } else {
+            None
+        };
         let mut fw = PlanBuilder::new(gpu, "forward");
+        if let Some((x_bf, ..)) = &bf {
+            fw.phase("input projection");
+            swap_leading(&mut fw, (batch, steps, i), x_bf, &x)?;
+        }
         for k in 0..nl {
             let ni = config.layer_input(k);
             for d in 0..nd {
@@ -416,6 +451,9 @@ impl Workspace {
         head.trans_b = true;
         head.bias = Some(p(FC_B));
         matmul(&mut fw, head)?;
+        if let Some((_, _, o_bf, ..)) = &bf {
+            swap_leading(&mut fw, (steps, batch, o), &out, o_bf)?;
+        }
         let forward = fw.finish()?;
 
         // Backward: dL/d(top output) = dO V into the top layer's da (both directions': split
@@ -589,7 +627,25 @@ impl Workspace {
                 at(&dh0, kd * bh),
             )?;
         }
+        if let Some((_, _, _, dx_bf, _)) = &bf {
+            swap_leading(&mut dxp, (steps, batch, i), &dx, dx_bf)?;
+        }
         let input_grad = dxp.finish()?;
+        let batch_first = match bf {
+            Some((x, y, o_bf, dx, d_o_bf)) => {
+                let mut pb = PlanBuilder::new(gpu, "backward");
+                swap_leading(&mut pb, (batch, steps, o), &d_o_bf, &d_o)?;
+                Some(BatchFirst {
+                    x,
+                    y,
+                    o: o_bf,
+                    dx,
+                    d_o: d_o_bf,
+                    d_o_in: pb.finish()?,
+                })
+            }
+            None => None,
+        };
 
         Ok(Self {
             steps,
@@ -611,6 +667,7 @@ impl Workspace {
             backward,
             input_grad,
             losses: HashMap::new(),
+            batch_first,
         })
     }
 
@@ -626,6 +683,14 @@ impl Workspace {
     pub fn prepare_loss(&mut self, gpu: &Gpu, loss: Loss, outputs: usize) -> Result<()> {
         if !self.losses.contains_key(&loss) {
             let mut b = PlanBuilder::new(gpu, "loss");
+            if let Some(bf) = &self.batch_first {
+                // Class ids are one word per row, values O.
+                let n = match loss.kind {
+                    crate::loss::LossKind::Mse => outputs,
+                    crate::loss::LossKind::CrossEntropy => 1,
+                };
+                swap_leading(&mut b, (self.batch, self.steps, n), &bf.y, &self.y)?;
+            }
             crate::ops::loss::loss(
                 &mut b,
                 loss,

@@ -5,6 +5,7 @@
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
 pub(crate) mod directions;
+pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optim;
@@ -507,6 +508,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &directions::MERGE_REVERSED,
         &directions::CONCAT,
         &directions::SPLIT,
+        &layout::SWAP_LEADING,
     ]
     .into_iter()
     .chain(recurrence::SUBGROUP_FORMS.iter().map(|(_, sg)| *sg))

@@ -53,6 +53,27 @@ fn suffix(d: usize) -> &'static str {
     if d == 1 { "_reverse" } else { "" }
 }
 
+/// Dropout's mask for value `index` of layer `layer`'s output (true time, `[T, B, D·H]`)
+/// under `seed`: `1 / (1 - p)` where kept, else 0. The GPU draws the same one from the same
+/// hash (`shaders/dropout.wgsl`), so the reference can follow a training step exactly.
+pub fn dropout_mask(seed: u32, layer: u32, index: u32, p: f32) -> f64 {
+    fn mix(mut x: u32) -> u32 {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^= x >> 16;
+        x
+    }
+    let h = mix(mix(mix(seed) ^ layer.wrapping_mul(0x9e37_79b9)) ^ index);
+    let threshold = (f64::from(p) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
+    if h >= threshold {
+        1.0 / (1.0 - f64::from(p))
+    } else {
+        0.0
+    }
+}
+
 /// `v` (`steps` steps of `n` values) with its steps in reverse order.
 fn reversed(v: &[f64], steps: usize) -> Vec<f64> {
     let n = v.len() / steps.max(1);
@@ -187,8 +208,11 @@ pub struct Trace {
     /// `[T + 1, B, H]`; slot 0 is its h0. The reverse direction's run in reversed time: slot
     /// s + 1 is its h at time T - 1 - s.
     pub h: Vec<Vec<f64>>,
-    /// Every layer's outputs in true time, `[T, B, D·H]`: what the layer above reads.
+    /// Every layer's outputs in true time, `[T, B, D·H]`, after dropout: what the layer
+    /// above (or the head) reads.
     pub out: Vec<Vec<f64>>,
+    /// Each layer's dropout mask (scaled), where one was applied.
+    pub masks: Vec<Option<Vec<f64>>>,
     /// Outputs `[T, B, O]`.
     pub o: Vec<f64>,
 }
@@ -266,6 +290,19 @@ fn layer_forward(
 /// over the inputs reversed in time), then the head `o(t) = c + V out(t)` on the top layer.
 /// `h0` is `[L·D, B, H]`, zeros when `None`.
 pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: usize) -> Trace {
+    forward_with_dropout(p, x, h0, steps, batch, None)
+}
+
+/// [`forward`] in training, with dropout `p.config.dropout` on every layer's output but the
+/// last, its masks drawn from `seed` as the GPU draws them ([`dropout_mask`]); `None`: none.
+pub fn forward_with_dropout(
+    p: &Params,
+    x: &[f64],
+    h0: Option<&[f64]>,
+    steps: usize,
+    batch: usize,
+    seed: Option<u32>,
+) -> Trace {
     let c = p.config;
     let (nh, no, nd) = (c.hidden, c.output, dirs(&c));
     let bh = batch * nh;
@@ -273,6 +310,7 @@ pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: u
     let h0 = h0.unwrap_or(&zeros);
     let mut h: Vec<Vec<f64>> = Vec::new();
     let mut out: Vec<Vec<f64>> = Vec::new();
+    let mut masks = Vec::new();
     for k in 0..c.layers {
         let input = if k == 0 { x } else { &out[k - 1] };
         let ni = layer_input(&c, k);
@@ -305,6 +343,18 @@ pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: u
             }
             h.push(hk);
         }
+        let mask = match seed {
+            Some(seed) if c.dropout > 0.0 && k + 1 < c.layers => Some(
+                (0..layer_out.len())
+                    .map(|i| dropout_mask(seed, k as u32, i as u32, c.dropout))
+                    .collect::<Vec<f64>>(),
+            ),
+            _ => None,
+        };
+        if let Some(m) = &mask {
+            layer_out.iter_mut().zip(m).for_each(|(v, m)| *v *= m);
+        }
+        masks.push(mask);
         out.push(layer_out);
     }
     let top = &out[c.layers - 1];
@@ -324,6 +374,7 @@ pub fn forward(p: &Params, x: &[f64], h0: Option<&[f64]>, steps: usize, batch: u
         batch,
         h,
         out,
+        masks,
         o,
     }
 }
@@ -494,6 +545,12 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             let dx = if d == 0 { dx } else { reversed(&dx, steps) };
             d_in.iter_mut().zip(&dx).for_each(|(a, b)| *a += b);
             dh0[kd * bh..(kd + 1) * bh].copy_from_slice(&d_h0);
+        }
+        // Through the dropout on layer k - 1's output, where there was one.
+        if k > 0
+            && let Some(m) = &trace.masks[k - 1]
+        {
+            d_in.iter_mut().zip(m).for_each(|(v, m)| *v *= m);
         }
         d_out = d_in;
     }
@@ -719,6 +776,55 @@ mod tests {
                         seed += 1;
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_masks_keep_one_minus_p_and_gradients_follow_them() {
+        for p in [0.1f32, 0.5, 0.9] {
+            let n = 200_000;
+            let kept = (0..n).filter(|&i| dropout_mask(7, 1, i, p) > 0.0).count();
+            let want = (1.0 - f64::from(p)) * f64::from(n);
+            // Binomial standard deviation is at most 224 here; allow 5 of them.
+            assert!(
+                (kept as f64 - want).abs() < 1200.0,
+                "p {p}: kept {kept} of {n}"
+            );
+            assert_eq!(dropout_mask(7, 1, 3, p), dropout_mask(7, 1, 3, p));
+        }
+        // Finite differences through fixed masks (a 3-layer model, both directions).
+        let config = RnnConfig::new(3, 4, 2)
+            .with_layers(3)
+            .with_bidirectional(true)
+            .with_dropout(0.5);
+        let (steps, batch) = (3, 2);
+        let p = Params::random(config, 0.6, 11);
+        let mut rng = SplitMix64::new(12);
+        let x: Vec<f64> = (0..steps * batch * 3).map(|_| rng.uniform(1.0)).collect();
+        let y: Vec<f64> = (0..steps * batch * 2).map(|_| rng.uniform(1.0)).collect();
+        let targets = Targets::Values(y);
+        let l = Loss::mse();
+        let eval = |p: &Params| {
+            let tr = forward_with_dropout(p, &x, None, steps, batch, Some(99));
+            loss(&tr.o, 2, &targets, l).0
+        };
+        let trace = forward_with_dropout(&p, &x, None, steps, batch, Some(99));
+        assert!(trace.masks[0].as_ref().unwrap().contains(&0.0));
+        let d_o = loss(&trace.o, 2, &targets, l).1;
+        let g = backward(&p, &x, &trace, &d_o);
+        let eps = 1e-6;
+        for (name, grad) in g.params.named() {
+            for (i, &ana) in grad.iter().enumerate() {
+                let mut plus = p.clone();
+                plus.get_mut(&name).unwrap()[i] += eps;
+                let mut minus = p.clone();
+                minus.get_mut(&name).unwrap()[i] -= eps;
+                let num = (eval(&plus) - eval(&minus)) / (2.0 * eps);
+                assert!(
+                    (num - ana).abs() <= 1e-6 + 1e-5 * ana.abs(),
+                    "{name}[{i}]: finite difference {num} vs analytic {ana}"
+                );
             }
         }
     }

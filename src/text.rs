@@ -162,6 +162,8 @@ impl<'m> Generator<'m> {
             .into());
         }
         let gpu = rnn.gpu().clone();
+        // Generating is inference: no dropout.
+        rnn.set_training(false);
         Ok(Self {
             x: Tensor::zeros(&gpu, &[1, 1, c.input])?,
             h: Tensor::zeros(&gpu, &[c.states(), 1, c.hidden])?,

@@ -1019,3 +1019,91 @@ fn batch_first_tensors_match_reference() {
         );
     }
 }
+
+#[test]
+fn dropout_between_layers_matches_reference() {
+    // In training, every layer's output but the last is dropped with the masks the reference
+    // draws from the same hash and seed (Rnn::dropout_seed): outputs, loss and every gradient
+    // match, one and two directions, under every driver; out of training nothing is dropped.
+    let g = gpu();
+    for (n, (driver, bidirectional, layers)) in [
+        (Driver::PerStep, false, 2),
+        (Driver::Persistent, false, 3),
+        (Driver::Naive, true, 2),
+        (Driver::Persistent, true, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Case {
+            steps: 4,
+            batch: 3,
+            input: 5,
+            hidden: 8,
+            output: 3,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            loss: Loss::mse(),
+            with_h0: true,
+            layers,
+            bidirectional,
+        };
+        let mut s = setup(c, 600 + n as u64);
+        s.p.config = s.p.config.with_dropout(0.4);
+        let (t, b) = (c.steps, c.batch);
+        let mut rnn = model_on(&g, &s.p, driver);
+        let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&s.x)).unwrap();
+        let h0 = s.h0.as_ref().unwrap();
+        let h0t = Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h0)).unwrap();
+        let Targets::Values(y) = &s.targets else {
+            unreachable!("mse")
+        };
+        let yt = Tensor::from_slice(&g, &[t, b, c.output], &to_f32(y)).unwrap();
+        let ctx = format!("dropout, {driver:?}, bidirectional {bidirectional}, L = {layers}");
+        let mut seeds = Vec::new();
+        for call in 0..2 {
+            let (fw, grads) = rnn
+                .loss_and_gradients(&xt, Some(&h0t), Target::Values(&yt), c.loss)
+                .unwrap();
+            let seed = rnn.dropout_seed();
+            seeds.push(seed);
+            let trace = reference::forward_with_dropout(&s.p, &s.x, Some(h0), t, b, Some(seed));
+            assert!(
+                trace.masks[0].as_ref().unwrap().contains(&0.0),
+                "{ctx}: the mask drops something"
+            );
+            let (want_loss, d_o) = reference::loss(&trace.o, c.output, &s.targets, c.loss);
+            let want = reference::backward(&s.p, &s.x, &trace, &d_o);
+            let ctx = format!("{ctx}, call {call}");
+            assert_close(
+                &format!("o, {ctx}"),
+                &fw.output.to_vec().unwrap(),
+                &trace.o,
+                REL,
+            );
+            assert_close(
+                &format!("loss, {ctx}"),
+                &[rnn.last_loss().unwrap()],
+                &[want_loss],
+                REL,
+            );
+            for (name, w) in want.params.named() {
+                let got = grads.get(&name).unwrap().to_vec().unwrap();
+                assert_close(&format!("grad {name}, {ctx}"), &got, w, REL);
+            }
+            let dx = grads.x.expect("asked for").to_vec().unwrap();
+            assert_close(&format!("dx, {ctx}"), &dx, &want.x, REL);
+        }
+        assert_ne!(seeds[0], seeds[1], "{ctx}: fresh masks each call");
+        // Out of training: the plain reference.
+        rnn.set_training(false);
+        let got = rnn
+            .forward(&xt, Some(&h0t))
+            .unwrap()
+            .output
+            .to_vec()
+            .unwrap();
+        let want = reference::forward(&s.p, &s.x, Some(h0), t, b);
+        assert_close(&format!("o out of training, {ctx}"), &got, &want.o, REL);
+    }
+}

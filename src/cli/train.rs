@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Run every layer in both directions (a new model only; a resumed one keeps its own).
     #[arg(long)]
     bidirectional: bool,
+    /// Dropout probability on every layer's output but the last, in training
+    /// (torch.nn.RNN's dropout) [default: 0, or the resumed model's].
+    #[arg(long)]
+    dropout: Option<f32>,
     /// Training steps, one batch each [default: sine 400, recall 500, text 1000].
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
@@ -123,6 +127,17 @@ struct Plan {
 
 /// Trains, reports, and saves and plots when asked.
 pub fn train(a: &TrainArgs) -> Result<(), Error> {
+    if let Some(p) = a.dropout
+        && !(0.0..1.0).contains(&p)
+    {
+        return Err(bad_arg(
+            "--dropout",
+            format!("{p} is not a probability in [0, 1)"),
+        ));
+    }
+    if a.layers == Some(0) {
+        return Err(bad_arg("--layers", "must be at least 1"));
+    }
     if let Some(p) = &a.plot
         && !matches!(plot::extension(p).as_deref(), Some("svg" | "png"))
     {
@@ -246,12 +261,17 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     format!("{path} has {} hidden units; leave --hidden out", c.hidden),
                 ));
             }
-            m.rnn
+            let mut rnn = m.rnn;
+            if let Some(p) = a.dropout {
+                rnn.set_dropout(p)?;
+            }
+            rnn
         }
         None => {
             let config = RnnConfig::new(plan.input, a.hidden.unwrap_or(plan.hidden), plan.output)
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
+                .with_dropout(a.dropout.unwrap_or(0.0))
                 .with_nonlinearity(match a.nonlinearity {
                     Some(Act::Relu) => Nonlinearity::Relu,
                     _ => Nonlinearity::Tanh,
@@ -276,12 +296,15 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         return Err(bad_arg("--seq-len", "must be at least 1"));
     }
     let c = *rnn.config();
-    let shape = match (c.layers, c.bidirectional) {
+    let mut shape = match (c.layers, c.bidirectional) {
         (1, false) => String::new(),
         (l, false) => format!("{l} layers, "),
         (1, true) => "bidirectional, ".to_string(),
         (l, true) => format!("{l} layers, bidirectional, "),
     };
+    if c.dropout > 0.0 && c.layers > 1 {
+        shape.push_str(&format!("dropout {}, ", c.dropout));
+    }
     let model_line = format!(
         "model: {} RNN, {shape}H = {}, {} parameters",
         c.nonlinearity.name(),
@@ -451,6 +474,7 @@ fn sine(
     // Held-out sequences the model never saw, against the naive guess "same as now".
     let test = task::sine(t, b, a.noise, u64::MAX - a.seed);
     let xt = Tensor::from_slice(gpu, &[t, b, 1], &test.x)?;
+    rnn.set_training(false);
     let out = rnn.forward(&xt, None)?.output.to_vec()?;
     let mse = |pred: &[f32]| {
         pred.iter()
@@ -510,6 +534,7 @@ fn recall(
         }
     }
     log.finish();
+    rnn.set_training(false);
     let out = rnn.forward(&xv, None)?.output.to_vec()?;
     let o = k + 1;
     let (mut right, mut count) = (0usize, 0usize);

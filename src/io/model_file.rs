@@ -25,6 +25,8 @@ pub mod keys {
     /// `"true"` or `"false"`: whether every layer runs in both directions; checked against
     /// the tensors (`_reverse`) when present.
     pub const BIDIRECTIONAL: &str = "bidirectional";
+    /// Dropout between layers in training, `torch.nn.RNN`'s `dropout`; 0 when missing.
+    pub const DROPOUT: &str = "dropout";
     /// `"true"` or `"false"`: whether the recurrent layer has biases.
     pub const BIAS: &str = "bias";
     /// The characters of a character-level model, in class-id order, as one string.
@@ -59,6 +61,7 @@ pub fn save(rnn: &Rnn, path: impl AsRef<Path>, extra: &HashMap<String, String>) 
         (keys::OUTPUT_SIZE, c.output.to_string()),
         (keys::BIAS, c.bias.to_string()),
         (keys::BIDIRECTIONAL, c.bidirectional.to_string()),
+        (keys::DROPOUT, c.dropout.to_string()),
         ("format", "rnn-wgpu".to_string()),
     ] {
         meta.insert(k.to_string(), v);
@@ -282,7 +285,20 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             ),
         ));
     }
+    let dropout = match meta.get(keys::DROPOUT) {
+        Some(v) => match v.parse::<f32>() {
+            Ok(p) if (0.0..1.0).contains(&p) => p,
+            _ => {
+                return Err(file.invalid(
+                    keys::DROPOUT,
+                    format!("{v:?} is not a probability in [0, 1)"),
+                ));
+            }
+        },
+        None => 0.0,
+    };
     Ok(RnnConfig::new(i, h, o)
+        .with_dropout(dropout)
         .with_layers(layers)
         .with_bidirectional(bidirectional)
         .with_nonlinearity(nonlinearity)

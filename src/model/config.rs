@@ -41,7 +41,7 @@ impl std::str::FromStr for Nonlinearity {
 ///
 /// Made with [`RnnConfig::new`] and changed field by field or with the `with_` methods (new
 /// options come as new fields, so it cannot be written as a literal outside the crate).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct RnnConfig {
     /// Input features `I`.
@@ -63,6 +63,9 @@ pub struct RnnConfig {
     /// Inputs, targets and outputs put the batch first (`[B, T, ...]`, PyTorch's
     /// `batch_first`); `h0` and `h_n` stay `[L·D, B, H]`.
     pub batch_first: bool,
+    /// Dropout probability on the outputs of every layer but the last, in training only
+    /// (`torch.nn.RNN(dropout=p)`), in `[0, 1)`.
+    pub dropout: f32,
 }
 
 impl RnnConfig {
@@ -77,7 +80,13 @@ impl RnnConfig {
             layers: 1,
             bidirectional: false,
             batch_first: false,
+            dropout: 0.0,
         }
+    }
+
+    /// The same with dropout `p` between layers.
+    pub fn with_dropout(self, dropout: f32) -> Self {
+        Self { dropout, ..self }
     }
 
     /// The same, with batch-first inputs, targets and outputs when `batch_first`.
@@ -149,6 +158,13 @@ impl RnnConfig {
                 }
                 .into());
             }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(InputError::Invalid {
+                arg: "RnnConfig::dropout".into(),
+                reason: format!("{} is outside [0, 1)", self.dropout),
+            }
+            .into());
         }
         Ok(())
     }

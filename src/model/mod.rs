@@ -73,6 +73,12 @@ pub struct Rnn {
     input_gradients: bool,
     /// The dx and dh0 buffers hold those of the latest backward pass.
     has_dx: bool,
+    /// Training mode: dropout applies (PyTorch's `module.train()`).
+    training: bool,
+    /// The stream dropout's seeds come from, one per training call.
+    dropout_rng: SplitMix64,
+    /// The seed of the latest training call's dropout masks.
+    dropout_seed: u32,
 }
 
 impl std::fmt::Debug for Rnn {
@@ -116,7 +122,57 @@ impl Rnn {
             has_loss: false,
             input_gradients: false,
             has_dx: false,
+            training: true,
+            // Its own stream, from the model's seed: the same seed gives the same masks.
+            dropout_rng: SplitMix64::new(seed ^ 0xD80F_0E75_EED5_0000),
+            dropout_seed: 0,
         })
+    }
+
+    /// Changes the dropout between layers ([`RnnConfig::dropout`]), which PyTorch's files do
+    /// not keep: an error outside `[0, 1)`.
+    pub fn set_dropout(&mut self, p: f32) -> Result<()> {
+        let config = self.config.with_dropout(p);
+        config.validate()?;
+        if config != self.config {
+            self.config = config;
+            // Dropout adds buffers and dispatches: the plans are made again.
+            self.ws = None;
+        }
+        Ok(())
+    }
+
+    /// Training mode (the default, as a PyTorch module's): dropout between layers applies in
+    /// `forward`, `loss_and_gradients` and `train_step`, with fresh masks each call. Off, no
+    /// call drops anything ([`Rnn::evaluate`] never does).
+    pub fn set_training(&mut self, on: bool) {
+        self.training = on;
+    }
+
+    /// Whether the model is in training mode.
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// The seed of the latest training call's dropout masks, as
+    /// [`reference::dropout_mask`](crate::reference::dropout_mask) draws them.
+    pub fn dropout_seed(&self) -> u32 {
+        self.dropout_seed
+    }
+
+    /// Tells the workspace's dropout kernels this call's seed and mode: a fresh seed for a
+    /// training call, pass-through otherwise.
+    fn draw_dropout(&mut self, training_call: bool) {
+        let train = training_call && self.training;
+        if train {
+            self.dropout_seed = self.dropout_rng.next_u64() as u32;
+        }
+        if let Some(state) = self.ws.as_ref().and_then(|ws| ws.dropout_state.as_ref()) {
+            let words = [self.dropout_seed, u32::from(train)];
+            self.gpu
+                .queue()
+                .write_buffer(state, 0, bytemuck::cast_slice(&words));
+        }
     }
 
     /// The configuration.
@@ -471,7 +527,9 @@ impl Rnn {
         let (t, b) = self.check_inputs(x, h0)?;
         let (driver, hidden) = (self.driver, self.config.hidden);
         let gpu = self.gpu.clone();
-        let ws = self.workspace(t, b)?;
+        self.workspace(t, b)?;
+        self.draw_dropout(true);
+        let ws = self.ws.as_mut().expect("workspace was just made");
         ops::run(
             &gpu,
             "forward",
@@ -551,7 +609,9 @@ impl Rnn {
         self.check_target(target, loss, t, b)?;
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let gpu = self.gpu.clone();
-        let ws = self.workspace(t, b)?;
+        self.workspace(t, b)?;
+        self.draw_dropout(false);
+        let ws = self.ws.as_mut().expect("workspace was just made");
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
         ops::run(
@@ -600,7 +660,9 @@ impl Rnn {
         let dx = self.input_gradients && optimizer.is_none();
         let updates = optimizer.is_some();
         let gpu = self.gpu.clone();
-        let ws = self.workspace(t, b)?;
+        self.workspace(t, b)?;
+        self.draw_dropout(true);
+        let ws = self.ws.as_mut().expect("workspace was just made");
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
         let mut plans = ws.forward_plans();

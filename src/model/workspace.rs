@@ -8,6 +8,7 @@ use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
+use crate::ops::dropout;
 use crate::ops::layout::swap_leading;
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
@@ -68,6 +69,9 @@ pub(crate) struct Workspace {
     losses: HashMap<Loss, Plan>,
     /// The batch-first copies, for a `batch_first` model.
     pub batch_first: Option<BatchFirst>,
+    /// Dropout's `[seed, training]` for the next call, when the model has dropout between
+    /// layers; written by the model before each call.
+    pub dropout_state: Option<wgpu::Buffer>,
 }
 
 /// A batch-first model's tensors as the caller sees them, `[B, T, ...]`: the plans swap them
@@ -339,6 +343,19 @@ impl Workspace {
                 scratch.push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(i))?);
             }
         }
+        // Dropout between layers: each dropped output, read by the layer above.
+        let dropping = config.dropout > 0.0 && nl > 1;
+        let dropout_state = if dropping {
+            Some(gpu.storage_buffer("dropout seed and mode", 2)?)
+        } else {
+            None
+        };
+        let mut drops = Vec::new();
+        if dropping {
+            for _ in 0..nl - 1 {
+                drops.push(gpu.storage_buffer("dropped layer outputs", rows * config.out_width())?);
+            }
+        }
         let unused_r = gpu.storage_buffer("unused binding", 4)?;
         let unused_w = gpu.storage_buffer("unused binding", 4)?;
         let unused = Unused {
@@ -363,10 +380,13 @@ impl Workspace {
                 wp: &wps[kd],
             })
             .collect();
-        // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions').
+        // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions'), after
+        // dropout where there is some.
         let input = |k: usize| {
             if k == 0 {
                 at(&x, 0)
+            } else if dropping {
+                at(&drops[k - 1], 0)
             } else if two {
                 at(&cats[k - 1], 0)
             } else {
@@ -434,6 +454,15 @@ impl Workspace {
             if two {
                 let fwd_rev_out = [&layers[k * 2].h_all, &layers[k * 2 + 1].h_all, &cats[k]];
                 concat(&mut fw, (steps, batch, h), fwd_rev_out, &unused)?;
+            }
+            if let Some(state) = dropout_state.as_ref().filter(|_| k + 1 < nl) {
+                let src = if two {
+                    at(&cats[k], 0)
+                } else {
+                    at(&layers[k].h_all, bh)
+                };
+                let n = rows * config.out_width();
+                dropout::forward(&mut fw, (n, config.dropout, k), src, &drops[k], state)?;
             }
         }
         // W's layouts for the loops, in a plan of their own: run only when W has changed.
@@ -557,6 +586,20 @@ impl Workspace {
                             at(out, 0),
                         )?;
                     }
+                    if let Some(state) = &dropout_state {
+                        // Through the dropout on layer k - 1's output: both addends, the
+                        // second in reversed time.
+                        let n = rows * 2 * h;
+                        let p = (n, config.dropout, k - 1);
+                        dropout::backward(&mut bw, p, None, &scratch[0], [state, &unused_r])?;
+                        dropout::backward(
+                            &mut bw,
+                            p,
+                            Some(steps),
+                            &scratch[1],
+                            [state, &unused_r],
+                        )?;
+                    }
                     let dirs = [&layers[2 * k - 2].da, &layers[2 * k - 1].da];
                     split(
                         &mut bw,
@@ -576,6 +619,16 @@ impl Workspace {
                         None,
                         at(&layers[k - 1].da, 0),
                     )?;
+                    if let Some(state) = &dropout_state {
+                        let g = &layers[k - 1].da;
+                        dropout::backward(
+                            &mut bw,
+                            (rows * h, config.dropout, k - 1),
+                            None,
+                            g,
+                            [state, &unused_r],
+                        )?;
+                    }
                 }
             }
         }
@@ -668,6 +721,7 @@ impl Workspace {
             input_grad,
             losses: HashMap::new(),
             batch_first,
+            dropout_state,
         })
     }
 

@@ -5,6 +5,7 @@
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
 pub(crate) mod directions;
+pub(crate) mod dropout;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
@@ -509,6 +510,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &directions::CONCAT,
         &directions::SPLIT,
         &layout::SWAP_LEADING,
+        &dropout::DROPOUT_FORWARD,
+        &dropout::DROPOUT_BACKWARD,
     ]
     .into_iter()
     .chain(recurrence::SUBGROUP_FORMS.iter().map(|(_, sg)| *sg))

@@ -68,6 +68,16 @@ fn input_disagreeing_with_the_model_names_tensor_and_sizes() {
         None,
     );
     assert!(msg.contains("`y`") && msg.contains("[5, 3, 2]"), "{msg}");
+    // A stacked bidirectional model (L = 2, D = 2, H = 8, I = 5): h0 of one layer's count.
+    let msg = run_error(
+        "bi2_tanh_mse_batch_first",
+        vec![("x", f32s(&[6, 3, 5])), ("h0", f32s(&[2, 3, 8]))],
+        None,
+    );
+    assert!(
+        msg.contains("`h0`") && msg.contains("[2, 3, 8]") && msg.contains("[4, 3, 8]"),
+        "{msg}"
+    );
 }
 
 #[test]

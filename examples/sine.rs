@@ -25,7 +25,7 @@ fn main() -> rnn_wgpu::Result<()> {
             println!("loss {}", rnn.last_loss()?); // reading back is the caller's choice
         }
     }
-    let out = rnn.forward(&x, None)?; // outputs [T, B, O] and h_n [L, B, H], still on the GPU
+    let out = rnn.forward(&x, None)?; // outputs [T, B, O] and h_n [L·D, B, H], still on the GPU
     println!("first outputs {:?}", &out.output.to_vec()?[..4]);
     Ok(())
 }

@@ -216,8 +216,12 @@ fn zero_layers_and_dropout_outside_0_1_are_rejected() {
     let err = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_layers(0), 0).unwrap_err();
     assert!(err.to_string().contains("layers"), "{err}");
     for p in [-0.1f32, 1.0, f32::NAN] {
-        let err = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_layers(2).with_dropout(p), 0)
-            .unwrap_err();
+        let err = Rnn::new(
+            &g,
+            RnnConfig::new(2, 3, 1).with_layers(2).with_dropout(p),
+            0,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("dropout"), "{p}: {err}");
         let mut rnn = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_layers(2), 0).unwrap();
         let err = rnn.set_dropout(p).unwrap_err();

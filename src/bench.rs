@@ -1,4 +1,4 @@
-//! The benchmark workload of DESIGN §6: shapes, modes, drivers, timed medians.
+//! The benchmark workload: the shapes (README, BENCHMARKS.md), modes, drivers, timed medians.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ pub struct Shape {
     pub bidirectional: bool,
 }
 
-/// The four shapes of DESIGN §6.
+/// The four benchmark shapes (T, B, I, H, O): small, medium, large, long.
 pub const SHAPES: [Shape; 4] = [
     Shape::new("small", 64, 16, 32, 64, 32),
     Shape::new("medium", 100, 64, 64, 256, 64),
@@ -321,73 +321,50 @@ impl Workload {
     }
 }
 
-/// Escapes `s` for a JSON string.
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 impl Measurement {
     /// One JSON object: shape, mode, driver, ms, samples_per_s, runs, adapter, backend, the
     /// kernel family and, given the baseline measured in the same run, the speed-up over it.
     pub fn to_json(&self, gpu: &Gpu, baseline: Option<&Measurement>) -> String {
+        use serde_json::{Value, json};
         let adapter = gpu.adapter_info();
-        let mut s = format!(
-            "{{\"shape\":{},\"T\":{},\"B\":{},\"I\":{},\"H\":{},\"O\":{},\"layers\":{},\"bidirectional\":{},\"mode\":{},\"driver\":{},\
-             \"ms\":{:.4},\"samples_per_s\":{:.1},\"runs\":{},\"adapter\":{},\"backend\":{},\"kernels\":{}",
-            json_str(self.shape.name),
-            self.shape.steps,
-            self.shape.batch,
-            self.shape.input,
-            self.shape.hidden,
-            self.shape.output,
-            self.shape.layers,
-            self.shape.bidirectional,
-            json_str(self.mode.name()),
-            json_str(self.driver.name()),
-            self.ms,
-            self.samples_per_s,
-            self.runs,
-            json_str(&adapter.name),
-            json_str(&format!("{:?}", adapter.backend)),
-            json_str(&format!("{:?}", gpu.kernel_style())),
-        );
+        let sh = &self.shape;
+        let mut v = json!({
+            "shape": sh.name,
+            "T": sh.steps,
+            "B": sh.batch,
+            "I": sh.input,
+            "H": sh.hidden,
+            "O": sh.output,
+            "layers": sh.layers,
+            "bidirectional": sh.bidirectional,
+            "mode": self.mode.name(),
+            "driver": self.driver.name(),
+            "ms": self.ms,
+            "samples_per_s": self.samples_per_s,
+            "runs": self.runs,
+            "adapter": adapter.name,
+            "backend": format!("{:?}", adapter.backend),
+            "kernels": format!("{:?}", gpu.kernel_style()),
+        });
         if self.mode == Mode::Forward {
-            s.push_str(&format!(
-                ",\"recurrent_tflops\":{:.4}",
-                self.shape.recurrent_flops() / (self.ms * 1e-3) / 1e12
-            ));
+            v["recurrent_tflops"] = json!(sh.recurrent_flops() / (self.ms * 1e-3) / 1e12);
         }
         match &self.phases {
             Some(Some(phases)) => {
-                let parts: Vec<String> = phases
+                let map = phases
                     .iter()
-                    .map(|(name, ms)| format!("{}:{ms:.4}", json_str(name)))
+                    .map(|(name, ms)| (name.to_string(), json!(ms)))
                     .collect();
-                s.push_str(&format!(",\"phases_ms\":{{{}}}", parts.join(",")));
+                v["phases_ms"] = Value::Object(map);
             }
-            Some(None) => s.push_str(",\"phases_ms\":null"),
+            Some(None) => v["phases_ms"] = Value::Null,
             None => {}
         }
         if let Some(b) = baseline {
-            s.push_str(&format!(
-                ",\"baseline\":{},\"speedup_vs_baseline\":{:.3}",
-                json_str(b.driver.name()),
-                b.ms / self.ms
-            ));
+            v["baseline"] = json!(b.driver.name());
+            v["speedup_vs_baseline"] = json!(b.ms / self.ms);
         }
-        s.push('}');
-        s
+        v.to_string()
     }
 }
 

@@ -531,4 +531,212 @@ mod cli {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("l1"), "{err}");
     }
+
+    /// An error's one line on stderr (exit status 2, nothing else written).
+    fn one_line_error(args: &[&str]) -> String {
+        let (code, _, err) = rnn_wgpu(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        lines[0].to_string()
+    }
+
+    #[test]
+    fn outputs_that_are_inputs_are_refused_before_any_work() {
+        // A copy of a fixture, so nothing real is at risk; reached also through a link.
+        let dir = tmp("x").parent().unwrap().to_path_buf();
+        let model = dir.join("model.safetensors");
+        let input = dir.join("input.safetensors");
+        std::fs::copy(fixture("tanh_mse_mean_h0.model.safetensors"), &model).unwrap();
+        std::fs::copy(fixture("tanh_mse_mean_h0.input.safetensors"), &input).unwrap();
+        let link = dir.join("link.safetensors");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&input, &link).unwrap();
+        #[cfg(not(unix))]
+        std::fs::copy(&input, &link).unwrap();
+        let before = std::fs::read(&input).unwrap();
+        let text = dir.join("text.txt");
+        std::fs::write(
+            &text,
+            "the quick brown fox jumps over the lazy dog ".repeat(40),
+        )
+        .unwrap();
+        let (m, i, l, t) = (
+            model.to_str().unwrap(),
+            input.to_str().unwrap(),
+            link.to_str().unwrap(),
+            text.to_str().unwrap(),
+        );
+        let mut cases: Vec<(Vec<&str>, &str)> = vec![
+            (
+                vec!["run", "--model", m, "--input", i, "--output", i],
+                "--output",
+            ),
+            (
+                vec!["run", "--model", m, "--input", i, "--output", m],
+                "--output",
+            ),
+            (
+                vec!["train", "--text", t, "--save", t, "--steps", "1"],
+                "--save",
+            ),
+            (
+                vec!["train", "--text", t, "--plot", t, "--steps", "1"],
+                "--plot",
+            ),
+            (
+                vec!["train", "--model", m, "--save", m, "--steps", "1"],
+                "--save",
+            ),
+        ];
+        if cfg!(unix) {
+            cases.push((
+                vec!["run", "--model", m, "--input", l, "--output", i],
+                "--output",
+            ));
+        }
+        for (args, flag) in cases {
+            let line = one_line_error(&args);
+            assert!(
+                line.contains(flag) && line.contains("destroy"),
+                "{args:?}: {line}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            before,
+            "the input is untouched"
+        );
+    }
+
+    #[test]
+    fn numeric_flags_out_of_range_name_the_flag_and_the_range() {
+        for (args, flag, says) in [
+            (&["train", "--valid", "0.7"][..], "--valid", "[0, 0.5]"),
+            (&["train", "--valid", "-0.1"][..], "--valid", "[0, 0.5]"),
+            (&["train", "--noise", "-1"][..], "--noise", "0 or more"),
+            (&["train", "--clip", "-1"][..], "--clip", "0 or more"),
+            (&["train", "--lr", "-1"][..], "--lr", "above 0"),
+            (&["train", "--lr", "nan"][..], "--lr", "above 0"),
+            (&["train", "--momentum", "1"][..], "--momentum", "[0, 1)"),
+            (&["train", "--hidden", "0"][..], "--hidden", "at least 1"),
+            (
+                &["train", "--task", "recall", "--symbols", "1"][..],
+                "--symbols",
+                "at least 2",
+            ),
+            (
+                &["train", "--log-every", "0"][..],
+                "--log-every",
+                "at least 1",
+            ),
+            (
+                &["train", "--task", "recall", "--delay", "100"][..],
+                "--delay",
+                "1 to 31",
+            ),
+            (
+                &["train", "--layers", "2", "--dropout", "1"][..],
+                "--dropout",
+                "[0, 1)",
+            ),
+            (&["train", "--layers", "0"][..], "--layers", "at least 1"),
+        ] {
+            let line = one_line_error(args);
+            assert!(
+                line.contains(flag) && line.contains(says),
+                "{args:?}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_too_short_names_the_file() {
+        let text = tmp("one.txt");
+        std::fs::write(&text, "a").unwrap();
+        let t = text.to_str().unwrap();
+        let line = one_line_error(&["train", "--text", t, "--steps", "1"]);
+        assert!(line.contains("--text") && line.contains(t), "{line}");
+    }
+
+    #[test]
+    fn a_bare_state_dict_runs_as_tanh_with_a_note_or_as_told() {
+        // bi2_tanh_ce_raw has no metadata: tanh with a note; --nonlinearity tanh quietly (and
+        // the same outputs); relu changes the outputs; a flag against a file's metadata fails.
+        let model = fixture("bi2_tanh_ce_raw.model.safetensors");
+        let input = fixture("bi2_tanh_ce_raw.input.safetensors");
+        let (m, i) = (model.to_str().unwrap(), input.to_str().unwrap());
+        let run = |extra: &[&str]| {
+            let out = tmp("nl.safetensors");
+            let mut args = vec![
+                "run",
+                "--model",
+                m,
+                "--input",
+                i,
+                "--output",
+                out.to_str().unwrap(),
+            ];
+            args.extend(extra);
+            let (code, _, err) = rnn_wgpu(&args);
+            assert_eq!(code, 0, "{err}");
+            let o = TensorFile::read(&out)
+                .unwrap()
+                .get("o")
+                .unwrap()
+                .to_f32()
+                .unwrap();
+            (o, err)
+        };
+        let (o_default, err) = run(&[]);
+        assert!(err.contains("assuming") || err.contains("as tanh"), "{err}");
+        assert!(err.contains("--nonlinearity"), "{err}");
+        let (o_tanh, err) = run(&["--nonlinearity", "tanh"]);
+        assert!(!err.contains("note:"), "{err}");
+        assert_eq!(o_default, o_tanh);
+        let (o_relu, _) = run(&["--nonlinearity", "relu"]);
+        assert_ne!(o_default, o_relu);
+        let stated = fixture("relu_ce_sum_i32.model.safetensors");
+        let stated_in = fixture("relu_ce_sum_i32.input.safetensors");
+        let out = tmp("nl-bad.safetensors");
+        let line = one_line_error(&[
+            "run",
+            "--model",
+            stated.to_str().unwrap(),
+            "--input",
+            stated_in.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--nonlinearity",
+            "tanh",
+        ]);
+        assert!(
+            line.contains("--nonlinearity") && line.contains("relu"),
+            "{line}"
+        );
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_model_file() {
+        let (a, b) = (tmp("a.safetensors"), tmp("b.safetensors"));
+        for path in [&a, &b] {
+            let (code, _, err) = rnn_wgpu(&[
+                "train",
+                "--steps",
+                "5",
+                "--layers",
+                "2",
+                "--save",
+                path.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+        }
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "two runs with one seed wrote different files"
+        );
+    }
 }

@@ -134,14 +134,32 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     }
     if !a.json {
         println!(
-            "{:<20} {:<10} {:<9} {:>10} {:>16} {:>9} {:>12}",
+            "ms: median wall time of one call, submit to completion, after a warm-up; \
+             samples/s: T·B per second;\n\
+             vs naive: the naive driver's time (one submit and wait per step) over this one's, \
+             in this run;\n\
+             rec. TFLOP/s (forward only): the recurrence's 2·B·H²·T per layer and direction \
+             per second, as DeepBench counts.\n"
+        );
+        println!(
+            "{:<24} {:<10} {:<10} {:>10} {:>12} {:>9} {:>12}",
             "shape", "mode", "driver", "ms", "samples/s", "vs naive", "rec. TFLOP/s"
         );
     }
+    let mut last_shape = String::new();
     bench::run(&gpu, &shapes, &modes, &drivers, &budget, |m, base| {
         if a.json {
             println!("{}", m.to_json(&gpu, base));
         } else {
+            let label = m.shape.label();
+            if label != last_shape {
+                let sh = &m.shape;
+                println!(
+                    "{label}: T = {}, B = {}, I = {}, H = {}, O = {}",
+                    sh.steps, sh.batch, sh.input, sh.hidden, sh.output
+                );
+                last_shape = label;
+            }
             let ratio = match (base, m.driver) {
                 (Some(b), _) => format!("{:.2}x", b.ms / m.ms),
                 (None, Driver::Naive) => "1.00x".to_string(),
@@ -152,7 +170,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
                 Mode::TrainStep => String::new(),
             };
             println!(
-                "{:<20} {:<10} {:<9} {:>10.3} {:>16.0} {:>9} {:>12}",
+                "{:<24} {:<10} {:<10} {:>10.3} {:>12.0} {:>9} {:>12}",
                 m.shape.label(),
                 m.mode.name(),
                 m.driver.name(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use rnn_wgpu::io::{self, TensorFile};
 use rnn_wgpu::{Error, LossKind, Reduction};
 
-use super::{check_output, open_gpu};
+use super::{Act, apply_nonlinearity, check_not_an_input, check_output, open_gpu};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// How the loss is reduced, as PyTorch's `reduction`.
     #[arg(long, value_enum, default_value_t = ReductionName::Mean)]
     reduction: ReductionName,
+    /// The hidden nonlinearity, for a model file that does not say (a bare PyTorch
+    /// state_dict); an error if the file says otherwise [default: the file's, else tanh].
+    #[arg(long, value_enum)]
+    nonlinearity: Option<Act>,
     /// x, y, o and grad.x put the batch first, [B, T, ...], as PyTorch's batch_first=True.
     #[arg(long)]
     batch_first: bool,
@@ -49,11 +53,17 @@ enum ReductionName {
 pub fn run(a: &RunArgs) -> Result<(), Error> {
     // Read both files and check the output's folder before touching the GPU.
     check_output("--output", &a.output)?;
+    check_not_an_input(
+        "--output",
+        &a.output,
+        &[("--model", Some(&a.model)), ("--input", Some(&a.input))],
+    )?;
     let model_file = TensorFile::read(&a.model)?;
     let input = TensorFile::read(&a.input)?;
     let gpu = open_gpu()?;
     let mut model = io::model_file::from_file(&gpu, &model_file)?;
     model.rnn.set_batch_first(a.batch_first);
+    apply_nonlinearity(&mut model.rnn, &model_file, &a.model, a.nonlinearity)?;
     let loss = a.loss.map(|l| match l {
         LossName::Mse => LossKind::Mse,
         LossName::CrossEntropy => LossKind::CrossEntropy,

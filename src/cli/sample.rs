@@ -7,7 +7,7 @@ use rnn_wgpu::Error;
 use rnn_wgpu::io;
 use rnn_wgpu::text::Generator;
 
-use super::{bad_arg, open_gpu};
+use super::{Act, apply_nonlinearity, bad_arg, open_gpu};
 
 #[derive(clap::Args)]
 pub struct SampleArgs {
@@ -23,6 +23,10 @@ pub struct SampleArgs {
     /// Softmax temperature: lower is more conservative, 0 always takes the likeliest.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
+    /// The hidden nonlinearity, for a model file that does not say; an error if the file says
+    /// otherwise [default: the file's, else tanh].
+    #[arg(long, value_enum)]
+    nonlinearity: Option<Act>,
     /// Seed for the draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -39,8 +43,10 @@ pub fn sample(a: &SampleArgs) -> Result<(), Error> {
             format!("{} is not a finite number >= 0", a.temperature),
         ));
     }
+    let file = io::TensorFile::read(&a.model)?;
     let gpu = open_gpu()?;
-    let mut model = io::load(&gpu, &a.model)?;
+    let mut model = io::model_file::from_file(&gpu, &file)?;
+    apply_nonlinearity(&mut model.rnn, &file, &a.model, a.nonlinearity)?;
     let vocab = model.vocab().ok_or_else(|| {
         bad_arg(
             "--model",

@@ -8,11 +8,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnn_wgpu::io::{self, model_file::keys};
 use rnn_wgpu::text::{Corpus, Generator, Streams};
 use rnn_wgpu::{
-    ClassIds, Error, Gpu, Loss, Nonlinearity, Optimizer, OptimizerConfig, OptimizerKind, Rnn,
-    RnnConfig, Target, Tensor, task,
+    ClassIds, Error, Gpu, InputError, Loss, Nonlinearity, Optimizer, OptimizerConfig,
+    OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
-use super::{bad_arg, check_output, open_gpu, plot};
+use super::{Act, apply_nonlinearity, bad_arg, check_not_an_input, check_output, open_gpu, plot};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -34,7 +34,7 @@ pub struct TrainArgs {
     bidirectional: bool,
     /// Dropout probability on every layer's output but the last, in training
     /// (torch.nn.RNN's dropout) [default: 0, or the resumed model's].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     dropout: Option<f32>,
     /// Training steps, one batch each [default: sine 400, recall 500, text 1000].
     #[arg(long, conflicts_with = "epochs")]
@@ -50,31 +50,31 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Learning rate [default: 0.01; text 0.003].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lr: Option<f32>,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
     optimizer: OptimizerName,
-    /// Momentum (sgd only).
-    #[arg(long, default_value_t = 0.9)]
+    /// Momentum (sgd only), in [0, 1).
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f32,
-    /// Clip the global gradient norm to this value (0: no clipping).
-    #[arg(long, default_value_t = 1.0)]
+    /// Clip the global gradient norm to this value (0: no clipping; 0 or more).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     clip: f32,
     /// Hidden nonlinearity [default: tanh, or the resumed model's].
     #[arg(long, value_enum)]
     nonlinearity: Option<Act>,
-    /// Noise added to the sine inputs (standard deviation).
-    #[arg(long, default_value_t = 0.05)]
+    /// Noise added to the sine inputs (standard deviation, 0 or more).
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     noise: f64,
-    /// Distinct symbols of the recall task.
+    /// Distinct symbols of the recall task (2 or more).
     #[arg(long, default_value_t = 4)]
     symbols: usize,
-    /// How many steps back the recall task looks.
+    /// How many steps back the recall task looks (1 to --seq-len - 1).
     #[arg(long, default_value_t = 4)]
     delay: usize,
-    /// Fraction of the text held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    /// Fraction of the text held out for validation, in [0, 0.5].
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     valid: f64,
     /// Seed for the data and the initial weights.
     #[arg(long, default_value_t = 0)]
@@ -108,12 +108,6 @@ enum OptimizerName {
     Sgd,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Act {
-    Tanh,
-    Relu,
-}
-
 /// Sizes and defaults that depend on the task.
 struct Plan {
     name: &'static str,
@@ -126,7 +120,76 @@ struct Plan {
 }
 
 /// Trains, reports, and saves and plots when asked.
+/// A problem with the text, named after the file given to `--text`.
+fn text_err(a: &TrainArgs, e: Error) -> Error {
+    let path = a
+        .text
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
+    let reason = match e {
+        Error::Input(InputError::Invalid { reason, .. }) => reason,
+        other => other.to_string(),
+    };
+    bad_arg("--text", format!("{path}: {reason}"))
+}
+
+/// Every numeric flag within its range, before any work: each message names the flag, the
+/// value and what would be accepted.
+fn check_ranges(a: &TrainArgs) -> Result<(), Error> {
+    let positive = |flag: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(bad_arg(flag, format!("{v} is not a number above 0")))
+        }
+    };
+    let at_least_zero = |flag: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(bad_arg(flag, format!("{v} is not a number, 0 or more")))
+        }
+    };
+    if let Some(lr) = a.lr {
+        positive("--lr", f64::from(lr))?;
+    }
+    at_least_zero("--clip", f64::from(a.clip))?;
+    at_least_zero("--noise", a.noise)?;
+    if !(0.0..1.0).contains(&a.momentum) {
+        return Err(bad_arg(
+            "--momentum",
+            format!("{} is outside [0, 1)", a.momentum),
+        ));
+    }
+    if !(0.0..=0.5).contains(&a.valid) {
+        return Err(bad_arg(
+            "--valid",
+            format!("{} is outside [0, 0.5]", a.valid),
+        ));
+    }
+    if a.hidden == Some(0) {
+        return Err(bad_arg("--hidden", "must be at least 1"));
+    }
+    if a.symbols < 2 {
+        return Err(bad_arg(
+            "--symbols",
+            format!("{} symbols: the recall task needs at least 2", a.symbols),
+        ));
+    }
+    if a.delay == 0 {
+        return Err(bad_arg("--delay", "must be at least 1"));
+    }
+    if a.log_every == 0 {
+        return Err(bad_arg("--log-every", "must be at least 1"));
+    }
+    if a.eval_every == Some(0) {
+        return Err(bad_arg("--eval-every", "must be at least 1"));
+    }
+    Ok(())
+}
+
 pub fn train(a: &TrainArgs) -> Result<(), Error> {
+    check_ranges(a)?;
     if let Some(p) = a.dropout
         && !(0.0..1.0).contains(&p)
     {
@@ -137,6 +200,19 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     }
     if a.layers == Some(0) {
         return Err(bad_arg("--layers", "must be at least 1"));
+    }
+    for (flag, path) in [("--save", &a.save), ("--plot", &a.plot)] {
+        if let Some(p) = path {
+            check_output(flag, p)?;
+            check_not_an_input(
+                flag,
+                p,
+                &[
+                    ("--text", a.text.as_deref()),
+                    ("--model", a.model.as_deref()),
+                ],
+            )?;
+        }
     }
     if let Some(p) = &a.plot
         && !matches!(plot::extension(p).as_deref(), Some("svg" | "png"))
@@ -155,10 +231,13 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             "--steps and --epochs must be at least 1",
         ));
     }
-    for (flag, path) in [("--save", &a.save), ("--plot", &a.plot)] {
-        if let Some(p) = path {
-            check_output(flag, p)?;
-        }
+    if let (Some(save), Some(plot)) = (&a.save, &a.plot)
+        && save == plot
+    {
+        return Err(bad_arg(
+            "--plot",
+            format!("{} is also the --save path", plot.display()),
+        ));
     }
     if a.epochs.is_some() && a.text.is_none() {
         return Err(bad_arg(
@@ -187,14 +266,14 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     };
     let corpus = match &text {
         Some(t) => Some(match loaded.as_ref().map(|m| m.vocab()) {
-            Some(Some(v)) => Corpus::with_vocab(t, v)?,
+            Some(Some(v)) => Corpus::with_vocab(t, v).map_err(|e| text_err(a, e))?,
             Some(None) => {
                 return Err(bad_arg(
                     "--model",
                     "has no vocabulary, so it is not a character model; train it with --text",
                 ));
             }
-            None => Corpus::new(t)?,
+            None => Corpus::new(t).map_err(|e| text_err(a, e))?,
         }),
         None => None,
     };
@@ -265,6 +344,9 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             if let Some(p) = a.dropout {
                 rnn.set_dropout(p)?;
             }
+            if let (Some(f), Some(p)) = (&resume, &a.model) {
+                apply_nonlinearity(&mut rnn, f, p, a.nonlinearity)?;
+            }
             rnn
         }
         None => {
@@ -272,10 +354,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
                 .with_dropout(a.dropout.unwrap_or(0.0))
-                .with_nonlinearity(match a.nonlinearity {
-                    Some(Act::Relu) => Nonlinearity::Relu,
-                    _ => Nonlinearity::Tanh,
-                });
+                .with_nonlinearity(a.nonlinearity.map_or(Nonlinearity::Tanh, Act::into));
             Rnn::new(&gpu, config, a.seed)?
         }
     };
@@ -294,6 +373,16 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     let t = a.seq_len.unwrap_or(plan.seq_len);
     if t == 0 {
         return Err(bad_arg("--seq-len", "must be at least 1"));
+    }
+    if corpus.is_none() && a.task == TaskName::Recall && a.delay >= t {
+        return Err(bad_arg(
+            "--delay",
+            format!(
+                "{} steps back does not fit sequences of {t} steps (--seq-len): use 1 to {}",
+                a.delay,
+                t.saturating_sub(1)
+            ),
+        ));
     }
     let c = *rnn.config();
     let mut shape = match (c.layers, c.bidirectional) {
@@ -420,7 +509,7 @@ impl Log {
         self.train.push((step, loss));
         let rate = self.rate(step);
         self.bar
-            .set_message(format!("loss {loss:.4}  {rate:.0} samples/s"));
+            .set_message(format!("loss {loss:.4}  {rate:.0} timestep-samples/s"));
         if line {
             let norm = opt.last_grad_norm()?;
             self.bar.suspend(|| {

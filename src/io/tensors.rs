@@ -259,7 +259,58 @@ pub fn write(
     }
     let meta = (!metadata.is_empty()).then(|| metadata.clone());
     let bytes = safetensors::serialize(views, meta).map_err(format)?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &sorted_metadata(bytes))
+}
+
+/// The same file with its `__metadata__` entries in key order: safetensors writes them in a
+/// hash map's order, which changes from run to run, and a seed should give the same file
+/// byte for byte. The entries are the same strings, so the header keeps its length.
+fn sorted_metadata(mut bytes: Vec<u8>) -> Vec<u8> {
+    const KEY: &[u8] = b"{\"__metadata__\":{";
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    else {
+        return bytes;
+    };
+    let end = 8 + len as usize;
+    if end > bytes.len() || !bytes[8..].starts_with(KEY) {
+        return bytes;
+    }
+    // The metadata object: from its `{` to the matching `}`, skipping strings.
+    let start = 8 + KEY.len() - 1;
+    let (mut depth, mut in_str, mut escaped, mut stop) = (0usize, false, false, None);
+    for (i, &c) in bytes[start..end].iter().enumerate() {
+        match (in_str, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_str = false,
+            (true, ..) => {}
+            (false, _, b'"') => in_str = true,
+            (false, _, b'{') => depth += 1,
+            (false, _, b'}') => {
+                depth -= 1;
+                if depth == 0 {
+                    stop = Some(start + i + 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(stop) = stop else { return bytes };
+    let Ok(map) =
+        serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes[start..stop])
+    else {
+        return bytes;
+    };
+    match serde_json::to_vec(&map) {
+        Ok(sorted) if sorted.len() == stop - start => {
+            bytes[start..stop].copy_from_slice(&sorted);
+            bytes
+        }
+        _ => bytes,
+    }
 }
 
 /// A hidden file beside `path`, named after it and this process, ending in `.{ext}`: where a

@@ -129,6 +129,16 @@ impl Rnn {
         })
     }
 
+    /// Changes the hidden nonlinearity (for a file that does not say it, as a PyTorch
+    /// `state_dict` cannot).
+    pub fn set_nonlinearity(&mut self, nonlinearity: Nonlinearity) {
+        if self.config.nonlinearity != nonlinearity {
+            self.config.nonlinearity = nonlinearity;
+            // The loops take it as a parameter recorded in the plans: made again.
+            self.ws = None;
+        }
+    }
+
     /// Changes the dropout between layers ([`RnnConfig::dropout`]), which PyTorch's files do
     /// not keep: an error outside `[0, 1)`.
     pub fn set_dropout(&mut self, p: f32) -> Result<()> {

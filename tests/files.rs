@@ -209,8 +209,13 @@ fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
         "{msg}"
     );
     let msg = write(&tensors, &[("nonlinearity", "sigmoid")]);
+    assert_eq!(
+        msg.matches("nonlinearity").count(),
+        1,
+        "the key once: {msg}"
+    );
     assert!(
-        msg.contains("nonlinearity") && msg.contains("sigmoid"),
+        msg.contains("nonlinearity") && msg.contains("sigmoid") && msg.contains("relu"),
         "{msg}"
     );
     let msg = write(&tensors, &[("hidden_size", "8")]);

@@ -93,8 +93,16 @@ fn draw<DB: DrawingBackend>(
     if all.is_empty() {
         return Err("no finite, positive loss to plot".into());
     }
-    let lo = all.iter().copied().fold(f32::INFINITY, f32::min) as f64 * 0.8;
-    let hi = all.iter().copied().fold(0.0, f32::max) as f64 * 1.25;
+    let lo = all.iter().copied().fold(f32::INFINITY, f32::min) as f64 * 0.9;
+    let hi = all.iter().copied().fold(0.0, f32::max) as f64 * 1.1;
+    let ticks = y_ticks(lo, hi);
+    let keys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
+    let label = |v: &f64| {
+        ticks
+            .iter()
+            .find(|t| (t.0 - v).abs() <= 1e-9 * v.abs())
+            .map_or_else(|| format!("{v}"), |t| t.1.clone())
+    };
     let last = train
         .iter()
         .chain(valid)
@@ -106,16 +114,20 @@ fn draw<DB: DrawingBackend>(
 
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d(1usize..last, (lo..hi).log_scale())
+        .caption(title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(56)
+        .y_label_area_size(110)
+        .build_cartesian_2d(1usize..last, (lo..hi).log_scale().with_key_points(keys))
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
         .x_desc("step")
         .y_desc("loss (log scale)")
+        .label_style(("sans-serif", 18))
+        .axis_desc_style(("sans-serif", 20))
+        .y_label_formatter(&label)
+        .light_line_style(WHITE)
         .draw()
         .map_err(|e| fail(&e))?;
     let series = [
@@ -141,10 +153,144 @@ fn draw<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
+        .label_font(("sans-serif", 18))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
+}
+
+/// Labelled ticks for a log axis over `[lo, hi]`, with their labels: 1, 2 and 5 times powers of
+/// ten across a decade or more (only the powers where those would crowd, every other power
+/// past eight decades), else evenly spaced round numbers, so a curve within one decade still
+/// gets numbers. Each label is written to the precision of its step: `0.3`, not
+/// `0.30000000000000004`.
+fn y_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
+    let decades = (hi / lo).log10();
+    let mut ticks = Vec::new();
+    if decades >= 1.0 {
+        let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        let stride = if decades > 8.0 { 2 } else { 1 };
+        let mantissas: &[f64] = if decades > 3.0 {
+            &[1.0]
+        } else {
+            &[1.0, 2.0, 5.0]
+        };
+        for k in (k0..=k1).filter(|k| (k - k0) % stride == 0) {
+            for &m in mantissas {
+                let v = m * 10f64.powi(k);
+                if (lo..=hi).contains(&v) {
+                    ticks.push((v, tick_label(v, k)));
+                }
+            }
+        }
+    } else {
+        // The finest step of 1, 2 or 5 times a power of ten that gives at most eight ticks.
+        let span = hi - lo;
+        let unit = 10f64.powi(span.log10().floor() as i32 - 1);
+        let step = [1.0, 2.0, 5.0, 10.0, 20.0]
+            .into_iter()
+            .map(|m| m * unit)
+            .find(|s| span / s <= 8.0)
+            .unwrap_or(20.0 * unit);
+        let exp = step.log10().floor() as i32;
+        let mut n = (lo / step).ceil();
+        while n * step <= hi {
+            let v = n * step;
+            ticks.push((v, tick_label(v, exp)));
+            n += 1.0;
+        }
+    }
+    ticks
+}
+
+/// `v` written with as many decimals as a step of `10^exp` needs; very large or small values
+/// in scientific notation.
+fn tick_label(v: f64, exp: i32) -> String {
+    let mag = v.abs().log10().floor();
+    if v != 0.0 && !(-4.0..5.0).contains(&mag) {
+        return format!("{v:.0e}");
+    }
+    let decimals = (-exp).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tick labels an SVG holds: every text that reads as a number.
+    fn numbers_in(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let body = t.split('>').nth(1)?.split('<').next()?.trim().to_string();
+                body.parse::<f64>().ok().map(|_| body)
+            })
+            .collect()
+    }
+
+    fn render(values: &[f32]) -> String {
+        let path = std::env::temp_dir().join(format!(
+            "rnn-wgpu-plot-{}-{}.svg",
+            std::process::id(),
+            values.len()
+        ));
+        let train: Vec<(usize, f32)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i + 1, v))
+            .collect();
+        loss_curve(&path, "test", &train, &[]).expect("plot");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        std::fs::remove_file(&path).ok();
+        svg
+    }
+
+    /// Curves spanning a tenth of a decade, one decade and four decades: labelled ticks
+    /// inside the range, each once, written to their precision.
+    #[test]
+    fn every_range_gets_readable_tick_labels() {
+        let span = |lo: f32, hi: f32, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| hi * (lo / hi).powf(i as f32 / (n - 1) as f32))
+                .collect()
+        };
+        for (values, want) in [
+            (span(2.0, 2.5, 40), &["2.0", "2.2", "2.4"][..]),
+            (span(2.2, 4.3, 40), &["2.5", "3.0", "3.5", "4.0"][..]),
+            (span(0.03, 0.3, 40), &["0.05", "0.1", "0.2"][..]),
+            (span(0.0001, 1.0, 60), &["0.001", "0.01", "0.1"][..]),
+        ] {
+            let labels = numbers_in(&render(&values));
+            for w in want {
+                assert!(labels.iter().any(|l| l == w), "{w} missing from {labels:?}");
+            }
+            for l in &labels {
+                assert!(l.len() <= 7, "an unrounded label: {l}");
+            }
+            let y_labels: Vec<&String> = labels.iter().filter(|l| l.contains('.')).collect();
+            let mut unique = y_labels.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                y_labels.len(),
+                "a label drawn twice: {labels:?}"
+            );
+            assert!(y_labels.len() >= 3, "too few labels: {labels:?}");
+        }
+    }
+
+    #[test]
+    fn tick_labels_are_written_to_their_precision() {
+        assert_eq!(tick_label(0.30000000000000004, -1), "0.3");
+        assert_eq!(tick_label(2.0, 0), "2");
+        assert_eq!(tick_label(0.05, -2), "0.05");
+        assert_eq!(tick_label(1e-6, -6), "1e-6");
+        let t = y_ticks(2.0, 2.5);
+        assert!(t.len() >= 4, "{t:?}");
+    }
 }

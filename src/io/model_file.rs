@@ -241,9 +241,12 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         }
     }
     let nonlinearity = match meta.get(keys::NONLINEARITY) {
-        Some(v) => v
-            .parse::<Nonlinearity>()
-            .map_err(|e| file.invalid(keys::NONLINEARITY, e.to_string()))?,
+        Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
+            file.invalid(
+                keys::NONLINEARITY,
+                format!("{v:?} is neither \"tanh\" nor \"relu\""),
+            )
+        })?,
         None => Nonlinearity::Tanh,
     };
     let bias = match meta.get(keys::BIAS).map(String::as_str) {

@@ -162,6 +162,42 @@ fn measure_in_this_process() {
     check_flat(&gpu, "generated characters", 1000, || {
         g.next_char(0.8).expect("next character");
     });
+    // A stacked bidirectional model with dropout (its plans add direction and dropout
+    // kernels and a dropout seed written every step).
+    {
+        let (x, y) = sine(&gpu, 16);
+        let config = RnnConfig::new(1, 16, 1)
+            .with_layers(2)
+            .with_bidirectional(true)
+            .with_dropout(0.2);
+        let mut rnn = Rnn::new(&gpu, config, 9).expect("model");
+        let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(1e-3)).expect("optimizer");
+        check_flat(
+            &gpu,
+            "train_step, 2 layers, bidirectional, dropout",
+            300,
+            || {
+                rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+                    .expect("train step");
+            },
+        );
+    }
+    // `run` on an input file, as the command does it (the model and input loaded once).
+    {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let model =
+            rnn_wgpu::io::TensorFile::read(dir.join("bi2_tanh_mse_batch_first.model.safetensors"))
+                .expect("fixture");
+        let input =
+            rnn_wgpu::io::TensorFile::read(dir.join("bi2_tanh_mse_batch_first.input.safetensors"))
+                .expect("fixture");
+        let mut m = rnn_wgpu::io::model_file::from_file(&gpu, &model).expect("model");
+        m.rnn.set_batch_first(true);
+        check_flat(&gpu, "run on an input file", 300, || {
+            rnn_wgpu::io::run::run(&mut m.rnn, &input, None, rnn_wgpu::Reduction::Mean)
+                .expect("run");
+        });
+    }
     // Every driver under every kernel style, shorter (the leak was as large at any T).
     for style in [KernelStyle::Auto, KernelStyle::Direct, KernelStyle::Tiled] {
         let g = gpu.with_kernels(style);
@@ -197,7 +233,7 @@ fn memory_stays_flat() {
         text
     );
     assert!(
-        readings.len() >= 14,
+        readings.len() >= 16,
         "the measuring process took fewer readings than it should:\n{text}"
     );
     assert!(

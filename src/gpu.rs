@@ -290,7 +290,7 @@ impl Gpu {
 
     /// A storage buffer of `len` f32-sized elements, checked against the adapter's limits.
     pub fn storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) as u64) * 4;
+        let bytes = (len.max(1) as u64).saturating_mul(4);
         let limit = self.max_storage_bytes();
         if bytes > limit {
             return Err(GpuError::TooLarge {
@@ -314,7 +314,7 @@ impl Gpu {
     }
 
     /// The cached pipeline for `kernel`, building it on first use.
-    pub fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
+    pub(crate) fn pipeline(&self, kernel: &Kernel) -> Result<Arc<Pipeline>> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
         let mut cache = self
             .inner

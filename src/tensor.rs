@@ -24,9 +24,24 @@ pub(crate) fn check_nonempty(arg: &str, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// The number of elements of `shape`, or an error when it does not fit a `usize` (an
+/// unchecked product would wrap round to a small, wrong size).
+pub(crate) fn elements(arg: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            InputError::Invalid {
+                arg: arg.to_string(),
+                reason: format!("shape {shape:?} has more elements than this machine can count"),
+            }
+            .into()
+        })
+}
+
 fn check_len(arg: &str, shape: &[usize], len: usize) -> Result<()> {
     check_nonempty(arg, shape)?;
-    let want = shape.iter().product::<usize>();
+    let want = elements(arg, shape)?;
     if want != len {
         return Err(InputError::Length {
             arg: arg.to_string(),
@@ -57,7 +72,7 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Self> {
         check_nonempty("tensor", shape)?;
-        let len = shape.iter().product();
+        let len = elements("tensor", shape)?;
         let buffer = gpu.storage_buffer("tensor", len)?;
         Ok(Self {
             gpu: gpu.clone(),

@@ -228,3 +228,14 @@ fn zero_layers_and_dropout_outside_0_1_are_rejected() {
         assert!(err.to_string().contains("dropout"), "{p}: {err}");
     }
 }
+
+#[test]
+fn sizes_whose_product_overflows_are_errors() {
+    let g = gpu();
+    let err = Tensor::zeros(&g, &[1 << 31, 1 << 31, 4]).unwrap_err();
+    assert!(err.to_string().contains("tensor"), "{err}");
+    let err = Tensor::zeros(&g, &[usize::MAX, 2]).unwrap_err();
+    assert!(err.to_string().contains("tensor"), "{err}");
+    let err = Rnn::new(&g, RnnConfig::new(3, 1 << 30, 2), 0).unwrap_err();
+    assert!(err.to_string().contains("hidden"), "{err}");
+}

@@ -19,7 +19,10 @@ fn bytes(name: &str) -> Vec<u8> {
 fn tmp(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("rnn-wgpu-files-{}-{n}", std::process::id()));
+    // Under target/ (cargo's scratch folder for integration tests), not the system's
+    // temporary folder: nothing is left behind there.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rnn-wgpu-files-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }

@@ -76,7 +76,8 @@ fn pytorch_models_give_pytorch_outputs_loss_and_gradients() {
 #[test]
 fn model_files_round_trip_bit_for_bit() {
     let gpu = gpu();
-    let dir = std::env::temp_dir().join(format!("rnn-wgpu-test-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rnn-wgpu-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for case in [
         "tanh_mse_mean_h0",

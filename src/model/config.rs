@@ -158,6 +158,15 @@ impl RnnConfig {
                 }
                 .into());
             }
+            // Far past any adapter's buffers, and small enough that every product of two
+            // sizes fits a usize: an error here, not a wrapped-round size later.
+            if v > 1 << 24 {
+                return Err(InputError::Invalid {
+                    arg: format!("RnnConfig::{arg}"),
+                    reason: format!("{v} is more than {} allows", 1 << 24),
+                }
+                .into());
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(InputError::Invalid {

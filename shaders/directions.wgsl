@@ -12,7 +12,7 @@
 //                  time, dL/dh of each direction: the forward's in true time, the reverse's
 //                  reversed.
 //
-// One invocation per value of a step (x), steps on y, coming round past 65535.
+// Values of a step on x, steps on y, each coming round past the grid (65535 workgroups).
 
 struct Params {
     steps: u32,
@@ -34,23 +34,19 @@ struct Params {
 
 @compute @workgroup_size(64, 1, 1)
 fn reverse_steps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x;
-    if r >= p.n {
-        return;
-    }
-    for (var t = gid.y; t < p.steps; t += nwg.y) {
-        out0[(p.steps - 1u - t) * p.n + r] = a[p.src_off + t * p.n + r];
+    for (var r = gid.x; r < p.n; r += nwg.x * 64u) {
+        for (var t = gid.y; t < p.steps; t += nwg.y) {
+            out0[(p.steps - 1u - t) * p.n + r] = a[p.src_off + t * p.n + r];
+        }
     }
 }
 
 @compute @workgroup_size(64, 1, 1)
 fn merge_reversed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gid.x;
-    if r >= p.n {
-        return;
-    }
-    for (var t = gid.y; t < p.steps; t += nwg.y) {
-        out0[t * p.n + r] = a[t * p.n + r] + b[(p.steps - 1u - t) * p.n + r];
+    for (var r = gid.x; r < p.n; r += nwg.x * 64u) {
+        for (var t = gid.y; t < p.steps; t += nwg.y) {
+            out0[t * p.n + r] = a[t * p.n + r] + b[(p.steps - 1u - t) * p.n + r];
+        }
     }
 }
 
@@ -58,21 +54,19 @@ fn merge_reversed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let h = p.hidden;
     let width = 2u * h;
-    let r = gid.x;
-    if r >= p.batch * width {
-        return;
-    }
-    let row = r / width;
-    let c = r % width;
     let bh = p.batch * h;
-    for (var t = gid.y; t < p.steps; t += nwg.y) {
-        var v: f32;
-        if c < h {
-            v = a[(t + 1u) * bh + row * h + c];
-        } else {
-            v = b[(p.steps - t) * bh + row * h + c - h];
+    for (var r = gid.x; r < p.batch * width; r += nwg.x * 64u) {
+        let row = r / width;
+        let c = r % width;
+        for (var t = gid.y; t < p.steps; t += nwg.y) {
+            var v: f32;
+            if c < h {
+                v = a[(t + 1u) * bh + row * h + c];
+            } else {
+                v = b[(p.steps - t) * bh + row * h + c - h];
+            }
+            out0[t * p.batch * width + r] = v;
         }
-        out0[t * p.batch * width + r] = v;
     }
 }
 
@@ -81,22 +75,20 @@ fn split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let h = p.hidden;
     let width = 2u * h;
     let n = p.batch * width;
-    let r = gid.x;
-    if r >= n {
-        return;
-    }
-    let row = r / width;
-    let c = r % width;
     let bh = p.batch * h;
-    for (var t = gid.y; t < p.steps; t += nwg.y) {
-        var v = a[t * n + r];
-        if (p.flags & 1u) != 0u {
-            v += b[(p.steps - 1u - t) * n + r];
-        }
-        if c < h {
-            out0[t * bh + row * h + c] = v;
-        } else {
-            out1[(p.steps - 1u - t) * bh + row * h + c - h] = v;
+    for (var r = gid.x; r < n; r += nwg.x * 64u) {
+        let row = r / width;
+        let c = r % width;
+        for (var t = gid.y; t < p.steps; t += nwg.y) {
+            var v = a[t * n + r];
+            if (p.flags & 1u) != 0u {
+                v += b[(p.steps - 1u - t) * n + r];
+            }
+            if c < h {
+                out0[t * bh + row * h + c] = v;
+            } else {
+                out1[(p.steps - 1u - t) * bh + row * h + c - h] = v;
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 // 32-bit words unchanged (f32 values and u32 class ids alike). Inputs `[B, T, ...]` become the
 // time-major `[T, B, ...]` the kernels run on, and outputs go back the other way.
 //
-// One invocation per word of an n-wide row (x), rows of dst on y, coming round past 65535.
+// Words of a row on x, rows of dst on y, each coming round past the grid (65535 workgroups).
 
 struct Params {
     // src is [a, c, n].
@@ -18,14 +18,12 @@ struct Params {
 
 @compute @workgroup_size(64, 1, 1)
 fn swap_leading(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = gid.x;
-    if k >= p.n {
-        return;
-    }
-    // Row r of dst is (j, i): dst[j, i] = src[i, j].
-    for (var r = gid.y; r < p.a * p.c; r += nwg.y) {
-        let j = r / p.a;
-        let i = r % p.a;
-        dst[r * p.n + k] = src[(i * p.c + j) * p.n + k];
+    for (var k = gid.x; k < p.n; k += nwg.x * 64u) {
+        // Row r of dst is (j, i): dst[j, i] = src[i, j].
+        for (var r = gid.y; r < p.a * p.c; r += nwg.y) {
+            let j = r / p.a;
+            let i = r % p.a;
+            dst[r * p.n + k] = src[(i * p.c + j) * p.n + k];
+        }
     }
 }

@@ -650,6 +650,11 @@ mod cli {
                 "[0, 1)",
             ),
             (&["train", "--layers", "0"][..], "--layers", "at least 1"),
+            (
+                &["train", "--bidirectional"][..],
+                "--bidirectional",
+                "next value",
+            ),
         ] {
             let line = one_line_error(args);
             assert!(

@@ -58,6 +58,10 @@ fn pytorch_models_give_pytorch_outputs_loss_and_gradients() {
         // `run --batch-first`: x, y, o and grad.x with B before T.
         m.rnn
             .set_batch_first(meta.get("batch_first").is_some_and(|v| v == "true"));
+        if m.rnn.config().layers > 1 {
+            // `run` is the model itself, as PyTorch's eval(): dropout must not apply.
+            m.rnn.set_dropout(0.5).unwrap();
+        }
         let out = io::run::run(&mut m.rnn, &input, loss, reduction).unwrap();
         let got: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
         let want: Vec<&str> = expected.names().collect();

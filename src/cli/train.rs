@@ -358,6 +358,28 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             Rnn::new(&gpu, config, a.seed)?
         }
     };
+    // Next-step prediction with both directions: the reverse direction reads x(t + 1), the
+    // very target at step t, so the loss falls while nothing is learnt (and a text model's
+    // reverse state cannot be carried to the next window).
+    if rnn.config().bidirectional && (corpus.is_some() || a.task == TaskName::Sine) {
+        let what = if corpus.is_some() {
+            "a character model"
+        } else {
+            "the sine task"
+        };
+        let flag = if a.bidirectional {
+            "--bidirectional"
+        } else {
+            "--model"
+        };
+        return Err(bad_arg(
+            flag,
+            format!(
+                "{what} predicts the next value, which a bidirectional model's reverse \
+                 direction reads as input; use one direction, or --task recall"
+            ),
+        ));
+    }
     let kind = match a.optimizer {
         OptimizerName::Adam => OptimizerKind::adam(a.lr.unwrap_or(plan.lr)),
         OptimizerName::Sgd => OptimizerKind::sgd(a.lr.unwrap_or(plan.lr), a.momentum),

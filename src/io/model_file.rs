@@ -107,10 +107,11 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         let rest = name.strip_prefix("rnn.")?;
         let rest = rest.strip_suffix("_reverse").unwrap_or(rest);
         let (kind, k) = rest.rsplit_once("_l")?;
+        // Only PyTorch's spelling: `_l1`, not `_l01` or `_l+1`.
+        let n = k.parse::<usize>().ok().filter(|n| n.to_string() == k)?;
         ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
             .contains(&kind)
-            .then(|| k.parse::<usize>().ok())
-            .flatten()
+            .then_some(n)
     };
     for name in file.names() {
         if layer_of(name).is_none() && name != FC_W && name != FC_B {

@@ -19,6 +19,8 @@ pub fn run(
     loss: Option<LossKind>,
     reduction: Reduction,
 ) -> Result<Vec<(String, HostTensor)>> {
+    // Outputs and gradients of the model itself, as PyTorch's `model.eval()`: no dropout.
+    rnn.set_training(false);
     let c = *rnn.config();
     let gpu = rnn.gpu().clone();
 

@@ -716,7 +716,9 @@ impl Rnn {
         let (hidden, outputs) = (self.config.hidden, self.config.output);
         let dx = self.input_gradients;
         let gpu = self.gpu.clone();
-        let ws = self.workspace(t, b)?;
+        self.workspace(t, b)?;
+        self.draw_dropout(true);
+        let ws = self.ws.as_mut().expect("workspace was just made");
         if let Some((_, loss)) = target {
             ws.prepare_loss(&gpu, loss, outputs)?;
         }

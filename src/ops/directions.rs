@@ -56,8 +56,10 @@ pub(crate) struct Unused<'a> {
     pub write: &'a wgpu::Buffer,
 }
 
+/// Values of a step on x, steps on y, each capped at the 65535 workgroups a dimension allows
+/// (the kernels come round).
 fn grid(steps: usize, n: usize) -> [u32; 3] {
-    [groups(n, 64), u(steps.min(65535)), 1]
+    [groups(n, 64).min(65535), u(steps.min(65535)), 1]
 }
 
 /// `dst[T - 1 - t] = src[t]` for `steps` steps of `n` values; `dst` from element 0.

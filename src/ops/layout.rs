@@ -34,7 +34,8 @@ pub(crate) fn swap_leading(
         n: u(n),
         _pad: 0,
     };
-    let grid = [groups(n, 64), u((a * c).min(65535)), 1];
+    // Each dimension capped at 65535 workgroups; the kernel comes round.
+    let grid = [groups(n, 64).min(65535), u((a * c).min(65535)), 1];
     plan.push(&SWAP_LEADING, &[src, dst], &params, grid, false)?;
     Ok(())
 }

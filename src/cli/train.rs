@@ -494,6 +494,18 @@ struct Log {
     read_every: usize,
     train: Vec<(usize, f32)>,
     valid: Vec<(usize, f32)>,
+    /// Where the wall time went: making and uploading data, recording and submitting the
+    /// steps, waiting for the GPU to read the loss back, and validation.
+    spent: [std::time::Duration; 4],
+}
+
+/// The parts of [`Log::spent`].
+#[derive(Clone, Copy)]
+enum Part {
+    Data = 0,
+    Submit = 1,
+    Wait = 2,
+    Validation = 3,
 }
 
 impl Log {
@@ -513,7 +525,16 @@ impl Log {
             read_every: (total / 200).clamp(1, log_every.max(1)),
             train: Vec::new(),
             valid: Vec::new(),
+            spent: Default::default(),
         }
+    }
+
+    /// Runs `f`, counting its wall time towards `part`.
+    fn timed<T>(&mut self, part: Part, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = f();
+        self.spent[part as usize] += t0.elapsed();
+        out
     }
 
     fn rate(&self, step: usize) -> f64 {
@@ -527,13 +548,13 @@ impl Log {
         if !line && !step.is_multiple_of(self.read_every) {
             return Ok(());
         }
-        let loss = rnn.last_loss()?;
+        let loss = self.timed(Part::Wait, || rnn.last_loss())?;
         self.train.push((step, loss));
         let rate = self.rate(step);
         self.bar
             .set_message(format!("loss {loss:.4}  {rate:.0} timestep-samples/s"));
         if line {
-            let norm = opt.last_grad_norm()?;
+            let norm = self.timed(Part::Wait, || opt.last_grad_norm())?;
             self.bar.suspend(|| {
                 println!(
                     "step {step:>5}  loss {loss:.5}  grad norm {norm:.4}  {rate:.0} \
@@ -558,6 +579,13 @@ impl Log {
             "done in {:.1}s: training loss {first:.5} -> {last:.5}",
             self.start.elapsed().as_secs_f64()
         );
+        let [data, submit, wait, valid] = self.spent.map(|d| d.as_secs_f64());
+        println!(
+            "time: data {data:.2}s, recording and submitting steps {submit:.2}s, waiting for \
+             the GPU at loss read-backs {wait:.2}s, validation {valid:.2}s (the GPU runs behind \
+             the submits: its work shows as waiting, or as submitting once the driver's queue \
+             is full)"
+        );
     }
 }
 
@@ -575,10 +603,14 @@ fn sine(
     let y = Tensor::zeros(gpu, &[t, b, 1])?;
     for step in 1..=steps {
         // A fresh batch every step, so the model learns sine waves, not these sequences.
-        let data = task::sine(t, b, a.noise, a.seed.wrapping_mul(1_000_003) + step as u64);
-        x.write(&data.x)?;
-        y.write(&data.y)?;
-        rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), opt)?;
+        log.timed(Part::Data, || {
+            let data = task::sine(t, b, a.noise, a.seed.wrapping_mul(1_000_003) + step as u64);
+            x.write(&data.x)?;
+            y.write(&data.y)
+        })?;
+        log.timed(Part::Submit, || {
+            rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), opt)
+        })?;
         log.step(step, rnn, opt)?;
     }
     log.finish();
@@ -628,19 +660,20 @@ fn recall(
     let yv = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
     for step in 1..=steps {
-        let data = task::recall(
-            t,
-            b,
-            k,
-            a.delay,
-            a.seed.wrapping_mul(1_000_003) + step as u64,
-        );
-        x.write(&data.x)?;
-        y.write(&data.y)?;
-        rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)?;
+        log.timed(Part::Data, || {
+            let seed = a.seed.wrapping_mul(1_000_003) + step as u64;
+            let data = task::recall(t, b, k, a.delay, seed);
+            x.write(&data.x)?;
+            y.write(&data.y)
+        })?;
+        log.timed(Part::Submit, || {
+            rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
+        })?;
         log.step(step, rnn, opt)?;
         if step % eval_every == 0 || step == steps {
-            let (_, v) = rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())?;
+            let (_, v) = log.timed(Part::Validation, || {
+                rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())
+            })?;
             log.validation(step, v);
         }
     }
@@ -753,15 +786,19 @@ fn text_lm(
             // A new pass over the text starts from a zero state.
             h.write(&zeros)?;
         }
-        train.window(k, v, &mut xs, &mut ys);
-        x.write(&xs)?;
-        y.write(&ys)?;
-        let fw = rnn.train_step(&x, Some(&h), Target::Classes(&y), loss, opt)?;
-        // Truncated BPTT: the state goes on to the next window, its gradient does not.
-        h.copy_from(&fw.h_n)?;
+        log.timed(Part::Data, || {
+            train.window(k, v, &mut xs, &mut ys);
+            x.write(&xs)?;
+            y.write(&ys)
+        })?;
+        log.timed(Part::Submit, || {
+            let fw = rnn.train_step(&x, Some(&h), Target::Classes(&y), loss, opt)?;
+            // Truncated BPTT: the state goes on to the next window, its gradient does not.
+            h.copy_from(&fw.h_n)
+        })?;
         log.step(step, rnn, opt)?;
         if step % eval_every == 0 || step == steps {
-            if let Some(vl) = validate(rnn)? {
+            if let Some(vl) = log.timed(Part::Validation, || validate(rnn))? {
                 log.validation(step, vl);
             }
         }

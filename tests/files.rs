@@ -8,7 +8,7 @@ use rnn_wgpu::io::{self, HostTensor, TensorFile, Values};
 use rnn_wgpu::model::SplitMix64;
 use rnn_wgpu::{Error, FileError, LossKind, Reduction};
 
-use crate::common::{assert_close, gpu};
+use crate::common::gpu;
 use crate::pytorch::fixture;
 
 fn bytes(name: &str) -> Vec<u8> {
@@ -399,6 +399,7 @@ fn corrupt_input_files_are_errors_or_run() {
 #[cfg(feature = "cli")]
 mod cli {
     use super::*;
+    use crate::common::assert_close;
     use std::process::Command;
 
     fn rnn_wgpu(args: &[&str]) -> (i32, String, String) {

@@ -244,7 +244,7 @@ fn memory_stays_flat() {
 }
 
 /// Resident memory of process `pid`, in bytes.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "cli"))]
 fn resident_bytes_of(pid: u32) -> Option<i64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -255,7 +255,7 @@ fn resident_bytes_of(pid: u32) -> Option<i64> {
 /// A whole run of the command-line program on the built-in task: its resident memory when it
 /// prints step 100 and when it prints its last step. `RNN_WGPU_MEMORY_STEPS` sets the steps
 /// (2000 here; BENCHMARKS.md has a 10 000-step run).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "cli"))]
 #[test]
 fn train_command_memory_stays_flat() {
     use std::io::BufRead;

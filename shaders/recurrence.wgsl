@@ -38,9 +38,13 @@ const WG: u32 = 64u;
 // The largest H the persistent kernels hold: 2 buffers x ROWS rows x HMAX floats = 32 KiB.
 const HMAX: u32 = 1024u;
 
+// The nonlinearity: 0 tanh, 1 relu, 2 identity (a linear recurrence).
 fn act(a: f32, kind: u32) -> f32 {
     if kind == 0u {
         return tanh(a);
+    }
+    if kind == 2u {
+        return a;
     }
     return max(a, 0.0);
 }
@@ -48,6 +52,9 @@ fn act(a: f32, kind: u32) -> f32 {
 fn act_grad(h: f32, kind: u32) -> f32 {
     if kind == 0u {
         return 1.0 - h * h;
+    }
+    if kind == 2u {
+        return 1.0;
     }
     return select(0.0, 1.0, h > 0.0);
 }

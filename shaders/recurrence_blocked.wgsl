@@ -43,9 +43,13 @@ override BLOCK_ROWS: u32 = 8u;
 // Batch rows of each invocation's block: 8, or 4 (blocked_seq_* where B is small).
 override BLOCK_M: u32 = 8u;
 
+// The nonlinearity: 0 tanh, 1 relu, 2 identity (a linear recurrence).
 fn act(a: vec4<f32>, kind: u32) -> vec4<f32> {
     if kind == 0u {
         return tanh(a);
+    }
+    if kind == 2u {
+        return a;
     }
     return max(a, vec4<f32>(0.0));
 }
@@ -53,6 +57,9 @@ fn act(a: vec4<f32>, kind: u32) -> vec4<f32> {
 fn act_grad(h: vec4<f32>, kind: u32) -> vec4<f32> {
     if kind == 0u {
         return 1.0 - h * h;
+    }
+    if kind == 2u {
+        return vec4<f32>(1.0);
     }
     return select(vec4<f32>(0.0), vec4<f32>(1.0), h > vec4<f32>(0.0));
 }

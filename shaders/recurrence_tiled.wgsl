@@ -77,10 +77,11 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let j = j0 + lid.x;
     if b < s.batch && j < h {
         let a = src[s.src_off + b * h + j] + acc;
-        var out: f32;
+        // 0 tanh, 1 relu, 2 identity.
+        var out = a;
         if s.act == 0u {
             out = tanh(a);
-        } else {
+        } else if s.act == 1u {
             out = max(a, 0.0);
         }
         dst[s.out_off + b * h + j] = out;
@@ -120,10 +121,10 @@ fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     if b < s.batch && j < h {
         let at = s.out_off + b * h + j;
         let hv = src[s.src_off + b * h + j];
-        var d: f32;
+        var d = 1.0;
         if s.act == 0u {
             d = 1.0 - hv * hv;
-        } else {
+        } else if s.act == 1u {
             d = select(0.0, 1.0, hv > 0.0);
         }
         dst[at] = (dst[at] + acc) * d;

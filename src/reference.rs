@@ -234,6 +234,7 @@ fn act(n: Nonlinearity, a: f64) -> f64 {
     match n {
         Nonlinearity::Tanh => a.tanh(),
         Nonlinearity::Relu => a.max(0.0),
+        Nonlinearity::Identity => a,
     }
 }
 
@@ -248,6 +249,7 @@ fn act_grad(n: Nonlinearity, h: f64) -> f64 {
                 0.0
             }
         }
+        Nonlinearity::Identity => 1.0,
     }
 }
 
@@ -749,7 +751,11 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let mut seed = 1;
-        for nonlinearity in [Nonlinearity::Tanh, Nonlinearity::Relu] {
+        for nonlinearity in [
+            Nonlinearity::Tanh,
+            Nonlinearity::Relu,
+            Nonlinearity::Identity,
+        ] {
             for l in [Loss::mse(), Loss::cross_entropy()] {
                 for reduction in [Reduction::Mean, Reduction::Sum] {
                     for (steps, batch, bias, with_h0, layers, bidirectional) in [

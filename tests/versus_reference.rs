@@ -805,7 +805,8 @@ fn stacked_and_bidirectional_layers_match_reference_under_every_driver_and_style
             3,
             12,
             4,
-            Nonlinearity::Tanh,
+            // The linear recurrence, ours alone (not in PyTorch's nn.RNN).
+            Nonlinearity::Identity,
             false,
             Loss::cross_entropy(),
         ),
@@ -1105,5 +1106,93 @@ fn dropout_between_layers_matches_reference() {
             .unwrap();
         let want = reference::forward(&s.p, &s.x, Some(h0), t, b);
         assert_close(&format!("o out of training, {ctx}"), &got, &want.o, REL);
+    }
+}
+
+/// An orthogonal `[n, n]` matrix (rows orthonormal) from random vectors, by Gram-Schmidt.
+fn orthogonal(n: usize, seed: u64) -> Vec<f64> {
+    let mut q = random(n * n, 1.0, seed);
+    for i in 0..n {
+        for j in 0..i {
+            let d: f64 = (0..n).map(|k| q[i * n + k] * q[j * n + k]).sum();
+            for k in 0..n {
+                q[i * n + k] -= d * q[j * n + k];
+            }
+        }
+        let norm = (0..n).map(|k| q[i * n + k].powi(2)).sum::<f64>().sqrt();
+        for k in 0..n {
+            q[i * n + k] /= norm;
+        }
+    }
+    q
+}
+
+#[test]
+fn a_linear_recurrence_raises_each_eigenvalue_to_the_power_t() {
+    // The seed's example: with no nonlinearity and no input, h(t) = W h(t-1), and for a
+    // symmetric W = Q Λ Qᵀ, h(t) = Q Λᵗ Qᵀ h(0). The head is the identity, so o(t) = h(t) at
+    // every step; the expected values come from the eigenvalues, not from multiplying by W.
+    let g = gpu();
+    let (n, t) = (8, 30);
+    let q = orthogonal(n, 5); // rows are the eigenvectors
+    let h0 = random(n, 1.0, 6);
+    for (what, lambdas) in [
+        ("below 1", [0.9, 0.8, 0.7, -0.6, 0.5, 0.3, -0.2, 0.1]),
+        ("at 1", [1.0, -1.0, 0.9, 0.5, 0.2, -0.3, 0.1, 0.05]),
+        ("above 1", [1.08, 1.02, 0.95, -0.9, 0.4, 0.2, -0.1, 0.0]),
+    ] {
+        // W = Qᵀ Λ Q with Q's rows the eigenvectors.
+        let mut w = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                w[i * n + j] = (0..n)
+                    .map(|k| q[k * n + i] * lambdas[k] * q[k * n + j])
+                    .sum();
+            }
+        }
+        let config = RnnConfig::new(1, n, n)
+            .with_nonlinearity(Nonlinearity::Identity)
+            .with_bias(false);
+        let mut identity = vec![0.0f32; n * n];
+        (0..n).for_each(|i| identity[i * n + i] = 1.0);
+        for (driver, style) in [
+            (Driver::PerStep, KernelStyle::Auto),
+            (Driver::Persistent, KernelStyle::Auto),
+            (Driver::PerStep, KernelStyle::Tiled),
+        ] {
+            let mut rnn = Rnn::new(&g.with_kernels(style), config, 0).unwrap();
+            rnn.set_driver(driver);
+            rnn.set_parameter("rnn.weight_ih_l0", &[0.0; 8]).unwrap();
+            rnn.set_parameter("rnn.weight_hh_l0", &to_f32(&w)).unwrap();
+            rnn.set_parameter("fc.weight", &identity).unwrap();
+            rnn.set_parameter("fc.bias", &[0.0; 8]).unwrap();
+            let x = Tensor::zeros(&g, &[t, 1, 1]).unwrap();
+            let h0t = Tensor::from_slice(&g, &[1, 1, n], &to_f32(&h0)).unwrap();
+            let o = rnn
+                .forward(&x, Some(&h0t))
+                .unwrap()
+                .output
+                .to_vec()
+                .unwrap();
+            // Qᵀ... : coordinates of h0 in the eigenbasis, each scaled by λᵗ.
+            let coords: Vec<f64> = (0..n)
+                .map(|k| (0..n).map(|j| q[k * n + j] * h0[j]).sum())
+                .collect();
+            let mut want = Vec::with_capacity(t * n);
+            for step in 1..=t {
+                for j in 0..n {
+                    let v: f64 = (0..n)
+                        .map(|k| q[k * n + j] * lambdas[k].powi(step as i32) * coords[k])
+                        .sum();
+                    want.push(v);
+                }
+            }
+            assert_close(
+                &format!("h(t), eigenvalues {what}, {driver:?} {style:?}"),
+                &o,
+                &want,
+                1e-4,
+            );
+        }
     }
 }

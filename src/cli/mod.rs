@@ -16,6 +16,8 @@ use rnn_wgpu::{Error, Gpu, InputError, Nonlinearity, Rnn};
 pub enum Act {
     Tanh,
     Relu,
+    /// No nonlinearity: a linear recurrence (not in PyTorch's nn.RNN).
+    Identity,
 }
 
 impl From<Act> for Nonlinearity {
@@ -23,6 +25,7 @@ impl From<Act> for Nonlinearity {
         match a {
             Act::Tanh => Nonlinearity::Tanh,
             Act::Relu => Nonlinearity::Relu,
+            Act::Identity => Nonlinearity::Identity,
         }
     }
 }

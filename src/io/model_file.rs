@@ -12,7 +12,7 @@ use crate::model::{Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.
 pub mod keys {
-    /// `"tanh"` or `"relu"`; missing means tanh, as in PyTorch.
+    /// `"tanh"`, `"relu"` or `"identity"` (ours alone); missing means tanh, as in PyTorch.
     pub const NONLINEARITY: &str = "nonlinearity";
     /// Number of stacked recurrent layers; checked against the tensors when present.
     pub const NUM_LAYERS: &str = "num_layers";

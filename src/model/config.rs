@@ -10,6 +10,10 @@ pub enum Nonlinearity {
     Tanh,
     /// `relu`.
     Relu,
+    /// No nonlinearity, `h(t) = W h(t-1) + U x(t) + b`: the linear recurrence of the Deep
+    /// Learning Book's section on long-term dependencies. PyTorch's `nn.RNN` has no such
+    /// option, so files with it are rnn-wgpu's alone.
+    Identity,
 }
 
 impl Nonlinearity {
@@ -18,6 +22,7 @@ impl Nonlinearity {
         match self {
             Nonlinearity::Tanh => "tanh",
             Nonlinearity::Relu => "relu",
+            Nonlinearity::Identity => "identity",
         }
     }
 }
@@ -28,9 +33,10 @@ impl std::str::FromStr for Nonlinearity {
         match s {
             "tanh" => Ok(Self::Tanh),
             "relu" => Ok(Self::Relu),
+            "identity" => Ok(Self::Identity),
             _ => Err(InputError::Invalid {
                 arg: "nonlinearity".into(),
-                reason: format!("{s:?} is neither \"tanh\" nor \"relu\""),
+                reason: format!("{s:?} is not \"tanh\", \"relu\" or \"identity\""),
             }),
         }
     }

@@ -369,6 +369,7 @@ impl Workspace {
         let act = match config.nonlinearity {
             Nonlinearity::Tanh => 0,
             Nonlinearity::Relu => 1,
+            Nonlinearity::Identity => 2,
         };
         let recs: Vec<Recurrence> = (0..nl * nd)
             .map(|kd| Recurrence {

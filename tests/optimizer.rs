@@ -144,3 +144,63 @@ fn pytorch_optimizers_give_pytorchs_parameters() {
         }
     }
 }
+
+#[test]
+fn the_same_seed_trains_to_the_same_bits() {
+    // Two models from one seed, trained on the same data (Adam with clipping, a stacked
+    // bidirectional model with dropout, so the masks come from the seed too): bit-identical
+    // parameters after every step. No kernel reduces in an order that depends on timing
+    // (no atomics; every sum has a fixed order), so the same adapter gives the same bits.
+    let g = gpu();
+    let (t, b) = (6, 4);
+    let config = RnnConfig::new(3, 8, 2)
+        .with_layers(2)
+        .with_bidirectional(true)
+        .with_dropout(0.3);
+    let x = random(t * b * 3, 1.0, 1);
+    let y = random(t * b * 2, 1.0, 2);
+    let xt = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x)).unwrap();
+    let yt = Tensor::from_slice(&g, &[t, b, 2], &to_f32(&y)).unwrap();
+    let train = || {
+        let mut rnn = Rnn::new(&g, config, 42).unwrap();
+        let mut opt = Optimizer::new(
+            &rnn,
+            OptimizerConfig {
+                kind: OptimizerKind::adam(0.01),
+                clip: Some(0.5),
+                weight_decay: 0.0,
+            },
+        )
+        .unwrap();
+        let mut history = Vec::new();
+        for _ in 0..20 {
+            rnn.train_step(&xt, None, Target::Values(&yt), Loss::mse(), &mut opt)
+                .unwrap();
+            let bits: Vec<u32> = rnn
+                .parameters()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p.values.iter().map(|v| v.to_bits()))
+                .collect();
+            history.push(bits);
+        }
+        history
+    };
+    let (a, b) = (train(), train());
+    assert_eq!(a.len(), b.len());
+    for (step, (pa, pb)) in a.iter().zip(&b).enumerate() {
+        assert!(pa == pb, "parameters differ after step {}", step + 1);
+    }
+    assert_ne!(a[0], a[19], "training changed the parameters");
+}
+
+/// The handles can be shared between threads.
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<rnn_wgpu::Gpu>();
+    check::<Rnn>();
+    check::<Tensor>();
+    check::<Optimizer>();
+    check::<rnn_wgpu::ClassIds>();
+}

@@ -532,12 +532,21 @@ mod tests {
         } else {
             naga::valid::Capabilities::empty()
         };
+        module_info(&module, caps)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        module
+    }
+
+    /// Validates `module` with compute-stage subgroups and `caps`, returning what naga learnt
+    /// of it (which globals each entry point uses).
+    fn module_info(
+        module: &naga::Module,
+        caps: naga::valid::Capabilities,
+    ) -> Result<naga::valid::ModuleInfo, naga::WithSpan<naga::valid::ValidationError>> {
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        module
+            .validate(module)
     }
 
     /// Every file in `shaders/` parses and validates, with no adapter needed.
@@ -587,14 +596,8 @@ mod tests {
                     k.name
                 );
             }
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-            .validate(&module)
-            .expect("validated above");
+            let info =
+                module_info(&module, naga::valid::Capabilities::all()).expect("validated above");
             let constants: naga::back::PipelineConstants = k
                 .constants
                 .iter()
@@ -607,14 +610,7 @@ mod tests {
                 &constants,
             )
             .unwrap_or_else(|e| panic!("{}: overrides {:?}: {e}", k.name, k.constants));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-            .validate(&resolved)
-            .unwrap_or_else(|e| {
+            module_info(&resolved, naga::valid::Capabilities::all()).unwrap_or_else(|e| {
                 panic!(
                     "{} with {:?}: {}",
                     k.name,
@@ -637,14 +633,8 @@ mod tests {
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
             let module = validate(k.name, k.source, true);
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-            .validate(&module)
-            .expect("validated above");
+            let info =
+                module_info(&module, naga::valid::Capabilities::all()).expect("validated above");
             let (index, ep) = module
                 .entry_points
                 .iter()

@@ -532,21 +532,24 @@ mod tests {
         } else {
             naga::valid::Capabilities::empty()
         };
-        module_info(&module, caps)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        module_info(name, source, &module, caps);
         module
     }
 
-    /// Validates `module` with compute-stage subgroups and `caps`, returning what naga learnt
-    /// of it (which globals each entry point uses).
+    /// Validates `module` (parsed from `source`) with compute-stage subgroups and `caps`, and
+    /// returns what naga learnt of it (which globals each entry point uses); panics naming
+    /// `name` where it is invalid.
     fn module_info(
+        name: &str,
+        source: &str,
         module: &naga::Module,
         caps: naga::valid::Capabilities,
-    ) -> Result<naga::valid::ModuleInfo, naga::WithSpan<naga::valid::ValidationError>> {
+    ) -> naga::valid::ModuleInfo {
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)))
     }
 
     /// Every file in `shaders/` parses and validates, with no adapter needed.
@@ -596,8 +599,7 @@ mod tests {
                     k.name
                 );
             }
-            let info =
-                module_info(&module, naga::valid::Capabilities::all()).expect("validated above");
+            let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
             let constants: naga::back::PipelineConstants = k
                 .constants
                 .iter()
@@ -610,14 +612,8 @@ mod tests {
                 &constants,
             )
             .unwrap_or_else(|e| panic!("{}: overrides {:?}: {e}", k.name, k.constants));
-            module_info(&resolved, naga::valid::Capabilities::all()).unwrap_or_else(|e| {
-                panic!(
-                    "{} with {:?}: {}",
-                    k.name,
-                    k.constants,
-                    e.emit_to_string(k.source)
-                )
-            });
+            let what = format!("{} with {:?}", k.name, k.constants);
+            module_info(&what, k.source, &resolved, naga::valid::Capabilities::all());
             with_values += usize::from(!k.constants.is_empty());
         }
         assert!(
@@ -633,8 +629,7 @@ mod tests {
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
             let module = validate(k.name, k.source, true);
-            let info =
-                module_info(&module, naga::valid::Capabilities::all()).expect("validated above");
+            let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
             let (index, ep) = module
                 .entry_points
                 .iter()

@@ -33,8 +33,12 @@ vulkan:
 	  elif command -v apt-get >/dev/null 2>&1; then \
 	    echo "No Vulkan driver found: installing Mesa's software Vulkan driver (apt-get install mesa-vulkan-drivers) so rnn-wgpu can run on the CPU."; \
 	    if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
-	    $$sudo apt-get update -qq && \
-	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null; \
+	    log="$${TMPDIR:-/tmp}/rnn-wgpu-apt.$$$$"; \
+	    if ! { $$sudo apt-get update -qq && \
+	           $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers; } >"$$log" 2>&1; then \
+	      cat "$$log"; rm -f "$$log"; echo "Installing mesa-vulkan-drivers failed (above)."; exit 1; \
+	    fi; \
+	    rm -f "$$log"; \
 	  else \
 	    echo "No Vulkan driver found and no apt-get: install your distribution's Mesa Vulkan drivers (lavapipe) or a GPU driver."; \
 	  fi; \

@@ -445,6 +445,17 @@ fn thousand_step_sequences_match_reference() {
         ..c
     };
     run(rows, 91, Driver::Persistent);
+    // Both directions over 1000 steps, two layers: the reverse direction's reversed time
+    // across the persistent loop's chunks.
+    let both = Case {
+        batch: 5,
+        hidden: 12,
+        layers: 2,
+        bidirectional: true,
+        ..c
+    };
+    run(both, 93, Driver::Persistent);
+    run(both, 94, Driver::PerStep);
 }
 
 #[test]

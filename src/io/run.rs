@@ -30,27 +30,20 @@ pub fn run(
         .ok_or_else(|| input.dtype_err("x", xt, "F32 or F64"))?;
     let xs = xt.shape.clone();
     // With a batch-first model, x, y, o and grad.x put B before T.
-    let (lead, order) = if c.batch_first {
-        ("B, T", "B, T")
-    } else {
-        ("T, B", "T, B")
-    };
+    let (_, order) = c.leading([0, 0]);
     if xs.len() != 3 || xs[2] != c.input || xs.contains(&0) {
         return Err(input.shape_err(
             "x",
             &xs,
             format!(
-                "[{lead}, {}] (the model's input size), no zero sizes",
+                "[{order}, {}] (the model's input size), no zero sizes",
                 c.input
             ),
         ));
     }
-    let (t, b) = if c.batch_first {
-        (xs[1], xs[0])
-    } else {
-        (xs[0], xs[1])
-    };
-    let (d0, d1) = if c.batch_first { (b, t) } else { (t, b) };
+    // x's leading dimensions, which y's must repeat, and B from them.
+    let (d0, d1) = (xs[0], xs[1]);
+    let ([_, b], _) = c.leading([d0, d1]);
     let x = Tensor::from_slice(&gpu, &xs, &xv)?;
 
     let h0 = match input.floats("h0")? {

@@ -116,6 +116,17 @@ impl RnnConfig {
         if self.bidirectional { 2 } else { 1 }
     }
 
+    /// The leading dimensions of inputs, targets and outputs as the caller lays them out,
+    /// `[T, B]` or, batch-first, `[B, T]`, and their names. The swap is its own inverse:
+    /// given the caller's `[first, second]` it gives back `[T, B]`.
+    pub(crate) fn leading(&self, [a, b]: [usize; 2]) -> ([usize; 2], &'static str) {
+        if self.batch_first {
+            ([b, a], "B, T")
+        } else {
+            ([a, b], "T, B")
+        }
+    }
+
     /// Hidden states carried between calls, `L·D`: the first dimension of `h0` and `h_n`.
     pub fn states(&self) -> usize {
         self.layers * self.directions()

@@ -310,16 +310,12 @@ impl Rnn {
         self.check_gpu("x", x)?;
         let s = x.shape();
         check_nonempty("x", s)?;
-        let bf = self.config.batch_first;
         if s.len() != 3 || s[2] != self.config.input {
-            let want = if bf { "[B, T, {}]" } else { "[T, B, {}]" };
-            return Err(shape_err(
-                "x",
-                want.replace("{}", &self.config.input.to_string()),
-                s,
-            ));
+            let (_, order) = self.config.leading([0, 0]);
+            let want = format!("[{order}, {}]", self.config.input);
+            return Err(shape_err("x", want, s));
         }
-        let (t, b) = if bf { (s[1], s[0]) } else { (s[0], s[1]) };
+        let ([t, b], _) = self.config.leading([s[0], s[1]]);
         if let Some(h0) = h0 {
             self.check_gpu("h0", h0)?;
             let hs = h0.shape();
@@ -340,11 +336,7 @@ impl Rnn {
     fn check_target(&self, target: Target, loss: Loss, t: usize, b: usize) -> Result<()> {
         let o = self.config.output;
         // The target's leading dimensions, as the caller lays them out.
-        let (d0, d1, order) = if self.config.batch_first {
-            (b, t, "B, T")
-        } else {
-            (t, b, "T, B")
-        };
+        let ([d0, d1], order) = self.config.leading([t, b]);
         match (loss.kind, target) {
             (LossKind::Mse, Target::Values(y)) => {
                 self.check_gpu("y", y)?;
@@ -398,8 +390,10 @@ impl Rnn {
         Ok(())
     }
 
-    /// The workspace for `(t, b)`, made (once per shape) when needed.
-    fn workspace(&mut self, t: usize, b: usize) -> Result<&mut Workspace> {
+    /// The workspace for `(t, b)`, made (once per shape) when needed, with its dropout set
+    /// for this call: fresh masks for a call that trains (`training_call`, in training mode),
+    /// none otherwise.
+    fn workspace(&mut self, t: usize, b: usize, training_call: bool) -> Result<&mut Workspace> {
         let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
         let fits = self
             .ws
@@ -418,6 +412,7 @@ impl Rnn {
                 lp,
             )?);
         }
+        self.draw_dropout(training_call);
         Ok(self.ws.as_mut().expect("workspace was just made"))
     }
 
@@ -537,9 +532,7 @@ impl Rnn {
         let (t, b) = self.check_inputs(x, h0)?;
         let (driver, hidden) = (self.driver, self.config.hidden);
         let gpu = self.gpu.clone();
-        self.workspace(t, b)?;
-        self.draw_dropout(true);
-        let ws = self.ws.as_mut().expect("workspace was just made");
+        let ws = self.workspace(t, b, true)?;
         ops::run(
             &gpu,
             "forward",
@@ -559,12 +552,8 @@ impl Rnn {
         let Some(ws) = self.ws.as_ref() else {
             return Err(InputError::NoForward.into());
         };
-        let (t, b, o) = (ws.steps, ws.batch, self.config.output);
-        let want = if ws.batch_first.is_some() {
-            [b, t, o]
-        } else {
-            [t, b, o]
-        };
+        let ([d0, d1], _) = self.config.leading([ws.steps, ws.batch]);
+        let want = [d0, d1, self.config.output];
         if d_output.shape() != want {
             return Err(shape_err(
                 "d_output",
@@ -619,9 +608,7 @@ impl Rnn {
         self.check_target(target, loss, t, b)?;
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let gpu = self.gpu.clone();
-        self.workspace(t, b)?;
-        self.draw_dropout(false);
-        let ws = self.ws.as_mut().expect("workspace was just made");
+        let ws = self.workspace(t, b, false)?;
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
         ops::run(
@@ -670,9 +657,7 @@ impl Rnn {
         let dx = self.input_gradients && optimizer.is_none();
         let updates = optimizer.is_some();
         let gpu = self.gpu.clone();
-        self.workspace(t, b)?;
-        self.draw_dropout(true);
-        let ws = self.ws.as_mut().expect("workspace was just made");
+        let ws = self.workspace(t, b, true)?;
         ws.prepare_loss(&gpu, loss, outputs)?;
         let ws = &*ws;
         let mut plans = ws.forward_plans();
@@ -716,9 +701,7 @@ impl Rnn {
         let (hidden, outputs) = (self.config.hidden, self.config.output);
         let dx = self.input_gradients;
         let gpu = self.gpu.clone();
-        self.workspace(t, b)?;
-        self.draw_dropout(true);
-        let ws = self.ws.as_mut().expect("workspace was just made");
+        let ws = self.workspace(t, b, true)?;
         if let Some((_, loss)) = target {
             ws.prepare_loss(&gpu, loss, outputs)?;
         }

@@ -409,23 +409,28 @@ impl Workspace {
         };
         let width = config.out_width();
 
-        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
-        // in its own time; then the head O = out V^T + c on the top layer's outputs.
-        let bf = if config.batch_first {
-            Some((
-                gpu.storage_buffer("x [B, T, I]", rows * i)?,
-                gpu.storage_buffer("targets [B, T, O]", rows * o)?,
-                gpu.storage_buffer("outputs [B, T, O]", rows * o)?,
-                gpu.storage_buffer("dL/dx [B, T, I]", rows * i)?,
-                gpu.storage_buffer("dL/do [B, T, O]", rows * o)?,
-            ))
+        // A batch-first caller's tensors, swapped at the plans' edges.
+        let batch_first = if config.batch_first {
+            let d_o_bf = gpu.storage_buffer("dL/do [B, T, O]", rows * o)?;
+            let mut pb = PlanBuilder::new(gpu, "backward");
+            swap_leading(&mut pb, (batch, steps, o), &d_o_bf, &d_o)?;
+            Some(BatchFirst {
+                x: gpu.storage_buffer("x [B, T, I]", rows * i)?,
+                y: gpu.storage_buffer("targets [B, T, O]", rows * o)?,
+                o: gpu.storage_buffer("outputs [B, T, O]", rows * o)?,
+                dx: gpu.storage_buffer("dL/dx [B, T, I]", rows * i)?,
+                d_o: d_o_bf,
+                d_o_in: pb.finish()?,
+            })
         } else {
             None
         };
+        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
+        // in its own time; then the head O = out V^T + c on the top layer's outputs.
         let mut fw = PlanBuilder::new(gpu, "forward");
-        if let Some((x_bf, ..)) = &bf {
+        if let Some(bf) = &batch_first {
             fw.phase("input projection");
-            swap_leading(&mut fw, (batch, steps, i), x_bf, &x)?;
+            swap_leading(&mut fw, (batch, steps, i), &bf.x, &x)?;
         }
         for k in 0..nl {
             let ni = config.layer_input(k);
@@ -481,8 +486,8 @@ impl Workspace {
         head.trans_b = true;
         head.bias = Some(p(FC_B));
         matmul(&mut fw, head)?;
-        if let Some((_, _, o_bf, ..)) = &bf {
-            swap_leading(&mut fw, (steps, batch, o), &out, o_bf)?;
+        if let Some(bf) = &batch_first {
+            swap_leading(&mut fw, (steps, batch, o), &out, &bf.o)?;
         }
         let forward = fw.finish()?;
 
@@ -681,25 +686,10 @@ impl Workspace {
                 at(&dh0, kd * bh),
             )?;
         }
-        if let Some((_, _, _, dx_bf, _)) = &bf {
-            swap_leading(&mut dxp, (steps, batch, i), &dx, dx_bf)?;
+        if let Some(bf) = &batch_first {
+            swap_leading(&mut dxp, (steps, batch, i), &dx, &bf.dx)?;
         }
         let input_grad = dxp.finish()?;
-        let batch_first = match bf {
-            Some((x, y, o_bf, dx, d_o_bf)) => {
-                let mut pb = PlanBuilder::new(gpu, "backward");
-                swap_leading(&mut pb, (batch, steps, o), &d_o_bf, &d_o)?;
-                Some(BatchFirst {
-                    x,
-                    y,
-                    o: o_bf,
-                    dx,
-                    d_o: d_o_bf,
-                    d_o_in: pb.finish()?,
-                })
-            }
-            None => None,
-        };
 
         Ok(Self {
             steps,

@@ -2,8 +2,8 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, Gpu, KernelStyle, Loss, LossKind, Nonlinearity, Optimizer, OptimizerKind,
-    Reduction, Rnn, RnnConfig, Target, Tensor,
+    ClassIds, Driver, Gpu, Gradients, KernelStyle, Loss, LossKind, Nonlinearity, Optimizer,
+    OptimizerKind, Reduction, Rnn, RnnConfig, Target, Tensor,
 };
 
 use crate::common::{assert_close, close_error, gpu, random, to_f32};
@@ -169,6 +169,18 @@ fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult)
         h0: grads.h0.expect("dL/dh0 was asked for").to_vec().unwrap(),
     };
     (fw_o, fw_h, result)
+}
+
+/// Every parameter gradient in `grads` against the reference's, by PyTorch name.
+fn assert_param_grads(ctx: &str, grads: &Gradients, want: &Params) {
+    for (name, w) in want.named() {
+        let got = grads
+            .get(&name)
+            .unwrap_or_else(|| panic!("{ctx}: no gradient for {name}"))
+            .to_vec()
+            .unwrap();
+        assert_close(&format!("grad {name}, {ctx}"), &got, w, REL);
+    }
 }
 
 fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
@@ -479,9 +491,7 @@ fn backward_from_given_output_gradient_matches_reference() {
     rnn.set_input_gradients(true);
     rnn.forward(&xt, None).unwrap();
     let grads = rnn.backward(&dot).unwrap();
-    for (name, w) in want.params.named() {
-        assert_close(&name, &grads.get(&name).unwrap().to_vec().unwrap(), w, REL);
-    }
+    assert_param_grads("backward", &grads, &want.params);
     assert_close(
         "x",
         &grads.x.expect("dL/dx was asked for").to_vec().unwrap(),
@@ -1003,10 +1013,7 @@ fn batch_first_tensors_match_reference() {
             &[want_loss],
             REL,
         );
-        for (name, w) in want.params.named() {
-            let got = grads.get(&name).unwrap().to_vec().unwrap();
-            assert_close(&format!("grad {name}, {ctx}"), &got, w, REL);
-        }
+        assert_param_grads(&ctx, &grads, &want.params);
         let dx = grads.x.expect("asked for");
         assert_eq!(dx.shape(), [b, t, c.input]);
         let want_dx = swap_leading(&want.x, t, b);
@@ -1018,10 +1025,7 @@ fn batch_first_tensors_match_reference() {
             Tensor::from_slice(&g, &[b, t, c.output], &to_f32(&swap_leading(&d_o, t, b))).unwrap();
         rnn.forward(&xt, Some(&h0t)).unwrap();
         let grads = rnn.backward(&d_ot).unwrap();
-        for (name, w) in back.params.named() {
-            let got = grads.get(&name).unwrap().to_vec().unwrap();
-            assert_close(&format!("backward {name}, {ctx}"), &got, w, REL);
-        }
+        assert_param_grads(&format!("backward, {ctx}"), &grads, &back.params);
         let dx = grads.x.expect("asked for").to_vec().unwrap();
         assert_close(
             &format!("backward dx, {ctx}"),
@@ -1099,10 +1103,7 @@ fn dropout_between_layers_matches_reference() {
                 &[want_loss],
                 REL,
             );
-            for (name, w) in want.params.named() {
-                let got = grads.get(&name).unwrap().to_vec().unwrap();
-                assert_close(&format!("grad {name}, {ctx}"), &got, w, REL);
-            }
+            assert_param_grads(&ctx, &grads, &want.params);
             let dx = grads.x.expect("asked for").to_vec().unwrap();
             assert_close(&format!("dx, {ctx}"), &dx, &want.x, REL);
         }

@@ -20,13 +20,20 @@ const SLACK_BYTES: i64 = 4 << 20;
 /// Calls before the first reading.
 const WARM_UP: usize = 100;
 
-/// Resident memory of this process, in bytes (Linux: `/proc/self/status`).
+/// Resident memory of process `pid` (`"self"` for this one), in bytes (Linux:
+/// `/proc/PID/status`).
 #[cfg(target_os = "linux")]
-fn resident_bytes() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+fn resident_bytes_of(pid: &str) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Resident memory of this process, in bytes.
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> Option<i64> {
+    resident_bytes_of("self")
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -243,15 +250,6 @@ fn memory_stays_flat() {
     );
 }
 
-/// Resident memory of process `pid`, in bytes.
-#[cfg(all(target_os = "linux", feature = "cli"))]
-fn resident_bytes_of(pid: u32) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// A whole run of the command-line program on the built-in task: its resident memory when it
 /// prints step 100 and when it prints its last step. `RNN_WGPU_MEMORY_STEPS` sets the steps
 /// (2000 here; BENCHMARKS.md has a 10 000-step run).
@@ -269,7 +267,7 @@ fn train_command_memory_stays_flat() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start rnn-wgpu train");
-    let pid = child.id();
+    let pid = child.id().to_string();
     let stdout = child.stdout.take().expect("piped stdout");
     // (step, resident bytes) read as each loss line appears: the step's loss was read back
     // just before, so the GPU has finished it.
@@ -282,7 +280,7 @@ fn train_command_memory_stays_flat() {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<usize>().ok());
         if let Some(step) = step
-            && let Some(rss) = resident_bytes_of(pid)
+            && let Some(rss) = resident_bytes_of(&pid)
         {
             readings.push((step, rss));
         }

@@ -476,12 +476,14 @@ impl Gpu {
         offset: u64,
         bytes: u64,
     ) -> Result<Vec<u8>> {
-        // Held for the whole read: the shared staging buffer serves one read at a time.
-        let mut kept = self
-            .inner
-            .readback
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        // Held for the whole read: the shared staging buffer serves one read at a time. A
+        // poisoned lock means a read panicked part-way, perhaps with the buffer still mapped:
+        // that buffer is not reused.
+        let mut kept = self.inner.readback.lock().unwrap_or_else(|e| {
+            let mut kept = e.into_inner();
+            *kept = None;
+            kept
+        });
         let make = |size: u64| {
             self.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("read-back"),

@@ -6,11 +6,12 @@
 // `reverse_steps`: dst[T - 1 - t] = src[t], each step n values (a layer's input, for the
 //                  reverse direction's input projection; dL/da of the reverse direction).
 // `merge_reversed`: dst[t] = a[t] + b[T - 1 - t] (dL/dx from both directions).
-// `concat`:        out[t, b] = [h_fwd(t), h_rev(t)], [T, B, 2H], from both directions' h_all
-//                  (what the next layer and the head read).
+// `concat`:        out[t, b] = [h_fwd(t), h_rev(t)], [T, B, 2H], from a bidirectional
+//                  layer's h_all (the reverse direction's at rev_off): what the next layer and
+//                  the head read.
 // `split`:         from dL/d out [T, B, 2H] in true time, plus (flag 1) one in reversed
-//                  time, dL/dh of each direction: the forward's in true time, the reverse's
-//                  reversed.
+//                  time, dL/dh of each direction into the layer's da: the forward's in true
+//                  time, the reverse's (at rev_off) reversed.
 //
 // Values of a step on x, steps on y, each coming round past the grid (65535 workgroups).
 
@@ -22,7 +23,8 @@ struct Params {
     n: u32,
     src_off: u32,
     flags: u32,
-    _pad0: u32,
+    // concat, split: where the reverse direction's tensor starts in the layer's buffer.
+    rev_off: u32,
     _pad1: u32,
 }
 
@@ -63,7 +65,7 @@ fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             if c < h {
                 v = a[(t + 1u) * bh + row * h + c];
             } else {
-                v = b[(p.steps - t) * bh + row * h + c - h];
+                v = a[p.rev_off + (p.steps - t) * bh + row * h + c - h];
             }
             out0[t * p.batch * width + r] = v;
         }
@@ -87,7 +89,7 @@ fn split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
             if c < h {
                 out0[t * bh + row * h + c] = v;
             } else {
-                out1[(p.steps - 1u - t) * bh + row * h + c - h] = v;
+                out0[p.rev_off + (p.steps - 1u - t) * bh + row * h + c - h] = v;
             }
         }
     }

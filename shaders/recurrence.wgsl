@@ -31,7 +31,17 @@ struct Rec {
     t: u32,        // step_*: the time step; seq_*: the first step of this dispatch
     count: u32,    // seq_*: steps in this dispatch (the sequence may come in chunks)
     sec1: u32,     // where section 1 of wp starts, in vec4s
+    // Both directions of a bidirectional layer run side by side, one per workgroup row
+    // (`dir`, from dir0): these are the distances between their src, dst (in floats) and W
+    // layouts (in vec4s); zero for one direction.
+    dsrc: u32,
+    ddst: u32,
+    dwp: u32,
+    dir0: u32,
 }
+
+// The direction this workgroup runs, set first thing by every entry point.
+var<private> dir: u32;
 
 const ROWS: u32 = 4u;
 const WG: u32 = 64u;
@@ -73,11 +83,12 @@ fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
     // Rows past the batch read the last row (valid memory) and are never written.
     var base: array<u32, 4>;
     for (var i = 0u; i < ROWS; i++) {
-        base[i] = state + min(b0 + i, r.batch - 1u) * h;
+        base[i] = dir * r.ddst + state + min(b0 + i, r.batch - 1u) * h;
     }
+    let ws = sec + dir * r.dwp;
     var acc: array<vec4<f32>, 4>;
     for (var k = 0u; k < h; k++) {
-        let wv = wp[sec + k * q + j4];
+        let wv = wp[ws + k * q + j4];
         acc[0] += wv * dst[base[0] + k];
         acc[1] += wv * dst[base[1] + k];
         acc[2] += wv * dst[base[2] + k];
@@ -89,6 +100,7 @@ fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
 // forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T); h_all is [T + 1, B, H], xu [T, B, H].
 @compute @workgroup_size(64, 1, 1)
 fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    dir = r.dir0 + wid.z;
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -107,7 +119,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
             let j = j4 * 4u + c;
             if j < h {
                 let o = r.t * bh + b * h + j;
-                dst[o + bh] = act(src[o] + acc[i][c], r.act);
+                dst[dir * r.ddst + o + bh] = act(src[dir * r.dsrc + o] + acc[i][c], r.act);
             }
         }
     }
@@ -116,6 +128,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 // backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
 @compute @workgroup_size(64, 1, 1)
 fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    dir = r.dir0 + wid.z;
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -137,7 +150,8 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
             let j = j4 * 4u + c;
             if j < h {
                 let o = r.t * bh + b * h + j;
-                dst[o] = (dst[o] + acc[i][c]) * act_grad(src[o + bh], r.act);
+                let d = dir * r.ddst + o;
+                dst[d] = (dst[d] + acc[i][c]) * act_grad(src[dir * r.dsrc + o + bh], r.act);
             }
         }
     }
@@ -168,10 +182,11 @@ fn seq_product(sec: u32, cur: u32, j4: u32) -> array<vec4<f32>, 4> {
     let q = r.hp / 4u;
     // Columns past H are zero rows of the padded matrix only up to HP; clamp to row H - 1.
     let last = r.hidden - 1u;
-    let w0 = sec + min(j4 * 4u, last) * q;
-    let w1 = sec + min(j4 * 4u + 1u, last) * q;
-    let w2 = sec + min(j4 * 4u + 2u, last) * q;
-    let w3 = sec + min(j4 * 4u + 3u, last) * q;
+    let ws = sec + dir * r.dwp;
+    let w0 = ws + min(j4 * 4u, last) * q;
+    let w1 = ws + min(j4 * 4u + 1u, last) * q;
+    let w2 = ws + min(j4 * 4u + 2u, last) * q;
+    let w3 = ws + min(j4 * 4u + 3u, last) * q;
     var acc: array<vec4<f32>, 4>;
     for (var k4 = 0u; k4 < q; k4++) {
         let c0 = wp[w0 + k4];
@@ -202,7 +217,7 @@ fn seq_load(lid: u32, b0: u32, base: u32) {
             break;
         }
         for (var k = lid; k < h; k += SEQ_WG) {
-            state[slot(0u, i, k / 4u)][k % 4u] = dst[base + b * h + k];
+            state[slot(0u, i, k / 4u)][k % 4u] = dst[dir * r.ddst + base + b * h + k];
         }
     }
 }
@@ -210,6 +225,7 @@ fn seq_load(lid: u32, b0: u32, base: u32) {
 // forward over steps t0 .. t0 + count - 1; workgroup x owns batch rows 4x .. 4x + 3.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    dir = r.dir0 + wid.y;
     let h = r.hidden;
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
@@ -235,8 +251,8 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                     let j = j4 * 4u + c;
                     if j < h {
                         let o = t * bh + b * h + j;
-                        let v = act(src[o] + acc[i][c], r.act);
-                        dst[o + bh] = v;
+                        let v = act(src[dir * r.dsrc + o] + acc[i][c], r.act);
+                        dst[dir * r.ddst + o + bh] = v;
                         state[slot(1u - cur, i, j4)][c] = v;
                     }
                 }
@@ -249,6 +265,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 // backward over steps t0 down to t0 - count + 1, in place over da.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    dir = r.dir0 + wid.y;
     let h = r.hidden;
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
@@ -274,8 +291,9 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                 for (var c = 0u; c < 4u; c++) {
                     let j = j4 * 4u + c;
                     if j < h {
-                        let o = t * bh + b * h + j;
-                        let d = (dst[o] + acc[i][c]) * act_grad(src[o + bh], r.act);
+                        let o = dir * r.ddst + t * bh + b * h + j;
+                        let s = dir * r.dsrc + t * bh + b * h + j;
+                        let d = (dst[o] + acc[i][c]) * act_grad(src[s + bh], r.act);
                         dst[o] = d;
                         state[slot(1u - cur, i, j4)][c] = d;
                     }

@@ -23,6 +23,26 @@ struct Rec {
     t: u32,        // the time step
     count: u32,    // blocked_seq_*: steps in this dispatch
     sec1: u32,     // where section 1 of wp starts, in vec4s
+    // The distances between the two directions' src, dst (in floats) and W layouts (in
+    // vec4s), which run side by side, one per workgroup row (`dir`, from dir0); zero for one
+    // direction.
+    dsrc: u32,
+    ddst: u32,
+    dwp: u32,
+    dir0: u32,
+}
+
+// The direction this workgroup runs, where its W layouts start (in vec4s, past the section's
+// start) and where the uniform window starts (likewise): set first thing by every entry point,
+// so the inner loops read no parameter.
+var<private> dir: u32;
+var<private> wdir: u32;
+var<private> wwin: u32;
+
+fn set_direction(d: u32) {
+    dir = r.dir0 + d;
+    wdir = dir * r.dwp;
+    wwin = r.dir0 * r.dwp;
 }
 
 @group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
@@ -77,9 +97,11 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
     var sbase: array<u32, 8>;
     var wbase: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) {
-        sbase[i] = state + min(r0 + i, r.batch - 1u) * r.hidden;
-        wbase[i] = sec + min(c0 + i, r.hidden - 1u) * q;
+        sbase[i] = dir * r.ddst + state + min(r0 + i, r.batch - 1u) * r.hidden;
+        wbase[i] = sec + wdir + min(c0 + i, r.hidden - 1u) * q;
     }
+    // The uniform window starts at direction dir0's section.
+    let win = sec + wwin;
     var o: Block;
     for (var k4 = 0u; k4 < q; k4++) {
         var w0: vec4<f32>;
@@ -92,7 +114,7 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
         var w7: vec4<f32>;
         // An override: one of the two branches is compiled away.
         if W_UNIFORM {
-            let u = k4 - sec; // the uniform window starts at the section
+            let u = k4 - win;
             w0 = wu[wbase[0] + u];
             w1 = wu[wbase[1] + u];
             w2 = wu[wbase[2] + u];
@@ -145,9 +167,11 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         }
         // Units c0 .. c0 + 3, then c0 + 4 .. c0 + 7 when inside H (a multiple of 4).
         let e = (t * bh + b * h + c0) / 4u;
-        dst[e + bh / 4u] = act(src[e] + o.lo[i], r.act);
+        let d = e + (dir * r.ddst + bh) / 4u;
+        let x = e + dir * r.dsrc / 4u;
+        dst[d] = act(src[x] + o.lo[i], r.act);
         if c0 + 4u < h {
-            dst[e + 1u + bh / 4u] = act(src[e + 1u] + o.hi[i], r.act);
+            dst[d + 1u] = act(src[x + 1u] + o.hi[i], r.act);
         }
     }
 }
@@ -164,9 +188,11 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
             break;
         }
         let e = (t * bh + b * h + c0) / 4u;
-        dst[e] = (dst[e] + o.lo[i]) * act_grad(src[e + bh / 4u], r.act);
+        let d = e + dir * r.ddst / 4u;
+        let hs = e + (dir * r.dsrc + bh) / 4u;
+        dst[d] = (dst[d] + o.lo[i]) * act_grad(src[hs], r.act);
         if c0 + 4u < h {
-            dst[e + 1u] = (dst[e + 1u] + o.hi[i]) * act_grad(src[e + 1u + bh / 4u], r.act);
+            dst[d + 1u] = (dst[d + 1u] + o.hi[i]) * act_grad(src[hs + 1u], r.act);
         }
     }
 }
@@ -175,6 +201,7 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
 
 @compute @workgroup_size(8, BLOCK_ROWS, 1)
 fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(wid.z);
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 < r.batch && c0 < r.hidden {
@@ -184,6 +211,7 @@ fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
 
 @compute @workgroup_size(8, BLOCK_ROWS, 1)
 fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(wid.z);
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 < r.batch && c0 < r.hidden {
@@ -203,6 +231,7 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 // forward over steps t .. t + count - 1.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(wid.y);
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
         let r0 = wid.x * BLOCK_M;
@@ -216,6 +245,7 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
 // backward over steps t down to t - count + 1, in place over da.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(wid.y);
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;
         let r0 = wid.x * BLOCK_M;

@@ -9,9 +9,9 @@
 // Row `unit` (clamped to H) of wp's section `sec`, vec4 k4 along k: through the uniform window
 // with W_UNIFORM (one branch is compiled away).
 fn w_row(sec: u32, unit: u32, k4: u32) -> vec4<f32> {
-    let at = min(unit, r.hidden - 1u) * (r.hp / 4u) + k4;
+    let at = wdir + min(unit, r.hidden - 1u) * (r.hp / 4u) + k4;
     if W_UNIFORM {
-        return wu[at];
+        return wu[at - wwin]; // the window starts at direction dir0's section
     }
     return wp[sec + at];
 }
@@ -28,8 +28,8 @@ fn w_row(sec: u32, unit: u32, k4: u32) -> vec4<f32> {
 // cg .. cg + 31: state rows [B, H] from element `state`, W rows from section `sec` of wp.
 fn product_shared(sec: u32, state: u32, rg: u32, cg: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
-    let s0 = (state + min(rg + 2u * lane, r.batch - 1u) * r.hidden) / 4u;
-    let s1 = (state + min(rg + 2u * lane + 1u, r.batch - 1u) * r.hidden) / 4u;
+    let s0 = (dir * r.ddst + state + min(rg + 2u * lane, r.batch - 1u) * r.hidden) / 4u;
+    let s1 = (dir * r.ddst + state + min(rg + 2u * lane + 1u, r.batch - 1u) * r.hidden) / 4u;
     let u0 = cg + 4u * lane;
     // Row rg + 8 (lane / 4) + i was loaded by lane 4 (lane / 4) + i / 2 (its i % 2 -th); unit
     // cg + 8 (lane % 4) + j by lane 2 (lane % 4) + j / 4 (its j % 4 -th).
@@ -90,6 +90,7 @@ fn blocked_forward_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_direction(wid.z);
     let at = place(wid, sg, lane);
     if at.rg >= r.batch || at.cg >= r.hidden {
         return; // the whole subgroup
@@ -106,6 +107,7 @@ fn blocked_backward_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_direction(wid.z);
     let at = place(wid, sg, lane);
     if at.rg >= r.batch || at.cg >= r.hidden {
         return; // the whole subgroup
@@ -131,7 +133,7 @@ fn blocked_backward_sg(
 
 fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
-    let srow = (state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
+    let srow = (dir * r.ddst + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
     var o: Block;
     for (var k4 = 0u; k4 < q; k4++) {
         let w0 = w_row(sec, c0, k4);
@@ -172,6 +174,7 @@ fn blocked_seq_forward_sg(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_direction(wid.y);
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
@@ -192,6 +195,7 @@ fn blocked_seq_backward_sg(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_direction(wid.y);
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;

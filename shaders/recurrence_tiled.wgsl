@@ -22,6 +22,12 @@ struct Step {
     prev_off: u32, // forward: h(t-1) in `dst`; backward: da(t+1) in `dst`
     out_off: u32,  // forward: h(t) in `dst`; backward: da(t) in `dst` (holding dh_out(t))
     has_prev: u32, // backward: 0 at the last step, where there is no da(t+1)
+    // The distances between the two directions' W, src and dst, which run side by side, one
+    // per workgroup layer (dir0 + workgroup_id.z); zero for one direction.
+    dw: u32,
+    dsrc: u32,
+    ddst: u32,
+    dir0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
@@ -34,6 +40,19 @@ const TB: u32 = 8u;
 const TK: u32 = 32u;
 const PAD: u32 = 33u; // row stride of the W tile, padded against bank conflicts
 
+// This workgroup's direction's offsets, set first thing by both entry points.
+var<private> w_off: u32;
+var<private> src_off: u32;
+var<private> prev_off: u32;
+var<private> out_off: u32;
+
+fn set_direction(dir: u32) {
+    w_off = s.w_off + dir * s.dw;
+    src_off = s.src_off + dir * s.dsrc;
+    prev_off = s.prev_off + dir * s.ddst;
+    out_off = s.out_off + dir * s.ddst;
+}
+
 var<workgroup> sv: array<f32, 256>;  // [TB][TK]: the h(t-1) or da(t+1) tile
 var<workgroup> sw: array<f32, 1056>; // [32][PAD]: the W tile
 
@@ -42,13 +61,14 @@ fn load_vec_tile(b0: u32, k0: u32, lid: vec3<u32>) {
     let k = k0 + lid.x;
     var v = 0.0;
     if b < s.batch && k < s.hidden {
-        v = dst[s.prev_off + b * s.hidden + k];
+        v = dst[prev_off + b * s.hidden + k];
     }
     sv[lid.y * TK + lid.x] = v;
 }
 
 @compute @workgroup_size(32, 8, 1)
 fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(s.dir0 + wid.z);
     let j0 = wid.x * TJ;
     let b0 = wid.y * TB;
     let l = lid.y * TJ + lid.x;
@@ -63,7 +83,7 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
             let kk = idx % TK;
             var v = 0.0;
             if j0 + jj < h && k0 + kk < h {
-                v = w[s.w_off + (j0 + jj) * h + k0 + kk];
+                v = w[w_off + (j0 + jj) * h + k0 + kk];
             }
             sw[jj * PAD + kk] = v;
         }
@@ -76,7 +96,7 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let b = b0 + lid.y;
     let j = j0 + lid.x;
     if b < s.batch && j < h {
-        let a = src[s.src_off + b * h + j] + acc;
+        let a = src[src_off + b * h + j] + acc;
         // 0 tanh, 1 relu, 2 identity.
         var out = a;
         if s.act == 0u {
@@ -84,12 +104,13 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
         } else if s.act == 1u {
             out = max(a, 0.0);
         }
-        dst[s.out_off + b * h + j] = out;
+        dst[out_off + b * h + j] = out;
     }
 }
 
 @compute @workgroup_size(32, 8, 1)
 fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_direction(s.dir0 + wid.z);
     let j0 = wid.x * TJ;
     let b0 = wid.y * TB;
     let l = lid.y * TJ + lid.x;
@@ -105,7 +126,7 @@ fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
                 let jj = idx % TJ;
                 var v = 0.0;
                 if k0 + kk < h && j0 + jj < h {
-                    v = w[s.w_off + (k0 + kk) * h + j0 + jj];
+                    v = w[w_off + (k0 + kk) * h + j0 + jj];
                 }
                 sw[kk * PAD + jj] = v;
             }
@@ -119,8 +140,8 @@ fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     let b = b0 + lid.y;
     let j = j0 + lid.x;
     if b < s.batch && j < h {
-        let at = s.out_off + b * h + j;
-        let hv = src[s.src_off + b * h + j];
+        let at = out_off + b * h + j;
+        let hv = src[src_off + b * h + j];
         var d = 1.0;
         if s.act == 0u {
             d = 1.0 - hv * hv;

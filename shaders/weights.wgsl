@@ -1,14 +1,17 @@
 // The two layouts of W [H, H] that the recurrence kernels read as vec4s: two [H, HP] matrices
 // with HP = H rounded up to 4 and zero padding columns; section 0 (at 0) is W^T (wp[0][k][j] =
-// W[j][k]), section 1 (at sec1, a multiple of 64 floats, so either can be bound as a uniform
-// buffer) is W (wp[1][k][j] = W[k][j]). Written whenever W has changed, so the serial loop
+// W[j][k]), section 1 is W (wp[1][k][j] = W[k][j]). A bidirectional layer keeps both
+// directions' layouts in one buffer, section by section ([section][direction], each at a
+// multiple of 64 floats, so a uniform window from either section's start takes both
+// directions where they fit). Written whenever W has changed, so the serial loop
 // never reads W with a stride.
 
 struct Prep {
     hidden: u32,
     hp: u32,
     w_off: u32,
-    sec1: u32, // where section 1 starts, in floats
+    sec0: u32, // where section 0 of this direction starts, in floats
+    sec1: u32, // where section 1 of this direction starts, in floats
 }
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
@@ -32,6 +35,6 @@ fn prepare(@builtin(global_invocation_id) gid: vec3<u32>) {
         wt = w[p.w_off + j * h + k];
         wn = w[p.w_off + k * h + j];
     }
-    wp[i] = wt;
+    wp[p.sec0 + i] = wt;
     wp[p.sec1 + i] = wn;
 }

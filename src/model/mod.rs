@@ -434,16 +434,16 @@ impl Rnn {
             };
             enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), x_dst, 0, bytes(x.len()));
             let bh = bytes(ws.batch * hidden);
-            for (k, l) in ws.layers.iter().enumerate() {
+            for (kd, (h_all, off)) in ws.state_slots().enumerate() {
                 match h0 {
                     Some(h0) => enc.copy_buffer_to_buffer(
                         h0.buffer(),
-                        bytes(h0.offset()) + k as u64 * bh,
-                        &l.h_all,
-                        0,
+                        bytes(h0.offset()) + kd as u64 * bh,
+                        h_all,
+                        off,
                         bh,
                     ),
-                    None => enc.clear_buffer(&l.h_all, 0, Some(bh)),
+                    None => enc.clear_buffer(h_all, off, Some(bh)),
                 }
             }
             match target {
@@ -470,12 +470,12 @@ impl Rnn {
     fn gather_h_n(ws: &Workspace, hidden: usize) -> impl FnOnce(&mut wgpu::CommandEncoder) + '_ {
         move |enc: &mut wgpu::CommandEncoder| {
             let bh = (ws.batch * hidden) as u64 * 4;
-            for (k, l) in ws.layers.iter().enumerate() {
+            for (kd, (h_all, off)) in ws.state_slots().enumerate() {
                 enc.copy_buffer_to_buffer(
-                    &l.h_all,
-                    ws.steps as u64 * bh,
+                    h_all,
+                    off + ws.steps as u64 * bh,
                     &ws.h_n,
-                    k as u64 * bh,
+                    kd as u64 * bh,
                     bh,
                 );
             }

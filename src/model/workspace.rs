@@ -21,11 +21,14 @@ use crate::ops::{At, Plan, PlanBuilder, at};
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
 const TN_CACHE_BYTES: usize = 1 << 20;
 
-/// One recurrent layer's buffers.
+/// One recurrent layer's buffers, each holding every direction's tensor (a bidirectional
+/// layer's reverse direction [`Workspace::h_stride`] or [`Workspace::td_stride`] floats on),
+/// so that both directions' loops run in the same dispatches.
 pub(crate) struct LayerBufs {
-    /// Hidden states `[T + 1, B, H]`: slot 0 is the layer's h0, slot t + 1 is h(t).
+    /// Hidden states `[T + 1, B, H]` per direction: slot 0 is h0, slot t + 1 is h(t).
     pub h_all: wgpu::Buffer,
-    /// dL/da `[T, B, H]`, first holding dL/dh from above (the head, or the next layer).
+    /// dL/da `[T, B, H]` per direction, first holding dL/dh from above (the head, or the next
+    /// layer).
     pub da: wgpu::Buffer,
 }
 
@@ -40,6 +43,9 @@ pub(crate) struct Workspace {
     pub x: wgpu::Buffer,
     /// Every layer's states and gradients, bottom first.
     pub layers: Vec<LayerBufs>,
+    /// Directions per layer, and the floats between the two directions' `h_all`.
+    pub dirs: usize,
+    pub h_stride: usize,
     /// The last hidden state of every layer `[L, B, H]`, copied out after each forward.
     pub h_n: wgpu::Buffer,
     /// Outputs `[T, B, O]`.
@@ -99,8 +105,8 @@ struct LayerGrads<'a> {
     /// The layer's input width and its values `[T·B, I_k]`.
     width: usize,
     input: At<'a>,
-    h_all: &'a wgpu::Buffer,
-    da: &'a wgpu::Buffer,
+    h_all: At<'a>,
+    da: At<'a>,
     /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
     w_ih: usize,
     w_hh: usize,
@@ -128,27 +134,29 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     let bh = batch * h;
     let g = |off: usize| at(grads, off);
     let o = head.map_or(0, |hd| hd.0);
+    // h(t) for t = 1..=T, the head's input.
+    let h_out = at(h_all.buf, h_all.off + bh);
     // With subgroups and operands that stay in cache, Aᵀ B straight from the [T·B, n]
     // operands, the bias gradients as sums inside the products, no transposes: on
     // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
     // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
     let streamed = rows * (2 * h + i + o) * 4;
     let tn = streamed <= TN_CACHE_BYTES
-        && head.is_none_or(|(o, ..)| tn_row_sums_fit(gpu, o, h, 0, bh))
-        && tn_row_sums_fit(gpu, h, h, 0, 0)
-        && tn_row_sums_fit(gpu, h, i, 0, input.off);
+        && head.is_none_or(|(o, ..)| tn_row_sums_fit(gpu, o, h, 0, h_out.off))
+        && tn_row_sums_fit(gpu, h, h, da.off, h_all.off)
+        && tn_row_sums_fit(gpu, h, i, da.off, input.off);
     let bias_sums_done = if tn {
         let tn = |m, n, a, b, c| Gemm {
             trans_a: true,
             ..Gemm::new(m, n, rows, a, b, c)
         };
         if let Some((o, d_o, fc_w, fc_b)) = head {
-            let mut dv = tn(o, h, at(d_o, 0), at(h_all, bh), g(fc_w));
+            let mut dv = tn(o, h, at(d_o, 0), h_out, g(fc_w));
             dv.row_sums = Some((fc_b, None));
             matmul(bw, dv)?;
         }
-        matmul(bw, tn(h, h, at(da, 0), at(h_all, 0), g(w_hh)))?;
-        let mut du = tn(h, i, at(da, 0), input, g(w_ih));
+        matmul(bw, tn(h, h, da, h_all, g(w_hh)))?;
+        let mut du = tn(h, i, da, input, g(w_ih));
         if let Some((b_ih, b_hh)) = biases {
             du.row_sums = Some((b_ih, Some(b_hh)));
         }
@@ -176,10 +184,10 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         let fused = row_sums_fit(gpu, kp);
         let mut dw = nt(h, h, g(w_hh));
         if shared_h {
-            transpose(bw, rows + batch, h, at(h_all, 0), at(&tb, 0))?;
+            transpose(bw, rows + batch, h, h_all, at(&tb, 0))?;
             dw.ld_b = Some(kh);
         } else if head.is_some() {
-            transpose(bw, rows, h, at(h_all, bh), at(&tb, 0))?;
+            transpose(bw, rows, h, h_out, at(&tb, 0))?;
         }
         if let Some((o, d_o, fc_w, fc_b)) = head {
             let mut dv = nt(o, h, g(fc_w));
@@ -192,9 +200,9 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             }
             matmul(bw, dv)?;
         }
-        transpose(bw, rows, h, at(da, 0), at(&ta, 0))?;
+        transpose(bw, rows, h, da, at(&ta, 0))?;
         if !shared_h {
-            transpose(bw, rows, h, at(h_all, 0), at(&tb, 0))?;
+            transpose(bw, rows, h, h_all, at(&tb, 0))?;
         }
         matmul(bw, dw)?;
         transpose(bw, rows, i, input, at(&tb, 0))?;
@@ -207,15 +215,15 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     } else {
         if let Some((o, d_o, fc_w, _)) = head {
             // dV = dO^T H_out
-            let mut dv = Gemm::new(o, h, rows, at(d_o, 0), at(h_all, bh), g(fc_w));
+            let mut dv = Gemm::new(o, h, rows, at(d_o, 0), h_out, g(fc_w));
             dv.trans_a = true;
             matmul(bw, dv)?;
         }
         // dU = dA^T X, dW = dA^T H_prev
-        let mut du = Gemm::new(h, i, rows, at(da, 0), input, g(w_ih));
+        let mut du = Gemm::new(h, i, rows, da, input, g(w_ih));
         du.trans_a = true;
         matmul(bw, du)?;
-        let mut dw = Gemm::new(h, h, rows, at(da, 0), at(h_all, 0), g(w_hh));
+        let mut dw = Gemm::new(h, h, rows, da, h_all, g(w_hh));
         dw.trans_a = true;
         matmul(bw, dw)?;
         false
@@ -226,7 +234,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         }
         if let Some((b_ih, b_hh)) = biases {
             // The two hidden biases enter the sum identically, so their gradients are equal.
-            colsum(bw, rows, h, at(da, 0), g(b_ih), Some(b_hh))?;
+            colsum(bw, rows, h, da, g(b_ih), Some(b_hh))?;
         }
     }
     Ok(())
@@ -305,16 +313,22 @@ impl Workspace {
         let nd = config.directions();
         let two = nd == 2;
         let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
-        // Every layer's and direction's buffers, at k * D + d (PyTorch's order of h0).
-        let mut layers = Vec::with_capacity(nl * nd);
-        for _ in 0..nl * nd {
+        // Every layer's buffers, both directions' in each: the reverse direction's `hs` (h_all)
+        // or `ts` (xu, da) floats on.
+        let hs = Recurrence::stride((steps + 1) * bh);
+        let ts = Recurrence::stride(rows * h);
+        let mut layers = Vec::with_capacity(nl);
+        for _ in 0..nl {
             layers.push(LayerBufs {
-                h_all: gpu.storage_buffer("hidden states [T + 1, B, H]", (steps + 1) * bh)?,
-                da: gpu.storage_buffer("dL/da [T, B, H]", rows * h)?,
+                h_all: gpu.storage_buffer(
+                    "hidden states [D][T + 1, B, H]",
+                    (nd - 1) * hs + (steps + 1) * bh,
+                )?,
+                da: gpu.storage_buffer("dL/da [D][T, B, H]", (nd - 1) * ts + rows * h)?,
             });
         }
         let h_n = gpu.storage_buffer("last hidden states [L·D, B, H]", nl * nd * bh)?;
-        let xu = gpu.storage_buffer("input projections [T, B, H]", rows * h)?;
+        let xu = gpu.storage_buffer("input projections [D][T, B, H]", (nd - 1) * ts + rows * h)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;
@@ -322,9 +336,9 @@ impl Workspace {
         let loss = gpu.storage_buffer("loss", 1)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
         let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * bh)?;
-        let mut wps = Vec::with_capacity(nl * nd);
-        for _ in 0..nl * nd {
-            wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h))?);
+        let mut wps = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h, nd))?);
         }
         // Both directions: every layer's input reversed in time (the reverse direction's
         // input, kept for its weight gradients), every layer's output [T, B, 2H], and scratch
@@ -371,14 +385,22 @@ impl Workspace {
             Nonlinearity::Relu => 1,
             Nonlinearity::Identity => 2,
         };
-        let recs: Vec<Recurrence> = (0..nl * nd)
-            .map(|kd| Recurrence {
+        // One loop per layer, both directions side by side.
+        let recs: Vec<Recurrence> = (0..nl)
+            .map(|k| Recurrence {
                 steps,
                 batch,
                 hidden: h,
                 act,
-                w: p(&names[kd].w_hh),
-                wp: &wps[kd],
+                dirs: nd,
+                w: p(&names[k * nd].w_hh),
+                w_stride: if two {
+                    // The reverse direction's tensors come after the forward one's.
+                    layout.offset(&names[k * nd + 1].w_hh) - layout.offset(&names[k * nd].w_hh)
+                } else {
+                    0
+                },
+                wp: &wps[k],
             })
             .collect();
         // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions'), after
@@ -446,20 +468,26 @@ impl Workspace {
                         &unused,
                     )?;
                 }
-                let mut xu_gemm =
-                    Gemm::new(rows, h, ni, dir_input(k, d), p(&names[kd].w_ih), at(&xu, 0));
+                let mut xu_gemm = Gemm::new(
+                    rows,
+                    h,
+                    ni,
+                    dir_input(k, d),
+                    p(&names[kd].w_ih),
+                    at(&xu, d * ts),
+                );
                 xu_gemm.trans_b = true;
                 if config.bias {
                     xu_gemm.bias = Some(p(&names[kd].b_ih));
                     xu_gemm.bias2 = Some(p(&names[kd].b_hh));
                 }
                 matmul(&mut fw, xu_gemm)?;
-                fw.phase("forward loop");
-                recs[kd].forward(&mut fw, lp, &xu, &layers[kd].h_all)?;
             }
+            fw.phase("forward loop");
+            recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
             if two {
-                let fwd_rev_out = [&layers[k * 2].h_all, &layers[k * 2 + 1].h_all, &cats[k]];
-                concat(&mut fw, (steps, batch, h), fwd_rev_out, &unused)?;
+                let h_all = (&layers[k].h_all, hs);
+                concat(&mut fw, (steps, batch, h), h_all, &cats[k], &unused)?;
             }
             if let Some(state) = dropout_state.as_ref().filter(|_| k + 1 < nl) {
                 let src = if two {
@@ -521,8 +549,8 @@ impl Workspace {
             matmul(&mut bw, head_back)?;
         }
         if two {
-            let dirs = [&layers[2 * nl - 2].da, &layers[2 * nl - 1].da];
-            split(&mut bw, (steps, batch, h), &scratch[0], None, dirs, &unused)?;
+            let da = (&layers[nl - 1].da, ts);
+            split(&mut bw, (steps, batch, h), &scratch[0], None, da, &unused)?;
             // The head's own gradients, from both directions' outputs.
             bw.phase("weight gradients");
             let mut dv = Gemm::new(
@@ -546,11 +574,11 @@ impl Workspace {
         }
         for k in (0..nl).rev() {
             let ni = config.layer_input(k);
+            let l = &layers[k];
+            bw.phase("backward loop");
+            recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
             for d in 0..nd {
                 let kd = k * nd + d;
-                let l = &layers[kd];
-                bw.phase("backward loop");
-                recs[kd].backward(&mut bw, lp, &l.h_all, &l.da)?;
                 bw.phase("weight gradients");
                 let off = |name: &str| layout.offset(name);
                 layer_grads(
@@ -563,8 +591,8 @@ impl Workspace {
                         hidden: h,
                         width: ni,
                         input: dir_input(k, d),
-                        h_all: &l.h_all,
-                        da: &l.da,
+                        h_all: at(&l.h_all, d * hs),
+                        da: at(&l.da, d * ts),
                         w_ih: off(&names[kd].w_ih),
                         w_hh: off(&names[kd].w_hh),
                         biases: config
@@ -586,7 +614,7 @@ impl Workspace {
                             &mut bw,
                             rows,
                             (h, ni),
-                            at(&layers[kd].da, 0),
+                            at(&layers[k].da, d * ts),
                             p(&names[kd].w_ih),
                             None,
                             at(out, 0),
@@ -606,13 +634,12 @@ impl Workspace {
                             [state, &unused_r],
                         )?;
                     }
-                    let dirs = [&layers[2 * k - 2].da, &layers[2 * k - 1].da];
                     split(
                         &mut bw,
                         (steps, batch, h),
                         &scratch[0],
                         Some(&scratch[1]),
-                        dirs,
+                        (&layers[k - 1].da, ts),
                         &unused,
                     )?;
                 } else {
@@ -648,7 +675,7 @@ impl Workspace {
                     &mut dxp,
                     rows,
                     (h, i),
-                    at(&layers[d].da, 0),
+                    at(&layers[0].da, d * ts),
                     p(&names[d].w_ih),
                     None,
                     at(&scratch[d], 0),
@@ -671,16 +698,17 @@ impl Workspace {
                 at(&dx, 0),
             )?;
         }
-        for kd in 0..nl * nd {
+        for (kd, &(k, d)) in kds.iter().enumerate() {
             // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
             // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
             // written before its forward loop).
-            let wt = Recurrence::uses_layouts(gpu, lp).then(|| at(&wps[kd], 0));
+            let wt = Recurrence::uses_layouts(gpu, lp)
+                .then(|| at(&wps[k], Recurrence::section(h, nd, 0, d)));
             times_weights(
                 &mut dxp,
                 batch,
                 (h, h),
-                at(&layers[kd].da, 0),
+                at(&layers[k].da, d * ts),
                 p(&names[kd].w_hh),
                 wt,
                 at(&dh0, kd * bh),
@@ -697,6 +725,8 @@ impl Workspace {
             lp,
             x,
             layers,
+            dirs: nd,
+            h_stride: hs,
             h_n,
             o: out,
             y,
@@ -713,6 +743,14 @@ impl Workspace {
             losses: HashMap::new(),
             batch_first,
             dropout_state,
+        })
+    }
+
+    /// Where every layer's and direction's `h_all` starts, in PyTorch's order of `h0`
+    /// (layer k, direction d at k·D + d): the buffer and its byte offset.
+    pub fn state_slots(&self) -> impl Iterator<Item = (&wgpu::Buffer, u64)> {
+        self.layers.iter().flat_map(move |l| {
+            (0..self.dirs).map(move |d| (&l.h_all, (d * self.h_stride) as u64 * 4))
         })
     }
 

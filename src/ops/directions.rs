@@ -46,7 +46,8 @@ struct Params {
     n: u32,
     src_off: u32,
     flags: u32,
-    _pad: [u32; 2],
+    rev_off: u32,
+    _pad: u32,
 }
 
 /// Buffers bound where a kernel has nothing to read or write: one to read, one to write, so
@@ -98,21 +99,24 @@ pub(crate) fn merge_reversed(
     Ok(())
 }
 
-/// `out[t, b] = [fwd(t), rev(t)]` `[T, B, 2H]` from the forward direction's `h_all` (true
-/// time) and the reverse direction's (reversed time).
+/// `out[t, b] = [fwd(t), rev(t)]` `[T, B, 2H]` from a bidirectional layer's `h_all`: the
+/// forward direction's (true time) from element 0, the reverse direction's (reversed time)
+/// from `rev_off`.
 pub(crate) fn concat(
     plan: &mut PlanBuilder,
     (steps, batch, hidden): (usize, usize, usize),
-    [fwd, rev, out]: [&wgpu::Buffer; 3],
+    (h_all, rev_off): (&wgpu::Buffer, usize),
+    out: &wgpu::Buffer,
     unused: &Unused,
 ) -> Result<()> {
     let params = Params {
         steps: u(steps),
         batch: u(batch),
         hidden: u(hidden),
+        rev_off: u(rev_off),
         ..Default::default()
     };
-    let bufs = [fwd, rev, out, unused.write];
+    let bufs = [h_all, unused.read, out, unused.write];
     plan.push(
         &CONCAT,
         &bufs,
@@ -124,14 +128,14 @@ pub(crate) fn concat(
 }
 
 /// From `d_out` `[T, B, 2H]` in true time, plus `d_rev` of the same shape in reversed time
-/// when given, dL/dh of the forward direction (true time) and of the reverse direction
-/// (reversed time), `[T, B, H]` each.
+/// when given, dL/dh of the forward direction (true time, from element 0 of `da`) and of the
+/// reverse direction (reversed time, from `rev_off`), `[T, B, H]` each.
 pub(crate) fn split(
     plan: &mut PlanBuilder,
     (steps, batch, hidden): (usize, usize, usize),
     d_out: &wgpu::Buffer,
     d_rev: Option<&wgpu::Buffer>,
-    [fwd, rev]: [&wgpu::Buffer; 2],
+    (da, rev_off): (&wgpu::Buffer, usize),
     unused: &Unused,
 ) -> Result<()> {
     let params = Params {
@@ -139,9 +143,10 @@ pub(crate) fn split(
         batch: u(batch),
         hidden: u(hidden),
         flags: u32::from(d_rev.is_some()),
+        rev_off: u(rev_off),
         ..Default::default()
     };
-    let bufs = [d_out, d_rev.unwrap_or(unused.read), fwd, rev];
+    let bufs = [d_out, d_rev.unwrap_or(unused.read), da, unused.write];
     plan.push(
         &SPLIT,
         &bufs,

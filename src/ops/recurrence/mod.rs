@@ -69,15 +69,15 @@ struct Seq {
 /// On CPU adapters (the direct style), where H is a multiple of 4, the register-blocked ones
 /// of `recurrence_blocked.wgsl`, which read the state back from global memory (on lavapipe
 /// twice as fast as from workgroup memory): 8 rows per workgroup where that still gives every
-/// CPU thread a workgroup, else 4; reading W through a uniform window where it fits one (H ≤
+/// CPU thread a workgroup (counting both directions'), else 4; reading W through a uniform window where it fits one (H ≤
 /// 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
 /// on CPU adapters and 64 invocations wide on GPUs.
-fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize) -> Seq {
+fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize, dirs: usize) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
         let threads = gpu.cpu_threads();
-        let eight = batch.div_ceil(8) >= threads;
-        let uniform = Recurrence::uniform_w(gpu, hidden);
+        let eight = dirs * batch.div_ceil(8) >= threads;
+        let uniform = Recurrence::uniform_w(gpu, hidden, dirs);
         let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) =
             match (eight, uniform) {
                 (true, true) => (&BLOCKED_SEQ_FORWARD_U, &BLOCKED_SEQ_BACKWARD_U, 8),
@@ -144,6 +144,10 @@ struct Rec {
     t: u32,
     count: u32,
     sec1: u32,
+    dsrc: u32,
+    ddst: u32,
+    dwp: u32,
+    dir0: u32,
 }
 
 /// Parameters of the tiled per-step kernels (`Step` in `recurrence_tiled.wgsl`).
@@ -158,6 +162,10 @@ struct TiledStep {
     prev_off: u32,
     out_off: u32,
     has_prev: u32,
+    dw: u32,
+    dsrc: u32,
+    ddst: u32,
+    dir0: u32,
 }
 
 /// Hidden units and batch rows one tiled workgroup covers (`TJ`, `TB` in the shader).
@@ -170,19 +178,25 @@ struct Prep {
     hidden: u32,
     hp: u32,
     w_off: u32,
+    sec0: u32,
     sec1: u32,
 }
 
-/// The serial loop of one sequence shape.
+/// The serial loop of one layer over one sequence shape: one direction, or both side by side
+/// in the same dispatches (a bidirectional layer), each direction's tensors
+/// [`Recurrence::stride`] apart in the same buffers.
 pub(crate) struct Recurrence<'a> {
     pub steps: usize,
     pub batch: usize,
     pub hidden: usize,
-    /// The nonlinearity as the shaders take it: 0 tanh, 1 relu.
+    /// The nonlinearity as the shaders take it: 0 tanh, 1 relu, 2 identity.
     pub act: u32,
-    /// `W` (`weight_hh`), `[H, H]`.
+    /// Directions: 1, or 2 side by side.
+    pub dirs: usize,
+    /// `W` (`weight_hh`) of direction 0, `[H, H]`; direction 1's is `w_stride` floats on.
     pub w: At<'a>,
-    /// Scratch for the padded layouts of `W`, [`Recurrence::wp_len`] floats.
+    pub w_stride: usize,
+    /// Scratch for the padded layouts of every direction's `W`, [`Recurrence::wp_len`] floats.
     pub wp: &'a wgpu::Buffer,
 }
 
@@ -192,27 +206,75 @@ impl Recurrence<'_> {
         hidden.next_multiple_of(4)
     }
 
-    /// Where section 1 of the padded layouts starts, in floats: past section 0, at a multiple
-    /// of 64 floats (256 bytes, a uniform binding's offset alignment).
-    fn sec1(hidden: usize) -> usize {
+    /// Floats one padded layout of `W` takes: `[H, HP]` rounded up to 64 floats (256 bytes,
+    /// a uniform binding's offset alignment).
+    fn sec_len(hidden: usize) -> usize {
         (hidden * Self::hp(hidden)).next_multiple_of(64)
     }
 
-    /// Floats the padded layouts of `W` take, with room for a whole uniform window from the
-    /// start of either section.
-    pub fn wp_len(hidden: usize) -> usize {
-        Self::sec1(hidden) + (hidden * Self::hp(hidden)).max(CONSTANT_WINDOW as usize / 4)
+    /// Where section `s` (0: `Wᵀ`, 1: `W`) of direction `d`'s layouts starts in `wp`, in
+    /// floats: sections first, directions within them, so a uniform window from a section's
+    /// start holds every direction's where they fit.
+    pub fn section(hidden: usize, dirs: usize, s: usize, d: usize) -> usize {
+        (s * dirs + d) * Self::sec_len(hidden)
     }
 
-    /// Whether W's sections fit the uniform window of the `_u` kernels on `gpu`.
-    fn uniform_w(gpu: &Gpu, hidden: usize) -> bool {
+    /// Floats the padded layouts of `dirs` directions' `W` take, with room for a whole
+    /// uniform window from the start of either section.
+    pub fn wp_len(hidden: usize, dirs: usize) -> usize {
+        2 * dirs * Self::sec_len(hidden) + CONSTANT_WINDOW as usize / 4
+    }
+
+    /// Where direction 1's tensor of `n` floats starts after direction 0's in one buffer (a
+    /// multiple of 64 floats, so both directions' rows stay aligned for vec4 reads).
+    pub fn stride(n: usize) -> usize {
+        n.next_multiple_of(64)
+    }
+
+    /// Whether `dirs` directions' W sections fit the uniform window of the `_u` kernels on
+    /// `gpu`.
+    fn uniform_w(gpu: &Gpu, hidden: usize, dirs: usize) -> bool {
         let l = gpu.limits();
-        hidden * Self::hp(hidden) * 4 <= CONSTANT_WINDOW as usize
+        let floats = (dirs - 1) * Self::sec_len(hidden) + hidden * Self::hp(hidden);
+        floats * 4 <= CONSTANT_WINDOW as usize
             && l.max_uniform_buffer_binding_size >= CONSTANT_WINDOW
             && 256 % l.min_uniform_buffer_offset_alignment as usize == 0
     }
 
-    fn params(&self, t: usize) -> Rec {
+    /// The strides between directions of `xu` or `da` (`[T, B, H]`) and of `h_all`
+    /// (`[T + 1, B, H]`).
+    fn strides(&self) -> (usize, usize) {
+        let bh = self.batch * self.hidden;
+        (
+            Self::stride(self.steps * bh),
+            Self::stride((self.steps + 1) * bh),
+        )
+    }
+
+    /// The dispatches' directions, as (first direction, directions side by side): both in
+    /// the same dispatches, except on CPU adapters where that would lose the uniform window
+    /// onto W that one direction alone fits (H = 128: one direction at a time measured
+    /// faster on lavapipe, BENCHMARKS.md).
+    fn dispatches(&self, gpu: &Gpu) -> Vec<(usize, usize)> {
+        let h = self.hidden;
+        let apart = self.dirs > 1
+            && gpu.direct_kernels()
+            && h.is_multiple_of(4)
+            && Self::uniform_w(gpu, h, 1)
+            && !Self::uniform_w(gpu, h, self.dirs);
+        if apart {
+            (0..self.dirs).map(|d| (d, 1)).collect()
+        } else {
+            vec![(0, self.dirs)]
+        }
+    }
+
+    /// The parameters of step `t` (forward: `xu` into `h_all`; backward: `h_all` into `da`),
+    /// from direction `d0`.
+    fn params(&self, t: usize, forward: bool, d0: usize) -> Rec {
+        let (s_td, s_h) = self.strides();
+        let (dsrc, ddst) = if forward { (s_td, s_h) } else { (s_h, s_td) };
+        let two = self.dirs == 2;
         Rec {
             batch: u(self.batch),
             hidden: u(self.hidden),
@@ -221,7 +283,15 @@ impl Recurrence<'_> {
             steps: u(self.steps),
             t: u(t),
             count: 0,
-            sec1: u(Self::sec1(self.hidden) / 4),
+            sec1: u(Self::section(self.hidden, self.dirs, 1, 0) / 4),
+            dsrc: if two { u(dsrc) } else { 0 },
+            ddst: if two { u(ddst) } else { 0 },
+            dwp: if two {
+                u(Self::sec_len(self.hidden) / 4)
+            } else {
+                0
+            },
+            dir0: u(d0),
         }
     }
 
@@ -231,8 +301,8 @@ impl Recurrence<'_> {
         lp == Loop::Persistent || gpu.direct_kernels()
     }
 
-    /// Writes the padded layouts of the current `W` into `wp`: before a forward loop whenever
-    /// `W` has changed since they were last written.
+    /// Writes the padded layouts of every direction's current `W` into `wp`: before a
+    /// forward loop whenever `W` has changed since they were last written.
     pub fn prepare(&self, plan: &mut PlanBuilder) -> Result<()> {
         let hp = Self::hp(self.hidden);
         let n = groups(self.hidden * hp, 64);
@@ -241,17 +311,30 @@ impl Recurrence<'_> {
         } else {
             (n, 1)
         };
-        let params = Prep {
-            hidden: u(self.hidden),
-            hp: u(hp),
-            w_off: u(self.w.off),
-            sec1: u(Self::sec1(self.hidden)),
-        };
-        plan.push(&PREPARE, &[self.w.buf, self.wp], &params, [x, y, 1], false)?;
+        for d in 0..self.dirs {
+            let params = Prep {
+                hidden: u(self.hidden),
+                hp: u(hp),
+                w_off: u(self.w.off + d * self.w_stride),
+                sec0: u(Self::section(self.hidden, self.dirs, 0, d)),
+                sec1: u(Self::section(self.hidden, self.dirs, 1, d)),
+            };
+            plan.push(&PREPARE, &[self.w.buf, self.wp], &params, [x, y, 1], false)?;
+        }
         Ok(())
     }
 
-    fn tiled(&self, src_off: usize, prev_off: usize, out_off: usize, has_prev: bool) -> TiledStep {
+    fn tiled(
+        &self,
+        src_off: usize,
+        prev_off: usize,
+        out_off: usize,
+        has_prev: bool,
+        forward: bool,
+    ) -> TiledStep {
+        let (s_td, s_h) = self.strides();
+        let (dsrc, ddst) = if forward { (s_td, s_h) } else { (s_h, s_td) };
+        let two = self.dirs == 2;
         TiledStep {
             batch: u(self.batch),
             hidden: u(self.hidden),
@@ -261,6 +344,10 @@ impl Recurrence<'_> {
             prev_off: u(prev_off),
             out_off: u(out_off),
             has_prev: has_prev as u32,
+            dw: if two { u(self.w_stride) } else { 0 },
+            dsrc: if two { u(dsrc) } else { 0 },
+            ddst: if two { u(ddst) } else { 0 },
+            dir0: 0,
         }
     }
 
@@ -268,16 +355,16 @@ impl Recurrence<'_> {
         [
             groups(self.hidden, TILED_TJ),
             groups(self.batch, TILED_TB),
-            1,
+            u(self.dirs),
         ]
     }
 
     /// The persistent dispatches, as (first step, steps): one for the whole sequence, except
     /// on CPU adapters, whose shader compiler (lavapipe's) silently stops an invocation after
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
-    fn chunks(&self, gpu: &Gpu) -> Vec<(usize, usize)> {
+    fn chunks(&self, gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
         let per_chunk = if gpu.is_cpu() {
-            let seq = seq_kernels(gpu, self.batch, self.hidden);
+            let seq = seq_kernels(gpu, self.batch, self.hidden, n);
             (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
             self.steps
@@ -293,20 +380,21 @@ impl Recurrence<'_> {
     /// CPU threads idle, reading W through a uniform window where it fits one, when H is a
     /// multiple of 4 (they read vec4s along H); else ones of 4
     /// units x 4 rows per invocation.
-    fn per_step(&self, gpu: &Gpu) -> (&'static Kernel, &'static Kernel, [u32; 3]) {
+    fn per_step(&self, gpu: &Gpu, n: usize) -> (&'static Kernel, &'static Kernel, [u32; 3]) {
+        let dirs = u(n);
         if !self.hidden.is_multiple_of(4) {
             let g = [
                 groups(Self::hp(self.hidden) / 4, WG),
                 groups(self.batch, ROWS),
-                1,
+                dirs,
             ];
             return (&STEP_FORWARD, &STEP_BACKWARD, g);
         }
         let threads = gpu.cpu_threads();
         let units = groups(self.hidden, 64);
-        let narrow = (units as usize) * self.batch.div_ceil(64) < 2 * threads;
+        let narrow = (units as usize) * self.batch.div_ceil(64) * n < 2 * threads;
         let (f, b): (&'static Kernel, &'static Kernel) =
-            match (narrow, Self::uniform_w(gpu, self.hidden)) {
+            match (narrow, Self::uniform_w(gpu, self.hidden, n)) {
                 (true, true) => (&BLOCKED_FORWARD_NARROW_U, &BLOCKED_BACKWARD_NARROW_U),
                 (true, false) => (&BLOCKED_FORWARD_NARROW, &BLOCKED_BACKWARD_NARROW),
                 (false, true) => (&BLOCKED_FORWARD_U, &BLOCKED_BACKWARD_U),
@@ -315,9 +403,9 @@ impl Recurrence<'_> {
         // Workgroups cover 64 units x 64 rows, or narrow ones 64 x 8 (a subgroup's 32 x 16
         // in the subgroup form).
         let g = match (narrow, gpu.subgroup_kernels()) {
-            (false, _) => [units, groups(self.batch, 64), 1],
-            (true, false) => [units, groups(self.batch, 8), 1],
-            (true, true) => [groups(self.hidden, 32), groups(self.batch, 16), 1],
+            (false, _) => [units, groups(self.batch, 64), dirs],
+            (true, false) => [units, groups(self.batch, 8), dirs],
+            (true, true) => [groups(self.hidden, 32), groups(self.batch, 16), dirs],
         };
         (form_for(gpu, f), form_for(gpu, b), g)
     }
@@ -334,39 +422,36 @@ impl Recurrence<'_> {
         let bh = self.batch * self.hidden;
         if !Self::uses_layouts(plan.gpu(), lp) {
             for t in 0..self.steps {
-                let params = self.tiled(t * bh, t * bh, (t + 1) * bh, true);
+                let params = self.tiled(t * bh, t * bh, (t + 1) * bh, true, true);
                 let buffers = [self.w.buf, xu, h_all];
                 plan.push(&TILED_FORWARD, &buffers, &params, self.tiled_groups(), true)?;
             }
             return Ok(());
         }
-        // The blocked kernels read section 1 also through a uniform window from its start.
-        let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
-            push_rec(
-                plan,
-                k,
-                [self.wp, xu, h_all],
-                Self::sec1(self.hidden) as u64 * 4,
-                params,
-                g,
-            )
-        };
-        match lp {
-            Loop::PerStep => {
-                let (k, _, g) = self.per_step(plan.gpu());
-                for t in 0..self.steps {
-                    push(plan, k, &self.params(t), g)?;
+        for (d0, n) in self.dispatches(plan.gpu()) {
+            // The blocked kernels read section 1 also through a uniform window from its start
+            // (direction d0's).
+            let window = Self::section(self.hidden, self.dirs, 1, d0) as u64 * 4;
+            let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
+                push_rec(plan, k, [self.wp, xu, h_all], window, params, g)
+            };
+            match lp {
+                Loop::PerStep => {
+                    let (k, _, g) = self.per_step(plan.gpu(), n);
+                    for t in 0..self.steps {
+                        push(plan, k, &self.params(t, true, d0), g)?;
+                    }
                 }
-            }
-            Loop::Persistent => {
-                let seq = seq_kernels(plan.gpu(), self.batch, self.hidden);
-                let (k, g) = (seq.forward, [groups(self.batch, seq.rows), 1, 1]);
-                for (t0, count) in self.chunks(plan.gpu()) {
-                    let params = Rec {
-                        count: u(count),
-                        ..self.params(t0)
-                    };
-                    push(plan, k, &params, g)?;
+                Loop::Persistent => {
+                    let seq = seq_kernels(plan.gpu(), self.batch, self.hidden, n);
+                    let g = [groups(self.batch, seq.rows), u(n), 1];
+                    for (t0, count) in self.chunks(plan.gpu(), n) {
+                        let params = Rec {
+                            count: u(count),
+                            ..self.params(t0, true, d0)
+                        };
+                        push(plan, seq.forward, &params, g)?;
+                    }
                 }
             }
         }
@@ -385,7 +470,8 @@ impl Recurrence<'_> {
         let bh = self.batch * self.hidden;
         if !Self::uses_layouts(plan.gpu(), lp) {
             for t in (0..self.steps).rev() {
-                let params = self.tiled((t + 1) * bh, (t + 1) * bh, t * bh, t + 1 < self.steps);
+                let has_next = t + 1 < self.steps;
+                let params = self.tiled((t + 1) * bh, (t + 1) * bh, t * bh, has_next, false);
                 let buffers = [self.w.buf, h_all, da];
                 plan.push(
                     &TILED_BACKWARD,
@@ -397,27 +483,31 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        // The blocked kernels read section 0 also through a uniform window from its start.
-        let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
-            push_rec(plan, k, [self.wp, h_all, da], 0, params, g)
-        };
-        match lp {
-            Loop::PerStep => {
-                let (_, k, g) = self.per_step(plan.gpu());
-                for t in (0..self.steps).rev() {
-                    push(plan, k, &self.params(t), g)?;
+        for (d0, n) in self.dispatches(plan.gpu()) {
+            // The blocked kernels read section 0 also through a uniform window from its start
+            // (direction d0's).
+            let window = Self::section(self.hidden, self.dirs, 0, d0) as u64 * 4;
+            let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
+                push_rec(plan, k, [self.wp, h_all, da], window, params, g)
+            };
+            match lp {
+                Loop::PerStep => {
+                    let (_, k, g) = self.per_step(plan.gpu(), n);
+                    for t in (0..self.steps).rev() {
+                        push(plan, k, &self.params(t, false, d0), g)?;
+                    }
                 }
-            }
-            Loop::Persistent => {
-                let seq = seq_kernels(plan.gpu(), self.batch, self.hidden);
-                let (k, g) = (seq.backward, [groups(self.batch, seq.rows), 1, 1]);
-                // The same chunks, last first, each starting from its last step.
-                for (t0, count) in self.chunks(plan.gpu()).into_iter().rev() {
-                    let params = Rec {
-                        count: u(count),
-                        ..self.params(t0 + count - 1)
-                    };
-                    push(plan, k, &params, g)?;
+                Loop::Persistent => {
+                    let seq = seq_kernels(plan.gpu(), self.batch, self.hidden, n);
+                    let g = [groups(self.batch, seq.rows), u(n), 1];
+                    // The same chunks, last first, each starting from its last step.
+                    for (t0, count) in self.chunks(plan.gpu(), n).into_iter().rev() {
+                        let params = Rec {
+                            count: u(count),
+                            ..self.params(t0 + count - 1, false, d0)
+                        };
+                        push(plan, seq.backward, &params, g)?;
+                    }
                 }
             }
         }

@@ -48,26 +48,8 @@ const WG: u32 = 64u;
 // The largest H the persistent kernels hold: 2 buffers x ROWS rows x HMAX floats = 32 KiB.
 const HMAX: u32 = 1024u;
 
-// The nonlinearity: 0 tanh, 1 relu, 2 identity (a linear recurrence).
-fn act(a: f32, kind: u32) -> f32 {
-    if kind == 0u {
-        return tanh(a);
-    }
-    if kind == 2u {
-        return a;
-    }
-    return max(a, 0.0);
-}
-
-fn act_grad(h: f32, kind: u32) -> f32 {
-    if kind == 0u {
-        return 1.0 - h * h;
-    }
-    if kind == 2u {
-        return 1.0;
-    }
-    return select(0.0, 1.0, h > 0.0);
-}
+// The cell's epilogues, cell_forward and cell_backward (shaders/cell_*.wgsl), go here:
+// {{cell}}
 
 // ---- step_*: one time step per dispatch ----------------------------------------------------
 
@@ -119,7 +101,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
             let j = j4 * 4u + c;
             if j < h {
                 let o = r.t * bh + b * h + j;
-                dst[dir * r.ddst + o + bh] = act(src[dir * r.dsrc + o] + acc[i][c], r.act);
+                dst[dir * r.ddst + o + bh] = cell_forward(src[dir * r.dsrc + o] + acc[i][c], r.act);
             }
         }
     }
@@ -151,7 +133,7 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
             if j < h {
                 let o = r.t * bh + b * h + j;
                 let d = dir * r.ddst + o;
-                dst[d] = (dst[d] + acc[i][c]) * act_grad(src[dir * r.dsrc + o + bh], r.act);
+                dst[d] = cell_backward(dst[d] + acc[i][c], src[dir * r.dsrc + o + bh], r.act);
             }
         }
     }
@@ -251,7 +233,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                     let j = j4 * 4u + c;
                     if j < h {
                         let o = t * bh + b * h + j;
-                        let v = act(src[dir * r.dsrc + o] + acc[i][c], r.act);
+                        let v = cell_forward(src[dir * r.dsrc + o] + acc[i][c], r.act);
                         dst[dir * r.ddst + o + bh] = v;
                         state[slot(1u - cur, i, j4)][c] = v;
                     }
@@ -293,7 +275,7 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                     if j < h {
                         let o = dir * r.ddst + t * bh + b * h + j;
                         let s = dir * r.dsrc + t * bh + b * h + j;
-                        let d = (dst[o] + acc[i][c]) * act_grad(src[s + bh], r.act);
+                        let d = cell_backward(dst[o] + acc[i][c], src[s + bh], r.act);
                         dst[o] = d;
                         state[slot(1u - cur, i, j4)][c] = d;
                     }

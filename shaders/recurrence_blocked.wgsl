@@ -63,26 +63,8 @@ override BLOCK_ROWS: u32 = 8u;
 // Batch rows of each invocation's block: 8, or 4 (blocked_seq_* where B is small).
 override BLOCK_M: u32 = 8u;
 
-// The nonlinearity: 0 tanh, 1 relu, 2 identity (a linear recurrence).
-fn act(a: vec4<f32>, kind: u32) -> vec4<f32> {
-    if kind == 0u {
-        return tanh(a);
-    }
-    if kind == 2u {
-        return a;
-    }
-    return max(a, vec4<f32>(0.0));
-}
-
-fn act_grad(h: vec4<f32>, kind: u32) -> vec4<f32> {
-    if kind == 0u {
-        return 1.0 - h * h;
-    }
-    if kind == 2u {
-        return vec4<f32>(1.0);
-    }
-    return select(vec4<f32>(0.0), vec4<f32>(1.0), h > vec4<f32>(0.0));
-}
+// The cell's epilogues, cell_forward4 and cell_backward4 (shaders/cell_*.wgsl), go here:
+// {{cell}}
 
 struct Block {
     lo: array<vec4<f32>, 8>, // units c0 .. c0 + 3 of rows r0 .. r0 + 7
@@ -169,9 +151,9 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + (dir * r.ddst + bh) / 4u;
         let x = e + dir * r.dsrc / 4u;
-        dst[d] = act(src[x] + o.lo[i], r.act);
+        dst[d] = cell_forward4(src[x] + o.lo[i], r.act);
         if c0 + 4u < h {
-            dst[d + 1u] = act(src[x + 1u] + o.hi[i], r.act);
+            dst[d + 1u] = cell_forward4(src[x + 1u] + o.hi[i], r.act);
         }
     }
 }
@@ -190,9 +172,9 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + dir * r.ddst / 4u;
         let hs = e + (dir * r.dsrc + bh) / 4u;
-        dst[d] = (dst[d] + o.lo[i]) * act_grad(src[hs], r.act);
+        dst[d] = cell_backward4(dst[d] + o.lo[i], src[hs], r.act);
         if c0 + 4u < h {
-            dst[d + 1u] = (dst[d + 1u] + o.hi[i]) * act_grad(src[hs + 1u], r.act);
+            dst[d + 1u] = cell_backward4(dst[d + 1u] + o.hi[i], src[hs + 1u], r.act);
         }
     }
 }

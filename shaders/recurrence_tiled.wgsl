@@ -35,6 +35,9 @@ struct Step {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>; // [B, H] at prev_off and out_off
 @group(0) @binding(3) var<storage, read> s: Step;
 
+// The cell's epilogues, cell_forward and cell_backward (shaders/cell_*.wgsl), go here:
+// {{cell}}
+
 const TJ: u32 = 32u;
 const TB: u32 = 8u;
 const TK: u32 = 32u;
@@ -96,15 +99,7 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     let b = b0 + lid.y;
     let j = j0 + lid.x;
     if b < s.batch && j < h {
-        let a = src[src_off + b * h + j] + acc;
-        // 0 tanh, 1 relu, 2 identity.
-        var out = a;
-        if s.act == 0u {
-            out = tanh(a);
-        } else if s.act == 1u {
-            out = max(a, 0.0);
-        }
-        dst[out_off + b * h + j] = out;
+        dst[out_off + b * h + j] = cell_forward(src[src_off + b * h + j] + acc, s.act);
     }
 }
 
@@ -141,13 +136,6 @@ fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     let j = j0 + lid.x;
     if b < s.batch && j < h {
         let at = out_off + b * h + j;
-        let hv = src[src_off + b * h + j];
-        var d = 1.0;
-        if s.act == 0u {
-            d = 1.0 - hv * hv;
-        } else if s.act == 1u {
-            d = select(0.0, 1.0, hv > 0.0);
-        }
-        dst[at] = (dst[at] + acc) * d;
+        dst[at] = cell_backward(dst[at] + acc, src[src_off + b * h + j], s.act);
     }
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use super::tensors::{self, HostTensor, TensorFile};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::params::{FC_B, FC_W, LayerNames};
+use crate::model::layer::LayerNames;
+use crate::model::params::{FC_B, FC_W};
 use crate::model::{Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.

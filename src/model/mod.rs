@@ -1,6 +1,7 @@
 //! [`Rnn`]: parameters on the GPU, forward, back-propagation through time and training steps.
 
 mod config;
+pub(crate) mod layer;
 pub(crate) mod params;
 mod workspace;
 

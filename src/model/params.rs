@@ -1,6 +1,7 @@
 //! Where each parameter lives in the flat parameter (and gradient) vector, and its start values.
 
 use super::RnnConfig;
+use super::layer::Layer;
 
 /// One named parameter: PyTorch name, shape, element offset in the flat vector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,45 +38,14 @@ pub struct ParamLayout {
 pub(crate) const FC_W: &str = "fc.weight";
 pub(crate) const FC_B: &str = "fc.bias";
 
-/// PyTorch's names for layer `k`'s parameters.
-#[derive(Debug, Clone)]
-pub(crate) struct LayerNames {
-    pub w_ih: String,
-    pub w_hh: String,
-    pub b_ih: String,
-    pub b_hh: String,
-}
-
-impl LayerNames {
-    /// Layer `k`'s names in direction `d` (1: the reverse one, `_reverse`).
-    pub fn new(k: usize, d: usize) -> Self {
-        let r = if d == 1 { "_reverse" } else { "" };
-        Self {
-            w_ih: format!("rnn.weight_ih_l{k}{r}"),
-            w_hh: format!("rnn.weight_hh_l{k}{r}"),
-            b_ih: format!("rnn.bias_ih_l{k}{r}"),
-            b_hh: format!("rnn.bias_hh_l{k}{r}"),
-        }
-    }
-}
-
 impl ParamLayout {
     /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
     /// (`weight_ih`, `weight_hh`, then the biases; the reverse direction's after the
     /// forward's), bottom first, then the head's.
     pub fn new(config: &RnnConfig) -> Self {
-        let (h, o) = (config.hidden, config.output);
-        let mut shapes = Vec::new();
-        for (k, d) in (0..config.layers).flat_map(|k| (0..config.directions()).map(move |d| (k, d)))
-        {
-            let n = LayerNames::new(k, d);
-            shapes.push((n.w_ih, vec![h, config.layer_input(k)]));
-            shapes.push((n.w_hh, vec![h, h]));
-            if config.bias {
-                shapes.push((n.b_ih, vec![h]));
-                shapes.push((n.b_hh, vec![h]));
-            }
-        }
+        let o = config.output;
+        let mut shapes: Vec<(String, Vec<usize>)> =
+            Layer::all(config).iter().flat_map(Layer::params).collect();
         shapes.push((FC_W.to_string(), vec![o, config.out_width()]));
         shapes.push((FC_B.to_string(), vec![o]));
         let mut offset = 0;

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::params::{FC_B, FC_W, LayerNames, ParamLayout};
+use super::layer::Layer;
+use super::params::{FC_B, FC_W, ParamLayout};
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
@@ -378,8 +379,8 @@ impl Workspace {
         };
 
         let p = |name: &str| at(params, layout.offset(name));
-        let kds: Vec<(usize, usize)> = (0..nl).flat_map(|k| (0..nd).map(move |d| (k, d))).collect();
-        let names: Vec<LayerNames> = kds.iter().map(|&(k, d)| LayerNames::new(k, d)).collect();
+        let units = Layer::all(config);
+        let names: Vec<_> = units.iter().map(|l| l.names.clone()).collect();
         let act = match config.nonlinearity {
             Nonlinearity::Tanh => 0,
             Nonlinearity::Relu => 1,
@@ -391,6 +392,7 @@ impl Workspace {
                 steps,
                 batch,
                 hidden: h,
+                cell: units[k * nd].kernel_cell(),
                 act,
                 dirs: nd,
                 w: p(&names[k * nd].w_hh),
@@ -698,7 +700,7 @@ impl Workspace {
                 at(&dx, 0),
             )?;
         }
-        for (kd, &(k, d)) in kds.iter().enumerate() {
+        for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
             // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
             // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
             // written before its forward loop).

@@ -471,30 +471,6 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_TN4_NARROW,
         &matmul::MATMUL_NN4_NARROW,
         &recurrence::PREPARE,
-        &recurrence::STEP_FORWARD,
-        &recurrence::STEP_BACKWARD,
-        &recurrence::BLOCKED_FORWARD,
-        &recurrence::BLOCKED_BACKWARD,
-        &recurrence::BLOCKED_FORWARD_NARROW,
-        &recurrence::BLOCKED_BACKWARD_NARROW,
-        &recurrence::TILED_FORWARD,
-        &recurrence::TILED_BACKWARD,
-        &recurrence::SEQ_FORWARD,
-        &recurrence::SEQ_FORWARD_NARROW,
-        &recurrence::SEQ_BACKWARD_NARROW,
-        &recurrence::SEQ_BACKWARD,
-        &recurrence::BLOCKED_SEQ_FORWARD,
-        &recurrence::BLOCKED_FORWARD_U,
-        &recurrence::BLOCKED_BACKWARD_U,
-        &recurrence::BLOCKED_FORWARD_NARROW_U,
-        &recurrence::BLOCKED_BACKWARD_NARROW_U,
-        &recurrence::BLOCKED_SEQ_FORWARD_U,
-        &recurrence::BLOCKED_SEQ_BACKWARD_U,
-        &recurrence::BLOCKED_SEQ_FORWARD4_U,
-        &recurrence::BLOCKED_SEQ_BACKWARD4_U,
-        &recurrence::BLOCKED_SEQ_BACKWARD,
-        &recurrence::BLOCKED_SEQ_FORWARD4,
-        &recurrence::BLOCKED_SEQ_BACKWARD4,
         &reduce::COLSUM,
         &reduce::SUM_PARTS,
         &transpose::TRANSPOSE,
@@ -514,7 +490,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &dropout::DROPOUT_BACKWARD,
     ]
     .into_iter()
-    .chain(recurrence::SUBGROUP_FORMS.iter().map(|(_, sg)| *sg))
+    .chain(recurrence::all_kernels())
     .collect()
 }
 
@@ -572,7 +548,18 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{}: {base}: {e}", path.display()));
                     source = text + &source;
                 }
-                validate(&path.display().to_string(), &source, base.is_some());
+                // A skeleton is validated with every cell spliced in, as the crate builds it.
+                let sources: Vec<String> = if source.contains(recurrence::CELL_MARK) {
+                    recurrence::Cell::ALL
+                        .iter()
+                        .map(|&c| recurrence::assemble(&source, None, c))
+                        .collect()
+                } else {
+                    vec![source]
+                };
+                for source in sources {
+                    validate(&path.display().to_string(), &source, base.is_some());
+                }
                 n += 1;
             }
         }

@@ -1,6 +1,21 @@
-//! Every recurrence kernel: its shader file, entry point, bindings and override constants.
+//! Every recurrence kernel, assembled: a skeleton from `shaders/` (how the recurrent product
+//! is computed and the steps driven: per step or persistent, tiled, register-blocked or with
+//! subgroups) with a cell's epilogues (`shaders/cell_*.wgsl`: what a step does with the
+//! product) spliced in at its `// {{cell}}` line. A [`Form`] names the skeleton's variant, a
+//! [`Cell`] the epilogues; [`kernel`] assembles and declares each pair once.
 
-use crate::gpu::{Bind, Gpu, Kernel};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use crate::gpu::{Bind, Kernel};
+
+/// The line of a skeleton the cell's WGSL replaces.
+pub(crate) const CELL_MARK: &str = "// {{cell}}\n";
+
+const SIMPLE: &str = include_str!("../../../shaders/recurrence.wgsl");
+const TILED: &str = include_str!("../../../shaders/recurrence_tiled.wgsl");
+const BLOCKED: &str = include_str!("../../../shaders/recurrence_blocked.wgsl");
+const BLOCKED_SUBGROUP: &str = include_str!("../../../shaders/recurrence_blocked_subgroup.wgsl");
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
 /// The blocked kernels also take `wp` as a uniform window onto one section (`wu`).
@@ -11,8 +26,8 @@ const BLOCKED_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Params,
 ];
-const SOURCE: &str = include_str!("../../../shaders/recurrence.wgsl");
 
+/// Writes W's padded layouts for the loops (no cell: the same for every one).
 pub(crate) static PREPARE: Kernel = Kernel {
     name: "weights_prepare",
     source: include_str!("../../../shaders/weights.wgsl"),
@@ -21,232 +36,230 @@ pub(crate) static PREPARE: Kernel = Kernel {
     constants: &[],
 };
 
-pub(crate) static STEP_FORWARD: Kernel = Kernel {
-    name: "recurrence_step_forward",
-    source: SOURCE,
-    entry: "step_forward",
-    binds: BINDS,
-    constants: &[],
-};
-
-pub(crate) static STEP_BACKWARD: Kernel = Kernel {
-    name: "recurrence_step_backward",
-    source: SOURCE,
-    entry: "step_backward",
-    binds: BINDS,
-    constants: &[],
-};
-
-const BLOCKED_SOURCE: &str = include_str!("../../../shaders/recurrence_blocked.wgsl");
-
-pub(crate) static BLOCKED_FORWARD: Kernel = Kernel {
-    name: "recurrence_blocked_forward",
-    source: BLOCKED_SOURCE,
-    entry: "blocked_forward",
-    binds: BLOCKED_BINDS,
-    constants: &[],
-};
-
-pub(crate) static BLOCKED_BACKWARD: Kernel = Kernel {
-    name: "recurrence_blocked_backward",
-    source: BLOCKED_SOURCE,
-    entry: "blocked_backward",
-    binds: BLOCKED_BINDS,
-    constants: &[],
-};
-
-/// The blocked kernels with workgroups of one row of 8 invocations (8 batch rows).
-pub(crate) static BLOCKED_FORWARD_NARROW: Kernel = Kernel {
-    name: "recurrence_blocked_forward_narrow",
-    constants: &[("BLOCK_ROWS", 1.0)],
-    ..BLOCKED_FORWARD
-};
-
-pub(crate) static BLOCKED_BACKWARD_NARROW: Kernel = Kernel {
-    name: "recurrence_blocked_backward_narrow",
-    constants: &[("BLOCK_ROWS", 1.0)],
-    ..BLOCKED_BACKWARD
-};
-
-pub(crate) static BLOCKED_SEQ_FORWARD: Kernel = Kernel {
-    name: "recurrence_blocked_seq_forward",
-    entry: "blocked_seq_forward",
-    ..BLOCKED_FORWARD
-};
-
-pub(crate) static BLOCKED_SEQ_BACKWARD: Kernel = Kernel {
-    name: "recurrence_blocked_seq_backward",
-    entry: "blocked_seq_backward",
-    ..BLOCKED_BACKWARD
-};
-
-pub(crate) static BLOCKED_SEQ_FORWARD4: Kernel = Kernel {
-    name: "recurrence_blocked_seq_forward4",
-    constants: &[("BLOCK_M", 4.0)],
-    ..BLOCKED_SEQ_FORWARD
-};
-
-pub(crate) static BLOCKED_SEQ_BACKWARD4: Kernel = Kernel {
-    name: "recurrence_blocked_seq_backward4",
-    constants: &[("BLOCK_M", 4.0)],
-    ..BLOCKED_SEQ_BACKWARD
-};
-
-/// The per-step blocked kernels reading W through the uniform window (H ≤ 128).
-pub(crate) static BLOCKED_FORWARD_U: Kernel = Kernel {
-    name: "recurrence_blocked_forward_u",
-    constants: &[("W_UNIFORM", 1.0)],
-    ..BLOCKED_FORWARD
-};
-
-pub(crate) static BLOCKED_BACKWARD_U: Kernel = Kernel {
-    name: "recurrence_blocked_backward_u",
-    constants: &[("W_UNIFORM", 1.0)],
-    ..BLOCKED_BACKWARD
-};
-
-pub(crate) static BLOCKED_FORWARD_NARROW_U: Kernel = Kernel {
-    name: "recurrence_blocked_forward_narrow_u",
-    constants: &[("BLOCK_ROWS", 1.0), ("W_UNIFORM", 1.0)],
-    ..BLOCKED_FORWARD
-};
-
-pub(crate) static BLOCKED_BACKWARD_NARROW_U: Kernel = Kernel {
-    name: "recurrence_blocked_backward_narrow_u",
-    constants: &[("BLOCK_ROWS", 1.0), ("W_UNIFORM", 1.0)],
-    ..BLOCKED_BACKWARD
-};
-
-/// The persistent blocked kernels reading W through the uniform window (H ≤ 128).
-pub(crate) static BLOCKED_SEQ_FORWARD_U: Kernel = Kernel {
-    name: "recurrence_blocked_seq_forward_u",
-    constants: &[("W_UNIFORM", 1.0)],
-    ..BLOCKED_SEQ_FORWARD
-};
-
-pub(crate) static BLOCKED_SEQ_BACKWARD_U: Kernel = Kernel {
-    name: "recurrence_blocked_seq_backward_u",
-    constants: &[("W_UNIFORM", 1.0)],
-    ..BLOCKED_SEQ_BACKWARD
-};
-
-pub(crate) static BLOCKED_SEQ_FORWARD4_U: Kernel = Kernel {
-    name: "recurrence_blocked_seq_forward4_u",
-    constants: &[("BLOCK_M", 4.0), ("W_UNIFORM", 1.0)],
-    ..BLOCKED_SEQ_FORWARD
-};
-
-pub(crate) static BLOCKED_SEQ_BACKWARD4_U: Kernel = Kernel {
-    name: "recurrence_blocked_seq_backward4_u",
-    constants: &[("BLOCK_M", 4.0), ("W_UNIFORM", 1.0)],
-    ..BLOCKED_SEQ_BACKWARD
-};
-
-const BLOCKED_SG_SOURCE: &str = concat!(
-    include_str!("../../../shaders/recurrence_blocked.wgsl"),
-    include_str!("../../../shaders/recurrence_blocked_subgroup.wgsl")
-);
-
-/// The subgroup form of a blocked kernel (`recurrence_blocked_subgroup.wgsl`): the same
-/// bindings and constants, the entry point of that name with `_sg`.
-macro_rules! subgroup_form {
-    ($($name:ident = $base:ident, $label:literal, $entry:literal;)*) => {
-        $(pub(crate) static $name: Kernel = Kernel {
-            name: $label,
-            source: BLOCKED_SG_SOURCE,
-            entry: $entry,
-            ..$base
-        };)*
-        /// Each blocked kernel and its subgroup form.
-        pub(crate) static SUBGROUP_FORMS: &[(&Kernel, &Kernel)] = &[$((&$base, &$name)),*];
-    };
+/// What a step does with its recurrent product: the epilogues spliced into every skeleton.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Cell {
+    /// `h = act(a)`, `dL/da = dL/dh act'(h)` (`shaders/cell_elman.wgsl`).
+    Elman,
 }
 
-subgroup_form! {
-    BLOCKED_FORWARD_SG = BLOCKED_FORWARD, "recurrence_blocked_forward_sg", "blocked_forward_sg";
-    BLOCKED_BACKWARD_SG = BLOCKED_BACKWARD, "recurrence_blocked_backward_sg", "blocked_backward_sg";
-    BLOCKED_FORWARD_NARROW_SG = BLOCKED_FORWARD_NARROW,
-        "recurrence_blocked_forward_narrow_sg", "blocked_forward_sg";
-    BLOCKED_BACKWARD_NARROW_SG = BLOCKED_BACKWARD_NARROW,
-        "recurrence_blocked_backward_narrow_sg", "blocked_backward_sg";
-    BLOCKED_FORWARD_U_SG = BLOCKED_FORWARD_U, "recurrence_blocked_forward_u_sg", "blocked_forward_sg";
-    BLOCKED_BACKWARD_U_SG = BLOCKED_BACKWARD_U,
-        "recurrence_blocked_backward_u_sg", "blocked_backward_sg";
-    BLOCKED_FORWARD_NARROW_U_SG = BLOCKED_FORWARD_NARROW_U,
-        "recurrence_blocked_forward_narrow_u_sg", "blocked_forward_sg";
-    BLOCKED_BACKWARD_NARROW_U_SG = BLOCKED_BACKWARD_NARROW_U,
-        "recurrence_blocked_backward_narrow_u_sg", "blocked_backward_sg";
-    BLOCKED_SEQ_FORWARD_SG = BLOCKED_SEQ_FORWARD,
-        "recurrence_blocked_seq_forward_sg", "blocked_seq_forward_sg";
-    BLOCKED_SEQ_BACKWARD_SG = BLOCKED_SEQ_BACKWARD,
-        "recurrence_blocked_seq_backward_sg", "blocked_seq_backward_sg";
-    BLOCKED_SEQ_FORWARD4_SG = BLOCKED_SEQ_FORWARD4,
-        "recurrence_blocked_seq_forward4_sg", "blocked_seq_forward_sg";
-    BLOCKED_SEQ_BACKWARD4_SG = BLOCKED_SEQ_BACKWARD4,
-        "recurrence_blocked_seq_backward4_sg", "blocked_seq_backward_sg";
-    BLOCKED_SEQ_FORWARD_U_SG = BLOCKED_SEQ_FORWARD_U,
-        "recurrence_blocked_seq_forward_u_sg", "blocked_seq_forward_sg";
-    BLOCKED_SEQ_BACKWARD_U_SG = BLOCKED_SEQ_BACKWARD_U,
-        "recurrence_blocked_seq_backward_u_sg", "blocked_seq_backward_sg";
-    BLOCKED_SEQ_FORWARD4_U_SG = BLOCKED_SEQ_FORWARD4_U,
-        "recurrence_blocked_seq_forward4_u_sg", "blocked_seq_forward_sg";
-    BLOCKED_SEQ_BACKWARD4_U_SG = BLOCKED_SEQ_BACKWARD4_U,
-        "recurrence_blocked_seq_backward4_u_sg", "blocked_seq_backward_sg";
-}
+impl Cell {
+    /// Every cell, for the validation tests.
+    #[cfg(test)]
+    pub const ALL: [Cell; 1] = [Cell::Elman];
 
-/// `k`'s subgroup form where `gpu` runs the subgroup kernels, else `k`.
-pub(super) fn form_for(gpu: &Gpu, k: &'static Kernel) -> &'static Kernel {
-    if gpu.subgroup_kernels()
-        && let Some((_, sg)) = SUBGROUP_FORMS.iter().find(|(b, _)| std::ptr::eq(*b, k))
-    {
-        return sg;
+    fn name(self) -> &'static str {
+        match self {
+            Cell::Elman => "elman",
+        }
     }
-    k
+
+    fn wgsl(self) -> &'static str {
+        match self {
+            Cell::Elman => include_str!("../../../shaders/cell_elman.wgsl"),
+        }
+    }
 }
 
-const TILED_SOURCE: &str = include_str!("../../../shaders/recurrence_tiled.wgsl");
+/// A skeleton's kernel family: which file and entry points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    /// `recurrence.wgsl` `step_*`: one step per dispatch, 4 x 4 blocks (CPU adapters, H not
+    /// a multiple of 4).
+    Step,
+    /// `recurrence.wgsl` `seq_*`: persistent, the state in workgroup memory.
+    Seq,
+    /// `recurrence_tiled.wgsl`: one step per dispatch through workgroup tiles (GPUs).
+    Tiled,
+    /// `recurrence_blocked.wgsl` `blocked_*`: one step per dispatch, 8 x 8 register blocks
+    /// (CPU adapters, H a multiple of 4).
+    Blocked,
+    /// `recurrence_blocked.wgsl` `blocked_seq_*`: their persistent form.
+    BlockedSeq,
+}
 
-pub(crate) static TILED_FORWARD: Kernel = Kernel {
-    name: "recurrence_tiled_forward",
-    source: TILED_SOURCE,
-    entry: "tiled_forward",
-    binds: BINDS,
-    constants: &[],
-};
+/// One variant of a skeleton: its family, its pass and the constants it is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Form {
+    pub family: Family,
+    pub backward: bool,
+    /// Seq: one SIMD group per workgroup (`SEQ_WG` 8, CPU adapters); Blocked: one row of
+    /// invocations (`BLOCK_ROWS` 1, small grids).
+    pub narrow: bool,
+    /// BlockedSeq: 4 batch rows per invocation (`BLOCK_M` 4, small batches).
+    pub four: bool,
+    /// Blocked, BlockedSeq: W read through the uniform window (`W_UNIFORM`).
+    pub uniform: bool,
+    /// Blocked, BlockedSeq: the subgroup form (`recurrence_blocked_subgroup.wgsl`).
+    pub subgroup: bool,
+}
 
-pub(crate) static TILED_BACKWARD: Kernel = Kernel {
-    name: "recurrence_tiled_backward",
-    source: TILED_SOURCE,
-    entry: "tiled_backward",
-    binds: BINDS,
-    constants: &[],
-};
+impl Form {
+    /// `family`'s plain forward or backward form.
+    pub const fn of(family: Family, backward: bool) -> Self {
+        Form {
+            family,
+            backward,
+            narrow: false,
+            four: false,
+            uniform: false,
+            subgroup: false,
+        }
+    }
 
-pub(crate) static SEQ_FORWARD: Kernel = Kernel {
-    name: "recurrence_seq_forward",
-    source: SOURCE,
-    entry: "seq_forward",
-    binds: BINDS,
-    constants: &[],
-};
+    /// Every form the drivers can choose.
+    #[cfg(test)]
+    pub fn all() -> Vec<Form> {
+        let mut all = Vec::new();
+        for backward in [false, true] {
+            all.push(Form::of(Family::Step, backward));
+            all.push(Form::of(Family::Tiled, backward));
+            for narrow in [false, true] {
+                all.push(Form {
+                    narrow,
+                    ..Form::of(Family::Seq, backward)
+                });
+            }
+            for subgroup in [false, true] {
+                for uniform in [false, true] {
+                    for narrow in [false, true] {
+                        all.push(Form {
+                            narrow,
+                            uniform,
+                            subgroup,
+                            ..Form::of(Family::Blocked, backward)
+                        });
+                    }
+                    for four in [false, true] {
+                        all.push(Form {
+                            four,
+                            uniform,
+                            subgroup,
+                            ..Form::of(Family::BlockedSeq, backward)
+                        });
+                    }
+                }
+            }
+        }
+        all
+    }
 
-/// The persistent kernels with one SIMD group per workgroup, for CPU adapters.
-pub(crate) static SEQ_FORWARD_NARROW: Kernel = Kernel {
-    name: "recurrence_seq_forward_narrow",
-    constants: &[("SEQ_WG", 8.0)],
-    ..SEQ_FORWARD
-};
+    fn skeleton(self) -> (&'static str, Option<&'static str>) {
+        match self.family {
+            Family::Step | Family::Seq => (SIMPLE, None),
+            Family::Tiled => (TILED, None),
+            Family::Blocked | Family::BlockedSeq => {
+                (BLOCKED, self.subgroup.then_some(BLOCKED_SUBGROUP))
+            }
+        }
+    }
 
-pub(crate) static SEQ_BACKWARD_NARROW: Kernel = Kernel {
-    name: "recurrence_seq_backward_narrow",
-    constants: &[("SEQ_WG", 8.0)],
-    ..SEQ_BACKWARD
-};
+    /// The entry point, which is also the kernel's name after `recurrence_`.
+    fn entry(self) -> String {
+        let family = match self.family {
+            Family::Step => "step",
+            Family::Seq => "seq",
+            Family::Tiled => "tiled",
+            Family::Blocked => "blocked",
+            Family::BlockedSeq => "blocked_seq",
+        };
+        let pass = if self.backward { "backward" } else { "forward" };
+        let sg = if self.subgroup { "_sg" } else { "" };
+        format!("{family}_{pass}{sg}")
+    }
 
-pub(crate) static SEQ_BACKWARD: Kernel = Kernel {
-    name: "recurrence_seq_backward",
-    source: SOURCE,
-    entry: "seq_backward",
-    binds: BINDS,
-    constants: &[],
-};
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        let mut c = Vec::new();
+        match self.family {
+            Family::Seq if self.narrow => c.push(("SEQ_WG", 8.0)),
+            Family::Blocked if self.narrow => c.push(("BLOCK_ROWS", 1.0)),
+            Family::BlockedSeq if self.four => c.push(("BLOCK_M", 4.0)),
+            _ => {}
+        }
+        if self.uniform {
+            c.push(("W_UNIFORM", 1.0));
+        }
+        c
+    }
+
+    /// The kernel's name: `recurrence_` and the entry's family and pass, then `_narrow`, `4`,
+    /// `_u` and `_sg` for its variant, and `+` the cell.
+    fn name(self, cell: Cell) -> String {
+        let family = self.entry().replace("_sg", "");
+        let narrow = if self.narrow { "_narrow" } else { "" };
+        let four = if self.four { "4" } else { "" };
+        let uniform = if self.uniform { "_u" } else { "" };
+        let sg = if self.subgroup { "_sg" } else { "" };
+        format!(
+            "recurrence_{family}{four}{narrow}{uniform}{sg}+{}",
+            cell.name()
+        )
+    }
+}
+
+/// `skeleton` (and its continuation, a file appended to it) with `cell` at [`CELL_MARK`].
+pub(crate) fn assemble(skeleton: &str, more: Option<&str>, cell: Cell) -> String {
+    let mut s = skeleton.replacen(CELL_MARK, cell.wgsl(), 1);
+    if let Some(more) = more {
+        s.push_str(more);
+    }
+    s
+}
+
+/// The kernel of `form` running `cell`: assembled and declared on first use, then the same
+/// `&'static` kernel (and so the same cached pipeline) for every later call. Forms and cells
+/// are finite, so what is kept is bounded.
+pub(crate) fn kernel(form: Form, cell: Cell) -> &'static Kernel {
+    static KERNELS: OnceLock<Mutex<HashMap<(Form, Cell), &'static Kernel>>> = OnceLock::new();
+    let map = KERNELS.get_or_init(Default::default);
+    // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry((form, cell)).or_insert_with(|| {
+        let (skeleton, more) = form.skeleton();
+        let binds = match form.family {
+            Family::Blocked | Family::BlockedSeq => BLOCKED_BINDS,
+            _ => BINDS,
+        };
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        Box::leak(Box::new(Kernel {
+            name: leak(form.name(cell)),
+            source: leak(assemble(skeleton, more, cell)),
+            entry: leak(form.entry()),
+            binds,
+            constants: Box::leak(form.constants().into_boxed_slice()),
+        }))
+    })
+}
+
+/// Every assembled recurrence kernel, for the validation tests.
+#[cfg(test)]
+pub(crate) fn all() -> Vec<&'static Kernel> {
+    Cell::ALL
+        .iter()
+        .flat_map(|&cell| Form::all().into_iter().map(move |f| kernel(f, cell)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_skeleton_has_one_cell_mark_and_every_form_a_distinct_name() {
+        for (file, text) in [
+            ("recurrence.wgsl", SIMPLE),
+            ("recurrence_tiled.wgsl", TILED),
+            ("recurrence_blocked.wgsl", BLOCKED),
+        ] {
+            assert_eq!(text.matches(CELL_MARK).count(), 1, "{file}");
+        }
+        assert!(!BLOCKED_SUBGROUP.contains(CELL_MARK));
+        let kernels = all();
+        let mut names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), kernels.len(), "two forms share a name");
+        // The cell is spliced in: no assembled source keeps the mark.
+        assert!(kernels.iter().all(|k| !k.source.contains(CELL_MARK)));
+    }
+}

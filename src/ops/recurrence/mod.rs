@@ -3,16 +3,19 @@
 //! register-blocked kernels of `shaders/recurrence_blocked.wgsl` run both (where H is a
 //! multiple of 4, in their subgroup forms where the adapter has 8-lane subgroups; those of
 //! `shaders/recurrence.wgsl` otherwise); on GPUs the per-step kernel of
-//! `shaders/recurrence_tiled.wgsl` and the persistent one of `shaders/recurrence.wgsl`. The
-//! kernels themselves are declared in `kernels.rs`; this module picks them and records them.
+//! `shaders/recurrence_tiled.wgsl` and the persistent one of `shaders/recurrence.wgsl`. Each
+//! is a skeleton with the layer's cell spliced in (`kernels.rs` assembles them); this module
+//! picks the forms and records them, for any cell.
 
 use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
 mod kernels;
-use kernels::form_for;
-pub(crate) use kernels::*;
+#[cfg(test)]
+pub(crate) use kernels::{CELL_MARK, all as all_kernels, assemble};
+pub(crate) use kernels::{Cell, PREPARE};
+use kernels::{Family, Form, kernel};
 
 /// Batch rows per invocation and invocations per workgroup (`ROWS`, `WG` in the shader).
 const ROWS: usize = 4;
@@ -72,36 +75,36 @@ struct Seq {
 /// CPU thread a workgroup (counting both directions'), else 4; reading W through a uniform window where it fits one (H ≤
 /// 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
 /// on CPU adapters and 64 invocations wide on GPUs.
-fn seq_kernels(gpu: &Gpu, batch: usize, hidden: usize, dirs: usize) -> Seq {
+fn seq_kernels(gpu: &Gpu, cell: Cell, batch: usize, hidden: usize, dirs: usize) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
         let threads = gpu.cpu_threads();
         let eight = dirs * batch.div_ceil(8) >= threads;
         let uniform = Recurrence::uniform_w(gpu, hidden, dirs);
-        let (forward, backward, rows): (&'static Kernel, &'static Kernel, usize) =
-            match (eight, uniform) {
-                (true, true) => (&BLOCKED_SEQ_FORWARD_U, &BLOCKED_SEQ_BACKWARD_U, 8),
-                (true, false) => (&BLOCKED_SEQ_FORWARD, &BLOCKED_SEQ_BACKWARD, 8),
-                (false, true) => (&BLOCKED_SEQ_FORWARD4_U, &BLOCKED_SEQ_BACKWARD4_U, 4),
-                (false, false) => (&BLOCKED_SEQ_FORWARD4, &BLOCKED_SEQ_BACKWARD4, 4),
-            };
+        let form = |backward| Form {
+            four: !eight,
+            uniform,
+            subgroup: gpu.subgroup_kernels(),
+            ..Form::of(Family::BlockedSeq, backward)
+        };
         // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
         return Seq {
-            forward: form_for(gpu, forward),
-            backward: form_for(gpu, backward),
-            rows,
+            forward: kernel(form(false), cell),
+            backward: kernel(form(true), cell),
+            rows: if eight { 8 } else { 4 },
             per_step,
             setup: 0,
         };
     }
-    let (forward, backward, wg): (&'static Kernel, &'static Kernel, usize) = if gpu.direct_kernels()
-    {
-        (&SEQ_FORWARD_NARROW, &SEQ_BACKWARD_NARROW, 8)
-    } else {
-        (&SEQ_FORWARD, &SEQ_BACKWARD, WG)
+    let narrow = gpu.direct_kernels();
+    let wg = if narrow { 8 } else { WG };
+    let form = |backward| Form {
+        narrow,
+        ..Form::of(Family::Seq, backward)
     };
+    let (forward, backward) = (kernel(form(false), cell), kernel(form(true), cell));
     // Per step: column groups of 4 units, each a product over q and an epilogue of 4 rows x
     // 4 columns; before the steps, clearing 2048 vec4s of state and loading its rows.
     Seq {
@@ -189,7 +192,9 @@ pub(crate) struct Recurrence<'a> {
     pub steps: usize,
     pub batch: usize,
     pub hidden: usize,
-    /// The nonlinearity as the shaders take it: 0 tanh, 1 relu, 2 identity.
+    /// The cell whose epilogues the kernels run, and its nonlinearity as the shaders take it
+    /// (0 tanh, 1 relu, 2 identity).
+    pub cell: Cell,
     pub act: u32,
     /// Directions: 1, or 2 side by side.
     pub dirs: usize,
@@ -364,7 +369,7 @@ impl Recurrence<'_> {
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
     fn chunks(&self, gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
         let per_chunk = if gpu.is_cpu() {
-            let seq = seq_kernels(gpu, self.batch, self.hidden, n);
+            let seq = seq_kernels(gpu, self.cell, self.batch, self.hidden, n);
             (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
             self.steps
@@ -388,18 +393,18 @@ impl Recurrence<'_> {
                 groups(self.batch, ROWS),
                 dirs,
             ];
-            return (&STEP_FORWARD, &STEP_BACKWARD, g);
+            let step = |backward| kernel(Form::of(Family::Step, backward), self.cell);
+            return (step(false), step(true), g);
         }
         let threads = gpu.cpu_threads();
         let units = groups(self.hidden, 64);
         let narrow = (units as usize) * self.batch.div_ceil(64) * n < 2 * threads;
-        let (f, b): (&'static Kernel, &'static Kernel) =
-            match (narrow, Self::uniform_w(gpu, self.hidden, n)) {
-                (true, true) => (&BLOCKED_FORWARD_NARROW_U, &BLOCKED_BACKWARD_NARROW_U),
-                (true, false) => (&BLOCKED_FORWARD_NARROW, &BLOCKED_BACKWARD_NARROW),
-                (false, true) => (&BLOCKED_FORWARD_U, &BLOCKED_BACKWARD_U),
-                (false, false) => (&BLOCKED_FORWARD, &BLOCKED_BACKWARD),
-            };
+        let form = |backward| Form {
+            narrow,
+            uniform: Self::uniform_w(gpu, self.hidden, n),
+            subgroup: gpu.subgroup_kernels(),
+            ..Form::of(Family::Blocked, backward)
+        };
         // Workgroups cover 64 units x 64 rows, or narrow ones 64 x 8 (a subgroup's 32 x 16
         // in the subgroup form).
         let g = match (narrow, gpu.subgroup_kernels()) {
@@ -407,7 +412,11 @@ impl Recurrence<'_> {
             (true, false) => [units, groups(self.batch, 8), dirs],
             (true, true) => [groups(self.hidden, 32), groups(self.batch, 16), dirs],
         };
-        (form_for(gpu, f), form_for(gpu, b), g)
+        (
+            kernel(form(false), self.cell),
+            kernel(form(true), self.cell),
+            g,
+        )
     }
 
     /// Every step forward: `h_all[t + 1] = act(xu[t] + W h_all[t])`; `h_all` is
@@ -424,7 +433,8 @@ impl Recurrence<'_> {
             for t in 0..self.steps {
                 let params = self.tiled(t * bh, t * bh, (t + 1) * bh, true, true);
                 let buffers = [self.w.buf, xu, h_all];
-                plan.push(&TILED_FORWARD, &buffers, &params, self.tiled_groups(), true)?;
+                let k = kernel(Form::of(Family::Tiled, false), self.cell);
+                plan.push(k, &buffers, &params, self.tiled_groups(), true)?;
             }
             return Ok(());
         }
@@ -443,7 +453,7 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let seq = seq_kernels(plan.gpu(), self.batch, self.hidden, n);
+                    let seq = seq_kernels(plan.gpu(), self.cell, self.batch, self.hidden, n);
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     for (t0, count) in self.chunks(plan.gpu(), n) {
                         let params = Rec {
@@ -474,7 +484,7 @@ impl Recurrence<'_> {
                 let params = self.tiled((t + 1) * bh, (t + 1) * bh, t * bh, has_next, false);
                 let buffers = [self.w.buf, h_all, da];
                 plan.push(
-                    &TILED_BACKWARD,
+                    kernel(Form::of(Family::Tiled, true), self.cell),
                     &buffers,
                     &params,
                     self.tiled_groups(),
@@ -498,7 +508,7 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let seq = seq_kernels(plan.gpu(), self.batch, self.hidden, n);
+                    let seq = seq_kernels(plan.gpu(), self.cell, self.batch, self.hidden, n);
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     // The same chunks, last first, each starting from its last step.
                     for (t0, count) in self.chunks(plan.gpu(), n).into_iter().rev() {

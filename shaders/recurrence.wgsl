@@ -40,8 +40,29 @@ struct Rec {
     dir0: u32,
 }
 
-// The direction this workgroup runs, set first thing by every entry point.
-var<private> dir: u32;
+// Where this workgroup's direction starts in src and dst (floats) and in wp (vec4s past a
+// section's start): set first thing by every entry point, so no inner loop reads a parameter
+// for it.
+var<private> xoff: u32;
+var<private> doff: u32;
+var<private> wdir: u32;
+
+// Built with TWO_DIRS only for a bidirectional layer: with one direction every offset is a
+// constant zero the compiler folds away.
+override TWO_DIRS: bool = false;
+
+fn set_direction(d: u32) {
+    if TWO_DIRS {
+        let dir = r.dir0 + d;
+        xoff = dir * r.dsrc;
+        doff = dir * r.ddst;
+        wdir = dir * r.dwp;
+    } else {
+        xoff = 0u;
+        doff = 0u;
+        wdir = 0u;
+    }
+}
 
 const ROWS: u32 = 4u;
 const WG: u32 = 64u;
@@ -65,9 +86,9 @@ fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
     // Rows past the batch read the last row (valid memory) and are never written.
     var base: array<u32, 4>;
     for (var i = 0u; i < ROWS; i++) {
-        base[i] = dir * r.ddst + state + min(b0 + i, r.batch - 1u) * h;
+        base[i] = doff + state + min(b0 + i, r.batch - 1u) * h;
     }
-    let ws = sec + dir * r.dwp;
+    let ws = sec + wdir;
     var acc: array<vec4<f32>, 4>;
     for (var k = 0u; k < h; k++) {
         let wv = wp[ws + k * q + j4];
@@ -82,7 +103,7 @@ fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
 // forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T); h_all is [T + 1, B, H], xu [T, B, H].
 @compute @workgroup_size(64, 1, 1)
 fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    dir = r.dir0 + wid.z;
+    set_direction(wid.z);
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -101,7 +122,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
             let j = j4 * 4u + c;
             if j < h {
                 let o = r.t * bh + b * h + j;
-                dst[dir * r.ddst + o + bh] = cell_forward(src[dir * r.dsrc + o] + acc[i][c], r.act);
+                dst[doff + o + bh] = cell_forward(src[xoff + o] + acc[i][c], r.act);
             }
         }
     }
@@ -110,7 +131,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 // backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
 @compute @workgroup_size(64, 1, 1)
 fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    dir = r.dir0 + wid.z;
+    set_direction(wid.z);
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -132,8 +153,8 @@ fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
             let j = j4 * 4u + c;
             if j < h {
                 let o = r.t * bh + b * h + j;
-                let d = dir * r.ddst + o;
-                dst[d] = cell_backward(dst[d] + acc[i][c], src[dir * r.dsrc + o + bh], r.act);
+                let d = doff + o;
+                dst[d] = cell_backward(dst[d] + acc[i][c], src[xoff + o + bh], r.act);
             }
         }
     }
@@ -164,7 +185,7 @@ fn seq_product(sec: u32, cur: u32, j4: u32) -> array<vec4<f32>, 4> {
     let q = r.hp / 4u;
     // Columns past H are zero rows of the padded matrix only up to HP; clamp to row H - 1.
     let last = r.hidden - 1u;
-    let ws = sec + dir * r.dwp;
+    let ws = sec + wdir;
     let w0 = ws + min(j4 * 4u, last) * q;
     let w1 = ws + min(j4 * 4u + 1u, last) * q;
     let w2 = ws + min(j4 * 4u + 2u, last) * q;
@@ -199,7 +220,7 @@ fn seq_load(lid: u32, b0: u32, base: u32) {
             break;
         }
         for (var k = lid; k < h; k += SEQ_WG) {
-            state[slot(0u, i, k / 4u)][k % 4u] = dst[dir * r.ddst + base + b * h + k];
+            state[slot(0u, i, k / 4u)][k % 4u] = dst[doff + base + b * h + k];
         }
     }
 }
@@ -207,7 +228,7 @@ fn seq_load(lid: u32, b0: u32, base: u32) {
 // forward over steps t0 .. t0 + count - 1; workgroup x owns batch rows 4x .. 4x + 3.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    dir = r.dir0 + wid.y;
+    set_direction(wid.y);
     let h = r.hidden;
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
@@ -233,8 +254,8 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
                     let j = j4 * 4u + c;
                     if j < h {
                         let o = t * bh + b * h + j;
-                        let v = cell_forward(src[dir * r.dsrc + o] + acc[i][c], r.act);
-                        dst[dir * r.ddst + o + bh] = v;
+                        let v = cell_forward(src[xoff + o] + acc[i][c], r.act);
+                        dst[doff + o + bh] = v;
                         state[slot(1u - cur, i, j4)][c] = v;
                     }
                 }
@@ -247,7 +268,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 // backward over steps t0 down to t0 - count + 1, in place over da.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    dir = r.dir0 + wid.y;
+    set_direction(wid.y);
     let h = r.hidden;
     let q = r.hp / 4u;
     let b0 = wid.x * ROWS;
@@ -273,8 +294,8 @@ fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                 for (var c = 0u; c < 4u; c++) {
                     let j = j4 * 4u + c;
                     if j < h {
-                        let o = dir * r.ddst + t * bh + b * h + j;
-                        let s = dir * r.dsrc + t * bh + b * h + j;
+                        let o = doff + t * bh + b * h + j;
+                        let s = xoff + t * bh + b * h + j;
                         let d = cell_backward(dst[o] + acc[i][c], src[s + bh], r.act);
                         dst[o] = d;
                         state[slot(1u - cur, i, j4)][c] = d;

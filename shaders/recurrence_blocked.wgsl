@@ -32,17 +32,32 @@ struct Rec {
     dir0: u32,
 }
 
-// The direction this workgroup runs, where its W layouts start (in vec4s, past the section's
+// Where this workgroup's direction starts in src and dst, where its W layouts start (in vec4s, past the section's
 // start) and where the uniform window starts (likewise): set first thing by every entry point,
 // so the inner loops read no parameter.
-var<private> dir: u32;
+var<private> xoff: u32; // in src, floats
+var<private> doff: u32; // in dst, floats
 var<private> wdir: u32;
 var<private> wwin: u32;
 
+// Built with TWO_DIRS only for a bidirectional layer: with one direction every offset is a
+// constant zero the compiler folds away (read from the parameters, they cost medium's
+// persistent loops about 12% on lavapipe).
+override TWO_DIRS: bool = false;
+
 fn set_direction(d: u32) {
-    dir = r.dir0 + d;
-    wdir = dir * r.dwp;
-    wwin = r.dir0 * r.dwp;
+    if TWO_DIRS {
+        let dir = r.dir0 + d;
+        xoff = dir * r.dsrc;
+        doff = dir * r.ddst;
+        wdir = dir * r.dwp;
+        wwin = r.dir0 * r.dwp;
+    } else {
+        xoff = 0u;
+        doff = 0u;
+        wdir = 0u;
+        wwin = 0u;
+    }
 }
 
 @group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
@@ -79,7 +94,7 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
     var sbase: array<u32, 8>;
     var wbase: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) {
-        sbase[i] = dir * r.ddst + state + min(r0 + i, r.batch - 1u) * r.hidden;
+        sbase[i] = doff + state + min(r0 + i, r.batch - 1u) * r.hidden;
         wbase[i] = sec + wdir + min(c0 + i, r.hidden - 1u) * q;
     }
     // The uniform window starts at direction dir0's section.
@@ -149,8 +164,8 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         }
         // Units c0 .. c0 + 3, then c0 + 4 .. c0 + 7 when inside H (a multiple of 4).
         let e = (t * bh + b * h + c0) / 4u;
-        let d = e + (dir * r.ddst + bh) / 4u;
-        let x = e + dir * r.dsrc / 4u;
+        let d = e + (doff + bh) / 4u;
+        let x = e + xoff / 4u;
         dst[d] = cell_forward4(src[x] + o.lo[i], r.act);
         if c0 + 4u < h {
             dst[d + 1u] = cell_forward4(src[x + 1u] + o.hi[i], r.act);
@@ -170,8 +185,8 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
             break;
         }
         let e = (t * bh + b * h + c0) / 4u;
-        let d = e + dir * r.ddst / 4u;
-        let hs = e + (dir * r.dsrc + bh) / 4u;
+        let d = e + doff / 4u;
+        let hs = e + (xoff + bh) / 4u;
         dst[d] = cell_backward4(dst[d] + o.lo[i], src[hs], r.act);
         if c0 + 4u < h {
             dst[d + 1u] = cell_backward4(dst[d + 1u] + o.hi[i], src[hs + 1u], r.act);

@@ -28,8 +28,8 @@ fn w_row(sec: u32, unit: u32, k4: u32) -> vec4<f32> {
 // cg .. cg + 31: state rows [B, H] from element `state`, W rows from section `sec` of wp.
 fn product_shared(sec: u32, state: u32, rg: u32, cg: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
-    let s0 = (dir * r.ddst + state + min(rg + 2u * lane, r.batch - 1u) * r.hidden) / 4u;
-    let s1 = (dir * r.ddst + state + min(rg + 2u * lane + 1u, r.batch - 1u) * r.hidden) / 4u;
+    let s0 = (doff + state + min(rg + 2u * lane, r.batch - 1u) * r.hidden) / 4u;
+    let s1 = (doff + state + min(rg + 2u * lane + 1u, r.batch - 1u) * r.hidden) / 4u;
     let u0 = cg + 4u * lane;
     // Row rg + 8 (lane / 4) + i was loaded by lane 4 (lane / 4) + i / 2 (its i % 2 -th); unit
     // cg + 8 (lane % 4) + j by lane 2 (lane % 4) + j / 4 (its j % 4 -th).
@@ -133,7 +133,7 @@ fn blocked_backward_sg(
 
 fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
-    let srow = (dir * r.ddst + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
+    let srow = (doff + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
     var o: Block;
     for (var k4 = 0u; k4 < q; k4++) {
         let w0 = w_row(sec, c0, k4);

@@ -46,7 +46,7 @@ pub mod text;
 pub use error::{Error, FileError, GpuError, InputError, Result};
 pub use gpu::{Gpu, KernelStyle};
 pub use loss::{Loss, LossKind, Reduction, Target};
-pub use model::{Forward, Gradients, HostParam, Nonlinearity, Rnn, RnnConfig};
+pub use model::{Forward, Gradients, HostParam, Init, Nonlinearity, Rnn, RnnConfig};
 pub use ops::Driver;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use tensor::{ClassIds, Tensor};

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train on a built-in task (sine, recall) or a text file (--text), with a progress bar.
-    Train(cli::train::TrainArgs),
+    Train(Box<cli::train::TrainArgs>),
     /// Run a model file on an input file; write outputs (and the loss's gradients) to a file.
     Run(cli::run::RunArgs),
     /// Generate text from a character model trained with `train --text`.

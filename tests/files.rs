@@ -656,6 +656,22 @@ mod cli {
                 "--bidirectional",
                 "next value",
             ),
+            (
+                &["train", "--init", "scaled:0"][..],
+                "--init",
+                "spectral radius",
+            ),
+            (&["train", "--init", "glorot"][..], "--init", "orthogonal"),
+            (
+                &["train", "--layer-init", "1=identity"][..],
+                "--layer-init",
+                "1 layers, counted from 0",
+            ),
+            (
+                &["train", "--layer-init", "identity"][..],
+                "--layer-init",
+                "K=KIND",
+            ),
         ] {
             let line = one_line_error(args);
             assert!(
@@ -663,6 +679,35 @@ mod cli {
                 "{args:?}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn train_starts_each_layer_as_told() {
+        let (code, out, err) = rnn_wgpu(&[
+            "train",
+            "--task",
+            "recall",
+            "--layers",
+            "2",
+            "--nonlinearity",
+            "relu",
+            "--init",
+            "orthogonal",
+            "--layer-init",
+            "1=identity",
+            "--steps",
+            "3",
+            "--seq-len",
+            "8",
+            "--batch",
+            "2",
+            "--hidden",
+            "8",
+            "--log-every",
+            "1",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("loss"), "{out}");
     }
 
     #[test]

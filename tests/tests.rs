@@ -3,6 +3,7 @@
 mod common;
 mod errors;
 mod files;
+mod init;
 mod learning;
 mod memory;
 mod optimizer;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnn_wgpu::io::{self, model_file::keys};
 use rnn_wgpu::text::{Corpus, Generator, Streams};
 use rnn_wgpu::{
-    ClassIds, Error, Gpu, InputError, Loss, Nonlinearity, Optimizer, OptimizerConfig,
+    ClassIds, Error, Gpu, Init, InputError, Loss, Nonlinearity, Optimizer, OptimizerConfig,
     OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
@@ -64,6 +64,14 @@ pub struct TrainArgs {
     /// Hidden nonlinearity [default: tanh, or the resumed model's].
     #[arg(long, value_enum)]
     nonlinearity: Option<Act>,
+    /// How every layer's W starts (a new model only): pytorch, orthogonal, identity (W = I
+    /// and zero biases: IRNN, with --nonlinearity relu) or scaled:R (PyTorch's draw at
+    /// spectral radius R) [default: pytorch].
+    #[arg(long, value_name = "KIND")]
+    init: Option<Init>,
+    /// One layer's start, K=KIND (K from 0; repeatable), over --init.
+    #[arg(long = "layer-init", value_name = "K=KIND")]
+    layer_init: Vec<String>,
     /// Noise added to the sine inputs (standard deviation, 0 or more).
     #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     noise: f64,
@@ -131,6 +139,28 @@ fn text_err(a: &TrainArgs, e: Error) -> Error {
         other => other.to_string(),
     };
     bad_arg("--text", format!("{path}: {reason}"))
+}
+
+/// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
+fn layer_inits(a: &TrainArgs, layers: usize) -> Result<Vec<(usize, Init)>, Error> {
+    a.layer_init
+        .iter()
+        .map(|v| {
+            let bad = |why: String| bad_arg("--layer-init", format!("`{v}`: {why}"));
+            let (k, kind) = v
+                .split_once('=')
+                .ok_or_else(|| bad("expected K=KIND, such as 1=orthogonal".into()))?;
+            let k: usize = k
+                .parse()
+                .map_err(|_| bad(format!("`{k}` is not a layer number")))?;
+            if k >= layers {
+                return Err(bad(format!(
+                    "the model has {layers} layers, counted from 0"
+                )));
+            }
+            Ok((k, kind.parse::<Init>().map_err(bad)?))
+        })
+        .collect()
 }
 
 /// Every numeric flag within its range, before any work: each message names the flag, the
@@ -340,6 +370,17 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     format!("{path} has {} hidden units; leave --hidden out", c.hidden),
                 ));
             }
+            if a.init.is_some() || !a.layer_init.is_empty() {
+                let flag = if a.init.is_some() {
+                    "--init"
+                } else {
+                    "--layer-init"
+                };
+                return Err(bad_arg(
+                    flag,
+                    format!("{path} keeps its trained weights; leave {flag} out"),
+                ));
+            }
             let mut rnn = m.rnn;
             if let Some(p) = a.dropout {
                 rnn.set_dropout(p)?;
@@ -354,8 +395,13 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
                 .with_dropout(a.dropout.unwrap_or(0.0))
-                .with_nonlinearity(a.nonlinearity.map_or(Nonlinearity::Tanh, Act::into));
-            Rnn::new(&gpu, config, a.seed)?
+                .with_nonlinearity(a.nonlinearity.map_or(Nonlinearity::Tanh, Act::into))
+                .with_init(a.init.unwrap_or_default());
+            let mut rnn = Rnn::new(&gpu, config, a.seed)?;
+            for (k, init) in layer_inits(a, config.layers)? {
+                rnn.init_layer(k, init, a.seed)?;
+            }
+            rnn
         }
     };
     // Next-step prediction with both directions: the reverse direction reads x(t + 1), the
@@ -415,6 +461,17 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     };
     if c.dropout > 0.0 && c.layers > 1 {
         shape.push_str(&format!("dropout {}, ", c.dropout));
+    }
+    // How W started, when not PyTorch's draw (a resumed model's start is not known).
+    if a.model.is_none() {
+        let starts: Vec<String> = std::iter::once(c.init)
+            .filter(|i| *i != Init::Pytorch)
+            .map(|i| format!("W {}", i.name()))
+            .chain(a.layer_init.iter().map(|v| format!("layer {v}")))
+            .collect();
+        if !starts.is_empty() {
+            shape.push_str(&format!("{}, ", starts.join(", ")));
+        }
     }
     let model_line = format!(
         "model: {} RNN, {shape}H = {}, {} parameters",

@@ -1,5 +1,6 @@
 //! [`RnnConfig`]: the sizes and options of one Elman layer with a linear head.
 
+use super::init::Init;
 use crate::error::{InputError, Result};
 
 /// The hidden nonlinearity.
@@ -72,6 +73,9 @@ pub struct RnnConfig {
     /// Dropout probability on the outputs of every layer but the last, in training only
     /// (`torch.nn.RNN(dropout=p)`), in `[0, 1)`.
     pub dropout: f32,
+    /// How every layer's `W` starts ([`Rnn::init_layer`](crate::Rnn::init_layer) sets one
+    /// layer's); PyTorch's draw by default.
+    pub init: Init,
 }
 
 impl RnnConfig {
@@ -87,7 +91,13 @@ impl RnnConfig {
             bidirectional: false,
             batch_first: false,
             dropout: 0.0,
+            init: Init::Pytorch,
         }
+    }
+
+    /// The same with every layer's `W` started as `init`.
+    pub fn with_init(self, init: Init) -> Self {
+        Self { init, ..self }
     }
 
     /// The same with dropout `p` between layers.
@@ -185,6 +195,7 @@ impl RnnConfig {
                 .into());
             }
         }
+        self.init.validate()?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(InputError::Invalid {
                 arg: "RnnConfig::dropout".into(),

@@ -1,11 +1,13 @@
 //! [`Rnn`]: parameters on the GPU, forward, back-propagation through time and training steps.
 
 mod config;
+mod init;
 pub(crate) mod layer;
 pub(crate) mod params;
 mod workspace;
 
 pub use config::{Nonlinearity, RnnConfig};
+pub use init::{Init, spectral_radius};
 pub use params::{ParamLayout, ParamSpec, SplitMix64};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -239,6 +241,44 @@ impl Rnn {
 
     pub(crate) fn param_buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer) {
         (&self.params, &self.grads)
+    }
+
+    /// Starts layer `layer`'s `W` (both directions') afresh as `init` makes it from PyTorch's
+    /// draw with `seed`, and for [`Init::Identity`] zeroes the layer's biases: a per-layer
+    /// choice on top of [`RnnConfig::init`].
+    pub fn init_layer(&mut self, layer: usize, init: Init, seed: u64) -> Result<()> {
+        init.validate()?;
+        if layer >= self.config.layers {
+            return Err(InputError::Invalid {
+                arg: "layer".into(),
+                reason: format!(
+                    "{layer} is past the model's {} layers (counted from 0)",
+                    self.config.layers
+                ),
+            }
+            .into());
+        }
+        let mut values = self.gpu.read(&self.params, 0, self.layout.len())?;
+        let bound = 1.0 / (self.config.hidden as f64).sqrt();
+        for unit in layer::Layer::all(&self.config)
+            .into_iter()
+            .filter(|u| u.k == layer)
+        {
+            // PyTorch's draw for this W first, from a stream of the seed, layer and direction.
+            if let Some(w) = self.layout.get(&unit.names.w_hh) {
+                let mut rng =
+                    SplitMix64::new(seed ^ (0xD7A0_0000 + unit.k as u64 * 2 + unit.d as u64));
+                for v in &mut values[w.offset..w.offset + w.len()] {
+                    *v = rng.uniform(bound) as f32;
+                }
+            }
+            params::init_layer(&self.layout, &unit, init, seed, &mut values);
+        }
+        self.gpu
+            .queue()
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&values));
+        self.set_layouts_fresh(false);
+        Ok(())
     }
 
     /// Downloads every parameter, in the layout's order.

@@ -92,6 +92,9 @@ pub(crate) struct Form {
     pub uniform: bool,
     /// Blocked, BlockedSeq: the subgroup form (`recurrence_blocked_subgroup.wgsl`).
     pub subgroup: bool,
+    /// Step, Seq, Blocked, BlockedSeq: a bidirectional layer's (`TWO_DIRS`: the directions'
+    /// offsets read from the parameters; zero constants otherwise).
+    pub two: bool,
 }
 
 impl Form {
@@ -104,12 +107,23 @@ impl Form {
             four: false,
             uniform: false,
             subgroup: false,
+            two: false,
         }
     }
 
     /// Every form the drivers can choose.
     #[cfg(test)]
     pub fn all() -> Vec<Form> {
+        let one = Self::all_one_direction();
+        let two = one
+            .iter()
+            .filter(|f| f.family != Family::Tiled)
+            .map(|&f| Form { two: true, ..f });
+        one.iter().copied().chain(two).collect()
+    }
+
+    #[cfg(test)]
+    fn all_one_direction() -> Vec<Form> {
         let mut all = Vec::new();
         for backward in [false, true] {
             all.push(Form::of(Family::Step, backward));
@@ -179,19 +193,23 @@ impl Form {
         if self.uniform {
             c.push(("W_UNIFORM", 1.0));
         }
+        if self.two {
+            c.push(("TWO_DIRS", 1.0));
+        }
         c
     }
 
-    /// The kernel's name: `recurrence_` and the entry's family and pass, then `_narrow`, `4`,
-    /// `_u` and `_sg` for its variant, and `+` the cell.
+    /// The kernel's name: `recurrence_` and the entry's family and pass, then `4`, `_narrow`,
+    /// `_u`, `_sg` and `_bi` for its variant, and `+` the cell.
     fn name(self, cell: Cell) -> String {
         let family = self.entry().replace("_sg", "");
         let narrow = if self.narrow { "_narrow" } else { "" };
         let four = if self.four { "4" } else { "" };
         let uniform = if self.uniform { "_u" } else { "" };
         let sg = if self.subgroup { "_sg" } else { "" };
+        let two = if self.two { "_bi" } else { "" };
         format!(
-            "recurrence_{family}{four}{narrow}{uniform}{sg}+{}",
+            "recurrence_{family}{four}{narrow}{uniform}{sg}{two}+{}",
             cell.name()
         )
     }

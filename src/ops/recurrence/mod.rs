@@ -67,7 +67,8 @@ struct Seq {
     setup: usize,
 }
 
-/// The persistent kernels on `gpu` for `batch` rows of `hidden` units.
+/// The persistent kernels on `gpu` for `batch` rows of `hidden` units, `dirs` directions side
+/// by side in each dispatch, of a layer with two directions where `two`.
 ///
 /// On CPU adapters (the direct style), where H is a multiple of 4, the register-blocked ones
 /// of `recurrence_blocked.wgsl`, which read the state back from global memory (on lavapipe
@@ -75,7 +76,13 @@ struct Seq {
 /// CPU thread a workgroup (counting both directions'), else 4; reading W through a uniform window where it fits one (H ≤
 /// 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
 /// on CPU adapters and 64 invocations wide on GPUs.
-fn seq_kernels(gpu: &Gpu, cell: Cell, batch: usize, hidden: usize, dirs: usize) -> Seq {
+fn seq_kernels(
+    gpu: &Gpu,
+    cell: Cell,
+    batch: usize,
+    hidden: usize,
+    (dirs, two): (usize, bool),
+) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
         let threads = gpu.cpu_threads();
@@ -85,6 +92,7 @@ fn seq_kernels(gpu: &Gpu, cell: Cell, batch: usize, hidden: usize, dirs: usize) 
             four: !eight,
             uniform,
             subgroup: gpu.subgroup_kernels(),
+            two,
             ..Form::of(Family::BlockedSeq, backward)
         };
         // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
@@ -102,6 +110,7 @@ fn seq_kernels(gpu: &Gpu, cell: Cell, batch: usize, hidden: usize, dirs: usize) 
     let wg = if narrow { 8 } else { WG };
     let form = |backward| Form {
         narrow,
+        two,
         ..Form::of(Family::Seq, backward)
     };
     let (forward, backward) = (kernel(form(false), cell), kernel(form(true), cell));
@@ -369,7 +378,7 @@ impl Recurrence<'_> {
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
     fn chunks(&self, gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
         let per_chunk = if gpu.is_cpu() {
-            let seq = seq_kernels(gpu, self.cell, self.batch, self.hidden, n);
+            let seq = seq_kernels(gpu, self.cell, self.batch, self.hidden, (n, self.dirs > 1));
             (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
             self.steps
@@ -393,7 +402,16 @@ impl Recurrence<'_> {
                 groups(self.batch, ROWS),
                 dirs,
             ];
-            let step = |backward| kernel(Form::of(Family::Step, backward), self.cell);
+            let two = self.dirs > 1;
+            let step = |backward| {
+                kernel(
+                    Form {
+                        two,
+                        ..Form::of(Family::Step, backward)
+                    },
+                    self.cell,
+                )
+            };
             return (step(false), step(true), g);
         }
         let threads = gpu.cpu_threads();
@@ -403,6 +421,7 @@ impl Recurrence<'_> {
             narrow,
             uniform: Self::uniform_w(gpu, self.hidden, n),
             subgroup: gpu.subgroup_kernels(),
+            two: self.dirs > 1,
             ..Form::of(Family::Blocked, backward)
         };
         // Workgroups cover 64 units x 64 rows, or narrow ones 64 x 8 (a subgroup's 32 x 16
@@ -453,7 +472,13 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let seq = seq_kernels(plan.gpu(), self.cell, self.batch, self.hidden, n);
+                    let seq = seq_kernels(
+                        plan.gpu(),
+                        self.cell,
+                        self.batch,
+                        self.hidden,
+                        (n, self.dirs > 1),
+                    );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     for (t0, count) in self.chunks(plan.gpu(), n) {
                         let params = Rec {
@@ -508,7 +533,13 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let seq = seq_kernels(plan.gpu(), self.cell, self.batch, self.hidden, n);
+                    let seq = seq_kernels(
+                        plan.gpu(),
+                        self.cell,
+                        self.batch,
+                        self.hidden,
+                        (n, self.dirs > 1),
+                    );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     // The same chunks, last first, each starting from its last step.
                     for (t0, count) in self.chunks(plan.gpu(), n).into_iter().rev() {

@@ -69,4 +69,40 @@ pub enum Target<'a> {
     Values(&'a Tensor),
     /// Class ids `[T, B]`, for cross-entropy.
     Classes(&'a ClassIds),
+    /// `Values` counted only at chosen steps: see [`Target::with_mask`].
+    MaskedValues(&'a Tensor, &'a Tensor),
+    /// `Classes` counted only at chosen steps: see [`Target::with_mask`].
+    MaskedClasses(&'a ClassIds, &'a Tensor),
+}
+
+impl<'a> Target<'a> {
+    /// The same target counted only where `mask` (`[T, B]`, or `[B, T]` for a batch-first
+    /// model; 1 where a step's loss counts, 0 where not) says: the loss and its gradient are
+    /// zero at the other steps, and `mean` divides by what is counted, as PyTorch's mean over
+    /// a selection (`loss(o[mask], y[mask])`) does. A mask that counts nothing gives a loss of
+    /// 0 (PyTorch's would be NaN). The mask's values weigh each step's loss, so values other
+    /// than 0 and 1 weigh it that much.
+    pub fn with_mask(self, mask: &'a Tensor) -> Self {
+        match self {
+            Target::Values(y) | Target::MaskedValues(y, _) => Target::MaskedValues(y, mask),
+            Target::Classes(y) | Target::MaskedClasses(y, _) => Target::MaskedClasses(y, mask),
+        }
+    }
+
+    /// The mask, where there is one.
+    pub fn mask(&self) -> Option<&'a Tensor> {
+        match *self {
+            Target::MaskedValues(_, m) | Target::MaskedClasses(_, m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The same target without its mask.
+    pub fn unmasked(self) -> Self {
+        match self {
+            Target::MaskedValues(y, _) => Target::Values(y),
+            Target::MaskedClasses(y, _) => Target::Classes(y),
+            other => other,
+        }
+    }
 }

@@ -421,6 +421,53 @@ pub fn loss(o: &[f64], outputs: usize, targets: &Targets, loss: Loss) -> (f64, V
     (total, d)
 }
 
+/// The loss counted only at the rows where `mask` `[R]` says (a weight per row, 1 where a
+/// step counts): the rows' losses and gradients weighed by it, and `mean` dividing by the
+/// elements counted (Σ mask · O for mse, Σ mask for cross-entropy), PyTorch's mean over a
+/// selection; 0 where nothing is counted.
+pub fn masked_loss(
+    o: &[f64],
+    outputs: usize,
+    targets: &Targets,
+    mask: &[f64],
+    l: Loss,
+) -> (f64, Vec<f64>) {
+    let rows = o.len() / outputs;
+    assert_eq!(
+        mask.len(),
+        rows,
+        "reference::masked_loss: one weight per row"
+    );
+    // Each row's own loss and gradient, unreduced (`sum` over that row alone).
+    let sum = l.with_reduction(Reduction::Sum);
+    let mut total = 0.0;
+    let mut d = vec![0.0; o.len()];
+    for r in 0..rows {
+        let row = &o[r * outputs..(r + 1) * outputs];
+        let one = match targets {
+            Targets::Values(y) => Targets::Values(y[r * outputs..(r + 1) * outputs].to_vec()),
+            Targets::Classes(y) => Targets::Classes(vec![y[r]]),
+        };
+        let (lr, dr) = loss(row, outputs, &one, sum);
+        total += mask[r] * lr;
+        for c in 0..outputs {
+            d[r * outputs + c] = mask[r] * dr[c];
+        }
+    }
+    let counted: f64 = mask.iter().sum::<f64>()
+        * match l.kind {
+            LossKind::Mse => outputs as f64,
+            LossKind::CrossEntropy => 1.0,
+        };
+    let scale = match l.reduction {
+        Reduction::Sum => 1.0,
+        Reduction::Mean if counted > 0.0 => 1.0 / counted,
+        Reduction::Mean => 0.0,
+    };
+    d.iter_mut().for_each(|v| *v *= scale);
+    (total * scale, d)
+}
+
 /// Gradients from the reference backward pass.
 #[derive(Debug, Clone)]
 pub struct Grads {
@@ -567,6 +614,21 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
         x: d_out,
         h0: dh0,
     }
+}
+
+/// [`loss_and_grads`] with the loss counted where `mask` `[T * B]` says ([`masked_loss`]).
+pub fn masked_loss_and_grads(
+    p: &Params,
+    (x, h0): (&[f64], Option<&[f64]>),
+    (steps, batch): (usize, usize),
+    targets: &Targets,
+    mask: &[f64],
+    l: Loss,
+) -> (f64, Trace, Grads) {
+    let trace = forward(p, x, h0, steps, batch);
+    let (value, d_o) = masked_loss(&trace.o, p.config.output, targets, mask, l);
+    let grads = backward(p, x, &trace, &d_o);
+    (value, trace, grads)
 }
 
 /// Forward, loss and backward: the loss and every gradient.
@@ -782,6 +844,50 @@ mod tests {
                         seed += 1;
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn masked_loss_gradients_match_finite_differences_and_an_all_ones_mask_changes_nothing() {
+        let mut rng = SplitMix64::new(77);
+        let (rows, outputs) = (7, 3);
+        let o: Vec<f64> = (0..rows * outputs).map(|_| rng.uniform(2.0)).collect();
+        let mask = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        for l in [Loss::mse(), Loss::cross_entropy()] {
+            let targets = match l.kind {
+                LossKind::Mse => {
+                    Targets::Values((0..rows * outputs).map(|_| rng.uniform(1.0)).collect())
+                }
+                LossKind::CrossEntropy => {
+                    Targets::Classes((0..rows).map(|r| r % outputs).collect())
+                }
+            };
+            for reduction in [Reduction::Mean, Reduction::Sum] {
+                let l = l.with_reduction(reduction);
+                let (_, d) = masked_loss(&o, outputs, &targets, &mask, l);
+                for i in 0..o.len() {
+                    let (mut op, mut om) = (o.clone(), o.clone());
+                    op[i] += 1e-6;
+                    om[i] -= 1e-6;
+                    let num = (masked_loss(&op, outputs, &targets, &mask, l).0
+                        - masked_loss(&om, outputs, &targets, &mask, l).0)
+                        / 2e-6;
+                    assert!((num - d[i]).abs() < 1e-7, "{l:?} o[{i}]: {num} vs {}", d[i]);
+                    if mask[i / outputs] == 0.0 {
+                        assert_eq!(d[i], 0.0, "a step the mask leaves out has no gradient");
+                    }
+                }
+                let ones = vec![1.0; rows];
+                let (a, da) = masked_loss(&o, outputs, &targets, &ones, l);
+                let (b, db) = loss(&o, outputs, &targets, l);
+                assert!(
+                    (a - b).abs() < 1e-12 && da.iter().zip(&db).all(|(x, y)| (x - y).abs() < 1e-12)
+                );
+                assert_eq!(
+                    masked_loss(&o, outputs, &targets, &[0.0; 7], l),
+                    (0.0, vec![0.0; 21])
+                );
             }
         }
     }

@@ -239,3 +239,21 @@ fn sizes_whose_product_overflows_are_errors() {
     let err = Rnn::new(&g, RnnConfig::new(3, 1 << 30, 2), 0).unwrap_err();
     assert!(err.to_string().contains("hidden"), "{err}");
 }
+
+#[test]
+fn a_loss_mask_of_the_wrong_shape_is_rejected() {
+    let g = gpu();
+    let mut rnn = model();
+    let x = Tensor::zeros(&g, &[2, 3, 3]).unwrap();
+    let y = Tensor::zeros(&g, &[2, 3, 4]).unwrap();
+    for shape in [&[3, 2][..], &[2, 3, 1], &[6]] {
+        let mask = Tensor::zeros(&g, shape).unwrap();
+        let target = Target::Values(&y).with_mask(&mask);
+        let (e, msg) = input_error(rnn.loss_and_gradients(&x, None, target, Loss::mse()));
+        assert!(
+            matches!(e, InputError::Shape { ref arg, .. } if arg == "mask"),
+            "{shape:?}: {msg}"
+        );
+        assert!(msg.contains("[2, 3]"), "{msg}");
+    }
+}

@@ -8,7 +8,7 @@ use rnn_wgpu::{LossKind, Reduction};
 
 use crate::common::{assert_close, gpu};
 
-/// The cases the fixture script writes (its `CASES`).
+/// The cases the fixture script writes (its `CASES`, `STACKED_CASES` and `MASKED_CASES`).
 const CASES: &[&str] = &[
     "tanh_mse_mean_h0",
     "relu_mse_sum_t1_b1",
@@ -25,6 +25,10 @@ const CASES: &[&str] = &[
     "bi2_relu_mse",
     "bi2_tanh_mse_batch_first",
     "stacked2_relu_ce_batch_first",
+    // Its `MASKED_CASES`: the loss counted where the input's `mask` says.
+    "masked_tanh_mse_last_step",
+    "masked_bi2_relu_ce_sum_batch_first",
+    "masked_stacked2_ce_mean",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -1213,3 +1213,111 @@ fn a_linear_recurrence_raises_each_eigenvalue_to_the_power_t() {
         }
     }
 }
+
+#[test]
+fn masked_losses_match_reference_under_every_driver() {
+    // The loss counted at chosen steps (a mask [T, B], as sequence classification and the
+    // long-memory tasks need): every loss and reduction, batch-first too, a mask that counts
+    // one step only and one with weights other than 0 and 1, under every driver.
+    let g = gpu();
+    let mut n = 0;
+    for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+        for (loss, batch_first) in [
+            (Loss::mse(), false),
+            (Loss::cross_entropy().with_reduction(Reduction::Sum), true),
+            (Loss::cross_entropy(), false),
+            (Loss::mse().with_reduction(Reduction::Sum), true),
+        ] {
+            let (t, b) = (5, 3);
+            let c = Case {
+                steps: t,
+                batch: b,
+                input: 3,
+                hidden: 9,
+                output: 4,
+                nonlinearity: Nonlinearity::Tanh,
+                bias: true,
+                loss,
+                with_h0: n % 2 == 0,
+                layers: 1 + n % 2,
+                bidirectional: n % 3 == 0,
+            };
+            let s = setup(c, 31_000 + n as u64);
+            // [T, B]: only the last step counts in the first two cases; weights in the others.
+            let mask: Vec<f64> = (0..t * b)
+                .map(|i| match n % 4 {
+                    0 | 1 => f64::from(i / b == t - 1),
+                    _ => [0.0, 1.0, 0.5][i % 3],
+                })
+                .collect();
+            let (want_loss, trace, want) = reference::masked_loss_and_grads(
+                &s.p,
+                (&s.x, s.h0.as_deref()),
+                (t, b),
+                &s.targets,
+                &mask,
+                loss,
+            );
+            let mut rnn = model_on(&g, &s.p, driver);
+            rnn.set_batch_first(batch_first);
+            // The caller's layout: [B, T, ...] when batch-first.
+            let lay = |v: &[f64], w: usize| -> Vec<f32> {
+                if !batch_first {
+                    return to_f32(v);
+                }
+                let mut out = vec![0.0f32; v.len()];
+                for ti in 0..t {
+                    for bi in 0..b {
+                        for k in 0..w {
+                            out[(bi * t + ti) * w + k] = v[(ti * b + bi) * w + k] as f32;
+                        }
+                    }
+                }
+                out
+            };
+            let lead = if batch_first { [b, t] } else { [t, b] };
+            let xt =
+                Tensor::from_slice(&g, &[lead[0], lead[1], c.input], &lay(&s.x, c.input)).unwrap();
+            let h0t = s
+                .h0
+                .as_ref()
+                .map(|h| Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h)).unwrap());
+            let mt = Tensor::from_slice(&g, &lead, &lay(&mask, 1)).unwrap();
+            let (yv, yc);
+            let target = match &s.targets {
+                Targets::Values(y) => {
+                    yv = Tensor::from_slice(&g, &[lead[0], lead[1], c.output], &lay(y, c.output))
+                        .unwrap();
+                    Target::Values(&yv)
+                }
+                Targets::Classes(y) => {
+                    let yf: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+                    let ids: Vec<i64> = lay(&yf, 1).iter().map(|&v| v as i64).collect();
+                    yc = ClassIds::from_slice(&g, &lead, &ids).unwrap();
+                    Target::Classes(&yc)
+                }
+            };
+            let ctx = format!("{c:?} {driver:?} batch-first {batch_first} mask {n}");
+            // An unmasked call first: the masked one must not reuse its plan or its scale.
+            rnn.loss_and_gradients(&xt, h0t.as_ref(), target, loss)
+                .unwrap();
+            let (_, grads) = rnn
+                .loss_and_gradients(&xt, h0t.as_ref(), target.with_mask(&mt), loss)
+                .unwrap();
+            assert_close(
+                &format!("loss {ctx}"),
+                &[rnn.last_loss().unwrap()],
+                &[want_loss],
+                REL,
+            );
+            assert_param_grads(&ctx, &grads, &want.params);
+            let _ = trace;
+            // evaluate counts the same steps.
+            let (_, value) = rnn
+                .evaluate(&xt, h0t.as_ref(), target.with_mask(&mt), loss)
+                .unwrap();
+            assert_close(&format!("evaluate {ctx}"), &[value], &[want_loss], REL);
+            n += 1;
+        }
+    }
+}

@@ -12,7 +12,8 @@ use crate::tensor::{ClassIds, Tensor};
 /// `grad.<parameter>` for every parameter, `grad.x` and, when `input` has `h0`, `grad.h0`.
 ///
 /// `loss` picks the loss; `None` infers it from `y`'s dtype (float: mse, integer:
-/// cross-entropy).
+/// cross-entropy). A `mask` `[T, B]` (`[B, T]` batch-first) beside `y` counts the loss only
+/// at the steps where it is 1 ([`Target::with_mask`]).
 pub fn run(
     rnn: &mut Rnn,
     input: &TensorFile,
@@ -65,6 +66,12 @@ pub fn run(
     };
 
     let Some(y) = input.get("y") else {
+        if input.get("mask").is_some() {
+            return Err(input.invalid(
+                "mask",
+                "a loss mask needs a target y to count the loss against".to_string(),
+            ));
+        }
         if let Some(kind) = loss {
             let name = Loss { kind, reduction }.name();
             return Err(input.invalid(
@@ -136,6 +143,35 @@ pub fn run(
             }
             classes = ClassIds::from_slice(&gpu, &y.shape, &ids)?;
             Target::Classes(&classes)
+        }
+    };
+
+    let mask;
+    let target = match input.get("mask") {
+        None => target,
+        Some(m) => {
+            let v = m.to_f32().or_else(|| {
+                m.to_i64()
+                    .map(|ids| ids.iter().map(|&v| v as f32).collect())
+            });
+            let v = v.ok_or_else(|| {
+                input.dtype_err("mask", m, "F32, F64, I32 or I64 (a bool mask as .float())")
+            })?;
+            if m.shape != [d0, d1] {
+                return Err(input.shape_err(
+                    "mask",
+                    &m.shape,
+                    format!("[{d0}, {d1}] ({order} from x)"),
+                ));
+            }
+            if let Some(bad) = v.iter().find(|v| !v.is_finite() || **v < 0.0) {
+                return Err(input.invalid(
+                    "mask",
+                    format!("{bad} is not a weight: 1 where a step's loss counts, 0 where not"),
+                ));
+            }
+            mask = Tensor::from_slice(&gpu, &m.shape, &v)?;
+            target.with_mask(&mask)
         }
     };
 

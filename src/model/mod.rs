@@ -378,7 +378,17 @@ impl Rnn {
         let o = self.config.output;
         // The target's leading dimensions, as the caller lays them out.
         let ([d0, d1], order) = self.config.leading([t, b]);
-        match (loss.kind, target) {
+        if let Some(mask) = target.mask() {
+            self.check_gpu("mask", mask)?;
+            if mask.shape() != [d0, d1] {
+                return Err(shape_err(
+                    "mask",
+                    format!("[{d0}, {d1}] ({order} from x)"),
+                    mask.shape(),
+                ));
+            }
+        }
+        match (loss.kind, target.unmasked()) {
             (LossKind::Mse, Target::Values(y)) => {
                 self.check_gpu("y", y)?;
                 if y.shape() != [d0, d1, o] {
@@ -487,7 +497,12 @@ impl Rnn {
                     None => enc.clear_buffer(h_all, off, Some(bh)),
                 }
             }
-            match target {
+            if let Some(mask) = target.and_then(|t| t.mask()) {
+                let dst = ws.batch_first.as_ref().map_or(&ws.mask, |bf| &bf.mask);
+                let n = bytes(mask.len());
+                enc.copy_buffer_to_buffer(mask.buffer(), bytes(mask.offset()), dst, 0, n);
+            }
+            match target.map(Target::unmasked) {
                 Some(Target::Values(y)) => enc.copy_buffer_to_buffer(
                     y.buffer(),
                     bytes(y.offset()),
@@ -502,7 +517,8 @@ impl Rnn {
                     0,
                     bytes(y.shape().iter().product()),
                 ),
-                None => {}
+                // `unmasked` leaves none.
+                Some(Target::MaskedValues(..) | Target::MaskedClasses(..)) | None => {}
             }
         }
     }
@@ -650,14 +666,15 @@ impl Rnn {
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b, false)?;
-        ws.prepare_loss(&gpu, loss, outputs)?;
+        let key = (loss, target.mask().is_some());
+        ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
         ops::run(
             &gpu,
             "evaluate",
             driver,
             Self::stage(ws, x, h0, Some(target), hidden),
-            &[ws.forward_plans(), vec![ws.loss_plan(loss)]].concat(),
+            &[ws.forward_plans(), vec![ws.loss_plan(key)]].concat(),
             Self::gather_h_n(ws, hidden),
         )?;
         self.set_layouts_fresh(true);
@@ -699,10 +716,11 @@ impl Rnn {
         let updates = optimizer.is_some();
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b, true)?;
-        ws.prepare_loss(&gpu, loss, outputs)?;
+        let key = (loss, target.mask().is_some());
+        ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
         let mut plans = ws.forward_plans();
-        plans.extend([ws.loss_plan(loss), &ws.backward]);
+        plans.extend([ws.loss_plan(key), &ws.backward]);
         // dL/dx only where it is returned, and before an update changes U.
         if dx {
             plans.push(&ws.input_grad);
@@ -743,20 +761,16 @@ impl Rnn {
         let dx = self.input_gradients;
         let gpu = self.gpu.clone();
         let ws = self.workspace(t, b, true)?;
-        if let Some((_, loss)) = target {
-            ws.prepare_loss(&gpu, loss, outputs)?;
+        let key = target.map(|(y, loss)| (loss, y.mask().is_some()));
+        if let Some(key) = key {
+            ws.prepare_loss(&gpu, key, outputs)?;
         }
         let ws = &*ws;
-        let plans = match target {
-            Some((_, loss)) if dx => {
-                vec![
-                    &ws.forward,
-                    ws.loss_plan(loss),
-                    &ws.backward,
-                    &ws.input_grad,
-                ]
+        let plans = match key {
+            Some(key) if dx => {
+                vec![&ws.forward, ws.loss_plan(key), &ws.backward, &ws.input_grad]
             }
-            Some((_, loss)) => vec![&ws.forward, ws.loss_plan(loss), &ws.backward],
+            Some(key) => vec![&ws.forward, ws.loss_plan(key), &ws.backward],
             None => vec![&ws.forward],
         };
         let phases = ops::run_timed(

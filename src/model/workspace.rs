@@ -57,8 +57,10 @@ pub(crate) struct Workspace {
     pub d_o: wgpu::Buffer,
     /// Per-row losses `[T * B]`.
     pub rows: wgpu::Buffer,
-    /// The loss `[1]`.
+    /// The loss `[2]` (the loss, then a masked mean's scale).
     pub loss: wgpu::Buffer,
+    /// A masked loss's weight per row `[T * B]`, copied in from the caller's mask.
+    pub mask: wgpu::Buffer,
     /// dL/dx `[T, B, I]`.
     pub dx: wgpu::Buffer,
     /// dL/dh0 `[L, B, H]`.
@@ -73,7 +75,8 @@ pub(crate) struct Workspace {
     pub backward: Plan,
     /// dL/dx and dL/dh0, after `backward`.
     pub input_grad: Plan,
-    losses: HashMap<Loss, Plan>,
+    /// The loss plans, by loss and whether masked.
+    losses: HashMap<(Loss, bool), Plan>,
     /// The batch-first copies, for a `batch_first` model.
     pub batch_first: Option<BatchFirst>,
     /// Dropout's `[seed, training]` for the next call, when the model has dropout between
@@ -88,6 +91,8 @@ pub(crate) struct BatchFirst {
     pub x: wgpu::Buffer,
     /// Targets `[B, T, O]` or `[B, T]`, swapped into `y` at the start of the loss plan.
     pub y: wgpu::Buffer,
+    /// A loss mask `[B, T]`, swapped into `mask` at the start of a masked loss plan.
+    pub mask: wgpu::Buffer,
     /// Outputs `[B, T, O]`, swapped from `o` at the end of the forward plan.
     pub o: wgpu::Buffer,
     /// dL/dx `[B, T, I]`, swapped from `dx` at the end of the input-gradient plan.
@@ -334,7 +339,8 @@ impl Workspace {
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
-        let loss = gpu.storage_buffer("loss", 1)?;
+        let loss = gpu.storage_buffer("loss and masked scale", 2)?;
+        let mask = gpu.storage_buffer("loss mask [T * B]", rows)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
         let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * bh)?;
         let mut wps = Vec::with_capacity(nl);
@@ -441,6 +447,7 @@ impl Workspace {
             Some(BatchFirst {
                 x: gpu.storage_buffer("x [B, T, I]", rows * i)?,
                 y: gpu.storage_buffer("targets [B, T, O]", rows * o)?,
+                mask: gpu.storage_buffer("loss mask [B, T]", rows)?,
                 o: gpu.storage_buffer("outputs [B, T, O]", rows * o)?,
                 dx: gpu.storage_buffer("dL/dx [B, T, I]", rows * i)?,
                 d_o: d_o_bf,
@@ -735,6 +742,7 @@ impl Workspace {
             d_o,
             rows: row_loss,
             loss,
+            mask,
             dx,
             dh0,
             forward,
@@ -764,9 +772,10 @@ impl Workspace {
         }
     }
 
-    /// Records the plan for `loss` unless it exists already.
-    pub fn prepare_loss(&mut self, gpu: &Gpu, loss: Loss, outputs: usize) -> Result<()> {
-        if !self.losses.contains_key(&loss) {
+    /// Records the plan for `loss` (reading the mask where `masked`) unless it exists already.
+    pub fn prepare_loss(&mut self, gpu: &Gpu, key: (Loss, bool), outputs: usize) -> Result<()> {
+        if !self.losses.contains_key(&key) {
+            let (loss, masked) = key;
             let mut b = PlanBuilder::new(gpu, "loss");
             if let Some(bf) = &self.batch_first {
                 // Class ids are one word per row, values O.
@@ -775,27 +784,31 @@ impl Workspace {
                     crate::loss::LossKind::CrossEntropy => 1,
                 };
                 swap_leading(&mut b, (self.batch, self.steps, n), &bf.y, &self.y)?;
+                if masked {
+                    swap_leading(&mut b, (self.batch, self.steps, 1), &bf.mask, &self.mask)?;
+                }
             }
             crate::ops::loss::loss(
                 &mut b,
-                loss,
+                key,
                 self.steps * self.batch,
                 outputs,
                 &LossBuffers {
                     o: &self.o,
                     y: &self.y,
+                    mask: &self.mask,
                     d_o: &self.d_o,
                     rows: &self.rows,
                     loss: &self.loss,
                 },
             )?;
-            self.losses.insert(loss, b.finish()?);
+            self.losses.insert(key, b.finish()?);
         }
         Ok(())
     }
 
-    /// The plan for `loss`, recorded by [`Workspace::prepare_loss`].
-    pub fn loss_plan(&self, loss: Loss) -> &Plan {
-        &self.losses[&loss]
+    /// The plan for `key`, recorded by [`Workspace::prepare_loss`].
+    pub fn loss_plan(&self, key: (Loss, bool)) -> &Plan {
+        &self.losses[&key]
     }
 }

@@ -1,4 +1,5 @@
-//! `shaders/loss.wgsl`: mse and cross-entropy with their gradients, and the total.
+//! `shaders/loss.wgsl`: mse and cross-entropy with their gradients, and the total; with a
+//! mask, the scale of a masked mean first.
 
 use super::{PlanBuilder, groups, u};
 use crate::error::Result;
@@ -6,6 +7,7 @@ use crate::gpu::{Bind, Kernel};
 use crate::loss::{Loss, LossKind, Reduction};
 
 const BINDS: &[Bind] = &[
+    Bind::Read,
     Bind::Read,
     Bind::Read,
     Bind::ReadWrite,
@@ -36,6 +38,13 @@ pub(crate) static TOTAL: Kernel = Kernel {
     binds: BINDS,
     constants: &[],
 };
+pub(crate) static MASK_SCALE: Kernel = Kernel {
+    name: "loss_mask_scale",
+    source: SOURCE,
+    entry: "mask_scale",
+    binds: BINDS,
+    constants: &[],
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -43,7 +52,9 @@ struct Params {
     rows: u32,
     cols: u32,
     scale: f32,
-    _pad: u32,
+    mode: u32,
+    per: f32,
+    _pad: [u32; 3],
 }
 
 /// Buffers of one loss evaluation.
@@ -52,41 +63,55 @@ pub(crate) struct LossBuffers<'a> {
     pub o: &'a wgpu::Buffer,
     /// Targets: f32 `[R, O]` for mse, u32 `[R]` for cross-entropy.
     pub y: &'a wgpu::Buffer,
+    /// Each row's weight `[R]`, read when the loss is masked.
+    pub mask: &'a wgpu::Buffer,
     /// Gradient `[R, O]`, written.
     pub d_o: &'a wgpu::Buffer,
     /// Per-row losses `[R]`, scratch.
     pub rows: &'a wgpu::Buffer,
-    /// The loss `[1]`, written.
+    /// The loss `[2]` (and the masked scale after it), written.
     pub loss: &'a wgpu::Buffer,
 }
 
-/// Records the loss of `rows x cols` outputs, its gradient and its total.
+/// Records the loss of `rows x cols` outputs, its gradient and its total, each row weighed
+/// by `mask` where `masked`.
 pub(crate) fn loss(
     plan: &mut PlanBuilder,
-    loss: Loss,
+    (loss, masked): (Loss, bool),
     rows: usize,
     cols: usize,
     b: &LossBuffers,
 ) -> Result<()> {
-    let count = match loss.kind {
-        LossKind::Mse => rows * cols,
-        LossKind::CrossEntropy => rows,
+    // Elements per row a mean divides by.
+    let per = match loss.kind {
+        LossKind::Mse => cols,
+        LossKind::CrossEntropy => 1,
     };
     let scale = match loss.reduction {
-        Reduction::Mean => (1.0 / count as f64) as f32,
+        Reduction::Mean => (1.0 / (rows * per) as f64) as f32,
         Reduction::Sum => 1.0,
+    };
+    let mode = match (masked, loss.reduction) {
+        (false, _) => 0,
+        (true, Reduction::Sum) => 1,
+        (true, Reduction::Mean) => 2,
     };
     let params = Params {
         rows: u(rows),
         cols: u(cols),
         scale,
-        _pad: 0,
+        mode,
+        per: per as f32,
+        _pad: [0; 3],
     };
     let kernel = match loss.kind {
         LossKind::Mse => &MSE,
         LossKind::CrossEntropy => &CROSS_ENTROPY,
     };
-    let bufs = [b.o, b.y, b.d_o, b.rows, b.loss];
+    let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
+    if masked {
+        plan.push(&MASK_SCALE, &bufs, &params, [1, 1, 1], false)?;
+    }
     plan.push(kernel, &bufs, &params, [groups(rows, 64), 1, 1], false)?;
     plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;
     Ok(())

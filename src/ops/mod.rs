@@ -478,6 +478,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::MSE,
         &loss::CROSS_ENTROPY,
         &loss::TOTAL,
+        &loss::MASK_SCALE,
         &optim::GRAD_NORM,
         &optim::SGD,
         &optim::ADAM,

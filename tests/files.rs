@@ -661,6 +661,16 @@ mod cli {
                 "--init",
                 "spectral radius",
             ),
+            (
+                &["train", "--task", "copy", "--seq-len", "30"][..],
+                "--seq-len",
+                "--delay + 20",
+            ),
+            (
+                &["train", "--task", "copy", "--delay", "0"][..],
+                "--delay",
+                "at least 1",
+            ),
             (&["train", "--init", "glorot"][..], "--init", "orthogonal"),
             (
                 &["train", "--layer-init", "1=identity"][..],
@@ -708,6 +718,26 @@ mod cli {
         ]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("loss"), "{out}");
+    }
+
+    #[test]
+    fn the_long_memory_tasks_train_and_report_their_baselines() {
+        for (args, says) in [
+            (
+                &["train", "--task", "adding", "--seq-len", "9"][..],
+                "vs 0.1667 for always answering 1",
+            ),
+            (
+                &["train", "--task", "copy", "--delay", "3"][..],
+                "vs 0.9041 for the memoryless baseline",
+            ),
+        ] {
+            let mut all = args.to_vec();
+            all.extend(["--steps", "3", "--batch", "4", "--hidden", "8"]);
+            let (code, out, err) = rnn_wgpu(&all);
+            assert_eq!(code, 0, "{args:?}: {err}");
+            assert!(out.contains(says), "{args:?}: {out}");
+        }
     }
 
     #[test]

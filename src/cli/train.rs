@@ -16,8 +16,11 @@ use super::{Act, apply_nonlinearity, bad_arg, check_not_an_input, check_output, 
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Built-in task: `sine` (next-step prediction of noisy sine waves, mse) or `recall`
-    /// (repeat the symbol seen --delay steps ago, cross-entropy). Ignored with --text.
+    /// Built-in task: `sine` (next-step prediction of noisy sine waves, mse), `recall`
+    /// (repeat the symbol seen --delay steps ago, cross-entropy), or the long-memory probes
+    /// `adding` (the sum of two marked values of --seq-len, scored at the last step, mse)
+    /// and `copy` (reproduce 10 symbols after --delay blank steps, cross-entropy). Ignored
+    /// with --text.
     #[arg(long, value_enum, default_value_t = TaskName::Sine)]
     task: TaskName,
     /// Train a character-level language model on this text file instead.
@@ -78,9 +81,10 @@ pub struct TrainArgs {
     /// Distinct symbols of the recall task (2 or more).
     #[arg(long, default_value_t = 4)]
     symbols: usize,
-    /// How many steps back the recall task looks (1 to --seq-len - 1).
-    #[arg(long, default_value_t = 4)]
-    delay: usize,
+    /// How many steps back the recall task looks (1 to --seq-len - 1), or the copy task's
+    /// blank steps between the symbols and the delimiter [default: recall 4, copy 10].
+    #[arg(long)]
+    delay: Option<usize>,
     /// Fraction of the text held out for validation, in [0, 0.5].
     #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
     valid: f64,
@@ -108,6 +112,18 @@ pub struct TrainArgs {
 enum TaskName {
     Sine,
     Recall,
+    Adding,
+    Copy,
+}
+
+impl TrainArgs {
+    /// `--delay`, or the task's default.
+    fn delay(&self) -> usize {
+        self.delay.unwrap_or(match self.task {
+            TaskName::Copy => 10,
+            _ => 4,
+        })
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -206,7 +222,7 @@ fn check_ranges(a: &TrainArgs) -> Result<(), Error> {
             format!("{} symbols: the recall task needs at least 2", a.symbols),
         ));
     }
-    if a.delay == 0 {
+    if a.delay == Some(0) {
         return Err(bad_arg("--delay", "must be at least 1"));
     }
     if a.log_every == 0 {
@@ -335,6 +351,32 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             seq_len: 32,
             lr: 0.01,
         },
+        (None, TaskName::Adding) => Plan {
+            name: "adding",
+            input: 2,
+            output: 1,
+            hidden: 64,
+            steps: 1000,
+            seq_len: 30,
+            lr: 0.01,
+        },
+        (None, TaskName::Copy) => {
+            if a.seq_len.is_some() {
+                return Err(bad_arg(
+                    "--seq-len",
+                    "the copy task is --delay + 20 steps long; set --delay instead",
+                ));
+            }
+            Plan {
+                name: "copy",
+                input: task::COPY_CLASSES,
+                output: task::COPY_CLASSES,
+                hidden: 64,
+                steps: 1000,
+                seq_len: a.delay() + 20,
+                lr: 0.01,
+            }
+        }
     };
     let mut rnn = match loaded {
         Some(m) => {
@@ -442,12 +484,12 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     if t == 0 {
         return Err(bad_arg("--seq-len", "must be at least 1"));
     }
-    if corpus.is_none() && a.task == TaskName::Recall && a.delay >= t {
+    if corpus.is_none() && a.task == TaskName::Recall && a.delay() >= t {
         return Err(bad_arg(
             "--delay",
             format!(
                 "{} steps back does not fit sequences of {t} steps (--seq-len): use 1 to {}",
-                a.delay,
+                a.delay(),
                 t.saturating_sub(1)
             ),
         ));
@@ -499,15 +541,53 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 a.steps.unwrap_or(plan.steps),
             )?
         }
+        None if plan.name == "adding" => {
+            println!(
+                "task: the adding problem (T = {t}, B = {}; always answering 1 scores {:.3}); \
+                 {model_line}",
+                a.batch,
+                task::ADDING_BASELINE
+            );
+            title = format!("adding (T = {t}), H = {}", c.hidden);
+            adding(
+                a,
+                &gpu,
+                &mut rnn,
+                &mut opt,
+                t,
+                a.steps.unwrap_or(plan.steps),
+            )?
+        }
+        None if plan.name == "copy" => {
+            let delay = a.delay();
+            println!(
+                "task: copy memory (delay {delay}, T = {t}, B = {}; the memoryless baseline \
+                 scores {:.4} nats a step); {model_line}",
+                a.batch,
+                task::copy_baseline(delay)
+            );
+            meta.insert("delay".into(), delay.to_string());
+            title = format!("copy (delay {delay}), H = {}", c.hidden);
+            copy(
+                a,
+                &gpu,
+                &mut rnn,
+                &mut opt,
+                delay,
+                a.steps.unwrap_or(plan.steps),
+            )?
+        }
         None => {
             println!(
                 "task: recall the symbol seen {} steps ago ({} symbols, T = {t}, B = {}); \
                  {model_line}",
-                a.delay, plan.input, a.batch
+                a.delay(),
+                plan.input,
+                a.batch
             );
             meta.insert("symbols".into(), plan.input.to_string());
-            meta.insert("delay".into(), a.delay.to_string());
-            title = format!("recall (delay {}), H = {}", a.delay, c.hidden);
+            meta.insert("delay".into(), a.delay().to_string());
+            title = format!("recall (delay {}), H = {}", a.delay(), c.hidden);
             recall(
                 a,
                 &gpu,
@@ -710,7 +790,7 @@ fn recall(
 ) -> Result<Log, Error> {
     let (b, k) = (a.batch, a.symbols.max(1));
     let mut log = Log::new(steps, t * b, a.log_every);
-    let held = task::recall(t, b, k, a.delay, u64::MAX - a.seed);
+    let held = task::recall(t, b, k, a.delay(), u64::MAX - a.seed);
     let x = Tensor::zeros(gpu, &[t, b, k])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
@@ -719,7 +799,7 @@ fn recall(
     for step in 1..=steps {
         log.timed(Part::Data, || {
             let seed = a.seed.wrapping_mul(1_000_003) + step as u64;
-            let data = task::recall(t, b, k, a.delay, seed);
+            let data = task::recall(t, b, k, a.delay(), seed);
             x.write(&data.x)?;
             y.write(&data.y)
         })?;
@@ -739,7 +819,7 @@ fn recall(
     let out = rnn.forward(&xv, None)?.output.to_vec()?;
     let o = k + 1;
     let (mut right, mut count) = (0usize, 0usize);
-    for r in (a.delay.min(t) * b)..(t * b) {
+    for r in (a.delay().min(t) * b)..(t * b) {
         let row = &out[r * o..(r + 1) * o];
         let guess = (0..o).fold(0, |m, i| if row[i] > row[m] { i } else { m });
         right += usize::from(guess as i64 == held.y[r]);
@@ -749,10 +829,117 @@ fn recall(
         println!(
             "held-out accuracy {:.1}% on steps t >= {} (chance {:.1}%)",
             100.0 * right as f64 / count as f64,
-            a.delay,
+            a.delay(),
             100.0 / k as f64
         );
     }
+    Ok(log)
+}
+
+/// The adding problem: a fresh batch each step, the loss at the last step only (a mask);
+/// held-out mse against always answering 1.
+fn adding(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    t: usize,
+    steps: usize,
+) -> Result<Log, Error> {
+    let b = a.batch;
+    let mut log = Log::new(steps, t * b, a.log_every);
+    let (x, y, mask) = (
+        Tensor::zeros(gpu, &[t, b, 2])?,
+        Tensor::zeros(gpu, &[t, b, 1])?,
+        Tensor::zeros(gpu, &[t, b])?,
+    );
+    let held = task::adding(t, b, u64::MAX - a.seed);
+    let xv = Tensor::from_slice(gpu, &[t, b, 2], &held.x)?;
+    let yv = Tensor::from_slice(gpu, &[t, b, 1], &held.y)?;
+    let mv = Tensor::from_slice(gpu, &[t, b], &held.mask)?;
+    let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
+    for step in 1..=steps {
+        log.timed(Part::Data, || {
+            let data = task::adding(t, b, a.seed.wrapping_mul(1_000_003) + step as u64);
+            x.write(&data.x)?;
+            y.write(&data.y)?;
+            mask.write(&data.mask)
+        })?;
+        log.timed(Part::Submit, || {
+            let target = Target::Values(&y).with_mask(&mask);
+            rnn.train_step(&x, None, target, Loss::mse(), opt)
+        })?;
+        log.step(step, rnn, opt)?;
+        if step % eval_every == 0 || step == steps {
+            let (_, v) = log.timed(Part::Validation, || {
+                rnn.evaluate(&xv, None, Target::Values(&yv).with_mask(&mv), Loss::mse())
+            })?;
+            log.validation(step, v);
+        }
+    }
+    log.finish();
+    rnn.set_training(false);
+    let (_, mse) = rnn.evaluate(&xv, None, Target::Values(&yv).with_mask(&mv), Loss::mse())?;
+    println!(
+        "held-out mse at the last step {mse:.4} vs {:.4} for always answering 1 ({:.1}x better)",
+        task::ADDING_BASELINE,
+        task::ADDING_BASELINE / f64::from(mse)
+    );
+    Ok(log)
+}
+
+/// The copy-memory task: a fresh batch each step, the loss at every step; held-out loss
+/// against the memoryless baseline and accuracy on the copied symbols.
+fn copy(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    delay: usize,
+    steps: usize,
+) -> Result<Log, Error> {
+    let (b, k, t) = (a.batch, task::COPY_CLASSES, delay + 20);
+    let mut log = Log::new(steps, t * b, a.log_every);
+    let held = task::copy_memory(delay, b, u64::MAX - a.seed);
+    let x = Tensor::zeros(gpu, &[t, b, k])?;
+    let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
+    let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
+    let yv = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
+    let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
+    for step in 1..=steps {
+        log.timed(Part::Data, || {
+            let data = task::copy_memory(delay, b, a.seed.wrapping_mul(1_000_003) + step as u64);
+            x.write(&data.x)?;
+            y.write(&data.y)
+        })?;
+        log.timed(Part::Submit, || {
+            rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
+        })?;
+        log.step(step, rnn, opt)?;
+        if step % eval_every == 0 || step == steps {
+            let (_, v) = log.timed(Part::Validation, || {
+                rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())
+            })?;
+            log.validation(step, v);
+        }
+    }
+    log.finish();
+    rnn.set_training(false);
+    let (fw, loss) = rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())?;
+    let out = fw.output.to_vec()?;
+    let (mut right, mut count) = (0usize, 0usize);
+    for r in ((delay + 10) * b)..(t * b) {
+        let row = &out[r * k..(r + 1) * k];
+        let guess = (0..k).fold(0, |m, i| if row[i] > row[m] { i } else { m });
+        right += usize::from(guess as i64 == held.y[r]);
+        count += 1;
+    }
+    println!(
+        "held-out loss {loss:.4} nats a step vs {:.4} for the memoryless baseline; {:.1}% of \
+         the copied symbols right (chance 12.5%)",
+        task::copy_baseline(delay),
+        100.0 * right as f64 / count.max(1) as f64
+    );
     Ok(log)
 }
 

@@ -13,6 +13,7 @@ fn main() -> rnn_wgpu::Result<()> {
         OptimizerConfig {
             kind: OptimizerKind::adam(1e-2),
             clip: Some(1.0),
+            clip_value: None,
             weight_decay: 0.0,
         },
     )?;

@@ -1,5 +1,6 @@
-// Optimizer updates over the whole flat parameter vector in one dispatch, with clipping by the
-// global gradient norm folded in (PyTorch's clip_grad_norm_ followed by the optimizer step):
+// Optimizer updates over the whole flat parameter vector in one dispatch, with clipping folded
+// in (PyTorch's clip_grad_value_, then clip_grad_norm_, then the optimizer step):
+//   g     = clamp(grad, -clip_value, clip_value)       (clip_value = 0: no clamping)
 //   norm  = sqrt(sum g^2)                              (entry `grad_norm`, one workgroup)
 //   g'    = g * min(1, clip / (norm + 1e-6)) + weight_decay * p     (clip = 0: no clipping)
 //   sgd:  buf = momentum * buf + g';  p -= lr * buf   (torch.optim.SGD, dampening 0)
@@ -17,7 +18,7 @@ struct Params {
     eps: f32,
     bc1: f32,          // 1 - beta1^step
     bc2: f32,          // 1 - beta2^step
-    _pad0: u32,
+    clip_value: f32,
     _pad1: u32,
 }
 
@@ -34,7 +35,8 @@ var<workgroup> partial: array<f32, 256>;
 fn grad_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s = 0.0;
     for (var i = lid.x; i < p.n; i += 256u) {
-        s += grad[i] * grad[i];
+        let g = value_clipped(i);
+        s += g * g;
     }
     partial[lid.x] = s;
     workgroupBarrier();
@@ -49,12 +51,20 @@ fn grad_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
+// The gradient clamped to ±clip_value, where that is set.
+fn value_clipped(i: u32) -> f32 {
+    if p.clip_value > 0.0 {
+        return clamp(grad[i], -p.clip_value, p.clip_value);
+    }
+    return grad[i];
+}
+
 fn clipped(i: u32) -> f32 {
     var scale = 1.0;
     if p.clip > 0.0 {
         scale = min(1.0, p.clip / (norm[0] + 1e-6));
     }
-    return grad[i] * scale + p.weight_decay * param[i];
+    return value_clipped(i) * scale + p.weight_decay * param[i];
 }
 
 // 2-D grid so that parameter vectors past 65535 workgroups still fit.

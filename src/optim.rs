@@ -54,6 +54,9 @@ pub struct OptimizerConfig {
     pub kind: OptimizerKind,
     /// Clip the global gradient norm to this value before the update (`clip_grad_norm_`).
     pub clip: Option<f32>,
+    /// Clamp every gradient value to `±` this before the update and before the norm
+    /// (`clip_grad_value_`, then `clip_grad_norm_` when both are set).
+    pub clip_value: Option<f32>,
     /// L2 penalty added to the gradient, as PyTorch's `weight_decay`.
     pub weight_decay: f32,
 }
@@ -63,6 +66,7 @@ impl From<OptimizerKind> for OptimizerConfig {
         Self {
             kind,
             clip: None,
+            clip_value: None,
             weight_decay: 0.0,
         }
     }
@@ -134,10 +138,14 @@ impl Optimizer {
             n: n as u32,
             weight_decay: config.weight_decay,
             clip: config.clip.unwrap_or(0.0),
+            clip_value: config.clip_value.unwrap_or(0.0),
             ..Default::default()
         };
         if let Some(c) = config.clip {
             check_positive("clip", c)?;
+        }
+        if let Some(c) = config.clip_value {
+            check_positive("clip_value", c)?;
         }
         if !(config.weight_decay.is_finite() && config.weight_decay >= 0.0) {
             return Err(InputError::Invalid {

@@ -685,6 +685,17 @@ impl Optimizer {
 
     /// One update of `p` with the gradients `grads`; returns the norm before clipping.
     pub fn step(&mut self, p: &mut Params, grads: &Params) -> f64 {
+        // clip_grad_value_ first: every value clamped, and the norm taken of what is left.
+        let mut clamped = grads.clone();
+        if let Some(v) = self.config.clip_value {
+            let v = f64::from(v);
+            for name in grads.named().into_iter().map(|(n, _)| n) {
+                for g in clamped.get_mut(&name).expect("the same configuration") {
+                    *g = g.clamp(-v, v);
+                }
+            }
+        }
+        let grads = &clamped;
         let norm = Self::norm(grads);
         // clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
         let scale = match self.config.clip {

@@ -626,6 +626,11 @@ mod cli {
             (&["train", "--valid", "-0.1"][..], "--valid", "[0, 0.5]"),
             (&["train", "--noise", "-1"][..], "--noise", "0 or more"),
             (&["train", "--clip", "-1"][..], "--clip", "0 or more"),
+            (
+                &["train", "--clip-value", "-1"][..],
+                "--clip-value",
+                "0 or more",
+            ),
             (&["train", "--lr", "-1"][..], "--lr", "above 0"),
             (&["train", "--lr", "nan"][..], "--lr", "above 0"),
             (&["train", "--momentum", "1"][..], "--momentum", "[0, 1)"),

@@ -46,6 +46,7 @@ fn delayed_recall_is_learnt_far_above_chance() {
         OptimizerConfig {
             kind: OptimizerKind::adam(0.01),
             clip: Some(1.0),
+            clip_value: None,
             weight_decay: 0.0,
         },
     )
@@ -106,6 +107,7 @@ fn an_irnn_solves_the_adding_problem() {
         OptimizerConfig {
             kind: OptimizerKind::adam(0.002),
             clip: Some(1.0),
+            clip_value: None,
             weight_decay: 0.0,
         },
     )

@@ -115,6 +115,7 @@ fn train(gpu: &Gpu, what: &str, t: usize, driver: Driver, kind: OptimizerKind, c
         OptimizerConfig {
             kind,
             clip: Some(1.0),
+            clip_value: None,
             weight_decay: 1e-4,
         },
     )

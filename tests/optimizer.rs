@@ -58,10 +58,28 @@ fn adam_with_clipping_and_weight_decay_matches_reference() {
         OptimizerConfig {
             kind: OptimizerKind::adam(0.01),
             clip: Some(0.05),
+            clip_value: None,
             weight_decay: 0.01,
         },
         3,
     );
+}
+
+#[test]
+fn clipping_by_value_then_norm_matches_reference() {
+    // Every gradient value clamped to ±0.02 (clip_grad_value_), with and without the norm
+    // clipped after it.
+    for clip in [None, Some(0.05)] {
+        compare(
+            OptimizerConfig {
+                kind: OptimizerKind::sgd(0.5, 0.0),
+                clip,
+                clip_value: Some(0.02),
+                weight_decay: 0.0,
+            },
+            2,
+        );
+    }
 }
 
 #[test]
@@ -70,6 +88,7 @@ fn sgd_with_clipping_matches_reference() {
         OptimizerConfig {
             kind: OptimizerKind::sgd(0.5, 0.0),
             clip: Some(0.1),
+            clip_value: None,
             weight_decay: 0.0,
         },
         2,
@@ -77,7 +96,12 @@ fn sgd_with_clipping_matches_reference() {
 }
 
 /// The optimizer cases `tests/fixtures/make_fixtures.py` writes (its `OPTIM_CASES`).
-const PYTORCH_CASES: &[&str] = &["sgd_momentum_wd", "adam_clip_wd", "sgd_clip"];
+const PYTORCH_CASES: &[&str] = &[
+    "sgd_momentum_wd",
+    "adam_clip_wd",
+    "sgd_clip",
+    "adam_clip_value",
+];
 
 #[test]
 fn pytorch_optimizers_give_pytorchs_parameters() {
@@ -104,6 +128,8 @@ fn pytorch_optimizers_give_pytorchs_parameters() {
         let config = OptimizerConfig {
             kind,
             clip: (clip > 0.0).then_some(clip),
+            // clip_grad_value_ before clip_grad_norm_, where the case says.
+            clip_value: meta.get("clip_value").and_then(|v| v.parse().ok()),
             weight_decay: wd,
         };
         let tensor = |name: &str| {
@@ -168,6 +194,7 @@ fn the_same_seed_trains_to_the_same_bits() {
             OptimizerConfig {
                 kind: OptimizerKind::adam(0.01),
                 clip: Some(0.5),
+                clip_value: None,
                 weight_decay: 0.0,
             },
         )

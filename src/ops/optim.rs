@@ -50,7 +50,8 @@ pub(crate) struct UpdateParams {
     pub eps: f32,
     pub bc1: f32,
     pub bc2: f32,
-    pub _pad: [u32; 2],
+    pub clip_value: f32,
+    pub _pad: u32,
 }
 
 /// Buffers of one optimizer: parameters, gradients, two state vectors and the norm.

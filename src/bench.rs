@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::ops::recurrence::{Wavefront, wavefront};
+
 use crate::error::Result;
 use crate::gpu::{Gpu, describe};
 use crate::loss::{Loss, Target};

@@ -1321,3 +1321,15 @@ fn masked_losses_match_reference_under_every_driver() {
         }
     }
 }
+
+#[test]
+fn the_wavefront_experiment_computes_what_layer_after_layer_does() {
+    // `bench --wavefront` times every layer of a stack in one persistent dispatch against the
+    // layers one after another; its timing means something only if both give the same states
+    // (odd B and T, H a multiple of 4 but not of 64, 1 to 3 layers, chunked on lavapipe).
+    let g = gpu().with_kernels(KernelStyle::Direct);
+    for (t, b, h, l) in [(1, 1, 4, 1), (7, 3, 12, 2), (150, 9, 68, 3)] {
+        let r = rnn_wgpu::bench::wavefront(&g, (t, b, h, l), 1).expect("wavefront");
+        assert!(r.max_diff < 1e-4, "T {t} B {b} H {h} L {l}: {}", r.max_diff);
+    }
+}

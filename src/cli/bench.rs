@@ -39,6 +39,11 @@ pub struct BenchArgs {
     /// gradients), where the adapter has timestamp queries.
     #[arg(long)]
     phases: bool,
+    /// Instead: the wavefront experiment, a stack's forward loops layer after layer against
+    /// all layers in one persistent dispatch, for every --shape (H a multiple of 4; input
+    /// width H) at every --layers (default 2 and 4), register-blocked kernels.
+    #[arg(long)]
+    wavefront: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -63,6 +68,47 @@ fn custom_shape(s: &str) -> Option<Shape> {
         }
         _ => None,
     }
+}
+
+/// `--wavefront`: each shape's stack both ways, medians of alternating runs.
+fn wavefront(a: &BenchArgs, gpu: &rnn_wgpu::Gpu, shapes: &[Shape]) -> Result<(), Error> {
+    let gpu = gpu.with_kernels(rnn_wgpu::KernelStyle::Direct);
+    println!(
+        "adapter: {}\nforward of L stacked tanh layers (input width H), medians of {} \
+         alternating runs: layer by layer (each layer's input projection one multiply over all \
+         T·B rows, then its persistent loop) against one persistent dispatch for every layer \
+         (the projections inside the loop)\n",
+        rnn_wgpu::gpu::describe(&gpu.adapter_info()),
+        a.min_runs.max(1)
+    );
+    println!(
+        "shape (T, B, H)      L   layer by layer ms   wavefront ms   wavefront / layers   max |diff|"
+    );
+    let layers = if a.layers.is_empty() {
+        vec![2, 4]
+    } else {
+        a.layers.clone()
+    };
+    // --layers already multiplied the shapes: each (T, B, H) once.
+    let mut seen = Vec::new();
+    for s in shapes {
+        if seen.contains(&(s.steps, s.batch, s.hidden)) {
+            continue;
+        }
+        seen.push((s.steps, s.batch, s.hidden));
+        for &l in &layers {
+            let r = bench::wavefront(&gpu, (s.steps, s.batch, s.hidden, l), a.min_runs.max(1))?;
+            println!(
+                "{:<20} {l:>2} {:>19.3} {:>14.3} {:>19.2}x {:>12.1e}",
+                format!("{}, {}, {}", s.steps, s.batch, s.hidden),
+                r.layer_by_layer_ms,
+                r.wavefront_ms,
+                r.wavefront_ms / r.layer_by_layer_ms,
+                r.max_diff
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs the benchmarks and prints a table or JSON lines.
@@ -129,6 +175,9 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
         ..Budget::default()
     };
     let gpu = open_gpu()?;
+    if a.wavefront {
+        return wavefront(a, &gpu, &shapes);
+    }
     if a.phases && !gpu.has_timestamps() {
         eprintln!("this adapter has no timestamp queries: phases are not timed, wall time only");
     }

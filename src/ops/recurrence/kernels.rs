@@ -16,6 +16,7 @@ const SIMPLE: &str = include_str!("../../../shaders/recurrence.wgsl");
 const TILED: &str = include_str!("../../../shaders/recurrence_tiled.wgsl");
 const BLOCKED: &str = include_str!("../../../shaders/recurrence_blocked.wgsl");
 const BLOCKED_SUBGROUP: &str = include_str!("../../../shaders/recurrence_blocked_subgroup.wgsl");
+const WAVEFRONT: &str = include_str!("../../../shaders/recurrence_wavefront.wgsl");
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
 /// The blocked kernels also take `wp` as a uniform window onto one section (`wu`).
@@ -76,6 +77,9 @@ pub(crate) enum Family {
     Blocked,
     /// `recurrence_blocked.wgsl` `blocked_seq_*`: their persistent form.
     BlockedSeq,
+    /// `recurrence_wavefront.wgsl`: every layer of a stack in one persistent dispatch,
+    /// forward only (the experiment `bench --wavefront` times).
+    BlockedWave,
 }
 
 /// One variant of a skeleton: its family, its pass and the constants it is built with.
@@ -117,7 +121,7 @@ impl Form {
         let one = Self::all_one_direction();
         let two = one
             .iter()
-            .filter(|f| f.family != Family::Tiled)
+            .filter(|f| ![Family::Tiled, Family::BlockedWave].contains(&f.family))
             .map(|&f| Form { two: true, ..f });
         one.iter().copied().chain(two).collect()
     }
@@ -127,6 +131,9 @@ impl Form {
         let mut all = Vec::new();
         for backward in [false, true] {
             all.push(Form::of(Family::Step, backward));
+            if !backward {
+                all.push(Form::of(Family::BlockedWave, backward));
+            }
             all.push(Form::of(Family::Tiled, backward));
             for narrow in [false, true] {
                 all.push(Form {
@@ -165,6 +172,7 @@ impl Form {
             Family::Blocked | Family::BlockedSeq => {
                 (BLOCKED, self.subgroup.then_some(BLOCKED_SUBGROUP))
             }
+            Family::BlockedWave => (BLOCKED, Some(WAVEFRONT)),
         }
     }
 
@@ -176,6 +184,7 @@ impl Form {
             Family::Tiled => "tiled",
             Family::Blocked => "blocked",
             Family::BlockedSeq => "blocked_seq",
+            Family::BlockedWave => "blocked_wave",
         };
         let pass = if self.backward { "backward" } else { "forward" };
         let sg = if self.subgroup { "_sg" } else { "" };
@@ -235,7 +244,7 @@ pub(crate) fn kernel(form: Form, cell: Cell) -> &'static Kernel {
     map.entry((form, cell)).or_insert_with(|| {
         let (skeleton, more) = form.skeleton();
         let binds = match form.family {
-            Family::Blocked | Family::BlockedSeq => BLOCKED_BINDS,
+            Family::Blocked | Family::BlockedSeq | Family::BlockedWave => BLOCKED_BINDS,
             _ => BINDS,
         };
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
@@ -271,7 +280,7 @@ mod tests {
         ] {
             assert_eq!(text.matches(CELL_MARK).count(), 1, "{file}");
         }
-        assert!(!BLOCKED_SUBGROUP.contains(CELL_MARK));
+        assert!(!BLOCKED_SUBGROUP.contains(CELL_MARK) && !WAVEFRONT.contains(CELL_MARK));
         let kernels = all();
         let mut names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
         names.sort_unstable();

@@ -12,10 +12,12 @@ use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
 mod kernels;
+mod wavefront;
 #[cfg(test)]
 pub(crate) use kernels::{CELL_MARK, all as all_kernels, assemble};
 pub(crate) use kernels::{Cell, PREPARE};
 use kernels::{Family, Form, kernel};
+pub use wavefront::{Wavefront, compare as wavefront};
 
 /// Batch rows per invocation and invocations per workgroup (`ROWS`, `WG` in the shader).
 const ROWS: usize = 4;

@@ -41,7 +41,8 @@ pub struct BenchArgs {
     phases: bool,
     /// Instead: the wavefront experiment, a stack's forward loops layer after layer against
     /// all layers in one persistent dispatch, for every --shape (H a multiple of 4; input
-    /// width H) at every --layers (default 2 and 4), register-blocked kernels.
+    /// width H) at every --layers (default 2 and 4), register-blocked kernels without
+    /// subgroups (RNN_WGPU_KERNELS=subgroup runs layer after layer with them).
     #[arg(long)]
     wavefront: bool,
 }
@@ -72,7 +73,14 @@ fn custom_shape(s: &str) -> Option<Shape> {
 
 /// `--wavefront`: each shape's stack both ways, medians of alternating runs.
 fn wavefront(a: &BenchArgs, gpu: &rnn_wgpu::Gpu, shapes: &[Shape]) -> Result<(), Error> {
-    let gpu = gpu.with_kernels(rnn_wgpu::KernelStyle::Direct);
+    // The wavefront kernel is register-blocked without subgroups: layer by layer runs the same
+    // family, unless RNN_WGPU_KERNELS picks another style for it (subgroup: the default on
+    // lavapipe).
+    let gpu = if std::env::var_os("RNN_WGPU_KERNELS").is_some() {
+        gpu.clone()
+    } else {
+        gpu.with_kernels(rnn_wgpu::KernelStyle::Direct)
+    };
     println!(
         "adapter: {}\nforward of L stacked tanh layers (input width H), medians of {} \
          alternating runs: layer by layer (each layer's input projection one multiply over all \

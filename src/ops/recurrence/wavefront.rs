@@ -196,6 +196,8 @@ pub fn compare(
             &[plan],
             |_| {},
         )?;
+        // `run` only submits: to completion.
+        gpu.wait("wavefront experiment", None)?;
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
     // Warm-up, then alternating runs.

@@ -147,6 +147,15 @@ pub enum InputError {
     /// `backward` was called before any `forward`.
     #[error("backward needs a forward pass of the same shape first")]
     NoForward,
+    /// A view the model handed out was overwritten by a later call, or the weights changed
+    /// between a forward pass and its backward pass.
+    #[error("`{arg}` is stale: {reason}")]
+    Stale {
+        /// What was stale.
+        arg: String,
+        /// Which call made it so, and what to do.
+        reason: String,
+    },
 }
 
 /// Failures reading or writing `.safetensors` files; every message names the file.

@@ -1,15 +1,32 @@
 //! [`Tensor`]: f32 data on the GPU with a checked shape, and [`ClassIds`] for class targets.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 
 /// Row-major f32 data on the GPU with a shape; may be a view into a larger buffer.
+///
+/// The tensors a model returns ([`Forward`](crate::Forward), [`Gradients`](crate::Gradients))
+/// are views of its buffers, valid until its next call that overwrites them: reading or
+/// passing one after that is an [`InputError::Stale`] error, not a silently different value.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     gpu: Gpu,
     buffer: wgpu::Buffer,
     offset: usize,
     shape: Vec<usize>,
+    guard: Option<Guard>,
+}
+
+/// What makes a view stale: a counter of the calls that overwrite it, its value when the view
+/// was made, and what those calls are (for the error).
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub counter: Arc<AtomicU64>,
+    pub made: u64,
+    pub overwritten_by: &'static str,
 }
 
 /// Checks that every dimension is at least one.
@@ -66,6 +83,7 @@ impl Tensor {
             buffer,
             offset: 0,
             shape: shape.to_vec(),
+            guard: None,
         })
     }
 
@@ -79,6 +97,7 @@ impl Tensor {
             buffer,
             offset: 0,
             shape: shape.to_vec(),
+            guard: None,
         })
     }
 
@@ -89,6 +108,35 @@ impl Tensor {
             buffer: buffer.clone(),
             offset,
             shape: shape.to_vec(),
+            guard: None,
+        }
+    }
+
+    /// The same view, stale once `counter` moves on from its value now.
+    pub(crate) fn guarded(self, counter: &Arc<AtomicU64>, overwritten_by: &'static str) -> Self {
+        Self {
+            guard: Some(Guard {
+                counter: counter.clone(),
+                made: counter.load(Ordering::Acquire),
+                overwritten_by,
+            }),
+            ..self
+        }
+    }
+
+    /// An error when this is a model's view that a later call has overwritten.
+    pub(crate) fn check_fresh(&self, arg: &str) -> Result<()> {
+        match &self.guard {
+            Some(g) if g.counter.load(Ordering::Acquire) != g.made => Err(InputError::Stale {
+                arg: arg.to_string(),
+                reason: format!(
+                    "the model's buffers it views were overwritten by a later {}; read it \
+                     (to_vec) or copy it before the next call",
+                    g.overwritten_by
+                ),
+            }
+            .into()),
+            _ => Ok(()),
         }
     }
 
@@ -109,11 +157,13 @@ impl Tensor {
 
     /// Downloads the values, row-major.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.check_fresh("tensor")?;
         self.gpu.read(&self.buffer, self.offset, self.len())
     }
 
     /// Overwrites the values from the host.
     pub fn write(&self, data: &[f32]) -> Result<()> {
+        self.check_fresh("tensor")?;
         check_len("tensor", &self.shape, data.len())?;
         self.gpu.queue().write_buffer(
             &self.buffer,
@@ -125,6 +175,8 @@ impl Tensor {
 
     /// Overwrites the values with `src`'s, on the GPU (one small submit, no read-back).
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        src.check_fresh("src")?;
+        self.check_fresh("tensor")?;
         if src.shape != self.shape {
             return Err(InputError::Shape {
                 arg: "src".into(),

@@ -257,3 +257,68 @@ fn a_loss_mask_of_the_wrong_shape_is_rejected() {
         assert!(msg.contains("[2, 3]"), "{msg}");
     }
 }
+
+#[test]
+fn stale_views_are_errors_and_carrying_the_state_still_works() {
+    // The tensors a call returns view the model's buffers: after a later call overwrites them,
+    // reading or passing one is a `Stale` error naming what overwrote it, never the new values.
+    let g = gpu();
+    let mut rnn = model();
+    let x = Tensor::from_slice(&g, &[2, 3, 3], &[0.5; 18]).unwrap();
+    let y = Tensor::zeros(&g, &[2, 3, 4]).unwrap();
+    let stale = |r: Result<Vec<f32>, Error>, arg: &str, by: &str| match r {
+        Err(Error::Input(InputError::Stale { arg: a, reason })) => {
+            assert_eq!(a, arg);
+            assert!(reason.contains(by), "{reason}");
+        }
+        other => panic!("expected `{arg}` stale, got {other:?}"),
+    };
+
+    // Carrying the state: the h_n a call returned, passed straight back as h0.
+    let first = rnn.forward(&x, None).unwrap();
+    let kept = Tensor::zeros(&g, first.output.shape()).unwrap();
+    kept.copy_from(&first.output).unwrap();
+    let second = rnn.forward(&x, Some(&first.h_n)).unwrap();
+    stale(first.output.to_vec(), "tensor", "forward pass");
+    stale(first.h_n.to_vec(), "tensor", "forward pass");
+    match rnn.forward(&x, Some(&first.h_n)) {
+        Err(Error::Input(InputError::Stale { arg, .. })) => assert_eq!(arg, "h0"),
+        other => panic!("a stale h0 was taken: {other:?}"),
+    }
+    assert!(
+        second.output.to_vec().is_ok(),
+        "the latest views stay valid"
+    );
+    assert!(kept.to_vec().is_ok(), "a copy is the caller's own");
+
+    // Gradients: overwritten by the next backward pass.
+    let (_, grads) = rnn
+        .loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
+        .unwrap();
+    let bias = grads.get("fc.bias").unwrap().clone();
+    assert!(bias.to_vec().is_ok());
+    rnn.forward(&x, None).unwrap();
+    assert!(
+        bias.to_vec().is_ok(),
+        "a forward pass leaves the gradients alone"
+    );
+    rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
+        .unwrap();
+    stale(bias.to_vec(), "tensor", "backward pass");
+
+    // backward after the weights changed: the forward pass's states belong to old weights.
+    let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(0.01)).unwrap();
+    let d_o = Tensor::zeros(&g, &[2, 3, 4]).unwrap();
+    rnn.forward(&x, None).unwrap();
+    rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+        .unwrap();
+    let (e, msg) = input_error(rnn.backward(&d_o));
+    assert!(matches!(e, InputError::Stale { .. }), "{msg}");
+    assert!(msg.contains("optimizer step"), "{msg}");
+    rnn.forward(&x, None).unwrap();
+    rnn.set_parameter("fc.bias", &[0.0; 4]).unwrap();
+    let (e, _) = input_error(rnn.backward(&d_o));
+    assert!(matches!(e, InputError::Stale { .. }));
+    rnn.forward(&x, None).unwrap();
+    assert!(rnn.backward(&d_o).is_ok(), "a fresh forward pass is fine");
+}

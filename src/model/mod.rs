@@ -10,6 +10,7 @@ pub use config::{Nonlinearity, RnnConfig};
 pub use init::{Init, spectral_radius};
 pub use params::{ParamLayout, ParamSpec, SplitMix64};
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{InputError, Result};
@@ -82,6 +83,14 @@ pub struct Rnn {
     dropout_rng: SplitMix64,
     /// The seed of the latest training call's dropout masks.
     dropout_seed: u32,
+    /// Calls that overwrote the forward pass's outputs and the gradients: what makes the views
+    /// handed out before them stale.
+    forward_calls: Arc<AtomicU64>,
+    backward_calls: Arc<AtomicU64>,
+    /// Changes of the weights (updates, `set_parameter`, `init_layer`), and the value it had
+    /// at the latest forward pass, which its backward pass must still see.
+    weights_version: u64,
+    forward_weights: Option<u64>,
 }
 
 impl std::fmt::Debug for Rnn {
@@ -129,6 +138,10 @@ impl Rnn {
             // Its own stream, from the model's seed: the same seed gives the same masks.
             dropout_rng: SplitMix64::new(seed ^ 0xD80F_0E75_EED5_0000),
             dropout_seed: 0,
+            forward_calls: Arc::default(),
+            backward_calls: Arc::default(),
+            weights_version: 0,
+            forward_weights: None,
         })
     }
 
@@ -277,7 +290,7 @@ impl Rnn {
         self.gpu
             .queue()
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&values));
-        self.set_layouts_fresh(false);
+        self.weights_changed();
         Ok(())
     }
 
@@ -324,8 +337,24 @@ impl Rnn {
             spec.offset as u64 * 4,
             bytemuck::cast_slice(values),
         );
-        self.set_layouts_fresh(false);
+        self.weights_changed();
         Ok(())
+    }
+
+    /// The weights changed: W's layouts are written again before the next forward, and a
+    /// backward pass of an earlier forward is refused.
+    fn weights_changed(&mut self) {
+        self.weights_version += 1;
+        self.set_layouts_fresh(false);
+    }
+
+    /// The views of the forward pass's outputs (and, with `backward`, of the gradients)
+    /// handed out so far become stale: this call overwrites them.
+    fn overwrites(&self, backward: bool) {
+        self.forward_calls.fetch_add(1, Ordering::AcqRel);
+        if backward {
+            self.backward_calls.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Records whether the workspace's layouts of `W` match the parameters now.
@@ -336,6 +365,7 @@ impl Rnn {
     }
 
     fn check_gpu(&self, arg: &str, t: &Tensor) -> Result<()> {
+        t.check_fresh(arg)?;
         if !t.gpu().same_device(&self.gpu) {
             return Err(InputError::Foreign {
                 arg: arg.into(),
@@ -547,14 +577,18 @@ impl Rnn {
             Some(bf) => Tensor::view(&self.gpu, &bf.o, 0, &[b, ws.steps, o]),
             None => Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, o]),
         };
+        let by = "forward pass (forward, evaluate, loss_and_gradients or train_step)";
         Forward {
-            output,
-            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.states(), b, h]),
+            output: output.guarded(&self.forward_calls, by),
+            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.states(), b, h])
+                .guarded(&self.forward_calls, by),
         }
     }
 
     fn gradient_views(&self) -> Gradients {
         let ws = self.ws.as_ref().expect("backward ran");
+        let by = "backward pass (backward, loss_and_gradients or train_step)";
+        let guard = |t: Tensor| t.guarded(&self.backward_calls, by);
         let params = self
             .layout
             .entries()
@@ -562,7 +596,7 @@ impl Rnn {
             .map(|e| {
                 (
                     e.name.clone(),
-                    Tensor::view(&self.gpu, &self.grads, e.offset, &e.shape),
+                    guard(Tensor::view(&self.gpu, &self.grads, e.offset, &e.shape)),
                 )
             })
             .collect();
@@ -570,14 +604,14 @@ impl Rnn {
             params,
             x: self.has_dx.then(|| {
                 let (t, b, i) = (ws.steps, ws.batch, self.config.input);
-                match &ws.batch_first {
+                guard(match &ws.batch_first {
                     Some(bf) => Tensor::view(&self.gpu, &bf.dx, 0, &[b, t, i]),
                     None => Tensor::view(&self.gpu, &ws.dx, 0, &[t, b, i]),
-                }
+                })
             }),
             h0: self.has_dx.then(|| {
                 let shape = [self.config.states(), ws.batch, self.config.hidden];
-                Tensor::view(&self.gpu, &ws.dh0, 0, &shape)
+                guard(Tensor::view(&self.gpu, &ws.dh0, 0, &shape))
             }),
         }
     }
@@ -589,6 +623,8 @@ impl Rnn {
         let (t, b) = self.check_inputs(x, h0)?;
         let (driver, hidden) = (self.driver, self.config.hidden);
         let gpu = self.gpu.clone();
+        self.overwrites(false);
+        self.forward_weights = Some(self.weights_version);
         let ws = self.workspace(t, b, true)?;
         ops::run(
             &gpu,
@@ -609,6 +645,17 @@ impl Rnn {
         let Some(ws) = self.ws.as_ref() else {
             return Err(InputError::NoForward.into());
         };
+        if self.forward_weights != Some(self.weights_version) {
+            return Err(InputError::Stale {
+                arg: "backward".into(),
+                reason: "the weights changed after the latest forward pass (an optimizer \
+                         step, set_parameter or init_layer), so its states belong to other \
+                         weights; run forward again first"
+                    .into(),
+            }
+            .into());
+        }
+        self.backward_calls.fetch_add(1, Ordering::AcqRel);
         let ([d0, d1], _) = self.config.leading([ws.steps, ws.batch]);
         let want = [d0, d1, self.config.output];
         if d_output.shape() != want {
@@ -665,6 +712,8 @@ impl Rnn {
         self.check_target(target, loss, t, b)?;
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let gpu = self.gpu.clone();
+        self.overwrites(false);
+        self.forward_weights = Some(self.weights_version);
         let ws = self.workspace(t, b, false)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
@@ -715,6 +764,8 @@ impl Rnn {
         let dx = self.input_gradients && optimizer.is_none();
         let updates = optimizer.is_some();
         let gpu = self.gpu.clone();
+        self.overwrites(true);
+        self.forward_weights = Some(self.weights_version);
         let ws = self.workspace(t, b, true)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
@@ -741,7 +792,11 @@ impl Rnn {
         self.has_loss = true;
         self.has_dx = dx;
         // The update changed W; its layouts are written again before the next forward.
-        self.set_layouts_fresh(!updates);
+        if updates {
+            self.weights_changed();
+        } else {
+            self.set_layouts_fresh(true);
+        }
         Ok(())
     }
 
@@ -760,6 +815,8 @@ impl Rnn {
         let (hidden, outputs) = (self.config.hidden, self.config.output);
         let dx = self.input_gradients;
         let gpu = self.gpu.clone();
+        self.overwrites(target.is_some());
+        self.forward_weights = Some(self.weights_version);
         let ws = self.workspace(t, b, true)?;
         let key = target.map(|(y, loss)| (loss, y.mask().is_some()));
         if let Some(key) = key {

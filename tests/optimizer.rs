@@ -231,3 +231,36 @@ fn handles_are_send_and_sync() {
     check::<Optimizer>();
     check::<rnn_wgpu::ClassIds>();
 }
+
+#[test]
+fn two_models_train_at_once_from_two_threads_on_one_gpu() {
+    // One Gpu shared by two threads, each training its own model (its own shape, driver and
+    // data): each ends with the very bits it reaches alone.
+    let g = gpu();
+    let train = |g: &rnn_wgpu::Gpu, seed: u64| -> Vec<u32> {
+        let (t, b, i, h, o) = (5 + seed as usize, 3, 2, 9 + seed as usize, 2);
+        let mut rnn =
+            Rnn::new(g, RnnConfig::new(i, h, o).with_layers(seed as usize), seed).unwrap();
+        let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(0.01)).unwrap();
+        let x = Tensor::from_slice(g, &[t, b, i], &to_f32(&random(t * b * i, 1.0, seed))).unwrap();
+        let y =
+            Tensor::from_slice(g, &[t, b, o], &to_f32(&random(t * b * o, 1.0, seed + 9))).unwrap();
+        for _ in 0..25 {
+            rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+                .unwrap();
+        }
+        rnn.parameters()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p.values.iter().map(|v| v.to_bits()))
+            .collect()
+    };
+    let alone = [train(&g, 1), train(&g, 2)];
+    let together = std::thread::scope(|s| {
+        let a = s.spawn(|| train(&g, 1));
+        let b = s.spawn(|| train(&g, 2));
+        [a.join().expect("thread 1"), b.join().expect("thread 2")]
+    });
+    assert_eq!(together[0], alone[0], "model 1 trained beside model 2");
+    assert_eq!(together[1], alone[1], "model 2 trained beside model 1");
+}

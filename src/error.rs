@@ -65,6 +65,30 @@ pub enum GpuError {
         /// The adapter's limit.
         limit: u64,
     },
+    /// Creating a buffer or binding failed (out of device memory, or past a limit wgpu checks).
+    #[error(
+        "could not create {what}: {message}; nothing was submitted and the Gpu is still \
+         usable (use smaller sizes, or drop models and tensors no longer needed)"
+    )]
+    Creation {
+        /// What was being created.
+        what: String,
+        /// What wgpu said.
+        message: String,
+    },
+    /// A dispatch needs more workgroups in one dimension than the adapter allows.
+    #[error(
+        "kernel `{kernel}` needs {groups:?} workgroups, over this adapter's {limit} per \
+         dimension; use a smaller batch, sequence or model (the Gpu is still usable)"
+    )]
+    Grid {
+        /// The kernel.
+        kernel: String,
+        /// The workgroups it needed.
+        groups: [u32; 3],
+        /// The adapter's limit per dimension.
+        limit: u32,
+    },
     /// Work submitted to the device failed (validation, device lost, out of memory).
     #[error("GPU work `{label}` failed: {message}")]
     Execution {

@@ -300,17 +300,40 @@ impl Gpu {
             }
             .into());
         }
-        Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            // Whole vec4s, so any buffer can be bound as an array of vec4 by the kernels
-            // that read four values at a time.
-            size: bytes.next_multiple_of(16),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::UNIFORM
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        self.scoped(what, |device| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                // Whole vec4s, so any buffer can be bound as an array of vec4 by the kernels
+                // that read four values at a time.
+                size: bytes.next_multiple_of(16),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::UNIFORM
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// Runs `make` inside error scopes for out-of-memory and validation errors, so that what
+    /// wgpu would hand to its uncaptured-error handler (which panics) comes back as an
+    /// [`GpuError::Creation`] naming `what`.
+    pub(crate) fn scoped<T>(&self, what: &str, make: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
+        let device = self.device();
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let made = make(device);
+        // Scopes pop in the reverse order of their pushes.
+        let invalid = pollster::block_on(validation.pop());
+        let out_of_memory = pollster::block_on(oom.pop());
+        match out_of_memory.or(invalid) {
+            Some(e) => Err(GpuError::Creation {
+                what: what.to_string(),
+                message: e.to_string(),
+            }
+            .into()),
+            None => Ok(made),
+        }
     }
 
     /// The cached pipeline for `kernel`, building it on first use.

@@ -209,6 +209,15 @@ impl<'g> PlanBuilder<'g> {
     ) -> Result<u64> {
         debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
         debug_assert_eq!(kernel.binds.last(), Some(&Bind::Params));
+        let limit = self.gpu.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > limit) {
+            return Err(crate::error::GpuError::Grid {
+                kernel: kernel.name.to_string(),
+                groups,
+                limit,
+            }
+            .into());
+        }
         let pipeline = self.gpu.pipeline(kernel)?;
         let offset = self.params.len().next_multiple_of(self.align);
         let bytes = bytemuck::bytes_of(params);
@@ -231,12 +240,14 @@ impl<'g> PlanBuilder<'g> {
 
     pub fn finish(self) -> Result<Plan> {
         let size = self.params.len().max(16);
-        let params = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some(self.label),
-            size: size.next_multiple_of(16) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let params = self.gpu.scoped("a plan's kernel parameters", |device| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(self.label),
+                size: size.next_multiple_of(16) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
         self.gpu.queue().write_buffer(&params, 0, &self.params);
         let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
         let dispatches = self
@@ -272,13 +283,14 @@ impl<'g> PlanBuilder<'g> {
                 });
                 let bind_group = self
                     .gpu
-                    .device()
-                    .create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(p.kernel),
-                        layout: &p.pipeline.layout,
-                        entries: &entries,
-                    });
-                Dispatch {
+                    .scoped(&format!("`{}`'s bindings", p.kernel), |d| {
+                        d.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(p.kernel),
+                            layout: &p.pipeline.layout,
+                            entries: &entries,
+                        })
+                    })?;
+                Ok(Dispatch {
                     phase: p.phase,
                     kernel: p.kernel,
                     pipeline: p.pipeline,
@@ -286,9 +298,9 @@ impl<'g> PlanBuilder<'g> {
                     offset: p.offset,
                     groups: p.groups,
                     serial: p.serial,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan { dispatches, params })
     }
 }
@@ -498,6 +510,52 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Error, GpuError};
+
+    /// A shader that does not build and a dispatch past the adapter's grid come back as
+    /// errors naming the kernel, and the `Gpu` goes on working.
+    #[test]
+    fn a_broken_shader_and_a_grid_past_the_limit_are_errors_and_the_gpu_goes_on() {
+        let gpu = Gpu::new()
+            .unwrap_or_else(|e| panic!("this test needs an adapter and none could be opened: {e}"));
+        static BROKEN: Kernel = Kernel {
+            name: "broken_on_purpose",
+            source: "@compute @workgroup_size(1) fn main( { }",
+            entry: "main",
+            binds: &[Bind::Params],
+            constants: &[],
+        };
+        match gpu.pipeline(&BROKEN) {
+            Err(Error::Gpu(GpuError::Kernel { kernel, .. })) => {
+                assert_eq!(kernel, "broken_on_purpose")
+            }
+            other => panic!("a broken shader built: {other:?}"),
+        }
+        let bufs: Vec<wgpu::Buffer> = (0..4)
+            .map(|_| gpu.storage_buffer("grid test", 64).unwrap())
+            .collect();
+        let refs: Vec<&wgpu::Buffer> = bufs.iter().collect();
+        let limit = gpu.limits().max_compute_workgroups_per_dimension;
+        let mut plan = PlanBuilder::new(&gpu, "grid test");
+        let params = [0u32; 8];
+        for groups in [[limit + 1, 1, 1], [1, 1, limit + 1]] {
+            match plan.push(&directions::REVERSE_STEPS, &refs, &params, groups, false) {
+                Err(Error::Gpu(GpuError::Grid {
+                    kernel, limit: l, ..
+                })) => {
+                    assert_eq!((kernel.as_str(), l), ("reverse_steps", limit))
+                }
+                other => panic!("{groups:?} workgroups were taken: {other:?}"),
+            }
+        }
+        // Still usable: a plan runs and a tensor round-trips.
+        plan.push(&directions::REVERSE_STEPS, &refs, &params, [1, 1, 1], false)
+            .unwrap();
+        let plan = plan.finish().unwrap();
+        run(&gpu, "after errors", Driver::Auto, |_| {}, &[&plan], |_| {}).unwrap();
+        let t = crate::Tensor::from_slice(&gpu, &[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(t.to_vec().unwrap(), [1.0, 2.0, 3.0]);
+    }
 
     /// Parses and validates `source`, with subgroup operations (in compute shaders, as the
     /// device asks for them) only when `subgroups`: the other kernels must build without.

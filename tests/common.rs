@@ -1,6 +1,8 @@
 //! Shared helpers: the one GPU of the test run, seeded data, tolerant comparison.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rnn_wgpu::Gpu;
 use rnn_wgpu::model::SplitMix64;
@@ -70,5 +72,36 @@ pub fn close_error(what: &str, got: &[f32], want: &[f64], rel: f64) -> Option<St
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     if let Some(e) = close_error(what, got, want, rel) {
         panic!("{e}");
+    }
+}
+
+/// A folder of its own under cargo's scratch directory for test files (tests run in
+/// parallel, so no two share one), removed with everything in it when dropped: a test run
+/// leaves nothing behind.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("rnn-wgpu-files-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

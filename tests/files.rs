@@ -1,35 +1,22 @@
 //! Bad files give an error naming the file and tensor, never a panic or a partial file.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rnn_wgpu::io::{self, HostTensor, TensorFile, Values};
 use rnn_wgpu::model::SplitMix64;
 use rnn_wgpu::{Error, FileError, LossKind, Reduction};
 
-use crate::common::gpu;
+use crate::common::{Scratch, gpu};
 use crate::pytorch::fixture;
 
 fn bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
 }
 
-/// A fresh path in a private folder: tests run in parallel, so no two calls share a file.
-fn tmp(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    // Under target/ (cargo's scratch folder for integration tests), not the system's
-    // temporary folder: nothing is left behind there.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("rnn-wgpu-files-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 /// Runs the fixture model `case` on `input` (tensors) and returns the error message.
 fn run_error(case: &str, input: Vec<(&str, HostTensor)>, loss: Option<LossKind>) -> String {
-    let path = tmp(&format!("{case}-bad-input.safetensors"));
+    let scratch = Scratch::new();
+    let path = scratch.path(&format!("{case}-bad-input.safetensors"));
     let tensors: Vec<(String, HostTensor)> =
         input.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
     io::write(&path, &tensors, &HashMap::new()).unwrap();
@@ -125,13 +112,14 @@ fn wrong_dtypes_and_missing_tensors_are_named() {
 
 #[test]
 fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
+    let scratch = Scratch::new();
     let original = TensorFile::read(fixture(&format!("{CASE}.model.safetensors"))).unwrap();
     let mut tensors: Vec<(String, HostTensor)> = original
         .names()
         .map(|n| (n.to_string(), original.get(n).unwrap().clone()))
         .collect();
     let write = |tensors: &[(String, HostTensor)], meta: &[(&str, &str)]| {
-        let path = tmp("model.safetensors");
+        let path = scratch.path("model.safetensors");
         let meta = meta
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -242,7 +230,7 @@ fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
     // A half-precision tensor.
     let mut half = tensors.clone();
     half.push(("fc.weight".into(), f32s(&[2, 7])));
-    let path = tmp("half.safetensors");
+    let path = scratch.path("half.safetensors");
     io::write(&path, &half, &HashMap::new()).unwrap();
     let mut raw = std::fs::read(&path).unwrap();
     // Turn fc.weight's dtype into F16 in the JSON header, keeping its length in bytes valid by
@@ -263,7 +251,8 @@ fn model_files_with_wrong_contents_are_rejected_with_the_tensor_named() {
 
 #[test]
 fn missing_and_corrupt_files_are_errors() {
-    match TensorFile::read(tmp("does-not-exist.safetensors")) {
+    let scratch = Scratch::new();
+    match TensorFile::read(scratch.path("does-not-exist.safetensors")) {
         Err(Error::File(FileError::Io { path, .. })) => assert!(path.contains("does-not-exist")),
         other => panic!("{other:?}"),
     }
@@ -416,12 +405,13 @@ mod cli {
 
     #[test]
     fn run_writes_what_pytorch_computed() {
+        let scratch = Scratch::new();
         // A single layer; and a stacked bidirectional model with batch-first tensors.
         for (case, flags) in [
             ("tanh_ce_mean_h0", &[][..]),
             ("bi2_tanh_mse_batch_first", &["--batch-first"][..]),
         ] {
-            let out = tmp("run-ok.safetensors");
+            let out = scratch.path("run-ok.safetensors");
             let model = fixture(&format!("{case}.model.safetensors"));
             let input = fixture(&format!("{case}.input.safetensors"));
             let mut args = vec![
@@ -465,9 +455,10 @@ mod cli {
     /// the program's own lines: no window-system probing by the Vulkan layers (issue #11.7).
     #[test]
     fn headless_runs_print_only_their_own_lines() {
+        let scratch = Scratch::new();
         let model = fixture("tanh_mse_mean_h0.model.safetensors");
         let input = fixture("tanh_mse_mean_h0.input.safetensors");
-        let out = tmp("headless.safetensors");
+        let out = scratch.path("headless.safetensors");
         let runs: [&[&str]; 2] = [
             &["info"],
             &[
@@ -501,11 +492,12 @@ mod cli {
 
     #[test]
     fn bad_files_exit_2_with_one_line_and_leave_no_output() {
-        let corrupt = tmp("corrupt.safetensors");
+        let scratch = Scratch::new();
+        let corrupt = scratch.path("corrupt.safetensors");
         let good = bytes("tanh_mse_mean_h0.model.safetensors");
         std::fs::write(&corrupt, &good[..good.len() / 2]).unwrap();
         let input = fixture("tanh_mse_mean_h0.input.safetensors");
-        let out = tmp("never-written.safetensors");
+        let out = scratch.path("never-written.safetensors");
         // The model of another case has I = 2 while this x has I = 4.
         let other = fixture("relu_ce_sum_i32.model.safetensors");
         let input = input.to_str().unwrap();
@@ -553,8 +545,9 @@ mod cli {
 
     #[test]
     fn outputs_that_are_inputs_are_refused_before_any_work() {
+        let scratch = Scratch::new();
         // A copy of a fixture, so nothing real is at risk; reached also through a link.
-        let dir = tmp("x").parent().unwrap().to_path_buf();
+        let dir = scratch.dir().to_path_buf();
         let model = dir.join("model.safetensors");
         let input = dir.join("input.safetensors");
         std::fs::copy(fixture("tanh_mse_mean_h0.model.safetensors"), &model).unwrap();
@@ -747,7 +740,8 @@ mod cli {
 
     #[test]
     fn text_too_short_names_the_file() {
-        let text = tmp("one.txt");
+        let scratch = Scratch::new();
+        let text = scratch.path("one.txt");
         std::fs::write(&text, "a").unwrap();
         let t = text.to_str().unwrap();
         let line = one_line_error(&["train", "--text", t, "--steps", "1"]);
@@ -756,13 +750,14 @@ mod cli {
 
     #[test]
     fn a_bare_state_dict_runs_as_tanh_with_a_note_or_as_told() {
+        let scratch = Scratch::new();
         // bi2_tanh_ce_raw has no metadata: tanh with a note; --nonlinearity tanh quietly (and
         // the same outputs); relu changes the outputs; a flag against a file's metadata fails.
         let model = fixture("bi2_tanh_ce_raw.model.safetensors");
         let input = fixture("bi2_tanh_ce_raw.input.safetensors");
         let (m, i) = (model.to_str().unwrap(), input.to_str().unwrap());
         let run = |extra: &[&str]| {
-            let out = tmp("nl.safetensors");
+            let out = scratch.path("nl.safetensors");
             let mut args = vec![
                 "run",
                 "--model",
@@ -793,7 +788,7 @@ mod cli {
         assert_ne!(o_default, o_relu);
         let stated = fixture("relu_ce_sum_i32.model.safetensors");
         let stated_in = fixture("relu_ce_sum_i32.input.safetensors");
-        let out = tmp("nl-bad.safetensors");
+        let out = scratch.path("nl-bad.safetensors");
         let line = one_line_error(&[
             "run",
             "--model",
@@ -814,7 +809,8 @@ mod cli {
 
     #[test]
     fn the_same_seed_gives_the_same_model_file() {
-        let (a, b) = (tmp("a.safetensors"), tmp("b.safetensors"));
+        let scratch = Scratch::new();
+        let (a, b) = (scratch.path("a.safetensors"), scratch.path("b.safetensors"));
         for path in [&a, &b] {
             let (code, _, err) = rnn_wgpu(&[
                 "train",

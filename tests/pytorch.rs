@@ -84,9 +84,8 @@ fn pytorch_models_give_pytorch_outputs_loss_and_gradients() {
 #[test]
 fn model_files_round_trip_bit_for_bit() {
     let gpu = gpu();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("rnn-wgpu-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = crate::common::Scratch::new();
+    let dir = scratch.dir();
     for case in [
         "tanh_mse_mean_h0",
         "relu_ce_sum_i32",
@@ -129,5 +128,4 @@ fn model_files_round_trip_bit_for_bit() {
         let again = io::load(&gpu, &path).unwrap();
         assert_eq!(again.rnn.config(), m.rnn.config(), "{case}: config");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -89,6 +89,15 @@ pub enum GpuError {
         /// The adapter's limit per dimension.
         limit: u32,
     },
+    /// The device is gone (a driver reset, a removed GPU, or `destroy`).
+    #[error(
+        "the GPU device was lost ({reason}); this Gpu and everything made from it are no longer \
+         usable: make a new one with Gpu::new"
+    )]
+    DeviceLost {
+        /// What wgpu said.
+        reason: String,
+    },
     /// Work submitted to the device failed (validation, device lost, out of memory).
     #[error("GPU work `{label}` failed: {message}")]
     Execution {

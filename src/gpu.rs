@@ -51,6 +51,9 @@ struct Inner {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
+    /// Faults wgpu reports outside any error scope (its default handler panics) and why the
+    /// device was lost, if it was: [`Gpu::check_faults`] turns them into errors.
+    faults: Arc<Faults>,
     /// The staging buffer small read-backs reuse (the loss, a step's scores), so a long run
     /// that reads every step makes no buffer per read.
     readback: Mutex<Option<wgpu::Buffer>>,
@@ -59,6 +62,15 @@ struct Inner {
 /// Bytes up to which a read-back reuses [`Inner::readback`]; larger ones, rare and large,
 /// get a buffer of their own that is freed after the read rather than kept.
 const READBACK_KEEP: u64 = 1 << 20;
+
+/// What wgpu reported through its callbacks rather than to a call.
+#[derive(Default)]
+struct Faults {
+    /// The latest error outside any error scope, not yet reported.
+    uncaptured: Mutex<Option<String>>,
+    /// Why the device was lost.
+    lost: Mutex<Option<String>>,
+}
 
 /// The GPU: instance, adapter, device, queue and pipeline cache. Cheap to clone.
 #[derive(Clone)]
@@ -151,6 +163,16 @@ impl Gpu {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
+        let faults = Arc::new(Faults::default());
+        let f = faults.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            *f.uncaptured.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }));
+        let f = faults.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *f.lost.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 instance,
@@ -158,6 +180,7 @@ impl Gpu {
                 device,
                 queue,
                 pipelines: Mutex::new(HashMap::new()),
+                faults,
                 readback: Mutex::new(None),
             }),
             kernels: KernelStyle::Auto,
@@ -319,6 +342,7 @@ impl Gpu {
     /// wgpu would hand to its uncaptured-error handler (which panics) comes back as an
     /// [`GpuError::Creation`] naming `what`.
     pub(crate) fn scoped<T>(&self, what: &str, make: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
+        self.check_faults(what)?;
         let device = self.device();
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -448,6 +472,7 @@ impl Gpu {
 
     /// Submits `encoder` without waiting, reporting validation errors.
     pub fn submit(&self, label: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check_faults(label)?;
         let scope = self
             .device()
             .push_error_scope(wgpu::ErrorFilter::Validation);
@@ -458,8 +483,31 @@ impl Gpu {
                 message: e.to_string(),
             }
             .into()),
-            None => Ok(()),
+            None => self.check_faults(label),
         }
+    }
+
+    /// An error when the device was lost (the `Gpu` is then unusable) or wgpu reported a
+    /// fault outside any error scope since the last check (work submitted since may be
+    /// wrong; the `Gpu` may go on).
+    pub(crate) fn check_faults(&self, label: &str) -> Result<()> {
+        let f = &self.inner.faults;
+        if let Some(reason) = f.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(GpuError::DeviceLost { reason }.into());
+        }
+        if let Some(message) = f
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(GpuError::Execution {
+                label: label.to_string(),
+                message,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Blocks until `index` (or all work, when `None`) has finished.
@@ -473,7 +521,7 @@ impl Gpu {
                 label: label.to_string(),
                 message: e.to_string(),
             })?;
-        Ok(())
+        self.check_faults(label)
     }
 
     /// Whether the device can write GPU timestamps between compute passes.

@@ -557,6 +557,30 @@ mod tests {
         assert_eq!(t.to_vec().unwrap(), [1.0, 2.0, 3.0]);
     }
 
+    /// A lost device (here destroyed on purpose, on a `Gpu` of its own) makes every later call
+    /// an error that says the `Gpu` is no longer usable, never a panic or a hang.
+    #[test]
+    fn a_lost_device_is_an_error_on_every_later_call() {
+        let gpu = Gpu::new()
+            .unwrap_or_else(|e| panic!("this test needs an adapter and none could be opened: {e}"));
+        let t = crate::Tensor::from_slice(&gpu, &[2, 1, 1], &[1.0, 2.0]).unwrap();
+        let mut rnn = crate::Rnn::new(&gpu, crate::RnnConfig::new(1, 3, 1), 0).unwrap();
+        rnn.forward(&t, None).unwrap();
+        gpu.device().destroy();
+        let lost = |r: Result<()>, what: &str| match r {
+            Err(Error::Gpu(GpuError::DeviceLost { .. })) => {}
+            other => panic!("{what} after the device was lost: {other:?}"),
+        };
+        lost(t.to_vec().map(drop), "to_vec");
+        lost(crate::Tensor::zeros(&gpu, &[4]).map(drop), "zeros");
+        lost(rnn.forward(&t, None).map(drop), "forward");
+        let msg = t.to_vec().unwrap_err().to_string();
+        assert!(
+            msg.contains("no longer usable") && msg.contains("Gpu::new"),
+            "{msg}"
+        );
+    }
+
     /// Parses and validates `source`, with subgroup operations (in compute shaders, as the
     /// device asks for them) only when `subgroups`: the other kernels must build without.
     fn validate(name: &str, source: &str, subgroups: bool) -> naga::Module {

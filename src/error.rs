@@ -45,7 +45,7 @@ pub enum GpuError {
         message: String,
     },
     /// A kernel failed to compile or a pipeline failed to build.
-    #[error("kernel `{kernel}` failed to build: {message}")]
+    #[error("kernel `{kernel}` failed to build: {message} (the Gpu is still usable)")]
     Kernel {
         /// The kernel's label.
         kernel: String,
@@ -55,7 +55,7 @@ pub enum GpuError {
     /// A buffer would exceed the adapter's limits.
     #[error(
         "`{what}` needs {bytes} bytes, over this adapter's limit of {limit} bytes per buffer; \
-         use a smaller batch, sequence or model"
+         use a smaller batch, sequence or model (the Gpu is still usable)"
     )]
     TooLarge {
         /// What the buffer holds.
@@ -99,7 +99,10 @@ pub enum GpuError {
         reason: String,
     },
     /// Work submitted to the device failed (validation, device lost, out of memory).
-    #[error("GPU work `{label}` failed: {message}")]
+    #[error(
+        "GPU work `{label}` failed: {message} (its results are not to be trusted; the Gpu goes \
+         on unless a later call reports the device lost)"
+    )]
     Execution {
         /// What was running.
         label: String,

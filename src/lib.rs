@@ -48,5 +48,5 @@ pub use gpu::{Gpu, KernelStyle};
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Init, Nonlinearity, Rnn, RnnConfig};
 pub use ops::Driver;
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
 pub use tensor::{ClassIds, Tensor};

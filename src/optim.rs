@@ -45,6 +45,72 @@ impl OptimizerKind {
     pub fn sgd(lr: f32, momentum: f32) -> Self {
         Self::Sgd { lr, momentum }
     }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Self::Adam { lr, .. } | Self::Sgd { lr, .. } => lr,
+        }
+    }
+
+    /// The same rule with learning rate `lr`.
+    pub fn with_lr(self, lr: f32) -> Self {
+        match self {
+            Self::Adam {
+                beta1, beta2, eps, ..
+            } => Self::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+            },
+            Self::Sgd { momentum, .. } => Self::Sgd { lr, momentum },
+        }
+    }
+}
+
+/// How the learning rate moves over training, as a factor of the starting one (what
+/// PyTorch's schedulers do to a param group's `lr`; the optimizer's state is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// A linear warm-up from `1/warmup` over the first `warmup` steps, then a cosine decay
+    /// from 1 at the step after them to zero just after step `total` (`LinearLR` then
+    /// `CosineAnnealingLR`).
+    Cosine { warmup: u64, total: u64 },
+    /// Multiplied by `gamma` every `every` steps (`StepLR`), after a linear warm-up of
+    /// `warmup` steps.
+    Step { warmup: u64, every: u64, gamma: f32 },
+}
+
+impl LrSchedule {
+    /// The factor for update `step` (counted from 1).
+    pub fn factor(&self, step: u64) -> f32 {
+        let warm = |warmup: u64| {
+            if warmup > 0 && step <= warmup {
+                Some(step as f32 / warmup as f32)
+            } else {
+                None
+            }
+        };
+        match *self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine { warmup, total } => warm(warmup).unwrap_or_else(|| {
+                let span = total.saturating_sub(warmup).max(1) as f64;
+                let done = (step.saturating_sub(warmup + 1) as f64 / span).min(1.0);
+                (0.5 * (1.0 + (std::f64::consts::PI * done).cos())) as f32
+            }),
+            LrSchedule::Step {
+                warmup,
+                every,
+                gamma,
+            } => warm(warmup).unwrap_or_else(|| {
+                gamma.powi((step.saturating_sub(warmup) / every.max(1)).min(i32::MAX as u64) as i32)
+            }),
+        }
+    }
 }
 
 /// An optimizer with optional clipping and L2 weight decay.
@@ -82,6 +148,8 @@ pub struct Optimizer {
     norm: wgpu::Buffer,
     plan: Plan,
     update_offset: u64,
+    /// The learning rate it was made with, which schedules scale.
+    initial_lr: f32,
 }
 
 impl std::fmt::Debug for Optimizer {
@@ -207,6 +275,7 @@ impl Optimizer {
             norm,
             plan,
             update_offset,
+            initial_lr: config.kind.lr(),
         })
     }
 
@@ -218,6 +287,31 @@ impl Optimizer {
     /// Updates taken so far.
     pub fn steps(&self) -> u64 {
         self.step
+    }
+
+    /// The learning rate it was made with.
+    pub fn initial_lr(&self) -> f32 {
+        self.initial_lr
+    }
+
+    /// Changes the learning rate for the next updates, keeping the momentum buffer or Adam's
+    /// moments and the step count (as a PyTorch scheduler changing `lr`).
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(InputError::Invalid {
+                arg: "lr".into(),
+                reason: format!("{lr} must be zero or a positive finite number"),
+            }
+            .into());
+        }
+        self.config.kind = self.config.kind.with_lr(lr);
+        self.params.lr = lr;
+        self.gpu.queue().write_buffer(
+            self.plan.params(),
+            self.update_offset,
+            bytemuck::bytes_of(&self.params),
+        );
+        Ok(())
     }
 
     /// Downloads the global gradient norm (before clipping) of the latest step.

@@ -683,6 +683,11 @@ impl Optimizer {
             .sqrt()
     }
 
+    /// Changes the learning rate, keeping the state (as a PyTorch scheduler does).
+    pub fn set_lr(&mut self, lr: f32) {
+        self.config.kind = self.config.kind.with_lr(lr);
+    }
+
     /// One update of `p` with the gradients `grads`; returns the norm before clipping.
     pub fn step(&mut self, p: &mut Params, grads: &Params) -> f64 {
         // clip_grad_value_ first: every value clamped, and the norm taken of what is left.

@@ -669,6 +669,16 @@ mod cli {
                 "--delay",
                 "at least 1",
             ),
+            (
+                &["train", "--lr-schedule", "step:0:0.5"][..],
+                "--lr-schedule",
+                "N must be",
+            ),
+            (
+                &["train", "--lr-schedule", "linear"][..],
+                "--lr-schedule",
+                "constant, cosine or step:N:G",
+            ),
             (&["train", "--init", "glorot"][..], "--init", "orthogonal"),
             (
                 &["train", "--layer-init", "1=identity"][..],
@@ -686,6 +696,31 @@ mod cli {
                 line.contains(flag) && line.contains(says),
                 "{args:?}: {line}"
             );
+        }
+    }
+
+    #[test]
+    fn train_follows_a_learning_rate_schedule() {
+        for schedule in ["cosine", "step:2:0.5"] {
+            let (code, out, err) = rnn_wgpu(&[
+                "train",
+                "--task",
+                "adding",
+                "--lr-schedule",
+                schedule,
+                "--warmup",
+                "2",
+                "--steps",
+                "5",
+                "--batch",
+                "4",
+                "--hidden",
+                "8",
+                "--seq-len",
+                "6",
+            ]);
+            assert_eq!(code, 0, "{schedule}: {err}");
+            assert!(out.contains("held-out mse"), "{out}");
         }
     }
 

@@ -10,6 +10,11 @@ use crate::pytorch::fixture;
 
 /// Runs `steps` training steps on the GPU and the same updates on the host in f64.
 fn compare(config: OptimizerConfig, steps: usize) {
+    compare_with_lr(config, steps, |_| None);
+}
+
+/// [`compare`], setting the learning rate before step k where `lr_at(k)` gives one.
+fn compare_with_lr(config: OptimizerConfig, steps: usize, lr_at: impl Fn(usize) -> Option<f32>) {
     let g = gpu();
     let rc = RnnConfig::new(3, 65, 2);
     let mut p = Params::random(rc, 0.2, 21);
@@ -29,6 +34,10 @@ fn compare(config: OptimizerConfig, steps: usize) {
 
     let mut host = reference::Optimizer::new(config);
     for step in 1..=steps {
+        if let Some(lr) = lr_at(step) {
+            opt.set_lr(lr).unwrap();
+            host.set_lr(lr);
+        }
         rnn.train_step(&xt, None, Target::Values(&yt), loss, &mut opt)
             .unwrap();
         let (want_loss, _, grads) = reference::loss_and_grads(&p, &x, None, t, b, &targets, loss);
@@ -80,6 +89,56 @@ fn clipping_by_value_then_norm_matches_reference() {
             2,
         );
     }
+}
+
+#[test]
+fn changing_the_learning_rate_keeps_the_optimizers_state() {
+    // As a PyTorch scheduler does: Adam's moments and step count, SGD's momentum buffer,
+    // carry on at the new rate (the reference keeps them too; starting afresh would differ).
+    for kind in [OptimizerKind::adam(0.02), OptimizerKind::sgd(0.2, 0.9)] {
+        compare_with_lr(kind.into(), 5, |k| match k {
+            3 => Some(0.004),
+            5 => Some(0.05),
+            _ => None,
+        });
+    }
+    let g = gpu();
+    let rnn = Rnn::new(&g, RnnConfig::new(1, 2, 1), 0).unwrap();
+    let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(0.1)).unwrap();
+    assert!(opt.set_lr(-1.0).is_err() && opt.set_lr(f32::NAN).is_err());
+    assert!(
+        opt.set_lr(0.0).is_ok(),
+        "a rate of zero makes no update, as in PyTorch"
+    );
+    assert_eq!(opt.initial_lr(), 0.1);
+}
+
+#[test]
+fn learning_rate_schedules_warm_up_and_decay() {
+    use rnn_wgpu::LrSchedule;
+    let cos = LrSchedule::Cosine {
+        warmup: 4,
+        total: 104,
+    };
+    assert_eq!([1, 2, 4, 5].map(|s| cos.factor(s)), [0.25, 0.5, 1.0, 1.0]);
+    assert!(
+        (cos.factor(55) - 0.5).abs() < 1e-6,
+        "half way: {}",
+        cos.factor(55)
+    );
+    // Still above zero at the last step, zero after it.
+    assert!(cos.factor(104) > 0.0 && cos.factor(104) < 1e-3);
+    assert!(cos.factor(105).abs() < 1e-6 && cos.factor(200).abs() < 1e-6);
+    let step = LrSchedule::Step {
+        warmup: 0,
+        every: 10,
+        gamma: 0.5,
+    };
+    assert_eq!(
+        [1, 9, 10, 25].map(|s| step.factor(s)),
+        [1.0, 1.0, 0.5, 0.25]
+    );
+    assert_eq!(LrSchedule::Constant.factor(1000), 1.0);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnn_wgpu::io::{self, model_file::keys};
 use rnn_wgpu::text::{Corpus, Generator, Streams};
 use rnn_wgpu::{
-    ClassIds, Error, Gpu, Init, InputError, Loss, Nonlinearity, Optimizer, OptimizerConfig,
-    OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
+    ClassIds, Error, Gpu, Init, InputError, Loss, LrSchedule, Nonlinearity, Optimizer,
+    OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
 use super::{Act, apply_nonlinearity, bad_arg, check_not_an_input, check_output, open_gpu, plot};
@@ -61,6 +61,14 @@ pub struct TrainArgs {
     /// Momentum (sgd only), in [0, 1).
     #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f32,
+    /// How the learning rate moves: constant, cosine (down to zero at the last step) or
+    /// step:N:G (times G every N steps); each after --warmup steps of linear warm-up. Adam's
+    /// moments are kept as it moves.
+    #[arg(long, default_value = "constant", value_name = "KIND")]
+    lr_schedule: String,
+    /// Steps of linear learning-rate warm-up at the start.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// Clip the global gradient norm to this value (0: no clipping; 0 or more).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     clip: f32,
@@ -161,6 +169,54 @@ fn text_err(a: &TrainArgs, e: Error) -> Error {
     bad_arg("--text", format!("{path}: {reason}"))
 }
 
+/// `--lr-schedule` and `--warmup` over `total` steps.
+fn lr_schedule(a: &TrainArgs, total: u64) -> Result<LrSchedule, Error> {
+    let bad = |why: &str| bad_arg("--lr-schedule", format!("`{}`: {why}", a.lr_schedule));
+    let warmup = a.warmup;
+    Ok(match a.lr_schedule.as_str() {
+        "constant" if warmup == 0 => LrSchedule::Constant,
+        "constant" => LrSchedule::Step {
+            warmup,
+            every: u64::MAX,
+            gamma: 1.0,
+        },
+        "cosine" => LrSchedule::Cosine { warmup, total },
+        other => {
+            let parts: Vec<&str> = other.split(':').collect();
+            match parts[..] {
+                ["step", n, g] => {
+                    let every: u64 = n
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| bad("N must be a whole number of steps, 1 or more"))?;
+                    let gamma: f32 = g
+                        .parse()
+                        .ok()
+                        .filter(|g: &f32| g.is_finite() && *g > 0.0)
+                        .ok_or_else(|| bad("G must be a positive number"))?;
+                    LrSchedule::Step {
+                        warmup,
+                        every,
+                        gamma,
+                    }
+                }
+                _ => return Err(bad("expected constant, cosine or step:N:G")),
+            }
+        }
+    })
+}
+
+/// Sets the learning rate for update `step` of `total` from the schedule.
+fn schedule(a: &TrainArgs, opt: &mut Optimizer, step: usize, total: usize) -> Result<(), Error> {
+    let sched = lr_schedule(a, total as u64)?;
+    if sched != LrSchedule::Constant {
+        let base = opt.initial_lr();
+        opt.set_lr(base * sched.factor(step as u64))?;
+    }
+    Ok(())
+}
+
 /// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
 fn layer_inits(a: &TrainArgs, layers: usize) -> Result<Vec<(usize, Init)>, Error> {
     a.layer_init
@@ -205,6 +261,7 @@ fn check_ranges(a: &TrainArgs) -> Result<(), Error> {
     }
     at_least_zero("--clip", f64::from(a.clip))?;
     at_least_zero("--clip-value", f64::from(a.clip_value))?;
+    lr_schedule(a, 1)?;
     at_least_zero("--noise", a.noise)?;
     if !(0.0..1.0).contains(&a.momentum) {
         return Err(bad_arg(
@@ -751,6 +808,7 @@ fn sine(
             x.write(&data.x)?;
             y.write(&data.y)
         })?;
+        schedule(a, opt, step, steps)?;
         log.timed(Part::Submit, || {
             rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), opt)
         })?;
@@ -809,6 +867,7 @@ fn recall(
             x.write(&data.x)?;
             y.write(&data.y)
         })?;
+        schedule(a, opt, step, steps)?;
         log.timed(Part::Submit, || {
             rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
         })?;
@@ -871,6 +930,7 @@ fn adding(
             y.write(&data.y)?;
             mask.write(&data.mask)
         })?;
+        schedule(a, opt, step, steps)?;
         log.timed(Part::Submit, || {
             let target = Target::Values(&y).with_mask(&mask);
             rnn.train_step(&x, None, target, Loss::mse(), opt)
@@ -923,6 +983,7 @@ fn copy(
             x.write(&data.x)?;
             y.write(&data.y)
         })?;
+        schedule(a, opt, step, steps)?;
         log.timed(Part::Submit, || {
             rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
         })?;
@@ -1046,6 +1107,7 @@ fn text_lm(
             x.write(&xs)?;
             y.write(&ys)
         })?;
+        schedule(a, opt, step, steps)?;
         log.timed(Part::Submit, || {
             let fw = rnn.train_step(&x, Some(&h), Target::Classes(&y), loss, opt)?;
             // Truncated BPTT: the state goes on to the next window, its gradient does not.

@@ -865,3 +865,132 @@ mod cli {
         );
     }
 }
+
+/// Property tests over the loader with structured headers (issue #16 item 7): any tensor
+/// names, dtypes, shapes and data offsets (overlapping, past the data, huge), any header
+/// length and data length, and files laid out consistently from such entries. Parsing and
+/// loading are an error or a well-formed file, never a panic.
+mod header_properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    const NAMES: [&str; 10] = [
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0",
+        "rnn.weight_hh_l1",
+        "rnn.weight_hh_l0_reverse",
+        "fc.weight",
+        "fc.bias",
+        "x",
+        "",
+    ];
+    const DTYPES: [(&str, u64); 10] = [
+        ("F32", 4),
+        ("F64", 8),
+        ("I32", 4),
+        ("I64", 8),
+        ("BOOL", 1),
+        ("F16", 2),
+        ("U8", 1),
+        ("BF16", 2),
+        ("f32", 4),
+        ("", 4),
+    ];
+
+    /// One tensor entry: name, dtype, shape and data offsets.
+    type Entry = (usize, usize, Vec<u64>, (u64, u64));
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        let dim = prop_oneof![8 => 0u64..6, 1 => Just(1u64 << 40), 1 => Just(u64::MAX)];
+        let offset = prop_oneof![9 => 0u64..300, 1 => Just(u64::MAX - 3)];
+        (
+            0..NAMES.len(),
+            0..DTYPES.len(),
+            prop::collection::vec(dim, 0..4),
+            (offset.clone(), offset),
+        )
+    }
+
+    /// The file: 8-byte header length (the true one, or another), the JSON header, the data;
+    /// with `consistent`, offsets laid end to end from the shapes and exactly that much data.
+    fn file() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::collection::vec(entry(), 0..5),
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop_oneof![3 => Just(None), 1 => (0u64..400).prop_map(Some)],
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(entries, mut data, wrong_len, metadata, consistent)| {
+                let mut end = 0u64;
+                let mut fields: Vec<String> = Vec::new();
+                for (n, d, shape, (a, b)) in &entries {
+                    let (dtype, size) = DTYPES[*d];
+                    let (a, b) = if consistent {
+                        let bytes = shape
+                            .iter()
+                            .try_fold(size, |acc, &x| acc.checked_mul(x))
+                            .filter(|&b| b <= 4096)
+                            .unwrap_or(0);
+                        let start = end;
+                        end += bytes;
+                        (start, end)
+                    } else {
+                        (*a, *b)
+                    };
+                    fields.push(format!(
+                        "\"{}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{a},{b}]}}",
+                        NAMES[*n]
+                    ));
+                }
+                if consistent {
+                    data.resize(end as usize, 0x3f);
+                }
+                if metadata {
+                    fields.push("\"__metadata__\":{\"num_layers\":\"2\"}".into());
+                }
+                let header = format!("{{{}}}", fields.join(","));
+                let len = wrong_len.unwrap_or(header.len() as u64);
+                let mut b = len.to_le_bytes().to_vec();
+                b.extend_from_slice(header.as_bytes());
+                b.extend_from_slice(&data);
+                b
+            })
+    }
+
+    /// Parses, checks and (where it is a model) loads `bytes`; true when it parsed.
+    fn check(bytes: &[u8]) -> bool {
+        let Ok(f) = TensorFile::from_bytes("prop", bytes) else {
+            return false;
+        };
+        assert_well_formed(&f);
+        if io::model_file::config_of(&f).is_ok() {
+            let _ = io::model_file::from_file(&gpu(), &f);
+        }
+        true
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn structured_headers_never_panic(bytes in file()) {
+            check(&bytes);
+        }
+    }
+
+    /// The property above reaches files that parse, not only rejections.
+    #[test]
+    fn the_generated_files_include_ones_that_parse() {
+        let mut runner = TestRunner::deterministic();
+        let parsed = (0..500)
+            .filter(|_| check(&file().new_tree(&mut runner).expect("a file").current()))
+            .count();
+        eprintln!("{parsed} of 500 generated files parsed");
+        assert!(parsed > 50, "only {parsed} of 500 generated files parsed");
+    }
+}

@@ -1,7 +1,9 @@
 //! How a recurrent layer's weights start: PyTorch's uniform draw, or one of the remedies for
 //! vanishing and exploding gradients that fix the spectrum of `W` (`weight_hh`).
 
-use super::params::SplitMix64;
+use super::RnnConfig;
+use super::layer::Layer;
+use super::params::{ParamLayout, SplitMix64};
 use crate::error::{InputError, Result};
 
 /// How a layer's hidden-to-hidden weights `W` start.
@@ -64,6 +66,50 @@ impl Init {
                 // A zero draw (H = 1 and a zero value) has no direction to scale.
                 let s = if rho > 0.0 { r / rho } else { 0.0 };
                 w.iter().map(|&v| (v * s) as f32).collect()
+            }
+        }
+    }
+}
+
+/// Start values as PyTorch draws them: every RNN parameter and the head (`fan_in = H`)
+/// uniform in `±1/sqrt(H)`; then every layer's `W` as `config.init` makes it (from a stream
+/// of its own, so every other value is the same as PyTorch's draw from this seed).
+pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f32> {
+    let bound = 1.0 / (config.hidden as f64).sqrt();
+    let mut rng = SplitMix64::new(seed);
+    let mut values: Vec<f32> = (0..layout.len())
+        .map(|_| rng.uniform(bound) as f32)
+        .collect();
+    if config.init != Init::Pytorch {
+        for layer in Layer::all(config) {
+            init_layer(layout, &layer, config.init, seed, &mut values);
+        }
+    }
+    values
+}
+
+/// Writes `layer`'s `W` as `init` makes it from PyTorch's draw already in `values` (and, for
+/// [`Init::Identity`], zeroes its biases), its random stream drawn from `seed`, the layer and
+/// the direction.
+pub(crate) fn init_layer(
+    layout: &ParamLayout,
+    layer: &Layer,
+    init: Init,
+    seed: u64,
+    values: &mut [f32],
+) {
+    let h = layer.hidden;
+    let Some(w) = layout.get(&layer.names.w_hh) else {
+        return;
+    };
+    let mut rng = SplitMix64::new(seed ^ (0x1A1E_0000 + (layer.k as u64) * 2 + layer.d as u64));
+    let range = w.offset..w.offset + w.len();
+    let new = init.weights(h, &values[range.clone()], &mut rng);
+    values[range].copy_from_slice(&new);
+    if init == Init::Identity {
+        for name in [&layer.names.b_ih, &layer.names.b_hh] {
+            if let Some(b) = layout.get(name) {
+                values[b.offset..b.offset + b.len()].fill(0.0);
             }
         }
     }

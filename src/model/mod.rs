@@ -119,7 +119,7 @@ impl Rnn {
         // Buffers first: their size check must come before a host vector of that size.
         let params = gpu.storage_buffer("parameters", layout.len())?;
         let grads = gpu.storage_buffer("gradients", layout.len())?;
-        let values = params::init(&layout, &config, seed);
+        let values = init::init(&layout, &config, seed);
         gpu.queue()
             .write_buffer(&params, 0, bytemuck::cast_slice(&values));
         Ok(Self {
@@ -285,7 +285,7 @@ impl Rnn {
                     *v = rng.uniform(bound) as f32;
                 }
             }
-            params::init_layer(&self.layout, &unit, init, seed, &mut values);
+            init::init_layer(&self.layout, &unit, init, seed, &mut values);
         }
         self.gpu
             .queue()

@@ -844,17 +844,18 @@ fn sine(
     Ok(log)
 }
 
-fn recall(
+/// Trains on a class task, a fresh batch from `make(seed)` each step, validating on `held`;
+/// returns the log, the model's held-out scores `[T, B, classes]` and its held-out loss.
+fn class_task(
     a: &TrainArgs,
     gpu: &Gpu,
-    rnn: &mut Rnn,
-    opt: &mut Optimizer,
-    t: usize,
+    (rnn, opt): (&mut Rnn, &mut Optimizer),
     steps: usize,
-) -> Result<Log, Error> {
-    let (b, k) = (a.batch, a.symbols.max(1));
+    held: &task::ClassBatch,
+    make: impl Fn(u64) -> task::ClassBatch,
+) -> Result<(Log, Vec<f32>, f32), Error> {
+    let (t, b, k) = (held.steps, held.batch, held.inputs);
     let mut log = Log::new(steps, t * b, a.log_every);
-    let held = task::recall(t, b, k, a.delay(), u64::MAX - a.seed);
     let x = Tensor::zeros(gpu, &[t, b, k])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
@@ -862,8 +863,7 @@ fn recall(
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
     for step in 1..=steps {
         log.timed(Part::Data, || {
-            let seed = a.seed.wrapping_mul(1_000_003) + step as u64;
-            let data = task::recall(t, b, k, a.delay(), seed);
+            let data = make(a.seed.wrapping_mul(1_000_003) + step as u64);
             x.write(&data.x)?;
             y.write(&data.y)
         })?;
@@ -881,20 +881,40 @@ fn recall(
     }
     log.finish();
     rnn.set_training(false);
-    let out = rnn.forward(&xv, None)?.output.to_vec()?;
-    let o = k + 1;
-    let (mut right, mut count) = (0usize, 0usize);
-    for r in (a.delay().min(t) * b)..(t * b) {
-        let row = &out[r * o..(r + 1) * o];
-        let guess = (0..o).fold(0, |m, i| if row[i] > row[m] { i } else { m });
-        right += usize::from(guess as i64 == held.y[r]);
-        count += 1;
-    }
-    if count > 0 {
+    let (fw, loss) = rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())?;
+    Ok((log, fw.output.to_vec()?, loss))
+}
+
+/// The share of `rows` whose highest of `classes` scores is the target in `y`.
+fn accuracy(scores: &[f32], y: &[i64], classes: usize, rows: std::ops::Range<usize>) -> f64 {
+    let n = rows.len();
+    let right = rows
+        .filter(|&r| {
+            let row = &scores[r * classes..(r + 1) * classes];
+            let guess = (0..classes).fold(0, |m, i| if row[i] > row[m] { i } else { m });
+            guess as i64 == y[r]
+        })
+        .count();
+    right as f64 / n.max(1) as f64
+}
+
+fn recall(
+    a: &TrainArgs,
+    gpu: &Gpu,
+    rnn: &mut Rnn,
+    opt: &mut Optimizer,
+    t: usize,
+    steps: usize,
+) -> Result<Log, Error> {
+    let (b, k, delay) = (a.batch, a.symbols.max(1), a.delay());
+    let held = task::recall(t, b, k, delay, u64::MAX - a.seed);
+    let (log, out, _) = class_task(a, gpu, (rnn, opt), steps, &held, |seed| {
+        task::recall(t, b, k, delay, seed)
+    })?;
+    if delay < t {
         println!(
-            "held-out accuracy {:.1}% on steps t >= {} (chance {:.1}%)",
-            100.0 * right as f64 / count as f64,
-            a.delay(),
+            "held-out accuracy {:.1}% on steps t >= {delay} (chance {:.1}%)",
+            100.0 * accuracy(&out, &held.y, k + 1, delay * b..t * b),
             100.0 / k as f64
         );
     }
@@ -969,48 +989,17 @@ fn copy(
     delay: usize,
     steps: usize,
 ) -> Result<Log, Error> {
-    let (b, k, t) = (a.batch, task::COPY_CLASSES, delay + 20);
-    let mut log = Log::new(steps, t * b, a.log_every);
+    let (b, t) = (a.batch, delay + 20);
     let held = task::copy_memory(delay, b, u64::MAX - a.seed);
-    let x = Tensor::zeros(gpu, &[t, b, k])?;
-    let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
-    let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
-    let yv = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
-    let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
-    for step in 1..=steps {
-        log.timed(Part::Data, || {
-            let data = task::copy_memory(delay, b, a.seed.wrapping_mul(1_000_003) + step as u64);
-            x.write(&data.x)?;
-            y.write(&data.y)
-        })?;
-        schedule(a, opt, step, steps)?;
-        log.timed(Part::Submit, || {
-            rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
-        })?;
-        log.step(step, rnn, opt)?;
-        if step % eval_every == 0 || step == steps {
-            let (_, v) = log.timed(Part::Validation, || {
-                rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())
-            })?;
-            log.validation(step, v);
-        }
-    }
-    log.finish();
-    rnn.set_training(false);
-    let (fw, loss) = rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())?;
-    let out = fw.output.to_vec()?;
-    let (mut right, mut count) = (0usize, 0usize);
-    for r in ((delay + 10) * b)..(t * b) {
-        let row = &out[r * k..(r + 1) * k];
-        let guess = (0..k).fold(0, |m, i| if row[i] > row[m] { i } else { m });
-        right += usize::from(guess as i64 == held.y[r]);
-        count += 1;
-    }
+    let (log, out, loss) = class_task(a, gpu, (rnn, opt), steps, &held, |seed| {
+        task::copy_memory(delay, b, seed)
+    })?;
+    let copied = accuracy(&out, &held.y, task::COPY_CLASSES, (delay + 10) * b..t * b);
     println!(
         "held-out loss {loss:.4} nats a step vs {:.4} for the memoryless baseline; {:.1}% of \
          the copied symbols right (chance 12.5%)",
         task::copy_baseline(delay),
-        100.0 * right as f64 / count.max(1) as f64
+        100.0 * copied
     );
     Ok(log)
 }

@@ -23,7 +23,8 @@ use workspace::Workspace;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Outputs of a forward pass: views into the model's workspace, overwritten by its next call.
+/// Outputs of a forward pass: views into the model's workspace, valid until its next forward
+/// pass (after which using them is an [`InputError::Stale`] error).
 #[derive(Debug, Clone)]
 pub struct Forward {
     /// Outputs `o(t)` for every step, `[T, B, O]`.
@@ -32,7 +33,8 @@ pub struct Forward {
     pub h_n: Tensor,
 }
 
-/// Gradients of the loss: views into the model's buffers, overwritten by its next backward.
+/// Gradients of the loss: views into the model's buffers, valid until its next backward pass
+/// (after which using them is an [`InputError::Stale`] error).
 #[derive(Debug, Clone)]
 pub struct Gradients {
     /// dL/dθ for every parameter, by PyTorch name, in the layout's order.

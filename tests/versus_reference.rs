@@ -1261,38 +1261,33 @@ fn masked_losses_match_reference_under_every_driver() {
             let mut rnn = model_on(&g, &s.p, driver);
             rnn.set_batch_first(batch_first);
             // The caller's layout: [B, T, ...] when batch-first.
-            let lay = |v: &[f64], w: usize| -> Vec<f32> {
-                if !batch_first {
-                    return to_f32(v);
+            let lay = |v: &[f64]| -> Vec<f32> {
+                if batch_first {
+                    to_f32(&swap_leading(v, t, b))
+                } else {
+                    to_f32(v)
                 }
-                let mut out = vec![0.0f32; v.len()];
-                for ti in 0..t {
-                    for bi in 0..b {
-                        for k in 0..w {
-                            out[(bi * t + ti) * w + k] = v[(ti * b + bi) * w + k] as f32;
-                        }
-                    }
-                }
-                out
             };
             let lead = if batch_first { [b, t] } else { [t, b] };
-            let xt =
-                Tensor::from_slice(&g, &[lead[0], lead[1], c.input], &lay(&s.x, c.input)).unwrap();
+            let xt = Tensor::from_slice(&g, &[lead[0], lead[1], c.input], &lay(&s.x)).unwrap();
             let h0t = s
                 .h0
                 .as_ref()
                 .map(|h| Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h)).unwrap());
-            let mt = Tensor::from_slice(&g, &lead, &lay(&mask, 1)).unwrap();
+            let mt = Tensor::from_slice(&g, &lead, &lay(&mask)).unwrap();
             let (yv, yc);
             let target = match &s.targets {
                 Targets::Values(y) => {
-                    yv = Tensor::from_slice(&g, &[lead[0], lead[1], c.output], &lay(y, c.output))
-                        .unwrap();
+                    yv = Tensor::from_slice(&g, &[lead[0], lead[1], c.output], &lay(y)).unwrap();
                     Target::Values(&yv)
                 }
                 Targets::Classes(y) => {
-                    let yf: Vec<f64> = y.iter().map(|&v| v as f64).collect();
-                    let ids: Vec<i64> = lay(&yf, 1).iter().map(|&v| v as i64).collect();
+                    let y = if batch_first {
+                        swap_leading(y, t, b)
+                    } else {
+                        y.clone()
+                    };
+                    let ids: Vec<i64> = y.iter().map(|&v| v as i64).collect();
                     yc = ClassIds::from_slice(&g, &lead, &ids).unwrap();
                     Target::Classes(&yc)
                 }

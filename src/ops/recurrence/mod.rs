@@ -459,40 +459,7 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        for (d0, n) in self.dispatches(plan.gpu()) {
-            // The blocked kernels read section 1 also through a uniform window from its start
-            // (direction d0's).
-            let window = Self::section(self.hidden, self.dirs, 1, d0) as u64 * 4;
-            let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
-                push_rec(plan, k, [self.wp, xu, h_all], window, params, g)
-            };
-            match lp {
-                Loop::PerStep => {
-                    let (k, _, g) = self.per_step(plan.gpu(), n);
-                    for t in 0..self.steps {
-                        push(plan, k, &self.params(t, true, d0), g)?;
-                    }
-                }
-                Loop::Persistent => {
-                    let seq = seq_kernels(
-                        plan.gpu(),
-                        self.cell,
-                        self.batch,
-                        self.hidden,
-                        (n, self.dirs > 1),
-                    );
-                    let g = [groups(self.batch, seq.rows), u(n), 1];
-                    for (t0, count) in self.chunks(plan.gpu(), n) {
-                        let params = Rec {
-                            count: u(count),
-                            ..self.params(t0, true, d0)
-                        };
-                        push(plan, seq.forward, &params, g)?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.sweep(plan, lp, false, [xu, h_all])
     }
 
     /// Every step backward, last to first, in place over `da` (holding `dL/do V`), with the
@@ -520,18 +487,37 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
+        self.sweep(plan, lp, true, [h_all, da])
+    }
+
+    /// The loops that read W's layouts, forward (`xu` into `h_all`, first step first) or
+    /// backward (`h_all` into `da`, last step first): per step, or persistent in chunks.
+    fn sweep(
+        &self,
+        plan: &mut PlanBuilder,
+        lp: Loop,
+        backward: bool,
+        [src, dst]: [&wgpu::Buffer; 2],
+    ) -> Result<()> {
+        let forward = !backward;
         for (d0, n) in self.dispatches(plan.gpu()) {
-            // The blocked kernels read section 0 also through a uniform window from its start
-            // (direction d0's).
-            let window = Self::section(self.hidden, self.dirs, 0, d0) as u64 * 4;
+            // The blocked kernels read their section (forward: 1, W; backward: 0, Wᵀ) also
+            // through a uniform window from its start (direction d0's).
+            let section = usize::from(forward);
+            let window = Self::section(self.hidden, self.dirs, section, d0) as u64 * 4;
             let push = |plan: &mut PlanBuilder, k: &'static Kernel, params: &Rec, g: [u32; 3]| {
-                push_rec(plan, k, [self.wp, h_all, da], window, params, g)
+                push_rec(plan, k, [self.wp, src, dst], window, params, g)
             };
             match lp {
                 Loop::PerStep => {
-                    let (_, k, g) = self.per_step(plan.gpu(), n);
-                    for t in (0..self.steps).rev() {
-                        push(plan, k, &self.params(t, false, d0), g)?;
+                    let (f, b, g) = self.per_step(plan.gpu(), n);
+                    let k = if backward { b } else { f };
+                    let mut steps: Vec<usize> = (0..self.steps).collect();
+                    if backward {
+                        steps.reverse();
+                    }
+                    for t in steps {
+                        push(plan, k, &self.params(t, forward, d0), g)?;
                     }
                 }
                 Loop::Persistent => {
@@ -543,13 +529,19 @@ impl Recurrence<'_> {
                         (n, self.dirs > 1),
                     );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
-                    // The same chunks, last first, each starting from its last step.
-                    for (t0, count) in self.chunks(plan.gpu(), n).into_iter().rev() {
+                    let k = if backward { seq.backward } else { seq.forward };
+                    let mut chunks = self.chunks(plan.gpu(), n);
+                    if backward {
+                        // The same chunks, last first, each starting from its last step.
+                        chunks.reverse();
+                    }
+                    for (t0, count) in chunks {
+                        let t = if backward { t0 + count - 1 } else { t0 };
                         let params = Rec {
                             count: u(count),
-                            ..self.params(t0 + count - 1, false, d0)
+                            ..self.params(t, forward, d0)
                         };
-                        push(plan, seq.backward, &params, g)?;
+                        push(plan, k, &params, g)?;
                     }
                 }
             }

@@ -39,6 +39,7 @@ pub mod model;
 mod ops;
 pub mod optim;
 pub mod reference;
+mod rng;
 pub mod task;
 pub mod tensor;
 pub mod text;

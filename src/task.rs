@@ -1,6 +1,6 @@
 //! Built-in tasks that need no download.
 
-use crate::model::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// A batch of sequences: inputs `[T, B, I]` and targets `[T, B, O]`, row-major.
 #[derive(Debug, Clone)]

@@ -3,8 +3,9 @@
 
 use super::RnnConfig;
 use super::layer::Layer;
-use super::params::{ParamLayout, SplitMix64};
+use super::params::ParamLayout;
 use crate::error::{InputError, Result};
+use crate::rng::SplitMix64;
 
 /// How a layer's hidden-to-hidden weights `W` start.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -6,9 +6,10 @@ pub(crate) mod layer;
 pub(crate) mod params;
 mod workspace;
 
+pub use crate::rng::SplitMix64;
 pub use config::{Nonlinearity, RnnConfig};
 pub use init::{Init, spectral_radius};
-pub use params::{ParamLayout, ParamSpec, SplitMix64};
+pub use params::{ParamLayout, ParamSpec};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,6 +12,7 @@ use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{Gemm, matmul};
 use crate::ops::{Driver, Plan, PlanBuilder, at, groups, run, u};
+use crate::rng::SplitMix64;
 
 /// What the two ways of running a stack's forward loops measured.
 #[derive(Debug, Clone, Copy)]
@@ -43,20 +44,9 @@ pub fn compare(
     }
     let (t, b, h, l) = (steps, batch, hidden, layers);
     let (bh, rows) = (b * h, t * b);
-    // A small generator of its own (SplitMix64's steps; ops sits below model, which has one).
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut draw = |n: usize, scale: f64| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                let u = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
-                ((2.0 * u - 1.0) * scale) as f32
-            })
-            .collect()
-    };
+    let mut rng = SplitMix64::new(11);
+    let mut draw =
+        |n: usize, scale: f64| -> Vec<f32> { (0..n).map(|_| rng.uniform(scale) as f32).collect() };
     // Per layer: W [H, H], U [H, H], b [H]; then x [T, B, H].
     let s = 1.0 / (h as f64).sqrt();
     let per = 2 * h * h + h;

@@ -116,6 +116,25 @@ pub(crate) fn init_layer(
     }
 }
 
+/// Starts `layer`'s `W` afresh: PyTorch's draw (uniform in `±1/sqrt(H)`) from a stream of
+/// `seed`, the layer and the direction, then [`init_layer`].
+pub(crate) fn restart_layer(
+    layout: &ParamLayout,
+    layer: &Layer,
+    init: Init,
+    seed: u64,
+    values: &mut [f32],
+) {
+    if let Some(w) = layout.get(&layer.names.w_hh) {
+        let bound = 1.0 / (layer.hidden as f64).sqrt();
+        let mut rng = SplitMix64::new(seed ^ (0xD7A0_0000 + layer.k as u64 * 2 + layer.d as u64));
+        for v in &mut values[w.offset..w.offset + w.len()] {
+            *v = rng.uniform(bound) as f32;
+        }
+    }
+    init_layer(layout, layer, init, seed, values);
+}
+
 impl std::str::FromStr for Init {
     type Err = String;
 

@@ -275,20 +275,11 @@ impl Rnn {
             .into());
         }
         let mut values = self.gpu.read(&self.params, 0, self.layout.len())?;
-        let bound = 1.0 / (self.config.hidden as f64).sqrt();
         for unit in layer::Layer::all(&self.config)
-            .into_iter()
+            .iter()
             .filter(|u| u.k == layer)
         {
-            // PyTorch's draw for this W first, from a stream of the seed, layer and direction.
-            if let Some(w) = self.layout.get(&unit.names.w_hh) {
-                let mut rng =
-                    SplitMix64::new(seed ^ (0xD7A0_0000 + unit.k as u64 * 2 + unit.d as u64));
-                for v in &mut values[w.offset..w.offset + w.len()] {
-                    *v = rng.uniform(bound) as f32;
-                }
-            }
-            init::init_layer(&self.layout, &unit, init, seed, &mut values);
+            init::restart_layer(&self.layout, unit, init, seed, &mut values);
         }
         self.gpu
             .queue()

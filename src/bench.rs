@@ -277,7 +277,7 @@ impl Workload {
                 Mode::Forward => None,
                 Mode::TrainStep => Some((Target::Values(&self.y), Loss::mse())),
             };
-            samples.push(self.rnn.time_phases(&self.x, None, target)?);
+            samples.push(self.rnn.time_phases((&self.x).into(), None, target)?);
         }
         samples.remove(0); // warm-up
         let names: Vec<&'static str> = samples[0].iter().map(|p| p.0).collect();

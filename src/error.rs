@@ -146,6 +146,19 @@ pub enum InputError {
         /// Values given.
         got: usize,
     },
+    /// A token id is not below the model's input size.
+    #[error(
+        "`{arg}` holds token id {id}, out of range for a model of input size {input}; token ids \
+         stand for one-hot inputs and must be below input_size"
+    )]
+    TokenOutOfRange {
+        /// The argument's name.
+        arg: String,
+        /// The largest id.
+        id: i64,
+        /// The model's input size.
+        input: usize,
+    },
     /// A class id is not below the number of classes.
     #[error("`{arg}` holds class id {id}, out of range for {classes} output classes")]
     ClassOutOfRange {

@@ -50,4 +50,4 @@ pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Init, Nonlinearity, Rnn, RnnConfig};
 pub use ops::Driver;
 pub use optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
-pub use tensor::{ClassIds, Tensor};
+pub use tensor::{ClassIds, Input, Tensor};

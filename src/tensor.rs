@@ -1,4 +1,5 @@
-//! [`Tensor`]: f32 data on the GPU with a checked shape, and [`ClassIds`] for class targets.
+//! [`Tensor`]: f32 data on the GPU with a checked shape, [`ClassIds`] for class targets and
+//! token inputs, and [`Input`], either of them as a model's input.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,7 +220,8 @@ impl Tensor {
     }
 }
 
-/// Integer class ids on the GPU (targets for cross-entropy), shape `[T, B]`.
+/// Integer class ids on the GPU, shape `[T, B]` (`[B, T]` for a batch-first model): targets
+/// for cross-entropy, or token inputs ([`Input::Tokens`]).
 #[derive(Debug, Clone)]
 pub struct ClassIds {
     pub(crate) gpu: Gpu,
@@ -234,7 +236,7 @@ impl ClassIds {
     pub fn from_slice(gpu: &Gpu, shape: &[usize], ids: &[i64]) -> Result<Self> {
         check_len("class ids", shape, ids.len())?;
         let (data, max) = to_u32(ids)?;
-        let buffer = gpu.storage_buffer("class ids", data.len())?;
+        let buffer = gpu.storage_buffer("class ids and their sorted positions", data.len())?;
         gpu.queue()
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
         Ok(Self {
@@ -265,12 +267,48 @@ impl ClassIds {
     pub fn max_id(&self) -> u32 {
         self.max
     }
+
+    /// The number of ids.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether there are no ids (never: shapes are checked to be non-empty).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
-/// Class ids as the kernels take them, and the largest; negative ids are rejected.
+/// A model's input: f32 values `[T, B, I]`, or token ids `[T, B]` below `I` that stand for
+/// one-hot vectors of width `I` (the input projection becomes a gather of `W_ih`'s columns, as
+/// `nn.Embedding` would compute it, and no one-hot matrix is ever made). Both batch-first
+/// where the model is.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Values `[T, B, I]`.
+    Values(&'a Tensor),
+    /// Token ids `[T, B]`, each below the model's input size.
+    Tokens(&'a ClassIds),
+}
+
+impl<'a> From<&'a Tensor> for Input<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Input::Values(t)
+    }
+}
+
+impl<'a> From<&'a ClassIds> for Input<'a> {
+    fn from(ids: &'a ClassIds) -> Self {
+        Input::Tokens(ids)
+    }
+}
+
+/// Class ids as the kernels take them, followed by their positions sorted by id (ties in
+/// position order: the token-input gradient's fixed order of summation), and the largest id;
+/// negative ids are rejected.
 fn to_u32(ids: &[i64]) -> Result<(Vec<u32>, u32)> {
     let mut max = 0u32;
-    let mut data = Vec::with_capacity(ids.len());
+    let mut data = Vec::with_capacity(2 * ids.len());
     for &id in ids {
         let v = u32::try_from(id).map_err(|_| InputError::ClassOutOfRange {
             arg: "class ids".into(),
@@ -280,5 +318,13 @@ fn to_u32(ids: &[i64]) -> Result<(Vec<u32>, u32)> {
         max = max.max(v);
         data.push(v);
     }
+    let n = u32::try_from(ids.len()).map_err(|_| InputError::Invalid {
+        arg: "class ids".into(),
+        reason: format!("{} ids are more than a GPU buffer can index", ids.len()),
+    })?;
+    let mut sorted: Vec<u32> = (0..n).collect();
+    // Stable, so equal ids keep their positions' order.
+    sorted.sort_by_key(|&q| data[q as usize]);
+    data.extend_from_slice(&sorted);
     Ok((data, max))
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{InputError, Result};
 use crate::model::{Rnn, SplitMix64};
-use crate::tensor::Tensor;
+use crate::tensor::{ClassIds, Tensor};
 
 /// A text as class ids over its own vocabulary of characters.
 #[derive(Debug, Clone)]
@@ -113,12 +113,12 @@ impl<'a> Streams<'a> {
         (self.len - 1) / self.steps
     }
 
-    /// Window `k`: one-hot inputs `[T, B, V]` into `x` and next-character ids `[T, B]` into
-    /// `y`, both overwritten.
-    pub fn window(&self, k: usize, vocab: usize, x: &mut Vec<f32>, y: &mut Vec<i64>) {
+    /// Window `k`: input character ids `[T, B]` into `x` (token inputs, no one-hot matrix)
+    /// and next-character ids `[T, B]` into `y`, both overwritten.
+    pub fn window(&self, k: usize, x: &mut Vec<i64>, y: &mut Vec<i64>) {
         let (t_n, b_n) = (self.steps, self.batch);
         x.clear();
-        x.resize(t_n * b_n * vocab, 0.0);
+        x.resize(t_n * b_n, 0);
         y.clear();
         y.resize(t_n * b_n, 0);
         let start = (k % self.windows()) * t_n;
@@ -126,7 +126,7 @@ impl<'a> Streams<'a> {
             let s = &self.ids[b * self.len..(b + 1) * self.len];
             for t in 0..t_n {
                 let r = t * b_n + b;
-                x[r * vocab + s[start + t] as usize] = 1.0;
+                x[r] = i64::from(s[start + t]);
                 y[r] = i64::from(s[start + t + 1]);
             }
         }
@@ -138,9 +138,8 @@ impl<'a> Streams<'a> {
 pub struct Generator<'m> {
     rnn: &'m mut Rnn,
     vocab: Vec<char>,
-    x: Tensor,
+    x: ClassIds,
     h: Tensor,
-    onehot: Vec<f32>,
     logits: Option<Vec<f32>>,
     rng: SplitMix64,
 }
@@ -165,9 +164,8 @@ impl<'m> Generator<'m> {
         // Generating is inference: no dropout.
         rnn.set_training(false);
         Ok(Self {
-            x: Tensor::zeros(&gpu, &[1, 1, c.input])?,
+            x: ClassIds::from_slice(&gpu, &[1, 1], &[0])?,
             h: Tensor::zeros(&gpu, &[c.states(), 1, c.hidden])?,
-            onehot: vec![0.0; c.input],
             vocab,
             rnn,
             logits: None,
@@ -177,10 +175,8 @@ impl<'m> Generator<'m> {
 
     /// Runs one step with `ch` as input; its outputs score the next character.
     pub fn feed(&mut self, ch: char) -> Result<()> {
-        let id = encode(&self.vocab, ch.encode_utf8(&mut [0; 4]))?[0] as usize;
-        self.onehot.fill(0.0);
-        self.onehot[id] = 1.0;
-        self.x.write(&self.onehot)?;
+        let id = encode(&self.vocab, ch.encode_utf8(&mut [0; 4]))?[0];
+        self.x.write(&[i64::from(id)])?;
         let out = self.rnn.forward(&self.x, Some(&self.h))?;
         self.h.copy_from(&out.h_n)?;
         self.logits = Some(out.output.to_vec()?);
@@ -241,9 +237,10 @@ mod tests {
         // Streams of 13: "abcdefghijklm" and "nopqrstuvwxyz"; (13 - 1) / 4 = 3 windows.
         assert_eq!(s.windows(), 3);
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        s.window(1, 26, &mut x, &mut y);
+        s.window(1, &mut x, &mut y);
         // Step t = 0, row 1 reads "r" (stream 2 starts at "n", window 1 at offset 4).
-        assert_eq!(x[26 + 17], 1.0);
+        assert_eq!(x[..4], [4, 17, 5, 18]); // e r f s
+        assert_eq!(x.len(), 8);
         assert_eq!(y[..4], [5, 18, 6, 19]); // f s g t: next characters of e r f s
         assert!(Corpus::new("aaaa").is_err());
         assert!(encode(c.vocab(), "A").is_err());

@@ -994,3 +994,62 @@ mod header_properties {
         assert!(parsed > 50, "only {parsed} of 500 generated files parsed");
     }
 }
+
+#[test]
+fn run_takes_token_ids_as_x_and_answers_as_for_their_one_hot_vectors() {
+    // The fixture model (I = 4) on i64 ids [T, B] and on the one-hot f32 x they stand for,
+    // with a target: the same outputs, loss and parameter gradients, and no grad.x for ids.
+    // An id past the input size and an integer x of three dimensions are one clear error each.
+    let (t, b, i) = (5, 3, 4);
+    let ids: Vec<i64> = (0..t * b).map(|r| ((r * 7 + r / 4) % i) as i64).collect();
+    let mut hot = vec![0.0f32; t * b * i];
+    for (r, &id) in ids.iter().enumerate() {
+        hot[r * i + id as usize] = 1.0;
+    }
+    let y = f32s(&[t, b, 2]);
+    let run = |x: HostTensor| {
+        let scratch = Scratch::new();
+        let path = scratch.path("input.safetensors");
+        let tensors = vec![("x".to_string(), x), ("y".to_string(), y.clone())];
+        io::write(&path, &tensors, &HashMap::new()).unwrap();
+        let file = TensorFile::read(&path).unwrap();
+        let mut m = io::load(&gpu(), fixture(&format!("{CASE}.model.safetensors"))).unwrap();
+        io::run::run(&mut m.rnn, &file, None, Reduction::Mean).unwrap()
+    };
+    let from_ids = run(HostTensor {
+        shape: vec![t, b],
+        values: Values::I64(ids.clone()),
+    });
+    let from_hot = run(HostTensor::f32(&[t, b, i], hot));
+    let names: Vec<&str> = from_ids.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"grad.x"), "{names:?}");
+    for (name, got) in &from_ids {
+        let (_, want) = from_hot.iter().find(|(n, _)| n == name).unwrap();
+        let (got, want) = (got.to_f32().unwrap(), want.to_f32().unwrap());
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{name}: {g} vs {w}"
+            );
+        }
+    }
+    let bad = HostTensor {
+        shape: vec![t, b],
+        values: Values::I64(ids.iter().map(|&v| v + 1).collect()),
+    };
+    let msg = run_error(CASE, vec![("x", bad)], None);
+    assert!(
+        msg.contains("token id 4") && msg.contains("input size 4"),
+        "{msg}"
+    );
+    let cube = HostTensor {
+        shape: vec![t, b, 1],
+        values: Values::I32(vec![0; t * b]),
+    };
+    let msg = run_error(CASE, vec![("x", cube)], None);
+    assert!(
+        msg.contains("token ids") && msg.contains("[5, 3, 1]"),
+        "{msg}"
+    );
+}

@@ -8,4 +8,5 @@ mod learning;
 mod memory;
 mod optimizer;
 mod pytorch;
+mod tokens;
 mod versus_reference;

@@ -1049,7 +1049,7 @@ fn text_lm(
         );
     }
     let mut log = Log::new(steps, t * b, a.log_every);
-    let x = Tensor::zeros(gpu, &[t, b, v])?;
+    let mut x = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let (layers, hidden) = (rnn.config().states(), rnn.config().hidden);
     let h = Tensor::zeros(gpu, &[layers, b, hidden])?;
@@ -1060,7 +1060,7 @@ fn text_lm(
     // The validation batch's tensors, made once: a long run validates many times.
     let mut held = match &valid {
         Some(_) => Some((
-            Tensor::zeros(gpu, &[t, vb, v])?,
+            ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?,
             ClassIds::from_slice(gpu, &[t, vb], &vec![0; t * vb])?,
             Tensor::zeros(gpu, &[layers, vb, hidden])?,
         )),
@@ -1076,10 +1076,10 @@ fn text_lm(
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         let mut sum = 0.0;
         for k in 0..n {
-            vs.window(k, v, &mut xs, &mut ys);
+            vs.window(k, &mut xs, &mut ys);
             xv.write(&xs)?;
             yv.write(&ys)?;
-            let (fw, l) = rnn.evaluate(xv, Some(hv), Target::Classes(yv), loss)?;
+            let (fw, l) = rnn.evaluate(&*xv, Some(hv), Target::Classes(yv), loss)?;
             hv.copy_from(&fw.h_n)?;
             sum += l;
         }
@@ -1092,7 +1092,7 @@ fn text_lm(
             h.write(&zeros)?;
         }
         log.timed(Part::Data, || {
-            train.window(k, v, &mut xs, &mut ys);
+            train.window(k, &mut xs, &mut ys);
             x.write(&xs)?;
             y.write(&ys)
         })?;

@@ -5,7 +5,7 @@ use super::tensors::{HostTensor, TensorFile};
 use crate::error::Result;
 use crate::loss::{Loss, LossKind, Reduction, Target};
 use crate::model::Rnn;
-use crate::tensor::{ClassIds, Tensor};
+use crate::tensor::{ClassIds, Input, Tensor};
 
 /// Runs `rnn` on the tensors of `input` and returns what an output file holds, in order:
 /// `o` `[T, B, O]`, `h_n` `[L, B, H]`, and when `input` has a target `y`: `loss` (a scalar),
@@ -13,7 +13,8 @@ use crate::tensor::{ClassIds, Tensor};
 ///
 /// `loss` picks the loss; `None` infers it from `y`'s dtype (float: mse, integer:
 /// cross-entropy). A `mask` `[T, B]` (`[B, T]` batch-first) beside `y` counts the loss only
-/// at the steps where it is 1 ([`Target::with_mask`]).
+/// at the steps where it is 1 ([`Target::with_mask`]). An integer `x` `[T, B]` is token ids
+/// ([`Input::Tokens`]): each stands for the one-hot vector of its id, and there is no `grad.x`.
 pub fn run(
     rnn: &mut Rnn,
     input: &TensorFile,
@@ -26,26 +27,56 @@ pub fn run(
     let gpu = rnn.gpu().clone();
 
     let xt = input.require("x")?;
-    let xv = xt
-        .to_f32()
-        .ok_or_else(|| input.dtype_err("x", xt, "F32 or F64"))?;
     let xs = xt.shape.clone();
     // With a batch-first model, x, y, o and grad.x put B before T.
     let (_, order) = c.leading([0, 0]);
-    if xs.len() != 3 || xs[2] != c.input || xs.contains(&0) {
-        return Err(input.shape_err(
-            "x",
-            &xs,
-            format!(
-                "[{order}, {}] (the model's input size), no zero sizes",
-                c.input
-            ),
-        ));
-    }
+    let (values, tokens);
+    let x = if let Some(ids) = xt.to_i64() {
+        if xs.len() != 2 || xs.contains(&0) {
+            return Err(input.shape_err(
+                "x",
+                &xs,
+                format!(
+                    "[{order}] token ids, as x is {} (integer); values would be F32 [{order}, {}]",
+                    xt.dtype_name(),
+                    c.input
+                ),
+            ));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id < 0 || id as u64 >= c.input as u64)
+        {
+            return Err(input.invalid(
+                "x",
+                format!(
+                    "token id {bad} is out of range for a model of input size {}",
+                    c.input
+                ),
+            ));
+        }
+        tokens = ClassIds::from_slice(&gpu, &xs, &ids)?;
+        Input::Tokens(&tokens)
+    } else {
+        let xv = xt.to_f32().ok_or_else(|| {
+            input.dtype_err("x", xt, "F32 or F64 (values), or I64 or I32 (token ids)")
+        })?;
+        if xs.len() != 3 || xs[2] != c.input || xs.contains(&0) {
+            return Err(input.shape_err(
+                "x",
+                &xs,
+                format!(
+                    "[{order}, {}] (the model's input size), no zero sizes",
+                    c.input
+                ),
+            ));
+        }
+        values = Tensor::from_slice(&gpu, &xs, &xv)?;
+        Input::Values(&values)
+    };
     // x's leading dimensions, which y's must repeat, and B from them.
     let (d0, d1) = (xs[0], xs[1]);
     let ([_, b], _) = c.leading([d0, d1]);
-    let x = Tensor::from_slice(&gpu, &xs, &xv)?;
 
     let h0 = match input.floats("h0")? {
         None => None,
@@ -79,7 +110,7 @@ pub fn run(
                 format!("missing: a loss ({name}) was asked for, so the input needs a target y"),
             ));
         }
-        let out = rnn.forward(&x, h0.as_ref().map(|(_, t)| t))?;
+        let out = rnn.forward(x, h0.as_ref().map(|(_, t)| t))?;
         return Ok(vec![
             (
                 "o".into(),
@@ -176,7 +207,7 @@ pub fn run(
     };
 
     rnn.set_input_gradients(true);
-    let (fw, grads) = rnn.loss_and_gradients(&x, h0.as_ref().map(|(_, t)| t), target, loss)?;
+    let (fw, grads) = rnn.loss_and_gradients(x, h0.as_ref().map(|(_, t)| t), target, loss)?;
     let mut out = vec![
         (
             "o".to_string(),

@@ -19,7 +19,7 @@ use crate::gpu::Gpu;
 use crate::loss::{Loss, LossKind, Target};
 use crate::ops::{self, Driver};
 use crate::optim::Optimizer;
-use crate::tensor::{Tensor, check_nonempty};
+use crate::tensor::{Input, Tensor, check_nonempty};
 use workspace::Workspace;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -103,6 +103,11 @@ impl std::fmt::Debug for Rnn {
             .field("driver", &self.driver)
             .finish()
     }
+}
+
+/// Whether `x` is token ids.
+fn tokens(x: Input) -> bool {
+    matches!(x, Input::Tokens(_))
 }
 
 fn shape_err(arg: &str, expected: String, got: &[usize]) -> crate::error::Error {
@@ -371,15 +376,42 @@ impl Rnn {
     }
 
     /// Checks `x` and `h0`, returns `(T, B)`.
-    fn check_inputs(&self, x: &Tensor, h0: Option<&Tensor>) -> Result<(usize, usize)> {
-        self.check_gpu("x", x)?;
-        let s = x.shape();
-        check_nonempty("x", s)?;
-        if s.len() != 3 || s[2] != self.config.input {
-            let (_, order) = self.config.leading([0, 0]);
-            let want = format!("[{order}, {}]", self.config.input);
-            return Err(shape_err("x", want, s));
-        }
+    fn check_inputs(&self, x: Input, h0: Option<&Tensor>) -> Result<(usize, usize)> {
+        let (_, order) = self.config.leading([0, 0]);
+        let s = match x {
+            Input::Values(x) => {
+                self.check_gpu("x", x)?;
+                let s = x.shape();
+                check_nonempty("x", s)?;
+                if s.len() != 3 || s[2] != self.config.input {
+                    let want = format!("[{order}, {}]", self.config.input);
+                    return Err(shape_err("x", want, s));
+                }
+                s
+            }
+            Input::Tokens(ids) => {
+                if !ids.gpu.same_device(&self.gpu) {
+                    return Err(InputError::Foreign {
+                        arg: "x".into(),
+                        owner: "GPU",
+                    }
+                    .into());
+                }
+                let s = ids.shape();
+                if s.len() != 2 {
+                    return Err(shape_err("x", format!("[{order}] token ids"), s));
+                }
+                if ids.max_id() as usize >= self.config.input {
+                    return Err(InputError::TokenOutOfRange {
+                        arg: "x".into(),
+                        id: ids.max_id() as i64,
+                        input: self.config.input,
+                    }
+                    .into());
+                }
+                s
+            }
+        };
         let ([t, b], _) = self.config.leading([s[0], s[1]]);
         if let Some(h0) = h0 {
             self.check_gpu("h0", h0)?;
@@ -468,12 +500,18 @@ impl Rnn {
     /// The workspace for `(t, b)`, made (once per shape) when needed, with its dropout set
     /// for this call: fresh masks for a call that trains (`training_call`, in training mode),
     /// none otherwise.
-    fn workspace(&mut self, t: usize, b: usize, training_call: bool) -> Result<&mut Workspace> {
+    fn workspace(
+        &mut self,
+        t: usize,
+        b: usize,
+        tokens: bool,
+        training_call: bool,
+    ) -> Result<&mut Workspace> {
         let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
         let fits = self
             .ws
             .as_ref()
-            .is_some_and(|w| w.steps == t && w.batch == b && w.lp == lp);
+            .is_some_and(|w| w.steps == t && w.batch == b && w.lp == lp && w.tokens == tokens);
         if !fits {
             // Drop the old one first, so two full workspaces never coexist.
             self.ws = None;
@@ -482,8 +520,7 @@ impl Rnn {
                 &self.config,
                 &self.layout,
                 (&self.params, &self.grads),
-                t,
-                b,
+                (t, b, tokens),
                 lp,
             )?);
         }
@@ -494,7 +531,7 @@ impl Rnn {
     /// Copies x, h0 (or zeros) and the target into the workspace.
     fn stage<'a>(
         ws: &'a Workspace,
-        x: &'a Tensor,
+        x: Input<'a>,
         h0: Option<&'a Tensor>,
         target: Option<Target<'a>>,
         hidden: usize,
@@ -507,7 +544,19 @@ impl Rnn {
                 Some(bf) => (&bf.x, &bf.y),
                 None => (&ws.x, &ws.y),
             };
-            enc.copy_buffer_to_buffer(x.buffer(), bytes(x.offset()), x_dst, 0, bytes(x.len()));
+            match x {
+                Input::Values(x) => enc.copy_buffer_to_buffer(
+                    x.buffer(),
+                    bytes(x.offset()),
+                    x_dst,
+                    0,
+                    bytes(x.len()),
+                ),
+                // The ids and their sorted positions, read in the caller's layout.
+                Input::Tokens(ids) => {
+                    enc.copy_buffer_to_buffer(&ids.buffer, 0, &ws.x, 0, bytes(2 * ids.len()))
+                }
+            }
             let bh = bytes(ws.batch * hidden);
             for (kd, (h_all, off)) in ws.state_slots().enumerate() {
                 match h0 {
@@ -596,7 +645,7 @@ impl Rnn {
             .collect();
         Gradients {
             params,
-            x: self.has_dx.then(|| {
+            x: (self.has_dx && !ws.tokens).then(|| {
                 let (t, b, i) = (ws.steps, ws.batch, self.config.input);
                 guard(match &ws.batch_first {
                     Some(bf) => Tensor::view(&self.gpu, &bf.dx, 0, &[b, t, i]),
@@ -613,13 +662,14 @@ impl Rnn {
     /// Runs the sequence `x` `[T, B, I]` from `h0` `[B, H]` (zeros when `None`).
     ///
     /// One submit; nothing is read back. The result stays on the GPU until downloaded.
-    pub fn forward(&mut self, x: &Tensor, h0: Option<&Tensor>) -> Result<Forward> {
+    pub fn forward<'x>(&mut self, x: impl Into<Input<'x>>, h0: Option<&Tensor>) -> Result<Forward> {
+        let x = x.into();
         let (t, b) = self.check_inputs(x, h0)?;
         let (driver, hidden) = (self.driver, self.config.hidden);
         let gpu = self.gpu.clone();
         self.overwrites(false);
         self.forward_weights = Some(self.weights_version);
-        let ws = self.workspace(t, b, true)?;
+        let ws = self.workspace(t, b, tokens(x), true)?;
         ops::run(
             &gpu,
             "forward",
@@ -683,32 +733,33 @@ impl Rnn {
     }
 
     /// Forward, loss and backward in one submit; the loss is read with [`Rnn::last_loss`].
-    pub fn loss_and_gradients(
+    pub fn loss_and_gradients<'x>(
         &mut self,
-        x: &Tensor,
+        x: impl Into<Input<'x>>,
         h0: Option<&Tensor>,
         target: Target,
         loss: Loss,
     ) -> Result<(Forward, Gradients)> {
-        self.run_step(x, h0, target, loss, None)?;
+        self.run_step(x.into(), h0, target, loss, None)?;
         Ok((self.forward_views(), self.gradient_views()))
     }
 
     /// Forward and loss only, no gradients: returns the loss (one read-back), for validation.
-    pub fn evaluate(
+    pub fn evaluate<'x>(
         &mut self,
-        x: &Tensor,
+        x: impl Into<Input<'x>>,
         h0: Option<&Tensor>,
         target: Target,
         loss: Loss,
     ) -> Result<(Forward, f32)> {
+        let x = x.into();
         let (t, b) = self.check_inputs(x, h0)?;
         self.check_target(target, loss, t, b)?;
         let (driver, hidden, outputs) = (self.driver, self.config.hidden, self.config.output);
         let gpu = self.gpu.clone();
         self.overwrites(false);
         self.forward_weights = Some(self.weights_version);
-        let ws = self.workspace(t, b, false)?;
+        let ws = self.workspace(t, b, tokens(x), false)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
@@ -729,21 +780,21 @@ impl Rnn {
     /// update, recorded into one command buffer and submitted once. Nothing is read back;
     /// call [`Rnn::last_loss`] when the loss is wanted. Returns views of the forward pass
     /// (outputs and `h_n`, before the update), for carrying the state to the next window.
-    pub fn train_step(
+    pub fn train_step<'x>(
         &mut self,
-        x: &Tensor,
+        x: impl Into<Input<'x>>,
         h0: Option<&Tensor>,
         target: Target,
         loss: Loss,
         optimizer: &mut Optimizer,
     ) -> Result<Forward> {
-        self.run_step(x, h0, target, loss, Some(optimizer))?;
+        self.run_step(x.into(), h0, target, loss, Some(optimizer))?;
         Ok(self.forward_views())
     }
 
     fn run_step(
         &mut self,
-        x: &Tensor,
+        x: Input,
         h0: Option<&Tensor>,
         target: Target,
         loss: Loss,
@@ -760,7 +811,7 @@ impl Rnn {
         let gpu = self.gpu.clone();
         self.overwrites(true);
         self.forward_weights = Some(self.weights_version);
-        let ws = self.workspace(t, b, true)?;
+        let ws = self.workspace(t, b, tokens(x), true)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
@@ -798,7 +849,7 @@ impl Rnn {
     /// backward, each phase in its own timed compute pass. Needs [`Gpu::has_timestamps`].
     pub(crate) fn time_phases(
         &mut self,
-        x: &Tensor,
+        x: Input,
         h0: Option<&Tensor>,
         target: Option<(Target, Loss)>,
     ) -> Result<Vec<(&'static str, f64)>> {
@@ -811,7 +862,7 @@ impl Rnn {
         let gpu = self.gpu.clone();
         self.overwrites(target.is_some());
         self.forward_weights = Some(self.weights_version);
-        let ws = self.workspace(t, b, true)?;
+        let ws = self.workspace(t, b, tokens(x), true)?;
         let key = target.map(|(y, loss)| (loss, y.mask().is_some()));
         if let Some(key) = key {
             ws.prepare_loss(&gpu, key, outputs)?;

@@ -10,6 +10,7 @@ use crate::gpu::Gpu;
 use crate::loss::Loss;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
+use crate::ops::embed::{TokenLayout, embed, embed_grad};
 use crate::ops::layout::swap_leading;
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
@@ -40,8 +41,12 @@ pub(crate) struct Workspace {
     pub batch: usize,
     /// How the serial loop is dispatched in these plans.
     pub lp: Loop,
-    /// Inputs `[T, B, I]`, copied in from the caller's tensor.
+    /// Inputs `[T, B, I]`, copied in from the caller's tensor; with `tokens`, the caller's ids
+    /// and their sorted positions (`ClassIds`' layout, `[T, B]` or `[B, T]` as the caller's).
     pub x: wgpu::Buffer,
+    /// The input is token ids: layer 0's input projection is a gather of `W_ih`'s columns and
+    /// its gradient a scatter-add, and there is no dL/dx.
+    pub tokens: bool,
     /// Every layer's states and gradients, bottom first.
     pub layers: Vec<LayerBufs>,
     /// Directions per layer, and the floats between the two directions' `h_all`.
@@ -108,9 +113,11 @@ struct LayerGrads<'a> {
     rows: usize,
     batch: usize,
     hidden: usize,
-    /// The layer's input width and its values `[T·B, I_k]`.
+    /// The layer's input width and its values `[T·B, I_k]` (unread with `tokens`).
     width: usize,
     input: At<'a>,
+    /// Token ids and how this direction reads them, for layer 0 of a token-input model.
+    tokens: Option<(TokenLayout, &'a wgpu::Buffer)>,
     h_all: At<'a>,
     da: At<'a>,
     /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
@@ -130,6 +137,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         hidden: h,
         width: i,
         input,
+        tokens,
         h_all,
         da,
         w_ih,
@@ -137,6 +145,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         biases,
         head,
     } = l;
+    // dU by matmul where the input is values; the token ids' scatter-add is below.
+    let dense = tokens.is_none();
     let bh = batch * h;
     let g = |off: usize| at(grads, off);
     let o = head.map_or(0, |hd| hd.0);
@@ -150,8 +160,9 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     let tn = streamed <= TN_CACHE_BYTES
         && head.is_none_or(|(o, ..)| tn_row_sums_fit(gpu, o, h, 0, h_out.off))
         && tn_row_sums_fit(gpu, h, h, da.off, h_all.off)
-        && tn_row_sums_fit(gpu, h, i, da.off, input.off);
-    let bias_sums_done = if tn {
+        && (!dense || tn_row_sums_fit(gpu, h, i, da.off, input.off));
+    // Whether the head's and the layer's bias gradients came as row sums inside the products.
+    let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {
             trans_a: true,
             ..Gemm::new(m, n, rows, a, b, c)
@@ -162,12 +173,14 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             matmul(bw, dv)?;
         }
         matmul(bw, tn(h, h, da, h_all, g(w_hh)))?;
-        let mut du = tn(h, i, da, input, g(w_ih));
-        if let Some((b_ih, b_hh)) = biases {
-            du.row_sums = Some((b_ih, Some(b_hh)));
+        if dense {
+            let mut du = tn(h, i, da, input, g(w_ih));
+            if let Some((b_ih, b_hh)) = biases {
+                du.row_sums = Some((b_ih, Some(b_hh)));
+            }
+            matmul(bw, du)?;
         }
-        matmul(bw, du)?;
-        true
+        (true, dense)
     } else if gpu.direct_kernels() {
         // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
         // per product, so each is transposed once into rows contiguous along T·B and the
@@ -180,7 +193,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         let shared_h = ld_b_fits(gpu, kp, kh, batch) && kh == kp + batch;
         let tb_len = if shared_h { h * kh } else { h * kp };
         let ta = gpu.storage_buffer("transposed dL/do, dL/da", o.max(h) * kp)?;
-        let tb = gpu.storage_buffer("transposed h, x", tb_len.max(i * kp))?;
+        let tb_x = if dense { i * kp } else { 0 };
+        let tb = gpu.storage_buffer("transposed h, x", tb_len.max(tb_x))?;
         let nt = |m, n, c| Gemm {
             trans_b: true,
             ..Gemm::new(m, n, kp, at(&ta, 0), at(&tb, 0), c)
@@ -211,13 +225,15 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             transpose(bw, rows, h, h_all, at(&tb, 0))?;
         }
         matmul(bw, dw)?;
-        transpose(bw, rows, i, input, at(&tb, 0))?;
-        let mut du = nt(h, i, g(w_ih));
-        if fused && let Some((b_ih, b_hh)) = biases {
-            du.row_sums = Some((b_ih, Some(b_hh)));
+        if dense {
+            transpose(bw, rows, i, input, at(&tb, 0))?;
+            let mut du = nt(h, i, g(w_ih));
+            if fused && let Some((b_ih, b_hh)) = biases {
+                du.row_sums = Some((b_ih, Some(b_hh)));
+            }
+            matmul(bw, du)?;
         }
-        matmul(bw, du)?;
-        fused
+        (fused, fused && dense)
     } else {
         if let Some((o, d_o, fc_w, _)) = head {
             // dV = dO^T H_out
@@ -226,22 +242,25 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             matmul(bw, dv)?;
         }
         // dU = dA^T X, dW = dA^T H_prev
-        let mut du = Gemm::new(h, i, rows, da, input, g(w_ih));
-        du.trans_a = true;
-        matmul(bw, du)?;
+        if dense {
+            let mut du = Gemm::new(h, i, rows, da, input, g(w_ih));
+            du.trans_a = true;
+            matmul(bw, du)?;
+        }
         let mut dw = Gemm::new(h, h, rows, da, h_all, g(w_hh));
         dw.trans_a = true;
         matmul(bw, dw)?;
-        false
+        (false, false)
     };
-    if !bias_sums_done {
-        if let Some((o, d_o, _, fc_b)) = head {
-            colsum(bw, rows, o, at(d_o, 0), g(fc_b), None)?;
-        }
-        if let Some((b_ih, b_hh)) = biases {
-            // The two hidden biases enter the sum identically, so their gradients are equal.
-            colsum(bw, rows, h, da, g(b_ih), Some(b_hh))?;
-        }
+    if let Some((tl, ids)) = tokens {
+        embed_grad(bw, tl, ids, da, g(w_ih))?;
+    }
+    if !head_sums && let Some((o, d_o, _, fc_b)) = head {
+        colsum(bw, rows, o, at(d_o, 0), g(fc_b), None)?;
+    }
+    if !bias_sums && let Some((b_ih, b_hh)) = biases {
+        // The two hidden biases enter the sum identically, so their gradients are equal.
+        colsum(bw, rows, h, da, g(b_ih), Some(b_hh))?;
     }
     Ok(())
 }
@@ -296,8 +315,7 @@ impl Workspace {
         config: &RnnConfig,
         layout: &ParamLayout,
         (params, grads): (&wgpu::Buffer, &wgpu::Buffer),
-        steps: usize,
-        batch: usize,
+        (steps, batch, tokens): (usize, usize, bool),
         lp: Loop,
     ) -> Result<Self> {
         let (i, h, o, nl) = (config.input, config.hidden, config.output, config.layers);
@@ -318,7 +336,14 @@ impl Workspace {
         let bh = batch * h;
         let nd = config.directions();
         let two = nd == 2;
-        let x = gpu.storage_buffer("x [T, B, I]", rows * i)?;
+        // Token ids need no [T, B, I] values, no dL/dx and no reversed copy of the input: each
+        // takes one float instead.
+        let x = if tokens {
+            gpu.storage_buffer("token ids and their sorted positions [2 T B]", 2 * rows)?
+        } else {
+            gpu.storage_buffer("x [T, B, I]", rows * i)?
+        };
+        let xi = if tokens { 0 } else { i };
         // Every layer's buffers, both directions' in each: the reverse direction's `hs` (h_all)
         // or `ts` (xu, da) floats on.
         let hs = Recurrence::stride((steps + 1) * bh);
@@ -341,7 +366,7 @@ impl Workspace {
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
         let loss = gpu.storage_buffer("loss and masked scale", 2)?;
         let mask = gpu.storage_buffer("loss mask [T * B]", rows)?;
-        let dx = gpu.storage_buffer("dL/dx [T, B, I]", rows * i)?;
+        let dx = gpu.storage_buffer("dL/dx [T, B, I]", (rows * xi).max(1))?;
         let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * bh)?;
         let mut wps = Vec::with_capacity(nl);
         for _ in 0..nl {
@@ -355,13 +380,12 @@ impl Workspace {
         let mut scratch = Vec::new();
         if two {
             for k in 0..nl {
-                reversed.push(
-                    gpu.storage_buffer("input reversed in time", rows * config.layer_input(k))?,
-                );
+                let width = if k == 0 { xi } else { config.layer_input(k) };
+                reversed.push(gpu.storage_buffer("input reversed in time", (rows * width).max(1))?);
                 cats.push(gpu.storage_buffer("layer outputs [T, B, 2H]", rows * 2 * h)?);
             }
             for _ in 0..2 {
-                scratch.push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(i))?);
+                scratch.push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(xi))?);
             }
         }
         // Dropout between layers: each dropped output, read by the layer above.
@@ -445,11 +469,11 @@ impl Workspace {
             let mut pb = PlanBuilder::new(gpu, "backward");
             swap_leading(&mut pb, (batch, steps, o), &d_o_bf, &d_o)?;
             Some(BatchFirst {
-                x: gpu.storage_buffer("x [B, T, I]", rows * i)?,
+                x: gpu.storage_buffer("x [B, T, I]", (rows * xi).max(1))?,
                 y: gpu.storage_buffer("targets [B, T, O]", rows * o)?,
                 mask: gpu.storage_buffer("loss mask [B, T]", rows)?,
                 o: gpu.storage_buffer("outputs [B, T, O]", rows * o)?,
-                dx: gpu.storage_buffer("dL/dx [B, T, I]", rows * i)?,
+                dx: gpu.storage_buffer("dL/dx [B, T, I]", (rows * xi).max(1))?,
                 d_o: d_o_bf,
                 d_o_in: pb.finish()?,
             })
@@ -459,15 +483,35 @@ impl Workspace {
         // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
         // in its own time; then the head O = out V^T + c on the top layer's outputs.
         let mut fw = PlanBuilder::new(gpu, "forward");
-        if let Some(bf) = &batch_first {
+        if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
             fw.phase("input projection");
             swap_leading(&mut fw, (batch, steps, i), &bf.x, &x)?;
         }
+        // How direction d of layer 0 reads token ids.
+        let token_layout = |d: usize| TokenLayout {
+            steps,
+            batch,
+            hidden: h,
+            input: i,
+            batch_first: config.batch_first,
+            reversed: d == 1,
+        };
+        let biases = |kd: usize| {
+            let n = &names[kd];
+            config
+                .bias
+                .then(|| (layout.offset(&n.b_ih), layout.offset(&n.b_hh)))
+        };
         for k in 0..nl {
             let ni = config.layer_input(k);
             for d in 0..nd {
                 let kd = k * nd + d;
                 fw.phase("input projection");
+                if k == 0 && tokens {
+                    let (w, out) = (p(&names[kd].w_ih), at(&xu, d * ts));
+                    embed(&mut fw, token_layout(d), &x, w, biases(kd), out)?;
+                    continue;
+                }
                 if d == 1 {
                     reverse_steps(
                         &mut fw,
@@ -600,13 +644,12 @@ impl Workspace {
                         hidden: h,
                         width: ni,
                         input: dir_input(k, d),
+                        tokens: (k == 0 && tokens).then(|| (token_layout(d), &x)),
                         h_all: at(&l.h_all, d * hs),
                         da: at(&l.da, d * ts),
                         w_ih: off(&names[kd].w_ih),
                         w_hh: off(&names[kd].w_hh),
-                        biases: config
-                            .bias
-                            .then(|| (off(&names[kd].b_ih), off(&names[kd].b_hh))),
+                        biases: biases(kd),
                         head: (k == nl - 1 && !two).then(|| (o, &d_o, off(FC_W), off(FC_B))),
                     },
                 )?;
@@ -678,7 +721,9 @@ impl Workspace {
         // dx = dA U of the bottom layer (both directions', merged in true time) and every
         // layer's dh0 = da(0) W, only when asked for.
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
-        if two {
+        if tokens {
+            // Ids have no gradient.
+        } else if two {
             for d in 0..2 {
                 times_weights(
                     &mut dxp,
@@ -723,7 +768,7 @@ impl Workspace {
                 at(&dh0, kd * bh),
             )?;
         }
-        if let Some(bf) = &batch_first {
+        if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
             swap_leading(&mut dxp, (steps, batch, i), &dx, &bf.dx)?;
         }
         let input_grad = dxp.finish()?;
@@ -733,6 +778,7 @@ impl Workspace {
             batch,
             lp,
             x,
+            tokens,
             layers,
             dirs: nd,
             h_stride: hs,

@@ -6,6 +6,7 @@
 
 pub(crate) mod directions;
 pub(crate) mod dropout;
+pub(crate) mod embed;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
@@ -501,6 +502,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &layout::SWAP_LEADING,
         &dropout::DROPOUT_FORWARD,
         &dropout::DROPOUT_BACKWARD,
+        &embed::EMBED,
+        &embed::EMBED_GRAD,
     ]
     .into_iter()
     .chain(recurrence::all_kernels())

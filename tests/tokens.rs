@@ -1,0 +1,196 @@
+//! Token-id inputs: the gather of W_ih's columns and its scatter-add gradient against the f64
+//! reference on the equivalent one-hot inputs.
+
+use rnn_wgpu::reference::{self, Params, Targets};
+use rnn_wgpu::{
+    ClassIds, Driver, Error, InputError, Loss, Nonlinearity, Optimizer, OptimizerKind, Rnn,
+    RnnConfig, Target, Tensor,
+};
+
+use crate::common::{assert_close, gpu, random, to_f32};
+
+const REL: f64 = 1e-4;
+
+/// `[T, B]` ids in the caller's layout (`[B, T]` when batch-first) and the time-major one-hot
+/// `[T, B, vocab]` values they stand for.
+fn ids_and_one_hot(
+    (t, b, vocab): (usize, usize, usize),
+    batch_first: bool,
+    seed: u64,
+) -> (Vec<i64>, Vec<f64>) {
+    // Skewed draws, so some ids repeat many times and some never occur (their gradient
+    // columns must come out zero).
+    let time_major: Vec<usize> = random(t * b, 1.0, seed)
+        .iter()
+        .map(|v| ((v * v * vocab as f64) as usize).min(vocab - 1))
+        .collect();
+    let mut one_hot = vec![0.0; t * b * vocab];
+    for (r, &id) in time_major.iter().enumerate() {
+        one_hot[r * vocab + id] = 1.0;
+    }
+    let caller = if batch_first {
+        (0..b)
+            .flat_map(|bb| (0..t).map(move |tt| (tt, bb)))
+            .map(|(tt, bb)| time_major[tt * b + bb] as i64)
+            .collect()
+    } else {
+        time_major.iter().map(|&v| v as i64).collect()
+    };
+    (caller, one_hot)
+}
+
+#[test]
+fn token_ids_match_the_reference_on_one_hot_inputs() {
+    // Odd vocabularies (1 and 3 included), B = 1 and T = 1, stacked and bidirectional layers,
+    // batch-first ids, no biases, every driver: outputs, h_n, the loss and every parameter
+    // gradient as the reference computes them on the one-hot inputs.
+    let g = gpu();
+    let cases = [
+        // (T, B, vocab, H, layers, bidirectional, batch_first, bias, driver)
+        (1, 1, 1, 3, 1, false, false, true, Driver::PerStep),
+        (7, 3, 65, 33, 1, false, false, true, Driver::Persistent),
+        (5, 4, 3, 17, 2, false, true, true, Driver::PerStep),
+        (6, 1, 86, 65, 1, true, false, true, Driver::Persistent),
+        (4, 5, 257, 8, 2, true, true, false, Driver::Naive),
+        (9, 2, 31, 12, 1, true, true, true, Driver::PerStep),
+    ];
+    for (n, &(t, b, vocab, h, layers, bi, batch_first, bias, driver)) in cases.iter().enumerate() {
+        let config = RnnConfig::new(vocab, h, 5)
+            .with_layers(layers)
+            .with_bidirectional(bi)
+            .with_bias(bias)
+            .with_nonlinearity(Nonlinearity::Tanh);
+        let seed = 40_000 + 100 * n as u64;
+        let p = Params::random(config, 1.5 / (h as f64).sqrt(), seed);
+        let (ids, one_hot) = ids_and_one_hot((t, b, vocab), batch_first, seed + 1);
+        let classes: Vec<usize> = random(t * b, 1.0, seed + 2)
+            .iter()
+            .map(|v| (((v + 1.0) / 2.0 * 5.0) as usize).min(4))
+            .collect();
+        let loss = Loss::cross_entropy();
+        let targets = Targets::Classes(classes.clone());
+        let (want_loss, trace, want) =
+            reference::loss_and_grads(&p, &one_hot, None, t, b, &targets, loss);
+
+        let mut rnn = Rnn::new(&g, config, 1).unwrap();
+        for (name, v) in p.named() {
+            rnn.set_parameter(&name, &to_f32(v)).unwrap();
+        }
+        rnn.set_driver(driver);
+        rnn.set_batch_first(batch_first);
+        let lead = if batch_first { [b, t] } else { [t, b] };
+        let caller_classes: Vec<i64> = (0..t * b)
+            .map(|q| {
+                // Caller's position q is (b, t) batch-first, (t, b) otherwise.
+                let r = if batch_first { (q % t) * b + q / t } else { q };
+                classes[r] as i64
+            })
+            .collect();
+        let y = ClassIds::from_slice(&g, &lead, &caller_classes).unwrap();
+        // Other ids first, so every result below must overwrite what that call left.
+        let other = ClassIds::from_slice(&g, &lead, &vec![0; t * b]).unwrap();
+        rnn.loss_and_gradients(&other, None, Target::Classes(&y), loss)
+            .unwrap();
+        let x = ClassIds::from_slice(&g, &lead, &ids).unwrap();
+        let ctx = format!(
+            "case {n}: T {t} B {b} vocab {vocab} H {h} L {layers} bi {bi} bf {batch_first} bias {bias} {driver:?}"
+        );
+        let (fw, grads) = rnn
+            .loss_and_gradients(&x, None, Target::Classes(&y), loss)
+            .unwrap();
+        let want_o = if batch_first {
+            swap(&trace.o, t, b)
+        } else {
+            trace.o.clone()
+        };
+        assert_close(
+            &format!("output {ctx}"),
+            &fw.output.to_vec().unwrap(),
+            &want_o,
+            REL,
+        );
+        assert_close(
+            &format!("h_n {ctx}"),
+            &fw.h_n.to_vec().unwrap(),
+            &trace.h_n(),
+            REL,
+        );
+        assert_close(
+            &format!("loss {ctx}"),
+            &[rnn.last_loss().unwrap()],
+            &[want_loss],
+            REL,
+        );
+        for (name, w) in want.params.named() {
+            let got = grads.get(&name).unwrap().to_vec().unwrap();
+            assert_close(&format!("grad {name} {ctx}"), &got, w, REL);
+        }
+        assert!(grads.x.is_none(), "{ctx}: token ids have no gradient");
+    }
+}
+
+/// `[T, B, n]` time-major values as `[B, T, n]`.
+fn swap(v: &[f64], t: usize, b: usize) -> Vec<f64> {
+    let n = v.len() / (t * b);
+    let mut out = Vec::with_capacity(v.len());
+    for bb in 0..b {
+        for tt in 0..t {
+            out.extend_from_slice(&v[(tt * b + bb) * n..(tt * b + bb + 1) * n]);
+        }
+    }
+    out
+}
+
+#[test]
+fn training_on_token_ids_follows_training_on_one_hot_values() {
+    // Three Adam steps each way from the same start: the parameters agree, so the optimizer
+    // sees the same gradients through either input (and a workspace switch between the two
+    // kinds of input leaves nothing behind).
+    let g = gpu();
+    let (t, b, vocab) = (6, 4, 11);
+    let config = RnnConfig::new(vocab, 9, vocab);
+    let (ids, one_hot) = ids_and_one_hot((t, b, vocab), false, 77);
+    let y = ClassIds::from_slice(
+        &g,
+        &[t, b],
+        &ids.iter().map(|v| (v + 1) % 11).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let x_ids = ClassIds::from_slice(&g, &[t, b], &ids).unwrap();
+    let x_hot = Tensor::from_slice(&g, &[t, b, vocab], &to_f32(&one_hot)).unwrap();
+    let mut a = Rnn::new(&g, config, 5).unwrap();
+    let mut c = Rnn::new(&g, config, 5).unwrap();
+    let mut oa = Optimizer::new(&a, OptimizerKind::adam(0.01)).unwrap();
+    let mut oc = Optimizer::new(&c, OptimizerKind::adam(0.01)).unwrap();
+    let loss = Loss::cross_entropy();
+    for _ in 0..3 {
+        a.train_step(&x_ids, None, Target::Classes(&y), loss, &mut oa)
+            .unwrap();
+        c.train_step(&x_hot, None, Target::Classes(&y), loss, &mut oc)
+            .unwrap();
+    }
+    // A values call on the token model too: the workspace is remade for the other input.
+    a.forward(&x_hot, None).unwrap();
+    for (pa, pc) in a.parameters().unwrap().iter().zip(c.parameters().unwrap()) {
+        let want: Vec<f64> = pc.values.iter().map(|&v| f64::from(v)).collect();
+        assert_close(&pa.name, &pa.values, &want, 1e-4);
+    }
+}
+
+#[test]
+fn token_ids_out_of_range_or_misshapen_are_errors() {
+    let g = gpu();
+    let mut rnn = Rnn::new(&g, RnnConfig::new(4, 3, 2), 1).unwrap();
+    let high = ClassIds::from_slice(&g, &[2, 1], &[1, 4]).unwrap();
+    match rnn.forward(&high, None) {
+        Err(Error::Input(InputError::TokenOutOfRange {
+            id: 4, input: 4, ..
+        })) => {}
+        other => panic!("an id of 4 for input size 4: {other:?}"),
+    }
+    let flat = ClassIds::from_slice(&g, &[2], &[1, 2]).unwrap();
+    match rnn.forward(&flat, None) {
+        Err(Error::Input(InputError::Shape { arg, .. })) => assert_eq!(arg, "x"),
+        other => panic!("ids of shape [2]: {other:?}"),
+    }
+}

@@ -57,7 +57,10 @@ fn row_of(q: u32) -> u32 {
     return t * p.batch + b;
 }
 
-// One invocation per hidden unit j and row; rows past the grid's height loop.
+// One invocation per hidden unit j and run of EMBED_ROWS rows (a workgroup per row cost more
+// in dispatch than in copying on lavapipe); runs past the grid's height loop.
+const EMBED_ROWS: u32 = 32u;
+
 @compute @workgroup_size(64, 1, 1)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = gid.x;
@@ -72,9 +75,11 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         add += src[p.bias2_off + j];
     }
     let rows = p.steps * p.batch;
-    for (var r = gid.y; r < rows; r += nwg.y) {
-        let v = ids[position(r)];
-        out[p.out_off + r * p.hidden + j] = src[p.w_off + j * p.input + v] + add;
+    for (var r0 = gid.y * EMBED_ROWS; r0 < rows; r0 += nwg.y * EMBED_ROWS) {
+        for (var r = r0; r < min(r0 + EMBED_ROWS, rows); r++) {
+            let v = ids[position(r)];
+            out[p.out_off + r * p.hidden + j] = src[p.w_off + j * p.input + v] + add;
+        }
     }
 }
 

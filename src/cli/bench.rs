@@ -1,6 +1,6 @@
 //! `rnn-wgpu bench`: the benchmark shapes, every driver, beside the naive baseline.
 
-use rnn_wgpu::bench::{self, Budget, Mode, SHAPES, Shape};
+use rnn_wgpu::bench::{self, Budget, Mode, SHAPES, Shape, Task};
 use rnn_wgpu::{Driver, Error};
 
 use super::{bad_arg, open_gpu};
@@ -45,6 +45,108 @@ pub struct BenchArgs {
     /// subgroups (RNN_WGPU_KERNELS=subgroup runs layer after layer with them).
     #[arg(long)]
     wavefront: bool,
+    /// Instead: a real task's training step (forward, cross-entropy, backward, clipping,
+    /// Adam) beside a baseline in the same run. char-lm: a character language model on
+    /// --text (token ids against one-hot inputs); seq-class: one class per random sequence,
+    /// the loss at the last step only (against the naive driver).
+    #[arg(long, value_enum)]
+    task: Option<TaskName>,
+    /// The text of `--task char-lm`.
+    #[arg(long, value_name = "FILE")]
+    text: Option<std::path::PathBuf>,
+    /// T of a task [default: char-lm 64, seq-class 256].
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// B of a task.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// H of a task.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// I of `--task seq-class`.
+    #[arg(long, default_value_t = 32)]
+    input: usize,
+    /// O of `--task seq-class`.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
+enum TaskName {
+    CharLm,
+    SeqClass,
+}
+
+/// `--task`: the task's forms, the first the baseline.
+fn task(a: &BenchArgs, name: TaskName, budget: &Budget) -> Result<(), Error> {
+    if [a.batch, a.hidden, a.input, a.classes].contains(&0) || a.seq_len == Some(0) {
+        return Err(bad_arg(
+            "--task",
+            "--seq-len, --batch, --hidden, --input and --classes must be at least 1",
+        ));
+    }
+    let text = match (name, &a.text) {
+        (TaskName::CharLm, Some(p)) => {
+            std::fs::read_to_string(p).map_err(|source| rnn_wgpu::FileError::Io {
+                path: p.display().to_string(),
+                source,
+            })?
+        }
+        (TaskName::CharLm, None) => {
+            return Err(bad_arg(
+                "--task",
+                "char-lm needs --text FILE (any UTF-8 text)",
+            ));
+        }
+        (TaskName::SeqClass, _) => String::new(),
+    };
+    let task = match name {
+        TaskName::CharLm => Task::CharLm {
+            text: &text,
+            steps: a.seq_len.unwrap_or(64),
+            batch: a.batch,
+            hidden: a.hidden,
+        },
+        TaskName::SeqClass => Task::SeqClass {
+            steps: a.seq_len.unwrap_or(256),
+            batch: a.batch,
+            input: a.input,
+            hidden: a.hidden,
+            classes: a.classes,
+        },
+    };
+    let gpu = open_gpu()?;
+    let all = rnn_wgpu::bench::tasks::measure(&gpu, task, budget)?;
+    let base = &all[0];
+    if !a.json {
+        println!(
+            "training step (forward, cross-entropy, backward, clipping, Adam), median ms after \
+             warm-up; speed-up over the first row, measured in this run\n"
+        );
+        println!(
+            "{:<10} {:<18} {:<24} {:>10} {:>12} {:>9} {:>9}",
+            "task", "form", "T,B,I,H,O", "ms", "samples/s", "speed-up", "loss"
+        );
+    }
+    for m in &all {
+        if a.json {
+            println!("{}", m.to_json(&gpu, (m.form != base.form).then_some(base)));
+        } else {
+            let shape: Vec<String> = m.shape.iter().map(|v| v.to_string()).collect();
+            println!(
+                "{:<10} {:<18} {:<24} {:>10.3} {:>12.0} {:>8.2}x {:>9.4}",
+                m.task,
+                m.form,
+                shape.join(","),
+                m.ms,
+                m.samples_per_s,
+                base.ms / m.ms,
+                m.loss
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -182,6 +284,9 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
         phases: a.phases,
         ..Budget::default()
     };
+    if let Some(name) = a.task {
+        return task(a, name, &budget);
+    }
     let gpu = open_gpu()?;
     if a.wavefront {
         return wavefront(a, &gpu, &shapes);

@@ -79,7 +79,8 @@ pub(crate) fn embed(
         params.bias2_off = u(b2);
     }
     let rows = tl.steps * tl.batch;
-    let grid = [groups(tl.hidden, 64), u(rows.min(65535)), 1];
+    // EMBED_ROWS rows per invocation.
+    let grid = [groups(tl.hidden, 64), groups(rows, 32).min(65535), 1];
     plan.push(&EMBED, &[ids, w.buf, out.buf], &params, grid, false)?;
     Ok(())
 }

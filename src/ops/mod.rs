@@ -500,6 +500,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &directions::CONCAT,
         &directions::SPLIT,
         &layout::SWAP_LEADING,
+        &layout::REPACK,
         &dropout::DROPOUT_FORWARD,
         &dropout::DROPOUT_BACKWARD,
         &embed::EMBED,

@@ -3,6 +3,9 @@
 use std::time::{Duration, Instant};
 
 pub use crate::ops::recurrence::{Wavefront, wavefront};
+pub use tasks::{Task, TaskMeasurement};
+
+pub mod tasks;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, describe};

@@ -507,7 +507,11 @@ impl Rnn {
         tokens: bool,
         training_call: bool,
     ) -> Result<&mut Workspace> {
-        let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
+        let lp = self.driver.resolve(
+            &self.gpu,
+            b,
+            workspace::padded_hidden(&self.gpu, &self.config),
+        )?;
         let fits = self
             .ws
             .as_ref()
@@ -558,7 +562,20 @@ impl Rnn {
                 }
             }
             let bh = bytes(ws.batch * hidden);
-            for (kd, (h_all, off)) in ws.state_slots().enumerate() {
+            if let Some(padded) = &ws.padded {
+                // The forward plan pads it into the states.
+                match h0 {
+                    Some(h0) => enc.copy_buffer_to_buffer(
+                        h0.buffer(),
+                        bytes(h0.offset()),
+                        &padded.h0,
+                        0,
+                        bytes(h0.len()),
+                    ),
+                    None => enc.clear_buffer(&padded.h0, 0, None),
+                }
+            }
+            for (kd, (h_all, off)) in ws.state_slots().enumerate().filter(|_| ws.padded.is_none()) {
                 match h0 {
                     Some(h0) => enc.copy_buffer_to_buffer(
                         h0.buffer(),
@@ -600,7 +617,8 @@ impl Rnn {
     fn gather_h_n(ws: &Workspace, hidden: usize) -> impl FnOnce(&mut wgpu::CommandEncoder) + '_ {
         move |enc: &mut wgpu::CommandEncoder| {
             let bh = (ws.batch * hidden) as u64 * 4;
-            for (kd, (h_all, off)) in ws.state_slots().enumerate() {
+            // With a padded H the forward plan crops them into h_n itself.
+            for (kd, (h_all, off)) in ws.state_slots().enumerate().filter(|_| ws.padded.is_none()) {
                 enc.copy_buffer_to_buffer(
                     h_all,
                     off + ws.steps as u64 * bh,
@@ -868,13 +886,13 @@ impl Rnn {
             ws.prepare_loss(&gpu, key, outputs)?;
         }
         let ws = &*ws;
-        let plans = match key {
-            Some(key) if dx => {
-                vec![&ws.forward, ws.loss_plan(key), &ws.backward, &ws.input_grad]
+        let mut plans = ws.forward_plans();
+        if let Some(key) = key {
+            plans.extend([ws.loss_plan(key), &ws.backward]);
+            if dx {
+                plans.push(&ws.input_grad);
             }
-            Some(key) => vec![&ws.forward, ws.loss_plan(key), &ws.backward],
-            None => vec![&ws.forward],
-        };
+        }
         let phases = ops::run_timed(
             &gpu,
             Self::stage(ws, x, h0, target.map(|(y, _)| y), hidden),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::layer::Layer;
-use super::params::{FC_B, FC_W, ParamLayout};
+use super::params::{FC_B, FC_W, ParamLayout, ParamSpec};
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
@@ -11,7 +11,7 @@ use crate::loss::Loss;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
 use crate::ops::embed::{TokenLayout, embed, embed_grad};
-use crate::ops::layout::swap_leading;
+use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
 use crate::ops::recurrence::{Loop, Recurrence};
@@ -84,9 +84,37 @@ pub(crate) struct Workspace {
     losses: HashMap<(Loss, bool), Plan>,
     /// The batch-first copies, for a `batch_first` model.
     pub batch_first: Option<BatchFirst>,
+    /// With H padded to a multiple of 4 ([`padded_hidden`]): the caller's h0 staged here, and
+    /// the plan that writes the padded parameters.
+    pub padded: Option<Padded>,
     /// Dropout's `[seed, training]` for the next call, when the model has dropout between
     /// layers; written by the model before each call.
     pub dropout_state: Option<wgpu::Buffer>,
+}
+
+/// The hidden size the plans run at on `gpu`: with the CPU adapters' kernels, `H` rounded up
+/// to a multiple of 4, so that the loops and the products read whole vec4s (an H of 65 or 127
+/// otherwise sends the loops to the plain kernels, 1.3-2.6x slower than at 72 or 128 on
+/// lavapipe; the tiled GPU kernels take any H as it is). The padding units start at zero and
+/// stay there: their weights, biases and states are zero, so every real output and gradient
+/// is the model's own. Not with dropout between layers, whose masks are drawn by position in
+/// the unpadded layout.
+pub(crate) fn padded_hidden(gpu: &Gpu, config: &RnnConfig) -> usize {
+    let h = config.hidden;
+    if h.is_multiple_of(4) || !gpu.direct_kernels() || (config.dropout > 0.0 && config.layers > 1) {
+        h
+    } else {
+        h.next_multiple_of(4)
+    }
+}
+
+/// What a workspace with a padded H ([`padded_hidden`]) keeps beside the plans.
+pub(crate) struct Padded {
+    /// The caller's h0 `[L·D, B, H]`, padded into each layer's `h_all` by the forward plan.
+    pub h0: wgpu::Buffer,
+    /// Writes the parameters, padded, into the plans' own parameter buffer: before every
+    /// forward pass.
+    pub params: Plan,
 }
 
 /// A batch-first model's tensors as the caller sees them, `[B, T, ...]`: the plans swap them
@@ -265,6 +293,34 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     Ok(())
 }
 
+/// One parameter of `from`'s layout and its place in `to`'s, as [`repack`] sides: H-wide blocks
+/// side by side (`user_h` the caller's H), the block count from the columns that differ.
+fn param_blocks<'a>(
+    (from, from_buf): (&ParamSpec, &'a wgpu::Buffer),
+    (to, to_buf): (&ParamSpec, &'a wgpu::Buffer),
+    user_h: usize,
+) -> (usize, Blocks<'a>, Blocks<'a>) {
+    // [rows, cols], or a vector as one row.
+    let dims = |sp: &ParamSpec| match sp.shape[..] {
+        [r, c] => (r, c),
+        _ => (1, sp.len()),
+    };
+    let ((fr, fc), (tr, tc)) = (dims(from), dims(to));
+    // Widths that differ hold whole H-wide blocks (W_hh: one, W_ih above layer 0 and the
+    // head: one per direction); equal widths (W_ih of layer 0) are one block.
+    let blocks = if fc == tc { 1 } else { fc.min(tc) / user_h };
+    let side = |sp: &ParamSpec, buf, rows, cols: usize| Blocks {
+        at: at(buf, sp.offset),
+        rows,
+        cols: cols / blocks,
+    };
+    (
+        blocks,
+        side(from, from_buf, fr, fc),
+        side(to, to_buf, tr, tc),
+    )
+}
+
 /// Records `out = da · m` for `m` `[H, n]` at `m_at` (dL/d(input) = dA U, dL/dh0 = da(0) W),
 /// `rows` rows; with subgroups as A Bᵀ against `m` transposed (`mt`, when given, already
 /// holds it), the form whose subgroups share their loads.
@@ -318,6 +374,31 @@ impl Workspace {
         (steps, batch, tokens): (usize, usize, bool),
         lp: Loop,
     ) -> Result<Self> {
+        // With a padded H the plans run on a model of H' = padded_hidden units, in parameter and
+        // gradient buffers of their own; the caller's are padded into and cropped out of them.
+        let user = (config, layout, params, grads);
+        let hp = padded_hidden(gpu, config);
+        let (padded_config, padded_layout, padded_bufs);
+        let (config, layout, params, grads) = if hp != config.hidden {
+            padded_config = RnnConfig {
+                hidden: hp,
+                ..*config
+            };
+            padded_layout = ParamLayout::new(&padded_config);
+            padded_bufs = (
+                gpu.storage_buffer("parameters, H padded", padded_layout.len())?,
+                gpu.storage_buffer("gradients, H padded", padded_layout.len())?,
+            );
+            (
+                &padded_config,
+                &padded_layout,
+                &padded_bufs.0,
+                &padded_bufs.1,
+            )
+        } else {
+            user
+        };
+        let pad = hp != user.0.hidden;
         let (i, h, o, nl) = (config.input, config.hidden, config.output, config.layers);
         let rows = steps * batch;
         // lavapipe stops any shader invocation after 65535 loop iterations, silently; the
@@ -358,7 +439,9 @@ impl Workspace {
                 da: gpu.storage_buffer("dL/da [D][T, B, H]", (nd - 1) * ts + rows * h)?,
             });
         }
-        let h_n = gpu.storage_buffer("last hidden states [L·D, B, H]", nl * nd * bh)?;
+        // The caller's H in h_n and dh0, whatever the plans run at.
+        let user_bh = batch * user.0.hidden;
+        let h_n = gpu.storage_buffer("last hidden states [L·D, B, H]", nl * nd * user_bh)?;
         let xu = gpu.storage_buffer("input projections [D][T, B, H]", (nd - 1) * ts + rows * h)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
@@ -367,7 +450,12 @@ impl Workspace {
         let loss = gpu.storage_buffer("loss and masked scale", 2)?;
         let mask = gpu.storage_buffer("loss mask [T * B]", rows)?;
         let dx = gpu.storage_buffer("dL/dx [T, B, I]", (rows * xi).max(1))?;
-        let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * bh)?;
+        let dh0 = gpu.storage_buffer("dL/dh0 [L·D, B, H]", nl * nd * user_bh)?;
+        let dh0_padded = if pad {
+            Some(gpu.storage_buffer("dL/dh0, H padded", nl * nd * bh)?)
+        } else {
+            None
+        };
         let mut wps = Vec::with_capacity(nl);
         for _ in 0..nl {
             wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h, nd))?);
@@ -483,6 +571,29 @@ impl Workspace {
         // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
         // in its own time; then the head O = out V^T + c on the top layer's outputs.
         let mut fw = PlanBuilder::new(gpu, "forward");
+        // A padded H: every state's h0 `[B, H]` into its `[B, H']` slot, the padding zero.
+        let user_h = user.0.hidden;
+        let h0_staged = if pad {
+            Some(gpu.storage_buffer("h0 [L·D, B, H]", nl * nd * user_bh)?)
+        } else {
+            None
+        };
+        if let Some(h0s) = &h0_staged {
+            fw.phase("forward loop");
+            for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
+                let src = Blocks {
+                    at: at(h0s, kd * user_bh),
+                    rows: batch,
+                    cols: user_h,
+                };
+                let dst = Blocks {
+                    at: at(&layers[k].h_all, d * hs),
+                    rows: batch,
+                    cols: h,
+                };
+                repack(&mut fw, 1, src, dst)?;
+            }
+        }
         if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
             fw.phase("input projection");
             swap_leading(&mut fw, (batch, steps, i), &bf.x, &x)?;
@@ -569,6 +680,22 @@ impl Workspace {
         matmul(&mut fw, head)?;
         if let Some(bf) = &batch_first {
             swap_leading(&mut fw, (steps, batch, o), &out, &bf.o)?;
+        }
+        if pad {
+            // h(T) of every state, cropped into h_n.
+            for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
+                let src = Blocks {
+                    at: at(&layers[k].h_all, d * hs + steps * bh),
+                    rows: batch,
+                    cols: h,
+                };
+                let dst = Blocks {
+                    at: at(&h_n, kd * user_bh),
+                    rows: batch,
+                    cols: user_h,
+                };
+                repack(&mut fw, 1, src, dst)?;
+            }
         }
         let forward = fw.finish()?;
 
@@ -717,6 +844,14 @@ impl Workspace {
                 }
             }
         }
+        if pad {
+            // Every gradient, cropped into the caller's buffer.
+            bw.phase("weight gradients");
+            for (src, dst) in layout.entries().iter().zip(user.1.entries()) {
+                let (blocks, src, dst) = param_blocks((src, grads), (dst, user.3), user_h);
+                repack(&mut bw, blocks, src, dst)?;
+            }
+        }
         let backward = bw.finish()?;
         // dx = dA U of the bottom layer (both directions', merged in true time) and every
         // layer's dh0 = da(0) W, only when asked for.
@@ -765,13 +900,42 @@ impl Workspace {
                 at(&layers[k].da, d * ts),
                 p(&names[kd].w_hh),
                 wt,
-                at(&dh0, kd * bh),
+                at(dh0_padded.as_ref().unwrap_or(&dh0), kd * bh),
             )?;
         }
         if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
             swap_leading(&mut dxp, (steps, batch, i), &dx, &bf.dx)?;
         }
+        if let Some(dh0p) = &dh0_padded {
+            for kd in 0..nl * nd {
+                let src = Blocks {
+                    at: at(dh0p, kd * bh),
+                    rows: batch,
+                    cols: h,
+                };
+                let dst = Blocks {
+                    at: at(&dh0, kd * user_bh),
+                    rows: batch,
+                    cols: user_h,
+                };
+                repack(&mut dxp, 1, src, dst)?;
+            }
+        }
         let input_grad = dxp.finish()?;
+        let padded = match h0_staged {
+            Some(h0) => {
+                let mut pb = PlanBuilder::new(gpu, "input projection");
+                for (src, dst) in user.1.entries().iter().zip(layout.entries()) {
+                    let (blocks, src, dst) = param_blocks((src, user.2), (dst, params), user_h);
+                    repack(&mut pb, blocks, src, dst)?;
+                }
+                Some(Padded {
+                    h0,
+                    params: pb.finish()?,
+                })
+            }
+            None => None,
+        };
 
         Ok(Self {
             steps,
@@ -798,6 +962,7 @@ impl Workspace {
             input_grad,
             losses: HashMap::new(),
             batch_first,
+            padded,
             dropout_state,
         })
     }
@@ -810,12 +975,19 @@ impl Workspace {
         })
     }
 
-    /// The plans of a forward pass: `W`'s layouts first when they are stale.
+    /// The plans of a forward pass: the padded parameters and `W`'s layouts first when they
+    /// are stale.
     pub fn forward_plans(&self) -> Vec<&Plan> {
-        match &self.layouts {
-            Some(l) if !self.layouts_fresh => vec![l, &self.forward],
-            _ => vec![&self.forward],
+        let mut plans = Vec::new();
+        if let Some(p) = &self.padded {
+            // Every call: cheap (the parameters once), and the caller may have set them.
+            plans.push(&p.params);
         }
+        match &self.layouts {
+            Some(l) if !self.layouts_fresh => plans.extend([l, &self.forward]),
+            _ => plans.push(&self.forward),
+        }
+        plans
     }
 
     /// Records the plan for `loss` (reading the mask where `masked`) unless it exists already.

@@ -9,9 +9,31 @@
 // shuffles per lane instead of 16 loads, where lavapipe pays for every storage load once per
 // lane, with a branch and a bounds check each (large's input projection: 25 -> 43 GFLOP/s).
 //
+// With UNALIGNED_A (flag 256: K or A's offset not a multiple of 4, B padded along k to rows of
+// 4 ceil(K / 4)), A's rows start anywhere in a vec4: each lane reads its rows one aligned vec4
+// ahead and shifts the pair into place (one load per step as before, see `a_at`), and the
+// values past a row's end are zeroed. No copy of A is made (the input projection of an odd
+// input size reads x in place).
+//
 // A workgroup of DIRECT_ROWS subgroups covers 64 x 64 of C (8 subgroups, 4 down x 2 across) or
 // 16 x 32 (1 subgroup, the narrow form for products with few blocks). It is one-dimensional:
 // subgroup builtins are only defined there.
+
+// Values k .. k + 3 of a row of A starting at element `start`, from `cur`, the aligned vec4
+// holding element `start + k`, and `nxt`, the one after it; those at or past `len` are zero.
+fn a_at(cur: vec4<f32>, nxt: vec4<f32>, start: u32, k: u32, len: u32) -> vec4<f32> {
+    let s = start % 4u;
+    var v = cur;
+    if s == 1u {
+        v = vec4<f32>(cur.yzw, nxt.x);
+    } else if s == 2u {
+        v = vec4<f32>(cur.zw, nxt.xy);
+    } else if s == 3u {
+        v = vec4<f32>(cur.w, nxt.xyz);
+    }
+    let live = vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(len);
+    return select(vec4<f32>(0.0), v, live);
+}
 
 @compute @workgroup_size(8u * DIRECT_ROWS, 1, 1)
 fn matmul_nt4_sg(
@@ -25,11 +47,23 @@ fn matmul_nt4_sg(
     // This lane's 8 x 8 block of C.
     let r0 = rg + (lane / 4u) * 8u;
     let c0 = cg + (lane % 4u) * 8u;
-    let k4 = p.k / 4u;
+    let unaligned = (p.flags & 256u) != 0u;
+    let k4 = (p.k + 3u) / 4u;
     let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
     // The rows this lane loads for everyone; past the edge, the last row (never written).
-    let a0 = p.a_off / 4u + min(rg + 2u * lane, p.m - 1u) * k4;
-    let a1 = p.a_off / 4u + min(rg + 2u * lane + 1u, p.m - 1u) * k4;
+    // Unaligned, the element where each starts, and the vec4 holding it.
+    let e0 = p.a_off + min(rg + 2u * lane, p.m - 1u) * p.k;
+    let e1 = p.a_off + min(rg + 2u * lane + 1u, p.m - 1u) * p.k;
+    let a0 = e0 / 4u;
+    let a1 = e1 / 4u;
+    // The last vec4 of A's buffer: an unaligned row's look-ahead never reads past it.
+    let last4 = arrayLength(&a4) - 1u;
+    var cur0 = vec4<f32>(0.0);
+    var cur1 = vec4<f32>(0.0);
+    if unaligned {
+        cur0 = a4[a0];
+        cur1 = a4[a1];
+    }
     let q0 = p.b_off / 4u + min(cg + 4u * lane, p.n - 1u) * ldb4;
     let q1 = p.b_off / 4u + min(cg + 4u * lane + 1u, p.n - 1u) * ldb4;
     let q2 = p.b_off / 4u + min(cg + 4u * lane + 2u, p.n - 1u) * ldb4;
@@ -46,8 +80,19 @@ fn matmul_nt4_sg(
     var rs: array<vec4<f32>, 8>;
     // Every lane runs every iteration (the shuffles need the whole subgroup).
     for (var k = 0u; k < k4; k++) {
-        let ma0 = a4[a0 + k];
-        let ma1 = a4[a1 + k];
+        var ma0: vec4<f32>;
+        var ma1: vec4<f32>;
+        if unaligned {
+            let nxt0 = a4[min(a0 + k + 1u, last4)];
+            let nxt1 = a4[min(a1 + k + 1u, last4)];
+            ma0 = a_at(cur0, nxt0, e0, 4u * k, p.k);
+            ma1 = a_at(cur1, nxt1, e1, 4u * k, p.k);
+            cur0 = nxt0;
+            cur1 = nxt1;
+        } else {
+            ma0 = a4[a0 + k];
+            ma1 = a4[a1 + k];
+        }
         let mb0 = b4[q0 + k];
         let mb1 = b4[q1 + k];
         let mb2 = b4[q2 + k];

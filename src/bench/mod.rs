@@ -202,7 +202,8 @@ pub struct Measurement {
     pub phases: Option<Option<Vec<(&'static str, f64)>>>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {

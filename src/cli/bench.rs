@@ -45,6 +45,15 @@ pub struct BenchArgs {
     /// subgroups (RNN_WGPU_KERNELS=subgroup runs layer after layer with them).
     #[arg(long)]
     wavefront: bool,
+    /// Instead: each --shape beside the same shape with I, H and O rounded up to multiples of
+    /// 8, under each driver (default per_step and persistent) and mode, timed alternately
+    /// (--rounds times each, the median of their medians): the time ratio shows the cost of
+    /// odd sizes.
+    #[arg(long)]
+    vs_rounded: bool,
+    /// Alternating rounds of --vs-rounded.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Instead: a real task's training step (forward, cross-entropy, backward, clipping,
     /// Adam) beside a baseline in the same run. char-lm: a character language model on
     /// --text (token ids against one-hot inputs); seq-class: one class per random sequence,
@@ -76,6 +85,83 @@ pub struct BenchArgs {
 enum TaskName {
     CharLm,
     SeqClass,
+}
+
+/// `--vs-rounded`: every shape against its rounded-up neighbour, alternating.
+fn vs_rounded(
+    a: &BenchArgs,
+    shapes: &[Shape],
+    modes: &[Mode],
+    drivers: &[Driver],
+    budget: &Budget,
+) -> Result<(), Error> {
+    let gpu = open_gpu()?;
+    let drivers = if drivers.is_empty() {
+        vec![Driver::PerStep, Driver::Persistent]
+    } else {
+        drivers.to_vec()
+    };
+    if !a.json {
+        println!(
+            "median ms of {} alternating rounds (each a median of timed runs after warm-up); \
+             ratio: odd over rounded\n",
+            a.rounds.max(1)
+        );
+        println!(
+            "{:<22} {:<22} {:<10} {:<10} {:>10} {:>12} {:>7}",
+            "shape (T,B,I,H,O)", "rounded up to 8", "mode", "driver", "ms", "rounded ms", "ratio"
+        );
+    }
+    let up = |v: usize| v.next_multiple_of(8);
+    for &s in shapes {
+        let r = Shape {
+            input: up(s.input),
+            hidden: up(s.hidden),
+            output: up(s.output),
+            ..s
+        };
+        let label = |s: &Shape| {
+            format!(
+                "{},{},{},{},{}",
+                s.steps, s.batch, s.input, s.hidden, s.output
+            )
+        };
+        let mut odd = bench::Workload::new(&gpu, s)?;
+        let mut round = bench::Workload::new(&gpu, r)?;
+        for &mode in modes {
+            for &d in &drivers {
+                let (mut t_odd, mut t_round) = (Vec::new(), Vec::new());
+                for _ in 0..a.rounds.max(1) {
+                    t_odd.push(odd.measure(mode, d, budget)?.ms);
+                    t_round.push(round.measure(mode, d, budget)?.ms);
+                }
+                let (mo, mr) = (bench::median(t_odd), bench::median(t_round));
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "shape": label(&s), "rounded": label(&r), "mode": mode.name(),
+                            "driver": d.name(), "ms": mo, "rounded_ms": mr, "ratio": mo / mr,
+                            "rounds": a.rounds.max(1),
+                            "adapter": gpu.adapter_info().name,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{:<22} {:<22} {:<10} {:<10} {:>10.3} {:>12.3} {:>6.2}x",
+                        label(&s),
+                        label(&r),
+                        mode.name(),
+                        d.name(),
+                        mo,
+                        mr,
+                        mo / mr
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--task`: the task's forms, the first the baseline.
@@ -286,6 +372,9 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     };
     if let Some(name) = a.task {
         return task(a, name, &budget);
+    }
+    if a.vs_rounded {
+        return vs_rounded(a, &shapes, &modes, &drivers, &budget);
     }
     let gpu = open_gpu()?;
     if a.wavefront {

@@ -579,7 +579,7 @@ impl Workspace {
             None
         };
         if let Some(h0s) = &h0_staged {
-            fw.phase("forward loop");
+            fw.phase("padding");
             for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
                 let src = Blocks {
                     at: at(h0s, kd * user_bh),
@@ -924,7 +924,7 @@ impl Workspace {
         let input_grad = dxp.finish()?;
         let padded = match h0_staged {
             Some(h0) => {
-                let mut pb = PlanBuilder::new(gpu, "input projection");
+                let mut pb = PlanBuilder::new(gpu, "padding");
                 for (src, dst) in user.1.entries().iter().zip(layout.entries()) {
                     let (blocks, src, dst) = param_blocks((src, user.2), (dst, params), user_h);
                     repack(&mut pb, blocks, src, dst)?;

@@ -113,6 +113,9 @@ pub(crate) struct Gemm<'a> {
     /// B's row stride when B is a view into wider rows: only for `A Bᵀ` on CPU adapters, a
     /// multiple of 4 ([`ld_b_fits`]).
     pub ld_b: Option<usize>,
+    /// A's rows start anywhere (K or A's offset not a multiple of 4) and B is padded along k:
+    /// set by [`record_padded`] for the subgroup `A Bᵀ` kernel only.
+    pub unaligned_a: bool,
 }
 
 impl<'a> Gemm<'a> {
@@ -132,6 +135,7 @@ impl<'a> Gemm<'a> {
             bias2: None,
             row_sums: None,
             ld_b: None,
+            unaligned_a: false,
         }
     }
 }
@@ -209,7 +213,7 @@ fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         }
     };
     match (g.trans_a, g.trans_b) {
-        (false, true) if offsets && four(g.k) && subgroups => {
+        (false, true) if subgroups && (g.unaligned_a || (offsets && four(g.k))) => {
             pick_sg(&MATMUL_NT4_SG, &MATMUL_NT4_SG_NARROW)
         }
         (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
@@ -387,10 +391,18 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
 /// odd-sized products 1.5-3x slower than their rounded-up neighbours on lavapipe.
 fn record_padded(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     let kp = super::transpose::padded(g.k);
-    let pa = pad_along_k(plan, g.a, (g.m, g.k), !g.trans_a, "A padded along k")?;
+    // The subgroup kernel reads an A stored [M, K] where it lies, whatever its alignment;
+    // copying it (the input projection's x, T·B rows) cost as much as the product on lavapipe.
+    let unaligned_a = !g.trans_a && plan.gpu().subgroup_kernels();
+    let pa = if unaligned_a {
+        None
+    } else {
+        pad_along_k(plan, g.a, (g.m, g.k), !g.trans_a, "A padded along k")?
+    };
     let pb = pad_along_k(plan, g.b, (g.n, g.k), g.trans_b, "B padded along k")?;
     let nt = Gemm {
-        k: kp,
+        k: if unaligned_a { g.k } else { kp },
+        unaligned_a,
         a: pa.as_ref().map_or(g.a, at0),
         trans_a: false,
         b: pb.as_ref().map_or(g.b, at0),
@@ -451,7 +463,8 @@ fn params_of<'a>(g: &Gemm<'a>) -> (Params, &'a wgpu::Buffer) {
         | (g.bias2.is_some() as u32) << 4
         | (vec_store(g) as u32) << 5
         | (g.row_sums.is_some() as u32) << 6
-        | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7;
+        | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7
+        | (g.unaligned_a as u32) << 8;
     let params = Params {
         m: u(g.m),
         n: u(g.n),

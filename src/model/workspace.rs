@@ -13,7 +13,9 @@ use crate::ops::dropout;
 use crate::ops::embed::{TokenLayout, embed, embed_grad};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
-use crate::ops::matmul::{Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit};
+use crate::ops::matmul::{
+    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit, tn_sums_fit,
+};
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::colsum;
 use crate::ops::transpose::{padded, transpose};
@@ -185,30 +187,33 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
     // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
     let streamed = rows * (2 * h + i + o) * 4;
-    let tn = streamed <= TN_CACHE_BYTES
-        && head.is_none_or(|(o, ..)| tn_row_sums_fit(gpu, o, h, 0, h_out.off))
-        && tn_row_sums_fit(gpu, h, h, da.off, h_all.off)
-        && (!dense || tn_row_sums_fit(gpu, h, i, da.off, input.off));
+    let tn = streamed <= TN_CACHE_BYTES && tn_row_sums_fit(gpu, h, h, da.off, h_all.off);
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {
             trans_a: true,
             ..Gemm::new(m, n, rows, a, b, c)
         };
+        // dV and dU each in place where its sizes allow; an odd O or I takes that one product
+        // through padded transposes (`matmul`), the bias gradient still fused where it can.
+        let head_fits = head.is_some_and(|(o, ..)| tn_sums_fit(gpu, (o, h, rows), 0, h_out.off));
         if let Some((o, d_o, fc_w, fc_b)) = head {
             let mut dv = tn(o, h, at(d_o, 0), h_out, g(fc_w));
-            dv.row_sums = Some((fc_b, None));
+            if head_fits {
+                dv.row_sums = Some((fc_b, None));
+            }
             matmul(bw, dv)?;
         }
         matmul(bw, tn(h, h, da, h_all, g(w_hh)))?;
+        let u_fits = dense && tn_sums_fit(gpu, (h, i, rows), da.off, input.off);
         if dense {
             let mut du = tn(h, i, da, input, g(w_ih));
-            if let Some((b_ih, b_hh)) = biases {
+            if u_fits && let Some((b_ih, b_hh)) = biases {
                 du.row_sums = Some((b_ih, Some(b_hh)));
             }
             matmul(bw, du)?;
         }
-        (true, dense)
+        (head_fits, u_fits)
     } else if gpu.direct_kernels() {
         // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
         // per product, so each is transposed once into rows contiguous along T·B and the

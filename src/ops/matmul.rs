@@ -108,7 +108,7 @@ pub(crate) struct Gemm<'a> {
     pub bias2: Option<At<'a>>,
     /// Also write the sums of op(A)'s rows `[m]` at this offset of C's buffer, and at the
     /// second one when given: only for `A Bᵀ` on CPU adapters ([`row_sums_fit`]) and `Aᵀ B`
-    /// with the subgroup kernels ([`tn_row_sums_fit`]), without biases.
+    /// there ([`tn_sums_fit`]), without biases.
     pub row_sums: Option<(usize, Option<usize>)>,
     /// B's row stride when B is a view into wider rows: only for `A Bᵀ` on CPU adapters, a
     /// multiple of 4 ([`ld_b_fits`]).
@@ -149,6 +149,19 @@ pub(crate) fn ld_b_fits(gpu: &crate::gpu::Gpu, k: usize, ld: usize, off: usize) 
 /// direct kernels, within lavapipe's loop limit (the sums take a second pass over k).
 pub(crate) fn row_sums_fit(gpu: &crate::gpu::Gpu, k: usize) -> bool {
     gpu.direct_kernels() && k.is_multiple_of(4) && k / 2 <= MAX_CPU_ROWS
+}
+
+/// Whether `Aᵀ B` over `k` values can also write the sums of `Aᵀ`'s rows on `gpu`: in place
+/// with the subgroup kernel ([`tn_row_sums_fit`]), or on any CPU adapter through the padded
+/// transposes of an odd size ([`record_padded`]), within its loop limit.
+pub(crate) fn tn_sums_fit(
+    gpu: &crate::gpu::Gpu,
+    (m, n, k): (usize, usize, usize),
+    a_off: usize,
+    b_off: usize,
+) -> bool {
+    tn_row_sums_fit(gpu, m, n, a_off, b_off)
+        || row_sums_fit(gpu, super::transpose::padded(k.min(MAX_CPU_ROWS)))
 }
 
 /// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` fits the subgroup kernel
@@ -239,7 +252,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         .is_some_and(|ld| !ld_b_fits(plan.gpu(), g.k, ld, g.b.off));
     let not_nt = g.trans_a || !g.trans_b;
     let tn_sums =
-        g.trans_a && !g.trans_b && tn_row_sums_fit(plan.gpu(), g.m, g.n, g.a.off, g.b.off);
+        g.trans_a && !g.trans_b && tn_sums_fit(plan.gpu(), (g.m, g.n, g.k), g.a.off, g.b.off);
     if strided || (not_nt && (g.ld_b.is_some() || (g.row_sums.is_some() && !tn_sums))) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
@@ -370,7 +383,8 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         let (kernel, tile) = direct_kernel(plan.gpu(), &g);
         let scalar =
             std::ptr::eq(kernel, &MATMUL_DIRECT) || std::ptr::eq(kernel, &MATMUL_DIRECT_NARROW);
-        if scalar && g.m.min(g.n) >= 4 {
+        // Row sums only come from the vec4 kernels: always padded then.
+        if scalar && (g.m.min(g.n) >= 4 || g.row_sums.is_some()) {
             return record_padded(plan, g);
         }
         return push(plan, &g, kernel, tile);
@@ -393,7 +407,7 @@ fn record_padded(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     let kp = super::transpose::padded(g.k);
     // The subgroup kernel reads an A stored [M, K] where it lies, whatever its alignment;
     // copying it (the input projection's x, T·B rows) cost as much as the product on lavapipe.
-    let unaligned_a = !g.trans_a && plan.gpu().subgroup_kernels();
+    let unaligned_a = !g.trans_a && plan.gpu().subgroup_kernels() && g.row_sums.is_none();
     let pa = if unaligned_a {
         None
     } else {

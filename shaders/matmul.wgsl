@@ -16,8 +16,7 @@ struct Params {
     n: u32,
     k: u32,
     flags: u32, // 1: TRANS_A, 2: TRANS_B, 4: ACCUMULATE, 8: BIAS, 16: BIAS2, 32: VEC_STORE,
-                // 64: ROW_SUMS, 128: ROW_SUMS2 (matmul_nt4, matmul_nt4_sg, matmul_tn4_sg),
-                // 256: UNALIGNED_A (matmul_nt4_sg)
+                // 64: ROW_SUMS, 128: ROW_SUMS2 (matmul_nt4, matmul_nt4_sg, matmul_tn4_sg)
     a_off: u32,
     b_off: u32,
     c_off: u32,

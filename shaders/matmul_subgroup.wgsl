@@ -9,8 +9,8 @@
 // shuffles per lane instead of 16 loads, where lavapipe pays for every storage load once per
 // lane, with a branch and a bounds check each (large's input projection: 25 -> 43 GFLOP/s).
 //
-// With UNALIGNED_A (flag 256: K or A's offset not a multiple of 4, B padded along k to rows of
-// 4 ceil(K / 4)), A's rows start anywhere in a vec4: each lane reads its rows one aligned vec4
+// With UNALIGNED_A (a pipeline constant, so that the aligned kernel carries none of it: K or
+// A's offset not a multiple of 4, B padded along k to rows of 4 ceil(K / 4)), A's rows start anywhere in a vec4: each lane reads its rows one aligned vec4
 // ahead and shifts the pair into place (one load per step as before, see `a_at`), and the
 // values past a row's end are zeroed. No copy of A is made (the input projection of an odd
 // input size reads x in place).
@@ -18,6 +18,8 @@
 // A workgroup of DIRECT_ROWS subgroups covers 64 x 64 of C (8 subgroups, 4 down x 2 across) or
 // 16 x 32 (1 subgroup, the narrow form for products with few blocks). It is one-dimensional:
 // subgroup builtins are only defined there.
+
+override UNALIGNED_A: bool = false;
 
 // Values k .. k + 3 of a row of A starting at element `start`, from `cur`, the aligned vec4
 // holding element `start + k`, and `nxt`, the one after it; those at or past `len` are zero.
@@ -47,7 +49,7 @@ fn matmul_nt4_sg(
     // This lane's 8 x 8 block of C.
     let r0 = rg + (lane / 4u) * 8u;
     let c0 = cg + (lane % 4u) * 8u;
-    let unaligned = (p.flags & 256u) != 0u;
+    let unaligned = UNALIGNED_A;
     let k4 = (p.k + 3u) / 4u;
     let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
     // The rows this lane loads for everyone; past the edge, the last row (never written).

@@ -58,6 +58,17 @@ const fn subgroup(name: &'static str, entry: &'static str, narrow: bool) -> Kern
 pub(crate) static MATMUL_NT4_SG: Kernel = subgroup("matmul_nt4_sg", "matmul_nt4_sg", false);
 pub(crate) static MATMUL_NT4_SG_NARROW: Kernel =
     subgroup("matmul_nt4_sg_narrow", "matmul_nt4_sg", true);
+/// `matmul_nt4_sg` reading an A of any alignment (`UNALIGNED_A`, [`Gemm::unaligned_a`]).
+pub(crate) static MATMUL_NT4_SG_UA: Kernel = Kernel {
+    name: "matmul_nt4_sg_ua",
+    constants: &[("UNALIGNED_A", 1.0)],
+    ..MATMUL_NT4_SG
+};
+pub(crate) static MATMUL_NT4_SG_UA_NARROW: Kernel = Kernel {
+    name: "matmul_nt4_sg_ua_narrow",
+    constants: &[("DIRECT_ROWS", 1.0), ("UNALIGNED_A", 1.0)],
+    ..MATMUL_NT4_SG
+};
 pub(crate) static MATMUL_TN4_SG: Kernel = subgroup("matmul_tn4_sg", "matmul_tn4_sg", false);
 pub(crate) static MATMUL_TN4_SG_NARROW: Kernel =
     subgroup("matmul_tn4_sg_narrow", "matmul_tn4_sg", true);
@@ -226,7 +237,10 @@ fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         }
     };
     match (g.trans_a, g.trans_b) {
-        (false, true) if subgroups && (g.unaligned_a || (offsets && four(g.k))) => {
+        (false, true) if subgroups && g.unaligned_a => {
+            pick_sg(&MATMUL_NT4_SG_UA, &MATMUL_NT4_SG_UA_NARROW)
+        }
+        (false, true) if subgroups && offsets && four(g.k) => {
             pick_sg(&MATMUL_NT4_SG, &MATMUL_NT4_SG_NARROW)
         }
         (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
@@ -320,6 +334,8 @@ fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
             &MATMUL_NT4_NARROW,
             &MATMUL_NT4_SG,
             &MATMUL_NT4_SG_NARROW,
+            &MATMUL_NT4_SG_UA,
+            &MATMUL_NT4_SG_UA_NARROW,
             &MATMUL_NN4,
             &MATMUL_NN4_NARROW,
         ]) {
@@ -477,8 +493,7 @@ fn params_of<'a>(g: &Gemm<'a>) -> (Params, &'a wgpu::Buffer) {
         | (g.bias2.is_some() as u32) << 4
         | (vec_store(g) as u32) << 5
         | (g.row_sums.is_some() as u32) << 6
-        | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7
-        | (g.unaligned_a as u32) << 8;
+        | (g.row_sums.is_some_and(|(_, two)| two.is_some()) as u32) << 7;
     let params = Params {
         m: u(g.m),
         n: u(g.n),

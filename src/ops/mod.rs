@@ -479,6 +479,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_NT4_NARROW,
         &matmul::MATMUL_NT4_SG,
         &matmul::MATMUL_NT4_SG_NARROW,
+        &matmul::MATMUL_NT4_SG_UA,
+        &matmul::MATMUL_NT4_SG_UA_NARROW,
         &matmul::MATMUL_TN4_SG,
         &matmul::MATMUL_TN4_SG_NARROW,
         &matmul::MATMUL_TN4_NARROW,

@@ -6,6 +6,8 @@
 //   sgd:  buf = momentum * buf + g';  p -= lr * buf   (torch.optim.SGD, dampening 0)
 //   adam: m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;
 //         p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)  (torch.optim.Adam)
+//   adamw: p *= 1 - lr * decoupled * decay[i] first, then adam's update (torch.optim.AdamW;
+//         decay[i] is 0 for the parameters left out, such as biases; decoupled 0 is Adam)
 
 struct Params {
     n: u32,
@@ -19,7 +21,7 @@ struct Params {
     bc1: f32,          // 1 - beta1^step
     bc2: f32,          // 1 - beta2^step
     clip_value: f32,
-    _pad1: u32,
+    decoupled: f32,    // adamw
 }
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>; // [N]
@@ -27,7 +29,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> s1: array<f32>;    // [N] momentum buffer or m
 @group(0) @binding(3) var<storage, read_write> s2: array<f32>;    // [N] v (adam)
 @group(0) @binding(4) var<storage, read_write> norm: array<f32>;  // [1] global gradient norm
-@group(0) @binding(5) var<storage, read> p: Params;
+@group(0) @binding(5) var<storage, read> decay: array<f32>;       // [N] adamw: 1 decays, 0 not
+@group(0) @binding(6) var<storage, read> p: Params;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -97,5 +100,10 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let v = p.beta2 * s2[i] + (1.0 - p.beta2) * g * g;
     s1[i] = m;
     s2[i] = v;
-    param[i] -= p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
+    var w = param[i];
+    if p.decoupled != 0.0 {
+        // AdamW: the parameter shrinks first, where it decays.
+        w *= 1.0 - p.lr * p.decoupled * decay[i];
+    }
+    param[i] = w - p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
 }

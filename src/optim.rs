@@ -1,4 +1,4 @@
-//! [`Optimizer`]: SGD with momentum or Adam over all parameters in one dispatch, with
+//! [`Optimizer`]: SGD with momentum, Adam or AdamW over all parameters in one dispatch, with
 //! clipping by global gradient norm.
 
 use crate::error::{InputError, Result};
@@ -28,6 +28,24 @@ pub enum OptimizerKind {
         /// Added to the denominator (1e-8).
         eps: f32,
     },
+    /// `torch.optim.AdamW`: Adam with decoupled weight decay, each decayed parameter shrunk by
+    /// `lr · weight_decay` of itself before the update; the biases are left out unless
+    /// `decay_biases` (PyTorch decays whatever its param group holds: leaving biases out is
+    /// the usual pair of groups, `weight_decay=0` for the biases).
+    AdamW {
+        /// Learning rate (PyTorch's default 1e-3).
+        lr: f32,
+        /// Decay of the first moment (0.9).
+        beta1: f32,
+        /// Decay of the second moment (0.999).
+        beta2: f32,
+        /// Added to the denominator (1e-8).
+        eps: f32,
+        /// Decoupled weight decay (PyTorch's default 0.01).
+        weight_decay: f32,
+        /// Decay the biases too.
+        decay_biases: bool,
+    },
 }
 
 impl OptimizerKind {
@@ -41,6 +59,19 @@ impl OptimizerKind {
         }
     }
 
+    /// AdamW with PyTorch's defaults, learning rate `lr` and decoupled `weight_decay`, the
+    /// biases left out.
+    pub fn adamw(lr: f32, weight_decay: f32) -> Self {
+        Self::AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decay_biases: false,
+        }
+    }
+
     /// SGD with learning rate `lr` and `momentum`.
     pub fn sgd(lr: f32, momentum: f32) -> Self {
         Self::Sgd { lr, momentum }
@@ -49,7 +80,7 @@ impl OptimizerKind {
     /// The learning rate.
     pub fn lr(&self) -> f32 {
         match *self {
-            Self::Adam { lr, .. } | Self::Sgd { lr, .. } => lr,
+            Self::Adam { lr, .. } | Self::Sgd { lr, .. } | Self::AdamW { lr, .. } => lr,
         }
     }
 
@@ -65,6 +96,21 @@ impl OptimizerKind {
                 eps,
             },
             Self::Sgd { momentum, .. } => Self::Sgd { lr, momentum },
+            Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decay_biases,
+                ..
+            } => Self::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decay_biases,
+            },
         }
     }
 }
@@ -183,6 +229,46 @@ fn check_unit(arg: &str, v: f32) -> Result<()> {
     Ok(())
 }
 
+/// AdamW's mask over the flat parameter vector, on the GPU: 1 where a parameter decays (every
+/// weight, and the biases when `decay_biases`), 0 elsewhere; after checking the decay.
+fn decay_mask(
+    model: &Rnn,
+    config: &OptimizerConfig,
+    weight_decay: f32,
+    decay_biases: bool,
+) -> Result<wgpu::Buffer> {
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return Err(InputError::Invalid {
+            arg: "weight_decay".into(),
+            reason: format!("AdamW's {weight_decay} must be zero or positive"),
+        }
+        .into());
+    }
+    if config.weight_decay != 0.0 {
+        return Err(InputError::Invalid {
+            arg: "weight_decay".into(),
+            reason: "AdamW decays in its own way (OptimizerKind::AdamW's weight_decay); leave \
+                     the config's L2 weight_decay at 0"
+                .into(),
+        }
+        .into());
+    }
+    let mask: Vec<f32> = model
+        .layout()
+        .entries()
+        .iter()
+        .flat_map(|e| {
+            let on = decay_biases || !e.name.contains("bias");
+            std::iter::repeat_n(f32::from(u8::from(on)), e.len())
+        })
+        .collect();
+    let gpu = model.gpu();
+    let buf = gpu.storage_buffer("weight decay mask", mask.len())?;
+    gpu.queue()
+        .write_buffer(&buf, 0, bytemuck::cast_slice(&mask));
+    Ok(buf)
+}
+
 impl Optimizer {
     /// An optimizer for `model`'s parameters, with zeroed state.
     pub fn new(model: &Rnn, config: impl Into<OptimizerConfig>) -> Result<Self> {
@@ -222,6 +308,7 @@ impl Optimizer {
             }
             .into());
         }
+        let mut decay = None;
         let adam = match config.kind {
             OptimizerKind::Sgd { lr, momentum } => {
                 check_positive("lr", lr)?;
@@ -235,6 +322,13 @@ impl Optimizer {
                 beta1,
                 beta2,
                 eps,
+            }
+            | OptimizerKind::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                ..
             } => {
                 check_positive("lr", lr)?;
                 check_unit("beta1", beta1)?;
@@ -244,6 +338,15 @@ impl Optimizer {
                 params.beta1 = beta1;
                 params.beta2 = beta2;
                 params.eps = eps;
+                if let OptimizerKind::AdamW {
+                    weight_decay,
+                    decay_biases,
+                    ..
+                } = config.kind
+                {
+                    params.decoupled = weight_decay;
+                    decay = Some(decay_mask(model, &config, weight_decay, decay_biases)?);
+                }
                 true
             }
         };
@@ -263,6 +366,7 @@ impl Optimizer {
                 s1: &s1,
                 s2: &s2,
                 norm: &norm,
+                decay: decay.as_ref(),
             },
         )?;
         let plan = b.finish()?;
@@ -333,7 +437,9 @@ impl Optimizer {
     /// Advances the step count, uploads its bias corrections and returns the plan to run.
     pub(crate) fn prepare_step(&mut self) -> Result<&Plan> {
         self.step += 1;
-        if let OptimizerKind::Adam { beta1, beta2, .. } = self.config.kind {
+        if let OptimizerKind::Adam { beta1, beta2, .. }
+        | OptimizerKind::AdamW { beta1, beta2, .. } = self.config.kind
+        {
             let t = self.step.min(i32::MAX as u64) as i32;
             self.params.bc1 = (1.0 - (beta1 as f64).powi(t)) as f32;
             self.params.bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;

@@ -743,7 +743,24 @@ impl Optimizer {
                         beta1,
                         beta2,
                         eps,
+                    }
+                    | OptimizerKind::AdamW {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        ..
                     } => {
+                        if let OptimizerKind::AdamW {
+                            weight_decay,
+                            decay_biases,
+                            ..
+                        } = self.config.kind
+                            && (decay_biases || !name.contains("bias"))
+                        {
+                            // Decoupled: the parameter shrinks first, unless left out.
+                            v[i] *= 1.0 - f64::from(lr) * f64::from(weight_decay);
+                        }
                         let (b1, b2) = (f64::from(beta1), f64::from(beta2));
                         let (m, s) = (&mut self.first[k][i], &mut self.second[k][i]);
                         *m = b1 * *m + (1.0 - b1) * gi;

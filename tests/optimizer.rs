@@ -75,6 +75,36 @@ fn adam_with_clipping_and_weight_decay_matches_reference() {
 }
 
 #[test]
+fn adamw_decays_the_weights_apart_from_the_gradient_and_leaves_the_biases() {
+    // Decoupled weight decay, large enough to show: the biases left out by default, then in.
+    for decay_biases in [false, true] {
+        let kind = OptimizerKind::AdamW {
+            lr: 0.02,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.5,
+            decay_biases,
+        };
+        compare(
+            OptimizerConfig {
+                clip: Some(0.5),
+                ..kind.into()
+            },
+            4,
+        );
+    }
+    // AdamW's decay and an L2 term at once are one clear error.
+    let rnn = Rnn::new(&gpu(), RnnConfig::new(2, 3, 1), 0).unwrap();
+    let both = OptimizerConfig {
+        weight_decay: 0.01,
+        ..OptimizerKind::adamw(0.01, 0.01).into()
+    };
+    let e = Optimizer::new(&rnn, both).unwrap_err().to_string();
+    assert!(e.contains("weight_decay"), "{e}");
+}
+
+#[test]
 fn clipping_by_value_then_norm_matches_reference() {
     // Every gradient value clamped to ±0.02 (clip_grad_value_), with and without the norm
     // clipped after it.
@@ -160,6 +190,7 @@ const PYTORCH_CASES: &[&str] = &[
     "adam_clip_wd",
     "sgd_clip",
     "adam_clip_value",
+    "adamw_clip",
 ];
 
 #[test]
@@ -179,9 +210,12 @@ fn pytorch_optimizers_give_pytorchs_parameters() {
         };
         let (lr, momentum, wd, clip) =
             (num("lr"), num("momentum"), num("weight_decay"), num("clip"));
-        let kind = match meta.get("optimizer").map(String::as_str) {
-            Some("sgd") => OptimizerKind::sgd(lr, momentum),
-            Some("adam") => OptimizerKind::adam(lr),
+        // AdamW's decay is its own (decoupled, the biases left out, as the fixture's groups);
+        // the others' is PyTorch's L2 weight_decay.
+        let (kind, l2) = match meta.get("optimizer").map(String::as_str) {
+            Some("sgd") => (OptimizerKind::sgd(lr, momentum), wd),
+            Some("adam") => (OptimizerKind::adam(lr), wd),
+            Some("adamw") => (OptimizerKind::adamw(lr, wd), 0.0),
             other => panic!("{case}: optimizer {other:?}"),
         };
         let config = OptimizerConfig {
@@ -189,7 +223,7 @@ fn pytorch_optimizers_give_pytorchs_parameters() {
             clip: (clip > 0.0).then_some(clip),
             // clip_grad_value_ before clip_grad_norm_, where the case says.
             clip_value: meta.get("clip_value").and_then(|v| v.parse().ok()),
-            weight_decay: wd,
+            weight_decay: l2,
         };
         let tensor = |name: &str| {
             let t = f.get(name).unwrap_or_else(|| panic!("{case}: no {name}"));

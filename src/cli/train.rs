@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptimizerName::Adam)]
     optimizer: OptimizerName,
+    /// Weight decay: adamw's decoupled decay of the weights, the biases left out [default:
+    /// 0.01]; for adam and sgd PyTorch's L2 term on every parameter [default: 0].
+    #[arg(long, allow_hyphen_values = true)]
+    weight_decay: Option<f32>,
     /// Momentum (sgd only), in [0, 1).
     #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f32,
@@ -141,6 +145,8 @@ impl TrainArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum OptimizerName {
     Adam,
+    #[value(name = "adamw")]
+    AdamW,
     Sgd,
 }
 
@@ -530,9 +536,18 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             ),
         ));
     }
-    let kind = match a.optimizer {
-        OptimizerName::Adam => OptimizerKind::adam(a.lr.unwrap_or(plan.lr)),
-        OptimizerName::Sgd => OptimizerKind::sgd(a.lr.unwrap_or(plan.lr), a.momentum),
+    let lr = a.lr.unwrap_or(plan.lr);
+    // AdamW's decay is its own; the others take it as PyTorch's L2 term.
+    let (kind, l2) = match a.optimizer {
+        OptimizerName::Adam => (OptimizerKind::adam(lr), a.weight_decay.unwrap_or(0.0)),
+        OptimizerName::AdamW => (
+            OptimizerKind::adamw(lr, a.weight_decay.unwrap_or(0.01)),
+            0.0,
+        ),
+        OptimizerName::Sgd => (
+            OptimizerKind::sgd(lr, a.momentum),
+            a.weight_decay.unwrap_or(0.0),
+        ),
     };
     let mut opt = Optimizer::new(
         &rnn,
@@ -540,7 +555,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             kind,
             clip: (a.clip > 0.0).then_some(a.clip),
             clip_value: (a.clip_value > 0.0).then_some(a.clip_value),
-            weight_decay: 0.0,
+            weight_decay: l2,
         },
     )?;
     let t = a.seq_len.unwrap_or(plan.seq_len);

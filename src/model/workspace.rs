@@ -298,6 +298,26 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     Ok(())
 }
 
+/// One state `[B, from_w]` at `from` into `[B, to_w]` at `to`: padded with zeros or cropped.
+fn repack_state(
+    plan: &mut PlanBuilder,
+    batch: usize,
+    (from, from_w): (At, usize),
+    (to, to_w): (At, usize),
+) -> Result<()> {
+    let src = Blocks {
+        at: from,
+        rows: batch,
+        cols: from_w,
+    };
+    let dst = Blocks {
+        at: to,
+        rows: batch,
+        cols: to_w,
+    };
+    repack(plan, 1, src, dst)
+}
+
 /// One parameter of `from`'s layout and its place in `to`'s, as [`repack`] sides: H-wide blocks
 /// side by side (`user_h` the caller's H), the block count from the columns that differ.
 fn param_blocks<'a>(
@@ -586,17 +606,8 @@ impl Workspace {
         if let Some(h0s) = &h0_staged {
             fw.phase("padding");
             for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
-                let src = Blocks {
-                    at: at(h0s, kd * user_bh),
-                    rows: batch,
-                    cols: user_h,
-                };
-                let dst = Blocks {
-                    at: at(&layers[k].h_all, d * hs),
-                    rows: batch,
-                    cols: h,
-                };
-                repack(&mut fw, 1, src, dst)?;
+                let from = (at(h0s, kd * user_bh), user_h);
+                repack_state(&mut fw, batch, from, (at(&layers[k].h_all, d * hs), h))?;
             }
         }
         if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
@@ -689,17 +700,8 @@ impl Workspace {
         if pad {
             // h(T) of every state, cropped into h_n.
             for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
-                let src = Blocks {
-                    at: at(&layers[k].h_all, d * hs + steps * bh),
-                    rows: batch,
-                    cols: h,
-                };
-                let dst = Blocks {
-                    at: at(&h_n, kd * user_bh),
-                    rows: batch,
-                    cols: user_h,
-                };
-                repack(&mut fw, 1, src, dst)?;
+                let from = (at(&layers[k].h_all, d * hs + steps * bh), h);
+                repack_state(&mut fw, batch, from, (at(&h_n, kd * user_bh), user_h))?;
             }
         }
         let forward = fw.finish()?;
@@ -913,17 +915,8 @@ impl Workspace {
         }
         if let Some(dh0p) = &dh0_padded {
             for kd in 0..nl * nd {
-                let src = Blocks {
-                    at: at(dh0p, kd * bh),
-                    rows: batch,
-                    cols: h,
-                };
-                let dst = Blocks {
-                    at: at(&dh0, kd * user_bh),
-                    rows: batch,
-                    cols: user_h,
-                };
-                repack(&mut dxp, 1, src, dst)?;
+                let from = (at(dh0p, kd * bh), h);
+                repack_state(&mut dxp, batch, from, (at(&dh0, kd * user_bh), user_h))?;
             }
         }
         let input_grad = dxp.finish()?;

@@ -540,6 +540,27 @@ mod tests {
     use crate::gpu::{Gpu, KernelStyle};
     use crate::ops::{Driver, at, run};
 
+    /// Values in ±0.5 from a linear congruential sequence seeded with `seed`.
+    fn values(mut seed: u64) -> impl FnMut(usize) -> Vec<f32> {
+        move |len| {
+            (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect()
+        }
+    }
+
+    /// `v` in a new buffer.
+    fn upload(gpu: &Gpu, v: &[f32]) -> wgpu::Buffer {
+        let t = gpu.storage_buffer("test", v.len()).expect("buffer");
+        gpu.queue().write_buffer(&t, 0, bytemuck::cast_slice(v));
+        t
+    }
+
     /// `C = op(A) op(B) (+ C) (+ bias)` in f64 on the CPU, for the stored layouts.
     #[allow(clippy::too_many_arguments)]
     fn cpu(
@@ -582,23 +603,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .with_kernels(KernelStyle::Tiled);
         let (m, n, k) = (133, 201, 300);
-        let mut seed = 1u64;
-        let mut rand = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-                })
-                .collect()
-        };
+        let mut rand = values(1);
         let (a, b, c0, bias) = (rand(m * k), rand(k * n), rand(m * n), rand(n));
-        let buf = |v: &[f32]| {
-            let t = gpu.storage_buffer("test", v.len()).expect("buffer");
-            gpu.queue().write_buffer(&t, 0, bytemuck::cast_slice(v));
-            t
-        };
+        let buf = |v: &[f32]| upload(&gpu, v);
         let (ab, bb, biasb) = (buf(&a), buf(&b), buf(&bias));
         for (kernel, tile) in [(&MATMUL, TILE)] {
             for parts in [None, Some(3)] {
@@ -651,17 +658,7 @@ mod tests {
     #[test]
     fn direct_products_of_any_size_and_offset_match_cpu() {
         let base = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
-        let mut seed = 7u64;
-        let mut rand = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-                })
-                .collect()
-        };
+        let mut rand = values(7);
         for style in [KernelStyle::Direct, KernelStyle::Subgroup] {
             let gpu = base.with_kernels(style);
             for (n_case, &(m, n, k, off)) in [
@@ -675,11 +672,7 @@ mod tests {
             .enumerate()
             {
                 let (a, b, c0, bias) = (rand(off + m * k), rand(off + k * n), rand(m * n), rand(n));
-                let buf = |v: &[f32]| {
-                    let t = gpu.storage_buffer("test", v.len()).expect("buffer");
-                    gpu.queue().write_buffer(&t, 0, bytemuck::cast_slice(v));
-                    t
-                };
+                let buf = |v: &[f32]| upload(&gpu, v);
                 let (ab, bb, biasb) = (buf(&a), buf(&b), buf(&bias));
                 for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                     let cb = buf(&c0);

@@ -1,4 +1,5 @@
-//! `shaders/optim.wgsl`: global gradient norm, SGD with momentum and Adam over all parameters.
+//! `shaders/optim.wgsl`: global gradient norm, SGD with momentum, Adam and AdamW over all
+//! parameters.
 
 use super::{PlanBuilder, u};
 use crate::error::Result;
@@ -10,6 +11,7 @@ const BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::ReadWrite,
     Bind::ReadWrite,
+    Bind::Read,
     Bind::Params,
 ];
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
@@ -51,7 +53,8 @@ pub(crate) struct UpdateParams {
     pub bc1: f32,
     pub bc2: f32,
     pub clip_value: f32,
-    pub _pad: u32,
+    /// AdamW's decoupled weight decay.
+    pub decoupled: f32,
 }
 
 /// Buffers of one optimizer: parameters, gradients, two state vectors and the norm.
@@ -61,6 +64,8 @@ pub(crate) struct OptimBuffers<'a> {
     pub s1: &'a wgpu::Buffer,
     pub s2: &'a wgpu::Buffer,
     pub norm: &'a wgpu::Buffer,
+    /// AdamW: 1 where a parameter decays, 0 where not `[N]`.
+    pub decay: Option<&'a wgpu::Buffer>,
 }
 
 /// Records the norm and the update; returns the byte offset of the update's parameters.
@@ -70,8 +75,17 @@ pub(crate) fn update(
     params: &UpdateParams,
     b: &OptimBuffers,
 ) -> Result<u64> {
-    let bufs = [b.param, b.grad, b.s1, b.s2, b.norm];
+    // The mask binding unread by the other rules still needs a buffer: the gradient serves.
+    let bufs = [
+        b.param,
+        b.grad,
+        b.s1,
+        b.s2,
+        b.norm,
+        b.decay.unwrap_or(b.grad),
+    ];
     plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
+    // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
     let kernel = if adam { &ADAM } else { &SGD };
     // 256 per workgroup on a 2-D grid: x at most 65535 workgroups.
     let total = (params.n as usize).div_ceil(256);

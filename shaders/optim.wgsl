@@ -8,6 +8,9 @@
 //         p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)  (torch.optim.Adam)
 //   adamw: p *= 1 - lr * decoupled * decay[i] first, then adam's update (torch.optim.AdamW;
 //         decay[i] is 0 for the parameters left out, such as biases; decoupled 0 is Adam)
+// A step whose gradient norm is not finite (a NaN or an infinity anywhere) updates nothing,
+// so the parameters stay the last finite ones, and the first such step is kept in norm[1]
+// (its number's bits; 0: none yet) for the host to report.
 
 struct Params {
     n: u32,
@@ -22,13 +25,17 @@ struct Params {
     bc2: f32,          // 1 - beta2^step
     clip_value: f32,
     decoupled: f32,    // adamw
+    step: u32,         // this update's number, from 1
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>; // [N]
 @group(0) @binding(1) var<storage, read> grad: array<f32>;        // [N]
 @group(0) @binding(2) var<storage, read_write> s1: array<f32>;    // [N] momentum buffer or m
 @group(0) @binding(3) var<storage, read_write> s2: array<f32>;    // [N] v (adam)
-@group(0) @binding(4) var<storage, read_write> norm: array<f32>;  // [1] global gradient norm
+@group(0) @binding(4) var<storage, read_write> norm: array<f32>;  // [2] norm, first bad step
 @group(0) @binding(5) var<storage, read> decay: array<f32>;       // [N] adamw: 1 decays, 0 not
 @group(0) @binding(6) var<storage, read> p: Params;
 
@@ -50,8 +57,18 @@ fn grad_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
         workgroupBarrier();
     }
     if lid.x == 0u {
-        norm[0] = sqrt(partial[0]);
+        let n = sqrt(partial[0]);
+        norm[0] = n;
+        if !finite(n) && bitcast<u32>(norm[1]) == 0u {
+            norm[1] = bitcast<f32>(p.step);
+        }
     }
+}
+
+// Neither NaN nor infinite: the exponent's bits are not all ones (no arithmetic, which a
+// compiler assuming finite math could fold away).
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
 }
 
 // The gradient clamped to ±clip_value, where that is set.
@@ -78,7 +95,7 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(256, 1, 1)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if i >= p.n {
+    if i >= p.n || !finite(norm[0]) {
         return;
     }
     var g = clipped(i);
@@ -92,7 +109,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if i >= p.n {
+    if i >= p.n || !finite(norm[0]) {
         return;
     }
     let g = clipped(i);

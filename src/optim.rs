@@ -193,7 +193,8 @@ pub struct Optimizer {
     step: u64,
     norm: wgpu::Buffer,
     plan: Plan,
-    update_offset: u64,
+    /// Byte offsets of the gradient norm's and the update's parameters in the plan.
+    offsets: [u64; 2],
     /// The learning rate it was made with, which schedules scale.
     initial_lr: f32,
 }
@@ -353,10 +354,10 @@ impl Optimizer {
         // Fresh buffers are zeroed, which is the start state of both rules.
         let s1 = gpu.storage_buffer("optimizer state 1", n)?;
         let s2 = gpu.storage_buffer("optimizer state 2", if adam { n } else { 1 })?;
-        let norm = gpu.storage_buffer("gradient norm", 1)?;
+        let norm = gpu.storage_buffer("gradient norm, first non-finite step", 2)?;
         let (param, grad) = model.param_buffers();
         let mut b = PlanBuilder::new(&gpu, "optimizer");
-        let update_offset = update(
+        let offsets = update(
             &mut b,
             adam,
             &params,
@@ -378,7 +379,7 @@ impl Optimizer {
             step: 0,
             norm,
             plan,
-            update_offset,
+            offsets,
             initial_lr: config.kind.lr(),
         })
     }
@@ -410,17 +411,33 @@ impl Optimizer {
         }
         self.config.kind = self.config.kind.with_lr(lr);
         self.params.lr = lr;
-        self.gpu.queue().write_buffer(
-            self.plan.params(),
-            self.update_offset,
-            bytemuck::bytes_of(&self.params),
-        );
+        self.write_params();
         Ok(())
+    }
+
+    /// Uploads the parameters both kernels read (the norm's and the update's copies).
+    fn write_params(&self) {
+        for offset in self.offsets {
+            self.gpu.queue().write_buffer(
+                self.plan.params(),
+                offset,
+                bytemuck::bytes_of(&self.params),
+            );
+        }
     }
 
     /// Downloads the global gradient norm (before clipping) of the latest step.
     pub fn last_grad_norm(&self) -> Result<f32> {
         Ok(self.gpu.read(&self.norm, 0, 1)?[0])
+    }
+
+    /// The first update whose gradients held a NaN or an infinity (counted from 1, as
+    /// [`Optimizer::steps`]), if any: one read-back. Such an update changes nothing (the
+    /// parameters and the optimizer's state stay as they were), so a model whose loss blows up
+    /// keeps its last finite parameters; training on is the caller's choice.
+    pub fn first_nonfinite_step(&self) -> Result<Option<u64>> {
+        let bits = self.gpu.read(&self.norm, 1, 1)?[0].to_bits();
+        Ok((bits != 0).then_some(u64::from(bits)))
     }
 
     pub(crate) fn check_model(&self, model: &Rnn) -> Result<()> {
@@ -443,12 +460,10 @@ impl Optimizer {
             let t = self.step.min(i32::MAX as u64) as i32;
             self.params.bc1 = (1.0 - (beta1 as f64).powi(t)) as f32;
             self.params.bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;
-            self.gpu.queue().write_buffer(
-                self.plan.params(),
-                self.update_offset,
-                bytemuck::bytes_of(&self.params),
-            );
         }
+        // The gradient norm records this number if the step's gradient is not finite.
+        self.params.step = self.step.min(u64::from(u32::MAX)) as u32;
+        self.write_params();
         Ok(&self.plan)
     }
 }

@@ -357,3 +357,101 @@ fn two_models_train_at_once_from_two_threads_on_one_gpu() {
     assert_eq!(together[0], alone[0], "model 1 trained beside model 2");
     assert_eq!(together[1], alone[1], "model 2 trained beside model 1");
 }
+
+/// A relu model whose W has spectral radius 4 over 64 steps: its outputs overflow f32.
+fn exploding(g: &rnn_wgpu::Gpu) -> (Rnn, Tensor, Tensor) {
+    let config = RnnConfig::new(1, 16, 1)
+        .with_nonlinearity(rnn_wgpu::Nonlinearity::Relu)
+        .with_init(rnn_wgpu::Init::Scaled(4.0));
+    let rnn = Rnn::new(g, config, 3).unwrap();
+    let (t, b) = (64, 4);
+    let x = Tensor::from_slice(g, &[t, b, 1], &vec![1.0; t * b]).unwrap();
+    let y = Tensor::from_slice(g, &[t, b, 1], &vec![0.0; t * b]).unwrap();
+    (rnn, x, y)
+}
+
+#[test]
+fn a_step_whose_gradients_are_not_finite_changes_nothing_and_is_reported() {
+    // Without clipping the gradients are infinite or NaN: no update happens (the parameters
+    // stay their finite starting values), and the first such step is reported. With clipping
+    // by value they are finite numbers and training goes on.
+    let g = gpu();
+    let (mut rnn, x, y) = exploding(&g);
+    let start = rnn.parameters().unwrap();
+    let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(0.01)).unwrap();
+    assert_eq!(opt.first_nonfinite_step().unwrap(), None);
+    for _ in 0..3 {
+        rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+            .unwrap();
+    }
+    let loss = rnn.last_loss().unwrap();
+    assert!(
+        !loss.is_finite(),
+        "the model was meant to explode: loss {loss}"
+    );
+    assert_eq!(opt.first_nonfinite_step().unwrap(), Some(1));
+    for (before, after) in start.iter().zip(rnn.parameters().unwrap()) {
+        assert!(after.values.iter().all(|v| v.is_finite()), "{}", after.name);
+        assert_eq!(before.values, after.values, "{} changed", after.name);
+    }
+
+    // A linear recurrence of spectral radius 1.3 over 64 steps: finite but huge gradients. SGD
+    // steps into overflow within a few updates; clipped to norm 1 it keeps training.
+    for (clip, blows_up) in [(None, true), (Some(1.0), false)] {
+        let config = RnnConfig::new(1, 16, 1)
+            .with_nonlinearity(rnn_wgpu::Nonlinearity::Identity)
+            .with_init(rnn_wgpu::Init::Scaled(1.3));
+        let mut rnn = Rnn::new(&g, config, 3).unwrap();
+        let start = rnn.parameters().unwrap();
+        let sgd = OptimizerConfig {
+            clip,
+            ..OptimizerKind::sgd(0.1, 0.0).into()
+        };
+        let mut opt = Optimizer::new(&rnn, sgd).unwrap();
+        for _ in 0..6 {
+            rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+                .unwrap();
+        }
+        let after = rnn.parameters().unwrap();
+        let what = format!("clip {clip:?}");
+        assert!(
+            after.iter().all(|p| p.values.iter().all(|v| v.is_finite())),
+            "{what}"
+        );
+        assert_ne!(start[1].values, after[1].values, "{what}: W never moved");
+        assert_eq!(
+            opt.first_nonfinite_step().unwrap().is_some(),
+            blows_up,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn train_stops_at_a_non_finite_loss_and_keeps_the_saved_file() {
+    let dir = crate::common::Scratch::new();
+    let save = dir.path("kept.safetensors");
+    std::fs::write(&save, b"an earlier model").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .args([
+            "train",
+            "--nonlinearity",
+            "relu",
+            "--init",
+            "scaled:4",
+            "--clip",
+            "0",
+        ])
+        .args(["--lr", "5", "--steps", "50", "--log-every", "10", "--save"])
+        .arg(&save)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("NaN or infinite at step") && line.contains("no file was written"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&save).unwrap(), b"an earlier model");
+}

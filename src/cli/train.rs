@@ -764,6 +764,20 @@ impl Log {
             return Ok(());
         }
         let loss = self.timed(Part::Wait, || rnn.last_loss())?;
+        // A step whose gradients were not finite changed nothing (the optimizer skips it): stop
+        // there, with the last finite parameters, and write nothing.
+        if let Some(bad) = self.timed(Part::Wait, || opt.first_nonfinite_step())? {
+            self.bar.finish_and_clear();
+            return Err(rnn_wgpu::InputError::Invalid {
+                arg: "training".into(),
+                reason: format!(
+                    "the loss or its gradients turned NaN or infinite at step {bad}; stopped at \
+                     step {step} with the last finite parameters, and no file was written (a \
+                     lower --lr, --clip, or another --init may help)"
+                ),
+            }
+            .into());
+        }
         self.train.push((step, loss));
         let rate = self.rate(step);
         self.bar

@@ -55,6 +55,9 @@ pub(crate) struct UpdateParams {
     pub clip_value: f32,
     /// AdamW's decoupled weight decay.
     pub decoupled: f32,
+    /// The update's number, from 1 (recorded when its gradient is not finite).
+    pub step: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Buffers of one optimizer: parameters, gradients, two state vectors and the norm.
@@ -68,13 +71,13 @@ pub(crate) struct OptimBuffers<'a> {
     pub decay: Option<&'a wgpu::Buffer>,
 }
 
-/// Records the norm and the update; returns the byte offset of the update's parameters.
+/// Records the norm and the update; returns the byte offsets of their parameters.
 pub(crate) fn update(
     plan: &mut PlanBuilder,
     adam: bool,
     params: &UpdateParams,
     b: &OptimBuffers,
-) -> Result<u64> {
+) -> Result<[u64; 2]> {
     // The mask binding unread by the other rules still needs a buffer: the gradient serves.
     let bufs = [
         b.param,
@@ -84,12 +87,13 @@ pub(crate) fn update(
         b.norm,
         b.decay.unwrap_or(b.grad),
     ];
-    plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
+    let norm_offset = plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
     // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
     let kernel = if adam { &ADAM } else { &SGD };
     // 256 per workgroup on a 2-D grid: x at most 65535 workgroups.
     let total = (params.n as usize).div_ceil(256);
     let x = total.min(65535);
     let y = total.div_ceil(x);
-    plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)
+    let update_offset = plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)?;
+    Ok([norm_offset, update_offset])
 }

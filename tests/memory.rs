@@ -170,6 +170,30 @@ fn measure_in_this_process() {
     check_flat(&gpu, "generated characters", 1000, || {
         g.next_char(0.8).expect("next character");
     });
+    // Token-id inputs (the gather and scatter-add kernels, ids and their sorted positions
+    // uploaded every step) on an odd H (the padded plans: parameters padded in, gradients
+    // cropped out, every step).
+    {
+        let (t, b, v) = (32, 8, 11);
+        let mut lm = Rnn::new(&gpu, RnnConfig::new(v, 13, v), 4).expect("model");
+        let mut opt = Optimizer::new(&lm, OptimizerKind::adam(1e-3)).expect("optimizer");
+        let mut ids = rnn_wgpu::ClassIds::from_slice(&gpu, &[t, b], &vec![0; t * b]).expect("x");
+        let y = rnn_wgpu::ClassIds::from_slice(&gpu, &[t, b], &vec![1; t * b]).expect("y");
+        let mut k = 0i64;
+        check_flat(&gpu, "train_step on token ids, H = 13 padded", 300, || {
+            k += 1;
+            let xs: Vec<i64> = (0..(t * b) as i64).map(|r| (r + k) % v as i64).collect();
+            ids.write(&xs).expect("ids");
+            lm.train_step(
+                &ids,
+                None,
+                Target::Classes(&y),
+                Loss::cross_entropy(),
+                &mut opt,
+            )
+            .expect("train step");
+        });
+    }
     // A stacked bidirectional model with dropout (its plans add direction and dropout
     // kernels and a dropout seed written every step).
     {

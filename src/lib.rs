@@ -49,5 +49,5 @@ pub use gpu::{Gpu, KernelStyle};
 pub use loss::{Loss, LossKind, Reduction, Target};
 pub use model::{Forward, Gradients, HostParam, Init, Nonlinearity, Rnn, RnnConfig};
 pub use ops::Driver;
-pub use optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind};
+pub use optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState};
 pub use tensor::{ClassIds, Input, Tensor};

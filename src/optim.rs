@@ -184,6 +184,19 @@ impl From<OptimizerKind> for OptimizerConfig {
     }
 }
 
+/// An optimizer's state on the host, for a checkpoint: updates taken, and its two state
+/// vectors over the flat parameter vector (SGD's momentum buffer and nothing; Adam's first and
+/// second moments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState {
+    /// Updates taken.
+    pub step: u64,
+    /// The momentum buffer, or Adam's first moment, `[N]`.
+    pub first: Vec<f32>,
+    /// Adam's second moment `[N]`; one zero for SGD.
+    pub second: Vec<f32>,
+}
+
 /// Optimizer state on the GPU for one model's parameters.
 pub struct Optimizer {
     gpu: Gpu,
@@ -195,6 +208,8 @@ pub struct Optimizer {
     plan: Plan,
     /// Byte offsets of the gradient norm's and the update's parameters in the plan.
     offsets: [u64; 2],
+    /// The two state vectors (see [`OptimizerState`]).
+    state: [wgpu::Buffer; 2],
     /// The learning rate it was made with, which schedules scale.
     initial_lr: f32,
 }
@@ -380,6 +395,7 @@ impl Optimizer {
             norm,
             plan,
             offsets,
+            state: [s1, s2],
             initial_lr: config.kind.lr(),
         })
     }
@@ -424,6 +440,46 @@ impl Optimizer {
                 bytemuck::bytes_of(&self.params),
             );
         }
+    }
+
+    /// Downloads the state (one read-back per vector), for a checkpoint.
+    pub fn state(&self) -> Result<OptimizerState> {
+        let read = |b: &wgpu::Buffer| self.gpu.read(b, 0, (b.size() / 4) as usize);
+        let (mut first, mut second) = (read(&self.state[0])?, read(&self.state[1])?);
+        // Buffers are whole vec4s: the vectors are N (or 1) long.
+        let n = self.params.n as usize;
+        first.truncate(n);
+        second.truncate(if second.len() >= n { n } else { 1 });
+        Ok(OptimizerState {
+            step: self.step,
+            first,
+            second,
+        })
+    }
+
+    /// Restores a state from [`Optimizer::state`] of an optimizer of the same kind over the same
+    /// parameters: the next update is the one the saved optimizer would have taken.
+    pub fn set_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let n = self.params.n as usize;
+        let second = (self.state[1].size() / 4) as usize;
+        let second = if second >= n { n } else { 1 };
+        if state.first.len() != n || state.second.len() != second {
+            return Err(InputError::Invalid {
+                arg: "optimizer state".into(),
+                reason: format!(
+                    "holds {} and {} values; this optimizer keeps {n} and {second} (another \
+                     model or another kind of optimizer)",
+                    state.first.len(),
+                    state.second.len()
+                ),
+            }
+            .into());
+        }
+        let queue = self.gpu.queue();
+        queue.write_buffer(&self.state[0], 0, bytemuck::cast_slice(&state.first));
+        queue.write_buffer(&self.state[1], 0, bytemuck::cast_slice(&state.second));
+        self.step = state.step;
+        Ok(())
     }
 
     /// Downloads the global gradient norm (before clipping) of the latest step.

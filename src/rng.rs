@@ -11,6 +11,11 @@ impl SplitMix64 {
         Self(seed)
     }
 
+    /// Where the generator stands: [`SplitMix64::new`] of it goes on with the same numbers.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

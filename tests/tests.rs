@@ -1,5 +1,6 @@
 //! One integration-test binary (one link on a 2-core machine); each module is one concern.
 
+mod checkpoint;
 mod common;
 mod errors;
 mod files;

@@ -1,6 +1,7 @@
 //! The subcommands of the `rnn-wgpu` program, one module each.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod info;
 pub mod plot;
 pub mod run;

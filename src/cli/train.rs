@@ -12,6 +12,7 @@ use rnn_wgpu::{
     OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
+use super::checkpoint::Checkpointing;
 use super::{Act, apply_nonlinearity, bad_arg, check_not_an_input, check_output, open_gpu, plot};
 
 #[derive(clap::Args)]
@@ -113,9 +114,22 @@ pub struct TrainArgs {
     /// Compute the validation loss every this many steps [default: --log-every].
     #[arg(long)]
     eval_every: Option<usize>,
-    /// Resume from this model file (its sizes must fit the task).
-    #[arg(long)]
+    /// Start from this model file's weights (its sizes must fit the task), with a fresh
+    /// optimizer at step 1. To go on with an interrupted run instead, --resume its checkpoint.
+    #[arg(long, conflicts_with = "resume")]
     model: Option<PathBuf>,
+    /// Save a checkpoint here every --checkpoint-every steps, written atomically: the model
+    /// (loadable as a model file), the optimizer's state, the step and the random state.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    checkpoint_every: usize,
+    /// Go on with the run a --checkpoint file saved: from the step after it, with its weights,
+    /// optimizer state and random state, to the parameters the unbroken run reaches (give the
+    /// same task, --seed, --steps and training flags as the first run).
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
     /// Save the trained model here (.safetensors, PyTorch names; written atomically).
     #[arg(long)]
     save: Option<PathBuf>,
@@ -315,7 +329,11 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     if a.layers == Some(0) {
         return Err(bad_arg("--layers", "must be at least 1"));
     }
-    for (flag, path) in [("--save", &a.save), ("--plot", &a.plot)] {
+    for (flag, path) in [
+        ("--save", &a.save),
+        ("--plot", &a.plot),
+        ("--checkpoint", &a.checkpoint),
+    ] {
         if let Some(p) = path {
             check_output(flag, p)?;
             check_not_an_input(
@@ -327,6 +345,9 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 ],
             )?;
         }
+    }
+    if a.checkpoint.is_some() && a.checkpoint_every == 0 {
+        return Err(bad_arg("--checkpoint-every", "must be at least 1"));
     }
     if let Some(p) = &a.plot
         && !matches!(plot::extension(p).as_deref(), Some("svg" | "png"))
@@ -369,7 +390,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         ),
         None => None,
     };
-    let resume = match &a.model {
+    let resume = match a.model.as_ref().or(a.resume.as_ref()) {
         Some(p) => Some(io::TensorFile::read(p)?),
         None => None,
     };
@@ -452,6 +473,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             let path = a
                 .model
                 .as_ref()
+                .or(a.resume.as_ref())
                 .map_or(String::new(), |p| p.display().to_string());
             if (c.input, c.output) != (plan.input, plan.output) {
                 return Err(bad_arg(
@@ -495,7 +517,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             if let Some(p) = a.dropout {
                 rnn.set_dropout(p)?;
             }
-            if let (Some(f), Some(p)) = (&resume, &a.model) {
+            if let (Some(f), Some(p)) = (&resume, a.model.as_ref().or(a.resume.as_ref())) {
                 apply_nonlinearity(&mut rnn, f, p, a.nonlinearity)?;
             }
             rnn
@@ -601,6 +623,24 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     );
 
     let mut meta = HashMap::from([("task".to_string(), plan.name.to_string())]);
+    match (&corpus, plan.name) {
+        (Some(corpus), _) => {
+            let vocab: String = corpus.vocab().iter().collect();
+            meta.insert(keys::VOCAB.into(), vocab);
+        }
+        (None, "copy") => {
+            meta.insert("delay".into(), a.delay().to_string());
+        }
+        (None, "recall") => {
+            meta.insert("symbols".into(), plan.input.to_string());
+            meta.insert("delay".into(), a.delay().to_string());
+        }
+        _ => {}
+    }
+    let mut ck = Checkpointing::new(a.checkpoint.clone(), a.checkpoint_every, meta.clone());
+    if let (Some(file), Some(_)) = (&resume, &a.resume) {
+        ck.resume(file, &mut rnn, &mut opt)?;
+    }
     let title;
     let log = match &corpus {
         None if plan.name == "sine" => {
@@ -615,6 +655,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 &gpu,
                 &mut rnn,
                 &mut opt,
+                &ck,
                 t,
                 a.steps.unwrap_or(plan.steps),
             )?
@@ -632,6 +673,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 &gpu,
                 &mut rnn,
                 &mut opt,
+                &ck,
                 t,
                 a.steps.unwrap_or(plan.steps),
             )?
@@ -644,13 +686,13 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 a.batch,
                 task::copy_baseline(delay)
             );
-            meta.insert("delay".into(), delay.to_string());
             title = format!("copy (delay {delay}), H = {}", c.hidden);
             copy(
                 a,
                 &gpu,
                 &mut rnn,
                 &mut opt,
+                &ck,
                 delay,
                 a.steps.unwrap_or(plan.steps),
             )?
@@ -663,21 +705,18 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 plan.input,
                 a.batch
             );
-            meta.insert("symbols".into(), plan.input.to_string());
-            meta.insert("delay".into(), a.delay().to_string());
             title = format!("recall (delay {}), H = {}", a.delay(), c.hidden);
             recall(
                 a,
                 &gpu,
                 &mut rnn,
                 &mut opt,
+                &ck,
                 t,
                 a.steps.unwrap_or(plan.steps),
             )?
         }
         Some(corpus) => {
-            let vocab: String = corpus.vocab().iter().collect();
-            meta.insert(keys::VOCAB.into(), vocab);
             title = format!(
                 "{}, H = {}",
                 a.text
@@ -685,7 +724,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     .map_or(String::new(), |p| p.display().to_string()),
                 c.hidden
             );
-            text_lm(a, &gpu, &mut rnn, &mut opt, corpus, t, &model_line)?
+            text_lm(a, &gpu, (&mut rnn, &mut opt, &ck), corpus, t, &model_line)?
         }
     };
     if let Some(path) = &a.save {
@@ -703,6 +742,8 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
 struct Log {
     bar: ProgressBar,
     start: Instant,
+    /// The first step this run takes (after a resumed checkpoint's).
+    first: usize,
     total: usize,
     samples_per_step: usize,
     log_every: usize,
@@ -724,7 +765,7 @@ enum Part {
 }
 
 impl Log {
-    fn new(total: usize, samples_per_step: usize, log_every: usize) -> Self {
+    fn new(ck: &Checkpointing, total: usize, samples_per_step: usize, log_every: usize) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
@@ -733,6 +774,7 @@ impl Log {
         Self {
             bar,
             start: Instant::now(),
+            first: ck.start,
             total,
             samples_per_step,
             log_every: log_every.max(1),
@@ -753,7 +795,8 @@ impl Log {
     }
 
     fn rate(&self, step: usize) -> f64 {
-        (step * self.samples_per_step) as f64 / self.start.elapsed().as_secs_f64()
+        ((step + 1).saturating_sub(self.first) * self.samples_per_step) as f64
+            / self.start.elapsed().as_secs_f64()
     }
 
     /// After training step `step` (from 1): reads the loss when a point or a line is due.
@@ -823,14 +866,15 @@ fn sine(
     gpu: &Gpu,
     rnn: &mut Rnn,
     opt: &mut Optimizer,
+    ck: &Checkpointing,
     t: usize,
     steps: usize,
 ) -> Result<Log, Error> {
     let b = a.batch;
-    let mut log = Log::new(steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a.log_every);
     let x = Tensor::zeros(gpu, &[t, b, 1])?;
     let y = Tensor::zeros(gpu, &[t, b, 1])?;
-    for step in 1..=steps {
+    for step in ck.start..=steps {
         // A fresh batch every step, so the model learns sine waves, not these sequences.
         log.timed(Part::Data, || {
             let data = task::sine(t, b, a.noise, a.seed.wrapping_mul(1_000_003) + step as u64);
@@ -842,6 +886,7 @@ fn sine(
             rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), opt)
         })?;
         log.step(step, rnn, opt)?;
+        ck.after_step(step, rnn, opt, None)?;
     }
     log.finish();
     // Held-out sequences the model never saw, against the naive guess "same as now".
@@ -879,18 +924,19 @@ fn class_task(
     a: &TrainArgs,
     gpu: &Gpu,
     (rnn, opt): (&mut Rnn, &mut Optimizer),
+    ck: &Checkpointing,
     steps: usize,
     held: &task::ClassBatch,
     make: impl Fn(u64) -> task::ClassBatch,
 ) -> Result<(Log, Vec<f32>, f32), Error> {
     let (t, b, k) = (held.steps, held.batch, held.inputs);
-    let mut log = Log::new(steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a.log_every);
     let x = Tensor::zeros(gpu, &[t, b, k])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
     let yv = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
-    for step in 1..=steps {
+    for step in ck.start..=steps {
         log.timed(Part::Data, || {
             let data = make(a.seed.wrapping_mul(1_000_003) + step as u64);
             x.write(&data.x)?;
@@ -901,6 +947,7 @@ fn class_task(
             rnn.train_step(&x, None, Target::Classes(&y), Loss::cross_entropy(), opt)
         })?;
         log.step(step, rnn, opt)?;
+        ck.after_step(step, rnn, opt, None)?;
         if step % eval_every == 0 || step == steps {
             let (_, v) = log.timed(Part::Validation, || {
                 rnn.evaluate(&xv, None, Target::Classes(&yv), Loss::cross_entropy())
@@ -932,12 +979,13 @@ fn recall(
     gpu: &Gpu,
     rnn: &mut Rnn,
     opt: &mut Optimizer,
+    ck: &Checkpointing,
     t: usize,
     steps: usize,
 ) -> Result<Log, Error> {
     let (b, k, delay) = (a.batch, a.symbols.max(1), a.delay());
     let held = task::recall(t, b, k, delay, u64::MAX - a.seed);
-    let (log, out, _) = class_task(a, gpu, (rnn, opt), steps, &held, |seed| {
+    let (log, out, _) = class_task(a, gpu, (rnn, opt), ck, steps, &held, |seed| {
         task::recall(t, b, k, delay, seed)
     })?;
     if delay < t {
@@ -957,11 +1005,12 @@ fn adding(
     gpu: &Gpu,
     rnn: &mut Rnn,
     opt: &mut Optimizer,
+    ck: &Checkpointing,
     t: usize,
     steps: usize,
 ) -> Result<Log, Error> {
     let b = a.batch;
-    let mut log = Log::new(steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a.log_every);
     let (x, y, mask) = (
         Tensor::zeros(gpu, &[t, b, 2])?,
         Tensor::zeros(gpu, &[t, b, 1])?,
@@ -972,7 +1021,7 @@ fn adding(
     let yv = Tensor::from_slice(gpu, &[t, b, 1], &held.y)?;
     let mv = Tensor::from_slice(gpu, &[t, b], &held.mask)?;
     let eval_every = a.eval_every.unwrap_or(a.log_every).max(1);
-    for step in 1..=steps {
+    for step in ck.start..=steps {
         log.timed(Part::Data, || {
             let data = task::adding(t, b, a.seed.wrapping_mul(1_000_003) + step as u64);
             x.write(&data.x)?;
@@ -985,6 +1034,7 @@ fn adding(
             rnn.train_step(&x, None, target, Loss::mse(), opt)
         })?;
         log.step(step, rnn, opt)?;
+        ck.after_step(step, rnn, opt, None)?;
         if step % eval_every == 0 || step == steps {
             let (_, v) = log.timed(Part::Validation, || {
                 rnn.evaluate(&xv, None, Target::Values(&yv).with_mask(&mv), Loss::mse())
@@ -1015,12 +1065,13 @@ fn copy(
     gpu: &Gpu,
     rnn: &mut Rnn,
     opt: &mut Optimizer,
+    ck: &Checkpointing,
     delay: usize,
     steps: usize,
 ) -> Result<Log, Error> {
     let (b, t) = (a.batch, delay + 20);
     let held = task::copy_memory(delay, b, u64::MAX - a.seed);
-    let (log, out, loss) = class_task(a, gpu, (rnn, opt), steps, &held, |seed| {
+    let (log, out, loss) = class_task(a, gpu, (rnn, opt), ck, steps, &held, |seed| {
         task::copy_memory(delay, b, seed)
     })?;
     let copied = accuracy(&out, &held.y, task::COPY_CLASSES, (delay + 10) * b..t * b);
@@ -1036,8 +1087,7 @@ fn copy(
 fn text_lm(
     a: &TrainArgs,
     gpu: &Gpu,
-    rnn: &mut Rnn,
-    opt: &mut Optimizer,
+    (rnn, opt, ck): (&mut Rnn, &mut Optimizer, &Checkpointing),
     corpus: &Corpus,
     t: usize,
     model_line: &str,
@@ -1077,7 +1127,7 @@ fn text_lm(
             t + 1
         );
     }
-    let mut log = Log::new(steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a.log_every);
     let mut x = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let (layers, hidden) = (rnn.config().states(), rnn.config().hidden);
@@ -1114,7 +1164,22 @@ fn text_lm(
         }
         Ok(Some(sum / n as f32))
     };
-    for step in 1..=steps {
+    if let Some(saved) = &ck.h {
+        // A resumed run's state carried from the checkpoint's window.
+        if saved.len() != zeros.len() {
+            return Err(bad_arg(
+                "--resume",
+                format!(
+                    "its hidden state holds {} values; --batch {b} needs {} (give the first \
+                     run's --batch)",
+                    saved.len(),
+                    zeros.len()
+                ),
+            ));
+        }
+        h.write(saved)?;
+    }
+    for step in ck.start..=steps {
         let k = step - 1;
         if k % train.windows() == 0 {
             // A new pass over the text starts from a zero state.
@@ -1132,6 +1197,7 @@ fn text_lm(
             h.copy_from(&fw.h_n)
         })?;
         log.step(step, rnn, opt)?;
+        ck.after_step(step, rnn, opt, Some(&h))?;
         if step % eval_every == 0 || step == steps {
             if let Some(vl) = log.timed(Part::Validation, || validate(rnn))? {
                 log.validation(step, vl);

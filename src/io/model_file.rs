@@ -50,8 +50,23 @@ impl LoadedModel {
     }
 }
 
+/// The prefix of the tensors a training checkpoint adds to a model's (optimizer state, carried
+/// hidden state): a model loads from a checkpoint as from a model file.
+pub const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
 /// Saves `rnn` to `path` with its configuration and `extra` metadata, atomically.
 pub fn save(rnn: &Rnn, path: impl AsRef<Path>, extra: &HashMap<String, String>) -> Result<()> {
+    save_with(rnn, path, extra, Vec::new())
+}
+
+/// [`save`] with more tensors after the model's (a checkpoint's, named with
+/// [`CHECKPOINT_PREFIX`]).
+pub fn save_with(
+    rnn: &Rnn,
+    path: impl AsRef<Path>,
+    extra: &HashMap<String, String>,
+    more: Vec<(String, HostTensor)>,
+) -> Result<()> {
     let c = rnn.config();
     let mut meta = extra.clone();
     for (k, v) in [
@@ -71,6 +86,7 @@ pub fn save(rnn: &Rnn, path: impl AsRef<Path>, extra: &HashMap<String, String>) 
         .parameters()?
         .into_iter()
         .map(|p| (p.name, HostTensor::f32(&p.shape, p.values)))
+        .chain(more)
         .collect();
     tensors::write(path, &tensors, &meta)
 }
@@ -115,6 +131,11 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             .then_some(n)
     };
     for name in file.names() {
+        // A training checkpoint's own tensors (`rnn-wgpu train --checkpoint`) sit beside the
+        // model's under this prefix.
+        if name.starts_with(CHECKPOINT_PREFIX) {
+            continue;
+        }
         if layer_of(name).is_none() && name != FC_W && name != FC_B {
             return Err(file.invalid(
                 name,

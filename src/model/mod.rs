@@ -209,6 +209,17 @@ impl Rnn {
         }
     }
 
+    /// Where the generator of dropout masks stands (for a checkpoint).
+    pub fn dropout_rng_state(&self) -> u64 {
+        self.dropout_rng.state()
+    }
+
+    /// Puts the generator of dropout masks back where [`Rnn::dropout_rng_state`] found it, so a
+    /// resumed run draws the masks an uninterrupted one would.
+    pub fn set_dropout_rng_state(&mut self, state: u64) {
+        self.dropout_rng = SplitMix64::new(state);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RnnConfig {
         &self.config

@@ -968,6 +968,24 @@ mod header_properties {
             return false;
         };
         assert_well_formed(&f);
+        // What the loader decoded came out of the file: whatever the header claims, it never
+        // holds more values than the file has bytes for (no allocation sized by a header).
+        let held: usize = f
+            .names()
+            .filter_map(|n| f.get(n))
+            .map(|t| match &t.values {
+                Values::F32(v) => 4 * v.len(),
+                Values::F64(v) => 8 * v.len(),
+                Values::I32(v) => 4 * v.len(),
+                Values::I64(v) => 8 * v.len(),
+                Values::Other(_) => 0,
+            })
+            .sum();
+        assert!(
+            held <= bytes.len(),
+            "{held} bytes of values from a {}-byte file",
+            bytes.len()
+        );
         if io::model_file::config_of(&f).is_ok() {
             let _ = io::model_file::from_file(&gpu(), &f);
         }

@@ -10,7 +10,7 @@
 //         decay[i] is 0 for the parameters left out, such as biases; decoupled 0 is Adam)
 // A step whose gradient norm is not finite (a NaN or an infinity anywhere) updates nothing,
 // so the parameters stay the last finite ones, and the first such step is kept in norm[1]
-// (its number's bits; 0: none yet) for the host to report.
+// (its number as a float, exact to 2^24; 0: none yet) for the host to report.
 
 struct Params {
     n: u32,
@@ -59,8 +59,8 @@ fn grad_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
     if lid.x == 0u {
         let n = sqrt(partial[0]);
         norm[0] = n;
-        if !finite(n) && bitcast<u32>(norm[1]) == 0u {
-            norm[1] = bitcast<f32>(p.step);
+        if !finite(n) && norm[1] == 0.0 {
+            norm[1] = f32(p.step);
         }
     }
 }

@@ -77,6 +77,15 @@ impl OptimizerKind {
         Self::Sgd { lr, momentum }
     }
 
+    /// Its name: `sgd`, `adam` or `adamw`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd { .. } => "sgd",
+            Self::Adam { .. } => "adam",
+            Self::AdamW { .. } => "adamw",
+        }
+    }
+
     /// The learning rate.
     pub fn lr(&self) -> f32 {
         match *self {
@@ -444,12 +453,9 @@ impl Optimizer {
 
     /// Downloads the state (one read-back per vector), for a checkpoint.
     pub fn state(&self) -> Result<OptimizerState> {
-        let read = |b: &wgpu::Buffer| self.gpu.read(b, 0, (b.size() / 4) as usize);
-        let (mut first, mut second) = (read(&self.state[0])?, read(&self.state[1])?);
-        // Buffers are whole vec4s: the vectors are N (or 1) long.
-        let n = self.params.n as usize;
-        first.truncate(n);
-        second.truncate(if second.len() >= n { n } else { 1 });
+        let [n, n2] = self.state_lens();
+        let first = self.gpu.read(&self.state[0], 0, n)?;
+        let second = self.gpu.read(&self.state[1], 0, n2)?;
         Ok(OptimizerState {
             step: self.step,
             first,
@@ -460,9 +466,7 @@ impl Optimizer {
     /// Restores a state from [`Optimizer::state`] of an optimizer of the same kind over the same
     /// parameters: the next update is the one the saved optimizer would have taken.
     pub fn set_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let n = self.params.n as usize;
-        let second = (self.state[1].size() / 4) as usize;
-        let second = if second >= n { n } else { 1 };
+        let [n, second] = self.state_lens();
         if state.first.len() != n || state.second.len() != second {
             return Err(InputError::Invalid {
                 arg: "optimizer state".into(),
@@ -482,6 +486,15 @@ impl Optimizer {
         Ok(())
     }
 
+    /// The lengths of the two state vectors: N, and N for Adam and AdamW or 1 for SGD.
+    fn state_lens(&self) -> [usize; 2] {
+        let n = self.params.n as usize;
+        match self.config.kind {
+            OptimizerKind::Sgd { .. } => [n, 1],
+            OptimizerKind::Adam { .. } | OptimizerKind::AdamW { .. } => [n, n],
+        }
+    }
+
     /// Downloads the global gradient norm (before clipping) of the latest step.
     pub fn last_grad_norm(&self) -> Result<f32> {
         Ok(self.gpu.read(&self.norm, 0, 1)?[0])
@@ -492,8 +505,8 @@ impl Optimizer {
     /// parameters and the optimizer's state stay as they were), so a model whose loss blows up
     /// keeps its last finite parameters; training on is the caller's choice.
     pub fn first_nonfinite_step(&self) -> Result<Option<u64>> {
-        let bits = self.gpu.read(&self.norm, 1, 1)?[0].to_bits();
-        Ok((bits != 0).then_some(u64::from(bits)))
+        let step = self.gpu.read(&self.norm, 1, 1)?[0];
+        Ok((step > 0.0).then_some(step as u64))
     }
 
     pub(crate) fn check_model(&self, model: &Rnn) -> Result<()> {

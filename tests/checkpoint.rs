@@ -97,12 +97,36 @@ fn a_resumed_run_reaches_the_unbroken_runs_parameters_bit_for_bit() {
 }
 
 #[test]
-fn resuming_a_model_file_is_one_clear_error() {
+fn resuming_a_model_file_or_with_another_optimizer_is_one_clear_error() {
     let dir = Scratch::new();
     let model = dir.path("m.safetensors");
+    let ck = dir.path("ck.safetensors");
     train(
         &["--steps", "3", "--log-every", "100"],
         &[("--save", &model)],
+    );
+    train(
+        &[
+            "--steps",
+            "4",
+            "--log-every",
+            "100",
+            "--checkpoint-every",
+            "2",
+        ],
+        &[("--checkpoint", &ck)],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .args(["train", "--steps", "6", "--optimizer", "sgd", "--resume"])
+        .arg(&ck)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("adam optimizer") && line.contains("--optimizer adam"),
+        "{err}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
         .args(["train", "--steps", "5", "--resume"])

@@ -392,10 +392,7 @@ pub fn run(
     let mut all = Vec::new();
     for &shape in shapes {
         let mut w = Workload::new(gpu, shape)?;
-        let mut drivers = vec![Driver::PerStep];
-        if crate::ops::recurrence::persistent_unavailable(gpu, shape.hidden).is_none() {
-            drivers.push(Driver::Persistent);
-        }
+        let mut drivers = drivers_for(gpu, shape);
         drivers.retain(|&d| wanted(d));
         for &mode in modes {
             let base = if wanted(Driver::Naive) {
@@ -414,6 +411,18 @@ pub fn run(
         }
     }
     Ok(all)
+}
+
+/// The faster drivers that can run `shape` on `gpu`: per-step, and persistent where its
+/// hidden size (as the plans run it, padded on CPU adapters) fits.
+pub fn drivers_for(gpu: &Gpu, shape: Shape) -> Vec<Driver> {
+    let config = RnnConfig::new(shape.input, shape.hidden, shape.output);
+    let h = crate::model::padded_hidden(gpu, &config);
+    let mut drivers = vec![Driver::PerStep];
+    if crate::ops::recurrence::persistent_unavailable(gpu, h).is_none() {
+        drivers.push(Driver::Persistent);
+    }
+    drivers
 }
 
 /// The adapter line printed above every benchmark: the adapter and the kernel family.

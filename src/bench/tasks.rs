@@ -124,8 +124,8 @@ fn time(budget: &Budget, mut step: impl FnMut(usize) -> Result<()>) -> Result<(f
 /// Times `task`'s training step in its forms; the first is the baseline: one-hot inputs for
 /// the character model (the token ids' gather against the dense input projection they
 /// replace), the naive driver for the classifier. Every form starts from the same seed and
-/// runs as many steps as the first, so their losses must agree (a check that both computed
-/// the same training).
+/// runs as many steps as the first, so their losses, printed side by side, agree when both
+/// computed the same training.
 pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasurement>> {
     let mut budget = *budget;
     // After the baseline: exactly its number of steps.
@@ -228,7 +228,8 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     rnn.train_step(&x, None, target, Loss::cross_entropy(), &mut opt)?;
                     gpu.wait("benchmark", None)
                 })?;
-                let form = match driver.resolve(gpu, b, h)? {
+                let hp = crate::model::padded_hidden(gpu, rnn.config());
+                let form = match driver.resolve(gpu, b, hp)? {
                     _ if driver == Driver::Naive => "naive".to_string(),
                     crate::ops::recurrence::Loop::PerStep => "auto (per_step)".into(),
                     crate::ops::recurrence::Loop::Persistent => "auto (persistent)".into(),

@@ -96,11 +96,6 @@ fn vs_rounded(
     budget: &Budget,
 ) -> Result<(), Error> {
     let gpu = open_gpu()?;
-    let drivers = if drivers.is_empty() {
-        vec![Driver::PerStep, Driver::Persistent]
-    } else {
-        drivers.to_vec()
-    };
     if !a.json {
         println!(
             "median ms of {} alternating rounds (each a median of timed runs after warm-up); \
@@ -128,6 +123,12 @@ fn vs_rounded(
         };
         let mut odd = bench::Workload::new(&gpu, s)?;
         let mut round = bench::Workload::new(&gpu, r)?;
+        // Each driver both shapes can run, of those asked for (default: all).
+        let (a_ok, b_ok) = (bench::drivers_for(&gpu, s), bench::drivers_for(&gpu, r));
+        let drivers: Vec<Driver> = a_ok
+            .into_iter()
+            .filter(|d| b_ok.contains(d) && (drivers.is_empty() || drivers.contains(d)))
+            .collect();
         for &mode in modes {
             for &d in &drivers {
                 let (mut t_odd, mut t_round) = (Vec::new(), Vec::new());

@@ -42,9 +42,18 @@ impl Checkpointing {
     /// `meta` is the model file's metadata (the task's).
     pub fn new(path: Option<PathBuf>, every: usize, meta: HashMap<String, String>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // Without the handler an interrupt ends the run at once, as it would anyway.
-            let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+        if path.is_some() {
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // The first signal asks for a checkpoint at the end of the step; a second one,
+                // or one outside the steps' loop that nothing answers, ends the process. Where
+                // the handlers cannot be set, an interrupt ends the run at once, as by default.
+                let _ = signal_hook::flag::register_conditional_shutdown(
+                    signal,
+                    130,
+                    Arc::clone(&stop),
+                );
+                let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+            }
         }
         Self {
             start: 1,
@@ -79,6 +88,21 @@ impl Checkpointing {
                 })
         };
         let step = number("step")?;
+        let kind = opt.config().kind.name();
+        match meta.get(&name("optimizer")) {
+            Some(saved) if saved == kind => {}
+            saved => {
+                return Err(bad_arg(
+                    "--resume",
+                    format!(
+                        "{} was saved with the {} optimizer; resume it with --optimizer {}",
+                        file.path(),
+                        saved.map_or("an unknown", String::as_str),
+                        saved.map_or(kind, String::as_str)
+                    ),
+                ));
+            }
+        }
         let vector = |part: &str| -> Result<Vec<f32>, Error> {
             Ok(file
                 .floats(&name(part))?
@@ -110,12 +134,21 @@ impl Checkpointing {
         opt: &Optimizer,
         h: Option<&Tensor>,
     ) -> Result<(), Error> {
+        // A step whose gradients were not finite is never saved as a state to go on from.
+        if self.save.is_some()
+            && let Some(bad) = opt.first_nonfinite_step()?
+        {
+            return Err(bad_arg(
+                "training",
+                format!(
+                    "the loss or its gradients turned NaN or infinite at step {bad}; stopped at \
+                     step {step}, and no checkpoint of it was written (a lower --lr, --clip, or \
+                     another --init may help)"
+                ),
+            ));
+        }
         let interrupted = self.stop.load(Ordering::Relaxed);
         let Some((path, every)) = &self.save else {
-            if interrupted {
-                eprintln!("\ninterrupted after step {step}; no --checkpoint to save it to");
-                std::process::exit(130);
-            }
             return Ok(());
         };
         if !step.is_multiple_of(*every) && !interrupted {
@@ -137,6 +170,7 @@ impl Checkpointing {
         }
         let mut meta = self.meta.clone();
         meta.insert(name("step"), state.step.to_string());
+        meta.insert(name("optimizer"), opt.config().kind.name().to_string());
         meta.insert(name("dropout_rng"), rnn.dropout_rng_state().to_string());
         save_with(rnn, path, &meta, more)?;
         if interrupted {

@@ -147,6 +147,11 @@ enum TaskName {
 }
 
 impl TrainArgs {
+    /// The file the model starts from: `--model`'s weights or `--resume`'s checkpoint.
+    fn start_file(&self) -> Option<&PathBuf> {
+        self.model.as_ref().or(self.resume.as_ref())
+    }
+
     /// `--delay`, or the task's default.
     fn delay(&self) -> usize {
         self.delay.unwrap_or(match self.task {
@@ -336,12 +341,17 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     ] {
         if let Some(p) = path {
             check_output(flag, p)?;
+            // A run may checkpoint over the file it resumed from; nothing else may.
+            let resumed = (flag != "--checkpoint")
+                .then_some(a.resume.as_deref())
+                .flatten();
             check_not_an_input(
                 flag,
                 p,
                 &[
                     ("--text", a.text.as_deref()),
                     ("--model", a.model.as_deref()),
+                    ("--resume", resumed),
                 ],
             )?;
         }
@@ -390,7 +400,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         ),
         None => None,
     };
-    let resume = match a.model.as_ref().or(a.resume.as_ref()) {
+    let resume = match a.start_file() {
         Some(p) => Some(io::TensorFile::read(p)?),
         None => None,
     };
@@ -471,9 +481,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         Some(m) => {
             let c = *m.rnn.config();
             let path = a
-                .model
-                .as_ref()
-                .or(a.resume.as_ref())
+                .start_file()
                 .map_or(String::new(), |p| p.display().to_string());
             if (c.input, c.output) != (plan.input, plan.output) {
                 return Err(bad_arg(
@@ -517,7 +525,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             if let Some(p) = a.dropout {
                 rnn.set_dropout(p)?;
             }
-            if let (Some(f), Some(p)) = (&resume, a.model.as_ref().or(a.resume.as_ref())) {
+            if let (Some(f), Some(p)) = (&resume, a.start_file()) {
                 apply_nonlinearity(&mut rnn, f, p, a.nonlinearity)?;
             }
             rnn

@@ -6,6 +6,8 @@ pub(crate) mod layer;
 pub(crate) mod params;
 mod workspace;
 
+pub(crate) use workspace::padded_hidden;
+
 pub use crate::rng::SplitMix64;
 pub use config::{Nonlinearity, RnnConfig};
 pub use init::{Init, spectral_radius};
@@ -40,7 +42,8 @@ pub struct Forward {
 pub struct Gradients {
     /// dL/dθ for every parameter, by PyTorch name, in the layout's order.
     pub params: Vec<(String, Tensor)>,
-    /// dL/dx, `[T, B, I]`, when asked for with [`Rnn::set_input_gradients`].
+    /// dL/dx, `[T, B, I]`, when asked for with [`Rnn::set_input_gradients`] (never for token
+    /// ids, which have no gradient).
     pub x: Option<Tensor>,
     /// dL/dh0, `[B, H]`, likewise.
     pub h0: Option<Tensor>,
@@ -688,7 +691,8 @@ impl Rnn {
         }
     }
 
-    /// Runs the sequence `x` `[T, B, I]` from `h0` `[B, H]` (zeros when `None`).
+    /// Runs the sequence `x` (values `[T, B, I]`, or token ids `[T, B]`: [`Input`]) from `h0`
+    /// `[B, H]` (zeros when `None`).
     ///
     /// One submit; nothing is read back. The result stays on the GPU until downloaded.
     pub fn forward<'x>(&mut self, x: impl Into<Input<'x>>, h0: Option<&Tensor>) -> Result<Forward> {

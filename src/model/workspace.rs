@@ -186,7 +186,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     // operands, the bias gradients as sums inside the products, no transposes: on
     // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
     // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
-    let streamed = rows * (2 * h + i + o) * 4;
+    // Token ids are not streamed: no x.
+    let streamed = rows * (2 * h + if dense { i } else { 0 } + o) * 4;
     let tn = streamed <= TN_CACHE_BYTES && tn_row_sums_fit(gpu, h, h, da.off, h_all.off);
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
@@ -196,7 +197,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         };
         // dV and dU each in place where its sizes allow; an odd O or I takes that one product
         // through padded transposes (`matmul`), the bias gradient still fused where it can.
-        let head_fits = head.is_some_and(|(o, ..)| tn_sums_fit(gpu, (o, h, rows), 0, h_out.off));
+        let head_fits = head.is_some() && tn_sums_fit(gpu);
         if let Some((o, d_o, fc_w, fc_b)) = head {
             let mut dv = tn(o, h, at(d_o, 0), h_out, g(fc_w));
             if head_fits {
@@ -205,7 +206,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             matmul(bw, dv)?;
         }
         matmul(bw, tn(h, h, da, h_all, g(w_hh)))?;
-        let u_fits = dense && tn_sums_fit(gpu, (h, i, rows), da.off, input.off);
+        let u_fits = dense && tn_sums_fit(gpu);
         if dense {
             let mut du = tn(h, i, da, input, g(w_ih));
             if u_fits && let Some((b_ih, b_hh)) = biases {

@@ -162,17 +162,12 @@ pub(crate) fn row_sums_fit(gpu: &crate::gpu::Gpu, k: usize) -> bool {
     gpu.direct_kernels() && k.is_multiple_of(4) && k / 2 <= MAX_CPU_ROWS
 }
 
-/// Whether `Aᵀ B` over `k` values can also write the sums of `Aᵀ`'s rows on `gpu`: in place
-/// with the subgroup kernel ([`tn_row_sums_fit`]), or on any CPU adapter through the padded
-/// transposes of an odd size ([`record_padded`]), within its loop limit.
-pub(crate) fn tn_sums_fit(
-    gpu: &crate::gpu::Gpu,
-    (m, n, k): (usize, usize, usize),
-    a_off: usize,
-    b_off: usize,
-) -> bool {
-    tn_row_sums_fit(gpu, m, n, a_off, b_off)
-        || row_sums_fit(gpu, super::transpose::padded(k.min(MAX_CPU_ROWS)))
+/// Whether `Aᵀ B` can also write the sums of `Aᵀ`'s rows on `gpu`: on every CPU adapter, in
+/// place with the subgroup kernel where its sizes allow ([`tn_row_sums_fit`]), otherwise
+/// through padded transposes into `A Bᵀ` ([`record_padded`]; [`matmul`] cuts a long k into
+/// parts within the loop limit first).
+pub(crate) fn tn_sums_fit(gpu: &crate::gpu::Gpu) -> bool {
+    gpu.direct_kernels()
 }
 
 /// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` fits the subgroup kernel
@@ -265,8 +260,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         .ld_b
         .is_some_and(|ld| !ld_b_fits(plan.gpu(), g.k, ld, g.b.off));
     let not_nt = g.trans_a || !g.trans_b;
-    let tn_sums =
-        g.trans_a && !g.trans_b && tn_sums_fit(plan.gpu(), (g.m, g.n, g.k), g.a.off, g.b.off);
+    let tn_sums = g.trans_a && !g.trans_b && tn_sums_fit(plan.gpu());
     if strided || (not_nt && (g.ld_b.is_some() || (g.row_sums.is_some() && !tn_sums))) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
@@ -397,10 +391,18 @@ pub(crate) const MAX_CPU_ROWS: usize = 32768;
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     if plan.gpu().direct_kernels() {
         let (kernel, tile) = direct_kernel(plan.gpu(), &g);
-        let scalar =
-            std::ptr::eq(kernel, &MATMUL_DIRECT) || std::ptr::eq(kernel, &MATMUL_DIRECT_NARROW);
-        // Row sums only come from the vec4 kernels: always padded then.
-        if scalar && (g.m.min(g.n) >= 4 || g.row_sums.is_some()) {
+        let is = |ks: &[&Kernel]| ks.iter().any(|k| std::ptr::eq(*k, kernel));
+        let scalar = is(&[&MATMUL_DIRECT, &MATMUL_DIRECT_NARROW]);
+        // Row sums come only from these; any other product asked for them is padded into one.
+        let sums = is(&[
+            &MATMUL_NT4,
+            &MATMUL_NT4_NARROW,
+            &MATMUL_NT4_SG,
+            &MATMUL_NT4_SG_NARROW,
+            &MATMUL_TN4_SG,
+            &MATMUL_TN4_SG_NARROW,
+        ]);
+        if (scalar && g.m.min(g.n) >= 4) || (g.row_sums.is_some() && !sums) {
             return record_padded(plan, g);
         }
         return push(plan, &g, kernel, tile);

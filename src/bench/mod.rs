@@ -213,6 +213,31 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Times `run(k)` for k = 0, 1, ...: the budget's warm-up runs, then timed runs; returns the
+/// median in milliseconds and the number of timed runs.
+pub(crate) fn time_runs(
+    budget: &Budget,
+    mut run: impl FnMut(usize) -> Result<()>,
+) -> Result<(f64, usize)> {
+    let mut k = 0;
+    for _ in 0..budget.warmup {
+        run(k)?;
+        k += 1;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < budget.min_runs
+        || (start.elapsed() < budget.min_time && times.len() < budget.max_runs)
+    {
+        let t = Instant::now();
+        run(k)?;
+        k += 1;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let runs = times.len();
+    Ok((median(times) * 1e3, runs))
+}
+
 /// Inputs and a model for one shape, made once and timed under every driver.
 pub struct Workload {
     gpu: Gpu,
@@ -297,27 +322,14 @@ impl Workload {
     /// Times `mode` under `driver`: the median of the budget's runs after warm-up.
     pub fn measure(&mut self, mode: Mode, driver: Driver, budget: &Budget) -> Result<Measurement> {
         self.rnn.set_driver(driver);
-        for _ in 0..budget.warmup {
-            self.once(mode)?;
-        }
-        let mut times = Vec::new();
-        let start = Instant::now();
-        while times.len() < budget.min_runs
-            || (start.elapsed() < budget.min_time && times.len() < budget.max_runs)
-        {
-            let t = Instant::now();
-            self.once(mode)?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let runs = times.len();
-        let s = median(times);
+        let (ms, runs) = time_runs(budget, |_| self.once(mode))?;
         Ok(Measurement {
             shape: self.shape,
             mode,
             driver,
-            ms: s * 1e3,
+            ms,
             runs,
-            samples_per_s: (self.shape.steps * self.shape.batch) as f64 / s,
+            samples_per_s: (self.shape.steps * self.shape.batch) as f64 / (ms * 1e-3),
             phases: if budget.phases {
                 Some(self.phases(mode, driver, 3)?)
             } else {

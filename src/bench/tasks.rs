@@ -2,9 +2,7 @@
 //! sequence classifier's (the loss at the last step only), each beside a baseline measured in
 //! the same run.
 
-use std::time::Instant;
-
-use super::{Budget, median};
+use super::{Budget, time_runs};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::{Loss, Target};
@@ -67,6 +65,25 @@ pub struct TaskMeasurement {
 }
 
 impl TaskMeasurement {
+    /// A form of `task` timed at `ms` over `runs` steps; the loss is `rnn`'s latest.
+    fn new(
+        task: &'static str,
+        form: String,
+        shape: [usize; 5],
+        (ms, runs): (f64, usize),
+        rnn: &Rnn,
+    ) -> Result<Self> {
+        Ok(Self {
+            task,
+            form,
+            shape,
+            ms,
+            runs,
+            samples_per_s: (shape[0] * shape[1]) as f64 / (ms * 1e-3),
+            loss: rnn.last_loss()?,
+        })
+    }
+
     /// One JSON object, with the speed-up over `baseline` (measured in the same run).
     pub fn to_json(&self, gpu: &Gpu, baseline: Option<&TaskMeasurement>) -> String {
         let [t, b, i, h, o] = self.shape;
@@ -101,26 +118,6 @@ fn optimizer(rnn: &Rnn) -> Result<Optimizer> {
     )
 }
 
-/// Times `step(k)` for k = 0, 1, ...: warm-up runs, then the budget's medians.
-fn time(budget: &Budget, mut step: impl FnMut(usize) -> Result<()>) -> Result<(f64, usize)> {
-    let mut k = 0;
-    for _ in 0..budget.warmup {
-        step(k)?;
-        k += 1;
-    }
-    let mut times = Vec::new();
-    let start = Instant::now();
-    while times.len() < budget.min_runs
-        || (start.elapsed() < budget.min_time && times.len() < budget.max_runs)
-    {
-        let t = Instant::now();
-        step(k)?;
-        k += 1;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok((median(times) * 1e3, k - budget.warmup))
-}
-
 /// Times `task`'s training step in its forms; the first is the baseline: one-hot inputs for
 /// the character model (the token ids' gather against the dense input projection they
 /// replace), the naive driver for the classifier. Every form starts from the same seed and
@@ -153,7 +150,7 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                 let x = Tensor::zeros(gpu, &[t, b, v])?;
                 let h0 = Tensor::zeros(gpu, &[1, b, h])?;
                 let (mut xs, mut ys, mut hot) = (Vec::new(), Vec::new(), Vec::new());
-                let (ms, runs) = time(&budget, |k| {
+                let (ms, runs) = time_runs(&budget, |k| {
                     streams.window(k, &mut xs, &mut ys);
                     y.write(&ys)?;
                     let input = if form == "tokens" {
@@ -179,15 +176,14 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     gpu.wait("benchmark", None)
                 })?;
                 same_steps(&mut budget, runs);
-                out.push(TaskMeasurement {
-                    task: "char-lm",
-                    form: form.into(),
-                    shape: [t, b, v, h, v],
-                    ms,
-                    runs,
-                    samples_per_s: (t * b) as f64 / (ms * 1e-3),
-                    loss: rnn.last_loss()?,
-                });
+                let shape = [t, b, v, h, v];
+                out.push(TaskMeasurement::new(
+                    "char-lm",
+                    form.into(),
+                    shape,
+                    (ms, runs),
+                    &rnn,
+                )?);
             }
             Ok(out)
         }
@@ -224,7 +220,7 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                 rnn.set_driver(driver);
                 let mut opt = optimizer(&rnn)?;
                 let target = Target::Classes(&y).with_mask(&m);
-                let (ms, runs) = time(&budget, |_| {
+                let (ms, runs) = time_runs(&budget, |_| {
                     rnn.train_step(&x, None, target, Loss::cross_entropy(), &mut opt)?;
                     gpu.wait("benchmark", None)
                 })?;
@@ -235,15 +231,14 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     crate::ops::recurrence::Loop::Persistent => "auto (persistent)".into(),
                 };
                 same_steps(&mut budget, runs);
-                out.push(TaskMeasurement {
-                    task: "seq-class",
+                let shape = [t, b, i, h, o];
+                out.push(TaskMeasurement::new(
+                    "seq-class",
                     form,
-                    shape: [t, b, i, h, o],
-                    ms,
-                    runs,
-                    samples_per_s: (t * b) as f64 / (ms * 1e-3),
-                    loss: rnn.last_loss()?,
-                });
+                    shape,
+                    (ms, runs),
+                    &rnn,
+                )?);
             }
             Ok(out)
         }

@@ -21,6 +21,20 @@ fn train(args: &[&str], files: &[(&str, &Path)]) -> String {
     err
 }
 
+/// Runs `rnn-wgpu train` with `args` and `file`, which must fail with status 2: its last line.
+fn train_error(args: &[&str], (flag, path): (&str, &Path)) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
+        .arg("train")
+        .args(args)
+        .arg(flag)
+        .arg(path)
+        .output()
+        .expect("run rnn-wgpu");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err.lines().last().unwrap_or_default().to_string()
+}
+
 /// Every tensor's values, by name.
 fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let f = TensorFile::read(path).expect("model file");
@@ -116,29 +130,15 @@ fn resuming_a_model_file_or_with_another_optimizer_is_one_clear_error() {
         ],
         &[("--checkpoint", &ck)],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
-        .args(["train", "--steps", "6", "--optimizer", "sgd", "--resume"])
-        .arg(&ck)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let line = err.lines().last().unwrap_or_default();
+    let line = train_error(&["--steps", "6", "--optimizer", "sgd"], ("--resume", &ck));
     assert!(
         line.contains("adam optimizer") && line.contains("--optimizer adam"),
-        "{err}"
+        "{line}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_rnn-wgpu"))
-        .args(["train", "--steps", "5", "--resume"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let line = err.lines().last().unwrap_or_default();
+    let line = train_error(&["--steps", "5"], ("--resume", &model));
     assert!(
         line.contains("not a checkpoint") && line.contains("--model"),
-        "{err}"
+        "{line}"
     );
 }
 

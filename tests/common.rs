@@ -29,6 +29,18 @@ pub fn random(n: usize, scale: f64, seed: u64) -> Vec<f64> {
     (0..n).map(|_| rng.uniform(scale)).collect()
 }
 
+/// `v` `[a, c, n]` as `[c, a, n]`.
+pub fn swap_leading<T: Copy>(v: &[T], a: usize, c: usize) -> Vec<T> {
+    let n = v.len() / (a * c);
+    let mut out = Vec::with_capacity(v.len());
+    for j in 0..c {
+        for i in 0..a {
+            out.extend_from_slice(&v[(i * c + j) * n..(i * c + j + 1) * n]);
+        }
+    }
+    out
+}
+
 pub fn to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }

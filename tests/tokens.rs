@@ -7,7 +7,7 @@ use rnn_wgpu::{
     RnnConfig, Target, Tensor,
 };
 
-use crate::common::{assert_close, gpu, random, to_f32};
+use crate::common::{assert_close, gpu, random, swap_leading, to_f32};
 
 const REL: f64 = 1e-4;
 
@@ -28,15 +28,17 @@ fn ids_and_one_hot(
     for (r, &id) in time_major.iter().enumerate() {
         one_hot[r * vocab + id] = 1.0;
     }
-    let caller = if batch_first {
-        (0..b)
-            .flat_map(|bb| (0..t).map(move |tt| (tt, bb)))
-            .map(|(tt, bb)| time_major[tt * b + bb] as i64)
-            .collect()
+    let ids: Vec<i64> = time_major.iter().map(|&v| v as i64).collect();
+    (caller_layout(&ids, (t, b), batch_first), one_hot)
+}
+
+/// Time-major `[T, B]` values as the caller lays them out: `[B, T]` when batch-first.
+fn caller_layout(v: &[i64], (t, b): (usize, usize), batch_first: bool) -> Vec<i64> {
+    if batch_first {
+        swap_leading(v, t, b)
     } else {
-        time_major.iter().map(|&v| v as i64).collect()
-    };
-    (caller, one_hot)
+        v.to_vec()
+    }
 }
 
 #[test]
@@ -79,13 +81,8 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
         rnn.set_driver(driver);
         rnn.set_batch_first(batch_first);
         let lead = if batch_first { [b, t] } else { [t, b] };
-        let caller_classes: Vec<i64> = (0..t * b)
-            .map(|q| {
-                // Caller's position q is (b, t) batch-first, (t, b) otherwise.
-                let r = if batch_first { (q % t) * b + q / t } else { q };
-                classes[r] as i64
-            })
-            .collect();
+        let classes: Vec<i64> = classes.iter().map(|&v| v as i64).collect();
+        let caller_classes = caller_layout(&classes, (t, b), batch_first);
         let y = ClassIds::from_slice(&g, &lead, &caller_classes).unwrap();
         // Other ids first, so every result below must overwrite what that call left.
         let other = ClassIds::from_slice(&g, &lead, &vec![0; t * b]).unwrap();
@@ -99,7 +96,7 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
             .loss_and_gradients(&x, None, Target::Classes(&y), loss)
             .unwrap();
         let want_o = if batch_first {
-            swap(&trace.o, t, b)
+            swap_leading(&trace.o, t, b)
         } else {
             trace.o.clone()
         };
@@ -127,18 +124,6 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
         }
         assert!(grads.x.is_none(), "{ctx}: token ids have no gradient");
     }
-}
-
-/// `[T, B, n]` time-major values as `[B, T, n]`.
-fn swap(v: &[f64], t: usize, b: usize) -> Vec<f64> {
-    let n = v.len() / (t * b);
-    let mut out = Vec::with_capacity(v.len());
-    for bb in 0..b {
-        for tt in 0..t {
-            out.extend_from_slice(&v[(tt * b + bb) * n..(tt * b + bb + 1) * n]);
-        }
-    }
-    out
 }
 
 #[test]

@@ -6,7 +6,7 @@ use rnn_wgpu::{
     OptimizerKind, Reduction, Rnn, RnnConfig, Target, Tensor,
 };
 
-use crate::common::{assert_close, close_error, gpu, random, to_f32};
+use crate::common::{assert_close, close_error, gpu, random, swap_leading, to_f32};
 
 const REL: f64 = 1e-4;
 
@@ -927,18 +927,6 @@ fn carrying_the_state_is_passing_h_n_back() {
                 .expect("through train_step");
         }
     }
-}
-
-/// `v` `[a, c, n]` as `[c, a, n]`.
-fn swap_leading<T: Copy>(v: &[T], a: usize, c: usize) -> Vec<T> {
-    let n = v.len() / (a * c);
-    let mut out = Vec::with_capacity(v.len());
-    for j in 0..c {
-        for i in 0..a {
-            out.extend_from_slice(&v[(i * c + j) * n..(i * c + j + 1) * n]);
-        }
-    }
-    out
 }
 
 #[test]

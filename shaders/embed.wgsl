@@ -59,7 +59,7 @@ fn row_of(q: u32) -> u32 {
 
 // One invocation per hidden unit j and run of EMBED_ROWS rows (a workgroup per row cost more
 // in dispatch than in copying on lavapipe); runs past the grid's height loop.
-const EMBED_ROWS: u32 = 32u;
+override EMBED_ROWS: u32 = 32u; // set by the crate, which sizes the grid by it
 
 @compute @workgroup_size(64, 1, 1)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

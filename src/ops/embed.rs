@@ -5,17 +5,21 @@ use super::{At, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 
+/// Rows one `embed` invocation writes (the shader's `EMBED_ROWS`).
+const EMBED_ROWS: usize = 32;
+
 pub(crate) static EMBED: Kernel = Kernel {
     name: "embed",
     source: include_str!("../../shaders/embed.wgsl"),
     entry: "embed",
     binds: &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params],
-    constants: &[],
+    constants: &[("EMBED_ROWS", EMBED_ROWS as f64)],
 };
 
 pub(crate) static EMBED_GRAD: Kernel = Kernel {
     name: "embed_grad",
     entry: "embed_grad",
+    constants: &[],
     ..EMBED
 };
 
@@ -79,8 +83,11 @@ pub(crate) fn embed(
         params.bias2_off = u(b2);
     }
     let rows = tl.steps * tl.batch;
-    // EMBED_ROWS rows per invocation.
-    let grid = [groups(tl.hidden, 64), groups(rows, 32).min(65535), 1];
+    let grid = [
+        groups(tl.hidden, 64),
+        groups(rows, EMBED_ROWS).min(65535),
+        1,
+    ];
     plan.push(&EMBED, &[ids, w.buf, out.buf], &params, grid, false)?;
     Ok(())
 }

@@ -8,12 +8,18 @@
 // `mean`), m is the caller's mask [R] and `mask_scale` first writes the scale into loss[1]:
 // 1 for `sum`, 1 / (sum_r m[r] * per) for `mean` (per = O for mse, 1 for cross-entropy: the
 // counted elements, as PyTorch's mean over a selection), 0 when nothing is counted.
+//
+// A sequence run in chunks (the model's `chunked` driver) takes its scale from loss[1] in every
+// chunk, written there from the whole sequence's count: mode 1 with the mask, mode 3 without.
+// `mask_count` adds one chunk's counted rows into loss[1] of the chunks' totals, and
+// `chunk_scale` turns the count into the scale at loss[2] (and, for a loss computed at scale
+// 1, multiplies it into loss[0]).
 
 struct Params {
     rows: u32,  // R = T * B
     cols: u32,  // O
     scale: f32, // mode 0
-    mode: u32,  // 0 unmasked, 1 masked sum, 2 masked mean
+    mode: u32,  // 0 unmasked, 1 masked sum, 2 masked mean, 3 unmasked with loss[1]'s scale
     per: f32,   // mode 2: elements per counted row
     _pad0: u32,
     _pad1: u32,
@@ -25,12 +31,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> m: array<f32>;          // [R], read in modes 1 and 2
 @group(0) @binding(3) var<storage, read_write> d_o: array<f32>;  // [R, O]
 @group(0) @binding(4) var<storage, read_write> rows: array<f32>; // [R]
-@group(0) @binding(5) var<storage, read_write> loss: array<f32>; // [2]: the loss, the masked scale
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>; // [2]: the loss, the masked scale (chunks' totals: [4])
 @group(0) @binding(6) var<storage, read> p: Params;
 
 // Row r's weight and the gradient's scale.
 fn weight(r: u32) -> f32 {
-    if p.mode == 0u {
+    if p.mode == 0u || p.mode == 3u {
         return 1.0;
     }
     return m[r];
@@ -129,5 +135,33 @@ fn total(@builtin(local_invocation_id) lid: vec3<u32>) {
     let sum = reduce(lid.x);
     if lid.x == 0u {
         loss[0] = scale() * sum;
+    }
+}
+
+// One workgroup: the counted rows of a chunk's mask, added into loss[1].
+@compute @workgroup_size(256, 1, 1)
+fn mask_count(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var r = lid.x; r < p.rows; r += 256u) {
+        s += m[r];
+    }
+    partial[lid.x] = s;
+    let counted = reduce(lid.x);
+    if lid.x == 0u {
+        loss[1] += counted;
+    }
+}
+
+// The whole sequence's scale at loss[2]: from the count at loss[1] for a masked mean (mode 2),
+// else p.scale; with cols = 1, loss[0] (a sum at scale 1) is scaled too.
+@compute @workgroup_size(1, 1, 1)
+fn chunk_scale() {
+    var sc = p.scale;
+    if p.mode == 2u {
+        sc = select(0.0, 1.0 / (loss[1] * p.per), loss[1] > 0.0);
+    }
+    loss[2] = sc;
+    if p.cols == 1u {
+        loss[0] *= sc;
     }
 }

@@ -510,6 +510,16 @@ impl Gpu {
         Ok(())
     }
 
+    /// Bytes of device memory wgpu's allocator holds once all submitted work is done, where
+    /// the backend reports it (Vulkan, DX12, Metal).
+    pub fn allocated_bytes(&self) -> Result<Option<u64>> {
+        self.wait("memory reading", None)?;
+        Ok(self
+            .device()
+            .generate_allocator_report()
+            .map(|r| r.total_allocated_bytes))
+    }
+
     /// Blocks until `index` (or all work, when `None`) has finished.
     pub fn wait(&self, label: &str, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device()

@@ -214,6 +214,20 @@ fn measure_in_this_process() {
             },
         );
     }
+    // A sequence run in chunks (a shorter tail chunk too), with a masked mean: both sweeps,
+    // the counted rows, the whole sequence's scale and the gradients added up every step.
+    {
+        let (x, y) = sine(&gpu, 70);
+        let mask = Tensor::from_slice(&gpu, &[70, 32], &vec![0.5; 70 * 32]).expect("mask");
+        let mut rnn = model(&gpu, Driver::Auto);
+        rnn.set_chunk_steps(Some(16)).expect("chunks");
+        let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(1e-3)).expect("optimizer");
+        let target = Target::Values(&y).with_mask(&mask);
+        check_flat(&gpu, "train_step in chunks of 16 steps", 300, || {
+            rnn.train_step(&x, None, target, Loss::mse(), &mut opt)
+                .expect("train step");
+        });
+    }
     // `run` on an input file, as the command does it (the model and input loaded once).
     {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link on a 2-core machine); each module is one concern.
 
 mod checkpoint;
+mod chunks;
 mod common;
 mod errors;
 mod files;

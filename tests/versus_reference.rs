@@ -8,21 +8,21 @@ use rnn_wgpu::{
 
 use crate::common::{assert_close, close_error, gpu, random, swap_leading, to_f32};
 
-const REL: f64 = 1e-4;
+pub(crate) const REL: f64 = 1e-4;
 
 #[derive(Debug, Clone, Copy)]
-struct Case {
-    steps: usize,
-    batch: usize,
-    input: usize,
-    hidden: usize,
-    output: usize,
-    nonlinearity: Nonlinearity,
-    bias: bool,
-    loss: Loss,
-    with_h0: bool,
-    layers: usize,
-    bidirectional: bool,
+pub(crate) struct Case {
+    pub(crate) steps: usize,
+    pub(crate) batch: usize,
+    pub(crate) input: usize,
+    pub(crate) hidden: usize,
+    pub(crate) output: usize,
+    pub(crate) nonlinearity: Nonlinearity,
+    pub(crate) bias: bool,
+    pub(crate) loss: Loss,
+    pub(crate) with_h0: bool,
+    pub(crate) layers: usize,
+    pub(crate) bidirectional: bool,
 }
 
 impl Case {
@@ -41,7 +41,7 @@ fn model_with(p: &Params, driver: Driver, kernels: KernelStyle) -> Rnn {
     model_on(&gpu().with_kernels(kernels), p, driver)
 }
 
-fn model_on(g: &Gpu, p: &Params, driver: Driver) -> Rnn {
+pub(crate) fn model_on(g: &Gpu, p: &Params, driver: Driver) -> Rnn {
     let mut rnn = Rnn::new(g, p.config, 7).expect("model");
     for (name, v) in p.named() {
         rnn.set_parameter(&name, &to_f32(v)).expect("set parameter");
@@ -56,16 +56,16 @@ fn run(c: Case, seed: u64, driver: Driver) {
 }
 
 /// A case's parameters, inputs and targets, and the reference's answers for them.
-struct Setup {
-    p: Params,
-    x: Vec<f64>,
-    h0: Option<Vec<f64>>,
-    targets: Targets,
+pub(crate) struct Setup {
+    pub(crate) p: Params,
+    pub(crate) x: Vec<f64>,
+    pub(crate) h0: Option<Vec<f64>>,
+    pub(crate) targets: Targets,
 }
 
 /// The case's data from `seed`, or from the first seed after it whose reference gradient
 /// reaches the recurrence (a relu layer with no bias and H = 1 can be dead for some draws).
-fn setup(c: Case, seed: u64) -> Setup {
+pub(crate) fn setup(c: Case, seed: u64) -> Setup {
     for k in 0..64 {
         let s = setup_from(c, seed + k * 7919);
         let g = reference::loss_and_grads(
@@ -121,17 +121,17 @@ fn setup_from(c: Case, seed: u64) -> Setup {
 }
 
 /// What one GPU `loss_and_gradients` call returned, downloaded.
-struct GpuResult {
-    output: Vec<f32>,
-    h_n: Vec<f32>,
-    loss: f32,
-    params: Vec<(String, Vec<f32>)>,
-    x: Vec<f32>,
-    h0: Vec<f32>,
+pub(crate) struct GpuResult {
+    pub(crate) output: Vec<f32>,
+    pub(crate) h_n: Vec<f32>,
+    pub(crate) loss: f32,
+    pub(crate) params: Vec<(String, Vec<f32>)>,
+    pub(crate) x: Vec<f32>,
+    pub(crate) h0: Vec<f32>,
 }
 
 /// Uploads `s`'s inputs and runs forward, then forward + loss + backward on `rnn`.
-fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult) {
+pub(crate) fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult) {
     let g = rnn.gpu().clone();
     let (t, b) = (c.steps, c.batch);
     let xt = Tensor::from_slice(&g, &[t, b, c.input], &to_f32(&s.x)).expect("x");
@@ -172,7 +172,7 @@ fn gpu_run(rnn: &mut Rnn, c: Case, s: &Setup) -> (Vec<f32>, Vec<f32>, GpuResult)
 }
 
 /// Every parameter gradient in `grads` against the reference's, by PyTorch name.
-fn assert_param_grads(ctx: &str, grads: &Gradients, want: &Params) {
+pub(crate) fn assert_param_grads(ctx: &str, grads: &Gradients, want: &Params) {
     for (name, w) in want.named() {
         let got = grads
             .get(&name)

@@ -275,6 +275,17 @@ impl Workload {
         })
     }
 
+    /// Runs sequences longer than `steps` in chunks ([`Rnn::set_chunk_steps`]).
+    pub fn set_chunk_steps(&mut self, steps: Option<usize>) -> Result<()> {
+        self.rnn.set_chunk_steps(steps)
+    }
+
+    /// The chunk length this shape runs at with `chosen` chunk steps, or `None` for one piece.
+    pub fn chunk_len(&self, chosen: Option<usize>) -> Option<usize> {
+        self.rnn
+            .chunk_len_for(self.shape.steps, self.shape.batch, chosen)
+    }
+
     fn once(&mut self, mode: Mode) -> Result<()> {
         match mode {
             Mode::Forward => {

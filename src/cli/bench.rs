@@ -51,9 +51,14 @@ pub struct BenchArgs {
     /// odd sizes.
     #[arg(long)]
     vs_rounded: bool,
-    /// Alternating rounds of --vs-rounded.
+    /// Alternating rounds of --vs-rounded and --chunk.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Instead: each --shape run in chunks of this many steps (the states recomputed on the
+    /// way back) beside the same shape in one piece, timed alternately (--rounds), with the
+    /// device memory each takes; a shape too long for one piece is timed in chunks alone.
+    #[arg(long, value_name = "STEPS")]
+    chunk: Option<usize>,
     /// Instead: a real task's training step (forward, cross-entropy, backward, clipping,
     /// Adam) beside a baseline in the same run. char-lm: a character language model on
     /// --text (token ids against one-hot inputs); seq-class: one class per random sequence,
@@ -159,6 +164,104 @@ fn vs_rounded(
                         mo / mr
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--chunk`: every shape in chunks of `len` steps against the same shape in one piece.
+fn chunked(
+    a: &BenchArgs,
+    len: usize,
+    shapes: &[Shape],
+    modes: &[Mode],
+    budget: &Budget,
+) -> Result<(), Error> {
+    if len == 0 {
+        return Err(bad_arg("--chunk", "a chunk needs at least one step"));
+    }
+    let gpu = open_gpu()?;
+    if !a.json {
+        println!(
+            "median ms of {} alternating rounds (each a median of timed runs after warm-up), \
+             device memory each model took (MB, wgpu's allocator); ratio: chunked over whole\n",
+            a.rounds.max(1)
+        );
+        println!(
+            "{:<24} {:>6} {:<10} {:>11} {:>10} {:>7} {:>11} {:>9}",
+            "shape (T,B,I,H,O)",
+            "chunk",
+            "mode",
+            "chunked ms",
+            "whole ms",
+            "ratio",
+            "chunked MB",
+            "whole MB"
+        );
+    }
+    let mb = |v: Option<u64>| v.map_or("?".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+    for &s in shapes {
+        // Each model's memory: what the allocator holds more after its first run.
+        let made = |chunk| -> Result<(bench::Workload, Option<u64>), Error> {
+            let before = gpu.allocated_bytes()?;
+            let mut w = bench::Workload::new(&gpu, s)?;
+            w.set_chunk_steps(chunk)?;
+            let once = Budget {
+                warmup: 0,
+                min_runs: 1,
+                min_time: std::time::Duration::ZERO,
+                max_runs: 1,
+                phases: false,
+            };
+            w.measure(Mode::Forward, Driver::Auto, &once)?;
+            let after = gpu.allocated_bytes()?;
+            Ok((w, before.zip(after).map(|(b, a)| a.saturating_sub(b))))
+        };
+        let (mut c, c_mem) = made(Some(len))?;
+        // A sequence too long for one piece runs in chunks anyway: then there is no whole.
+        let (mut w, w_mem) = if c.chunk_len(None).is_none() {
+            let (w, m) = made(None)?;
+            (Some(w), m)
+        } else {
+            (None, None)
+        };
+        for &mode in modes {
+            let (mut tc, mut tw) = (Vec::new(), Vec::new());
+            for _ in 0..a.rounds.max(1) {
+                tc.push(c.measure(mode, Driver::Auto, budget)?.ms);
+                if let Some(w) = w.as_mut() {
+                    tw.push(w.measure(mode, Driver::Auto, budget)?.ms);
+                }
+            }
+            let mc = bench::median(tc);
+            let mw = (!tw.is_empty()).then(|| bench::median(tw));
+            let label = format!(
+                "{},{},{},{},{}",
+                s.steps, s.batch, s.input, s.hidden, s.output
+            );
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "shape": label, "chunk": len, "mode": mode.name(),
+                        "chunked_ms": mc, "whole_ms": mw, "ratio": mw.map(|m| mc / m),
+                        "chunked_bytes": c_mem, "whole_bytes": w_mem,
+                        "rounds": a.rounds.max(1), "adapter": gpu.adapter_info().name,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<24} {:>6} {:<10} {:>11.3} {:>10} {:>7} {:>11} {:>9}",
+                    label,
+                    len,
+                    mode.name(),
+                    mc,
+                    mw.map_or("-".into(), |m| format!("{m:.3}")),
+                    mw.map_or("-".into(), |m| format!("{:.2}x", mc / m)),
+                    mb(c_mem),
+                    if w.is_some() { mb(w_mem) } else { "-".into() },
+                );
             }
         }
     }
@@ -376,6 +479,9 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     }
     if a.vs_rounded {
         return vs_rounded(a, &shapes, &modes, &drivers, &budget);
+    }
+    if let Some(len) = a.chunk {
+        return chunked(a, len, &shapes, &modes, &budget);
     }
     let gpu = open_gpu()?;
     if a.wavefront {

@@ -1,5 +1,6 @@
 //! [`Rnn`]: parameters on the GPU, forward, back-propagation through time and training steps.
 
+mod chunked;
 mod config;
 mod init;
 pub(crate) mod layer;
@@ -22,6 +23,7 @@ use crate::loss::{Loss, LossKind, Target};
 use crate::ops::{self, Driver};
 use crate::optim::Optimizer;
 use crate::tensor::{Input, Tensor, check_nonempty};
+use chunked::{Chunks, Seed};
 use workspace::Workspace;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -77,6 +79,13 @@ pub struct Rnn {
     grads: wgpu::Buffer,
     driver: Driver,
     ws: Option<Workspace>,
+    /// Sequences longer than this many steps run in chunks (`None`: only those that do not
+    /// fit the adapter in one piece).
+    chunk_steps: Option<usize>,
+    /// The workspaces of a sequence run in chunks, and whether the latest call ran so (its
+    /// results are there, not in `ws`).
+    chunks: Option<Chunks>,
+    chunked: bool,
     /// The loss buffer holds a value from the latest call.
     has_loss: bool,
     /// Backward passes also compute dL/dx and dL/dh0.
@@ -142,6 +151,9 @@ impl Rnn {
             grads,
             driver: Driver::Auto,
             ws: None,
+            chunk_steps: None,
+            chunks: None,
+            chunked: false,
             has_loss: false,
             input_gradients: false,
             has_dx: false,
@@ -375,6 +387,81 @@ impl Rnn {
         if let Some(ws) = self.ws.as_mut() {
             ws.layouts_fresh = fresh;
         }
+        if let Some(ch) = self.chunks.as_mut() {
+            ch.set_layouts_fresh(fresh);
+        }
+    }
+
+    /// Runs sequences longer than `steps` time steps in chunks of that many: the states at
+    /// the chunks' edges are kept and each chunk's are computed again on the way back, so
+    /// device memory grows with the chunk and the number of chunks, not with T, and the
+    /// gradients are still those of the whole sequence. `None` (the default) chunks only a
+    /// sequence that does not fit the adapter in one piece, in chunks of about `sqrt(T)`
+    /// steps. Not for bidirectional models, dropout between layers or token ids.
+    pub fn set_chunk_steps(&mut self, steps: Option<usize>) -> Result<()> {
+        if steps == Some(0) {
+            return Err(InputError::Invalid {
+                arg: "chunk_steps".into(),
+                reason: "a chunk needs at least one step".into(),
+            }
+            .into());
+        }
+        self.chunk_steps = steps;
+        Ok(())
+    }
+
+    /// The chunk length set with [`Rnn::set_chunk_steps`].
+    pub fn chunk_steps(&self) -> Option<usize> {
+        self.chunk_steps
+    }
+
+    /// The chunk length a sequence of `steps` steps over `batch` rows runs at on this
+    /// adapter with `chosen` as the [`Rnn::set_chunk_steps`] setting, or `None` for one piece.
+    pub fn chunk_len_for(
+        &self,
+        steps: usize,
+        batch: usize,
+        chosen: Option<usize>,
+    ) -> Option<usize> {
+        chunked::chunk_steps(&self.gpu, &self.config, (steps, batch), chosen)
+    }
+
+    /// The chunk length a call on `x` of `(t, b)` runs at, or `None` for one piece; an error
+    /// when the sequence needs chunks this model cannot run.
+    fn chunking<'x>(&self, x: Input<'x>, (t, b): (usize, usize)) -> Result<Option<&'x Tensor>> {
+        if chunked::chunk_steps(&self.gpu, &self.config, (t, b), self.chunk_steps).is_none() {
+            return Ok(None);
+        }
+        if let Some(why) = chunked::unsupported(&self.config, tokens(x)) {
+            return Err(chunked::refused(t, why));
+        }
+        match x {
+            Input::Values(x) => Ok(Some(x)),
+            Input::Tokens(_) => Err(chunked::refused(t, "token ids cannot be")),
+        }
+    }
+
+    /// The chunks' workspaces for `(t, b)`, made when needed.
+    fn chunks(&mut self, (t, b): (usize, usize)) -> Result<&mut Chunks> {
+        let len =
+            chunked::chunk_steps(&self.gpu, &self.config, (t, b), self.chunk_steps).unwrap_or(t);
+        let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
+        let fits = self
+            .chunks
+            .as_ref()
+            .is_some_and(|c| c.shape() == (t, b, len) && c.lp == lp);
+        if !fits {
+            self.chunks = None;
+            self.chunks = Some(Chunks::new(
+                &self.gpu,
+                &self.config,
+                &self.layout,
+                (&self.params, &self.grads),
+                (t, b, len),
+                lp,
+            )?);
+        }
+        Ok(self.chunks.as_mut().expect("chunks were just made"))
     }
 
     fn check_gpu(&self, arg: &str, t: &Tensor) -> Result<()> {
@@ -538,7 +625,12 @@ impl Rnn {
                 &self.config,
                 &self.layout,
                 (&self.params, &self.grads),
-                (t, b, tokens),
+                workspace::Shape {
+                    steps: t,
+                    batch: b,
+                    tokens,
+                    chunk: false,
+                },
                 lp,
             )?);
         }
@@ -645,23 +737,41 @@ impl Rnn {
     }
 
     fn forward_views(&self) -> Forward {
-        let ws = self.ws.as_ref().expect("forward ran");
-        let (b, h) = (ws.batch, self.config.hidden);
-        let o = self.config.output;
-        let output = match &ws.batch_first {
-            Some(bf) => Tensor::view(&self.gpu, &bf.o, 0, &[b, ws.steps, o]),
-            None => Tensor::view(&self.gpu, &ws.o, 0, &[ws.steps, b, o]),
+        let (o_buf, h_n, t, b) = match (&self.chunks, &self.ws) {
+            (Some(ch), _) if self.chunked => {
+                let (t, b, _) = ch.shape();
+                (ch.output(), ch.h_n(), t, b)
+            }
+            (_, Some(ws)) => {
+                let o = ws.batch_first.as_ref().map_or(&ws.o, |bf| &bf.o);
+                (o, &ws.h_n, ws.steps, ws.batch)
+            }
+            _ => unreachable!("forward ran"),
         };
+        let (h, o) = (self.config.hidden, self.config.output);
+        let ([d0, d1], _) = self.config.leading([t, b]);
         let by = "forward pass (forward, evaluate, loss_and_gradients or train_step)";
         Forward {
-            output: output.guarded(&self.forward_calls, by),
-            h_n: Tensor::view(&self.gpu, &ws.h_n, 0, &[self.config.states(), b, h])
+            output: Tensor::view(&self.gpu, o_buf, 0, &[d0, d1, o])
+                .guarded(&self.forward_calls, by),
+            h_n: Tensor::view(&self.gpu, h_n, 0, &[self.config.states(), b, h])
                 .guarded(&self.forward_calls, by),
         }
     }
 
     fn gradient_views(&self) -> Gradients {
-        let ws = self.ws.as_ref().expect("backward ran");
+        // Where dL/dx and dL/dh0 are, the steps and rows, and whether x is token ids.
+        let (dx, dh0, t, b, ids) = match (&self.chunks, &self.ws) {
+            (Some(ch), _) if self.chunked => {
+                let (t, b, _) = ch.shape();
+                (ch.dx(), ch.dh0(), t, b, false)
+            }
+            (_, Some(ws)) => {
+                let dx = ws.batch_first.as_ref().map_or(&ws.dx, |bf| &bf.dx);
+                (dx, &ws.dh0, ws.steps, ws.batch, ws.tokens)
+            }
+            _ => unreachable!("backward ran"),
+        };
         let by = "backward pass (backward, loss_and_gradients or train_step)";
         let guard = |t: Tensor| t.guarded(&self.backward_calls, by);
         let params = self
@@ -677,16 +787,13 @@ impl Rnn {
             .collect();
         Gradients {
             params,
-            x: (self.has_dx && !ws.tokens).then(|| {
-                let (t, b, i) = (ws.steps, ws.batch, self.config.input);
-                guard(match &ws.batch_first {
-                    Some(bf) => Tensor::view(&self.gpu, &bf.dx, 0, &[b, t, i]),
-                    None => Tensor::view(&self.gpu, &ws.dx, 0, &[t, b, i]),
-                })
+            x: (self.has_dx && !ids).then(|| {
+                let ([d0, d1], _) = self.config.leading([t, b]);
+                guard(Tensor::view(&self.gpu, dx, 0, &[d0, d1, self.config.input]))
             }),
             h0: self.has_dx.then(|| {
-                let shape = [self.config.states(), ws.batch, self.config.hidden];
-                guard(Tensor::view(&self.gpu, &ws.dh0, 0, &shape))
+                let shape = [self.config.states(), b, self.config.hidden];
+                guard(Tensor::view(&self.gpu, dh0, 0, &shape))
             }),
         }
     }
@@ -700,6 +807,15 @@ impl Rnn {
         let (t, b) = self.check_inputs(x, h0)?;
         let (driver, hidden) = (self.driver, self.config.hidden);
         let gpu = self.gpu.clone();
+        if let Some(xv) = self.chunking(x, (t, b))? {
+            self.overwrites(false);
+            self.forward_weights = Some(self.weights_version);
+            self.chunks((t, b))?
+                .forward(&gpu, driver, xv, h0, None, false)?;
+            (self.chunked, self.has_loss) = (true, false);
+            return Ok(self.forward_views());
+        }
+        self.chunked = false;
         self.overwrites(false);
         self.forward_weights = Some(self.weights_version);
         let ws = self.workspace(t, b, tokens(x), true)?;
@@ -719,8 +835,10 @@ impl Rnn {
     /// Back-propagates `d_output` = dL/do `[T, B, O]` through the latest forward pass.
     pub fn backward(&mut self, d_output: &Tensor) -> Result<Gradients> {
         self.check_gpu("d_output", d_output)?;
-        let Some(ws) = self.ws.as_ref() else {
-            return Err(InputError::NoForward.into());
+        let (steps, batch) = match (&self.chunks, &self.ws) {
+            (Some(ch), _) if self.chunked => (ch.shape().0, ch.shape().1),
+            (_, Some(ws)) if !self.chunked => (ws.steps, ws.batch),
+            _ => return Err(InputError::NoForward.into()),
         };
         if self.forward_weights != Some(self.weights_version) {
             return Err(InputError::Stale {
@@ -732,8 +850,7 @@ impl Rnn {
             }
             .into());
         }
-        self.backward_calls.fetch_add(1, Ordering::AcqRel);
-        let ([d0, d1], _) = self.config.leading([ws.steps, ws.batch]);
+        let ([d0, d1], _) = self.config.leading([steps, batch]);
         let want = [d0, d1, self.config.output];
         if d_output.shape() != want {
             return Err(shape_err(
@@ -742,6 +859,20 @@ impl Rnn {
                 d_output.shape(),
             ));
         }
+        self.backward_calls.fetch_add(1, Ordering::AcqRel);
+        if self.chunked {
+            let (gpu, driver, dx) = (self.gpu.clone(), self.driver, self.input_gradients);
+            let ch = self
+                .chunks
+                .as_mut()
+                .expect("the latest forward ran in chunks");
+            ch.backward(&gpu, driver, &self.grads, Seed::Given(d_output), dx, &[])?;
+            self.has_dx = dx;
+            return Ok(self.gradient_views());
+        }
+        let Some(ws) = self.ws.as_ref() else {
+            return Err(InputError::NoForward.into());
+        };
         let prepare = |enc: &mut wgpu::CommandEncoder| {
             let dst = ws.batch_first.as_ref().map_or(&ws.d_o, |bf| &bf.d_o);
             enc.copy_buffer_to_buffer(
@@ -758,7 +889,7 @@ impl Rnn {
         }
         plans.push(&ws.backward);
         if self.input_gradients {
-            plans.push(&ws.input_grad);
+            plans.extend([&ws.input_grad, &ws.state_grad]);
         }
         ops::run(&self.gpu, "backward", self.driver, prepare, &plans, |_| {})?;
         self.has_dx = self.input_gradients;
@@ -792,6 +923,13 @@ impl Rnn {
         let gpu = self.gpu.clone();
         self.overwrites(false);
         self.forward_weights = Some(self.weights_version);
+        if let Some(xv) = self.chunking(x, (t, b))? {
+            self.chunks((t, b))?
+                .forward(&gpu, driver, xv, h0, Some((target, loss)), true)?;
+            (self.chunked, self.has_loss) = (true, true);
+            return Ok((self.forward_views(), self.last_loss()?));
+        }
+        self.chunked = false;
         let ws = self.workspace(t, b, tokens(x), false)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
@@ -844,6 +982,31 @@ impl Rnn {
         let gpu = self.gpu.clone();
         self.overwrites(true);
         self.forward_weights = Some(self.weights_version);
+        if let Some(xv) = self.chunking(x, (t, b))? {
+            self.chunks((t, b))?
+                .forward(&gpu, driver, xv, h0, Some((target, loss)), false)?;
+            let update;
+            let mut after = Vec::new();
+            if let Some(opt) = optimizer {
+                update = opt.prepare_step()?;
+                after.push(update);
+            }
+            let ch = self.chunks.as_mut().expect("chunks were just made");
+            ch.backward(
+                &gpu,
+                driver,
+                &self.grads,
+                Seed::Loss(target, loss),
+                dx,
+                &after,
+            )?;
+            (self.chunked, self.has_loss, self.has_dx) = (true, true, dx);
+            if updates {
+                self.weights_changed();
+            }
+            return Ok(());
+        }
+        self.chunked = false;
         let ws = self.workspace(t, b, tokens(x), true)?;
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
@@ -852,7 +1015,7 @@ impl Rnn {
         plans.extend([ws.loss_plan(key), &ws.backward]);
         // dL/dx only where it is returned, and before an update changes U.
         if dx {
-            plans.push(&ws.input_grad);
+            plans.extend([&ws.input_grad, &ws.state_grad]);
         }
         let update;
         if let Some(opt) = optimizer {
@@ -905,7 +1068,7 @@ impl Rnn {
         if let Some(key) = key {
             plans.extend([ws.loss_plan(key), &ws.backward]);
             if dx {
-                plans.push(&ws.input_grad);
+                plans.extend([&ws.input_grad, &ws.state_grad]);
             }
         }
         let phases = ops::run_timed(
@@ -928,10 +1091,10 @@ impl Rnn {
             return Vec::new();
         };
         let mut names: Vec<&'static str> = Vec::new();
-        let plans = ws
-            .layouts
-            .iter()
-            .chain([&ws.forward, &ws.backward, &ws.input_grad]);
+        let plans =
+            ws.layouts
+                .iter()
+                .chain([&ws.forward, &ws.backward, &ws.input_grad, &ws.state_grad]);
         for name in plans.flat_map(|p| p.kernel_names()) {
             if !names.contains(&name) {
                 names.push(name);
@@ -942,8 +1105,9 @@ impl Rnn {
 
     /// Downloads the loss of the latest [`Rnn::train_step`] or [`Rnn::loss_and_gradients`].
     pub fn last_loss(&self) -> Result<f32> {
-        match (&self.ws, self.has_loss) {
-            (Some(ws), true) => Ok(self.gpu.read(&ws.loss, 0, 1)?[0]),
+        match (&self.ws, &self.chunks, self.has_loss) {
+            (_, Some(ch), true) if self.chunked => Ok(self.gpu.read(ch.totals(), 0, 1)?[0]),
+            (Some(ws), _, true) => Ok(self.gpu.read(&ws.loss, 0, 1)?[0]),
             _ => Err(InputError::Invalid {
                 arg: "last_loss".into(),
                 reason: "no loss has been computed since the latest forward; call train_step \

@@ -17,7 +17,7 @@ use crate::ops::matmul::{
     Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit, tn_sums_fit,
 };
 use crate::ops::recurrence::{Loop, Recurrence};
-use crate::ops::reduce::colsum;
+use crate::ops::reduce::{colsum, sum_parts};
 use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, Plan, PlanBuilder, at};
 
@@ -34,6 +34,18 @@ pub(crate) struct LayerBufs {
     /// dL/da `[T, B, H]` per direction, first holding dL/dh from above (the head, or the next
     /// layer).
     pub da: wgpu::Buffer,
+}
+
+/// What a workspace is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub steps: usize,
+    pub batch: usize,
+    /// The input is token ids.
+    pub tokens: bool,
+    /// One chunk of a longer sequence ([`super::chunked`]): dL/dh(T) comes in from the next
+    /// chunk (`dh_in`), the loss's scale from the whole sequence, and H is never padded.
+    pub chunk: bool,
 }
 
 /// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers
@@ -70,8 +82,12 @@ pub(crate) struct Workspace {
     pub mask: wgpu::Buffer,
     /// dL/dx `[T, B, I]`.
     pub dx: wgpu::Buffer,
-    /// dL/dh0 `[L, B, H]`.
+    /// dL/dh0 `[L·D, B, H]`.
     pub dh0: wgpu::Buffer,
+    /// A chunk's: dL/dh(T) of every layer `[B, H]` from the chunk after it, added into the
+    /// layer's dL/dh(T) before its backward loop. Empty when not a chunk.
+    pub dh_in: Vec<wgpu::Buffer>,
+    pub chunk: bool,
     pub forward: Plan,
     /// Writes every layer's `W` layouts for the loops, where they use them; before `forward`
     /// whenever a `W` has changed since it last ran.
@@ -80,8 +96,10 @@ pub(crate) struct Workspace {
     pub layouts_fresh: bool,
     /// Every parameter gradient.
     pub backward: Plan,
-    /// dL/dx and dL/dh0, after `backward`.
+    /// dL/dx, after `backward` (empty for token ids).
     pub input_grad: Plan,
+    /// dL/dh0, after `backward`.
+    pub state_grad: Plan,
     /// The loss plans, by loss and whether masked.
     losses: HashMap<(Loss, bool), Plan>,
     /// The batch-first copies, for a `batch_first` model.
@@ -397,13 +415,23 @@ impl Workspace {
         config: &RnnConfig,
         layout: &ParamLayout,
         (params, grads): (&wgpu::Buffer, &wgpu::Buffer),
-        (steps, batch, tokens): (usize, usize, bool),
+        Shape {
+            steps,
+            batch,
+            tokens,
+            chunk,
+        }: Shape,
         lp: Loop,
     ) -> Result<Self> {
         // With a padded H the plans run on a model of H' = padded_hidden units, in parameter and
         // gradient buffers of their own; the caller's are padded into and cropped out of them.
+        // A chunk's states and their gradients cross to the next chunk at the caller's H.
         let user = (config, layout, params, grads);
-        let hp = padded_hidden(gpu, config);
+        let hp = if chunk {
+            config.hidden
+        } else {
+            padded_hidden(gpu, config)
+        };
         let (padded_config, padded_layout, padded_bufs);
         let (config, layout, params, grads) = if hp != config.hidden {
             padded_config = RnnConfig {
@@ -482,6 +510,12 @@ impl Workspace {
         } else {
             None
         };
+        let mut dh_in = Vec::new();
+        if chunk {
+            for _ in 0..nl * nd {
+                dh_in.push(gpu.storage_buffer("dL/dh(T) from the next chunk [B, H]", bh)?);
+            }
+        }
         let mut wps = Vec::with_capacity(nl);
         for _ in 0..nl {
             wps.push(gpu.storage_buffer("padded W layouts", Recurrence::wp_len(h, nd))?);
@@ -764,6 +798,11 @@ impl Workspace {
             let ni = config.layer_input(k);
             let l = &layers[k];
             bw.phase("backward loop");
+            if let Some(g) = dh_in.get(k) {
+                // dL/dh(T) from the next chunk joins the last step's (one direction: chunks
+                // are refused for bidirectional models).
+                sum_parts(&mut bw, bh, 1, g, at(&l.da, (steps - 1) * bh), true)?;
+            }
             recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
             for d in 0..nd {
                 let kd = k * nd + d;
@@ -895,6 +934,11 @@ impl Workspace {
                 at(&dx, 0),
             )?;
         }
+        if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
+            swap_leading(&mut dxp, (steps, batch, i), &dx, &bf.dx)?;
+        }
+        let input_grad = dxp.finish()?;
+        let mut dxp = PlanBuilder::new(gpu, "input gradients");
         for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
             // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
             // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
@@ -911,16 +955,13 @@ impl Workspace {
                 at(dh0_padded.as_ref().unwrap_or(&dh0), kd * bh),
             )?;
         }
-        if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
-            swap_leading(&mut dxp, (steps, batch, i), &dx, &bf.dx)?;
-        }
         if let Some(dh0p) = &dh0_padded {
             for kd in 0..nl * nd {
                 let from = (at(dh0p, kd * bh), h);
                 repack_state(&mut dxp, batch, from, (at(&dh0, kd * user_bh), user_h))?;
             }
         }
-        let input_grad = dxp.finish()?;
+        let state_grad = dxp.finish()?;
         let padded = match h0_staged {
             Some(h0) => {
                 let mut pb = PlanBuilder::new(gpu, "padding");
@@ -954,11 +995,14 @@ impl Workspace {
             mask,
             dx,
             dh0,
+            dh_in,
+            chunk,
             forward,
             layouts,
             layouts_fresh: false,
             backward,
             input_grad,
+            state_grad,
             losses: HashMap::new(),
             batch_first,
             padded,
@@ -1008,20 +1052,25 @@ impl Workspace {
             crate::ops::loss::loss(
                 &mut b,
                 key,
-                self.steps * self.batch,
-                outputs,
-                &LossBuffers {
-                    o: &self.o,
-                    y: &self.y,
-                    mask: &self.mask,
-                    d_o: &self.d_o,
-                    rows: &self.rows,
-                    loss: &self.loss,
-                },
+                (self.steps * self.batch, outputs),
+                self.chunk,
+                &self.loss_buffers(&self.loss),
             )?;
             self.losses.insert(key, b.finish()?);
         }
         Ok(())
+    }
+
+    /// The loss kernels' buffers, with `loss` as the total they write.
+    pub fn loss_buffers<'a>(&'a self, loss: &'a wgpu::Buffer) -> LossBuffers<'a> {
+        LossBuffers {
+            o: &self.o,
+            y: &self.y,
+            mask: &self.mask,
+            d_o: &self.d_o,
+            rows: &self.rows,
+            loss,
+        }
     }
 
     /// The plan for `key`, recorded by [`Workspace::prepare_loss`].

@@ -45,6 +45,16 @@ pub(crate) static MASK_SCALE: Kernel = Kernel {
     binds: BINDS,
     constants: &[],
 };
+pub(crate) static MASK_COUNT: Kernel = Kernel {
+    name: "loss_mask_count",
+    entry: "mask_count",
+    ..MASK_SCALE
+};
+pub(crate) static CHUNK_SCALE: Kernel = Kernel {
+    name: "loss_chunk_scale",
+    entry: "chunk_scale",
+    ..MASK_SCALE
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -73,16 +83,8 @@ pub(crate) struct LossBuffers<'a> {
     pub loss: &'a wgpu::Buffer,
 }
 
-/// Records the loss of `rows x cols` outputs, its gradient and its total, each row weighed
-/// by `mask` where `masked`.
-pub(crate) fn loss(
-    plan: &mut PlanBuilder,
-    (loss, masked): (Loss, bool),
-    rows: usize,
-    cols: usize,
-    b: &LossBuffers,
-) -> Result<()> {
-    // Elements per row a mean divides by.
+/// Elements per row a mean divides by, and the scale of an unmasked loss over `rows` rows.
+fn per_and_scale(loss: Loss, rows: usize, cols: usize) -> (usize, f32) {
     let per = match loss.kind {
         LossKind::Mse => cols,
         LossKind::CrossEntropy => 1,
@@ -91,8 +93,24 @@ pub(crate) fn loss(
         Reduction::Mean => (1.0 / (rows * per) as f64) as f32,
         Reduction::Sum => 1.0,
     };
+    (per, scale)
+}
+
+/// Records the loss of `rows x cols` outputs, its gradient and its total, each row weighed
+/// by `mask` where `masked`; with `given_scale` (a chunk of a longer sequence) at the scale
+/// `loss[1]` already holds.
+pub(crate) fn loss(
+    plan: &mut PlanBuilder,
+    (loss, masked): (Loss, bool),
+    (rows, cols): (usize, usize),
+    given_scale: bool,
+    b: &LossBuffers,
+) -> Result<()> {
+    let (per, scale) = per_and_scale(loss, rows, cols);
     let mode = match (masked, loss.reduction) {
+        (false, _) if given_scale => 3,
         (false, _) => 0,
+        (true, _) if given_scale => 1,
         (true, Reduction::Sum) => 1,
         (true, Reduction::Mean) => 2,
     };
@@ -109,10 +127,52 @@ pub(crate) fn loss(
         LossKind::CrossEntropy => &CROSS_ENTROPY,
     };
     let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
-    if masked {
+    if masked && !given_scale {
         plan.push(&MASK_SCALE, &bufs, &params, [1, 1, 1], false)?;
     }
     plan.push(kernel, &bufs, &params, [groups(rows, 64), 1, 1], false)?;
     plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;
+    Ok(())
+}
+
+/// Records `totals[1] += sum(mask[..rows])`: one chunk's counted rows, for a masked mean over
+/// a sequence run in chunks.
+pub(crate) fn mask_count(plan: &mut PlanBuilder, rows: usize, b: &LossBuffers) -> Result<()> {
+    let params = Params {
+        rows: u(rows),
+        cols: 0,
+        scale: 1.0,
+        mode: 0,
+        per: 1.0,
+        _pad: [0; 3],
+    };
+    let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
+    plan.push(&MASK_COUNT, &bufs, &params, [1, 1, 1], false)?;
+    Ok(())
+}
+
+/// Records the scale of `loss` over a whole sequence of `rows x cols` outputs into `totals[2]`
+/// (from the count [`mask_count`] left in `totals[1]` where `masked`); with `apply`, also
+/// `totals[0] *= scale` for a total added up at scale 1.
+pub(crate) fn chunk_scale(
+    plan: &mut PlanBuilder,
+    (loss, masked): (Loss, bool),
+    (rows, cols): (usize, usize),
+    apply: bool,
+    b: &LossBuffers,
+) -> Result<()> {
+    let (per, scale) = per_and_scale(loss, rows, cols);
+    // A masked mean's scale comes from the count (mode 2); a masked sum's is 1.
+    let mean = loss.reduction == Reduction::Mean;
+    let params = Params {
+        rows: u(rows),
+        cols: u32::from(apply),
+        scale: if masked { 1.0 } else { scale },
+        mode: if masked && mean { 2 } else { 0 },
+        per: per as f32,
+        _pad: [0; 3],
+    };
+    let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
+    plan.push(&CHUNK_SCALE, &bufs, &params, [1, 1, 1], false)?;
     Ok(())
 }

@@ -494,6 +494,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::CROSS_ENTROPY,
         &loss::TOTAL,
         &loss::MASK_SCALE,
+        &loss::MASK_COUNT,
+        &loss::CHUNK_SCALE,
         &optim::GRAD_NORM,
         &optim::SGD,
         &optim::ADAM,

@@ -477,11 +477,14 @@ pub struct Grads {
     pub x: Vec<f64>,
     /// dL/dh0 `[L, B, H]`.
     pub h0: Vec<f64>,
+    /// ‖dL/dh(t)‖ over the batch for t = 0..T, of every layer and direction (`[L·D][T]`,
+    /// each direction in its own time).
+    pub h_norms: Vec<Vec<f64>>,
 }
 
 /// Back-propagation through time of one layer: from `d_out` = dL/dh(t) arriving from above
 /// (the head, or the next layer's input) for every step, the layer's parameter gradients
-/// (added into `g`), dL/d(its input) `[T, B, ni]` and dL/dh0 `[B, H]`.
+/// (added into `g`), dL/d(its input) `[T, B, ni]`, dL/dh0 `[B, H]` and ‖dL/dh(t)‖ `[T]`.
 fn layer_backward(
     l: &Layer,
     n: Nonlinearity,
@@ -490,10 +493,11 @@ fn layer_backward(
     d_out: &[f64],
     g: &mut Layer,
     batch: usize,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let nh = l.b_ih.len();
     let steps = h.len() / (batch * nh) - 1;
     let mut dx = vec![0.0; x.len()];
+    let mut norms = vec![0.0; steps];
     // da_next[b][j] = dL/da(t+1)[b][j]; zero past the last step.
     let mut da_next = vec![0.0; batch * nh];
     let mut da = vec![0.0; batch * nh];
@@ -508,6 +512,7 @@ fn layer_backward(
                 for k in 0..nh {
                     dh += l.w_hh[k * nh + j] * da_next[b * nh + k];
                 }
+                norms[t] += dh * dh;
                 da[b * nh + j] = dh * act_grad(n, h[cur + j]);
             }
             for j in 0..nh {
@@ -534,7 +539,8 @@ fn layer_backward(
             }
         }
     }
-    (dx, dh0)
+    norms.iter_mut().for_each(|v| *v = v.sqrt());
+    (dx, dh0, norms)
 }
 
 /// Back-propagation through time of `d_o` = dL/do through the pass recorded in `trace`: the
@@ -560,6 +566,7 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
         }
     }
     let mut dh0 = vec![0.0; c.layers * nd * bh];
+    let mut h_norms = vec![Vec::new(); c.layers * nd];
     for k in (0..c.layers).rev() {
         let input = if k == 0 { x } else { &trace.out[k - 1] };
         let ni = layer_input(&c, k);
@@ -582,7 +589,7 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             } else {
                 reversed(input, steps)
             };
-            let (dx, d_h0) = layer_backward(
+            let (dx, d_h0, norms) = layer_backward(
                 &p.layers[kd],
                 c.nonlinearity,
                 (&seq, ni),
@@ -594,6 +601,7 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             let dx = if d == 0 { dx } else { reversed(&dx, steps) };
             d_in.iter_mut().zip(&dx).for_each(|(a, b)| *a += b);
             dh0[kd * bh..(kd + 1) * bh].copy_from_slice(&d_h0);
+            h_norms[kd] = norms;
         }
         // Through the dropout on layer k - 1's output, where there was one.
         if k > 0
@@ -613,6 +621,7 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
         params: g,
         x: d_out,
         h0: dh0,
+        h_norms,
     }
 }
 

@@ -774,6 +774,68 @@ mod cli {
     }
 
     #[test]
+    fn train_records_the_gradient_norm_curves() {
+        // One JSON line per layer at every logged step (1, 4 and 8 here), a norm per step.
+        let scratch = Scratch::new();
+        let path = scratch.path("norms.jsonl");
+        let p = path.to_str().unwrap();
+        let args = [
+            "train",
+            "--task",
+            "adding",
+            "--seq-len",
+            "12",
+            "--steps",
+            "8",
+            "--log-every",
+            "4",
+            "--batch",
+            "4",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--grad-norms",
+            p,
+        ];
+        let (code, _, err) = rnn_wgpu(&args);
+        assert_eq!(code, 0, "{err}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let seen: Vec<(u64, u64)> = lines
+            .iter()
+            .map(|v| (v["step"].as_u64().unwrap(), v["layer"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [(1, 0), (1, 1), (4, 0), (4, 1), (8, 0), (8, 1)],
+            "{text}"
+        );
+        for v in &lines {
+            let norms = v["norms"].as_array().unwrap();
+            assert_eq!(norms.len(), 12, "{v}");
+            assert!(norms.iter().all(|n| n.as_f64().unwrap().is_finite()), "{v}");
+            // The adding task's loss is at the last step: its gradient is there.
+            assert!(norms[11].as_f64().unwrap() > 0.0, "{v}");
+        }
+        let line = one_line_error(&[
+            "train",
+            "--task",
+            "adding",
+            "--bidirectional",
+            "--grad-norms",
+            p,
+        ]);
+        assert!(
+            line.contains("--grad-norms") && line.contains("bidirectional"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn text_too_short_names_the_file() {
         let scratch = Scratch::new();
         let text = scratch.path("one.txt");

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod chunks;
 mod common;
+mod diagnostics;
 mod errors;
 mod files;
 mod init;

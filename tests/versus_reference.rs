@@ -1119,7 +1119,7 @@ fn dropout_between_layers_matches_reference() {
 }
 
 /// An orthogonal `[n, n]` matrix (rows orthonormal) from random vectors, by Gram-Schmidt.
-fn orthogonal(n: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn orthogonal(n: usize, seed: u64) -> Vec<f64> {
     let mut q = random(n * n, 1.0, seed);
     for i in 0..n {
         for j in 0..i {

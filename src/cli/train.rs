@@ -136,6 +136,10 @@ pub struct TrainArgs {
     /// Draw the loss curve to this image (.svg or .png).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Record ‖dL/dh(t)‖ for every step t and layer at every --log-every step, one JSON
+    /// object a line: {"step": S, "layer": K, "norms": [...]} (not for --bidirectional).
+    #[arg(long, value_name = "FILE")]
+    grad_norms: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -338,6 +342,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         ("--save", &a.save),
         ("--plot", &a.plot),
         ("--checkpoint", &a.checkpoint),
+        ("--grad-norms", &a.grad_norms),
     ] {
         if let Some(p) = path {
             check_output(flag, p)?;
@@ -544,6 +549,10 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             rnn
         }
     };
+    if a.grad_norms.is_some() {
+        rnn.set_grad_norms(true)
+            .map_err(|_| bad_arg("--grad-norms", "is not recorded for --bidirectional models"))?;
+    }
     // Next-step prediction with both directions: the reverse direction reads x(t + 1), the
     // very target at step t, so the loss falls while nothing is learnt (and a text model's
     // reverse state cannot be carried to the next window).
@@ -758,6 +767,8 @@ struct Log {
     read_every: usize,
     train: Vec<(usize, f32)>,
     valid: Vec<(usize, f32)>,
+    /// `--grad-norms`: where each logged step's ‖dL/dh(t)‖ curves go.
+    norms: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
     /// Where the wall time went: making and uploading data, recording and submitting the
     /// steps, waiting for the GPU to read the loss back, and validation.
     spent: [std::time::Duration; 4],
@@ -773,13 +784,29 @@ enum Part {
 }
 
 impl Log {
-    fn new(ck: &Checkpointing, total: usize, samples_per_step: usize, log_every: usize) -> Self {
+    fn new(
+        ck: &Checkpointing,
+        total: usize,
+        samples_per_step: usize,
+        a: &TrainArgs,
+    ) -> Result<Self, Error> {
+        let log_every = a.log_every;
+        let norms = match &a.grad_norms {
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|source| rnn_wgpu::FileError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Some((p.clone(), std::io::BufWriter::new(f)))
+            }
+            None => None,
+        };
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{bar:30} step {pos}/{len}  {msg}  eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Self {
+        Ok(Self {
             bar,
             start: Instant::now(),
             first: ck.start,
@@ -790,8 +817,26 @@ impl Log {
             read_every: (total / 200).clamp(1, log_every.max(1)),
             train: Vec::new(),
             valid: Vec::new(),
+            norms,
             spent: Default::default(),
+        })
+    }
+
+    /// Appends step `step`'s ‖dL/dh(t)‖ curves to the `--grad-norms` file.
+    fn write_norms(&mut self, step: usize, rnn: &Rnn) -> Result<(), Error> {
+        let Some((path, out)) = self.norms.as_mut() else {
+            return Ok(());
+        };
+        let io = |source| rnn_wgpu::FileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        for (k, curve) in rnn.grad_norms()?.iter().enumerate() {
+            let line = serde_json::json!({"step": step, "layer": k, "norms": curve});
+            std::io::Write::write_all(out, format!("{line}\n").as_bytes()).map_err(io)?;
         }
+        std::io::Write::flush(out).map_err(io)?;
+        Ok(())
     }
 
     /// Runs `f`, counting its wall time towards `part`.
@@ -834,6 +879,7 @@ impl Log {
         self.bar
             .set_message(format!("loss {loss:.4}  {rate:.0} timestep-samples/s"));
         if line {
+            self.write_norms(step, rnn)?;
             let norm = self.timed(Part::Wait, || opt.last_grad_norm())?;
             self.bar.suspend(|| {
                 println!(
@@ -879,7 +925,7 @@ fn sine(
     steps: usize,
 ) -> Result<Log, Error> {
     let b = a.batch;
-    let mut log = Log::new(ck, steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a)?;
     let x = Tensor::zeros(gpu, &[t, b, 1])?;
     let y = Tensor::zeros(gpu, &[t, b, 1])?;
     for step in ck.start..=steps {
@@ -938,7 +984,7 @@ fn class_task(
     make: impl Fn(u64) -> task::ClassBatch,
 ) -> Result<(Log, Vec<f32>, f32), Error> {
     let (t, b, k) = (held.steps, held.batch, held.inputs);
-    let mut log = Log::new(ck, steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a)?;
     let x = Tensor::zeros(gpu, &[t, b, k])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &held.y)?;
     let xv = Tensor::from_slice(gpu, &[t, b, k], &held.x)?;
@@ -1018,7 +1064,7 @@ fn adding(
     steps: usize,
 ) -> Result<Log, Error> {
     let b = a.batch;
-    let mut log = Log::new(ck, steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a)?;
     let (x, y, mask) = (
         Tensor::zeros(gpu, &[t, b, 2])?,
         Tensor::zeros(gpu, &[t, b, 1])?,
@@ -1135,7 +1181,7 @@ fn text_lm(
             t + 1
         );
     }
-    let mut log = Log::new(ck, steps, t * b, a.log_every);
+    let mut log = Log::new(ck, steps, t * b, a)?;
     let mut x = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let mut y = ClassIds::from_slice(gpu, &[t, b], &vec![0; t * b])?;
     let (layers, hidden) = (rnn.config().states(), rnn.config().hidden);

@@ -188,6 +188,7 @@ impl Chunks {
             batch,
             tokens: false,
             chunk: true,
+            norms: false,
         };
         let ws = |steps| {
             Workspace::new(

@@ -86,6 +86,9 @@ pub struct Rnn {
     /// results are there, not in `ws`).
     chunks: Option<Chunks>,
     chunked: bool,
+    /// Backward passes also record ‖dL/dh(t)‖, and the latest one did.
+    grad_norms: bool,
+    has_norms: bool,
     /// The loss buffer holds a value from the latest call.
     has_loss: bool,
     /// Backward passes also compute dL/dx and dL/dh0.
@@ -154,6 +157,8 @@ impl Rnn {
             chunk_steps: None,
             chunks: None,
             chunked: false,
+            grad_norms: false,
+            has_norms: false,
             has_loss: false,
             input_gradients: false,
             has_dx: false,
@@ -410,6 +415,47 @@ impl Rnn {
         Ok(())
     }
 
+    /// Makes every backward pass also record ‖dL/dh(t)‖ for every step and layer, read with
+    /// [`Rnn::grad_norms`]: how far back the loss's gradient reaches (vanishing or exploding
+    /// gradients). Costs two products over all rows per layer after each backward pass.
+    /// Not for bidirectional layers yet.
+    pub fn set_grad_norms(&mut self, on: bool) -> Result<()> {
+        if on && self.config.directions() == 2 {
+            return Err(InputError::Invalid {
+                arg: "grad_norms".into(),
+                reason: "gradient norms per step are recorded for one direction only; this \
+                         model is bidirectional"
+                    .into(),
+            }
+            .into());
+        }
+        self.grad_norms = on;
+        Ok(())
+    }
+
+    /// ‖dL/dh(t)‖ for t = 0..T of every layer (bottom first), from the latest backward pass
+    /// (of [`Rnn::train_step`], [`Rnn::loss_and_gradients`] or [`Rnn::backward`]) after
+    /// [`Rnn::set_grad_norms`]. One read-back.
+    pub fn grad_norms(&self) -> Result<Vec<Vec<f32>>> {
+        let recorded = self
+            .ws
+            .as_ref()
+            .and_then(|ws| ws.grad_norms.as_ref().map(|(_, b)| (b, ws.steps)))
+            .filter(|_| self.has_norms && !self.chunked);
+        let Some((buf, t)) = recorded else {
+            return Err(InputError::Invalid {
+                arg: "grad_norms".into(),
+                reason: "no gradient norms were recorded: call set_grad_norms(true), then a \
+                         backward pass (train_step, loss_and_gradients or backward) of a \
+                         sequence that runs in one piece"
+                    .into(),
+            }
+            .into());
+        };
+        let all = self.gpu.read(buf, 0, self.config.layers * t)?;
+        Ok(all.chunks(t).map(<[f32]>::to_vec).collect())
+    }
+
     /// The chunk length set with [`Rnn::set_chunk_steps`].
     pub fn chunk_steps(&self) -> Option<usize> {
         self.chunk_steps
@@ -613,10 +659,13 @@ impl Rnn {
             b,
             workspace::padded_hidden(&self.gpu, &self.config),
         )?;
-        let fits = self
-            .ws
-            .as_ref()
-            .is_some_and(|w| w.steps == t && w.batch == b && w.lp == lp && w.tokens == tokens);
+        let fits = self.ws.as_ref().is_some_and(|w| {
+            w.steps == t
+                && w.batch == b
+                && w.lp == lp
+                && w.tokens == tokens
+                && w.grad_norms.is_some() == self.grad_norms
+        });
         if !fits {
             // Drop the old one first, so two full workspaces never coexist.
             self.ws = None;
@@ -630,6 +679,7 @@ impl Rnn {
                     batch: b,
                     tokens,
                     chunk: false,
+                    norms: self.grad_norms,
                 },
                 lp,
             )?);
@@ -888,11 +938,13 @@ impl Rnn {
             plans.push(&bf.d_o_in);
         }
         plans.push(&ws.backward);
+        plans.extend(ws.grad_norms.as_ref().map(|(p, _)| p));
         if self.input_gradients {
             plans.extend([&ws.input_grad, &ws.state_grad]);
         }
         ops::run(&self.gpu, "backward", self.driver, prepare, &plans, |_| {})?;
         self.has_dx = self.input_gradients;
+        self.has_norms = ws.grad_norms.is_some();
         Ok(self.gradient_views())
     }
 
@@ -1013,6 +1065,8 @@ impl Rnn {
         let ws = &*ws;
         let mut plans = ws.forward_plans();
         plans.extend([ws.loss_plan(key), &ws.backward]);
+        plans.extend(ws.grad_norms.as_ref().map(|(p, _)| p));
+        let norms = ws.grad_norms.is_some();
         // dL/dx only where it is returned, and before an update changes U.
         if dx {
             plans.extend([&ws.input_grad, &ws.state_grad]);
@@ -1032,6 +1086,7 @@ impl Rnn {
         )?;
         self.has_loss = true;
         self.has_dx = dx;
+        self.has_norms = norms;
         // The update changed W; its layouts are written again before the next forward.
         if updates {
             self.weights_changed();

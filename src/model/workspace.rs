@@ -8,6 +8,7 @@ use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
+use crate::ops::diagnostics::step_norms;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
 use crate::ops::embed::{TokenLayout, embed, embed_grad};
@@ -46,6 +47,9 @@ pub(crate) struct Shape {
     /// One chunk of a longer sequence ([`super::chunked`]): dL/dh(T) comes in from the next
     /// chunk (`dh_in`), the loss's scale from the whole sequence, and H is never padded.
     pub chunk: bool,
+    /// Record `grad_norms`: ‖dL/dh(t)‖ of every layer after each backward pass (one
+    /// direction only).
+    pub norms: bool,
 }
 
 /// Every buffer a forward and backward pass of `T` steps over `B` rows needs. Scratch buffers
@@ -100,6 +104,8 @@ pub(crate) struct Workspace {
     pub input_grad: Plan,
     /// dL/dh0, after `backward`.
     pub state_grad: Plan,
+    /// ‖dL/dh(t)‖ of every layer into `norms` `[L, T]`, after `backward`, when asked for.
+    pub grad_norms: Option<(Plan, wgpu::Buffer)>,
     /// The loss plans, by loss and whether masked.
     losses: HashMap<(Loss, bool), Plan>,
     /// The batch-first copies, for a `batch_first` model.
@@ -420,6 +426,7 @@ impl Workspace {
             batch,
             tokens,
             chunk,
+            norms,
         }: Shape,
         lp: Loop,
     ) -> Result<Self> {
@@ -962,6 +969,53 @@ impl Workspace {
             }
         }
         let state_grad = dxp.finish()?;
+        // ‖dL/dh(t)‖ = ‖above(t) + da(t + 1) W‖: what reaches h(t) from the head or the layer
+        // above, computed again as one product over all rows (the loop overwrote it with
+        // dL/da), plus what reaches it through the recurrence, one product over the rows of
+        // steps 1..T.
+        let grad_norms = if norms && !two {
+            let mut np = PlanBuilder::new(gpu, "gradient norms");
+            let above = gpu.storage_buffer("dL/dh(t) from above [T, B, H]", rows * h)?;
+            let rec = gpu.storage_buffer("da(t + 1) W [T - 1, B, H]", (steps - 1) * bh)?;
+            let out = gpu.storage_buffer("gradient norms [L, T]", nl * steps)?;
+            for k in 0..nl {
+                if k + 1 == nl {
+                    matmul(
+                        &mut np,
+                        Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&above, 0)),
+                    )?;
+                } else {
+                    times_weights(
+                        &mut np,
+                        rows,
+                        (h, h),
+                        at(&layers[k + 1].da, 0),
+                        p(&names[k + 1].w_ih),
+                        None,
+                        at(&above, 0),
+                    )?;
+                    if let Some(state) = &dropout_state {
+                        let n = (rows * h, config.dropout, k);
+                        dropout::backward(&mut np, n, None, &above, [state, &unused_r])?;
+                    }
+                }
+                if steps > 1 {
+                    times_weights(
+                        &mut np,
+                        rows - batch,
+                        (h, h),
+                        at(&layers[k].da, bh),
+                        p(&names[k].w_hh),
+                        None,
+                        at(&rec, 0),
+                    )?;
+                }
+                step_norms(&mut np, (steps, bh), &above, &rec, at(&out, k * steps))?;
+            }
+            Some((np.finish()?, out))
+        } else {
+            None
+        };
         let padded = match h0_staged {
             Some(h0) => {
                 let mut pb = PlanBuilder::new(gpu, "padding");
@@ -1003,6 +1057,7 @@ impl Workspace {
             backward,
             input_grad,
             state_grad,
+            grad_norms,
             losses: HashMap::new(),
             batch_first,
             padded,

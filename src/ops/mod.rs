@@ -4,6 +4,7 @@
 //! (bound with a dynamic offset) and every bind group is made up front, so running a
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
+pub(crate) mod diagnostics;
 pub(crate) mod directions;
 pub(crate) mod dropout;
 pub(crate) mod embed;
@@ -496,6 +497,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::MASK_SCALE,
         &loss::MASK_COUNT,
         &loss::CHUNK_SCALE,
+        &diagnostics::STEP_NORMS,
         &optim::GRAD_NORM,
         &optim::SGD,
         &optim::ADAM,

@@ -1,0 +1,193 @@
+//! ‖dL/dh(t)‖ per step and layer (`Rnn::set_grad_norms`): against the reference, and the
+//! decay a linear recurrence's eigenvalues predict.
+
+use rnn_wgpu::reference;
+use rnn_wgpu::{
+    Driver, Loss, Nonlinearity, Optimizer, OptimizerKind, Reduction, Rnn, RnnConfig, Target, Tensor,
+};
+
+use crate::common::{assert_close, gpu, random, to_f32};
+use crate::versus_reference::{Case, REL, gpu_run, model_on, orthogonal, setup};
+
+#[test]
+fn gradient_norms_per_step_match_the_reference() {
+    // Odd H (padded on CPU adapters), B = 1 and T = 1, two layers, relu with cross-entropy,
+    // under the per-step and persistent drivers; through loss_and_gradients and train_step
+    // (the norms are the backward pass's, before the update).
+    let g = gpu();
+    let base = Case {
+        steps: 7,
+        batch: 3,
+        input: 4,
+        hidden: 9,
+        output: 5,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+        layers: 2,
+        bidirectional: false,
+    };
+    let cases = [
+        base,
+        Case {
+            steps: 1,
+            batch: 1,
+            layers: 1,
+            ..base
+        },
+        Case {
+            steps: 12,
+            batch: 2,
+            hidden: 65,
+            nonlinearity: Nonlinearity::Relu,
+            loss: Loss::cross_entropy(),
+            layers: 1,
+            ..base
+        },
+        Case {
+            steps: 5,
+            batch: 1,
+            hidden: 8,
+            layers: 3,
+            loss: Loss::mse().with_reduction(Reduction::Sum),
+            ..base
+        },
+    ];
+    for driver in [Driver::PerStep, Driver::Persistent] {
+        for (n, &c) in cases.iter().enumerate() {
+            let s = setup(c, 61_000 + n as u64);
+            let want = reference::loss_and_grads(
+                &s.p,
+                &s.x,
+                s.h0.as_deref(),
+                c.steps,
+                c.batch,
+                &s.targets,
+                c.loss,
+            )
+            .2
+            .h_norms;
+            let mut rnn = model_on(&g, &s.p, driver);
+            rnn.set_grad_norms(true).unwrap();
+            gpu_run(&mut rnn, c, &s);
+            let got = rnn.grad_norms().unwrap();
+            assert_eq!(got.len(), c.layers, "{c:?}: one curve per layer");
+            for (k, (got, want)) in got.iter().zip(&want).enumerate() {
+                assert_close(
+                    &format!("‖dL/dh(t)‖ layer {k}, {c:?} {driver:?}"),
+                    got,
+                    want,
+                    REL,
+                );
+            }
+        }
+    }
+    // After a training step: the norms of its backward pass.
+    let c = cases[0];
+    let s = setup(c, 61_100);
+    let want = reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), 7, 3, &s.targets, c.loss)
+        .2
+        .h_norms;
+    let mut rnn = model_on(&g, &s.p, Driver::Auto);
+    rnn.set_input_gradients(false);
+    rnn.set_grad_norms(true).unwrap();
+    let x = Tensor::from_slice(&g, &[7, 3, 4], &to_f32(&s.x)).unwrap();
+    let h0 = Tensor::from_slice(&g, &[2, 3, 9], &to_f32(s.h0.as_ref().unwrap())).unwrap();
+    let reference::Targets::Values(y) = &s.targets else {
+        unreachable!("mse has values")
+    };
+    let y = Tensor::from_slice(&g, &[7, 3, 5], &to_f32(y)).unwrap();
+    let mut opt = Optimizer::new(&rnn, OptimizerKind::sgd(0.1, 0.0)).unwrap();
+    rnn.train_step(&x, Some(&h0), Target::Values(&y), c.loss, &mut opt)
+        .unwrap();
+    for (k, (got, want)) in rnn.grad_norms().unwrap().iter().zip(&want).enumerate() {
+        assert_close(&format!("train_step: layer {k}"), got, want, REL);
+    }
+}
+
+/// The per-step rate of `norms[..fit]`: exp of the least-squares slope of ln ‖dL/dh(t)‖
+/// against t, taken backward in time (the factor from step t + 1 to step t).
+fn decay_rate(norms: &[f32], fit: usize) -> f64 {
+    let pts: Vec<(f64, f64)> = norms[..fit]
+        .iter()
+        .enumerate()
+        .map(|(t, &v)| (t as f64, f64::from(v).ln()))
+        .collect();
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    // ln ‖g(t)‖ grows with t when the gradient decays going back: the factor per step back
+    // is exp(-slope).
+    (-sxy / sxx).exp()
+}
+
+#[test]
+fn a_linear_recurrence_gradient_decays_at_its_largest_eigenvalue() {
+    // h(t) = W h(t-1) + U x(t) with a symmetric W = Q Λ Qᵀ and the loss at the last step
+    // only: dL/dh(t) = (Wᵀ)^(T-1-t) dL/dh(T-1), so going back in time its norm shrinks (or
+    // grows) by the largest |eigenvalue| per step once the smaller ones have died out.
+    let g = gpu();
+    let (n, t) = (8, 60);
+    let q = orthogonal(n, 15);
+    for lambdas in [
+        [0.9, -0.5, 0.4, 0.3, -0.2, 0.1, 0.05, 0.0],
+        [-0.8, 0.45, 0.4, 0.3, -0.2, 0.1, 0.05, 0.0],
+        [1.05, 0.5, -0.4, 0.3, 0.2, -0.1, 0.05, 0.0],
+    ] {
+        let mut w = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                w[i * n + j] = (0..n)
+                    .map(|k| q[k * n + i] * lambdas[k] * q[k * n + j])
+                    .sum();
+            }
+        }
+        let config = RnnConfig::new(2, n, 3).with_nonlinearity(Nonlinearity::Identity);
+        let mut rnn = Rnn::new(&g, config, 3).unwrap();
+        rnn.set_parameter("rnn.weight_hh_l0", &to_f32(&w)).unwrap();
+        rnn.set_grad_norms(true).unwrap();
+        let x = Tensor::from_slice(&g, &[t, 1, 2], &to_f32(&random(2 * t, 1.0, 4))).unwrap();
+        let y = Tensor::from_slice(&g, &[t, 1, 3], &to_f32(&random(3 * t, 1.0, 5))).unwrap();
+        let mut mask = vec![0.0f32; t];
+        mask[t - 1] = 1.0;
+        let mask = Tensor::from_slice(&g, &[t, 1], &mask).unwrap();
+        rnn.loss_and_gradients(&x, None, Target::Values(&y).with_mask(&mask), Loss::mse())
+            .unwrap();
+        let norms = &rnn.grad_norms().unwrap()[0];
+        // The last 20 steps still carry the smaller eigenvalues ((0.5/0.9)^20 ≈ 1e-5 of it).
+        let rate = decay_rate(norms, t - 20);
+        let want = lambdas[0].abs();
+        assert!(
+            (rate - want).abs() <= 0.02 * want,
+            "per-step factor {rate} against the largest |eigenvalue| {want} ({lambdas:?}); \
+             norms {norms:?}"
+        );
+    }
+}
+
+#[test]
+fn gradient_norms_say_when_there_are_none() {
+    let g = gpu();
+    let mut rnn = Rnn::new(&g, RnnConfig::new(2, 3, 1), 1).unwrap();
+    let e = rnn.grad_norms().unwrap_err().to_string();
+    assert!(e.contains("set_grad_norms(true)"), "{e}");
+    let mut bi = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_bidirectional(true), 1).unwrap();
+    let e = bi.set_grad_norms(true).unwrap_err().to_string();
+    assert!(e.contains("bidirectional"), "{e}");
+    // Switched on, then off: the next backward pass records none.
+    rnn.set_grad_norms(true).unwrap();
+    let x = Tensor::zeros(&g, &[4, 1, 2]).unwrap();
+    let y = Tensor::zeros(&g, &[4, 1, 1]).unwrap();
+    rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
+        .unwrap();
+    assert_eq!(rnn.grad_norms().unwrap()[0].len(), 4);
+    rnn.set_grad_norms(false).unwrap();
+    rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
+        .unwrap();
+    assert!(rnn.grad_norms().is_err());
+}

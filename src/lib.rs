@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "eigen")]
+pub mod analysis;
 pub mod bench;
 pub mod error;
 pub mod gpu;

@@ -191,3 +191,118 @@ fn gradient_norms_say_when_there_are_none() {
         .unwrap();
     assert!(rnn.grad_norms().is_err());
 }
+
+/// `Qᵀ Λ Q` with `Q`'s rows the eigenvectors: a symmetric matrix with eigenvalues `lambdas`.
+fn symmetric(q: &[f64], lambdas: &[f64]) -> Vec<f64> {
+    let n = lambdas.len();
+    let mut w = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            w[i * n + j] = (0..n)
+                .map(|k| q[k * n + i] * lambdas[k] * q[k * n + j])
+                .sum();
+        }
+    }
+    w
+}
+
+#[test]
+fn spectral_radii_by_power_iteration_match_the_eigenvalues() {
+    let g = gpu();
+    let n = 8;
+    let q = orthogonal(n, 21);
+    // Symmetric, with the largest |eigenvalue| negative, then above 1.
+    for (lambdas, want) in [
+        ([-0.9, 0.5, 0.4, 0.3, -0.2, 0.1, 0.05, 0.0], 0.9),
+        ([1.2, 0.5, -0.4, 0.3, 0.2, -0.1, 0.05, 0.0], 1.2),
+    ] {
+        let mut rnn = Rnn::new(&g, RnnConfig::new(1, n, 1), 0).unwrap();
+        let w = symmetric(&q, &lambdas);
+        rnn.set_parameter("rnn.weight_hh_l0", &to_f32(&w)).unwrap();
+        let r = rnn.spectral_radii().unwrap();
+        assert!(
+            (f64::from(r[0]) - want).abs() < 1e-3 * want,
+            "{r:?} against {want}"
+        );
+    }
+    // A dominant complex pair: 0.8 times a rotation, beside smaller real eigenvalues, turned
+    // by Q (not symmetric: the growth of single steps swings).
+    let mut block = vec![0.0; n * n];
+    let (c, s) = (0.8 * 0.6f64.cos(), 0.8 * 0.6f64.sin());
+    block[0] = c;
+    block[1] = -s;
+    block[n] = s;
+    block[n + 1] = c;
+    for (k, v) in [0.5, -0.4, 0.3, 0.2, -0.1, 0.05].iter().enumerate() {
+        block[(k + 2) * n + k + 2] = *v;
+    }
+    let mut w = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            w[i * n + j] = (0..n)
+                .flat_map(|a| (0..n).map(move |b| (a, b)))
+                .map(|(a, b)| q[a * n + i] * block[a * n + b] * q[b * n + j])
+                .sum();
+        }
+    }
+    let mut rnn = Rnn::new(&g, RnnConfig::new(1, n, 1), 0).unwrap();
+    rnn.set_parameter("rnn.weight_hh_l0", &to_f32(&w)).unwrap();
+    let r = rnn.spectral_radii().unwrap()[0];
+    assert!(
+        (f64::from(r) - 0.8).abs() < 5e-3,
+        "complex pair: {r} against 0.8"
+    );
+    // PyTorch's start at odd H, two layers, both directions: every W against the CPU's
+    // repeated squaring, in h0's order.
+    let config = RnnConfig::new(3, 65, 2)
+        .with_layers(2)
+        .with_bidirectional(true);
+    let rnn = Rnn::new(&g, config, 5).unwrap();
+    let got = rnn.spectral_radii().unwrap();
+    let ws: Vec<_> = rnn
+        .parameters()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.name.contains("weight_hh"))
+        .collect();
+    assert_eq!(got.len(), 4);
+    for (r, p) in got.iter().zip(&ws) {
+        let w: Vec<f64> = p.values.iter().map(|&v| f64::from(v)).collect();
+        let want = rnn_wgpu::model::spectral_radius(&w, 65);
+        assert!(
+            (f64::from(*r) - want).abs() < 1e-2 * want,
+            "{}: {r} against {want}",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn all_eigenvalues_on_the_cpu() {
+    let n = 6;
+    let q = orthogonal(n, 23);
+    let lambdas = [0.95, -0.7, 0.4, 0.25, -0.1, 0.0];
+    let got = rnn_wgpu::analysis::eigenvalues(&to_f32(&symmetric(&q, &lambdas)), n).unwrap();
+    for ((re, im), want) in got.iter().zip(lambdas) {
+        assert!(
+            (re - want).abs() < 1e-5 && im.abs() < 1e-5,
+            "{got:?} against {lambdas:?}"
+        );
+    }
+    // A rotation by 0.6 scaled by 0.8, and 0.3: 0.8 e^(±0.6i) first, then 0.3.
+    let (c, s) = (0.8 * 0.6f64.cos(), 0.8 * 0.6f64.sin());
+    let w = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 0.3];
+    let got = rnn_wgpu::analysis::eigenvalues(&to_f32(&w), 3).unwrap();
+    assert!(
+        (got[0].0 - c).abs() < 1e-6 && (got[0].1.abs() - s).abs() < 1e-6,
+        "{got:?}"
+    );
+    assert!(
+        (got[0].1 + got[1].1).abs() < 1e-6 && (got[2].0 - 0.3).abs() < 1e-6,
+        "{got:?}"
+    );
+    let e = rnn_wgpu::analysis::eigenvalues(&[1.0; 5], 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, 2]"), "{e}");
+}

@@ -456,6 +456,45 @@ impl Rnn {
         Ok(all.chunks(t).map(<[f32]>::to_vec).collect())
     }
 
+    /// The spectral radius (largest |eigenvalue|) of every layer's and direction's `W_hh`, in
+    /// `h0`'s order (layer k, direction d at k·D + d), by power iteration on the GPU: the
+    /// factor per step by which a linear recurrence's states and gradients grow or shrink
+    /// in the long run. Accurate to about 1e-3 relative; slower to settle when the two
+    /// largest |eigenvalues| are close. One submit and one read-back.
+    pub fn spectral_radii(&self) -> Result<Vec<f32>> {
+        let h = self.config.hidden;
+        let units = layer::Layer::all(&self.config);
+        let n = ops::spectral::state_len(h);
+        let states = self
+            .gpu
+            .storage_buffer("power iteration states", units.len() * n)?;
+        let mut pb = ops::PlanBuilder::new(&self.gpu, "spectral radius");
+        let mut views = Vec::new();
+        for (kd, unit) in units.iter().enumerate() {
+            // Each in a buffer of its own: the kernel's state starts at element 0.
+            let state = self.gpu.storage_buffer("power iteration state", n)?;
+            let w = ops::at(&self.params, self.layout.offset(&unit.names.w_hh));
+            ops::spectral::power_iteration(&mut pb, h, w, &state)?;
+            views.push((kd, state));
+        }
+        let plan = pb.finish()?;
+        ops::run(
+            &self.gpu,
+            "spectral radius",
+            Driver::PerStep,
+            |_| {},
+            &[&plan],
+            |enc| {
+                for (kd, state) in &views {
+                    let bytes = (n * 4) as u64;
+                    enc.copy_buffer_to_buffer(state, 0, &states, *kd as u64 * bytes, bytes);
+                }
+            },
+        )?;
+        let all = self.gpu.read(&states, 0, units.len() * n)?;
+        Ok(all.chunks(n).map(|s| ops::spectral::radius(s, h)).collect())
+    }
+
     /// The chunk length set with [`Rnn::set_chunk_steps`].
     pub fn chunk_steps(&self) -> Option<usize> {
         self.chunk_steps

@@ -14,6 +14,7 @@ pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod recurrence;
 pub(crate) mod reduce;
+pub(crate) mod spectral;
 pub(crate) mod transpose;
 
 use std::sync::Arc;
@@ -498,6 +499,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::MASK_COUNT,
         &loss::CHUNK_SCALE,
         &diagnostics::STEP_NORMS,
+        &spectral::POWER_ITERATION,
         &optim::GRAD_NORM,
         &optim::SGD,
         &optim::ADAM,

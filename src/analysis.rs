@@ -1,0 +1,25 @@
+//! Eigenvalues of a model's recurrent weights on the CPU, for looking at why it forgets.
+
+use crate::error::{InputError, Result};
+
+/// All eigenvalues of the row-major `n x n` matrix `w` (a layer's `W_hh`), as `(re, im)`
+/// pairs, largest modulus first. O(n³): fine for the hidden sizes one draws (a few hundred).
+pub fn eigenvalues(w: &[f32], n: usize) -> Result<Vec<(f64, f64)>> {
+    if n == 0 || w.len() != n * n {
+        return Err(InputError::Shape {
+            arg: "w".into(),
+            expected: format!("[{n}, {n}]"),
+            got: vec![w.len()],
+        }
+        .into());
+    }
+    let values: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+    let m = nalgebra::DMatrix::from_row_slice(n, n, &values);
+    let mut out: Vec<(f64, f64)> = m
+        .complex_eigenvalues()
+        .iter()
+        .map(|c| (c.re, c.im))
+        .collect();
+    out.sort_by(|a, b| b.0.hypot(b.1).total_cmp(&a.0.hypot(a.1)));
+    Ok(out)
+}

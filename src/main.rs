@@ -25,6 +25,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Generate text from a character model trained with `train --text`.
     Sample(cli::sample::SampleArgs),
+    /// Why a model forgets: every W's spectral radius and eigenvalues, and how far back the
+    /// gradient of the last step reaches (pictures in --out).
+    Analyze(cli::analyze::AnalyzeArgs),
     /// Time forward and training steps on the benchmark shapes, beside the naive driver.
     Bench(cli::bench::BenchArgs),
     /// List every adapter wgpu finds, with the limits that matter here.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(&a),
         Command::Sample(a) => cli::sample::sample(&a),
         Command::Bench(a) => cli::bench::bench(&a),
+        Command::Analyze(a) => cli::analyze::analyze(&a),
         Command::Info => cli::info::info(),
     };
     match result {

@@ -836,6 +836,80 @@ mod cli {
     }
 
     #[test]
+    fn analyze_reports_each_spectral_radius_and_how_far_the_gradient_reaches() {
+        // A linear recurrence whose W has eigenvalues 0.8, -0.5 and 0.3 (symmetric, made from
+        // an orthonormal basis): spectral radius 0.8, and the last step's gradient shrinks by
+        // 0.8 a step going back: below 1e-6 of its last value after about 62 steps.
+        let scratch = Scratch::new();
+        let g = crate::common::gpu();
+        let config =
+            rnn_wgpu::RnnConfig::new(2, 3, 1).with_nonlinearity(rnn_wgpu::Nonlinearity::Identity);
+        let mut rnn = rnn_wgpu::Rnn::new(&g, config, 1).unwrap();
+        let q = crate::versus_reference::orthogonal(3, 8);
+        let lambdas = [0.8, -0.5, 0.3];
+        let w: Vec<f32> = (0..9)
+            .map(|ij| {
+                let (i, j) = (ij / 3, ij % 3);
+                (0..3)
+                    .map(|k| q[k * 3 + i] * lambdas[k] * q[k * 3 + j])
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        rnn.set_parameter("rnn.weight_hh_l0", &w).unwrap();
+        let model = scratch.path("linear.safetensors");
+        rnn_wgpu::io::model_file::save(&rnn, &model, &HashMap::new()).unwrap();
+        let out = scratch.path("pictures");
+        let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
+        let (code, stdout, err) =
+            rnn_wgpu(&["analyze", "--model", m, "--out", o, "--seq-len", "120"]);
+        assert_eq!(code, 0, "{err}");
+        let radius: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("layer 0 spectral radius "))
+            .unwrap_or_else(|| panic!("no radius line: {stdout}"))
+            .parse()
+            .unwrap();
+        assert!((radius - 0.8).abs() < 1e-3, "{stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("layer 0 gradient norm: x"))
+            .unwrap_or_else(|| panic!("no gradient line: {stdout}"));
+        let rate: f64 = line["layer 0 gradient norm: x".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((rate - 0.8).abs() < 0.02, "{line}");
+        // 0.8^62 < 1e-6 < 0.8^61: step 119 - 62 = 57 is the first below, near enough.
+        let step: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((55..=58).contains(&step), "{line}");
+        for name in ["eigenvalues-layer-0.svg", "grad-norms.svg"] {
+            let svg = std::fs::read_to_string(out.join(name)).unwrap();
+            assert!(svg.starts_with("<svg") && svg.len() > 1000, "{name}");
+        }
+        // Both directions: a reverse line for each layer; a file without x is one line.
+        let bi = rnn_wgpu::Rnn::new(
+            &g,
+            rnn_wgpu::RnnConfig::new(2, 5, 1).with_bidirectional(true),
+            2,
+        )
+        .unwrap();
+        let bi_path = scratch.path("bi.safetensors");
+        rnn_wgpu::io::model_file::save(&bi, &bi_path, &HashMap::new()).unwrap();
+        let (code, stdout, err) =
+            rnn_wgpu(&["analyze", "--model", bi_path.to_str().unwrap(), "--out", o]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            stdout.contains("layer 0 spectral radius ")
+                && stdout.contains("layer 0 reverse spectral radius "),
+            "{stdout}"
+        );
+        let line = one_line_error(&["analyze", "--model", m, "--input", m, "--out", o]);
+        assert!(line.contains("x"), "{line}");
+    }
+
+    #[test]
     fn text_too_short_names_the_file() {
         let scratch = Scratch::new();
         let text = scratch.path("one.txt");

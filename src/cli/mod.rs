@@ -1,5 +1,6 @@
 //! The subcommands of the `rnn-wgpu` program, one module each.
 
+pub mod analyze;
 pub mod bench;
 pub mod checkpoint;
 pub mod info;

@@ -1,4 +1,5 @@
-//! The loss curve of a training run, drawn as an SVG or PNG image.
+//! Pictures as SVG or PNG images: a training run's loss curve, gradient norms per step, and
+//! a matrix's eigenvalues in the complex plane.
 
 use std::path::Path;
 
@@ -11,14 +12,13 @@ use rnn_wgpu::{Error, FileError};
 const FONT: &[u8] = include_bytes!("../../assets/NotoMono-Regular.ttf");
 const SIZE: (u32, u32) = (900, 540);
 
-/// Draws training (and validation) loss against step on a log scale and writes it to `path`
-/// atomically, as SVG or PNG by the file's extension.
-pub fn loss_curve(
-    path: &Path,
-    title: &str,
-    train: &[(usize, f32)],
-    valid: &[(usize, f32)],
-) -> Result<(), Error> {
+/// A picture that can be drawn on any plotters backend.
+trait Figure {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// Draws `fig` and writes it to `path` atomically, as SVG or PNG by the file's extension.
+fn save(path: &Path, fig: &impl Figure) -> Result<(), Error> {
     let err = |reason: String| -> Error {
         FileError::Invalid {
             path: path.display().to_string(),
@@ -38,25 +38,15 @@ pub fn loss_curve(
     match extension(path).as_deref() {
         Some("svg") => {
             let mut svg = String::new();
-            draw(
-                SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
-                title,
-                train,
-                valid,
-            )
-            .map_err(err)?;
+            fig.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
+                .map_err(err)?;
             rnn_wgpu::io::write_atomic(path, svg.as_bytes())
         }
         Some("png") => {
             // Drawn into a temporary file beside the target, renamed once complete.
             let tmp = rnn_wgpu::io::temp_sibling(path, "tmp.png")
                 .ok_or_else(|| err("not a file name".into()))?;
-            let drawn = draw(
-                BitMapBackend::new(&tmp, SIZE).into_drawing_area(),
-                title,
-                train,
-                valid,
-            );
+            let drawn = fig.draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area());
             let moved = drawn.and_then(|()| {
                 std::fs::rename(&tmp, path).map_err(|e| format!("could not write: {e}"))
             });
@@ -68,6 +58,198 @@ pub fn loss_curve(
         }
         _ => Err(err("the image must be a .svg or .png file".into())),
     }
+}
+
+/// Draws training (and validation) loss against step on a log scale and writes it to `path`
+/// atomically, as SVG or PNG by the file's extension.
+pub fn loss_curve(
+    path: &Path,
+    title: &str,
+    train: &[(usize, f32)],
+    valid: &[(usize, f32)],
+) -> Result<(), Error> {
+    struct Loss<'a>(&'a str, &'a [(usize, f32)], &'a [(usize, f32)]);
+    impl Figure for Loss<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+            draw(root, self.0, self.1, self.2)
+        }
+    }
+    save(path, &Loss(title, train, valid))
+}
+
+/// Draws ‖dL/dh(t)‖ against t, one curve per layer, on a log scale.
+pub fn grad_norms(path: &Path, title: &str, curves: &[(String, Vec<f32>)]) -> Result<(), Error> {
+    struct Norms<'a>(&'a str, &'a [(String, Vec<f32>)]);
+    impl Figure for Norms<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+            draw_norms(root, self.0, self.1)
+        }
+    }
+    save(path, &Norms(title, curves))
+}
+
+/// Draws eigenvalues `(re, im)` in the complex plane with the unit circle and the circle of
+/// radius `radius`.
+pub fn eigenvalues(
+    path: &Path,
+    title: &str,
+    values: &[(f64, f64)],
+    radius: f64,
+) -> Result<(), Error> {
+    struct Eig<'a>(&'a str, &'a [(f64, f64)], f64);
+    impl Figure for Eig<'_> {
+        fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+            draw_eigenvalues(root, self.0, self.1, self.2)
+        }
+    }
+    save(path, &Eig(title, values, radius))
+}
+
+fn draw_norms<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &[(String, Vec<f32>)],
+) -> Result<(), String> {
+    let ok = |v: &f32| v.is_finite() && *v > 0.0;
+    let all: Vec<f64> = curves
+        .iter()
+        .flat_map(|c| c.1.iter().copied().filter(ok).map(f64::from))
+        .collect();
+    if all.is_empty() {
+        return Err("no finite, positive gradient norm to plot".into());
+    }
+    let lo = all.iter().copied().fold(f64::INFINITY, f64::min) * 0.8;
+    let hi = all.iter().copied().fold(0.0, f64::max) * 1.25;
+    let ticks = y_ticks(lo, hi);
+    let keys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
+    let label = |v: &f64| {
+        ticks
+            .iter()
+            .find(|t| (t.0 - v).abs() <= 1e-9 * v.abs())
+            .map_or_else(|| format!("{v:e}"), |t| t.1.clone())
+    };
+    let steps = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(2);
+    let fail = |e: &dyn std::fmt::Display| format!("drawing failed: {e}");
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(56)
+        .y_label_area_size(110)
+        .build_cartesian_2d(
+            0usize..steps - 1,
+            (lo..hi).log_scale().with_key_points(keys),
+        )
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("step t")
+        .y_desc("|dL/dh(t)| (log scale)")
+        .label_style(("sans-serif", 18))
+        .axis_desc_style(("sans-serif", 20))
+        .y_label_formatter(&label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    for (k, (name, curve)) in curves.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let pts: Vec<(usize, f64)> = curve
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| ok(v))
+            .map(|(t, &v)| (t, f64::from(v)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 18))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+fn draw_eigenvalues<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    values: &[(f64, f64)],
+    radius: f64,
+) -> Result<(), String> {
+    let reach = values
+        .iter()
+        .map(|v| v.0.abs().max(v.1.abs()))
+        .fold(radius.max(1.0), f64::max)
+        * 1.1;
+    let fail = |e: &dyn std::fmt::Display| format!("drawing failed: {e}");
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    // Square plotting area, so the circles look round.
+    let side = SIZE.1 as i32 - 40;
+    let area = root.margin(
+        10,
+        10,
+        (SIZE.0 as i32 - side) / 2,
+        (SIZE.0 as i32 - side) / 2,
+    );
+    let mut chart = ChartBuilder::on(&area)
+        .caption(title, ("sans-serif", 22))
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-reach..reach, -reach..reach)
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("real")
+        .y_desc("imaginary")
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let circle = |r: f64| {
+        (0..=360).map(move |d| {
+            let a = f64::from(d).to_radians();
+            (r * a.cos(), r * a.sin())
+        })
+    };
+    chart
+        .draw_series(LineSeries::new(circle(1.0), BLACK.stroke_width(2)))
+        .map_err(|e| fail(&e))?
+        .label("unit circle")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(circle(radius), RED.stroke_width(1)))
+        .map_err(|e| fail(&e))?
+        .label(format!("spectral radius {radius:.4}"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(1)));
+    chart
+        .draw_series(
+            values
+                .iter()
+                .map(|&(re, im)| Circle::new((re, im), 3, BLUE.filled())),
+        )
+        .map_err(|e| fail(&e))?
+        .label("eigenvalues")
+        .legend(|(x, y)| Circle::new((x + 10, y), 3, BLUE.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 /// The lower-case extension of `path`.

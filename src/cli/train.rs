@@ -137,7 +137,8 @@ pub struct TrainArgs {
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Record ‖dL/dh(t)‖ for every step t and layer at every --log-every step, one JSON
-    /// object a line: {"step": S, "layer": K, "norms": [...]} (not for --bidirectional).
+    /// object a line: {"step": S, "layer": K, "norms": [...]} (not for --bidirectional);
+    /// with --plot, the last curves are drawn beside it (PLOT-grad-norms.svg or .png).
     #[arg(long, value_name = "FILE")]
     grad_norms: Option<PathBuf>,
 }
@@ -750,6 +751,24 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     }
     if let Some(path) = &a.plot {
         plot::loss_curve(path, &title, &log.train, &log.valid)?;
+        // With --grad-norms, the last recorded curves beside it: PATH-grad-norms.EXT.
+        if let (Some(_), (step, curves)) = (&a.grad_norms, &log.last_norms)
+            && !curves.is_empty()
+        {
+            let ext = plot::extension(path).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default();
+            let beside = path.with_file_name(format!("{stem}-grad-norms.{ext}"));
+            let named: Vec<(String, Vec<f32>)> = curves
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (format!("layer {k}"), c.clone()))
+                .collect();
+            let title = format!("|dL/dh(t)| of the training loss at step {step}");
+            plot::grad_norms(&beside, &title, &named)?;
+        }
         println!("loss curve: {}", path.display());
     }
     Ok(())
@@ -767,8 +786,10 @@ struct Log {
     read_every: usize,
     train: Vec<(usize, f32)>,
     valid: Vec<(usize, f32)>,
-    /// `--grad-norms`: where each logged step's ‖dL/dh(t)‖ curves go.
+    /// `--grad-norms`: where each logged step's ‖dL/dh(t)‖ curves go, and the latest, for
+    /// `--plot`.
     norms: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    last_norms: (usize, Vec<Vec<f32>>),
     /// Where the wall time went: making and uploading data, recording and submitting the
     /// steps, waiting for the GPU to read the loss back, and validation.
     spent: [std::time::Duration; 4],
@@ -818,6 +839,7 @@ impl Log {
             train: Vec::new(),
             valid: Vec::new(),
             norms,
+            last_norms: (0, Vec::new()),
             spent: Default::default(),
         })
     }
@@ -831,11 +853,13 @@ impl Log {
             path: path.display().to_string(),
             source,
         };
-        for (k, curve) in rnn.grad_norms()?.iter().enumerate() {
+        let curves = rnn.grad_norms()?;
+        for (k, curve) in curves.iter().enumerate() {
             let line = serde_json::json!({"step": step, "layer": k, "norms": curve});
             std::io::Write::write_all(out, format!("{line}\n").as_bytes()).map_err(io)?;
         }
         std::io::Write::flush(out).map_err(io)?;
+        self.last_norms = (step, curves);
         Ok(())
     }
 

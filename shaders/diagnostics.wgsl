@@ -10,7 +10,7 @@ struct Params {
     steps: u32,
     n: u32,       // B * H values per step
     out_off: u32, // where step 0's norm goes
-    _pad0: u32,
+    above_off: u32,
 }
 
 @group(0) @binding(0) var<storage, read> above: array<f32>; // [T, n]
@@ -34,7 +34,7 @@ fn step_norms(
     let last = t + 1u == p.steps;
     var s = 0.0;
     for (var i = lid.x; i < p.n; i += 256u) {
-        var g = above[t * p.n + i];
+        var g = above[p.above_off + t * p.n + i];
         if !last {
             g += rec[t * p.n + i];
         }

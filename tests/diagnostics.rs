@@ -53,6 +53,15 @@ fn gradient_norms_per_step_match_the_reference() {
             loss: Loss::mse().with_reduction(Reduction::Sum),
             ..base
         },
+        // Both directions: the reverse one's curve in true time.
+        Case {
+            steps: 6,
+            batch: 2,
+            hidden: 5,
+            layers: 2,
+            bidirectional: true,
+            ..base
+        },
     ];
     for driver in [Driver::PerStep, Driver::Persistent] {
         for (n, &c) in cases.iter().enumerate() {
@@ -69,17 +78,22 @@ fn gradient_norms_per_step_match_the_reference() {
             .2
             .h_norms;
             let mut rnn = model_on(&g, &s.p, driver);
-            rnn.set_grad_norms(true).unwrap();
+            rnn.set_grad_norms(true);
             gpu_run(&mut rnn, c, &s);
             let got = rnn.grad_norms().unwrap();
-            assert_eq!(got.len(), c.layers, "{c:?}: one curve per layer");
-            for (k, (got, want)) in got.iter().zip(&want).enumerate() {
-                assert_close(
-                    &format!("‖dL/dh(t)‖ layer {k}, {c:?} {driver:?}"),
-                    got,
-                    want,
-                    REL,
-                );
+            assert_eq!(
+                got.len(),
+                c.states(),
+                "{c:?}: one curve per layer and direction"
+            );
+            for (kd, (got, want)) in got.iter().zip(&want).enumerate() {
+                // The reference's reverse direction runs in its own time.
+                let mut want = want.clone();
+                if c.bidirectional && kd % 2 == 1 {
+                    want.reverse();
+                }
+                let what = format!("‖dL/dh(t)‖ layer and direction {kd}, {c:?} {driver:?}");
+                assert_close(&what, got, &want, REL);
             }
         }
     }
@@ -91,7 +105,7 @@ fn gradient_norms_per_step_match_the_reference() {
         .h_norms;
     let mut rnn = model_on(&g, &s.p, Driver::Auto);
     rnn.set_input_gradients(false);
-    rnn.set_grad_norms(true).unwrap();
+    rnn.set_grad_norms(true);
     let x = Tensor::from_slice(&g, &[7, 3, 4], &to_f32(&s.x)).unwrap();
     let h0 = Tensor::from_slice(&g, &[2, 3, 9], &to_f32(s.h0.as_ref().unwrap())).unwrap();
     let reference::Targets::Values(y) = &s.targets else {
@@ -150,7 +164,7 @@ fn a_linear_recurrence_gradient_decays_at_its_largest_eigenvalue() {
         let config = RnnConfig::new(2, n, 3).with_nonlinearity(Nonlinearity::Identity);
         let mut rnn = Rnn::new(&g, config, 3).unwrap();
         rnn.set_parameter("rnn.weight_hh_l0", &to_f32(&w)).unwrap();
-        rnn.set_grad_norms(true).unwrap();
+        rnn.set_grad_norms(true);
         let x = Tensor::from_slice(&g, &[t, 1, 2], &to_f32(&random(2 * t, 1.0, 4))).unwrap();
         let y = Tensor::from_slice(&g, &[t, 1, 3], &to_f32(&random(3 * t, 1.0, 5))).unwrap();
         let mut mask = vec![0.0f32; t];
@@ -176,17 +190,14 @@ fn gradient_norms_say_when_there_are_none() {
     let mut rnn = Rnn::new(&g, RnnConfig::new(2, 3, 1), 1).unwrap();
     let e = rnn.grad_norms().unwrap_err().to_string();
     assert!(e.contains("set_grad_norms(true)"), "{e}");
-    let mut bi = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_bidirectional(true), 1).unwrap();
-    let e = bi.set_grad_norms(true).unwrap_err().to_string();
-    assert!(e.contains("bidirectional"), "{e}");
     // Switched on, then off: the next backward pass records none.
-    rnn.set_grad_norms(true).unwrap();
+    rnn.set_grad_norms(true);
     let x = Tensor::zeros(&g, &[4, 1, 2]).unwrap();
     let y = Tensor::zeros(&g, &[4, 1, 1]).unwrap();
     rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
         .unwrap();
     assert_eq!(rnn.grad_norms().unwrap()[0].len(), 4);
-    rnn.set_grad_norms(false).unwrap();
+    rnn.set_grad_norms(false);
     rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
         .unwrap();
     assert!(rnn.grad_norms().is_err());
@@ -305,4 +316,45 @@ fn all_eigenvalues_on_the_cpu() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[2, 2]"), "{e}");
+}
+
+#[test]
+fn last_step_gradient_norms_match_the_reference() {
+    // dL/do = 1 at the last step only, whatever the training loss: two layers, B = 2.
+    let g = gpu();
+    let c = Case {
+        steps: 9,
+        batch: 2,
+        input: 3,
+        hidden: 6,
+        output: 2,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+        layers: 2,
+        bidirectional: false,
+    };
+    let s = setup(c, 63_000);
+    let trace = reference::forward(&s.p, &s.x, s.h0.as_deref(), c.steps, c.batch);
+    let mut d_o = vec![0.0; c.steps * c.batch * c.output];
+    let last = (c.steps - 1) * c.batch * c.output;
+    d_o[last..].fill(1.0);
+    let want = reference::backward(&s.p, &s.x, &trace, &d_o).h_norms;
+    let mut rnn = model_on(&g, &s.p, Driver::Auto);
+    let x = Tensor::from_slice(&g, &[9, 2, 3], &to_f32(&s.x)).unwrap();
+    let h0 = Tensor::from_slice(&g, &[2, 2, 6], &to_f32(s.h0.as_ref().unwrap())).unwrap();
+    let got = rnn.last_step_grad_norms(&x, Some(&h0)).unwrap();
+    for (k, (got, want)) in got.iter().zip(&want).enumerate() {
+        assert_close(&format!("last-step norms, layer {k}"), got, want, REL);
+    }
+    // It leaves the model's own setting as it was.
+    assert!(rnn.grad_norms().is_ok());
+    let y = Tensor::zeros(&g, &[9, 2, 2]).unwrap();
+    rnn.loss_and_gradients(&x, Some(&h0), Target::Values(&y), Loss::mse())
+        .unwrap();
+    assert!(
+        rnn.grad_norms().is_err(),
+        "grad norms stay off after the call"
+    );
 }

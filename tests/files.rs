@@ -805,15 +805,22 @@ mod cli {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let seen: Vec<(u64, u64)> = lines
+        let seen: Vec<(u64, u64, u64)> = lines
             .iter()
-            .map(|v| (v["step"].as_u64().unwrap(), v["layer"].as_u64().unwrap()))
+            .map(|v| {
+                let n = |k: &str| v[k].as_u64().unwrap();
+                (n("step"), n("layer"), n("direction"))
+            })
             .collect();
-        assert_eq!(
-            seen,
-            [(1, 0), (1, 1), (4, 0), (4, 1), (8, 0), (8, 1)],
-            "{text}"
-        );
+        let want = [
+            (1, 0, 0),
+            (1, 1, 0),
+            (4, 0, 0),
+            (4, 1, 0),
+            (8, 0, 0),
+            (8, 1, 0),
+        ];
+        assert_eq!(seen, want, "{text}");
         for v in &lines {
             let norms = v["norms"].as_array().unwrap();
             assert_eq!(norms.len(), 12, "{v}");
@@ -821,17 +828,37 @@ mod cli {
             // The adding task's loss is at the last step: its gradient is there.
             assert!(norms[11].as_f64().unwrap() > 0.0, "{v}");
         }
-        let line = one_line_error(&[
+        // Both directions, and the curves drawn beside the loss with --plot.
+        let plot = scratch.path("loss.svg");
+        let args = [
             "train",
             "--task",
             "adding",
+            "--seq-len",
+            "6",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--hidden",
+            "4",
             "--bidirectional",
             "--grad-norms",
             p,
-        ]);
+            "--plot",
+            plot.to_str().unwrap(),
+        ];
+        let (code, _, err) = rnn_wgpu(&args);
+        assert_eq!(code, 0, "{err}");
+        let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            line.contains("--grad-norms") && line.contains("bidirectional"),
-            "{line}"
+            text.lines().any(|l| l.contains("\"direction\":1")),
+            "{text}"
+        );
+        let beside = std::fs::read_to_string(scratch.path("loss-grad-norms.svg")).unwrap();
+        assert!(
+            beside.contains("layer 0 reverse"),
+            "the reverse curve is drawn"
         );
     }
 

@@ -27,7 +27,7 @@ pub(crate) struct Case {
 
 impl Case {
     /// `L·D`: the first dimension of h0 and h_n.
-    fn states(&self) -> usize {
+    pub(crate) fn states(&self) -> usize {
         self.layers * if self.bidirectional { 2 } else { 1 }
     }
 }

@@ -110,10 +110,6 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
     if h > MAX_EIGEN_H {
         println!("(H = {h}: eigenvalues not drawn above H = {MAX_EIGEN_H})");
     }
-    if dirs == 2 {
-        println!("gradient norms per step: not measured for bidirectional models yet");
-        return Ok(());
-    }
     // The gradient of the last step's outputs (dL/do = 1 there, 0 elsewhere), taken back
     // through time: how far back a loss at the end reaches.
     let (x, t, b) = match &input {
@@ -143,27 +139,15 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
             (Tensor::from_slice(&gpu, &shape, &v)?, t, 1)
         }
     };
-    rnn.set_grad_norms(true)?;
-    rnn.forward(&x, None)?;
-    let o = config.output;
-    let mut d_o = vec![0.0f32; t * b * o];
-    for bi in 0..b {
-        let row = if config.batch_first {
-            bi * t + t - 1
-        } else {
-            (t - 1) * b + bi
-        };
-        d_o[row * o..(row + 1) * o].fill(1.0);
-    }
-    let shape = if config.batch_first {
-        [b, t, o]
-    } else {
-        [t, b, o]
-    };
-    rnn.backward(&Tensor::from_slice(&gpu, &shape, &d_o)?)?;
-    let norms = rnn.grad_norms()?;
+    let norms = rnn.last_step_grad_norms(&x, None)?;
     let mut curves = Vec::new();
-    for (k, n) in norms.iter().enumerate() {
+    for (kd, n) in norms.iter().enumerate() {
+        let (k, reverse) = (kd / dirs, kd % dirs == 1);
+        let name = if reverse {
+            format!("layer {k} reverse")
+        } else {
+            format!("layer {k}")
+        };
         let last = n[t - 1];
         let below = (0..t).rev().find(|&s| n[s] < 1e-6 * last);
         let rate = decay_per_step(n);
@@ -177,8 +161,8 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
             ),
             _ => format!("stays above 1e-6 of its last-step value over all {t} steps"),
         };
-        println!("layer {k} gradient norm: x{rate_text} per step back in time (fitted); {reach}");
-        curves.push((format!("layer {k}"), n.clone()));
+        println!("{name} gradient norm: x{rate_text} per step back in time (fitted); {reach}");
+        curves.push((name, n.clone()));
     }
     let path = image("grad-norms")?;
     let title = format!("|dL/dh(t)| for dL/do = 1 at the last step (T = {t}, B = {b})");

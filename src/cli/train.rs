@@ -136,8 +136,8 @@ pub struct TrainArgs {
     /// Draw the loss curve to this image (.svg or .png).
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Record ‖dL/dh(t)‖ for every step t and layer at every --log-every step, one JSON
-    /// object a line: {"step": S, "layer": K, "norms": [...]} (not for --bidirectional);
+    /// Record ‖dL/dh(t)‖ for every step t, layer and direction at every --log-every step,
+    /// one JSON object a line: {"step": S, "layer": K, "direction": D, "norms": [...]};
     /// with --plot, the last curves are drawn beside it (PLOT-grad-norms.svg or .png).
     #[arg(long, value_name = "FILE")]
     grad_norms: Option<PathBuf>,
@@ -550,10 +550,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             rnn
         }
     };
-    if a.grad_norms.is_some() {
-        rnn.set_grad_norms(true)
-            .map_err(|_| bad_arg("--grad-norms", "is not recorded for --bidirectional models"))?;
-    }
+    rnn.set_grad_norms(a.grad_norms.is_some());
     // Next-step prediction with both directions: the reverse direction reads x(t + 1), the
     // very target at step t, so the loss falls while nothing is learnt (and a text model's
     // reverse state cannot be carried to the next window).
@@ -750,6 +747,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         println!("saved {}", path.display());
     }
     if let Some(path) = &a.plot {
+        let log_dirs = rnn.config().directions();
         plot::loss_curve(path, &title, &log.train, &log.valid)?;
         // With --grad-norms, the last recorded curves beside it: PATH-grad-norms.EXT.
         if let (Some(_), (step, curves)) = (&a.grad_norms, &log.last_norms)
@@ -764,7 +762,15 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             let named: Vec<(String, Vec<f32>)> = curves
                 .iter()
                 .enumerate()
-                .map(|(k, c)| (format!("layer {k}"), c.clone()))
+                .map(|(kd, c)| {
+                    let dirs = log_dirs;
+                    let name = if kd % dirs == 1 {
+                        format!("layer {} reverse", kd / dirs)
+                    } else {
+                        format!("layer {}", kd / dirs)
+                    };
+                    (name, c.clone())
+                })
                 .collect();
             let title = format!("|dL/dh(t)| of the training loss at step {step}");
             plot::grad_norms(&beside, &title, &named)?;
@@ -854,8 +860,11 @@ impl Log {
             source,
         };
         let curves = rnn.grad_norms()?;
-        for (k, curve) in curves.iter().enumerate() {
-            let line = serde_json::json!({"step": step, "layer": k, "norms": curve});
+        let dirs = rnn.config().directions();
+        for (kd, curve) in curves.iter().enumerate() {
+            let (k, d) = (kd / dirs, kd % dirs);
+            let line =
+                serde_json::json!({"step": step, "layer": k, "direction": d, "norms": curve});
             std::io::Write::write_all(out, format!("{line}\n").as_bytes()).map_err(io)?;
         }
         std::io::Write::flush(out).map_err(io)?;

@@ -415,27 +415,18 @@ impl Rnn {
         Ok(())
     }
 
-    /// Makes every backward pass also record ‖dL/dh(t)‖ for every step and layer, read with
-    /// [`Rnn::grad_norms`]: how far back the loss's gradient reaches (vanishing or exploding
-    /// gradients). Costs two products over all rows per layer after each backward pass.
-    /// Not for bidirectional layers yet.
-    pub fn set_grad_norms(&mut self, on: bool) -> Result<()> {
-        if on && self.config.directions() == 2 {
-            return Err(InputError::Invalid {
-                arg: "grad_norms".into(),
-                reason: "gradient norms per step are recorded for one direction only; this \
-                         model is bidirectional"
-                    .into(),
-            }
-            .into());
-        }
+    /// Makes every backward pass also record ‖dL/dh(t)‖ for every step, layer and direction,
+    /// read with [`Rnn::grad_norms`]: how far back the loss's gradient reaches (vanishing or
+    /// exploding gradients). Costs two products over all rows per layer and direction after
+    /// each backward pass; not recorded for a sequence run in chunks.
+    pub fn set_grad_norms(&mut self, on: bool) {
         self.grad_norms = on;
-        Ok(())
     }
 
-    /// ‖dL/dh(t)‖ for t = 0..T of every layer (bottom first), from the latest backward pass
-    /// (of [`Rnn::train_step`], [`Rnn::loss_and_gradients`] or [`Rnn::backward`]) after
-    /// [`Rnn::set_grad_norms`]. One read-back.
+    /// ‖dL/dh(t)‖ for t = 0..T of every layer and direction, in `h0`'s order (layer k,
+    /// direction d at k·D + d), each indexed by true time t (the reverse direction's too), from
+    /// the latest backward pass (of [`Rnn::train_step`], [`Rnn::loss_and_gradients`] or
+    /// [`Rnn::backward`]) after [`Rnn::set_grad_norms`]. One read-back.
     pub fn grad_norms(&self) -> Result<Vec<Vec<f32>>> {
         let recorded = self
             .ws
@@ -452,8 +443,54 @@ impl Rnn {
             }
             .into());
         };
-        let all = self.gpu.read(buf, 0, self.config.layers * t)?;
-        Ok(all.chunks(t).map(<[f32]>::to_vec).collect())
+        let dirs = self.config.directions();
+        let all = self.gpu.read(buf, 0, self.config.states() * t)?;
+        Ok(all
+            .chunks(t)
+            .enumerate()
+            .map(|(kd, c)| {
+                let mut c = c.to_vec();
+                // The reverse direction's step s is the sequence's T - 1 - s.
+                if kd % dirs == 1 {
+                    c.reverse();
+                }
+                c
+            })
+            .collect())
+    }
+
+    /// ‖dL/dh(t)‖ as [`Rnn::grad_norms`] gives it, for L the sum of the last step's outputs
+    /// (dL/do = 1 at step T - 1 of every sequence, 0 elsewhere) on `x` from `h0`: how far back
+    /// a loss at the end of a sequence reaches, whatever the training loss. One forward and
+    /// one backward pass of its own; like any call, it overwrites the views of the latest
+    /// outputs and gradients. Not for token ids or sequences run in chunks.
+    pub fn last_step_grad_norms<'x>(
+        &mut self,
+        x: impl Into<Input<'x>>,
+        h0: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let x = x.into();
+        let (t, b) = self.check_inputs(x, h0)?;
+        let was = self.grad_norms;
+        self.grad_norms = true;
+        let norms = (|| {
+            self.forward(x, h0)?;
+            let o = self.config.output;
+            let ([d0, d1], _) = self.config.leading([t, b]);
+            let mut d_o = vec![0.0f32; t * b * o];
+            for bi in 0..b {
+                let row = if self.config.batch_first {
+                    bi * t + t - 1
+                } else {
+                    (t - 1) * b + bi
+                };
+                d_o[row * o..(row + 1) * o].fill(1.0);
+            }
+            self.backward(&Tensor::from_slice(&self.gpu, &[d0, d1, o], &d_o)?)?;
+            self.grad_norms()
+        })();
+        self.grad_norms = was;
+        norms
     }
 
     /// The spectral radius (largest |eigenvalue|) of every layer's and direction's `W_hh`, in

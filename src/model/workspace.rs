@@ -47,8 +47,7 @@ pub(crate) struct Shape {
     /// One chunk of a longer sequence ([`super::chunked`]): dL/dh(T) comes in from the next
     /// chunk (`dh_in`), the loss's scale from the whole sequence, and H is never padded.
     pub chunk: bool,
-    /// Record `grad_norms`: ‖dL/dh(t)‖ of every layer after each backward pass (one
-    /// direction only).
+    /// Record `grad_norms`: ‖dL/dh(t)‖ of every layer and direction after each backward pass.
     pub norms: bool,
 }
 
@@ -104,7 +103,8 @@ pub(crate) struct Workspace {
     pub input_grad: Plan,
     /// dL/dh0, after `backward`.
     pub state_grad: Plan,
-    /// ‖dL/dh(t)‖ of every layer into `norms` `[L, T]`, after `backward`, when asked for.
+    /// ‖dL/dh(t)‖ of every layer and direction into `norms` `[L·D, T]` (each direction in its
+    /// own time), after `backward`, when asked for.
     pub grad_norms: Option<(Plan, wgpu::Buffer)>,
     /// The loss plans, by loss and whether masked.
     losses: HashMap<(Loss, bool), Plan>,
@@ -973,16 +973,68 @@ impl Workspace {
         // above, computed again as one product over all rows (the loop overwrote it with
         // dL/da), plus what reaches it through the recurrence, one product over the rows of
         // steps 1..T.
-        let grad_norms = if norms && !two {
+        let grad_norms = if norms {
             let mut np = PlanBuilder::new(gpu, "gradient norms");
-            let above = gpu.storage_buffer("dL/dh(t) from above [T, B, H]", rows * h)?;
+            // Both directions' (the reverse one's in its own time), as `da` holds them.
+            let above =
+                gpu.storage_buffer("dL/dh(t) from above [D][T, B, H]", (nd - 1) * ts + rows * h)?;
             let rec = gpu.storage_buffer("da(t + 1) W [T - 1, B, H]", (steps - 1) * bh)?;
-            let out = gpu.storage_buffer("gradient norms [L, T]", nl * steps)?;
+            let out = gpu.storage_buffer("gradient norms [L·D, T]", nl * nd * steps)?;
             for k in 0..nl {
                 if k + 1 == nl {
+                    // dO V: the head's gradient into each direction's outputs.
+                    let dst = if two {
+                        at(&scratch[0], 0)
+                    } else {
+                        at(&above, 0)
+                    };
                     matmul(
                         &mut np,
-                        Gemm::new(rows, h, o, at(&d_o, 0), p(FC_W), at(&above, 0)),
+                        Gemm::new(rows, width, o, at(&d_o, 0), p(FC_W), dst),
+                    )?;
+                    if two {
+                        split(
+                            &mut np,
+                            (steps, batch, h),
+                            &scratch[0],
+                            None,
+                            (&above, ts),
+                            &unused,
+                        )?;
+                    }
+                } else if two {
+                    // dA U of both directions of layer k + 1, through its dropout, split into
+                    // layer k's directions (as the backward pass does).
+                    for (d, buf) in scratch.iter().enumerate() {
+                        let kd = 2 * (k + 1) + d;
+                        times_weights(
+                            &mut np,
+                            rows,
+                            (h, config.layer_input(k + 1)),
+                            at(&layers[k + 1].da, d * ts),
+                            p(&names[kd].w_ih),
+                            None,
+                            at(buf, 0),
+                        )?;
+                    }
+                    if let Some(state) = &dropout_state {
+                        let n = (rows * 2 * h, config.dropout, k);
+                        dropout::backward(&mut np, n, None, &scratch[0], [state, &unused_r])?;
+                        dropout::backward(
+                            &mut np,
+                            n,
+                            Some(steps),
+                            &scratch[1],
+                            [state, &unused_r],
+                        )?;
+                    }
+                    split(
+                        &mut np,
+                        (steps, batch, h),
+                        &scratch[0],
+                        Some(&scratch[1]),
+                        (&above, ts),
+                        &unused,
                     )?;
                 } else {
                     times_weights(
@@ -999,18 +1051,22 @@ impl Workspace {
                         dropout::backward(&mut np, n, None, &above, [state, &unused_r])?;
                     }
                 }
-                if steps > 1 {
-                    times_weights(
-                        &mut np,
-                        rows - batch,
-                        (h, h),
-                        at(&layers[k].da, bh),
-                        p(&names[k].w_hh),
-                        None,
-                        at(&rec, 0),
-                    )?;
+                for d in 0..nd {
+                    let kd = k * nd + d;
+                    if steps > 1 {
+                        times_weights(
+                            &mut np,
+                            rows - batch,
+                            (h, h),
+                            at(&layers[k].da, d * ts + bh),
+                            p(&names[kd].w_hh),
+                            None,
+                            at(&rec, 0),
+                        )?;
+                    }
+                    let dst = at(&out, kd * steps);
+                    step_norms(&mut np, (steps, bh), at(&above, d * ts), &rec, dst)?;
                 }
-                step_norms(&mut np, (steps, bh), &above, &rec, at(&out, k * steps))?;
             }
             Some((np.finish()?, out))
         } else {

@@ -18,7 +18,7 @@ struct Params {
     steps: u32,
     n: u32,
     out_off: u32,
-    _pad: u32,
+    above_off: u32,
 }
 
 /// Records `out[t] = ‖above[t] + rec[t]‖` for `t < steps` over `n` values a step (`rec`
@@ -27,7 +27,7 @@ struct Params {
 pub(crate) fn step_norms(
     plan: &mut PlanBuilder,
     (steps, n): (usize, usize),
-    above: &wgpu::Buffer,
+    above: At,
     rec: &wgpu::Buffer,
     out: At,
 ) -> Result<()> {
@@ -35,7 +35,7 @@ pub(crate) fn step_norms(
         steps: u(steps),
         n: u(n),
         out_off: u(out.off),
-        _pad: 0,
+        above_off: u(above.off),
     };
     let g = groups(steps, 1);
     let (x, y) = if g > 65535 {
@@ -45,7 +45,7 @@ pub(crate) fn step_norms(
     };
     plan.push(
         &STEP_NORMS,
-        &[above, rec, out.buf],
+        &[above.buf, rec, out.buf],
         &params,
         [x, y, 1],
         false,

@@ -106,15 +106,20 @@ fn reduce(lid: u32) -> f32 {
     return partial[0];
 }
 
+// The mask's sum over its rows, by a workgroup of 256.
+fn counted(lid: u32) -> f32 {
+    var s = 0.0;
+    for (var r = lid; r < p.rows; r += 256u) {
+        s += m[r];
+    }
+    partial[lid] = s;
+    return reduce(lid);
+}
+
 // One workgroup: the masked scale into loss[1], before the rows.
 @compute @workgroup_size(256, 1, 1)
 fn mask_scale(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s = 0.0;
-    for (var r = lid.x; r < p.rows; r += 256u) {
-        s += m[r];
-    }
-    partial[lid.x] = s;
-    let counted = reduce(lid.x);
+    let counted = counted(lid.x);
     if lid.x == 0u {
         var sc = 1.0;
         if p.mode == 2u {
@@ -141,14 +146,9 @@ fn total(@builtin(local_invocation_id) lid: vec3<u32>) {
 // One workgroup: the counted rows of a chunk's mask, added into loss[1].
 @compute @workgroup_size(256, 1, 1)
 fn mask_count(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s = 0.0;
-    for (var r = lid.x; r < p.rows; r += 256u) {
-        s += m[r];
-    }
-    partial[lid.x] = s;
-    let counted = reduce(lid.x);
+    let c = counted(lid.x);
     if lid.x == 0u {
-        loss[1] += counted;
+        loss[1] += c;
     }
 }
 

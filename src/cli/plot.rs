@@ -60,6 +60,15 @@ fn save(path: &Path, fig: &impl Figure) -> Result<(), Error> {
     }
 }
 
+/// [`LogLines`] and its series, as a [`Figure`].
+struct Lines<'a>(LogLines<'a>, &'a [Series]);
+
+impl Figure for Lines<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw_lines(root, &self.0, self.1)
+    }
+}
+
 /// Draws training (and validation) loss against step on a log scale and writes it to `path`
 /// atomically, as SVG or PNG by the file's extension.
 pub fn loss_curve(
@@ -68,24 +77,40 @@ pub fn loss_curve(
     train: &[(usize, f32)],
     valid: &[(usize, f32)],
 ) -> Result<(), Error> {
-    struct Loss<'a>(&'a str, &'a [(usize, f32)], &'a [(usize, f32)]);
-    impl Figure for Loss<'_> {
-        fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
-            draw(root, self.0, self.1, self.2)
-        }
-    }
-    save(path, &Loss(title, train, valid))
+    let series = [
+        ("training loss".to_string(), train.to_vec(), BLUE.to_rgba()),
+        ("validation loss".to_string(), valid.to_vec(), RED.to_rgba()),
+    ];
+    let spec = LogLines {
+        title,
+        x_desc: "step",
+        y_desc: "loss (log scale)",
+        what: "loss",
+        pad: (0.9, 1.1),
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    save(path, &Lines(spec, &series))
 }
 
 /// Draws ‖dL/dh(t)‖ against t, one curve per layer, on a log scale.
 pub fn grad_norms(path: &Path, title: &str, curves: &[(String, Vec<f32>)]) -> Result<(), Error> {
-    struct Norms<'a>(&'a str, &'a [(String, Vec<f32>)]);
-    impl Figure for Norms<'_> {
-        fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
-            draw_norms(root, self.0, self.1)
-        }
-    }
-    save(path, &Norms(title, curves))
+    let series: Vec<_> = curves
+        .iter()
+        .enumerate()
+        .map(|(k, (name, c))| {
+            let points = c.iter().enumerate().map(|(t, &v)| (t, v)).collect();
+            (name.clone(), points, Palette99::pick(k).to_rgba())
+        })
+        .collect();
+    let spec = LogLines {
+        title,
+        x_desc: "step t",
+        y_desc: "|dL/dh(t)| (log scale)",
+        what: "gradient norm",
+        pad: (0.8, 1.25),
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    save(path, &Lines(spec, &series))
 }
 
 /// Draws eigenvalues `(re, im)` in the complex plane with the unit circle and the circle of
@@ -103,80 +128,6 @@ pub fn eigenvalues(
         }
     }
     save(path, &Eig(title, values, radius))
-}
-
-fn draw_norms<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    title: &str,
-    curves: &[(String, Vec<f32>)],
-) -> Result<(), String> {
-    let ok = |v: &f32| v.is_finite() && *v > 0.0;
-    let all: Vec<f64> = curves
-        .iter()
-        .flat_map(|c| c.1.iter().copied().filter(ok).map(f64::from))
-        .collect();
-    if all.is_empty() {
-        return Err("no finite, positive gradient norm to plot".into());
-    }
-    let lo = all.iter().copied().fold(f64::INFINITY, f64::min) * 0.8;
-    let hi = all.iter().copied().fold(0.0, f64::max) * 1.25;
-    let ticks = y_ticks(lo, hi);
-    let keys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
-    let label = |v: &f64| {
-        ticks
-            .iter()
-            .find(|t| (t.0 - v).abs() <= 1e-9 * v.abs())
-            .map_or_else(|| format!("{v:e}"), |t| t.1.clone())
-    };
-    let steps = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(2);
-    let fail = |e: &dyn std::fmt::Display| format!("drawing failed: {e}");
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(20)
-        .x_label_area_size(56)
-        .y_label_area_size(110)
-        .build_cartesian_2d(
-            0usize..steps - 1,
-            (lo..hi).log_scale().with_key_points(keys),
-        )
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("step t")
-        .y_desc("|dL/dh(t)| (log scale)")
-        .label_style(("sans-serif", 18))
-        .axis_desc_style(("sans-serif", 20))
-        .y_label_formatter(&label)
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(|e| fail(&e))?;
-    for (k, (name, curve)) in curves.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        let pts: Vec<(usize, f64)> = curve
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| ok(v))
-            .map(|(t, &v)| (t, f64::from(v)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(|e| fail(&e))?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 18))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
 }
 
 fn draw_eigenvalues<DB: DrawingBackend>(
@@ -259,24 +210,37 @@ pub fn extension(path: &Path) -> Option<String> {
         .map(str::to_lowercase)
 }
 
-fn draw<DB: DrawingBackend>(
+/// One line of a [`LogLines`] chart: its name, its `(step, value)` points and its colour.
+type Series = (String, Vec<(usize, f32)>, RGBAColor);
+
+/// A chart of lines against the step on a log y axis.
+struct LogLines<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    /// What the values are, for the error when none can be drawn.
+    what: &'a str,
+    /// The y range's margins below the smallest and above the largest value, as factors.
+    pad: (f64, f64),
+    legend: SeriesLabelPosition,
+}
+
+/// Draws `series` (a name, its points and colour each; empty ones left out) as `spec` says.
+fn draw_lines<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    title: &str,
-    train: &[(usize, f32)],
-    valid: &[(usize, f32)],
+    spec: &LogLines,
+    series: &[Series],
 ) -> Result<(), String> {
-    let finite = |v: &&(usize, f32)| v.1.is_finite() && v.1 > 0.0;
-    let all: Vec<f32> = train
+    let ok = |v: f32| v.is_finite() && v > 0.0;
+    let all: Vec<f64> = series
         .iter()
-        .chain(valid)
-        .filter(finite)
-        .map(|v| v.1)
+        .flat_map(|s| s.1.iter().filter(|p| ok(p.1)).map(|p| f64::from(p.1)))
         .collect();
     if all.is_empty() {
-        return Err("no finite, positive loss to plot".into());
+        return Err(format!("no finite, positive {} to plot", spec.what));
     }
-    let lo = all.iter().copied().fold(f32::INFINITY, f32::min) as f64 * 0.9;
-    let hi = all.iter().copied().fold(0.0, f32::max) as f64 * 1.1;
+    let lo = all.iter().copied().fold(f64::INFINITY, f64::min) * spec.pad.0;
+    let hi = all.iter().copied().fold(0.0, f64::max) * spec.pad.1;
     let ticks = y_ticks(lo, hi);
     let keys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
     let label = |v: &f64| {
@@ -285,56 +249,47 @@ fn draw<DB: DrawingBackend>(
             .find(|t| (t.0 - v).abs() <= 1e-9 * v.abs())
             .map_or_else(|| format!("{v}"), |t| t.1.clone())
     };
-    let last = train
-        .iter()
-        .chain(valid)
-        .map(|v| v.0)
-        .max()
-        .unwrap_or(1)
-        .max(2);
+    let steps = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
+    let first = steps.clone().min().unwrap_or(0);
+    let last = steps.max().unwrap_or(1).max(first + 1);
     let fail = |e: &dyn std::fmt::Display| format!("drawing failed: {e}");
 
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
+        .caption(spec.title, ("sans-serif", 24))
         .margin(20)
         .x_label_area_size(56)
         .y_label_area_size(110)
-        .build_cartesian_2d(1usize..last, (lo..hi).log_scale().with_key_points(keys))
+        .build_cartesian_2d(first..last, (lo..hi).log_scale().with_key_points(keys))
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
-        .x_desc("step")
-        .y_desc("loss (log scale)")
+        .x_desc(spec.x_desc)
+        .y_desc(spec.y_desc)
         .label_style(("sans-serif", 18))
         .axis_desc_style(("sans-serif", 20))
         .y_label_formatter(&label)
         .light_line_style(WHITE)
         .draw()
         .map_err(|e| fail(&e))?;
-    let series = [
-        ("training loss", train, BLUE),
-        ("validation loss", valid, RED),
-    ];
-    for (name, points, color) in series {
-        if points.is_empty() {
-            continue;
-        }
+    for (name, points, color) in series.iter().filter(|s| !s.1.is_empty()) {
+        let color = *color;
         let pts: Vec<(usize, f64)> = points
             .iter()
-            .filter(finite)
+            .filter(|p| ok(p.1))
             .map(|&(s, v)| (s, f64::from(v)))
             .collect();
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(|e| fail(&e))?
-            .label(name)
+            .label(name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
     chart
         .configure_series_labels()
+        .position(spec.legend.clone())
         .label_font(("sans-serif", 18))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

@@ -292,6 +292,14 @@ impl Chunks {
         }
     }
 
+    /// The workspace that runs `p` (and its index among main and tail), and the shared parts.
+    fn piece(&mut self, p: Piece) -> (&mut Workspace, usize, &Shared) {
+        match self.tail.as_mut() {
+            Some(t) if p.tail => (t, 1, &self.shared),
+            _ => (&mut self.main, 0, &self.shared),
+        }
+    }
+
     fn pieces(&self) -> Vec<Piece> {
         let (steps, len) = (self.shared.steps, self.shared.len);
         (0..steps.div_ceil(len))
@@ -445,16 +453,7 @@ impl Chunks {
         let lbh = (self.shared.layers * self.shared.batch * h) as u64 * 4;
         let bh = (self.shared.batch * h) as u64 * 4;
         for (c, &p) in pieces.iter().enumerate() {
-            let Self {
-                main,
-                tail,
-                shared: s,
-                ..
-            } = self;
-            let (ws, w) = match tail.as_mut() {
-                Some(t) if p.tail => (t, 1),
-                _ => (main, 0),
-            };
+            let (ws, w, s) = self.piece(p);
             let target = loss.map(|(t, _)| t);
             let counting = key.is_some_and(|(_, masked)| masked);
             let prepare = |enc: &mut wgpu::CommandEncoder| {
@@ -543,16 +542,7 @@ impl Chunks {
         let lbh = (self.shared.layers * self.shared.batch * h) as u64 * 4;
         let bh = (self.shared.batch * h) as u64 * 4;
         for (c, &p) in pieces.iter().enumerate().rev() {
-            let Self {
-                main,
-                tail,
-                shared: s,
-                ..
-            } = self;
-            let (ws, w) = match tail.as_mut() {
-                Some(t) if p.tail => (t, 1),
-                _ => (main, 0),
-            };
+            let (ws, w, s) = self.piece(p);
             let target = match seed {
                 Seed::Loss(t, _) => Some(t),
                 Seed::Given(_) => None,

@@ -13,9 +13,24 @@ pub fn eigenvalues(w: &[f32], n: usize) -> Result<Vec<(f64, f64)>> {
         }
         .into());
     }
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(InputError::Invalid {
+            arg: "w".into(),
+            reason: "holds NaN or infinite values, which have no eigenvalues".into(),
+        }
+        .into());
+    }
     let values: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
     let m = nalgebra::DMatrix::from_row_slice(n, n, &values);
-    let mut out: Vec<(f64, f64)> = m
+    // A bounded number of QR sweeps: the unbounded default can loop forever on some inputs.
+    let Some(schur) = nalgebra::linalg::Schur::try_new(m, f64::EPSILON, 100 * n) else {
+        return Err(InputError::Invalid {
+            arg: "w".into(),
+            reason: format!("its eigenvalues did not converge in {} iterations", 100 * n),
+        }
+        .into());
+    };
+    let mut out: Vec<(f64, f64)> = schur
         .complex_eigenvalues()
         .iter()
         .map(|c| (c.re, c.im))

@@ -136,6 +136,13 @@ fn chunked_and_whole_agree_on_masked_batch_first_losses_and_given_gradients() {
         }
         let (_, value) = m.evaluate(&x, Some(&h0), target, loss).unwrap();
         r.push(("evaluate", vec![f64::from(value)]));
+        // A caller's dL/do after evaluate leaves its loss readable.
+        let d_o = Tensor::from_slice(&g, &[b, t, o], &vec![0.5; b * t * o]).unwrap();
+        m.backward(&d_o).unwrap();
+        r.push((
+            "loss after backward",
+            vec![f64::from(m.last_loss().unwrap())],
+        ));
         // A caller's dL/do, after a forward pass.
         let d_o = Tensor::from_slice(&g, &[b, t, o], &to_f32(&random(b * t * o, 1.0, 9))).unwrap();
         m.forward(&x, None).unwrap();
@@ -160,6 +167,8 @@ fn training_in_chunks_follows_training_whole() {
     let (mut chunked, mut whole) = pair(config, 7, 11);
     let x = Tensor::from_slice(&g, &[t, b, i], &to_f32(&random(t * b * i, 1.0, 4))).unwrap();
     let y = Tensor::from_slice(&g, &[t, b, o], &to_f32(&random(t * b * o, 1.0, 5))).unwrap();
+    let short_x = Tensor::from_slice(&g, &[4, b, i], &to_f32(&random(4 * b * i, 1.0, 6))).unwrap();
+    let short_y = Tensor::from_slice(&g, &[4, b, o], &to_f32(&random(4 * b * o, 1.0, 7))).unwrap();
     let config = OptimizerConfig {
         clip: Some(0.5),
         ..OptimizerKind::adam(0.01).into()
@@ -172,6 +181,12 @@ fn training_in_chunks_follows_training_whole() {
             m.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
                 .unwrap();
             losses.push(f64::from(m.last_loss().unwrap()));
+            // A short sequence in one piece between steps, as validation does: the chunks
+            // must still see the updated W afterwards.
+            let (_, v) = m
+                .evaluate(&short_x, None, Target::Values(&short_y), Loss::mse())
+                .unwrap();
+            losses.push(f64::from(v));
         }
         let p: Vec<f64> = m
             .parameters()
@@ -239,11 +254,72 @@ fn chunking_says_what_it_cannot_run() {
         e.contains("chunk_steps") && e.contains("at least one step"),
         "{e}"
     );
+    // A model that cannot run in chunks runs a sequence that fits in one piece anyway.
     rnn.set_chunk_steps(Some(4)).unwrap();
-    let x = Tensor::zeros(&g, &[9, 1, 2]).unwrap();
-    let e = rnn.forward(&x, None).unwrap_err().to_string();
-    assert!(e.contains("T = 9") && e.contains("bidirectional"), "{e}");
-    // A sequence no longer than a chunk runs in one piece.
-    let x = Tensor::zeros(&g, &[4, 1, 2]).unwrap();
-    rnn.forward(&x, None).unwrap();
+    let x = Tensor::from_slice(&g, &[9, 1, 2], &to_f32(&random(18, 1.0, 3))).unwrap();
+    let with = rnn.forward(&x, None).unwrap().output.to_vec().unwrap();
+    rnn.set_chunk_steps(None).unwrap();
+    let without = rnn.forward(&x, None).unwrap().output.to_vec().unwrap();
+    assert_eq!(with, without);
+    // One that does not fit is refused, saying why (on adapters where 140000 rows do not fit
+    // one pass: CPU adapters).
+    let one = Rnn::new(&g, RnnConfig::new(2, 3, 1), 1).unwrap();
+    if one.chunk_len_for(140_000, 1, None).is_some() {
+        let t = 140_000;
+        let x = Tensor::zeros(&g, &[t, 1, 2]).unwrap();
+        let e = rnn.forward(&x, None).unwrap_err().to_string();
+        assert!(
+            e.contains("T = 140000") && e.contains("bidirectional"),
+            "{e}"
+        );
+        // A chosen length longer than the sequence still chunks what does not fit.
+        let auto = one.chunk_len_for(200_000, 1, None);
+        assert!(auto.is_some());
+        assert_eq!(one.chunk_len_for(200_000, 1, Some(1_000_000)), auto);
+    }
+}
+
+#[test]
+fn a_batch_too_wide_for_one_pass_runs_in_shorter_chunks() {
+    // B = 4096 rows: on a CPU adapter at most 32 steps fit one pass, fewer than the 64 the
+    // automatic length starts from.
+    let g = gpu();
+    let (t, b) = (40, 4096);
+    let mut rnn = Rnn::new(&g, RnnConfig::new(1, 2, 1), 1).unwrap();
+    let x = Tensor::from_slice(&g, &[t, b, 1], &to_f32(&random(t * b, 1.0, 5))).unwrap();
+    let out = rnn.forward(&x, None).unwrap().output.to_vec().unwrap();
+    // The first 8 rows of every step, against the same rows run alone (rows are independent).
+    let xv = x.to_vec().unwrap();
+    let first: Vec<f32> = (0..t).flat_map(|s| xv[s * b..s * b + 8].to_vec()).collect();
+    let xs = Tensor::from_slice(&g, &[t, 8, 1], &first).unwrap();
+    let mut whole = Rnn::new(&g, RnnConfig::new(1, 2, 1), 1).unwrap();
+    let part = whole.forward(&xs, None).unwrap().output.to_vec().unwrap();
+    let got: Vec<f32> = (0..t)
+        .flat_map(|s| out[s * b..s * b + 8].to_vec())
+        .collect();
+    let want: Vec<f64> = part.iter().map(|&v| f64::from(v)).collect();
+    assert_close("first rows", &got, &want, REL);
+}
+
+#[test]
+fn changing_the_model_makes_its_chunks_again() {
+    // A chunked call, then a new nonlinearity or layout: the next chunked call uses it.
+    let g = gpu();
+    let (t, b, i, h, o) = (13, 2, 3, 4, 2);
+    let config = RnnConfig::new(i, h, o);
+    let (mut chunked, _) = pair(config, 5, 21);
+    let x = Tensor::from_slice(&g, &[t, b, i], &to_f32(&random(t * b * i, 1.0, 6))).unwrap();
+    chunked.forward(&x, None).unwrap();
+    chunked.set_nonlinearity(Nonlinearity::Relu);
+    let got = download(&chunked.forward(&x, None).unwrap().output);
+    let mut relu = Rnn::new(&g, config.with_nonlinearity(Nonlinearity::Relu), 21).unwrap();
+    let want = download(&relu.forward(&x, None).unwrap().output);
+    assert_close("relu after tanh", &to_f32(&got), &want, REL);
+    // Batch-first: the same numbers, laid out [B, T, ...].
+    chunked.set_batch_first(true);
+    relu.set_batch_first(true);
+    let xb = Tensor::from_slice(&g, &[b, t, i], &to_f32(&random(t * b * i, 1.0, 7))).unwrap();
+    let got = download(&chunked.forward(&xb, None).unwrap().output);
+    let want = download(&relu.forward(&xb, None).unwrap().output);
+    assert_close("batch-first after time-major", &to_f32(&got), &want, REL);
 }

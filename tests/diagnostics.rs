@@ -197,10 +197,26 @@ fn gradient_norms_say_when_there_are_none() {
     rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
         .unwrap();
     assert_eq!(rnn.grad_norms().unwrap()[0].len(), 4);
+    // A call of another length makes a new workspace: none recorded there yet.
+    let x5 = Tensor::zeros(&g, &[5, 1, 2]).unwrap();
+    rnn.forward(&x5, None).unwrap();
+    assert!(
+        rnn.grad_norms().is_err(),
+        "norms of a workspace no backward pass wrote"
+    );
     rnn.set_grad_norms(false);
     rnn.loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
         .unwrap();
     assert!(rnn.grad_norms().is_err());
+    // Sequences run in chunks record none, and say so before running.
+    rnn.set_grad_norms(true);
+    rnn.set_chunk_steps(Some(2)).unwrap();
+    let e = rnn
+        .loss_and_gradients(&x, None, Target::Values(&y), Loss::mse())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("chunks"), "{e}");
+    assert!(rnn.last_step_grad_norms(&x, None).is_err());
 }
 
 /// `Qᵀ Λ Q` with `Q`'s rows the eigenvectors: a symmetric matrix with eigenvalues `lambdas`.

@@ -143,6 +143,14 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
     let mut curves = Vec::new();
     for (kd, n) in norms.iter().enumerate() {
         let (k, reverse) = (kd / dirs, kd % dirs == 1);
+        if reverse && k + 1 == config.layers {
+            // The last step's outputs read the top reverse state where it starts: no curve.
+            println!(
+                "layer {k} reverse: the last step's outputs read it at its first step only \
+                 (no gradient to follow back)"
+            );
+            continue;
+        }
         let name = if reverse {
             format!("layer {k} reverse")
         } else {

@@ -201,6 +201,16 @@ fn chunked(
         );
     }
     let mb = |v: Option<u64>| v.map_or("?".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+    if let Some(s) = shapes.iter().find(|s| s.steps <= len) {
+        return Err(bad_arg(
+            "--chunk",
+            format!(
+                "{len} steps is not shorter than T = {} of {}",
+                s.steps,
+                s.label()
+            ),
+        ));
+    }
     for &s in shapes {
         // Each model's memory: what the allocator holds more after its first run.
         let made = |chunk| -> Result<(bench::Workload, Option<u64>), Error> {

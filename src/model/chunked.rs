@@ -27,34 +27,43 @@ use crate::ops::reduce::sum_parts;
 use crate::ops::{self, Driver, Plan, PlanBuilder, at};
 use crate::tensor::Tensor;
 
+/// The most steps one workspace of `b` rows holds on `gpu`: CPU adapters loop over at most
+/// 131072 rows, and no buffer may pass the adapter's binding limit.
+fn most_steps(gpu: &Gpu, config: &RnnConfig, b: usize, tokens: bool) -> usize {
+    // Floats per row of the widest buffer: the input (none for token ids), the outputs, every
+    // direction's states or gradients, a bidirectional layer's concatenated outputs and its
+    // scratch for dL/d(input).
+    let (h, d) = (config.hidden, config.directions());
+    let i = if tokens { 2 } else { config.input };
+    let mut widest = i.max(config.output).max(h * d);
+    if d == 2 {
+        widest = widest.max(2 * h.max(i));
+    }
+    // h_all holds one step more than the others.
+    let by_bytes = (gpu.max_storage_bytes() / (4 * (b * widest) as u64)).saturating_sub(1);
+    let by_rows = if gpu.is_cpu() {
+        MAX_CPU_ROWS * 4 / b
+    } else {
+        usize::MAX
+    };
+    (by_bytes as usize).min(by_rows).max(1)
+}
+
 /// The chunk length for a sequence of `t` steps over `b` rows: the caller's `chosen` length
 /// when `t` is longer, else `None` (one piece) unless the whole sequence would not fit the
-/// adapter, then about `sqrt(t)` steps, as far as the adapter allows.
+/// adapter, then about `sqrt(t)` steps (at least 64), as far as the adapter allows.
 pub(crate) fn chunk_steps(
     gpu: &Gpu,
     config: &RnnConfig,
     (t, b): (usize, usize),
+    tokens: bool,
     chosen: Option<usize>,
 ) -> Option<usize> {
-    // The most steps one workspace holds: CPU adapters loop over at most this many rows, and
-    // no buffer may pass the adapter's binding limit.
-    let widest = config
-        .input
-        .max(config.output)
-        .max(config.hidden * config.directions() * 2);
-    let by_bytes = (gpu.max_storage_bytes() / (4 * (b * widest) as u64)).max(1) as usize;
-    let by_rows = if gpu.is_cpu() {
-        (MAX_CPU_ROWS * 4 / b).max(1)
-    } else {
-        usize::MAX
-    };
-    // One step's states stand at either end of a workspace's `h_all`.
-    let most = by_bytes.min(by_rows).saturating_sub(1).max(1);
+    let most = most_steps(gpu, config, b, tokens);
     match chosen {
         Some(c) if t > c => Some(c.min(most)),
-        Some(_) => None,
-        None if t > most => Some(t.isqrt().clamp(64, most)),
-        None => None,
+        _ if t > most => Some(t.isqrt().max(64).min(most)),
+        _ => None,
     }
 }
 
@@ -121,6 +130,7 @@ pub(crate) struct Chunks {
     /// The last, shorter chunk, when `len` does not divide `steps`.
     tail: Option<Workspace>,
     shared: Shared,
+    /// How the serial loop is dispatched in the chunks' plans.
     pub lp: Loop,
 }
 
@@ -262,24 +272,27 @@ impl Chunks {
         (self.shared.steps, self.shared.batch, self.shared.len)
     }
 
-    /// The outputs `[T, B, O]`, last states, dL/dh0 and dL/dx of the latest calls, and the
-    /// loss totals.
+    /// The outputs `[T, B, O]` of the latest forward sweep.
     pub fn output(&self) -> &wgpu::Buffer {
         &self.shared.output
     }
 
+    /// The last states `[L, B, H]` of the latest forward sweep.
     pub fn h_n(&self) -> &wgpu::Buffer {
         &self.shared.h_n
     }
 
+    /// dL/dh0 `[L, B, H]` of the latest backward sweep.
     pub fn dh0(&self) -> &wgpu::Buffer {
         &self.shared.carry
     }
 
+    /// dL/dx `[T, B, I]` of the latest backward sweep that computed it.
     pub fn dx(&self) -> &wgpu::Buffer {
         &self.shared.dx
     }
 
+    /// `[loss, counted rows, scale, 1]`: the latest loss first.
     pub fn totals(&self) -> &wgpu::Buffer {
         &self.shared.totals
     }
@@ -550,7 +563,10 @@ impl Chunks {
             let prepare = |enc: &mut wgpu::CommandEncoder| {
                 if c + 1 == n {
                     enc.clear_buffer(grads, 0, None);
-                    enc.clear_buffer(&s.totals, 0, Some(4));
+                    // The loss is added up again; a caller's dL/do leaves the latest one.
+                    if key.is_some() {
+                        enc.clear_buffer(&s.totals, 0, Some(4));
+                    }
                     for g in &ws.dh_in {
                         enc.clear_buffer(g, 0, None);
                     }

@@ -179,7 +179,7 @@ impl Rnn {
         if self.config.nonlinearity != nonlinearity {
             self.config.nonlinearity = nonlinearity;
             // The loops take it as a parameter recorded in the plans: made again.
-            self.ws = None;
+            (self.ws, self.chunks) = (None, None);
         }
     }
 
@@ -191,7 +191,7 @@ impl Rnn {
         if config != self.config {
             self.config = config;
             // Dropout adds buffers and dispatches: the plans are made again.
-            self.ws = None;
+            (self.ws, self.chunks) = (None, None);
         }
         Ok(())
     }
@@ -278,7 +278,7 @@ impl Rnn {
         if self.config.batch_first != on {
             self.config.batch_first = on;
             // The plans swap the layouts, so they are made again for the next call.
-            self.ws = None;
+            (self.ws, self.chunks) = (None, None);
         }
     }
 
@@ -387,13 +387,15 @@ impl Rnn {
         }
     }
 
-    /// Records whether the workspace's layouts of `W` match the parameters now.
+    /// Records whether the one-piece workspace's layouts of `W` match the parameters now (after
+    /// it ran: `true`), or that no workspace's do (`W` changed: `false`). The chunks' workspaces
+    /// mark their own fresh as they run.
     fn set_layouts_fresh(&mut self, fresh: bool) {
         if let Some(ws) = self.ws.as_mut() {
             ws.layouts_fresh = fresh;
         }
-        if let Some(ch) = self.chunks.as_mut() {
-            ch.set_layouts_fresh(fresh);
+        if let Some(ch) = self.chunks.as_mut().filter(|_| !fresh) {
+            ch.set_layouts_fresh(false);
         }
     }
 
@@ -471,8 +473,14 @@ impl Rnn {
     ) -> Result<Vec<Vec<f32>>> {
         let x = x.into();
         let (t, b) = self.check_inputs(x, h0)?;
+        let in_chunks = self.chunking(x, (t, b))?.is_some();
         let was = self.grad_norms;
         self.grad_norms = true;
+        if in_chunks {
+            let refused = self.no_chunked_norms();
+            self.grad_norms = was;
+            refused?;
+        }
         let norms = (|| {
             self.forward(x, h0)?;
             let o = self.config.output;
@@ -537,24 +545,30 @@ impl Rnn {
         self.chunk_steps
     }
 
-    /// The chunk length a sequence of `steps` steps over `batch` rows runs at on this
-    /// adapter with `chosen` as the [`Rnn::set_chunk_steps`] setting, or `None` for one piece.
+    /// The chunk length a sequence of `steps` steps over `batch` rows of f32 inputs runs at on
+    /// this adapter with `chosen` as the [`Rnn::set_chunk_steps`] setting, or `None` for one
+    /// piece.
     pub fn chunk_len_for(
         &self,
         steps: usize,
         batch: usize,
         chosen: Option<usize>,
     ) -> Option<usize> {
-        chunked::chunk_steps(&self.gpu, &self.config, (steps, batch), chosen)
+        chunked::chunk_steps(&self.gpu, &self.config, (steps, batch), false, chosen)
     }
 
     /// The chunk length a call on `x` of `(t, b)` runs at, or `None` for one piece; an error
     /// when the sequence needs chunks this model cannot run.
     fn chunking<'x>(&self, x: Input<'x>, (t, b): (usize, usize)) -> Result<Option<&'x Tensor>> {
-        if chunked::chunk_steps(&self.gpu, &self.config, (t, b), self.chunk_steps).is_none() {
+        let (gpu, config, ids) = (&self.gpu, &self.config, tokens(x));
+        if chunked::chunk_steps(gpu, config, (t, b), ids, self.chunk_steps).is_none() {
             return Ok(None);
         }
-        if let Some(why) = chunked::unsupported(&self.config, tokens(x)) {
+        if let Some(why) = chunked::unsupported(config, ids) {
+            // A model that cannot run in chunks runs a sequence that fits in one piece.
+            if chunked::chunk_steps(gpu, config, (t, b), ids, None).is_none() {
+                return Ok(None);
+            }
             return Err(chunked::refused(t, why));
         }
         match x {
@@ -563,10 +577,24 @@ impl Rnn {
         }
     }
 
+    /// An error when gradient norms are asked for a sequence run in chunks.
+    fn no_chunked_norms(&self) -> Result<()> {
+        if self.grad_norms {
+            return Err(InputError::Invalid {
+                arg: "grad_norms".into(),
+                reason: "gradient norms per step are not recorded for a sequence run in chunks; \
+                         use shorter sequences or set_grad_norms(false)"
+                    .into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// The chunks' workspaces for `(t, b)`, made when needed.
     fn chunks(&mut self, (t, b): (usize, usize)) -> Result<&mut Chunks> {
-        let len =
-            chunked::chunk_steps(&self.gpu, &self.config, (t, b), self.chunk_steps).unwrap_or(t);
+        let len = chunked::chunk_steps(&self.gpu, &self.config, (t, b), false, self.chunk_steps)
+            .unwrap_or(t);
         let lp = self.driver.resolve(&self.gpu, b, self.config.hidden)?;
         let fits = self
             .chunks
@@ -744,7 +772,7 @@ impl Rnn {
         });
         if !fits {
             // Drop the old one first, so two full workspaces never coexist.
-            self.ws = None;
+            (self.ws, self.has_norms) = (None, false);
             self.ws = Some(Workspace::new(
                 &self.gpu,
                 &self.config,
@@ -987,13 +1015,14 @@ impl Rnn {
         }
         self.backward_calls.fetch_add(1, Ordering::AcqRel);
         if self.chunked {
+            self.no_chunked_norms()?;
             let (gpu, driver, dx) = (self.gpu.clone(), self.driver, self.input_gradients);
             let ch = self
                 .chunks
                 .as_mut()
                 .expect("the latest forward ran in chunks");
             ch.backward(&gpu, driver, &self.grads, Seed::Given(d_output), dx, &[])?;
-            self.has_dx = dx;
+            (self.has_dx, self.has_norms) = (dx, false);
             return Ok(self.gradient_views());
         }
         let Some(ws) = self.ws.as_ref() else {
@@ -1111,6 +1140,7 @@ impl Rnn {
         self.overwrites(true);
         self.forward_weights = Some(self.weights_version);
         if let Some(xv) = self.chunking(x, (t, b))? {
+            self.no_chunked_norms()?;
             self.chunks((t, b))?
                 .forward(&gpu, driver, xv, h0, Some((target, loss)), false)?;
             let update;
@@ -1129,6 +1159,7 @@ impl Rnn {
                 &after,
             )?;
             (self.chunked, self.has_loss, self.has_dx) = (true, true, dx);
+            self.has_norms = false;
             if updates {
                 self.weights_changed();
             }
@@ -1184,11 +1215,22 @@ impl Rnn {
         if let Some((y, loss)) = target {
             self.check_target(y, loss, t, b)?;
         }
+        if self.chunking(x, (t, b))?.is_some() {
+            return Err(InputError::Invalid {
+                arg: "x".into(),
+                reason: format!(
+                    "phases are timed for sequences that run in one piece; T = {t} \
+                                 runs in chunks"
+                ),
+            }
+            .into());
+        }
         let (hidden, outputs) = (self.config.hidden, self.config.output);
         let dx = self.input_gradients;
         let gpu = self.gpu.clone();
         self.overwrites(target.is_some());
         self.forward_weights = Some(self.weights_version);
+        self.chunked = false;
         let ws = self.workspace(t, b, tokens(x), true)?;
         let key = target.map(|(y, loss)| (loss, y.mask().is_some()));
         if let Some(key) = key {

@@ -40,7 +40,9 @@ pub(crate) struct LayerBufs {
 /// What a workspace is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shape {
+    /// Time steps T.
     pub steps: usize,
+    /// Rows per step B.
     pub batch: usize,
     /// The input is token ids.
     pub tokens: bool,
@@ -90,6 +92,7 @@ pub(crate) struct Workspace {
     /// A chunk's: dL/dh(T) of every layer `[B, H]` from the chunk after it, added into the
     /// layer's dL/dh(T) before its backward loop. Empty when not a chunk.
     pub dh_in: Vec<wgpu::Buffer>,
+    /// A chunk of a longer sequence ([`Shape::chunk`]).
     pub chunk: bool,
     pub forward: Plan,
     /// Writes every layer's `W` layouts for the loops, where they use them; before `forward`

@@ -12,9 +12,9 @@ pub(crate) static POWER_ITERATION: Kernel = Kernel {
     constants: &[],
 };
 
-/// Iterations in all, and those before counting starts (the start vector's other directions
-/// dying out).
+/// Power iterations in all.
 pub(crate) const ITERATIONS: usize = 1500;
+/// Iterations before the growth is counted: the start vector's other directions die out.
 pub(crate) const BURN_IN: usize = 300;
 
 #[repr(C)]
@@ -43,6 +43,16 @@ pub(crate) fn power_iteration(
 ) -> Result<()> {
     // Loop iterations per invocation and power iteration: its rows times H, plus the rest.
     let per = h.div_ceil(64) * (h + 2) + 16;
+    if plan.gpu().is_cpu() && per > 60_000 {
+        // lavapipe would stop one iteration's invocation part-way, silently.
+        return Err(crate::error::InputError::Invalid {
+            arg: "hidden".into(),
+            reason: format!(
+                "H = {h} is past what power iteration runs on a CPU adapter (about 1950)"
+            ),
+        }
+        .into());
+    }
     let chunk = (30_000 / per).clamp(1, 256);
     let mut start = 0;
     while start < ITERATIONS {

@@ -758,7 +758,8 @@ mod cli {
         for (args, says) in [
             (
                 &["train", "--task", "adding", "--seq-len", "9"][..],
-                "vs 0.1667 for always answering 1",
+                // 32 batches of 4, both scored on the same sequences.
+                "for always answering 1 (128 sequences;",
             ),
             (
                 &["train", "--task", "copy", "--delay", "3"][..],
@@ -934,6 +935,26 @@ mod cli {
         );
         let line = one_line_error(&["analyze", "--model", m, "--input", m, "--out", o]);
         assert!(line.contains("x"), "{line}");
+        // A built-in task's sequence: the adding problem has the model's 2 inputs, the copy
+        // task's 10 do not.
+        let (code, stdout, err) = rnn_wgpu(&[
+            "analyze",
+            "--model",
+            m,
+            "--out",
+            o,
+            "--task",
+            "adding",
+            "--seq-len",
+            "90",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(stdout.contains("layer 0 gradient norm: x"), "{stdout}");
+        let line = one_line_error(&["analyze", "--model", m, "--out", o, "--task", "copy"]);
+        assert!(
+            line.contains("--task") && line.contains("10 inputs"),
+            "{line}"
+        );
     }
 
     #[test]

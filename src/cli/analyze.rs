@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use rnn_wgpu::io::{self, TensorFile};
 use rnn_wgpu::model::SplitMix64;
-use rnn_wgpu::{Error, Tensor};
+use rnn_wgpu::{Error, Tensor, task};
 
 use super::{Act, apply_nonlinearity, bad_arg, check_output, open_gpu, plot};
 
@@ -16,11 +16,18 @@ pub struct AnalyzeArgs {
     model: PathBuf,
     /// An input file whose x [T, B, I] (float values) the gradient is measured on [default:
     /// --seq-len steps of one sequence of standard normal values].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "task")]
     input: Option<PathBuf>,
-    /// Steps of the default input.
+    /// Measure on one sequence of a built-in task, as `train --task` makes it: `adding`
+    /// (--seq-len steps, I = 2) or `copy` (--delay blanks, I = 10).
+    #[arg(long, value_enum)]
+    task: Option<Probe>,
+    /// Steps of the default input and of `--task adding`.
     #[arg(long, default_value_t = 100)]
     seq_len: usize,
+    /// Blank steps of `--task copy` (the sequence is delay + 20 steps).
+    #[arg(long, default_value_t = 100)]
+    delay: usize,
     /// Folder for the pictures (made if missing): eigenvalues-layer-K per W and grad-norms.
     #[arg(long, default_value = "analysis")]
     out: PathBuf,
@@ -31,6 +38,12 @@ pub struct AnalyzeArgs {
     /// state_dict) [default: the file's, else tanh].
     #[arg(long, value_enum)]
     nonlinearity: Option<Act>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Probe {
+    Adding,
+    Copy,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -67,6 +80,9 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
     if a.seq_len == 0 {
         return Err(bad_arg("--seq-len", "must be at least 1"));
     }
+    if a.delay == 0 {
+        return Err(bad_arg("--delay", "must be at least 1"));
+    }
     let model_file = TensorFile::read(&a.model)?;
     let input = a.input.as_ref().map(TensorFile::read).transpose()?;
     std::fs::create_dir_all(&a.out).map_err(|source| rnn_wgpu::FileError::Io {
@@ -88,6 +104,63 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
     let rnn = &mut model.rnn;
     let config = *rnn.config();
     let (h, dirs) = (config.hidden, config.directions());
+    // The gradient of the last step's outputs (dL/do = 1 there, 0 elsewhere), taken back
+    // through time: how far back a loss at the end reaches.
+    let (x, t, b) = match &input {
+        Some(f) => {
+            let Some((shape, values)) = f.floats("x")? else {
+                return Err(f.invalid("x", "is missing: analyze needs float values x".into()));
+            };
+            if shape.len() != 3 {
+                return Err(f.shape_err("x", &shape, format!("[T, B, {}]", config.input)));
+            }
+            let (t, b) = if config.batch_first {
+                (shape[1], shape[0])
+            } else {
+                (shape[0], shape[1])
+            };
+            (Tensor::from_slice(&gpu, &shape, &values)?, t, b)
+        }
+        None if a.task.is_some() => {
+            let (x, t, i, name) = match a.task {
+                Some(Probe::Copy) => {
+                    let d = task::copy_memory(a.delay, 1, 0);
+                    (d.x, d.steps, d.inputs, "copy")
+                }
+                _ => {
+                    let d = task::adding(a.seq_len, 1, 0);
+                    (d.x, d.steps, 2, "adding")
+                }
+            };
+            if i != config.input {
+                return Err(bad_arg(
+                    "--task",
+                    format!(
+                        "{name} has {i} inputs a step but the model takes {}",
+                        config.input
+                    ),
+                ));
+            }
+            // One sequence: [T, 1, I] and [1, T, I] are the same values.
+            let shape = if config.batch_first {
+                [1, t, i]
+            } else {
+                [t, 1, i]
+            };
+            (Tensor::from_slice(&gpu, &shape, &x)?, t, 1)
+        }
+        None => {
+            let (t, i) = (a.seq_len, config.input);
+            let mut rng = SplitMix64::new(0);
+            let v: Vec<f32> = (0..t * i).map(|_| rng.normal() as f32).collect();
+            let shape = if config.batch_first {
+                [1, t, i]
+            } else {
+                [t, 1, i]
+            };
+            (Tensor::from_slice(&gpu, &shape, &v)?, t, 1)
+        }
+    };
     // Spectra: radius by power iteration on the GPU; every eigenvalue on the CPU.
     let radii = rnn.spectral_radii()?;
     let params = rnn.parameters()?;
@@ -110,35 +183,6 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
     if h > MAX_EIGEN_H {
         println!("(H = {h}: eigenvalues not drawn above H = {MAX_EIGEN_H})");
     }
-    // The gradient of the last step's outputs (dL/do = 1 there, 0 elsewhere), taken back
-    // through time: how far back a loss at the end reaches.
-    let (x, t, b) = match &input {
-        Some(f) => {
-            let Some((shape, values)) = f.floats("x")? else {
-                return Err(f.invalid("x", "is missing: analyze needs float values x".into()));
-            };
-            if shape.len() != 3 {
-                return Err(f.shape_err("x", &shape, format!("[T, B, {}]", config.input)));
-            }
-            let (t, b) = if config.batch_first {
-                (shape[1], shape[0])
-            } else {
-                (shape[0], shape[1])
-            };
-            (Tensor::from_slice(&gpu, &shape, &values)?, t, b)
-        }
-        None => {
-            let (t, i) = (a.seq_len, config.input);
-            let mut rng = SplitMix64::new(0);
-            let v: Vec<f32> = (0..t * i).map(|_| rng.normal() as f32).collect();
-            let shape = if config.batch_first {
-                [1, t, i]
-            } else {
-                [t, 1, i]
-            };
-            (Tensor::from_slice(&gpu, &shape, &v)?, t, 1)
-        }
-    };
     let norms = rnn.last_step_grad_norms(&x, None)?;
     let mut curves = Vec::new();
     for (kd, n) in norms.iter().enumerate() {

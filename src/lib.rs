@@ -49,7 +49,9 @@ pub mod text;
 pub use error::{Error, FileError, GpuError, InputError, Result};
 pub use gpu::{Gpu, KernelStyle};
 pub use loss::{Loss, LossKind, Reduction, Target};
-pub use model::{Forward, Gradients, HostParam, Init, Nonlinearity, Rnn, RnnConfig};
+pub use model::{
+    Forward, Gradients, HostParam, Init, MAX_BLOCK_DEPTH, Mlp, Nonlinearity, Rnn, RnnConfig,
+};
 pub use ops::Driver;
 pub use optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState};
 pub use tensor::{ClassIds, Input, Tensor};

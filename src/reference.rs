@@ -27,7 +27,10 @@ pub struct Params {
     /// The recurrent layers, bottom first; with both directions, layer k's forward direction
     /// at `2k` and its reverse one at `2k + 1` (PyTorch's order of `h0`).
     pub layers: Vec<Layer>,
-    /// V, `fc.weight` `[O, H]`.
+    /// The deep output block's layers, `out_mlp.{j}.weight` `[width, input]` and
+    /// `out_mlp.{j}.bias` `[width]`; empty without one.
+    pub out_mlp: Vec<(Vec<f64>, Vec<f64>)>,
+    /// V, `fc.weight` `[O, D·H]`, or `[O, width]` after a deep output block.
     pub w_fc: Vec<f64>,
     /// c, `fc.bias` `[O]`.
     pub b_fc: Vec<f64>,
@@ -41,6 +44,71 @@ fn layer_input(config: &RnnConfig, k: usize) -> usize {
     } else {
         d * config.hidden
     }
+}
+
+/// The deep output block's layers: input and output widths.
+fn out_mlp_sizes(config: &RnnConfig) -> Vec<(usize, usize)> {
+    let m = config.deep_output;
+    (0..m.depth)
+        .map(|j| {
+            let input = if j == 0 {
+                dirs(config) * config.hidden
+            } else {
+                m.width
+            };
+            (input, m.width)
+        })
+        .collect()
+}
+
+/// The width the head reads.
+fn head_input(config: &RnnConfig) -> usize {
+    if config.deep_output.depth > 0 {
+        config.deep_output.width
+    } else {
+        dirs(config) * config.hidden
+    }
+}
+
+/// `y = act(x Wᵀ + b)` over `rows` rows: one layer of a deeper block.
+fn dense(w: &[f64], b: &[f64], x: &[f64], n: Nonlinearity) -> Vec<f64> {
+    let (no, ni) = (b.len(), w.len() / b.len());
+    let rows = x.len() / ni;
+    let mut y = vec![0.0; rows * no];
+    for r in 0..rows {
+        for q in 0..no {
+            let mut v = b[q];
+            for j in 0..ni {
+                v += w[q * ni + j] * x[r * ni + j];
+            }
+            y[r * no + q] = act(n, v);
+        }
+    }
+    y
+}
+
+/// The gradients of [`dense`] from `dy` = dL/dy: adds dW and db into `g`, returns dL/dx.
+fn dense_backward(
+    (w, n): (&[f64], Nonlinearity),
+    x: &[f64],
+    y: &[f64],
+    dy: &[f64],
+    (gw, gb): (&mut [f64], &mut [f64]),
+) -> Vec<f64> {
+    let (no, ni) = (gb.len(), w.len() / gb.len());
+    let rows = x.len() / ni;
+    let mut dx = vec![0.0; x.len()];
+    for r in 0..rows {
+        for q in 0..no {
+            let d = dy[r * no + q] * act_grad(n, y[r * no + q]);
+            gb[q] += d;
+            for j in 0..ni {
+                gw[q * ni + j] += d * x[r * ni + j];
+                dx[r * ni + j] += w[q * ni + j] * d;
+            }
+        }
+    }
+    dx
 }
 
 /// Directions `D`.
@@ -97,7 +165,11 @@ impl Params {
                     b_hh: vec![0.0; h],
                 })
                 .collect(),
-            w_fc: vec![0.0; o * h * dirs(&config)],
+            out_mlp: out_mlp_sizes(&config)
+                .into_iter()
+                .map(|(ni, no)| (vec![0.0; no * ni], vec![0.0; no]))
+                .collect(),
+            w_fc: vec![0.0; o * head_input(&config)],
             b_fc: vec![0.0; o],
         }
     }
@@ -110,6 +182,10 @@ impl Params {
         for l in p.layers.iter_mut() {
             fill(&mut l.w_ih);
             fill(&mut l.w_hh);
+        }
+        for (w, b) in p.out_mlp.iter_mut() {
+            fill(w);
+            fill(b);
         }
         fill(&mut p.w_fc);
         fill(&mut p.b_fc);
@@ -137,6 +213,10 @@ impl Params {
                 v.push((format!("rnn.bias_hh_l{k}{r}"), &l.b_hh));
             }
         }
+        for (j, (w, b)) in self.out_mlp.iter().enumerate() {
+            v.push((format!("out_mlp.{j}.weight"), w));
+            v.push((format!("out_mlp.{j}.bias"), b));
+        }
         v.push(("fc.weight".into(), &self.w_fc));
         v.push(("fc.bias".into(), &self.b_fc));
         v
@@ -157,7 +237,11 @@ impl Params {
                 v.push((format!("rnn.bias_hh_l{k}"), vec![h]));
             }
         }
-        v.push(("fc.weight".into(), vec![o, h]));
+        for (j, (ni, no)) in out_mlp_sizes(config).into_iter().enumerate() {
+            v.push((format!("out_mlp.{j}.weight"), vec![no, ni]));
+            v.push((format!("out_mlp.{j}.bias"), vec![no]));
+        }
+        v.push(("fc.weight".into(), vec![o, head_input(config)]));
         v.push(("fc.bias".into(), vec![o]));
         v
     }
@@ -168,6 +252,15 @@ impl Params {
             "fc.weight" => return Some(&mut self.w_fc),
             "fc.bias" => return Some(&mut self.b_fc),
             _ => {}
+        }
+        if let Some(rest) = name.strip_prefix("out_mlp.") {
+            let (j, kind) = rest.split_once('.')?;
+            let (w, b) = self.out_mlp.get_mut(j.parse::<usize>().ok()?)?;
+            return match kind {
+                "weight" => Some(w),
+                "bias" => Some(b),
+                _ => None,
+            };
         }
         let rest = name.strip_prefix("rnn.")?;
         let (rest, d) = match rest.strip_suffix("_reverse") {
@@ -213,6 +306,8 @@ pub struct Trace {
     pub out: Vec<Vec<f64>>,
     /// Each layer's dropout mask (scaled), where one was applied.
     pub masks: Vec<Option<Vec<f64>>>,
+    /// The deep output block's layer outputs `[T, B, width]`, bottom first.
+    pub z: Vec<Vec<f64>>,
     /// Outputs `[T, B, O]`.
     pub o: Vec<f64>,
 }
@@ -359,8 +454,14 @@ pub fn forward_with_dropout(
         masks.push(mask);
         out.push(layer_out);
     }
-    let top = &out[c.layers - 1];
-    let width = nd * nh;
+    // The deep output block, then the head on what it gives.
+    let mut z: Vec<Vec<f64>> = Vec::new();
+    for (w, b) in &p.out_mlp {
+        let input = z.last().unwrap_or(&out[c.layers - 1]);
+        z.push(dense(w, b, input, c.deep_output.nonlinearity));
+    }
+    let top = z.last().unwrap_or(&out[c.layers - 1]);
+    let width = head_input(&c);
     let mut o = vec![0.0; steps * batch * no];
     for row in 0..steps * batch {
         for q in 0..no {
@@ -377,6 +478,7 @@ pub fn forward_with_dropout(
         h,
         out,
         masks,
+        z,
         o,
     }
 }
@@ -550,10 +652,10 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
     let (nh, no, nd) = (c.hidden, c.output, dirs(&c));
     let (steps, batch) = (trace.steps, trace.batch);
     let bh = batch * nh;
-    let width = nd * nh;
+    let width = head_input(&c);
     let mut g = Params::zeros(c);
-    // The head: dV, dc, and dL/d(top output) = V^T do(t).
-    let top = &trace.out[c.layers - 1];
+    // The head: dV, dc, and dL/d(its input) = V^T do(t).
+    let top = trace.z.last().unwrap_or(&trace.out[c.layers - 1]);
     let mut d_out = vec![0.0; top.len()];
     for row in 0..steps * batch {
         for q in 0..no {
@@ -565,6 +667,19 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             }
         }
     }
+    // Down through the deep output block to dL/d(top output).
+    for j in (0..p.out_mlp.len()).rev() {
+        let input = if j == 0 {
+            &trace.out[c.layers - 1]
+        } else {
+            &trace.z[j - 1]
+        };
+        let (w, _) = &p.out_mlp[j];
+        let (gw, gb) = &mut g.out_mlp[j];
+        let n = c.deep_output.nonlinearity;
+        d_out = dense_backward((w, n), input, &trace.z[j], &d_out, (gw, gb));
+    }
+    let width = nd * nh;
     let mut dh0 = vec![0.0; c.layers * nd * bh];
     let mut h_norms = vec![Vec::new(); c.layers * nd];
     for k in (0..c.layers).rev() {
@@ -891,6 +1006,26 @@ mod tests {
     }
 
     #[test]
+    fn deep_output_gradients_match_finite_differences() {
+        let mut seed = 500;
+        for (depth, width, act, layers, bidirectional) in [
+            (1, 5, Nonlinearity::Tanh, 1, false),
+            (2, 3, Nonlinearity::Relu, 2, false),
+            (3, 1, Nonlinearity::Tanh, 1, true),
+            (2, 6, Nonlinearity::Identity, 1, false),
+        ] {
+            for l in [Loss::mse(), Loss::cross_entropy()] {
+                let config = RnnConfig::new(3, 4, 3)
+                    .with_layers(layers)
+                    .with_bidirectional(bidirectional)
+                    .with_deep_output(crate::Mlp::new(depth, width, act));
+                check(config, 3, 2, l, true, seed);
+                seed += 1;
+            }
+        }
+    }
+
+    #[test]
     fn masked_loss_gradients_match_finite_differences_and_an_all_ones_mask_changes_nothing() {
         let mut rng = SplitMix64::new(77);
         let (rows, outputs) = (7, 3);
@@ -995,6 +1130,7 @@ mod tests {
                 b_ih: vec![0.5],
                 b_hh: vec![0.25],
             }],
+            out_mlp: Vec::new(),
             w_fc: vec![1.5],
             b_fc: vec![-1.0],
         };

@@ -8,7 +8,8 @@ use rnn_wgpu::{LossKind, Reduction};
 
 use crate::common::{assert_close, gpu};
 
-/// The cases the fixture script writes (its `CASES`, `STACKED_CASES` and `MASKED_CASES`).
+/// The cases the fixture script writes (its `CASES`, `STACKED_CASES`, `MASKED_CASES` and
+/// `DEEP_CASES`).
 const CASES: &[&str] = &[
     "tanh_mse_mean_h0",
     "relu_mse_sum_t1_b1",
@@ -29,6 +30,10 @@ const CASES: &[&str] = &[
     "masked_tanh_mse_last_step",
     "masked_bi2_relu_ce_sum_batch_first",
     "masked_stacked2_ce_mean",
+    // Its `DEEP_CASES`: deeper blocks, through `python/deep_rnn.py`.
+    "deep_output1_tanh_mse",
+    "deep_output2_relu_ce_stacked",
+    "deep_output3_bi_mse",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod chunks;
 mod common;
+mod deep;
 mod diagnostics;
 mod errors;
 mod files;

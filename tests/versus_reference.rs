@@ -190,12 +190,26 @@ fn run_with(c: Case, seed: u64, driver: Driver, kernels: KernelStyle) {
 /// Checks case `c` on `g` (its kernel style and CPU threads) under `driver`; returns the
 /// kernels that ran.
 fn run_on(c: Case, seed: u64, driver: Driver, g: &Gpu) -> Vec<&'static str> {
+    check_on(c, &setup(c, seed), seed, driver, g)
+}
+
+/// Checks case `c` with the parameters and data of `s` (whose configuration may have more
+/// than `c` says: a deeper block) on `g` under `driver`; returns the kernels that ran.
+pub(crate) fn check_on(
+    c: Case,
+    s: &Setup,
+    seed: u64,
+    driver: Driver,
+    g: &Gpu,
+) -> Vec<&'static str> {
     let kernels = g.kernel_style();
-    let s = setup(c, seed);
     let (t, b) = (c.steps, c.batch);
     let (want_loss, trace, want) =
         reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
-    let ctx = format!("{c:?} driver {driver:?} kernels {kernels:?}");
+    let ctx = format!(
+        "{c:?} {:?} driver {driver:?} kernels {kernels:?}",
+        s.p.config.deep_output
+    );
     // Every case exercises the recurrent path: dL/dW_hh is not zero (a dead relu layer, or
     // T = 1 with no h0, would check nothing of the recurrence).
     for (k, l) in want.params.layers.iter().enumerate() {
@@ -210,7 +224,7 @@ fn run_on(c: Case, seed: u64, driver: Driver, g: &Gpu) -> Vec<&'static str> {
     // overwrite what that call left in the buffers, not add to it.
     let other = setup(c, seed + 500);
     gpu_run(&mut rnn, c, &other);
-    let (fw_o, fw_h, got) = gpu_run(&mut rnn, c, &s);
+    let (fw_o, fw_h, got) = gpu_run(&mut rnn, c, s);
     assert_close(&format!("output (forward) {ctx}"), &fw_o, &trace.o, REL);
     assert_close(&format!("h_n (forward) {ctx}"), &fw_h, &trace.h_n(), REL);
     assert_close(&format!("output {ctx}"), &got.output, &trace.o, REL);

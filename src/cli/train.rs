@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnn_wgpu::io::{self, model_file::keys};
 use rnn_wgpu::text::{Corpus, Generator, Streams};
 use rnn_wgpu::{
-    ClassIds, Error, Gpu, Init, InputError, Loss, LrSchedule, Nonlinearity, Optimizer,
-    OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
+    ClassIds, Error, Gpu, Init, InputError, Loss, LrSchedule, MAX_BLOCK_DEPTH, Mlp, Nonlinearity,
+    Optimizer, OptimizerConfig, OptimizerKind, Rnn, RnnConfig, Target, Tensor, task,
 };
 
 use super::checkpoint::Checkpointing;
@@ -36,6 +36,16 @@ pub struct TrainArgs {
     /// Run every layer in both directions (a new model only; a resumed one keeps its own).
     #[arg(long)]
     bidirectional: bool,
+    /// A deep output (DO-RNN, Pascanu et al. 2014): this many hidden layers between the top
+    /// recurrent layer and the head (a new model only) [default: 0, none].
+    #[arg(long, default_value_t = 0)]
+    output_depth: usize,
+    /// Units in each layer of the deep output [default: the top layer's output width, D·H].
+    #[arg(long, requires = "output_depth")]
+    output_width: Option<usize>,
+    /// The deep output's nonlinearity [default: tanh].
+    #[arg(long, value_enum, requires = "output_depth")]
+    output_nonlinearity: Option<Act>,
     /// Dropout probability on every layer's output but the last, in training
     /// (torch.nn.RNN's dropout) [default: 0, or the resumed model's].
     #[arg(long, allow_hyphen_values = true)]
@@ -248,6 +258,32 @@ fn schedule(a: &TrainArgs, opt: &mut Optimizer, step: usize, total: usize) -> Re
 }
 
 /// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
+/// The deep output block the flags ask for; `top` is the top layer's output width.
+fn deep_output(a: &TrainArgs, top: usize) -> Result<Mlp, Error> {
+    if a.output_depth == 0 {
+        if a.output_width.is_some() || a.output_nonlinearity.is_some() {
+            return Err(bad_arg(
+                "--output-depth",
+                "is 0 (no deep output), so --output-width and --output-nonlinearity have \
+                 nothing to shape; give --output-depth 1 or more",
+            ));
+        }
+        return Ok(Mlp::NONE);
+    }
+    if a.output_depth > MAX_BLOCK_DEPTH {
+        return Err(bad_arg(
+            "--output-depth",
+            format!("{} is more than {MAX_BLOCK_DEPTH} layers", a.output_depth),
+        ));
+    }
+    let width = a.output_width.unwrap_or(top);
+    if width == 0 {
+        return Err(bad_arg("--output-width", "must be at least 1"));
+    }
+    let act = a.output_nonlinearity.map_or(Nonlinearity::Tanh, Act::into);
+    Ok(Mlp::new(a.output_depth, width, act))
+}
+
 fn layer_inits(a: &TrainArgs, layers: usize) -> Result<Vec<(usize, Init)>, Error> {
     a.layer_init
         .iter()
@@ -516,6 +552,12 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     format!("{path} has {} hidden units; leave --hidden out", c.hidden),
                 ));
             }
+            if a.output_depth > 0 || a.output_width.is_some() {
+                return Err(bad_arg(
+                    "--output-depth",
+                    format!("{path} keeps its own output block; leave --output-depth out"),
+                ));
+            }
             if a.init.is_some() || !a.layer_init.is_empty() {
                 let flag = if a.init.is_some() {
                     "--init"
@@ -537,7 +579,11 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             rnn
         }
         None => {
-            let config = RnnConfig::new(plan.input, a.hidden.unwrap_or(plan.hidden), plan.output)
+            let hidden = a.hidden.unwrap_or(plan.hidden);
+            let top = hidden * if a.bidirectional { 2 } else { 1 };
+            let deep_output = deep_output(a, top)?;
+            let config = RnnConfig::new(plan.input, hidden, plan.output)
+                .with_deep_output(deep_output)
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
                 .with_dropout(a.dropout.unwrap_or(0.0))
@@ -618,6 +664,15 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     };
     if c.dropout > 0.0 && c.layers > 1 {
         shape.push_str(&format!("dropout {}, ", c.dropout));
+    }
+    let m = c.deep_output;
+    if m.is_some() {
+        shape.push_str(&format!(
+            "deep output {} x {} {}, ",
+            m.depth,
+            m.width,
+            m.nonlinearity.name()
+        ));
     }
     // How W started, when not PyTorch's draw (a resumed model's start is not known).
     if a.model.is_none() {

@@ -8,8 +8,8 @@ use super::tensors::{self, HostTensor, TensorFile};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::layer::LayerNames;
-use crate::model::params::{FC_B, FC_W};
-use crate::model::{Nonlinearity, Rnn, RnnConfig};
+use crate::model::params::{FC_B, FC_W, out_mlp_names};
+use crate::model::{Mlp, Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.
 pub mod keys {
@@ -32,6 +32,13 @@ pub mod keys {
     pub const BIAS: &str = "bias";
     /// The characters of a character-level model, in class-id order, as one string.
     pub const VOCAB: &str = "vocab";
+    /// Layers of the deep output block (`out_mlp.{j}`); checked against the tensors when
+    /// present. Written only for a model that has one.
+    pub const DEEP_OUTPUT_DEPTH: &str = "deep_output_depth";
+    /// Width of the deep output block's layers; checked against the tensors when present.
+    pub const DEEP_OUTPUT_WIDTH: &str = "deep_output_width";
+    /// The deep output block's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
+    pub const DEEP_OUTPUT_NONLINEARITY: &str = "deep_output_nonlinearity";
 }
 
 /// A model read from a file, with the file's metadata (vocabulary and anything else).
@@ -82,6 +89,20 @@ pub fn save_with(
     ] {
         meta.insert(k.to_string(), v);
     }
+    // Only a model with a deep output says so: a plain nn.RNN file stays as it was.
+    let m = c.deep_output;
+    if m.is_some() {
+        for (k, v) in [
+            (keys::DEEP_OUTPUT_DEPTH, m.depth.to_string()),
+            (keys::DEEP_OUTPUT_WIDTH, m.width.to_string()),
+            (
+                keys::DEEP_OUTPUT_NONLINEARITY,
+                m.nonlinearity.name().to_string(),
+            ),
+        ] {
+            meta.insert(k.to_string(), v);
+        }
+    }
     let tensors: Vec<(String, HostTensor)> = rnn
         .parameters()?
         .into_iter()
@@ -130,19 +151,26 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             .contains(&kind)
             .then_some(n)
     };
+    // The deep output block's layer j: out_mlp.{j}.weight and out_mlp.{j}.bias.
+    let out_mlp_of = |name: &str| -> Option<usize> {
+        let (j, kind) = name.strip_prefix("out_mlp.")?.split_once('.')?;
+        let n = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
+        ["weight", "bias"].contains(&kind).then_some(n)
+    };
     for name in file.names() {
         // A training checkpoint's own tensors (`rnn-wgpu train --checkpoint`) sit beside the
         // model's under this prefix.
         if name.starts_with(CHECKPOINT_PREFIX) {
             continue;
         }
-        if layer_of(name).is_none() && name != FC_W && name != FC_B {
+        if layer_of(name).is_none() && out_mlp_of(name).is_none() && name != FC_W && name != FC_B {
             return Err(file.invalid(
                 name,
                 format!(
                     "unexpected tensor; a model file holds rnn.weight_ih_l{{k}}, \
                      rnn.weight_hh_l{{k}}, rnn.bias_ih_l{{k}}, rnn.bias_hh_l{{k}} for each layer \
-                     k (and the same with _reverse for both directions), {FC_W} and {FC_B}"
+                     k (and the same with _reverse for both directions), out_mlp.{{j}}.weight \
+                     and out_mlp.{{j}}.bias for a deep output, {FC_W} and {FC_B}"
                 ),
             ));
         }
@@ -247,8 +275,17 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             }
         }
     }
+    let deep_output = deep_output_of(file, out_mlp_of, nd * h)?;
     let fc_w = dims(FC_W, 2)?;
-    if fc_w[1] != nd * h {
+    if deep_output.is_some() && fc_w[1] != deep_output.width {
+        let w = deep_output.width;
+        return Err(file.shape_err(
+            FC_W,
+            &fc_w,
+            format!("[O, {w}] (the deep output's width, from out_mlp.0.weight)"),
+        ));
+    }
+    if !deep_output.is_some() && fc_w[1] != nd * h {
         let what = if nd == 2 { "2H: both directions" } else { "H" };
         return Err(file.shape_err(
             FC_W,
@@ -324,9 +361,90 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         None => 0.0,
     };
     Ok(RnnConfig::new(i, h, o)
+        .with_deep_output(deep_output)
         .with_dropout(dropout)
         .with_layers(layers)
         .with_bidirectional(bidirectional)
         .with_nonlinearity(nonlinearity)
         .with_bias(bias))
+}
+
+/// The deep output block a file holds: its depth from the `out_mlp.{j}` tensors (no gap), its
+/// width from `out_mlp.0.weight` `[width, D·H]` (`top` = D·H), every shape and the metadata
+/// checked against them.
+fn deep_output_of(
+    file: &TensorFile,
+    layer_of: impl Fn(&str) -> Option<usize>,
+    top: usize,
+) -> Result<Mlp> {
+    let meta = file.metadata();
+    let depth = file
+        .names()
+        .filter_map(&layer_of)
+        .max()
+        .map_or(0, |j| j + 1);
+    let number = |key: &str| -> Result<Option<usize>> {
+        meta.get(key)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| file.invalid(key, format!("{v:?} is not a whole number")))
+            })
+            .transpose()
+    };
+    if let Some(n) = number(keys::DEEP_OUTPUT_DEPTH)?
+        && n != depth
+    {
+        return Err(file.invalid(
+            keys::DEEP_OUTPUT_DEPTH,
+            format!("says {n}, but the file holds {depth} out_mlp layers"),
+        ));
+    }
+    if depth == 0 {
+        return Ok(Mlp::NONE);
+    }
+    let mut width = 0;
+    for j in 0..depth {
+        let (w, b) = out_mlp_names(j);
+        let t = file.require(&w)?;
+        if t.to_f32().is_none() {
+            return Err(file.dtype_err(&w, t, "F32 or F64"));
+        }
+        if j == 0 {
+            width = t.shape.first().copied().unwrap_or(0);
+        }
+        let input = if j == 0 { top } else { width };
+        if t.shape != [width, input] || width == 0 {
+            let why = if j == 0 {
+                "[width, D·H]: it reads the top layer's outputs"
+            } else {
+                "[width, width], the width from out_mlp.0.weight"
+            };
+            return Err(file.shape_err(&w, &t.shape, format!("[{width}, {input}] ({why})")));
+        }
+        let t = file.require(&b)?;
+        if t.to_f32().is_none() {
+            return Err(file.dtype_err(&b, t, "F32 or F64"));
+        }
+        if t.shape != [width] {
+            return Err(file.shape_err(&b, &t.shape, format!("[{width}]")));
+        }
+    }
+    if let Some(n) = number(keys::DEEP_OUTPUT_WIDTH)?
+        && n != width
+    {
+        return Err(file.invalid(
+            keys::DEEP_OUTPUT_WIDTH,
+            format!("says {n}, but out_mlp.0.weight gives {width}"),
+        ));
+    }
+    let nonlinearity = match meta.get(keys::DEEP_OUTPUT_NONLINEARITY) {
+        Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
+            file.invalid(
+                keys::DEEP_OUTPUT_NONLINEARITY,
+                format!("{v:?} is not \"tanh\", \"relu\" or \"identity\""),
+            )
+        })?,
+        None => Nonlinearity::Tanh,
+    };
+    Ok(Mlp::new(depth, width, nonlinearity))
 }

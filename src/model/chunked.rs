@@ -32,10 +32,13 @@ use crate::tensor::Tensor;
 fn most_steps(gpu: &Gpu, config: &RnnConfig, b: usize, tokens: bool) -> usize {
     // Floats per row of the widest buffer: the input (none for token ids), the outputs, every
     // direction's states or gradients, a bidirectional layer's concatenated outputs and its
-    // scratch for dL/d(input).
+    // scratch for dL/d(input), the deep output block's layers.
     let (h, d) = (config.hidden, config.directions());
     let i = if tokens { 2 } else { config.input };
-    let mut widest = i.max(config.output).max(h * d);
+    let mut widest = i
+        .max(config.output)
+        .max(h * d)
+        .max(config.deep_output.width);
     if d == 2 {
         widest = widest.max(2 * h.max(i));
     }

@@ -43,6 +43,73 @@ impl std::str::FromStr for Nonlinearity {
     }
 }
 
+/// A deeper block (Pascanu, Gulcehre, Cho & Bengio 2014, "How to Construct Deep Recurrent
+/// Neural Networks"): `depth` hidden layers of `width` units, each a linear map and
+/// `nonlinearity`, in place of a single linear map. Depth 0 is no block: the plain model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mlp {
+    /// Hidden layers; 0 for none.
+    pub depth: usize,
+    /// Units in each hidden layer.
+    pub width: usize,
+    /// The nonlinearity after each hidden layer.
+    pub nonlinearity: Nonlinearity,
+}
+
+impl Mlp {
+    /// No block.
+    pub const NONE: Mlp = Mlp {
+        depth: 0,
+        width: 0,
+        nonlinearity: Nonlinearity::Tanh,
+    };
+
+    /// `depth` hidden layers of `width` units with `nonlinearity`.
+    pub fn new(depth: usize, width: usize, nonlinearity: Nonlinearity) -> Self {
+        Self {
+            depth,
+            width,
+            nonlinearity,
+        }
+    }
+
+    /// Whether there is a block at all.
+    pub fn is_some(&self) -> bool {
+        self.depth > 0
+    }
+
+    /// Rejects a block with layers but no width, or deeper than [`MAX_BLOCK_DEPTH`].
+    fn validate(&self, arg: &str) -> Result<()> {
+        let bad = |reason: String| -> Result<()> {
+            Err(InputError::Invalid {
+                arg: format!("RnnConfig::{arg}"),
+                reason,
+            }
+            .into())
+        };
+        if self.depth > MAX_BLOCK_DEPTH {
+            return bad(format!(
+                "depth {} is more than {MAX_BLOCK_DEPTH} layers",
+                self.depth
+            ));
+        }
+        if self.depth > 0 && self.width == 0 {
+            return bad(format!("depth {} needs a width of at least 1", self.depth));
+        }
+        if self.width > 1 << 24 {
+            return bad(format!(
+                "width {} is more than {} allows",
+                self.width,
+                1 << 24
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The deepest block a model takes.
+pub const MAX_BLOCK_DEPTH: usize = 8;
+
 /// Sizes and options of an Elman RNN (`torch.nn.RNN`) with a linear head (`torch.nn.Linear`)
 /// applied at every step of its top layer.
 ///
@@ -76,6 +143,10 @@ pub struct RnnConfig {
     /// How every layer's `W` starts ([`Rnn::init_layer`](crate::Rnn::init_layer) sets one
     /// layer's); PyTorch's draw by default.
     pub init: Init,
+    /// A deep output (DO-RNN): an MLP from the top layer's output to the head, over all
+    /// rows at once; [`Mlp::NONE`] by default. Its layers are `out_mlp.{j}.weight` and
+    /// `out_mlp.{j}.bias` in the file.
+    pub deep_output: Mlp,
 }
 
 impl RnnConfig {
@@ -92,6 +163,24 @@ impl RnnConfig {
             batch_first: false,
             dropout: 0.0,
             init: Init::Pytorch,
+            deep_output: Mlp::NONE,
+        }
+    }
+
+    /// The same with a deep output block.
+    pub fn with_deep_output(self, deep_output: Mlp) -> Self {
+        Self {
+            deep_output,
+            ..self
+        }
+    }
+
+    /// The width the head (`fc`) reads: the deep output's, else the top layer's `D·H`.
+    pub fn head_input(&self) -> usize {
+        if self.deep_output.is_some() {
+            self.deep_output.width
+        } else {
+            self.out_width()
         }
     }
 
@@ -196,6 +285,7 @@ impl RnnConfig {
             }
         }
         self.init.validate()?;
+        self.deep_output.validate("deep_output")?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(InputError::Invalid {
                 arg: "RnnConfig::dropout".into(),

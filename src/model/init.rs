@@ -86,6 +86,23 @@ pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f
             init_layer(layout, &layer, config.init, seed, &mut values);
         }
     }
+    // A deep output block's layers and the head above it draw as `nn.Linear` does, in
+    // `±1/sqrt(fan_in)` of their own inputs: the same draw, rescaled.
+    if config.deep_output.is_some() {
+        for e in layout.entries() {
+            let fan_in = if e.name.starts_with("out_mlp.0.") {
+                config.out_width()
+            } else if e.name.starts_with("out_mlp.") || e.name.starts_with("fc.") {
+                config.deep_output.width
+            } else {
+                continue;
+            };
+            let scale = (1.0 / (fan_in as f64).sqrt() / bound) as f32;
+            values[e.offset..e.offset + e.len()]
+                .iter_mut()
+                .for_each(|v| *v *= scale);
+        }
+    }
     values
 }
 

@@ -10,7 +10,7 @@ mod workspace;
 pub(crate) use workspace::padded_hidden;
 
 pub use crate::rng::SplitMix64;
-pub use config::{Nonlinearity, RnnConfig};
+pub use config::{MAX_BLOCK_DEPTH, Mlp, Nonlinearity, RnnConfig};
 pub use init::{Init, spectral_radius};
 pub use params::{ParamLayout, ParamSpec};
 

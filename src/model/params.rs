@@ -38,15 +38,37 @@ pub struct ParamLayout {
 pub(crate) const FC_W: &str = "fc.weight";
 pub(crate) const FC_B: &str = "fc.bias";
 
+/// The names of layer `j` of the deep output block: its weight `[width, input]` and bias.
+pub(crate) fn out_mlp_names(j: usize) -> (String, String) {
+    (format!("out_mlp.{j}.weight"), format!("out_mlp.{j}.bias"))
+}
+
+/// Every layer of the deep output block: its names and its input and output widths.
+pub(crate) fn out_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, usize)> {
+    let m = config.deep_output;
+    (0..m.depth)
+        .map(|j| {
+            let (w, b) = out_mlp_names(j);
+            let input = if j == 0 { config.out_width() } else { m.width };
+            (w, b, input, m.width)
+        })
+        .collect()
+}
+
 impl ParamLayout {
     /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
     /// (`weight_ih`, `weight_hh`, then the biases; the reverse direction's after the
-    /// forward's), bottom first, then the head's.
+    /// forward's), bottom first, then the deep output block's (`out_mlp.{j}`), then the
+    /// head's.
     pub fn new(config: &RnnConfig) -> Self {
         let o = config.output;
         let mut shapes: Vec<(String, Vec<usize>)> =
             Layer::all(config).iter().flat_map(Layer::params).collect();
-        shapes.push((FC_W.to_string(), vec![o, config.out_width()]));
+        for (w, b, input, width) in out_mlp_layers(config) {
+            shapes.push((w, vec![width, input]));
+            shapes.push((b, vec![width]));
+        }
+        shapes.push((FC_W.to_string(), vec![o, config.head_input()]));
         shapes.push((FC_B.to_string(), vec![o]));
         let mut offset = 0;
         let entries = shapes

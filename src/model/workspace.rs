@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 
 use super::layer::Layer;
-use super::params::{FC_B, FC_W, ParamLayout, ParamSpec};
+use super::params::{FC_B, FC_W, ParamLayout, ParamSpec, out_mlp_layers};
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
+use crate::ops::activation;
 use crate::ops::diagnostics::step_norms;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
@@ -620,6 +621,23 @@ impl Workspace {
             at(&layers[nl - 1].h_all, bh)
         };
         let width = config.out_width();
+        // The deep output block: each layer's outputs and their gradients `[T, B, width]`,
+        // and dL/d(top output) from its bottom layer.
+        let mlp = out_mlp_layers(config);
+        let mut zs = Vec::with_capacity(mlp.len());
+        let mut dzs = Vec::with_capacity(mlp.len());
+        for _ in &mlp {
+            let n = rows * config.deep_output.width;
+            zs.push(gpu.storage_buffer("deep output layer [T, B, width]", n)?);
+            dzs.push(gpu.storage_buffer("dL/d deep output layer [T, B, width]", n)?);
+        }
+        let d_top = if mlp.is_empty() {
+            None
+        } else {
+            Some(gpu.storage_buffer("dL/d top layer outputs [T, B, D·H]", rows * width)?)
+        };
+        let mlp_act = config.deep_output.nonlinearity;
+        let head_width = config.head_input();
 
         // A batch-first caller's tensors, swapped at the plans' edges.
         let batch_first = if config.batch_first {
@@ -735,7 +753,17 @@ impl Workspace {
             None
         };
         fw.phase("head");
-        let mut head = Gemm::new(rows, o, width, top, p(FC_W), at(&out, 0));
+        // The deep output block, layer by layer over all rows, then the head on its output.
+        let mut head_in = top;
+        for ((w, b, ni, nw), z) in mlp.iter().zip(&zs) {
+            let mut g = Gemm::new(rows, *nw, *ni, head_in, p(w), at(z, 0));
+            g.trans_b = true;
+            g.bias = Some(p(b));
+            matmul(&mut fw, g)?;
+            activation::forward(&mut fw, rows * nw, mlp_act, at(z, 0), &unused_r)?;
+            head_in = at(z, 0);
+        }
+        let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
         matmul(&mut fw, head)?;
@@ -757,17 +785,19 @@ impl Workspace {
         // = dA U into the layer below's da.
         let mut bw = PlanBuilder::new(gpu, "backward");
         bw.phase("head");
-        let head_out = if two {
+        let head_out = if let Some(last) = dzs.last() {
+            at(last, 0)
+        } else if two {
             at(&scratch[0], 0)
         } else {
             at(&layers[nl - 1].da, 0)
         };
-        let head_back = Gemm::new(rows, width, o, at(&d_o, 0), p(FC_W), head_out);
+        let head_back = Gemm::new(rows, head_width, o, at(&d_o, 0), p(FC_W), head_out);
         if gpu.subgroup_kernels() && o.is_multiple_of(4) {
             // V transposed to [D·H, O], so that the product runs as A Bᵀ, the form whose
             // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
-            let vt = gpu.storage_buffer("transposed V", width * o)?;
-            transpose(&mut bw, o, width, p(FC_W), at(&vt, 0))?;
+            let vt = gpu.storage_buffer("transposed V", head_width * o)?;
+            transpose(&mut bw, o, head_width, p(FC_W), at(&vt, 0))?;
             let b = at(&vt, 0);
             matmul(
                 &mut bw,
@@ -780,7 +810,72 @@ impl Workspace {
         } else {
             matmul(&mut bw, head_back)?;
         }
-        if two {
+        if let Some(d_top) = &d_top {
+            // The head's own gradients, from the deep output block's last layer; then down
+            // through the block to dL/d(top output).
+            bw.phase("weight gradients");
+            let z_last = at(zs.last().unwrap_or(d_top), 0);
+            let mut dv = Gemm::new(
+                o,
+                head_width,
+                rows,
+                at(&d_o, 0),
+                z_last,
+                at(grads, layout.offset(FC_W)),
+            );
+            dv.trans_a = true;
+            matmul(&mut bw, dv)?;
+            colsum(
+                &mut bw,
+                rows,
+                o,
+                at(&d_o, 0),
+                at(grads, layout.offset(FC_B)),
+                None,
+            )?;
+            for (j, (w, b, ni, nw)) in mlp.iter().enumerate().rev() {
+                let input = if j == 0 { top } else { at(&zs[j - 1], 0) };
+                activation::backward(&mut bw, rows * nw, mlp_act, &zs[j], at(&dzs[j], 0))?;
+                let mut dw = Gemm::new(
+                    *nw,
+                    *ni,
+                    rows,
+                    at(&dzs[j], 0),
+                    input,
+                    at(grads, layout.offset(w)),
+                );
+                dw.trans_a = true;
+                matmul(&mut bw, dw)?;
+                colsum(
+                    &mut bw,
+                    rows,
+                    *nw,
+                    at(&dzs[j], 0),
+                    at(grads, layout.offset(b)),
+                    None,
+                )?;
+                let below = if j == 0 {
+                    at(d_top, 0)
+                } else {
+                    at(&dzs[j - 1], 0)
+                };
+                times_weights(&mut bw, rows, (*nw, *ni), at(&dzs[j], 0), p(w), None, below)?;
+            }
+            bw.phase("head");
+            if two {
+                let da = (&layers[nl - 1].da, ts);
+                split(&mut bw, (steps, batch, h), d_top, None, da, &unused)?;
+            } else {
+                sum_parts(
+                    &mut bw,
+                    rows * h,
+                    1,
+                    d_top,
+                    at(&layers[nl - 1].da, 0),
+                    false,
+                )?;
+            }
+        } else if two {
             let da = (&layers[nl - 1].da, ts);
             split(&mut bw, (steps, batch, h), &scratch[0], None, da, &unused)?;
             // The head's own gradients, from both directions' outputs.
@@ -834,7 +929,8 @@ impl Workspace {
                         w_ih: off(&names[kd].w_ih),
                         w_hh: off(&names[kd].w_hh),
                         biases: biases(kd),
-                        head: (k == nl - 1 && !two).then(|| (o, &d_o, off(FC_W), off(FC_B))),
+                        head: (k == nl - 1 && !two && d_top.is_none())
+                            .then(|| (o, &d_o, off(FC_W), off(FC_B))),
                     },
                 )?;
             }
@@ -984,7 +1080,23 @@ impl Workspace {
             let rec = gpu.storage_buffer("da(t + 1) W [T - 1, B, H]", (steps - 1) * bh)?;
             let out = gpu.storage_buffer("gradient norms [L·D, T]", nl * nd * steps)?;
             for k in 0..nl {
-                if k + 1 == nl {
+                if k + 1 == nl
+                    && let Some(d_top) = &d_top
+                {
+                    // What the deep output block's backward pass left.
+                    if two {
+                        split(
+                            &mut np,
+                            (steps, batch, h),
+                            d_top,
+                            None,
+                            (&above, ts),
+                            &unused,
+                        )?;
+                    } else {
+                        sum_parts(&mut np, rows * h, 1, d_top, at(&above, 0), false)?;
+                    }
+                } else if k + 1 == nl {
                     // dO V: the head's gradient into each direction's outputs.
                     let dst = if two {
                         at(&scratch[0], 0)

@@ -4,6 +4,7 @@
 //! (bound with a dynamic offset) and every bind group is made up front, so running a
 //! plan allocates nothing and only records `set_pipeline`/`set_bind_group`/`dispatch` calls.
 
+pub(crate) mod activation;
 pub(crate) mod diagnostics;
 pub(crate) mod directions;
 pub(crate) mod dropout;
@@ -513,6 +514,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &dropout::DROPOUT_BACKWARD,
         &embed::EMBED,
         &embed::EMBED_GRAD,
+        &activation::ACT_FORWARD,
+        &activation::ACT_BACKWARD,
     ]
     .into_iter()
     .chain(recurrence::all_kernels())

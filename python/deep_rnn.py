@@ -1,0 +1,96 @@
+"""rnn-wgpu's models in PyTorch, with the parameter names rnn-wgpu's files use.
+
+    from deep_rnn import DeepRNN, load
+
+    model = DeepRNN(input_size=3, hidden_size=8, output_size=2, output_depth=2, output_width=16)
+    o, h_n = model(x)                  # x [T, B, I] (or [B, T, I] with batch_first)
+    model.save("model.safetensors")    # loads in rnn-wgpu: `rnn-wgpu run --model ...`
+    model = load("model.safetensors")  # a model rnn-wgpu wrote, load_state_dict(strict=True)
+
+The plain model is torch.nn.RNN (`rnn.*`) with a torch.nn.Linear head at every step (`fc.*`).
+Deeper blocks (Pascanu, Gulcehre, Cho & Bengio 2014, "How to Construct Deep Recurrent Neural
+Networks") add their own parameters; a plain model's state dict is unchanged:
+
+    deep output (DO-RNN): out_mlp.{j}.weight [width, D*H or width], out_mlp.{j}.bias [width],
+        j = 0 .. output_depth - 1, each followed by output_nonlinearity, then fc reads `width`.
+
+The configuration goes in the safetensors `__metadata__` under the keys rnn-wgpu reads
+(nonlinearity, num_layers, bidirectional, bias, deep_output_depth, deep_output_width,
+deep_output_nonlinearity).
+"""
+
+import torch
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
+
+
+class DeepRNN(torch.nn.Module):
+    """An Elman RNN, optionally with a deep output block, and a linear head at every step."""
+
+    def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
+                 bias=True, bidirectional=False, batch_first=False, output_depth=0,
+                 output_width=None, output_nonlinearity="tanh"):
+        super().__init__()
+        if output_depth < 0:
+            raise ValueError("output_depth must be 0 or more")
+        top = hidden_size * (2 if bidirectional else 1)
+        width = top if output_width is None else output_width
+        if output_depth > 0 and width < 1:
+            raise ValueError("output_width must be at least 1")
+        if output_nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"output_nonlinearity must be one of {sorted(ACTIVATIONS)}")
+        # PyTorch's nn.RNN has no identity nonlinearity: rnn-wgpu's linear recurrence is not
+        # expressible here.
+        self.rnn = torch.nn.RNN(input_size, hidden_size, num_layers=num_layers,
+                                nonlinearity=nonlinearity, bias=bias,
+                                bidirectional=bidirectional, batch_first=batch_first)
+        self.output_nonlinearity = output_nonlinearity
+        self.out_mlp = torch.nn.ModuleList(
+            torch.nn.Linear(top if j == 0 else width, width) for j in range(output_depth))
+        self.fc = torch.nn.Linear(width if output_depth > 0 else top, output_size)
+
+    def forward(self, x, h0=None):
+        out, h_n = self.rnn(x, h0)
+        act = ACTIVATIONS[self.output_nonlinearity]
+        for layer in self.out_mlp:
+            out = act(layer(out))
+        return self.fc(out), h_n
+
+    def metadata(self):
+        """The `__metadata__` rnn-wgpu reads for this configuration."""
+        r = self.rnn
+        meta = {"nonlinearity": r.nonlinearity, "num_layers": str(r.num_layers),
+                "bidirectional": str(r.bidirectional).lower(), "bias": str(r.bias).lower()}
+        if len(self.out_mlp) > 0:
+            meta["deep_output_depth"] = str(len(self.out_mlp))
+            meta["deep_output_width"] = str(self.out_mlp[0].out_features)
+            meta["deep_output_nonlinearity"] = self.output_nonlinearity
+        return meta
+
+    def save(self, path):
+        """Writes the state dict (float32) and the configuration as rnn-wgpu reads them."""
+        from safetensors.torch import save_file
+        save_file({k: v.detach().float().contiguous() for k, v in self.state_dict().items()},
+                  path, metadata=self.metadata())
+
+
+def load(path):
+    """A model from a file rnn-wgpu (or `DeepRNN.save`) wrote, loaded strictly."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    state = {k: v for k, v in load_file(path).items() if not k.startswith("checkpoint.")}
+    w_ih = state["rnn.weight_ih_l0"]
+    bidirectional = "rnn.weight_ih_l0_reverse" in state
+    layers = 1 + max(int(k.removesuffix("_reverse").rsplit("_l", 1)[1])
+                     for k in state if k.startswith("rnn.weight_ih_l"))
+    depth = sum(1 for k in state if k.startswith("out_mlp.") and k.endswith(".weight"))
+    model = DeepRNN(w_ih.shape[1], w_ih.shape[0], state["fc.weight"].shape[0],
+                    num_layers=layers, nonlinearity=meta.get("nonlinearity", "tanh"),
+                    bias="rnn.bias_ih_l0" in state, bidirectional=bidirectional,
+                    output_depth=depth,
+                    output_width=state["out_mlp.0.weight"].shape[0] if depth else None,
+                    output_nonlinearity=meta.get("deep_output_nonlinearity", "tanh"))
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,232 @@
+//! Deeper blocks (Pascanu et al. 2014): the deep output MLP against the f64 reference under
+//! every driver and kernel style, in chunks, and through model files.
+
+use std::collections::HashMap;
+
+use rnn_wgpu::io::model_file;
+use rnn_wgpu::reference::{self, Params};
+use rnn_wgpu::{Driver, KernelStyle, Loss, Mlp, Nonlinearity, Reduction, Rnn, RnnConfig, Tensor};
+
+use crate::common::{Scratch, assert_close, gpu, to_f32};
+use crate::versus_reference::{Case, REL, Setup, check_on, setup};
+
+/// Case `c`'s data with a deep output block `m`: every block layer and the head drawn in
+/// `±1.5/sqrt(fan_in)`, so that no layer saturates or dies at any width.
+fn deep_setup(c: Case, m: Mlp, seed: u64) -> Setup {
+    let base = setup(c, seed);
+    let config = base.p.config.with_deep_output(m);
+    let mut p = Params::random(config, 1.0, seed + 11);
+    p.layers = base.p.layers.clone();
+    let scale = |v: &mut Vec<f64>, fan_in: usize| {
+        v.iter_mut()
+            .for_each(|x| *x *= 1.5 / (fan_in as f64).sqrt())
+    };
+    let top = config.out_width();
+    for (j, (w, b)) in p.out_mlp.iter_mut().enumerate() {
+        let fan_in = if j == 0 { top } else { m.width };
+        scale(w, fan_in);
+        scale(b, fan_in);
+        if m.nonlinearity == Nonlinearity::Relu {
+            // Positive biases keep the relu units alive, so every layer carries gradient.
+            b.iter_mut().for_each(|v| *v = v.abs() + 0.1);
+        }
+    }
+    scale(&mut p.w_fc, m.width);
+    Setup { p, ..base }
+}
+
+fn case(shape: (usize, usize, usize, usize, usize), layers: usize, bidirectional: bool) -> Case {
+    let (steps, batch, input, hidden, output) = shape;
+    Case {
+        steps,
+        batch,
+        input,
+        hidden,
+        output,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+        layers,
+        bidirectional,
+    }
+}
+
+#[test]
+fn deep_output_matches_reference_under_every_driver_and_style() {
+    // Depths 1-3 with odd widths (1, 3, 65) and every block nonlinearity, on one layer, a
+    // stack and both directions, odd H (padded on CPU adapters) and H = 64, T = 1 and B = 1
+    // included; every (driver, style) pair meets each depth.
+    let base = gpu();
+    let blocks = [
+        Mlp::new(1, 5, Nonlinearity::Tanh),
+        Mlp::new(2, 3, Nonlinearity::Relu),
+        Mlp::new(3, 65, Nonlinearity::Tanh),
+        Mlp::new(2, 1, Nonlinearity::Identity),
+    ];
+    let shapes = [
+        ((4, 3, 5, 7, 3), 1, false, Loss::mse()),
+        ((1, 1, 2, 64, 4), 2, false, Loss::cross_entropy()),
+        ((5, 2, 3, 9, 2), 1, true, Loss::cross_entropy()),
+        (
+            (3, 5, 8, 65, 1),
+            2,
+            true,
+            Loss::mse().with_reduction(Reduction::Sum),
+        ),
+    ];
+    let mut n = 0;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+            for m in &blocks {
+                let (shape, layers, bidirectional, loss) = shapes[n % shapes.len()];
+                let c = Case {
+                    loss,
+                    ..case(shape, layers, bidirectional)
+                };
+                let seed = 40_000 + n as u64 * 10;
+                let s = deep_setup(c, *m, seed);
+                check_on(c, &s, seed, driver, &base.with_kernels(style));
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_output_in_chunks_matches_reference() {
+    // T = 23 in chunks of 5: the block runs on every chunk's rows, its gradients summed.
+    let g = gpu();
+    let c = case((23, 3, 4, 6, 3), 2, false);
+    let m = Mlp::new(2, 7, Nonlinearity::Tanh);
+    let s = deep_setup(c, m, 777);
+    let (t, b) = (c.steps, c.batch);
+    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+    rnn.set_chunk_steps(Some(5)).unwrap();
+    let (want_loss, trace, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
+    assert_close("chunked output", &got.output, &trace.o, REL);
+    assert_close("chunked loss", &[got.loss], &[want_loss], REL);
+    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
+        assert_close(&format!("chunked grad {name}"), gv, w, REL);
+    }
+}
+
+#[test]
+fn a_deep_output_model_file_round_trips_and_bad_ones_say_what_is_wrong() {
+    let g = gpu();
+    let scratch = Scratch::new();
+    let config = RnnConfig::new(3, 5, 2)
+        .with_bidirectional(true)
+        .with_deep_output(Mlp::new(2, 7, Nonlinearity::Relu));
+    let rnn = Rnn::new(&g, config, 3).unwrap();
+    let path = scratch.path("deep.safetensors");
+    model_file::save(&rnn, &path, &HashMap::new()).unwrap();
+    let loaded = model_file::load(&g, &path).unwrap();
+    assert_eq!(*loaded.rnn.config(), config);
+    assert_eq!(
+        loaded.metadata.get("deep_output_depth").map(String::as_str),
+        Some("2")
+    );
+    for (a, b) in rnn
+        .parameters()
+        .unwrap()
+        .iter()
+        .zip(loaded.rnn.parameters().unwrap())
+    {
+        assert_eq!((&a.name, &a.values), (&b.name, &b.values));
+    }
+    let names: Vec<String> = rnn
+        .parameters()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(names.contains(&"out_mlp.1.bias".to_string()), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("fc.bias"));
+    // A plain model's file says nothing of deeper blocks.
+    let plain = scratch.path("plain.safetensors");
+    let rnn = Rnn::new(&g, RnnConfig::new(3, 5, 2), 3).unwrap();
+    model_file::save(&rnn, &plain, &HashMap::new()).unwrap();
+    let meta = model_file::load(&g, &plain).unwrap().metadata;
+    assert!(meta.keys().all(|k| !k.starts_with("deep_")), "{meta:?}");
+
+    // Each fault, one tensor or key changed from the good file, named in the error.
+    let file = rnn_wgpu::io::TensorFile::read(&path).unwrap();
+    let tensors: Vec<(String, rnn_wgpu::io::HostTensor)> = file
+        .names()
+        .map(|n| (n.to_string(), file.get(n).unwrap().clone()))
+        .collect();
+    let write = |name: &str, drop: &str, meta_change: Option<(&str, &str)>| {
+        let p = scratch.path(name);
+        let kept: Vec<_> = tensors.iter().filter(|(n, _)| n != drop).cloned().collect();
+        let mut meta = file.metadata().clone();
+        if let Some((k, v)) = meta_change {
+            meta.insert(k.into(), v.into());
+        }
+        rnn_wgpu::io::write(&p, &kept, &meta).unwrap();
+        model_file::load(&g, &p).unwrap_err().to_string()
+    };
+    let e = write("gap.safetensors", "out_mlp.0.weight", None);
+    assert!(e.contains("out_mlp.0.weight"), "{e}");
+    let e = write("depth.safetensors", "", Some(("deep_output_depth", "3")));
+    assert!(e.contains("deep_output_depth") && e.contains("2"), "{e}");
+    let e = write("width.safetensors", "", Some(("deep_output_width", "8")));
+    assert!(e.contains("deep_output_width"), "{e}");
+    let e = write(
+        "act.safetensors",
+        "",
+        Some(("deep_output_nonlinearity", "gelu")),
+    );
+    assert!(e.contains("deep_output_nonlinearity"), "{e}");
+    let e = write("nobias.safetensors", "out_mlp.1.bias", None);
+    assert!(e.contains("out_mlp.1.bias"), "{e}");
+}
+
+#[test]
+fn bad_deep_output_configurations_are_errors() {
+    let g = gpu();
+    for (m, says) in [
+        (Mlp::new(2, 0, Nonlinearity::Tanh), "width"),
+        (Mlp::new(99, 4, Nonlinearity::Tanh), "depth 99"),
+    ] {
+        let e = Rnn::new(&g, RnnConfig::new(2, 3, 1).with_deep_output(m), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deep_output") && e.contains(says), "{e}");
+    }
+    // The block's forward on its own: an output of the right shape.
+    let mut rnn = Rnn::new(
+        &g,
+        RnnConfig::new(2, 3, 4).with_deep_output(Mlp::new(1, 6, Nonlinearity::Tanh)),
+        0,
+    )
+    .unwrap();
+    let x = Tensor::from_slice(&g, &[2, 1, 2], &to_f32(&[0.1, 0.2, 0.3, 0.4])).unwrap();
+    let out = rnn.forward(&x, None).unwrap();
+    assert_eq!(out.output.shape(), &[2, 1, 4]);
+}
+
+#[test]
+fn gradient_norms_see_through_the_deep_output() {
+    // ‖dL/dh(t)‖ of every layer, the top one's reaching it through the block.
+    let g = gpu();
+    let c = case((6, 3, 4, 7, 3), 2, false);
+    let s = deep_setup(c, Mlp::new(2, 5, Nonlinearity::Tanh), 909);
+    let (t, b) = (c.steps, c.batch);
+    let (_, _, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+    rnn.set_grad_norms(true);
+    crate::versus_reference::gpu_run(&mut rnn, c, &s);
+    let got = rnn.grad_norms().unwrap();
+    assert_eq!(got.len(), want.h_norms.len());
+    for (k, (gk, wk)) in got.iter().zip(&want.h_norms).enumerate() {
+        assert_close(&format!("layer {k} gradient norms"), gk, wk, REL);
+    }
+}

@@ -11,12 +11,15 @@ The plain model is torch.nn.RNN (`rnn.*`) with a torch.nn.Linear head at every s
 Deeper blocks (Pascanu, Gulcehre, Cho & Bengio 2014, "How to Construct Deep Recurrent Neural
 Networks") add their own parameters; a plain model's state dict is unchanged:
 
+    deep input: in_mlp.{j}.weight [width, I or width], in_mlp.{j}.bias [width],
+        j = 0 .. input_depth - 1, each followed by input_nonlinearity; rnn.weight_ih_l0 then
+        reads `width`.
     deep output (DO-RNN): out_mlp.{j}.weight [width, D*H or width], out_mlp.{j}.bias [width],
         j = 0 .. output_depth - 1, each followed by output_nonlinearity, then fc reads `width`.
 
 The configuration goes in the safetensors `__metadata__` under the keys rnn-wgpu reads
-(nonlinearity, num_layers, bidirectional, bias, deep_output_depth, deep_output_width,
-deep_output_nonlinearity).
+(nonlinearity, num_layers, bidirectional, bias, deep_input_depth, deep_input_width,
+deep_input_nonlinearity, deep_output_depth, deep_output_width, deep_output_nonlinearity).
 """
 
 import torch
@@ -25,14 +28,25 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
 
 
 class DeepRNN(torch.nn.Module):
-    """An Elman RNN, optionally with a deep output block, and a linear head at every step."""
+    """An Elman RNN, optionally with deep input and output blocks, and a linear head at every
+    step."""
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  bias=True, bidirectional=False, batch_first=False, output_depth=0,
-                 output_width=None, output_nonlinearity="tanh"):
+                 output_width=None, output_nonlinearity="tanh", input_depth=0, input_width=None,
+                 input_nonlinearity="tanh"):
         super().__init__()
-        if output_depth < 0:
-            raise ValueError("output_depth must be 0 or more")
+        if output_depth < 0 or input_depth < 0:
+            raise ValueError("output_depth and input_depth must be 0 or more")
+        in_width = hidden_size if input_width is None else input_width
+        if input_depth > 0 and in_width < 1:
+            raise ValueError("input_width must be at least 1")
+        if input_nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"input_nonlinearity must be one of {sorted(ACTIVATIONS)}")
+        self.input_nonlinearity = input_nonlinearity
+        self.in_mlp = torch.nn.ModuleList(
+            torch.nn.Linear(input_size if j == 0 else in_width, in_width)
+            for j in range(input_depth))
         top = hidden_size * (2 if bidirectional else 1)
         width = top if output_width is None else output_width
         if output_depth > 0 and width < 1:
@@ -41,7 +55,8 @@ class DeepRNN(torch.nn.Module):
             raise ValueError(f"output_nonlinearity must be one of {sorted(ACTIVATIONS)}")
         # PyTorch's nn.RNN has no identity nonlinearity: rnn-wgpu's linear recurrence is not
         # expressible here.
-        self.rnn = torch.nn.RNN(input_size, hidden_size, num_layers=num_layers,
+        self.rnn = torch.nn.RNN(in_width if input_depth > 0 else input_size, hidden_size,
+                                num_layers=num_layers,
                                 nonlinearity=nonlinearity, bias=bias,
                                 bidirectional=bidirectional, batch_first=batch_first)
         self.output_nonlinearity = output_nonlinearity
@@ -50,6 +65,9 @@ class DeepRNN(torch.nn.Module):
         self.fc = torch.nn.Linear(width if output_depth > 0 else top, output_size)
 
     def forward(self, x, h0=None):
+        act_in = ACTIVATIONS[self.input_nonlinearity]
+        for layer in self.in_mlp:
+            x = act_in(layer(x))
         out, h_n = self.rnn(x, h0)
         act = ACTIVATIONS[self.output_nonlinearity]
         for layer in self.out_mlp:
@@ -61,6 +79,10 @@ class DeepRNN(torch.nn.Module):
         r = self.rnn
         meta = {"nonlinearity": r.nonlinearity, "num_layers": str(r.num_layers),
                 "bidirectional": str(r.bidirectional).lower(), "bias": str(r.bias).lower()}
+        if len(self.in_mlp) > 0:
+            meta["deep_input_depth"] = str(len(self.in_mlp))
+            meta["deep_input_width"] = str(self.in_mlp[0].out_features)
+            meta["deep_input_nonlinearity"] = self.input_nonlinearity
         if len(self.out_mlp) > 0:
             meta["deep_output_depth"] = str(len(self.out_mlp))
             meta["deep_output_width"] = str(self.out_mlp[0].out_features)
@@ -82,15 +104,20 @@ def load(path):
         meta = f.metadata() or {}
     state = {k: v for k, v in load_file(path).items() if not k.startswith("checkpoint.")}
     w_ih = state["rnn.weight_ih_l0"]
+    in_depth = sum(1 for k in state if k.startswith("in_mlp.") and k.endswith(".weight"))
+    input_size = state["in_mlp.0.weight"].shape[1] if in_depth else w_ih.shape[1]
     bidirectional = "rnn.weight_ih_l0_reverse" in state
     layers = 1 + max(int(k.removesuffix("_reverse").rsplit("_l", 1)[1])
                      for k in state if k.startswith("rnn.weight_ih_l"))
     depth = sum(1 for k in state if k.startswith("out_mlp.") and k.endswith(".weight"))
-    model = DeepRNN(w_ih.shape[1], w_ih.shape[0], state["fc.weight"].shape[0],
+    model = DeepRNN(input_size, w_ih.shape[0], state["fc.weight"].shape[0],
                     num_layers=layers, nonlinearity=meta.get("nonlinearity", "tanh"),
                     bias="rnn.bias_ih_l0" in state, bidirectional=bidirectional,
                     output_depth=depth,
                     output_width=state["out_mlp.0.weight"].shape[0] if depth else None,
-                    output_nonlinearity=meta.get("deep_output_nonlinearity", "tanh"))
+                    output_nonlinearity=meta.get("deep_output_nonlinearity", "tanh"),
+                    input_depth=in_depth,
+                    input_width=state["in_mlp.0.weight"].shape[0] if in_depth else None,
+                    input_nonlinearity=meta.get("deep_input_nonlinearity", "tanh"))
     model.load_state_dict(state, strict=True)
     return model

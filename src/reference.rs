@@ -27,6 +27,9 @@ pub struct Params {
     /// The recurrent layers, bottom first; with both directions, layer k's forward direction
     /// at `2k` and its reverse one at `2k + 1` (PyTorch's order of `h0`).
     pub layers: Vec<Layer>,
+    /// The deep input block's layers, `in_mlp.{j}.weight` `[width, input]` and
+    /// `in_mlp.{j}.bias` `[width]`; empty without one.
+    pub in_mlp: Vec<(Vec<f64>, Vec<f64>)>,
     /// The deep output block's layers, `out_mlp.{j}.weight` `[width, input]` and
     /// `out_mlp.{j}.bias` `[width]`; empty without one.
     pub out_mlp: Vec<(Vec<f64>, Vec<f64>)>,
@@ -36,14 +39,25 @@ pub struct Params {
     pub b_fc: Vec<f64>,
 }
 
-/// The width of layer `k`'s input: `I` for the first, `D·H` above it.
+/// The width of layer `k`'s input: `I` (or the deep input's width) for the first, `D·H`
+/// above it.
 fn layer_input(config: &RnnConfig, k: usize) -> usize {
     let d = if config.bidirectional { 2 } else { 1 };
-    if k == 0 {
-        config.input
-    } else {
+    if k > 0 {
         d * config.hidden
+    } else if config.deep_input.depth > 0 {
+        config.deep_input.width
+    } else {
+        config.input
     }
+}
+
+/// The deep input block's layers: input and output widths.
+fn in_mlp_sizes(config: &RnnConfig) -> Vec<(usize, usize)> {
+    let m = config.deep_input;
+    (0..m.depth)
+        .map(|j| (if j == 0 { config.input } else { m.width }, m.width))
+        .collect()
 }
 
 /// The deep output block's layers: input and output widths.
@@ -165,6 +179,10 @@ impl Params {
                     b_hh: vec![0.0; h],
                 })
                 .collect(),
+            in_mlp: in_mlp_sizes(&config)
+                .into_iter()
+                .map(|(ni, no)| (vec![0.0; no * ni], vec![0.0; no]))
+                .collect(),
             out_mlp: out_mlp_sizes(&config)
                 .into_iter()
                 .map(|(ni, no)| (vec![0.0; no * ni], vec![0.0; no]))
@@ -183,7 +201,7 @@ impl Params {
             fill(&mut l.w_ih);
             fill(&mut l.w_hh);
         }
-        for (w, b) in p.out_mlp.iter_mut() {
+        for (w, b) in p.in_mlp.iter_mut().chain(p.out_mlp.iter_mut()) {
             fill(w);
             fill(b);
         }
@@ -203,6 +221,10 @@ impl Params {
     /// its own list, so a mistake in the GPU side's layout cannot hide behind it.
     pub fn named(&self) -> Vec<(String, &[f64])> {
         let mut v: Vec<(String, &[f64])> = Vec::new();
+        for (j, (w, b)) in self.in_mlp.iter().enumerate() {
+            v.push((format!("in_mlp.{j}.weight"), w));
+            v.push((format!("in_mlp.{j}.bias"), b));
+        }
         let nd = dirs(&self.config);
         for (kd, l) in self.layers.iter().enumerate() {
             let (k, r) = (kd / nd, suffix(kd % nd));
@@ -226,6 +248,10 @@ impl Params {
     pub fn shapes(config: &RnnConfig) -> Vec<(String, Vec<usize>)> {
         let (h, o) = (config.hidden, config.output);
         let mut v = Vec::new();
+        for (j, (ni, no)) in in_mlp_sizes(config).into_iter().enumerate() {
+            v.push((format!("in_mlp.{j}.weight"), vec![no, ni]));
+            v.push((format!("in_mlp.{j}.bias"), vec![no]));
+        }
         for k in 0..config.layers {
             v.push((
                 format!("rnn.weight_ih_l{k}"),
@@ -253,9 +279,15 @@ impl Params {
             "fc.bias" => return Some(&mut self.b_fc),
             _ => {}
         }
-        if let Some(rest) = name.strip_prefix("out_mlp.") {
+        for (prefix, block) in [
+            ("in_mlp.", &mut self.in_mlp),
+            ("out_mlp.", &mut self.out_mlp),
+        ] {
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
             let (j, kind) = rest.split_once('.')?;
-            let (w, b) = self.out_mlp.get_mut(j.parse::<usize>().ok()?)?;
+            let (w, b) = block.get_mut(j.parse::<usize>().ok()?)?;
             return match kind {
                 "weight" => Some(w),
                 "bias" => Some(b),
@@ -306,6 +338,8 @@ pub struct Trace {
     pub out: Vec<Vec<f64>>,
     /// Each layer's dropout mask (scaled), where one was applied.
     pub masks: Vec<Option<Vec<f64>>>,
+    /// The deep input block's layer outputs `[T, B, width]`, bottom first.
+    pub zin: Vec<Vec<f64>>,
     /// The deep output block's layer outputs `[T, B, width]`, bottom first.
     pub z: Vec<Vec<f64>>,
     /// Outputs `[T, B, O]`.
@@ -408,6 +442,13 @@ pub fn forward_with_dropout(
     let mut h: Vec<Vec<f64>> = Vec::new();
     let mut out: Vec<Vec<f64>> = Vec::new();
     let mut masks = Vec::new();
+    // The deep input block, over every row, before the bottom layer.
+    let mut zin: Vec<Vec<f64>> = Vec::new();
+    for (w, b) in &p.in_mlp {
+        let input = zin.last().map_or(x, Vec::as_slice);
+        zin.push(dense(w, b, input, c.deep_input.nonlinearity));
+    }
+    let x = zin.last().map_or(x, Vec::as_slice);
     for k in 0..c.layers {
         let input = if k == 0 { x } else { &out[k - 1] };
         let ni = layer_input(&c, k);
@@ -478,6 +519,7 @@ pub fn forward_with_dropout(
         h,
         out,
         masks,
+        zin,
         z,
         o,
     }
@@ -682,6 +724,8 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
     let width = nd * nh;
     let mut dh0 = vec![0.0; c.layers * nd * bh];
     let mut h_norms = vec![Vec::new(); c.layers * nd];
+    let x_in = x;
+    let x = trace.zin.last().map_or(x, Vec::as_slice);
     for k in (0..c.layers).rev() {
         let input = if k == 0 { x } else { &trace.out[k - 1] };
         let ni = layer_input(&c, k);
@@ -725,6 +769,14 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             d_in.iter_mut().zip(m).for_each(|(v, m)| *v *= m);
         }
         d_out = d_in;
+    }
+    // Down through the deep input block to dL/dx.
+    for j in (0..p.in_mlp.len()).rev() {
+        let input = if j == 0 { x_in } else { &trace.zin[j - 1] };
+        let (w, _) = &p.in_mlp[j];
+        let (gw, gb) = &mut g.in_mlp[j];
+        let n = c.deep_input.nonlinearity;
+        d_out = dense_backward((w, n), input, &trace.zin[j], &d_out, (gw, gb));
     }
     if !c.bias {
         for l in g.layers.iter_mut() {
@@ -1006,18 +1058,44 @@ mod tests {
     }
 
     #[test]
-    fn deep_output_gradients_match_finite_differences() {
+    fn deep_input_and_output_gradients_match_finite_differences() {
         let mut seed = 500;
-        for (depth, width, act, layers, bidirectional) in [
-            (1, 5, Nonlinearity::Tanh, 1, false),
-            (2, 3, Nonlinearity::Relu, 2, false),
-            (3, 1, Nonlinearity::Tanh, 1, true),
-            (2, 6, Nonlinearity::Identity, 1, false),
+        let none = crate::Mlp::NONE;
+        for (depth, width, act, layers, bidirectional, input_block) in [
+            (1, 5, Nonlinearity::Tanh, 1, false, none),
+            (2, 3, Nonlinearity::Relu, 2, false, none),
+            (3, 1, Nonlinearity::Tanh, 1, true, none),
+            (2, 6, Nonlinearity::Identity, 1, false, none),
+            (
+                0,
+                0,
+                Nonlinearity::Tanh,
+                1,
+                false,
+                crate::Mlp::new(1, 5, Nonlinearity::Tanh),
+            ),
+            (
+                0,
+                0,
+                Nonlinearity::Tanh,
+                2,
+                true,
+                crate::Mlp::new(2, 3, Nonlinearity::Relu),
+            ),
+            (
+                1,
+                4,
+                Nonlinearity::Tanh,
+                1,
+                false,
+                crate::Mlp::new(3, 2, Nonlinearity::Identity),
+            ),
         ] {
             for l in [Loss::mse(), Loss::cross_entropy()] {
                 let config = RnnConfig::new(3, 4, 3)
                     .with_layers(layers)
                     .with_bidirectional(bidirectional)
+                    .with_deep_input(input_block)
                     .with_deep_output(crate::Mlp::new(depth, width, act));
                 check(config, 3, 2, l, true, seed);
                 seed += 1;
@@ -1130,6 +1208,7 @@ mod tests {
                 b_ih: vec![0.5],
                 b_hh: vec![0.25],
             }],
+            in_mlp: Vec::new(),
             out_mlp: Vec::new(),
             w_fc: vec![1.5],
             b_fc: vec![-1.0],

@@ -10,29 +10,49 @@ use rnn_wgpu::{Driver, KernelStyle, Loss, Mlp, Nonlinearity, Reduction, Rnn, Rnn
 use crate::common::{Scratch, assert_close, gpu, to_f32};
 use crate::versus_reference::{Case, REL, Setup, check_on, setup};
 
-/// Case `c`'s data with a deep output block `m`: every block layer and the head drawn in
-/// `±1.5/sqrt(fan_in)`, so that no layer saturates or dies at any width.
-fn deep_setup(c: Case, m: Mlp, seed: u64) -> Setup {
+/// Case `c`'s data with a deep input block `mi` and a deep output block `mo`: every block
+/// layer (and the layer or head above it) drawn in `±1.5/sqrt(fan_in)`, so that no layer
+/// saturates or dies at any width.
+fn blocks_setup(c: Case, mi: Mlp, mo: Mlp, seed: u64) -> Setup {
     let base = setup(c, seed);
-    let config = base.p.config.with_deep_output(m);
+    let config = base.p.config.with_deep_input(mi).with_deep_output(mo);
     let mut p = Params::random(config, 1.0, seed + 11);
-    p.layers = base.p.layers.clone();
     let scale = |v: &mut Vec<f64>, fan_in: usize| {
         v.iter_mut()
             .for_each(|x| *x *= 1.5 / (fan_in as f64).sqrt())
     };
-    let top = config.out_width();
-    for (j, (w, b)) in p.out_mlp.iter_mut().enumerate() {
-        let fan_in = if j == 0 { top } else { m.width };
-        scale(w, fan_in);
-        scale(b, fan_in);
-        if m.nonlinearity == Nonlinearity::Relu {
-            // Positive biases keep the relu units alive, so every layer carries gradient.
-            b.iter_mut().for_each(|v| *v = v.abs() + 0.1);
+    // The recurrent layers as the plain case draws them, but for what the bottom one reads.
+    let bottom = p.layers[0].w_ih.clone();
+    p.layers = base.p.layers.clone();
+    if mi.is_some() {
+        for l in p.layers.iter_mut().take(config.directions()) {
+            l.w_ih = bottom.clone();
+            scale(&mut l.w_ih, mi.width);
         }
     }
-    scale(&mut p.w_fc, m.width);
+    let blocks = [
+        (&mut p.in_mlp, mi, c.input),
+        (&mut p.out_mlp, mo, config.out_width()),
+    ];
+    for (layers, m, first) in blocks {
+        for (j, (w, b)) in layers.iter_mut().enumerate() {
+            let fan_in = if j == 0 { first } else { m.width };
+            scale(w, fan_in);
+            scale(b, fan_in);
+            if m.nonlinearity == Nonlinearity::Relu {
+                // Positive biases keep the relu units alive, so every layer carries gradient.
+                b.iter_mut().for_each(|v| *v = v.abs() + 0.1);
+            }
+        }
+    }
+    if mo.is_some() {
+        scale(&mut p.w_fc, mo.width);
+    }
     Setup { p, ..base }
+}
+
+fn deep_setup(c: Case, m: Mlp, seed: u64) -> Setup {
+    blocks_setup(c, Mlp::NONE, m, seed)
 }
 
 fn case(shape: (usize, usize, usize, usize, usize), layers: usize, bidirectional: bool) -> Case {
@@ -229,4 +249,73 @@ fn gradient_norms_see_through_the_deep_output() {
     for (k, (gk, wk)) in got.iter().zip(&want.h_norms).enumerate() {
         assert_close(&format!("layer {k} gradient norms"), gk, wk, REL);
     }
+}
+
+#[test]
+fn deep_input_matches_reference_under_every_driver_and_style() {
+    // Depths 1-3 with odd widths, alone and with a deep output, on one layer, a stack and both
+    // directions, odd H and H = 64, T = 1 and B = 1 included.
+    let base = gpu();
+    let blocks = [
+        (Mlp::new(1, 5, Nonlinearity::Tanh), Mlp::NONE),
+        (Mlp::new(2, 3, Nonlinearity::Relu), Mlp::NONE),
+        (
+            Mlp::new(3, 65, Nonlinearity::Tanh),
+            Mlp::new(1, 7, Nonlinearity::Tanh),
+        ),
+        (
+            Mlp::new(2, 1, Nonlinearity::Identity),
+            Mlp::new(2, 3, Nonlinearity::Relu),
+        ),
+    ];
+    let shapes = [
+        ((4, 3, 5, 7, 3), 1, false, Loss::mse()),
+        ((1, 1, 2, 64, 4), 2, false, Loss::cross_entropy()),
+        ((5, 2, 3, 9, 2), 1, true, Loss::cross_entropy()),
+        ((3, 5, 8, 65, 1), 2, true, Loss::mse()),
+    ];
+    let mut n = 0;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
+            for (mi, mo) in &blocks {
+                let (shape, layers, bidirectional, loss) = shapes[(n + 1) % shapes.len()];
+                let c = Case {
+                    loss,
+                    ..case(shape, layers, bidirectional)
+                };
+                let seed = 50_000 + n as u64 * 10;
+                let s = blocks_setup(c, *mi, *mo, seed);
+                check_on(c, &s, seed, driver, &base.with_kernels(style));
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_deep_input_model_round_trips_and_refuses_token_ids() {
+    let g = gpu();
+    let scratch = Scratch::new();
+    let config = RnnConfig::new(3, 5, 2)
+        .with_deep_input(Mlp::new(2, 4, Nonlinearity::Relu))
+        .with_deep_output(Mlp::new(1, 6, Nonlinearity::Tanh));
+    let mut rnn = Rnn::new(&g, config, 3).unwrap();
+    let path = scratch.path("deep-input.safetensors");
+    model_file::save(&rnn, &path, &HashMap::new()).unwrap();
+    let loaded = model_file::load(&g, &path).unwrap();
+    assert_eq!(*loaded.rnn.config(), config);
+    let names: Vec<String> = rnn
+        .parameters()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names[0], "in_mlp.0.weight", "{names:?}");
+    let ids = rnn_wgpu::ClassIds::from_slice(&g, &[2, 1], &[0, 2]).unwrap();
+    let e = rnn.forward(&ids, None).unwrap_err().to_string();
+    assert!(e.contains("deep input"), "{e}");
 }

@@ -34,6 +34,8 @@ const CASES: &[&str] = &[
     "deep_output1_tanh_mse",
     "deep_output2_relu_ce_stacked",
     "deep_output3_bi_mse",
+    "deep_input2_output1_bi_ce",
+    "deep_input1_mse",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {

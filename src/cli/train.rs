@@ -36,6 +36,16 @@ pub struct TrainArgs {
     /// Run every layer in both directions (a new model only; a resumed one keeps its own).
     #[arg(long)]
     bidirectional: bool,
+    /// A deep input (Pascanu et al. 2014): this many hidden layers between x and the bottom
+    /// recurrent layer (a new model only; float inputs, so not with --text) [default: 0].
+    #[arg(long, default_value_t = 0)]
+    input_depth: usize,
+    /// Units in each layer of the deep input [default: H].
+    #[arg(long, requires = "input_depth")]
+    input_width: Option<usize>,
+    /// The deep input's nonlinearity [default: tanh].
+    #[arg(long, value_enum, requires = "input_depth")]
+    input_nonlinearity: Option<Act>,
     /// A deep output (DO-RNN, Pascanu et al. 2014): this many hidden layers between the top
     /// recurrent layer and the head (a new model only) [default: 0, none].
     #[arg(long, default_value_t = 0)]
@@ -258,30 +268,37 @@ fn schedule(a: &TrainArgs, opt: &mut Optimizer, step: usize, total: usize) -> Re
 }
 
 /// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
-/// The deep output block the flags ask for; `top` is the top layer's output width.
-fn deep_output(a: &TrainArgs, top: usize) -> Result<Mlp, Error> {
-    if a.output_depth == 0 {
-        if a.output_width.is_some() || a.output_nonlinearity.is_some() {
+/// The deeper block its flags (depth, width, nonlinearity) ask for; `default_width` when
+/// the width is not given.
+fn block(
+    (depth_flag, width_flag, act_flag): (&str, &str, &str),
+    (depth, width, act): (usize, Option<usize>, Option<Act>),
+    default_width: usize,
+) -> Result<Mlp, Error> {
+    if depth == 0 {
+        if width.is_some() || act.is_some() {
             return Err(bad_arg(
-                "--output-depth",
-                "is 0 (no deep output), so --output-width and --output-nonlinearity have \
-                 nothing to shape; give --output-depth 1 or more",
+                depth_flag,
+                format!(
+                    "is 0 (no block), so {width_flag} and {act_flag} have nothing to shape; give \
+                     {depth_flag} 1 or more"
+                ),
             ));
         }
         return Ok(Mlp::NONE);
     }
-    if a.output_depth > MAX_BLOCK_DEPTH {
+    if depth > MAX_BLOCK_DEPTH {
         return Err(bad_arg(
-            "--output-depth",
-            format!("{} is more than {MAX_BLOCK_DEPTH} layers", a.output_depth),
+            depth_flag,
+            format!("{depth} is more than {MAX_BLOCK_DEPTH} layers"),
         ));
     }
-    let width = a.output_width.unwrap_or(top);
+    let width = width.unwrap_or(default_width);
     if width == 0 {
-        return Err(bad_arg("--output-width", "must be at least 1"));
+        return Err(bad_arg(width_flag, "must be at least 1"));
     }
-    let act = a.output_nonlinearity.map_or(Nonlinearity::Tanh, Act::into);
-    Ok(Mlp::new(a.output_depth, width, act))
+    let act = act.map_or(Nonlinearity::Tanh, Act::into);
+    Ok(Mlp::new(depth, width, act))
 }
 
 fn layer_inits(a: &TrainArgs, layers: usize) -> Result<Vec<(usize, Init)>, Error> {
@@ -552,11 +569,22 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     format!("{path} has {} hidden units; leave --hidden out", c.hidden),
                 ));
             }
-            if a.output_depth > 0 || a.output_width.is_some() {
-                return Err(bad_arg(
+            for (flag, given) in [
+                (
                     "--output-depth",
-                    format!("{path} keeps its own output block; leave --output-depth out"),
-                ));
+                    a.output_depth > 0 || a.output_width.is_some(),
+                ),
+                (
+                    "--input-depth",
+                    a.input_depth > 0 || a.input_width.is_some(),
+                ),
+            ] {
+                if given {
+                    return Err(bad_arg(
+                        flag,
+                        format!("{path} keeps its own blocks; leave {flag} out"),
+                    ));
+                }
             }
             if a.init.is_some() || !a.layer_init.is_empty() {
                 let flag = if a.init.is_some() {
@@ -581,8 +609,25 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
         None => {
             let hidden = a.hidden.unwrap_or(plan.hidden);
             let top = hidden * if a.bidirectional { 2 } else { 1 };
-            let deep_output = deep_output(a, top)?;
+            let deep_output = block(
+                ("--output-depth", "--output-width", "--output-nonlinearity"),
+                (a.output_depth, a.output_width, a.output_nonlinearity),
+                top,
+            )?;
+            let deep_input = block(
+                ("--input-depth", "--input-width", "--input-nonlinearity"),
+                (a.input_depth, a.input_width, a.input_nonlinearity),
+                hidden,
+            )?;
+            if deep_input.is_some() && corpus.is_some() {
+                return Err(bad_arg(
+                    "--input-depth",
+                    "a character model feeds token ids straight into the bottom layer; a deep \
+                     input block takes float inputs (the built-in tasks)",
+                ));
+            }
             let config = RnnConfig::new(plan.input, hidden, plan.output)
+                .with_deep_input(deep_input)
                 .with_deep_output(deep_output)
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
@@ -665,14 +710,11 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     if c.dropout > 0.0 && c.layers > 1 {
         shape.push_str(&format!("dropout {}, ", c.dropout));
     }
-    let m = c.deep_output;
-    if m.is_some() {
-        shape.push_str(&format!(
-            "deep output {} x {} {}, ",
-            m.depth,
-            m.width,
-            m.nonlinearity.name()
-        ));
+    for (what, m) in [("deep input", c.deep_input), ("deep output", c.deep_output)] {
+        if m.is_some() {
+            let (d, w, n) = (m.depth, m.width, m.nonlinearity.name());
+            shape.push_str(&format!("{what} {d} x {w} {n}, "));
+        }
     }
     // How W started, when not PyTorch's draw (a resumed model's start is not known).
     if a.model.is_none() {

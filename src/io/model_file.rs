@@ -8,7 +8,7 @@ use super::tensors::{self, HostTensor, TensorFile};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::layer::LayerNames;
-use crate::model::params::{FC_B, FC_W, out_mlp_names};
+use crate::model::params::{FC_B, FC_W};
 use crate::model::{Mlp, Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.
@@ -39,7 +39,39 @@ pub mod keys {
     pub const DEEP_OUTPUT_WIDTH: &str = "deep_output_width";
     /// The deep output block's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
     pub const DEEP_OUTPUT_NONLINEARITY: &str = "deep_output_nonlinearity";
+    /// Layers of the deep input block (`in_mlp.{j}`), as [`DEEP_OUTPUT_DEPTH`].
+    pub const DEEP_INPUT_DEPTH: &str = "deep_input_depth";
+    /// Width of the deep input block's layers, as [`DEEP_OUTPUT_WIDTH`].
+    pub const DEEP_INPUT_WIDTH: &str = "deep_input_width";
+    /// The deep input block's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
+    pub const DEEP_INPUT_NONLINEARITY: &str = "deep_input_nonlinearity";
 }
+
+/// A deeper block's tensor prefix and metadata keys.
+struct BlockKeys {
+    prefix: &'static str,
+    depth: &'static str,
+    width: &'static str,
+    nonlinearity: &'static str,
+    /// What its first layer reads, for messages.
+    reads: &'static str,
+}
+
+const DEEP_OUTPUT: BlockKeys = BlockKeys {
+    prefix: "out_mlp",
+    depth: keys::DEEP_OUTPUT_DEPTH,
+    width: keys::DEEP_OUTPUT_WIDTH,
+    nonlinearity: keys::DEEP_OUTPUT_NONLINEARITY,
+    reads: "[width, D·H]: it reads the top layer's outputs",
+};
+
+const DEEP_INPUT: BlockKeys = BlockKeys {
+    prefix: "in_mlp",
+    depth: keys::DEEP_INPUT_DEPTH,
+    width: keys::DEEP_INPUT_WIDTH,
+    nonlinearity: keys::DEEP_INPUT_NONLINEARITY,
+    reads: "[width, I]: it reads x",
+};
 
 /// A model read from a file, with the file's metadata (vocabulary and anything else).
 #[derive(Debug)]
@@ -89,18 +121,15 @@ pub fn save_with(
     ] {
         meta.insert(k.to_string(), v);
     }
-    // Only a model with a deep output says so: a plain nn.RNN file stays as it was.
-    let m = c.deep_output;
-    if m.is_some() {
-        for (k, v) in [
-            (keys::DEEP_OUTPUT_DEPTH, m.depth.to_string()),
-            (keys::DEEP_OUTPUT_WIDTH, m.width.to_string()),
-            (
-                keys::DEEP_OUTPUT_NONLINEARITY,
+    // Only a model with a deeper block says so: a plain nn.RNN file stays as it was.
+    for (m, k) in [(c.deep_output, DEEP_OUTPUT), (c.deep_input, DEEP_INPUT)] {
+        if m.is_some() {
+            meta.insert(k.depth.to_string(), m.depth.to_string());
+            meta.insert(k.width.to_string(), m.width.to_string());
+            meta.insert(
+                k.nonlinearity.to_string(),
                 m.nonlinearity.name().to_string(),
-            ),
-        ] {
-            meta.insert(k.to_string(), v);
+            );
         }
     }
     let tensors: Vec<(String, HostTensor)> = rnn
@@ -151,11 +180,9 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             .contains(&kind)
             .then_some(n)
     };
-    // The deep output block's layer j: out_mlp.{j}.weight and out_mlp.{j}.bias.
-    let out_mlp_of = |name: &str| -> Option<usize> {
-        let (j, kind) = name.strip_prefix("out_mlp.")?.split_once('.')?;
-        let n = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
-        ["weight", "bias"].contains(&kind).then_some(n)
+    let is_block = |name: &str| {
+        block_layer_of(name, DEEP_OUTPUT.prefix).is_some()
+            || block_layer_of(name, DEEP_INPUT.prefix).is_some()
     };
     for name in file.names() {
         // A training checkpoint's own tensors (`rnn-wgpu train --checkpoint`) sit beside the
@@ -163,14 +190,15 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         if name.starts_with(CHECKPOINT_PREFIX) {
             continue;
         }
-        if layer_of(name).is_none() && out_mlp_of(name).is_none() && name != FC_W && name != FC_B {
+        if layer_of(name).is_none() && !is_block(name) && name != FC_W && name != FC_B {
             return Err(file.invalid(
                 name,
                 format!(
                     "unexpected tensor; a model file holds rnn.weight_ih_l{{k}}, \
                      rnn.weight_hh_l{{k}}, rnn.bias_ih_l{{k}}, rnn.bias_hh_l{{k}} for each layer \
-                     k (and the same with _reverse for both directions), out_mlp.{{j}}.weight \
-                     and out_mlp.{{j}}.bias for a deep output, {FC_W} and {FC_B}"
+                     k (and the same with _reverse for both directions), in_mlp.{{j}}.weight \
+                     and in_mlp.{{j}}.bias for a deep input, out_mlp.{{j}}.weight and \
+                     out_mlp.{{j}}.bias for a deep output, {FC_W} and {FC_B}"
                 ),
             ));
         }
@@ -229,14 +257,29 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     };
     let first = LayerNames::new(0, 0);
     let w_ih = dims(&first.w_ih, 2)?;
-    let (h, i) = (w_ih[0], w_ih[1]);
+    // With a deep input block, I is its first layer's input and the bottom layer reads its
+    // width.
+    let h = w_ih[0];
+    let i = match file.get("in_mlp.0.weight") {
+        Some(t) if t.shape.len() == 2 => t.shape[1],
+        _ => w_ih[1],
+    };
+    let deep_input = block_of(file, &DEEP_INPUT, i)?;
+    if deep_input.is_some() && w_ih[1] != deep_input.width {
+        let w = deep_input.width;
+        return Err(file.shape_err(
+            &first.w_ih,
+            &w_ih,
+            format!("[{h}, {w}] (the deep input's width, from in_mlp.0.weight)"),
+        ));
+    }
     let mut has_bias = false;
     for k in 0..layers {
         for d in 0..nd {
             let n = LayerNames::new(k, d);
             // Layer k > 0 reads layer k - 1's outputs, D·H wide. A layer or direction
             // missing its weights (a gap) is named by `require`.
-            let want_in = if k == 0 { i } else { nd * h };
+            let want_in = if k == 0 { w_ih[1] } else { nd * h };
             if k > 0 || d > 0 {
                 let got = dims(&n.w_ih, 2)?;
                 if got != [h, want_in] {
@@ -275,7 +318,7 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
             }
         }
     }
-    let deep_output = deep_output_of(file, out_mlp_of, nd * h)?;
+    let deep_output = block_of(file, &DEEP_OUTPUT, nd * h)?;
     let fc_w = dims(FC_W, 2)?;
     if deep_output.is_some() && fc_w[1] != deep_output.width {
         let w = deep_output.width;
@@ -361,6 +404,7 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         None => 0.0,
     };
     Ok(RnnConfig::new(i, h, o)
+        .with_deep_input(deep_input)
         .with_deep_output(deep_output)
         .with_dropout(dropout)
         .with_layers(layers)
@@ -369,18 +413,25 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         .with_bias(bias))
 }
 
-/// The deep output block a file holds: its depth from the `out_mlp.{j}` tensors (no gap), its
-/// width from `out_mlp.0.weight` `[width, D·H]` (`top` = D·H), every shape and the metadata
-/// checked against them.
-fn deep_output_of(
-    file: &TensorFile,
-    layer_of: impl Fn(&str) -> Option<usize>,
-    top: usize,
-) -> Result<Mlp> {
+/// Layer j of the block under `prefix`, for `{prefix}.{j}.weight` and `{prefix}.{j}.bias`
+/// (PyTorch's spelling of j only).
+fn block_layer_of(name: &str, prefix: &str) -> Option<usize> {
+    let (j, kind) = name
+        .strip_prefix(prefix)?
+        .strip_prefix('.')?
+        .split_once('.')?;
+    let n = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
+    ["weight", "bias"].contains(&kind).then_some(n)
+}
+
+/// The deeper block a file holds under `k.prefix`: its depth from the tensors (no gap), its
+/// width from layer 0's weight `[width, first]`, every shape and the metadata checked
+/// against them.
+fn block_of(file: &TensorFile, k: &BlockKeys, first: usize) -> Result<Mlp> {
     let meta = file.metadata();
     let depth = file
         .names()
-        .filter_map(&layer_of)
+        .filter_map(|n| block_layer_of(n, k.prefix))
         .max()
         .map_or(0, |j| j + 1);
     let number = |key: &str| -> Result<Option<usize>> {
@@ -391,12 +442,12 @@ fn deep_output_of(
             })
             .transpose()
     };
-    if let Some(n) = number(keys::DEEP_OUTPUT_DEPTH)?
+    if let Some(n) = number(k.depth)?
         && n != depth
     {
         return Err(file.invalid(
-            keys::DEEP_OUTPUT_DEPTH,
-            format!("says {n}, but the file holds {depth} out_mlp layers"),
+            k.depth,
+            format!("says {n}, but the file holds {depth} {} layers", k.prefix),
         ));
     }
     if depth == 0 {
@@ -404,7 +455,10 @@ fn deep_output_of(
     }
     let mut width = 0;
     for j in 0..depth {
-        let (w, b) = out_mlp_names(j);
+        let (w, b) = (
+            format!("{}.{j}.weight", k.prefix),
+            format!("{}.{j}.bias", k.prefix),
+        );
         let t = file.require(&w)?;
         if t.to_f32().is_none() {
             return Err(file.dtype_err(&w, t, "F32 or F64"));
@@ -412,12 +466,12 @@ fn deep_output_of(
         if j == 0 {
             width = t.shape.first().copied().unwrap_or(0);
         }
-        let input = if j == 0 { top } else { width };
+        let input = if j == 0 { first } else { width };
         if t.shape != [width, input] || width == 0 {
             let why = if j == 0 {
-                "[width, D·H]: it reads the top layer's outputs"
+                k.reads.to_string()
             } else {
-                "[width, width], the width from out_mlp.0.weight"
+                format!("[width, width], the width from {}.0.weight", k.prefix)
             };
             return Err(file.shape_err(&w, &t.shape, format!("[{width}, {input}] ({why})")));
         }
@@ -429,18 +483,18 @@ fn deep_output_of(
             return Err(file.shape_err(&b, &t.shape, format!("[{width}]")));
         }
     }
-    if let Some(n) = number(keys::DEEP_OUTPUT_WIDTH)?
+    if let Some(n) = number(k.width)?
         && n != width
     {
         return Err(file.invalid(
-            keys::DEEP_OUTPUT_WIDTH,
-            format!("says {n}, but out_mlp.0.weight gives {width}"),
+            k.width,
+            format!("says {n}, but {}.0.weight gives {width}", k.prefix),
         ));
     }
-    let nonlinearity = match meta.get(keys::DEEP_OUTPUT_NONLINEARITY) {
+    let nonlinearity = match meta.get(k.nonlinearity) {
         Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
             file.invalid(
-                keys::DEEP_OUTPUT_NONLINEARITY,
+                k.nonlinearity,
                 format!("{v:?} is not \"tanh\", \"relu\" or \"identity\""),
             )
         })?,

@@ -38,7 +38,8 @@ fn most_steps(gpu: &Gpu, config: &RnnConfig, b: usize, tokens: bool) -> usize {
     let mut widest = i
         .max(config.output)
         .max(h * d)
-        .max(config.deep_output.width);
+        .max(config.deep_output.width)
+        .max(config.deep_input.width);
     if d == 2 {
         widest = widest.max(2 * h.max(i));
     }

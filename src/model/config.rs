@@ -147,6 +147,9 @@ pub struct RnnConfig {
     /// rows at once; [`Mlp::NONE`] by default. Its layers are `out_mlp.{j}.weight` and
     /// `out_mlp.{j}.bias` in the file.
     pub deep_output: Mlp,
+    /// A deep input: an MLP from `x(t)` into the bottom layer, over all rows at once;
+    /// [`Mlp::NONE`] by default. Its layers are `in_mlp.{j}.weight` and `in_mlp.{j}.bias`.
+    pub deep_input: Mlp,
 }
 
 impl RnnConfig {
@@ -164,7 +167,13 @@ impl RnnConfig {
             dropout: 0.0,
             init: Init::Pytorch,
             deep_output: Mlp::NONE,
+            deep_input: Mlp::NONE,
         }
+    }
+
+    /// The same with a deep input block.
+    pub fn with_deep_input(self, deep_input: Mlp) -> Self {
+        Self { deep_input, ..self }
     }
 
     /// The same with a deep output block.
@@ -254,9 +263,16 @@ impl RnnConfig {
         Self { bias, ..self }
     }
 
-    /// The width of layer `k`'s input: `I` for the first layer, `D·H` above it.
+    /// The width of layer `k`'s input: `I` (or the deep input's width) for the first layer,
+    /// `D·H` above it.
     pub fn layer_input(&self, k: usize) -> usize {
-        if k == 0 { self.input } else { self.out_width() }
+        if k > 0 {
+            self.out_width()
+        } else if self.deep_input.is_some() {
+            self.deep_input.width
+        } else {
+            self.input
+        }
     }
 
     /// Rejects zero sizes.
@@ -286,6 +302,7 @@ impl RnnConfig {
         }
         self.init.validate()?;
         self.deep_output.validate("deep_output")?;
+        self.deep_input.validate("deep_input")?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(InputError::Invalid {
                 arg: "RnnConfig::dropout".into(),

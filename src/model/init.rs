@@ -86,11 +86,17 @@ pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f
             init_layer(layout, &layer, config.init, seed, &mut values);
         }
     }
-    // A deep output block's layers and the head above it draw as `nn.Linear` does, in
+    // A deeper block's layers and the head above a deep output draw as `nn.Linear` does, in
     // `±1/sqrt(fan_in)` of their own inputs: the same draw, rescaled.
-    if config.deep_output.is_some() {
+    if config.deep_output.is_some() || config.deep_input.is_some() {
         for e in layout.entries() {
-            let fan_in = if e.name.starts_with("out_mlp.0.") {
+            let fan_in = if e.name.starts_with("in_mlp.0.") {
+                config.input
+            } else if e.name.starts_with("in_mlp.") {
+                config.deep_input.width
+            } else if !config.deep_output.is_some() {
+                continue;
+            } else if e.name.starts_with("out_mlp.0.") {
                 config.out_width()
             } else if e.name.starts_with("out_mlp.") || e.name.starts_with("fc.") {
                 config.deep_output.width

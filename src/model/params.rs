@@ -43,6 +43,23 @@ pub(crate) fn out_mlp_names(j: usize) -> (String, String) {
     (format!("out_mlp.{j}.weight"), format!("out_mlp.{j}.bias"))
 }
 
+/// The names of layer `j` of the deep input block: its weight `[width, input]` and bias.
+pub(crate) fn in_mlp_names(j: usize) -> (String, String) {
+    (format!("in_mlp.{j}.weight"), format!("in_mlp.{j}.bias"))
+}
+
+/// Every layer of the deep input block: its names and its input and output widths.
+pub(crate) fn in_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, usize)> {
+    let m = config.deep_input;
+    (0..m.depth)
+        .map(|j| {
+            let (w, b) = in_mlp_names(j);
+            let input = if j == 0 { config.input } else { m.width };
+            (w, b, input, m.width)
+        })
+        .collect()
+}
+
 /// Every layer of the deep output block: its names and its input and output widths.
 pub(crate) fn out_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, usize)> {
     let m = config.deep_output;
@@ -58,12 +75,16 @@ pub(crate) fn out_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, 
 impl ParamLayout {
     /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
     /// (`weight_ih`, `weight_hh`, then the biases; the reverse direction's after the
-    /// forward's), bottom first, then the deep output block's (`out_mlp.{j}`), then the
-    /// head's.
+    /// forward's), bottom first, after the deep input block's (`in_mlp.{j}`) and before the
+    /// deep output block's (`out_mlp.{j}`), then the head's.
     pub fn new(config: &RnnConfig) -> Self {
         let o = config.output;
-        let mut shapes: Vec<(String, Vec<usize>)> =
-            Layer::all(config).iter().flat_map(Layer::params).collect();
+        let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
+        for (w, b, input, width) in in_mlp_layers(config) {
+            shapes.push((w, vec![width, input]));
+            shapes.push((b, vec![width]));
+        }
+        shapes.extend(Layer::all(config).iter().flat_map(Layer::params));
         for (w, b, input, width) in out_mlp_layers(config) {
             shapes.push((w, vec![width, input]));
             shapes.push((b, vec![width]));

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::layer::Layer;
-use super::params::{FC_B, FC_W, ParamLayout, ParamSpec, out_mlp_layers};
+use super::params::{FC_B, FC_W, ParamLayout, ParamSpec, in_mlp_layers, out_mlp_layers};
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
@@ -490,6 +490,32 @@ impl Workspace {
             gpu.storage_buffer("x [T, B, I]", rows * i)?
         };
         let xi = if tokens { 0 } else { i };
+        // The deep input block: each layer's outputs and their gradients `[T, B, width]`; the
+        // bottom layer reads the last.
+        let in_mlp = in_mlp_layers(config);
+        if tokens && !in_mlp.is_empty() {
+            return Err(InputError::Invalid {
+                arg: "x".into(),
+                reason: "token ids feed the bottom layer's weight_ih directly; a model with a \
+                         deep input block takes float inputs [T, B, I] (one-hot for tokens)"
+                    .into(),
+            }
+            .into());
+        }
+        let mut zin = Vec::with_capacity(in_mlp.len());
+        let mut dzin = Vec::with_capacity(in_mlp.len());
+        for _ in &in_mlp {
+            let n = rows * config.deep_input.width;
+            zin.push(gpu.storage_buffer("deep input layer [T, B, width]", n)?);
+            dzin.push(gpu.storage_buffer("dL/d deep input layer [T, B, width]", n)?);
+        }
+        let in_act = config.deep_input.nonlinearity;
+        // What the bottom layer reads per row: I (none for ids), or the deep input's width.
+        let l0 = if in_mlp.is_empty() {
+            xi
+        } else {
+            config.layer_input(0)
+        };
         // Every layer's buffers, both directions' in each: the reverse direction's `hs` (h_all)
         // or `ts` (xu, da) floats on.
         let hs = Recurrence::stride((steps + 1) * bh);
@@ -539,12 +565,13 @@ impl Workspace {
         let mut scratch = Vec::new();
         if two {
             for k in 0..nl {
-                let width = if k == 0 { xi } else { config.layer_input(k) };
+                let width = if k == 0 { l0 } else { config.layer_input(k) };
                 reversed.push(gpu.storage_buffer("input reversed in time", (rows * width).max(1))?);
                 cats.push(gpu.storage_buffer("layer outputs [T, B, 2H]", rows * 2 * h)?);
             }
             for _ in 0..2 {
-                scratch.push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(xi))?);
+                scratch
+                    .push(gpu.storage_buffer("dL/d layer outputs", rows * 2 * h.max(xi).max(l0))?);
             }
         }
         // Dropout between layers: each dropped output, read by the layer above.
@@ -598,7 +625,7 @@ impl Workspace {
         // dropout where there is some.
         let input = |k: usize| {
             if k == 0 {
-                at(&x, 0)
+                at(zin.last().unwrap_or(&x), 0)
             } else if dropping {
                 at(&drops[k - 1], 0)
             } else if two {
@@ -676,6 +703,20 @@ impl Workspace {
         if let Some(bf) = batch_first.as_ref().filter(|_| !tokens) {
             fw.phase("input projection");
             swap_leading(&mut fw, (batch, steps, i), &bf.x, &x)?;
+        }
+        // The deep input block, layer by layer over all rows.
+        for (j, (w, b, ni, nw)) in in_mlp.iter().enumerate() {
+            fw.phase("input projection");
+            let from = if j == 0 {
+                at(&x, 0)
+            } else {
+                at(&zin[j - 1], 0)
+            };
+            let mut g = Gemm::new(rows, *nw, *ni, from, p(w), at(&zin[j], 0));
+            g.trans_b = true;
+            g.bias = Some(p(b));
+            matmul(&mut fw, g)?;
+            activation::forward(&mut fw, rows * nw, in_act, at(&zin[j], 0), &unused_r)?;
         }
         // How direction d of layer 0 reads token ids.
         let token_layout = |d: usize| TokenLayout {
@@ -997,6 +1038,62 @@ impl Workspace {
                 }
             }
         }
+        if let Some(top) = dzin.last() {
+            // dL/d(the block's output) = the bottom layer's dA U (both directions', merged in
+            // true time), then down through the block; its first layer's dL/dx comes with the
+            // input gradients.
+            bw.phase("weight gradients");
+            let w0 = config.layer_input(0);
+            if two {
+                for d in 0..2 {
+                    let (da, u) = (at(&layers[0].da, d * ts), p(&names[d].w_ih));
+                    times_weights(&mut bw, rows, (h, w0), da, u, None, at(&scratch[d], 0))?;
+                }
+                let bufs = [&scratch[0], &scratch[1], top];
+                merge_reversed(&mut bw, (steps, batch * w0), bufs, &unused)?;
+            } else {
+                let (da, u) = (at(&layers[0].da, 0), p(&names[0].w_ih));
+                times_weights(&mut bw, rows, (h, w0), da, u, None, at(top, 0))?;
+            }
+            for (j, (w, b, ni, nw)) in in_mlp.iter().enumerate().rev() {
+                let from = if j == 0 {
+                    at(&x, 0)
+                } else {
+                    at(&zin[j - 1], 0)
+                };
+                activation::backward(&mut bw, rows * nw, in_act, &zin[j], at(&dzin[j], 0))?;
+                let mut dw = Gemm::new(
+                    *nw,
+                    *ni,
+                    rows,
+                    at(&dzin[j], 0),
+                    from,
+                    at(grads, layout.offset(w)),
+                );
+                dw.trans_a = true;
+                matmul(&mut bw, dw)?;
+                colsum(
+                    &mut bw,
+                    rows,
+                    *nw,
+                    at(&dzin[j], 0),
+                    at(grads, layout.offset(b)),
+                    None,
+                )?;
+                if j > 0 {
+                    let below = at(&dzin[j - 1], 0);
+                    times_weights(
+                        &mut bw,
+                        rows,
+                        (*nw, *ni),
+                        at(&dzin[j], 0),
+                        p(w),
+                        None,
+                        below,
+                    )?;
+                }
+            }
+        }
         if pad {
             // Every gradient, cropped into the caller's buffer.
             bw.phase("weight gradients");
@@ -1011,6 +1108,18 @@ impl Workspace {
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
         if tokens {
             // Ids have no gradient.
+        } else if let Some((w, _, _, nw)) = in_mlp.first() {
+            // dL/dx through the deep input block's first layer, whose dL/da the backward pass
+            // left.
+            times_weights(
+                &mut dxp,
+                rows,
+                (*nw, i),
+                at(&dzin[0], 0),
+                p(w),
+                None,
+                at(&dx, 0),
+            )?;
         } else if two {
             for d in 0..2 {
                 times_weights(

@@ -250,11 +250,19 @@ pub struct Workload {
 impl Workload {
     /// Random inputs and targets and a fresh tanh model of `shape`.
     pub fn new(gpu: &Gpu, shape: Shape) -> Result<Self> {
+        let config = RnnConfig::new(shape.input, shape.hidden, shape.output)
+            .with_layers(shape.layers)
+            .with_bidirectional(shape.bidirectional);
+        Self::with_config(gpu, shape, config)
+    }
+
+    /// Random inputs and targets of `shape` and a fresh model of `config` (whose sizes are
+    /// the shape's I and O; H and the blocks may differ).
+    pub fn with_config(gpu: &Gpu, shape: Shape, config: RnnConfig) -> Result<Self> {
         let Shape {
             steps: t,
             batch: b,
             input: i,
-            hidden: h,
             output: o,
             ..
         } = shape;
@@ -262,9 +270,6 @@ impl Workload {
         let mut rand = |n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>();
         let x = Tensor::from_slice(gpu, &[t, b, i], &rand(t * b * i))?;
         let y = Tensor::from_slice(gpu, &[t, b, o], &rand(t * b * o))?;
-        let config = RnnConfig::new(i, h, o)
-            .with_layers(shape.layers)
-            .with_bidirectional(shape.bidirectional);
         let rnn = Rnn::new(gpu, config, 0)?;
         Ok(Self {
             gpu: gpu.clone(),

@@ -1,7 +1,8 @@
 //! `rnn-wgpu bench`: the benchmark shapes, every driver, beside the naive baseline.
 
 use rnn_wgpu::bench::{self, Budget, Mode, SHAPES, Shape, Task};
-use rnn_wgpu::{Driver, Error};
+use rnn_wgpu::model::ParamLayout;
+use rnn_wgpu::{Driver, Error, Mlp, Nonlinearity, RnnConfig};
 
 use super::{bad_arg, open_gpu};
 
@@ -65,6 +66,21 @@ pub struct BenchArgs {
     /// the loss at the last step only (against the naive driver).
     #[arg(long, value_enum)]
     task: Option<TaskName>,
+    /// Instead: each --shape with a deep input block of this many layers (and/or
+    /// --output-depth), beside the plain model whose H gives the nearest parameter count,
+    /// timed alternately (--rounds).
+    #[arg(long, default_value_t = 0)]
+    input_depth: usize,
+    /// Width of the deep input block's layers [default: H].
+    #[arg(long)]
+    input_width: Option<usize>,
+    /// Instead: each --shape with a deep output block of this many layers (see
+    /// --input-depth).
+    #[arg(long, default_value_t = 0)]
+    output_depth: usize,
+    /// Width of the deep output block's layers [default: D·H].
+    #[arg(long)]
+    output_width: Option<usize>,
     /// The text of `--task char-lm`.
     #[arg(long, value_name = "FILE")]
     text: Option<std::path::PathBuf>,
@@ -493,6 +509,9 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     if let Some(len) = a.chunk {
         return chunked(a, len, &shapes, &modes, &budget);
     }
+    if a.input_depth > 0 || a.output_depth > 0 {
+        return blocks(a, &shapes, &modes, &budget);
+    }
     let gpu = open_gpu()?;
     if a.wavefront {
         return wavefront(a, &gpu, &shapes);
@@ -556,5 +575,117 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
             }
         }
     })?;
+    Ok(())
+}
+
+/// Each shape with the deeper blocks the flags ask for, beside the plain model of the nearest
+/// parameter count (its H searched), timed alternately.
+fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> Result<(), Error> {
+    for (flag, depth, width) in [
+        ("--input-depth", a.input_depth, a.input_width),
+        ("--output-depth", a.output_depth, a.output_width),
+    ] {
+        if depth > rnn_wgpu::MAX_BLOCK_DEPTH {
+            return Err(bad_arg(
+                flag,
+                format!("{depth} is more than {} layers", rnn_wgpu::MAX_BLOCK_DEPTH),
+            ));
+        }
+        if width == Some(0) {
+            return Err(bad_arg(flag, "its width must be at least 1"));
+        }
+    }
+    let gpu = open_gpu()?;
+    if !a.json {
+        println!(
+            "median ms of {} alternating rounds (each a median of timed runs after warm-up); \
+             plain: the model without blocks whose H gives the nearest parameter count; \
+             ratio: blocks over plain\n",
+            a.rounds.max(1)
+        );
+        println!(
+            "{:<22} {:<24} {:<10} {:>9} {:>10} {:>8} {:>9} {:>10} {:>7}",
+            "shape (T,B,I,H,O)",
+            "blocks",
+            "mode",
+            "params",
+            "ms",
+            "plain H",
+            "params",
+            "plain ms",
+            "ratio"
+        );
+    }
+    for &s in shapes {
+        let plain = |h: usize| {
+            RnnConfig::new(s.input, h, s.output)
+                .with_layers(s.layers)
+                .with_bidirectional(s.bidirectional)
+        };
+        let top = s.hidden * if s.bidirectional { 2 } else { 1 };
+        let mlp = |depth: usize, width: Option<usize>, default: usize| {
+            if depth == 0 {
+                Mlp::NONE
+            } else {
+                Mlp::new(depth, width.unwrap_or(default), Nonlinearity::Tanh)
+            }
+        };
+        let deep = plain(s.hidden)
+            .with_deep_input(mlp(a.input_depth, a.input_width, s.hidden))
+            .with_deep_output(mlp(a.output_depth, a.output_width, top));
+        let count = |c: &RnnConfig| ParamLayout::new(c).len();
+        let want = count(&deep);
+        let h_plain = (1..=8 * s.hidden)
+            .min_by_key(|&h| count(&plain(h)).abs_diff(want))
+            .unwrap_or(s.hidden);
+        let mut with_blocks = bench::Workload::with_config(&gpu, s, deep)?;
+        let mut without = bench::Workload::with_config(&gpu, s, plain(h_plain))?;
+        let label = format!(
+            "in {}x{} out {}x{}",
+            deep.deep_input.depth,
+            deep.deep_input.width,
+            deep.deep_output.depth,
+            deep.deep_output.width
+        );
+        for &mode in modes {
+            let (mut bt, mut pt) = (Vec::new(), Vec::new());
+            for _ in 0..a.rounds.max(1) {
+                bt.push(with_blocks.measure(mode, Driver::Auto, budget)?.ms);
+                pt.push(without.measure(mode, Driver::Auto, budget)?.ms);
+            }
+            let (b_ms, p_ms) = (bench::median(bt), bench::median(pt));
+            let shape = format!(
+                "{},{},{},{},{}",
+                s.steps, s.batch, s.input, s.hidden, s.output
+            );
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "shape": shape, "layers": s.layers, "bidirectional": s.bidirectional,
+                        "deep_input": [deep.deep_input.depth, deep.deep_input.width],
+                        "deep_output": [deep.deep_output.depth, deep.deep_output.width],
+                        "mode": mode.name(), "params": want, "ms": b_ms,
+                        "plain_hidden": h_plain, "plain_params": count(&plain(h_plain)),
+                        "plain_ms": p_ms, "ratio": b_ms / p_ms,
+                        "rounds": a.rounds.max(1), "adapter": gpu.adapter_info().name,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<22} {:<24} {:<10} {:>9} {:>10.2} {:>8} {:>9} {:>10.2} {:>6.2}x",
+                    shape,
+                    label,
+                    mode.name(),
+                    want,
+                    b_ms,
+                    h_plain,
+                    count(&plain(h_plain)),
+                    p_ms,
+                    b_ms / p_ms
+                );
+            }
+        }
+    }
     Ok(())
 }

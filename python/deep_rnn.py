@@ -14,12 +14,20 @@ Networks") add their own parameters; a plain model's state dict is unchanged:
     deep input: in_mlp.{j}.weight [width, I or width], in_mlp.{j}.bias [width],
         j = 0 .. input_depth - 1, each followed by input_nonlinearity; rnn.weight_ih_l0 then
         reads `width`.
+    deep transition (DT-RNN): trans_l{k}.{j}.weight [out, in], trans_l{k}.{j}.bias [out]
+        for every layer k (and trans_l{k}_reverse), j = 0 .. transition_depth - 1: H in (the
+        act(a(t)) of nn.RNN's own step), H out (h(t)), transition_width between, each
+        followed by transition_nonlinearity; with skip=True (DT(S)-RNN) also
+        skip_l{k}.weight [H, H], h(t-1) added into the last layer's pre-activation.
     deep output (DO-RNN): out_mlp.{j}.weight [width, D*H or width], out_mlp.{j}.bias [width],
         j = 0 .. output_depth - 1, each followed by output_nonlinearity, then fc reads `width`.
 
 The configuration goes in the safetensors `__metadata__` under the keys rnn-wgpu reads
 (nonlinearity, num_layers, bidirectional, bias, deep_input_depth, deep_input_width,
-deep_input_nonlinearity, deep_output_depth, deep_output_width, deep_output_nonlinearity).
+deep_input_nonlinearity, deep_transition_depth, deep_transition_width,
+deep_transition_nonlinearity, skip, deep_output_depth, deep_output_width,
+deep_output_nonlinearity). With a deep transition the time loop runs here in Python (nn.RNN
+keeps the parameters); without one, nn.RNN runs it.
 """
 
 import torch
@@ -34,7 +42,8 @@ class DeepRNN(torch.nn.Module):
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  bias=True, bidirectional=False, batch_first=False, output_depth=0,
                  output_width=None, output_nonlinearity="tanh", input_depth=0, input_width=None,
-                 input_nonlinearity="tanh"):
+                 input_nonlinearity="tanh", transition_depth=0, transition_width=None,
+                 transition_nonlinearity="tanh", skip=False):
         super().__init__()
         if output_depth < 0 or input_depth < 0:
             raise ValueError("output_depth and input_depth must be 0 or more")
@@ -60,6 +69,24 @@ class DeepRNN(torch.nn.Module):
                                 nonlinearity=nonlinearity, bias=bias,
                                 bidirectional=bidirectional, batch_first=batch_first)
         self.output_nonlinearity = output_nonlinearity
+        if transition_nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"transition_nonlinearity must be one of {sorted(ACTIVATIONS)}")
+        if skip and transition_depth < 1:
+            raise ValueError("skip is the shortcut beside a deep transition: transition_depth >= 1")
+        self.transition_nonlinearity = transition_nonlinearity
+        self.transition_depth = transition_depth
+        self.transition_width = hidden_size if transition_width is None else transition_width
+        self.skip = skip
+        w = self.transition_width
+        for k in range(num_layers if transition_depth > 0 else 0):
+            for r in ["", "_reverse"] if bidirectional else [""]:
+                setattr(self, f"trans_l{k}{r}", torch.nn.ModuleList(
+                    torch.nn.Linear(hidden_size if j == 0 else w,
+                                    hidden_size if j + 1 == transition_depth else w)
+                    for j in range(transition_depth)))
+                if skip:
+                    setattr(self, f"skip_l{k}{r}",
+                            torch.nn.Linear(hidden_size, hidden_size, bias=False))
         self.out_mlp = torch.nn.ModuleList(
             torch.nn.Linear(top if j == 0 else width, width) for j in range(output_depth))
         self.fc = torch.nn.Linear(width if output_depth > 0 else top, output_size)
@@ -68,11 +95,58 @@ class DeepRNN(torch.nn.Module):
         act_in = ACTIVATIONS[self.input_nonlinearity]
         for layer in self.in_mlp:
             x = act_in(layer(x))
-        out, h_n = self.rnn(x, h0)
+        if self.transition_depth > 0:
+            out, h_n = self._deep_transition(x, h0)
+        else:
+            out, h_n = self.rnn(x, h0)
         act = ACTIVATIONS[self.output_nonlinearity]
         for layer in self.out_mlp:
             out = act(layer(out))
         return self.fc(out), h_n
+
+    def _deep_transition(self, x, h0):
+        """nn.RNN's recurrence written out, each step through the deep transition."""
+        r_ = self.rnn
+        if r_.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        d_count = 2 if r_.bidirectional else 1
+        act = ACTIVATIONS[r_.nonlinearity]
+        tact = ACTIVATIONS[self.transition_nonlinearity]
+        layer_in, h_n = x, []
+        for k in range(r_.num_layers):
+            outs = []
+            for d in range(d_count):
+                r = "_reverse" if d else ""
+                w_ih = getattr(r_, f"weight_ih_l{k}{r}")
+                w_hh = getattr(r_, f"weight_hh_l{k}{r}")
+                b = (getattr(r_, f"bias_ih_l{k}{r}") + getattr(r_, f"bias_hh_l{k}{r}")
+                     if r_.bias else 0.0)
+                trans = getattr(self, f"trans_l{k}{r}")
+                skip = getattr(self, f"skip_l{k}{r}", None)
+                seq = layer_in if d == 0 else layer_in.flip(0)
+                h = (h0[k * d_count + d] if h0 is not None
+                     else x.new_zeros(batch, r_.hidden_size))
+                hs = []
+                for t in range(steps):
+                    h_prev = h
+                    z = act(seq[t] @ w_ih.T + h_prev @ w_hh.T + b)
+                    for j, lin in enumerate(trans):
+                        v = lin(z)
+                        if j + 1 == len(trans) and skip is not None:
+                            v = v + skip(h_prev)
+                        z = tact(v)
+                    h = z
+                    hs.append(h)
+                out = torch.stack(hs)
+                outs.append(out if d == 0 else out.flip(0))
+                h_n.append(h)
+            layer_in = torch.cat(outs, dim=-1)
+            if self.training and r_.dropout > 0 and k + 1 < r_.num_layers:
+                layer_in = torch.nn.functional.dropout(layer_in, r_.dropout)
+        if r_.batch_first:
+            layer_in = layer_in.transpose(0, 1)
+        return layer_in, torch.stack(h_n)
 
     def metadata(self):
         """The `__metadata__` rnn-wgpu reads for this configuration."""
@@ -83,6 +157,11 @@ class DeepRNN(torch.nn.Module):
             meta["deep_input_depth"] = str(len(self.in_mlp))
             meta["deep_input_width"] = str(self.in_mlp[0].out_features)
             meta["deep_input_nonlinearity"] = self.input_nonlinearity
+        if self.transition_depth > 0:
+            meta["deep_transition_depth"] = str(self.transition_depth)
+            meta["deep_transition_width"] = str(self.transition_width)
+            meta["deep_transition_nonlinearity"] = self.transition_nonlinearity
+            meta["skip"] = str(self.skip).lower()
         if len(self.out_mlp) > 0:
             meta["deep_output_depth"] = str(len(self.out_mlp))
             meta["deep_output_width"] = str(self.out_mlp[0].out_features)
@@ -105,6 +184,7 @@ def load(path):
     state = {k: v for k, v in load_file(path).items() if not k.startswith("checkpoint.")}
     w_ih = state["rnn.weight_ih_l0"]
     in_depth = sum(1 for k in state if k.startswith("in_mlp.") and k.endswith(".weight"))
+    t_depth = sum(1 for k in state if k.startswith("trans_l0.") and k.endswith(".weight"))
     input_size = state["in_mlp.0.weight"].shape[1] if in_depth else w_ih.shape[1]
     bidirectional = "rnn.weight_ih_l0_reverse" in state
     layers = 1 + max(int(k.removesuffix("_reverse").rsplit("_l", 1)[1])
@@ -118,6 +198,11 @@ def load(path):
                     output_nonlinearity=meta.get("deep_output_nonlinearity", "tanh"),
                     input_depth=in_depth,
                     input_width=state["in_mlp.0.weight"].shape[0] if in_depth else None,
-                    input_nonlinearity=meta.get("deep_input_nonlinearity", "tanh"))
+                    input_nonlinearity=meta.get("deep_input_nonlinearity", "tanh"),
+                    transition_depth=t_depth,
+                    transition_width=int(meta.get("deep_transition_width", 0)) or (
+                        state["trans_l0.0.weight"].shape[0] if t_depth > 1 else None),
+                    transition_nonlinearity=meta.get("deep_transition_nonlinearity", "tanh"),
+                    skip="skip_l0.weight" in state)
     model.load_state_dict(state, strict=True)
     return model

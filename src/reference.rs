@@ -17,6 +17,55 @@ pub struct Layer {
     pub b_ih: Vec<f64>,
     /// `rnn.bias_hh_l{k}` `[H]` (zeros without bias).
     pub b_hh: Vec<f64>,
+    /// The deep transition's layers, `trans_l{k}.{j}.weight` `[out, in]` and
+    /// `trans_l{k}.{j}.bias` `[out]`: φ(a) (H wide) in, h(t) (H wide) out, `width` between;
+    /// empty without one.
+    pub trans: Vec<(Vec<f64>, Vec<f64>)>,
+    /// The shortcut `skip_l{k}.weight` `[H, H]` from h(t-1) into the transition's last layer
+    /// (DT(S)); empty without one.
+    pub skip: Vec<f64>,
+}
+
+/// The deep transition's layers: input and output widths (H in, H out, `width` between).
+fn trans_sizes(config: &RnnConfig) -> Vec<(usize, usize)> {
+    let m = config.deep_transition;
+    let h = config.hidden;
+    (0..m.depth)
+        .map(|j| {
+            let ni = if j == 0 { h } else { m.width };
+            let no = if j + 1 == m.depth { h } else { m.width };
+            (ni, no)
+        })
+        .collect()
+}
+
+/// One step of the recurrence from the pre-activation `a` `[H]` and `h(t-1)`: every value the
+/// transition computes, `[φ(a), z_1, ..., h(t)]` (just `[h(t)]` = `[φ(a)]` without a deep
+/// transition).
+fn transition(
+    l: &Layer,
+    (n, tn): (Nonlinearity, Nonlinearity),
+    a: &[f64],
+    h_prev: &[f64],
+) -> Vec<Vec<f64>> {
+    let mut zs = vec![a.iter().map(|&v| act(n, v)).collect::<Vec<f64>>()];
+    for (j, (w, b)) in l.trans.iter().enumerate() {
+        let z = zs.last().expect("at least φ(a)");
+        let (no, ni) = (b.len(), z.len());
+        let last = j + 1 == l.trans.len();
+        let next = (0..no)
+            .map(|q| {
+                let mut v = b[q] + (0..ni).map(|k| w[q * ni + k] * z[k]).sum::<f64>();
+                if last && !l.skip.is_empty() {
+                    let nh = h_prev.len();
+                    v += (0..nh).map(|k| l.skip[q * nh + k] * h_prev[k]).sum::<f64>();
+                }
+                act(tn, v)
+            })
+            .collect();
+        zs.push(next);
+    }
+    zs
 }
 
 /// Parameters in f64, named as PyTorch names them.
@@ -177,6 +226,15 @@ impl Params {
                     w_hh: vec![0.0; h * h],
                     b_ih: vec![0.0; h],
                     b_hh: vec![0.0; h],
+                    trans: trans_sizes(&config)
+                        .into_iter()
+                        .map(|(ni, no)| (vec![0.0; no * ni], vec![0.0; no]))
+                        .collect(),
+                    skip: if config.skip {
+                        vec![0.0; h * h]
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect(),
             in_mlp: in_mlp_sizes(&config)
@@ -200,6 +258,11 @@ impl Params {
         for l in p.layers.iter_mut() {
             fill(&mut l.w_ih);
             fill(&mut l.w_hh);
+            for (w, b) in l.trans.iter_mut() {
+                fill(w);
+                fill(b);
+            }
+            fill(&mut l.skip);
         }
         for (w, b) in p.in_mlp.iter_mut().chain(p.out_mlp.iter_mut()) {
             fill(w);
@@ -235,6 +298,16 @@ impl Params {
                 v.push((format!("rnn.bias_hh_l{k}{r}"), &l.b_hh));
             }
         }
+        for (kd, l) in self.layers.iter().enumerate() {
+            let (k, r) = (kd / nd, suffix(kd % nd));
+            for (j, (w, b)) in l.trans.iter().enumerate() {
+                v.push((format!("trans_l{k}{r}.{j}.weight"), w));
+                v.push((format!("trans_l{k}{r}.{j}.bias"), b));
+            }
+            if !l.skip.is_empty() {
+                v.push((format!("skip_l{k}{r}.weight"), &l.skip));
+            }
+        }
         for (j, (w, b)) in self.out_mlp.iter().enumerate() {
             v.push((format!("out_mlp.{j}.weight"), w));
             v.push((format!("out_mlp.{j}.bias"), b));
@@ -263,6 +336,15 @@ impl Params {
                 v.push((format!("rnn.bias_hh_l{k}"), vec![h]));
             }
         }
+        for k in 0..config.layers {
+            for (j, (ni, no)) in trans_sizes(config).into_iter().enumerate() {
+                v.push((format!("trans_l{k}.{j}.weight"), vec![no, ni]));
+                v.push((format!("trans_l{k}.{j}.bias"), vec![no]));
+            }
+            if config.skip {
+                v.push((format!("skip_l{k}.weight"), vec![h, h]));
+            }
+        }
         for (j, (ni, no)) in out_mlp_sizes(config).into_iter().enumerate() {
             v.push((format!("out_mlp.{j}.weight"), vec![no, ni]));
             v.push((format!("out_mlp.{j}.bias"), vec![no]));
@@ -279,13 +361,33 @@ impl Params {
             "fc.bias" => return Some(&mut self.b_fc),
             _ => {}
         }
-        for (prefix, block) in [
-            ("in_mlp.", &mut self.in_mlp),
-            ("out_mlp.", &mut self.out_mlp),
-        ] {
-            let Some(rest) = name.strip_prefix(prefix) else {
-                continue;
+        if let Some(rest) = name.strip_prefix("trans_l") {
+            let (kr, rest) = rest.split_once('.')?;
+            let (j, kind) = rest.split_once('.')?;
+            let layer = self.layer_mut(kr)?;
+            let (w, b) = layer.trans.get_mut(j.parse::<usize>().ok()?)?;
+            return match kind {
+                "weight" => Some(w),
+                "bias" => Some(b),
+                _ => None,
             };
+        }
+        if let Some(kr) = name
+            .strip_prefix("skip_l")
+            .and_then(|r| r.strip_suffix(".weight"))
+        {
+            let layer = self.layer_mut(kr)?;
+            return (!layer.skip.is_empty()).then_some(&mut layer.skip);
+        }
+        let block = if name.starts_with("in_mlp.") {
+            Some(("in_mlp.", &mut self.in_mlp))
+        } else if name.starts_with("out_mlp.") {
+            Some(("out_mlp.", &mut self.out_mlp))
+        } else {
+            None
+        };
+        if let Some((prefix, block)) = block {
+            let rest = name.strip_prefix(prefix)?;
             let (j, kind) = rest.split_once('.')?;
             let (w, b) = block.get_mut(j.parse::<usize>().ok()?)?;
             return match kind {
@@ -310,6 +412,19 @@ impl Params {
             "bias_hh" if self.config.bias => Some(&mut layer.b_hh),
             _ => None,
         }
+    }
+}
+
+impl Params {
+    /// The layer `k` or `k_reverse` names, as in `trans_l{k}{_reverse}`.
+    fn layer_mut(&mut self, kr: &str) -> Option<&mut Layer> {
+        let (k, d) = match kr.strip_suffix("_reverse") {
+            Some(k) if self.config.bidirectional => (k, 1),
+            Some(_) => return None,
+            None => (kr, 0),
+        };
+        let kd = k.parse::<usize>().ok()? * dirs(&self.config) + d;
+        self.layers.get_mut(kd)
     }
 }
 
@@ -382,11 +497,24 @@ fn act_grad(n: Nonlinearity, h: f64) -> f64 {
     }
 }
 
-/// One layer over `T` steps: `h(t) = act(b_ih + b_hh + W h(t-1) + U x(t))` for inputs `x`
+/// `a = b_ih + b_hh + W h(t-1) + U x(t)` for one row.
+fn pre_activation(l: &Layer, x: &[f64], h_prev: &[f64]) -> Vec<f64> {
+    let (nh, ni) = (l.b_ih.len(), x.len());
+    (0..nh)
+        .map(|j| {
+            let u: f64 = (0..ni).map(|k| l.w_ih[j * ni + k] * x[k]).sum();
+            let w: f64 = (0..nh).map(|k| l.w_hh[j * nh + k] * h_prev[k]).sum();
+            l.b_ih[j] + l.b_hh[j] + u + w
+        })
+        .collect()
+}
+
+/// One layer over `T` steps: `h(t) = act(b_ih + b_hh + W h(t-1) + U x(t))` (then through the
+/// deep transition, where there is one) for inputs `x`
 /// `[T, B, ni]` from `h0` `[B, H]`; returns `[T + 1, B, H]` with h0 in slot 0.
 fn layer_forward(
     l: &Layer,
-    n: Nonlinearity,
+    n: (Nonlinearity, Nonlinearity),
     x: &[f64],
     ni: usize,
     h0: &[f64],
@@ -401,16 +529,9 @@ fn layer_forward(
             let row = t * batch + b;
             let prev = t * batch * nh + b * nh; // h(t-1)[b] lives in slot t
             let cur = (t + 1) * batch * nh + b * nh; // h(t)[b] in slot t + 1
-            for j in 0..nh {
-                let mut a = l.b_ih[j] + l.b_hh[j];
-                for k in 0..ni {
-                    a += l.w_ih[j * ni + k] * x[row * ni + k];
-                }
-                for k in 0..nh {
-                    a += l.w_hh[j * nh + k] * h[prev + k];
-                }
-                h[cur + j] = act(n, a);
-            }
+            let a = pre_activation(l, &x[row * ni..(row + 1) * ni], &h[prev..prev + nh]);
+            let zs = transition(l, n, &a, &h[prev..prev + nh]);
+            h[cur..cur + nh].copy_from_slice(zs.last().expect("h(t)"));
         }
     }
     h
@@ -462,7 +583,7 @@ pub fn forward_with_dropout(
             };
             let hk = layer_forward(
                 &p.layers[kd],
-                c.nonlinearity,
+                (c.nonlinearity, c.deep_transition.nonlinearity),
                 &seq,
                 ni,
                 &h0[kd * bh..(kd + 1) * bh],
@@ -631,7 +752,7 @@ pub struct Grads {
 /// (added into `g`), dL/d(its input) `[T, B, ni]`, dL/dh0 `[B, H]` and ‖dL/dh(t)‖ `[T]`.
 fn layer_backward(
     l: &Layer,
-    n: Nonlinearity,
+    (n, tn): (Nonlinearity, Nonlinearity),
     (x, ni): (&[f64], usize),
     h: &[f64],
     d_out: &[f64],
@@ -642,22 +763,69 @@ fn layer_backward(
     let steps = h.len() / (batch * nh) - 1;
     let mut dx = vec![0.0; x.len()];
     let mut norms = vec![0.0; steps];
-    // da_next[b][j] = dL/da(t+1)[b][j]; zero past the last step.
+    // da_next[b][j] = dL/da(t+1)[b][j], and dL/d(the transition's last pre-activation) at
+    // t + 1 for the shortcut; zero past the last step.
     let mut da_next = vec![0.0; batch * nh];
     let mut da = vec![0.0; batch * nh];
+    let mut ds_next = vec![0.0; batch * nh];
+    let mut ds = vec![0.0; batch * nh];
     for t in (0..steps).rev() {
         for b in 0..batch {
             let row = t * batch + b;
             let prev = t * batch * nh + b * nh;
             let cur = (t + 1) * batch * nh + b * nh;
+            // dh(t) = (from above) + W^T da(t+1) (+ S^T ds(t+1) through the shortcut)
+            let mut dh = vec![0.0; nh];
             for j in 0..nh {
-                // dh(t) = (from above) + W^T da(t+1)
-                let mut dh = d_out[row * nh + j];
+                dh[j] = d_out[row * nh + j];
                 for k in 0..nh {
-                    dh += l.w_hh[k * nh + j] * da_next[b * nh + k];
+                    dh[j] += l.w_hh[k * nh + j] * da_next[b * nh + k];
+                    if !l.skip.is_empty() {
+                        dh[j] += l.skip[k * nh + j] * ds_next[b * nh + k];
+                    }
                 }
-                norms[t] += dh * dh;
-                da[b * nh + j] = dh * act_grad(n, h[cur + j]);
+                norms[t] += dh[j] * dh[j];
+            }
+            if l.trans.is_empty() {
+                for j in 0..nh {
+                    da[b * nh + j] = dh[j] * act_grad(n, h[cur + j]);
+                }
+            } else {
+                // Back through the transition, its values computed again from a(t).
+                let h_prev = &h[prev..prev + nh];
+                let a = pre_activation(l, &x[row * ni..(row + 1) * ni], h_prev);
+                let zs = transition(l, (n, tn), &a, h_prev);
+                let top = zs.len() - 1;
+                let mut gz: Vec<f64> = (0..nh).map(|j| dh[j] * act_grad(tn, zs[top][j])).collect();
+                ds[b * nh..(b + 1) * nh].copy_from_slice(&gz);
+                for jl in (0..l.trans.len()).rev() {
+                    let (w, _) = &l.trans[jl];
+                    let (gw, gb) = &mut g.trans[jl];
+                    let z = &zs[jl];
+                    let ni_t = z.len();
+                    let mut dz = vec![0.0; ni_t];
+                    for q in 0..gz.len() {
+                        gb[q] += gz[q];
+                        for k in 0..ni_t {
+                            gw[q * ni_t + k] += gz[q] * z[k];
+                            dz[k] += w[q * ni_t + k] * gz[q];
+                        }
+                    }
+                    if jl + 1 == l.trans.len() && !l.skip.is_empty() {
+                        for (q, gq) in gz.iter().enumerate() {
+                            for (k, hk) in h_prev.iter().enumerate() {
+                                g.skip[q * nh + k] += gq * hk;
+                            }
+                        }
+                    }
+                    let act_here = if jl == 0 { n } else { tn };
+                    gz = dz
+                        .iter()
+                        .zip(z)
+                        .map(|(d, z)| d * act_grad(act_here, *z))
+                        .collect();
+                }
+                da[b * nh..(b + 1) * nh].copy_from_slice(&gz);
             }
             for j in 0..nh {
                 let d = da[b * nh + j];
@@ -673,13 +841,17 @@ fn layer_backward(
             }
         }
         std::mem::swap(&mut da, &mut da_next);
+        std::mem::swap(&mut ds, &mut ds_next);
     }
-    // After the loop da_next holds da(0); dh0 = W^T da(0).
+    // After the loop da_next holds da(0); dh0 = W^T da(0) (+ S^T ds(0)).
     let mut dh0 = vec![0.0; batch * nh];
     for b in 0..batch {
         for j in 0..nh {
             for k in 0..nh {
                 dh0[b * nh + j] += l.w_hh[k * nh + j] * da_next[b * nh + k];
+                if !l.skip.is_empty() {
+                    dh0[b * nh + j] += l.skip[k * nh + j] * ds_next[b * nh + k];
+                }
             }
         }
     }
@@ -750,7 +922,7 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
             };
             let (dx, d_h0, norms) = layer_backward(
                 &p.layers[kd],
-                c.nonlinearity,
+                (c.nonlinearity, c.deep_transition.nonlinearity),
                 (&seq, ni),
                 &trace.h[kd],
                 &d_dir,
@@ -1104,6 +1276,44 @@ mod tests {
     }
 
     #[test]
+    fn deep_transition_gradients_match_finite_differences() {
+        let mut seed = 700;
+        for (depth, width, act, skip, layers, bidirectional, n) in [
+            (
+                1,
+                4,
+                Nonlinearity::Tanh,
+                false,
+                1,
+                false,
+                Nonlinearity::Tanh,
+            ),
+            (2, 3, Nonlinearity::Tanh, true, 1, false, Nonlinearity::Relu),
+            (3, 5, Nonlinearity::Relu, true, 2, false, Nonlinearity::Tanh),
+            (
+                2,
+                1,
+                Nonlinearity::Identity,
+                false,
+                1,
+                true,
+                Nonlinearity::Tanh,
+            ),
+            (1, 4, Nonlinearity::Tanh, true, 2, true, Nonlinearity::Tanh),
+        ] {
+            for l in [Loss::mse(), Loss::cross_entropy()] {
+                let config = RnnConfig::new(3, 4, 3)
+                    .with_layers(layers)
+                    .with_bidirectional(bidirectional)
+                    .with_nonlinearity(n)
+                    .with_deep_transition(crate::Mlp::new(depth, width, act), skip);
+                check(config, 3, 2, l, true, seed);
+                seed += 1;
+            }
+        }
+    }
+
+    #[test]
     fn masked_loss_gradients_match_finite_differences_and_an_all_ones_mask_changes_nothing() {
         let mut rng = SplitMix64::new(77);
         let (rows, outputs) = (7, 3);
@@ -1203,6 +1413,8 @@ mod tests {
         let p = Params {
             config,
             layers: vec![Layer {
+                trans: Vec::new(),
+                skip: Vec::new(),
                 w_ih: vec![2.0],
                 w_hh: vec![0.3],
                 b_ih: vec![0.5],

@@ -14,16 +14,43 @@ use crate::versus_reference::{Case, REL, Setup, check_on, setup};
 /// layer (and the layer or head above it) drawn in `±1.5/sqrt(fan_in)`, so that no layer
 /// saturates or dies at any width.
 fn blocks_setup(c: Case, mi: Mlp, mo: Mlp, seed: u64) -> Setup {
+    transition_setup(c, (mi, mo), (Mlp::NONE, false), seed)
+}
+
+/// [`blocks_setup`] with a deep transition `mt` (and its shortcut when `skip`) too: its layers
+/// drawn in `±1.5/sqrt(fan_in)` (a tenth of that for the shortcut, so the step stays
+/// contracting).
+fn transition_setup(c: Case, (mi, mo): (Mlp, Mlp), (mt, skip): (Mlp, bool), seed: u64) -> Setup {
     let base = setup(c, seed);
-    let config = base.p.config.with_deep_input(mi).with_deep_output(mo);
+    let config = base
+        .p
+        .config
+        .with_deep_input(mi)
+        .with_deep_output(mo)
+        .with_deep_transition(mt, skip);
     let mut p = Params::random(config, 1.0, seed + 11);
     let scale = |v: &mut Vec<f64>, fan_in: usize| {
         v.iter_mut()
             .for_each(|x| *x *= 1.5 / (fan_in as f64).sqrt())
     };
-    // The recurrent layers as the plain case draws them, but for what the bottom one reads.
+    // The recurrent layers as the plain case draws them, but for what the bottom one reads
+    // and the transition's own weights.
     let bottom = p.layers[0].w_ih.clone();
+    let fresh = p.layers.clone();
     p.layers = base.p.layers.clone();
+    for (l, f) in p.layers.iter_mut().zip(fresh) {
+        l.trans = f.trans;
+        l.skip = f.skip;
+        for (j, (w, b)) in l.trans.iter_mut().enumerate() {
+            let fan_in = if j == 0 { c.hidden } else { mt.width };
+            scale(w, fan_in);
+            scale(b, fan_in);
+            if mt.nonlinearity == Nonlinearity::Relu {
+                b.iter_mut().for_each(|v| *v = v.abs() + 0.1);
+            }
+        }
+        scale(&mut l.skip, 10 * 10 * c.hidden);
+    }
     if mi.is_some() {
         for l in p.layers.iter_mut().take(config.directions()) {
             l.w_ih = bottom.clone();
@@ -318,4 +345,138 @@ fn a_deep_input_model_round_trips_and_refuses_token_ids() {
     let ids = rnn_wgpu::ClassIds::from_slice(&g, &[2, 1], &[0, 2]).unwrap();
     let e = rnn.forward(&ids, None).unwrap_err().to_string();
     assert!(e.contains("deep input"), "{e}");
+}
+
+#[test]
+fn deep_transition_matches_reference_under_every_driver_and_style() {
+    // Depths 1-3 with odd widths, with and without the shortcut, alone and beside the other
+    // blocks, on one layer, a stack and both directions, odd H and H = 64, T = 1 and B = 1.
+    let base = gpu();
+    let tanh = Nonlinearity::Tanh;
+    let cases = [
+        (Mlp::new(1, 4, tanh), false, (Mlp::NONE, Mlp::NONE)),
+        (
+            Mlp::new(2, 3, Nonlinearity::Relu),
+            true,
+            (Mlp::NONE, Mlp::NONE),
+        ),
+        (
+            Mlp::new(3, 65, tanh),
+            true,
+            (Mlp::new(1, 5, tanh), Mlp::new(1, 7, tanh)),
+        ),
+        (
+            Mlp::new(2, 1, Nonlinearity::Identity),
+            false,
+            (Mlp::NONE, Mlp::new(2, 3, tanh)),
+        ),
+    ];
+    let shapes = [
+        ((4, 3, 5, 7, 3), 1, false, Loss::mse()),
+        ((1, 1, 2, 64, 4), 2, false, Loss::cross_entropy()),
+        ((5, 2, 3, 9, 2), 1, true, Loss::cross_entropy()),
+        ((3, 5, 8, 65, 1), 2, true, Loss::mse()),
+    ];
+    let mut n = 0;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for driver in [Driver::PerStep, Driver::Persistent] {
+            for (mt, skip, blocks) in &cases {
+                let (shape, layers, bidirectional, loss) = shapes[(n + 2) % shapes.len()];
+                let c = Case {
+                    loss,
+                    ..case(shape, layers, bidirectional)
+                };
+                let seed = 60_000 + n as u64 * 10;
+                let s = transition_setup(c, *blocks, (*mt, *skip), seed);
+                check_on(c, &s, seed, driver, &base.with_kernels(style));
+                n += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_transition_in_chunks_matches_reference() {
+    let g = gpu();
+    let c = case((23, 3, 4, 6, 3), 2, false);
+    let t = Mlp::new(2, 5, Nonlinearity::Tanh);
+    let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 717);
+    let (steps, b) = (c.steps, c.batch);
+    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+    rnn.set_chunk_steps(Some(5)).unwrap();
+    let (want_loss, trace, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), steps, b, &s.targets, c.loss);
+    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
+    assert_close("chunked output", &got.output, &trace.o, REL);
+    assert_close("chunked loss", &[got.loss], &[want_loss], REL);
+    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
+        assert_close(&format!("chunked grad {name}"), gv, w, REL);
+    }
+    assert_close("chunked grad h0", &got.h0, &want.h0, REL);
+}
+
+#[test]
+fn a_deep_transition_model_round_trips_and_bad_ones_say_what_is_wrong() {
+    let g = gpu();
+    let scratch = Scratch::new();
+    let config = RnnConfig::new(3, 5, 2)
+        .with_layers(2)
+        .with_bidirectional(true)
+        .with_deep_transition(Mlp::new(2, 4, Nonlinearity::Relu), true);
+    let rnn = Rnn::new(&g, config, 3).unwrap();
+    let path = scratch.path("dt.safetensors");
+    model_file::save(&rnn, &path, &HashMap::new()).unwrap();
+    let loaded = model_file::load(&g, &path).unwrap();
+    assert_eq!(*loaded.rnn.config(), config);
+    let names: Vec<String> = rnn
+        .parameters()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    for n in ["trans_l1_reverse.1.bias", "skip_l0_reverse.weight"] {
+        assert!(names.contains(&n.to_string()), "{n}: {names:?}");
+    }
+
+    let file = rnn_wgpu::io::TensorFile::read(&path).unwrap();
+    let tensors: Vec<(String, rnn_wgpu::io::HostTensor)> = file
+        .names()
+        .map(|n| (n.to_string(), file.get(n).unwrap().clone()))
+        .collect();
+    let write = |name: &str, drop: &str, meta_change: Option<(&str, &str)>| {
+        let p = scratch.path(name);
+        let kept: Vec<_> = tensors.iter().filter(|(n, _)| n != drop).cloned().collect();
+        let mut meta = file.metadata().clone();
+        if let Some((k, v)) = meta_change {
+            meta.insert(k.into(), v.into());
+        }
+        rnn_wgpu::io::write(&p, &kept, &meta).unwrap();
+        model_file::load(&g, &p).unwrap_err().to_string()
+    };
+    let e = write("gap.safetensors", "trans_l1.0.weight", None);
+    assert!(e.contains("trans_l1.0.weight"), "{e}");
+    let e = write("noskip.safetensors", "skip_l1_reverse.weight", None);
+    assert!(e.contains("skip_l1_reverse.weight"), "{e}");
+    let e = write("skipmeta.safetensors", "", Some(("skip", "false")));
+    assert!(e.contains("skip") && e.contains("holds"), "{e}");
+    let e = write(
+        "depth.safetensors",
+        "",
+        Some(("deep_transition_depth", "1")),
+    );
+    assert!(e.contains("deep_transition_depth"), "{e}");
+
+    // A shortcut needs a transition to stand beside.
+    let e = Rnn::new(
+        &g,
+        RnnConfig::new(2, 3, 1).with_deep_transition(Mlp::NONE, true),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("skip") && e.contains("deep_transition"), "{e}");
 }

@@ -36,6 +36,9 @@ const CASES: &[&str] = &[
     "deep_output3_bi_mse",
     "deep_input2_output1_bi_ce",
     "deep_input1_mse",
+    "deep_transition1_tanh_mse",
+    "deep_transition2_skip_stacked_ce",
+    "deep_transition3_skip_bi_all_blocks",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -46,6 +46,20 @@ pub struct TrainArgs {
     /// The deep input's nonlinearity [default: tanh].
     #[arg(long, value_enum, requires = "input_depth")]
     input_nonlinearity: Option<Act>,
+    /// A deep transition (DT-RNN, Pascanu et al. 2014): this many more layers inside every
+    /// step of every recurrent layer, from act(a(t)) to h(t) (a new model only) [default: 0].
+    #[arg(long, default_value_t = 0)]
+    transition_depth: usize,
+    /// Units between the deep transition's layers [default: H].
+    #[arg(long, requires = "transition_depth")]
+    transition_width: Option<usize>,
+    /// The deep transition's nonlinearity [default: tanh].
+    #[arg(long, value_enum, requires = "transition_depth")]
+    transition_nonlinearity: Option<Act>,
+    /// A shortcut from h(t-1) into the deep transition's last layer (DT(S)-RNN), so the
+    /// shortest path from one state to the next stays one layer.
+    #[arg(long)]
+    skip: bool,
     /// A deep output (DO-RNN, Pascanu et al. 2014): this many hidden layers between the top
     /// recurrent layer and the head (a new model only) [default: 0, none].
     #[arg(long, default_value_t = 0)]
@@ -578,6 +592,10 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     "--input-depth",
                     a.input_depth > 0 || a.input_width.is_some(),
                 ),
+                (
+                    "--transition-depth",
+                    a.transition_depth > 0 || a.transition_width.is_some() || a.skip,
+                ),
             ] {
                 if given {
                     return Err(bad_arg(
@@ -619,6 +637,25 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                 (a.input_depth, a.input_width, a.input_nonlinearity),
                 hidden,
             )?;
+            let deep_transition = block(
+                (
+                    "--transition-depth",
+                    "--transition-width",
+                    "--transition-nonlinearity",
+                ),
+                (
+                    a.transition_depth,
+                    a.transition_width,
+                    a.transition_nonlinearity,
+                ),
+                hidden,
+            )?;
+            if a.skip && !deep_transition.is_some() {
+                return Err(bad_arg(
+                    "--skip",
+                    "is the shortcut beside a deep transition; give --transition-depth 1 or more",
+                ));
+            }
             if deep_input.is_some() && corpus.is_some() {
                 return Err(bad_arg(
                     "--input-depth",
@@ -628,6 +665,7 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             }
             let config = RnnConfig::new(plan.input, hidden, plan.output)
                 .with_deep_input(deep_input)
+                .with_deep_transition(deep_transition, a.skip)
                 .with_deep_output(deep_output)
                 .with_layers(a.layers.unwrap_or(1))
                 .with_bidirectional(a.bidirectional)
@@ -710,7 +748,16 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     if c.dropout > 0.0 && c.layers > 1 {
         shape.push_str(&format!("dropout {}, ", c.dropout));
     }
-    for (what, m) in [("deep input", c.deep_input), ("deep output", c.deep_output)] {
+    let transition = if c.skip {
+        "deep transition with shortcut"
+    } else {
+        "deep transition"
+    };
+    for (what, m) in [
+        ("deep input", c.deep_input),
+        (transition, c.deep_transition),
+        ("deep output", c.deep_output),
+    ] {
         if m.is_some() {
             let (d, w, n) = (m.depth, m.width, m.nonlinearity.name());
             shape.push_str(&format!("{what} {d} x {w} {n}, "));

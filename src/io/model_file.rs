@@ -45,6 +45,16 @@ pub mod keys {
     pub const DEEP_INPUT_WIDTH: &str = "deep_input_width";
     /// The deep input block's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
     pub const DEEP_INPUT_NONLINEARITY: &str = "deep_input_nonlinearity";
+    /// Layers of every recurrent layer's deep transition (`trans_l{k}.{j}`), as
+    /// [`DEEP_OUTPUT_DEPTH`].
+    pub const DEEP_TRANSITION_DEPTH: &str = "deep_transition_depth";
+    /// Width between a deep transition's layers (a depth of 1 has none; kept as written).
+    pub const DEEP_TRANSITION_WIDTH: &str = "deep_transition_width";
+    /// The deep transition's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
+    pub const DEEP_TRANSITION_NONLINEARITY: &str = "deep_transition_nonlinearity";
+    /// `"true"` when the deep transition has its shortcut (`skip_l{k}.weight`); checked
+    /// against the tensors.
+    pub const SKIP: &str = "skip";
 }
 
 /// A deeper block's tensor prefix and metadata keys.
@@ -63,6 +73,14 @@ const DEEP_OUTPUT: BlockKeys = BlockKeys {
     width: keys::DEEP_OUTPUT_WIDTH,
     nonlinearity: keys::DEEP_OUTPUT_NONLINEARITY,
     reads: "[width, D·H]: it reads the top layer's outputs",
+};
+
+const DEEP_TRANSITION: BlockKeys = BlockKeys {
+    prefix: "trans_l",
+    depth: keys::DEEP_TRANSITION_DEPTH,
+    width: keys::DEEP_TRANSITION_WIDTH,
+    nonlinearity: keys::DEEP_TRANSITION_NONLINEARITY,
+    reads: "",
 };
 
 const DEEP_INPUT: BlockKeys = BlockKeys {
@@ -122,7 +140,11 @@ pub fn save_with(
         meta.insert(k.to_string(), v);
     }
     // Only a model with a deeper block says so: a plain nn.RNN file stays as it was.
-    for (m, k) in [(c.deep_output, DEEP_OUTPUT), (c.deep_input, DEEP_INPUT)] {
+    for (m, k) in [
+        (c.deep_output, DEEP_OUTPUT),
+        (c.deep_input, DEEP_INPUT),
+        (c.deep_transition, DEEP_TRANSITION),
+    ] {
         if m.is_some() {
             meta.insert(k.depth.to_string(), m.depth.to_string());
             meta.insert(k.width.to_string(), m.width.to_string());
@@ -131,6 +153,9 @@ pub fn save_with(
                 m.nonlinearity.name().to_string(),
             );
         }
+    }
+    if c.deep_transition.is_some() {
+        meta.insert(keys::SKIP.to_string(), c.skip.to_string());
     }
     let tensors: Vec<(String, HostTensor)> = rnn
         .parameters()?
@@ -183,6 +208,8 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     let is_block = |name: &str| {
         block_layer_of(name, DEEP_OUTPUT.prefix).is_some()
             || block_layer_of(name, DEEP_INPUT.prefix).is_some()
+            || transition_layer_of(name).is_some()
+            || skip_layer_of(name).is_some()
     };
     for name in file.names() {
         // A training checkpoint's own tensors (`rnn-wgpu train --checkpoint`) sit beside the
@@ -197,8 +224,10 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
                     "unexpected tensor; a model file holds rnn.weight_ih_l{{k}}, \
                      rnn.weight_hh_l{{k}}, rnn.bias_ih_l{{k}}, rnn.bias_hh_l{{k}} for each layer \
                      k (and the same with _reverse for both directions), in_mlp.{{j}}.weight \
-                     and in_mlp.{{j}}.bias for a deep input, out_mlp.{{j}}.weight and \
-                     out_mlp.{{j}}.bias for a deep output, {FC_W} and {FC_B}"
+                     and in_mlp.{{j}}.bias for a deep input, trans_l{{k}}.{{j}}.weight, \
+                     trans_l{{k}}.{{j}}.bias and skip_l{{k}}.weight for a deep transition, \
+                     out_mlp.{{j}}.weight and out_mlp.{{j}}.bias for a deep output, {FC_W} and \
+                     {FC_B}"
                 ),
             ));
         }
@@ -319,6 +348,7 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
         }
     }
     let deep_output = block_of(file, &DEEP_OUTPUT, nd * h)?;
+    let (deep_transition, skip) = transition_of(file, (layers, nd), h)?;
     let fc_w = dims(FC_W, 2)?;
     if deep_output.is_some() && fc_w[1] != deep_output.width {
         let w = deep_output.width;
@@ -406,6 +436,7 @@ pub fn config_of(file: &TensorFile) -> Result<RnnConfig> {
     Ok(RnnConfig::new(i, h, o)
         .with_deep_input(deep_input)
         .with_deep_output(deep_output)
+        .with_deep_transition(deep_transition, skip)
         .with_dropout(dropout)
         .with_layers(layers)
         .with_bidirectional(bidirectional)
@@ -501,4 +532,160 @@ fn block_of(file: &TensorFile, k: &BlockKeys, first: usize) -> Result<Mlp> {
         None => Nonlinearity::Tanh,
     };
     Ok(Mlp::new(depth, width, nonlinearity))
+}
+
+/// `(k, direction, j)` of a deep transition tensor `trans_l{k}[_reverse].{j}.weight|bias`.
+fn transition_layer_of(name: &str) -> Option<(usize, usize, usize)> {
+    let rest = name.strip_prefix("trans_l")?;
+    let (kr, rest) = rest.split_once('.')?;
+    let (k, d) = match kr.strip_suffix("_reverse") {
+        Some(k) => (k, 1),
+        None => (kr, 0),
+    };
+    let k = k.parse::<usize>().ok().filter(|n| n.to_string() == k)?;
+    let (j, kind) = rest.split_once('.')?;
+    let j = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
+    ["weight", "bias"].contains(&kind).then_some((k, d, j))
+}
+
+/// `(k, direction)` of a shortcut `skip_l{k}[_reverse].weight`.
+fn skip_layer_of(name: &str) -> Option<(usize, usize)> {
+    let kr = name.strip_prefix("skip_l")?.strip_suffix(".weight")?;
+    let (k, d) = match kr.strip_suffix("_reverse") {
+        Some(k) => (k, 1),
+        None => (kr, 0),
+    };
+    let k = k.parse::<usize>().ok().filter(|n| n.to_string() == k)?;
+    Some((k, d))
+}
+
+/// The deep transition a file holds: its depth from `trans_l0.{j}` (no gap), its width from
+/// `trans_l0.0.weight` (or the metadata, for a depth of 1), every layer and direction's
+/// tensors and the metadata checked against them; and whether it has its shortcut.
+fn transition_of(file: &TensorFile, (layers, nd): (usize, usize), h: usize) -> Result<(Mlp, bool)> {
+    let meta = file.metadata();
+    let k = &DEEP_TRANSITION;
+    let depth = file
+        .names()
+        .filter_map(transition_layer_of)
+        .map(|(_, _, j)| j + 1)
+        .max()
+        .unwrap_or(0);
+    let number = |key: &str| -> Result<Option<usize>> {
+        meta.get(key)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| file.invalid(key, format!("{v:?} is not a whole number")))
+            })
+            .transpose()
+    };
+    if let Some(n) = number(k.depth)?
+        && n != depth
+    {
+        return Err(file.invalid(
+            k.depth,
+            format!("says {n}, but the file holds {depth} trans_l0 layers"),
+        ));
+    }
+    let has_skip = file.names().any(|n| skip_layer_of(n).is_some());
+    match meta.get(keys::SKIP).map(String::as_str) {
+        None => {}
+        Some(v) if v == has_skip.to_string() => {}
+        Some(v @ ("true" | "false")) => {
+            return Err(file.invalid(
+                keys::SKIP,
+                format!(
+                    "says {v}, but the file {} skip_l{{k}}.weight tensors",
+                    if has_skip { "holds" } else { "has no" }
+                ),
+            ));
+        }
+        Some(v) => {
+            return Err(file.invalid(keys::SKIP, format!("{v:?} is neither true nor false")));
+        }
+    }
+    if depth == 0 {
+        if has_skip {
+            return Err(file.invalid(
+                "skip_l0.weight",
+                "is a deep transition's shortcut, but the file has no trans_l{k} layers".into(),
+            ));
+        }
+        return Ok((Mlp::NONE, false));
+    }
+    // The width between layers: trans_l0.0.weight's rows when there is more than one layer.
+    let width = if depth > 1 {
+        file.require("trans_l0.0.weight")?
+            .shape
+            .first()
+            .copied()
+            .unwrap_or(0)
+    } else {
+        number(k.width)?.unwrap_or(h)
+    };
+    if let Some(n) = number(k.width)?
+        && n != width
+    {
+        return Err(file.invalid(
+            k.width,
+            format!("says {n}, but trans_l0.0.weight gives {width}"),
+        ));
+    }
+    for l in 0..layers {
+        for d in 0..nd {
+            let r = if d == 1 { "_reverse" } else { "" };
+            for j in 0..depth {
+                let ni = if j == 0 { h } else { width };
+                let no = if j + 1 == depth { h } else { width };
+                for (name, want) in [
+                    (format!("trans_l{l}{r}.{j}.weight"), vec![no, ni]),
+                    (format!("trans_l{l}{r}.{j}.bias"), vec![no]),
+                ] {
+                    let t = file.require(&name)?;
+                    if t.to_f32().is_none() {
+                        return Err(file.dtype_err(&name, t, "F32 or F64"));
+                    }
+                    if t.shape != want || width == 0 {
+                        return Err(file.shape_err(
+                            &name,
+                            &t.shape,
+                            format!("{want:?} (H = {h}, width {width} between the layers)"),
+                        ));
+                    }
+                }
+            }
+            if has_skip {
+                let name = format!("skip_l{l}{r}.weight");
+                let t = file.require(&name)?;
+                if t.to_f32().is_none() {
+                    return Err(file.dtype_err(&name, t, "F32 or F64"));
+                }
+                if t.shape != [h, h] {
+                    return Err(file.shape_err(&name, &t.shape, format!("[{h}, {h}]")));
+                }
+            }
+        }
+    }
+    // Tensors of layers or directions the model does not have.
+    if let Some(name) = file.names().find(|n| {
+        transition_layer_of(n)
+            .map(|(l, d, _)| (l, d))
+            .or_else(|| skip_layer_of(n))
+            .is_some_and(|(l, d)| l >= layers || d >= nd)
+    }) {
+        return Err(file.invalid(
+            name,
+            format!("belongs to a layer or direction the model ({layers} layers) does not have"),
+        ));
+    }
+    let nonlinearity = match meta.get(k.nonlinearity) {
+        Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
+            file.invalid(
+                k.nonlinearity,
+                format!("{v:?} is not \"tanh\", \"relu\" or \"identity\""),
+            )
+        })?,
+        None => Nonlinearity::Tanh,
+    };
+    Ok((Mlp::new(depth, width, nonlinearity), has_skip))
 }

@@ -150,6 +150,14 @@ pub struct RnnConfig {
     /// A deep input: an MLP from `x(t)` into the bottom layer, over all rows at once;
     /// [`Mlp::NONE`] by default. Its layers are `in_mlp.{j}.weight` and `in_mlp.{j}.bias`.
     pub deep_input: Mlp,
+    /// A deep transition (DT-RNN): `depth` more layers inside every step, from `act(a(t))`
+    /// (H wide) through `width`-wide layers to `h(t)` (H wide), each a linear map and the
+    /// block's nonlinearity; [`Mlp::NONE`] by default. Its layers are `trans_l{k}.{j}.weight`
+    /// and `trans_l{k}.{j}.bias` for every layer k (and `_reverse` direction).
+    pub deep_transition: Mlp,
+    /// With a deep transition, a shortcut `skip_l{k}.weight` `[H, H]` from h(t-1) into its
+    /// last layer (DT(S)-RNN), so the shortest path from h(t-1) to h(t) stays one layer.
+    pub skip: bool,
 }
 
 impl RnnConfig {
@@ -168,6 +176,17 @@ impl RnnConfig {
             init: Init::Pytorch,
             deep_output: Mlp::NONE,
             deep_input: Mlp::NONE,
+            deep_transition: Mlp::NONE,
+            skip: false,
+        }
+    }
+
+    /// The same with a deep transition block, and its shortcut when `skip`.
+    pub fn with_deep_transition(self, deep_transition: Mlp, skip: bool) -> Self {
+        Self {
+            deep_transition,
+            skip,
+            ..self
         }
     }
 
@@ -303,6 +322,16 @@ impl RnnConfig {
         self.init.validate()?;
         self.deep_output.validate("deep_output")?;
         self.deep_input.validate("deep_input")?;
+        self.deep_transition.validate("deep_transition")?;
+        if self.skip && !self.deep_transition.is_some() {
+            return Err(InputError::Invalid {
+                arg: "RnnConfig::skip".into(),
+                reason: "a shortcut runs beside a deep transition: give deep_transition a \
+                         depth of 1 or more"
+                    .into(),
+            }
+            .into());
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(InputError::Invalid {
                 arg: "RnnConfig::dropout".into(),

@@ -88,9 +88,22 @@ pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f
     }
     // A deeper block's layers and the head above a deep output draw as `nn.Linear` does, in
     // `±1/sqrt(fan_in)` of their own inputs: the same draw, rescaled.
-    if config.deep_output.is_some() || config.deep_input.is_some() {
+    if config.deep_output.is_some()
+        || config.deep_input.is_some()
+        || config.deep_transition.is_some()
+    {
         for e in layout.entries() {
-            let fan_in = if e.name.starts_with("in_mlp.0.") {
+            let trans_in = |name: &str| {
+                let j = name.split('.').nth(1)?.parse::<usize>().ok()?;
+                name.starts_with("trans_l").then_some(if j == 0 {
+                    config.hidden
+                } else {
+                    config.deep_transition.width
+                })
+            };
+            let fan_in = if let Some(f) = trans_in(&e.name) {
+                f
+            } else if e.name.starts_with("in_mlp.0.") {
                 config.input
             } else if e.name.starts_with("in_mlp.") {
                 config.deep_input.width

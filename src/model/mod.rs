@@ -5,6 +5,7 @@ mod config;
 mod init;
 pub(crate) mod layer;
 pub(crate) mod params;
+mod transition;
 mod workspace;
 
 pub(crate) use workspace::padded_hidden;

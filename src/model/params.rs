@@ -60,6 +60,35 @@ pub(crate) fn in_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, u
         .collect()
 }
 
+/// Layer `j` of layer `k`'s deep transition in direction `d`: its names, input and output
+/// widths (H in, H out, the block's width between).
+pub(crate) fn trans_layers(
+    config: &RnnConfig,
+    (k, d): (usize, usize),
+) -> Vec<(String, String, usize, usize)> {
+    let m = config.deep_transition;
+    let h = config.hidden;
+    let r = if d == 1 { "_reverse" } else { "" };
+    (0..m.depth)
+        .map(|j| {
+            let ni = if j == 0 { h } else { m.width };
+            let no = if j + 1 == m.depth { h } else { m.width };
+            (
+                format!("trans_l{k}{r}.{j}.weight"),
+                format!("trans_l{k}{r}.{j}.bias"),
+                ni,
+                no,
+            )
+        })
+        .collect()
+}
+
+/// The shortcut of layer `k`'s deep transition in direction `d`, `[H, H]`.
+pub(crate) fn skip_name((k, d): (usize, usize)) -> String {
+    let r = if d == 1 { "_reverse" } else { "" };
+    format!("skip_l{k}{r}.weight")
+}
+
 /// Every layer of the deep output block: its names and its input and output widths.
 pub(crate) fn out_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, usize)> {
     let m = config.deep_output;
@@ -75,8 +104,9 @@ pub(crate) fn out_mlp_layers(config: &RnnConfig) -> Vec<(String, String, usize, 
 impl ParamLayout {
     /// The layout of `config`'s parameters, in PyTorch's `state_dict` order: every layer's
     /// (`weight_ih`, `weight_hh`, then the biases; the reverse direction's after the
-    /// forward's), bottom first, after the deep input block's (`in_mlp.{j}`) and before the
-    /// deep output block's (`out_mlp.{j}`), then the head's.
+    /// forward's), bottom first, after the deep input block's (`in_mlp.{j}`); then every
+    /// layer's deep transition (`trans_l{k}.{j}`, `skip_l{k}`), the deep output block's
+    /// (`out_mlp.{j}`), and the head's.
     pub fn new(config: &RnnConfig) -> Self {
         let o = config.output;
         let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
@@ -85,6 +115,15 @@ impl ParamLayout {
             shapes.push((b, vec![width]));
         }
         shapes.extend(Layer::all(config).iter().flat_map(Layer::params));
+        for l in Layer::all(config) {
+            for (w, b, ni, no) in trans_layers(config, (l.k, l.d)) {
+                shapes.push((w, vec![no, ni]));
+                shapes.push((b, vec![no]));
+            }
+            if config.skip {
+                shapes.push((skip_name((l.k, l.d)), vec![config.hidden, config.hidden]));
+            }
+        }
         for (w, b, input, width) in out_mlp_layers(config) {
             shapes.push((w, vec![width, input]));
             shapes.push((b, vec![width]));

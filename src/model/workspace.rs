@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use super::layer::Layer;
-use super::params::{FC_B, FC_W, ParamLayout, ParamSpec, in_mlp_layers, out_mlp_layers};
+use super::params::{
+    FC_B, FC_W, ParamLayout, ParamSpec, in_mlp_layers, out_mlp_layers, skip_name, trans_layers,
+};
+use super::transition::Transition;
 use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
@@ -597,6 +600,63 @@ impl Workspace {
         let p = |name: &str| at(params, layout.offset(name));
         let units = Layer::all(config);
         let names: Vec<_> = units.iter().map(|l| l.names.clone()).collect();
+        // The deep transition: per layer its own input projections (act(a(t)) after the
+        // forward pass, read again by the backward one), and per layer and direction every
+        // transition layer's outputs but the last and their gradients.
+        let dt = config.deep_transition.is_some();
+        if dt && norms {
+            return Err(InputError::Invalid {
+                arg: "grad_norms".into(),
+                reason: "gradient norms are not measured through a deep transition yet; turn \
+                         them off for this model"
+                    .into(),
+            }
+            .into());
+        }
+        let mut u0s = Vec::new();
+        let mut tbufs: Vec<(Vec<wgpu::Buffer>, Vec<wgpu::Buffer>)> = Vec::new();
+        if dt {
+            for _ in 0..nl {
+                u0s.push(gpu.storage_buffer("act(a(t)) [D][T, B, H]", (nd - 1) * ts + rows * h)?);
+            }
+            for l in &units {
+                let tl = trans_layers(config, (l.k, l.d));
+                let mut zs = Vec::new();
+                let mut dpre = Vec::new();
+                for (j, (_, _, _, no)) in tl.iter().enumerate() {
+                    if j + 1 < tl.len() {
+                        zs.push(gpu.storage_buffer("transition layer [T, B, width]", rows * no)?);
+                    }
+                    dpre.push(
+                        gpu.storage_buffer("dL/d transition layer [T, B, width]", rows * no)?,
+                    );
+                }
+                tbufs.push((zs, dpre));
+            }
+        }
+        let t_scratch = gpu.storage_buffer("transition scratch [B, H]", if dt { bh } else { 1 })?;
+        let xu_of = |k: usize| if dt { &u0s[k] } else { &xu };
+        let tact = config.deep_transition.nonlinearity;
+        let layer_act = config.nonlinearity;
+        let transition = |kd: usize| {
+            let (k, d) = (kd / nd, kd % nd);
+            Transition {
+                steps,
+                batch,
+                hidden: h,
+                act: layer_act,
+                tact,
+                w: p(&names[kd].w_hh),
+                layers: trans_layers(config, (k, d))
+                    .iter()
+                    .map(|(w, b, ni, no)| (p(w), p(b), *ni, *no))
+                    .collect(),
+                skip: config.skip.then(|| p(&skip_name((k, d)))),
+                zs: &tbufs[kd].0,
+                dpre: &tbufs[kd].1,
+                scratch: &t_scratch,
+            }
+        };
         let act = match config.nonlinearity {
             Nonlinearity::Tanh => 0,
             Nonlinearity::Relu => 1,
@@ -739,7 +799,7 @@ impl Workspace {
                 let kd = k * nd + d;
                 fw.phase("input projection");
                 if k == 0 && tokens {
-                    let (w, out) = (p(&names[kd].w_ih), at(&xu, d * ts));
+                    let (w, out) = (p(&names[kd].w_ih), at(xu_of(k), d * ts));
                     embed(&mut fw, token_layout(d), &x, w, biases(kd), out)?;
                     continue;
                 }
@@ -758,7 +818,7 @@ impl Workspace {
                     ni,
                     dir_input(k, d),
                     p(&names[kd].w_ih),
-                    at(&xu, d * ts),
+                    at(xu_of(k), d * ts),
                 );
                 xu_gemm.trans_b = true;
                 if config.bias {
@@ -768,7 +828,14 @@ impl Workspace {
                 matmul(&mut fw, xu_gemm)?;
             }
             fw.phase("forward loop");
-            recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
+            if dt {
+                for d in 0..nd {
+                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&layers[k].h_all, d * hs));
+                    transition(k * nd + d).forward(&mut fw, xu_d, h_d, &unused_r)?;
+                }
+            } else {
+                recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
+            }
             if two {
                 let h_all = (&layers[k].h_all, hs);
                 concat(&mut fw, (steps, batch, h), h_all, &cats[k], &unused)?;
@@ -949,11 +1016,28 @@ impl Workspace {
                 // are refused for bidirectional models).
                 sum_parts(&mut bw, bh, 1, g, at(&l.da, (steps - 1) * bh), true)?;
             }
-            recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
+            if dt {
+                for d in 0..nd {
+                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&l.h_all, d * hs));
+                    transition(k * nd + d).backward(&mut bw, xu_d, h_d, at(&l.da, d * ts))?;
+                }
+            } else {
+                recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
+            }
             for d in 0..nd {
                 let kd = k * nd + d;
                 bw.phase("weight gradients");
                 let off = |name: &str| layout.offset(name);
+                if dt {
+                    let g = |name: &str| at(grads, layout.offset(name));
+                    let tl: Vec<_> = trans_layers(config, (k, d))
+                        .iter()
+                        .map(|(w, b, _, _)| (g(w), g(b)))
+                        .collect();
+                    let skip = config.skip.then(|| g(&skip_name((k, d))));
+                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&l.h_all, d * hs));
+                    transition(kd).weight_grads(&mut bw, (xu_d, h_d), (&tl, skip))?;
+                }
                 layer_grads(
                     &mut bw,
                     gpu,
@@ -1169,6 +1253,10 @@ impl Workspace {
                 wt,
                 at(dh0_padded.as_ref().unwrap_or(&dh0), kd * bh),
             )?;
+            if dt {
+                let dst = at(dh0_padded.as_ref().unwrap_or(&dh0), kd * bh);
+                transition(kd).skip_into_dh0(&mut dxp, dst)?;
+            }
         }
         if let Some(dh0p) = &dh0_padded {
             for kd in 0..nl * nd {

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 use crate::model::Nonlinearity;
 
-const BINDS: &[Bind] = &[Bind::Read, Bind::ReadWrite, Bind::Params];
+const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
 
 pub(crate) static ACT_FORWARD: Kernel = Kernel {
     name: "act_forward",
@@ -25,16 +25,19 @@ pub(crate) static ACT_BACKWARD: Kernel = Kernel {
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
-    off: u32,
+    g_off: u32,
+    y_off: u32,
+    src_off: u32,
     act: u32,
-    _pad: u32,
+    copy: u32,
+    _pad: [u32; 2],
 }
 
-fn code(n: Nonlinearity) -> Option<u32> {
+fn code(n: Nonlinearity) -> u32 {
     match n {
-        Nonlinearity::Tanh => Some(0),
-        Nonlinearity::Relu => Some(1),
-        Nonlinearity::Identity => None,
+        Nonlinearity::Tanh => 0,
+        Nonlinearity::Relu => 1,
+        Nonlinearity::Identity => 2,
     }
 }
 
@@ -52,16 +55,22 @@ pub(crate) fn forward(
     v: At,
     unused: &wgpu::Buffer,
 ) -> Result<()> {
-    let Some(act) = code(act) else {
+    if act == Nonlinearity::Identity {
         return Ok(());
-    };
+    }
     let params = Params {
         n: u(n),
-        off: u(v.off),
-        act,
-        _pad: 0,
+        g_off: u(v.off),
+        act: code(act),
+        ..Default::default()
     };
-    plan.push(&ACT_FORWARD, &[unused, v.buf], &params, grid(n), false)?;
+    plan.push(
+        &ACT_FORWARD,
+        &[unused, unused, v.buf],
+        &params,
+        grid(n),
+        false,
+    )?;
     Ok(())
 }
 
@@ -74,15 +83,40 @@ pub(crate) fn backward(
     y: &wgpu::Buffer,
     g: At,
 ) -> Result<()> {
-    let Some(act) = code(act) else {
+    if act == Nonlinearity::Identity {
         return Ok(());
-    };
+    }
+    backward_from(plan, n, act, (at_same(y, g.off), None), g)
+}
+
+fn at_same(buf: &wgpu::Buffer, off: usize) -> At<'_> {
+    At { buf, off }
+}
+
+/// `g = from · act'(y)` over `n` values: `from` is `src` when given, else `g` itself.
+pub(crate) fn backward_from(
+    plan: &mut PlanBuilder,
+    n: usize,
+    act: Nonlinearity,
+    (y, src): (At, Option<At>),
+    g: At,
+) -> Result<()> {
     let params = Params {
         n: u(n),
-        off: u(g.off),
-        act,
-        _pad: 0,
+        g_off: u(g.off),
+        y_off: u(y.off),
+        src_off: u(src.map_or(0, |s| s.off)),
+        act: code(act),
+        copy: u32::from(src.is_some()),
+        ..Default::default()
     };
-    plan.push(&ACT_BACKWARD, &[y, g.buf], &params, grid(n), false)?;
+    let src_buf = src.map_or(y.buf, |s| s.buf);
+    plan.push(
+        &ACT_BACKWARD,
+        &[y.buf, src_buf, g.buf],
+        &params,
+        grid(n),
+        false,
+    )?;
     Ok(())
 }

@@ -81,6 +81,15 @@ pub struct BenchArgs {
     /// Width of the deep output block's layers [default: D·H].
     #[arg(long)]
     output_width: Option<usize>,
+    /// Instead: each --shape with a deep transition of this many layers (see --input-depth).
+    #[arg(long, default_value_t = 0)]
+    transition_depth: usize,
+    /// Width between the deep transition's layers [default: H].
+    #[arg(long)]
+    transition_width: Option<usize>,
+    /// With --transition-depth: its shortcut (DT(S)).
+    #[arg(long)]
+    skip: bool,
     /// The text of `--task char-lm`.
     #[arg(long, value_name = "FILE")]
     text: Option<std::path::PathBuf>,
@@ -509,7 +518,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     if let Some(len) = a.chunk {
         return chunked(a, len, &shapes, &modes, &budget);
     }
-    if a.input_depth > 0 || a.output_depth > 0 {
+    if a.input_depth > 0 || a.output_depth > 0 || a.transition_depth > 0 || a.skip {
         return blocks(a, &shapes, &modes, &budget);
     }
     let gpu = open_gpu()?;
@@ -579,10 +588,12 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
 }
 
 /// Each shape with the deeper blocks the flags ask for, beside the plain model of the nearest
-/// parameter count (its H searched), timed alternately.
+/// parameter count (its H searched) and the plain model of the same H, timed alternately;
+/// the blocks' extra time over the same-H model against the FLOPs they add.
 fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> Result<(), Error> {
     for (flag, depth, width) in [
         ("--input-depth", a.input_depth, a.input_width),
+        ("--transition-depth", a.transition_depth, a.transition_width),
         ("--output-depth", a.output_depth, a.output_width),
     ] {
         if depth > rnn_wgpu::MAX_BLOCK_DEPTH {
@@ -595,16 +606,24 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
             return Err(bad_arg(flag, "its width must be at least 1"));
         }
     }
+    if a.skip && a.transition_depth == 0 {
+        return Err(bad_arg(
+            "--skip",
+            "is the shortcut beside a deep transition; give --transition-depth 1 or more",
+        ));
+    }
     let gpu = open_gpu()?;
     if !a.json {
         println!(
             "median ms of {} alternating rounds (each a median of timed runs after warm-up); \
-             plain: the model without blocks whose H gives the nearest parameter count; \
-             ratio: blocks over plain\n",
+             plain: the model without blocks whose H gives the nearest parameter count, ratio \
+             the blocks' time over it; same H: the plain model of the blocks' H; extra \
+             GFLOP/s: the FLOPs the blocks add (forward, or forward and backward at 3x) over \
+             the time they add to the same-H model\n",
             a.rounds.max(1)
         );
         println!(
-            "{:<22} {:<24} {:<10} {:>9} {:>10} {:>8} {:>9} {:>10} {:>7}",
+            "{:<20} {:<22} {:<10} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>9} {:>8}",
             "shape (T,B,I,H,O)",
             "blocks",
             "mode",
@@ -613,7 +632,9 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
             "plain H",
             "params",
             "plain ms",
-            "ratio"
+            "ratio",
+            "same H ms",
+            "extra GF/s"
         );
     }
     for &s in shapes {
@@ -632,28 +653,77 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
         };
         let deep = plain(s.hidden)
             .with_deep_input(mlp(a.input_depth, a.input_width, s.hidden))
+            .with_deep_transition(
+                mlp(a.transition_depth, a.transition_width, s.hidden),
+                a.skip,
+            )
             .with_deep_output(mlp(a.output_depth, a.output_width, top));
         let count = |c: &RnnConfig| ParamLayout::new(c).len();
         let want = count(&deep);
         let h_plain = (1..=8 * s.hidden)
             .min_by_key(|&h| count(&plain(h)).abs_diff(want))
             .unwrap_or(s.hidden);
+        // Forward FLOPs the blocks add per row (every layer's product, 2 per multiply-add).
+        let block_flops = {
+            let d = if s.bidirectional { 2 } else { 1 };
+            let linear = |m: Mlp, first: usize, last: Option<usize>| -> usize {
+                (0..m.depth)
+                    .map(|j| {
+                        let ni = if j == 0 { first } else { m.width };
+                        let no = match last {
+                            Some(l) if j + 1 == m.depth => l,
+                            _ => m.width,
+                        };
+                        2 * ni * no
+                    })
+                    .sum()
+            };
+            let t = deep.deep_transition;
+            let skip = if deep.skip {
+                2 * s.hidden * s.hidden
+            } else {
+                0
+            };
+            // The bottom layer's and the head's products change width with the blocks: their
+            // difference counts too (negative where a block narrows them).
+            let f = |v: usize| v as f64;
+            let i_extra = f(linear(deep.deep_input, s.input, None))
+                + 2.0 * f(s.hidden * d) * (f(deep.layer_input(0)) - f(s.input));
+            let o_extra = f(linear(deep.deep_output, top, None))
+                + 2.0 * f(s.output) * (f(deep.head_input()) - f(top));
+            let t_extra = f(s.layers * d * (linear(t, s.hidden, Some(s.hidden)) + skip));
+            i_extra + t_extra + o_extra
+        };
         let mut with_blocks = bench::Workload::with_config(&gpu, s, deep)?;
         let mut without = bench::Workload::with_config(&gpu, s, plain(h_plain))?;
+        let mut same_h = bench::Workload::with_config(&gpu, s, plain(s.hidden))?;
+        let t = deep.deep_transition;
         let label = format!(
-            "in {}x{} out {}x{}",
+            "i{}x{} t{}x{}{} o{}x{}",
             deep.deep_input.depth,
             deep.deep_input.width,
+            t.depth,
+            t.width,
+            if deep.skip { "s" } else { "" },
             deep.deep_output.depth,
             deep.deep_output.width
         );
         for &mode in modes {
-            let (mut bt, mut pt) = (Vec::new(), Vec::new());
+            let (mut bt, mut pt, mut st) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..a.rounds.max(1) {
                 bt.push(with_blocks.measure(mode, Driver::Auto, budget)?.ms);
                 pt.push(without.measure(mode, Driver::Auto, budget)?.ms);
+                st.push(same_h.measure(mode, Driver::Auto, budget)?.ms);
             }
-            let (b_ms, p_ms) = (bench::median(bt), bench::median(pt));
+            let (b_ms, p_ms, s_ms) = (bench::median(bt), bench::median(pt), bench::median(st));
+            let passes = if mode == Mode::Forward { 1.0 } else { 3.0 };
+            let flops = block_flops * passes * (s.steps * s.batch) as f64;
+            let extra_ms = b_ms - s_ms;
+            let gflops = if extra_ms > 0.0 {
+                flops / (extra_ms * 1e-3) / 1e9
+            } else {
+                f64::INFINITY
+            };
             let shape = format!(
                 "{},{},{},{},{}",
                 s.steps, s.batch, s.input, s.hidden, s.output
@@ -664,16 +734,18 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
                     serde_json::json!({
                         "shape": shape, "layers": s.layers, "bidirectional": s.bidirectional,
                         "deep_input": [deep.deep_input.depth, deep.deep_input.width],
+                        "deep_transition": [t.depth, t.width], "skip": deep.skip,
                         "deep_output": [deep.deep_output.depth, deep.deep_output.width],
                         "mode": mode.name(), "params": want, "ms": b_ms,
                         "plain_hidden": h_plain, "plain_params": count(&plain(h_plain)),
-                        "plain_ms": p_ms, "ratio": b_ms / p_ms,
+                        "plain_ms": p_ms, "ratio": b_ms / p_ms, "same_hidden_ms": s_ms,
+                        "extra_flops": flops, "extra_gflops_per_s": gflops,
                         "rounds": a.rounds.max(1), "adapter": gpu.adapter_info().name,
                     })
                 );
             } else {
                 println!(
-                    "{:<22} {:<24} {:<10} {:>9} {:>10.2} {:>8} {:>9} {:>10.2} {:>6.2}x",
+                    "{:<20} {:<22} {:<10} {:>7} {:>9.2} {:>7} {:>7} {:>9.2} {:>6.2}x {:>9.2} {:>8.2}",
                     shape,
                     label,
                     mode.name(),
@@ -682,7 +754,9 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
                     h_plain,
                     count(&plain(h_plain)),
                     p_ms,
-                    b_ms / p_ms
+                    b_ms / p_ms,
+                    s_ms,
+                    gflops
                 );
             }
         }

@@ -480,3 +480,38 @@ fn a_deep_transition_model_round_trips_and_bad_ones_say_what_is_wrong() {
     .to_string();
     assert!(e.contains("skip") && e.contains("deep_transition"), "{e}");
 }
+
+#[test]
+fn gradient_norms_see_through_the_deep_transition_and_its_shortcut() {
+    let g = gpu();
+    for (n, (layers, bidirectional, skip)) in [(2, false, true), (1, true, true), (1, false, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let c = case((6, 3, 4, 7, 3), layers, bidirectional);
+        let t = Mlp::new(2, 5, Nonlinearity::Tanh);
+        let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, skip), 919 + n as u64);
+        let (steps, b) = (c.steps, c.batch);
+        let (_, _, want) =
+            reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), steps, b, &s.targets, c.loss);
+        let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+        rnn.set_grad_norms(true);
+        crate::versus_reference::gpu_run(&mut rnn, c, &s);
+        let got = rnn.grad_norms().unwrap();
+        for (kd, (gk, wk)) in got.iter().zip(&want.h_norms).enumerate() {
+            // The library gives the reverse direction's curve in true time, the reference in
+            // its own.
+            let wk: Vec<f64> = if bidirectional && kd % 2 == 1 {
+                wk.iter().rev().copied().collect()
+            } else {
+                wk.clone()
+            };
+            assert_close(
+                &format!("{c:?} skip {skip}: state {kd} gradient norms"),
+                gk,
+                &wk,
+                REL,
+            );
+        }
+    }
+}

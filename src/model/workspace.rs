@@ -604,15 +604,6 @@ impl Workspace {
         // forward pass, read again by the backward one), and per layer and direction every
         // transition layer's outputs but the last and their gradients.
         let dt = config.deep_transition.is_some();
-        if dt && norms {
-            return Err(InputError::Invalid {
-                arg: "grad_norms".into(),
-                reason: "gradient norms are not measured through a deep transition yet; turn \
-                         them off for this model"
-                    .into(),
-            }
-            .into());
-        }
         let mut u0s = Vec::new();
         let mut tbufs: Vec<(Vec<wgpu::Buffer>, Vec<wgpu::Buffer>)> = Vec::new();
         if dt {
@@ -1375,6 +1366,14 @@ impl Workspace {
                             None,
                             at(&rec, 0),
                         )?;
+                        if dt && config.skip {
+                            // Through the deep transition's shortcut: + dpre_last(t + 1) S.
+                            let last = tbufs[kd].1.last().expect("a transition layer");
+                            let s = p(&skip_name((k, d)));
+                            let mut g = Gemm::new(rows - batch, h, h, at(last, bh), s, at(&rec, 0));
+                            g.accumulate = true;
+                            matmul(&mut np, g)?;
+                        }
                     }
                     let dst = at(&out, kd * steps);
                     step_norms(&mut np, (steps, bh), at(&above, d * ts), &rec, dst)?;

@@ -754,6 +754,71 @@ mod cli {
     }
 
     #[test]
+    fn deeper_blocks_train_from_the_command_line_and_bad_ones_are_one_line() {
+        let scratch = Scratch::new();
+        let model = scratch.path("deep.safetensors");
+        let m = model.to_str().unwrap();
+        let (code, out, err) = rnn_wgpu(&[
+            "train",
+            "--task",
+            "adding",
+            "--seq-len",
+            "6",
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--hidden",
+            "5",
+            "--input-depth",
+            "1",
+            "--input-width",
+            "3",
+            "--transition-depth",
+            "2",
+            "--transition-width",
+            "7",
+            "--skip",
+            "--output-depth",
+            "1",
+            "--save",
+            m,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("deep input 1 x 3")
+                && out.contains("deep transition with shortcut 2 x 7")
+                && out.contains("deep output 1 x 5"),
+            "{out}"
+        );
+        let text = scratch.path("text.txt");
+        std::fs::write(&text, "abcdefgh ".repeat(400)).unwrap();
+        let t = text.to_str().unwrap();
+        for (args, says) in [
+            (
+                &["--output-depth", "1", "--output-width", "0"][..],
+                "--output-width",
+            ),
+            (&["--skip"][..], "--skip"),
+            (
+                &["--transition-depth", "0", "--transition-width", "4"][..],
+                "--transition-depth",
+            ),
+            (&["--input-depth", "9"][..], "--input-depth"),
+            (&["--text", t, "--input-depth", "1"][..], "--input-depth"),
+            (
+                &["--task", "adding", "--model", m, "--output-depth", "1"][..],
+                "--output-depth",
+            ),
+        ] {
+            let mut all = vec!["train", "--steps", "1"];
+            all.extend(args);
+            let line = one_line_error(&all);
+            assert!(line.contains(says), "{args:?}: {line}");
+        }
+    }
+
+    #[test]
     fn the_long_memory_tasks_train_and_report_their_baselines() {
         for (args, says) in [
             (

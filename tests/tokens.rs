@@ -3,7 +3,7 @@
 
 use rnn_wgpu::reference::{self, Params, Targets};
 use rnn_wgpu::{
-    ClassIds, Driver, Error, InputError, Loss, Nonlinearity, Optimizer, OptimizerKind, Rnn,
+    ClassIds, Driver, Error, InputError, Loss, Mlp, Nonlinearity, Optimizer, OptimizerKind, Rnn,
     RnnConfig, Target, Tensor,
 };
 
@@ -48,20 +48,52 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
     // gradient as the reference computes them on the one-hot inputs.
     let g = gpu();
     let cases = [
-        // (T, B, vocab, H, layers, bidirectional, batch_first, bias, driver)
-        (1, 1, 1, 3, 1, false, false, true, Driver::PerStep),
-        (7, 3, 65, 33, 1, false, false, true, Driver::Persistent),
-        (5, 4, 3, 17, 2, false, true, true, Driver::PerStep),
-        (6, 1, 86, 65, 1, true, false, true, Driver::Persistent),
-        (4, 5, 257, 8, 2, true, true, false, Driver::Naive),
-        (9, 2, 31, 12, 1, true, true, true, Driver::PerStep),
+        // (T, B, vocab, H, layers, bidirectional, batch_first, bias, driver, deeper blocks)
+        (1, 1, 1, 3, 1, false, false, true, Driver::PerStep, false),
+        (
+            7,
+            3,
+            65,
+            33,
+            1,
+            false,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
+        (5, 4, 3, 17, 2, false, true, true, Driver::PerStep, false),
+        (
+            6,
+            1,
+            86,
+            65,
+            1,
+            true,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
+        (4, 5, 257, 8, 2, true, true, false, Driver::Naive, false),
+        (9, 2, 31, 12, 1, true, true, true, Driver::PerStep, false),
+        // A deep transition with its shortcut and a deep output read the gathered columns too.
+        (6, 3, 29, 10, 2, false, false, true, Driver::PerStep, true),
+        (5, 2, 7, 9, 1, true, true, true, Driver::Persistent, true),
     ];
-    for (n, &(t, b, vocab, h, layers, bi, batch_first, bias, driver)) in cases.iter().enumerate() {
-        let config = RnnConfig::new(vocab, h, 5)
+    for (n, &(t, b, vocab, h, layers, bi, batch_first, bias, driver, deep)) in
+        cases.iter().enumerate()
+    {
+        let mut config = RnnConfig::new(vocab, h, 5)
             .with_layers(layers)
             .with_bidirectional(bi)
             .with_bias(bias)
             .with_nonlinearity(Nonlinearity::Tanh);
+        if deep {
+            config = config
+                .with_deep_transition(Mlp::new(2, 6, Nonlinearity::Tanh), true)
+                .with_deep_output(Mlp::new(1, 4, Nonlinearity::Tanh));
+        }
         let seed = 40_000 + 100 * n as u64;
         let p = Params::random(config, 1.5 / (h as f64).sqrt(), seed);
         let (ids, one_hot) = ids_and_one_hot((t, b, vocab), batch_first, seed + 1);
@@ -90,7 +122,7 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
             .unwrap();
         let x = ClassIds::from_slice(&g, &lead, &ids).unwrap();
         let ctx = format!(
-            "case {n}: T {t} B {b} vocab {vocab} H {h} L {layers} bi {bi} bf {batch_first} bias {bias} {driver:?}"
+            "case {n}: T {t} B {b} vocab {vocab} H {h} L {layers} bi {bi} bf {batch_first} bias {bias} {driver:?} deep {deep}"
         );
         let (fw, grads) = rnn
             .loss_and_gradients(&x, None, Target::Classes(&y), loss)

@@ -332,6 +332,22 @@ fn all_eigenvalues_on_the_cpu() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[2, 2]"), "{e}");
+    // A trained IRNN's W (tests/fixtures/irnn_trained_w.safetensors): the identity moved by
+    // training, its eigenvalues clustered near 1, on which QR sweeps at a tolerance of ε alone
+    // stall. All 64 come back, summing to the trace.
+    let file =
+        rnn_wgpu::io::TensorFile::read(crate::pytorch::fixture("irnn_trained_w.safetensors"))
+            .unwrap();
+    let (shape, w) = file.floats("w").unwrap().unwrap();
+    let n = shape[0];
+    let got = rnn_wgpu::analysis::eigenvalues(&w, n).unwrap();
+    let trace: f64 = (0..n).map(|i| f64::from(w[i * n + i])).sum();
+    let (re, im): (f64, f64) = got.iter().fold((0.0, 0.0), |a, e| (a.0 + e.0, a.1 + e.1));
+    assert_eq!(got.len(), n);
+    assert!(
+        (re - trace).abs() < 1e-6 && im.abs() < 1e-6,
+        "{re} {im} against {trace}"
+    );
 }
 
 #[test]

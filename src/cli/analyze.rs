@@ -173,7 +173,14 @@ pub fn analyze(a: &AnalyzeArgs) -> Result<(), Error> {
         let which = if reverse { "reverse " } else { "" };
         println!("layer {k} {which}spectral radius {r:.6}");
         if h <= MAX_EIGEN_H {
-            let eig = rnn_wgpu::analysis::eigenvalues(&w.values, h)?;
+            // A spectrum the CPU cannot resolve costs its picture, not the rest of the analysis.
+            let eig = match rnn_wgpu::analysis::eigenvalues(&w.values, h) {
+                Ok(eig) => eig,
+                Err(e) => {
+                    println!("layer {k} {which}eigenvalues not drawn: {e}");
+                    continue;
+                }
+            };
             let suffix = if reverse { "-reverse" } else { "" };
             let path = image(&format!("eigenvalues-layer-{k}{suffix}"))?;
             let title = format!("{} eigenvalues ({} of them)", w.name, eig.len());

@@ -24,8 +24,9 @@ for task in $tasks; do
   name=${task%%:*}; t=${task##*:}
   case $name in
     adding) shape=(--task adding --seq-len "$t") ;;
-    # T - 1 blanks between the 10 symbols and the delimiter.
-    copy) shape=(--task copy --delay $((t - 1))) ;;
+    # T - 1 blanks between the 10 symbols and the delimiter (--delay T), T + 20 steps in all,
+    # as Arjovsky et al. count them. (Session 8's copy rows passed T - 1: 98 blanks, 119 steps.)
+    copy) shape=(--task copy --delay "$t") ;;
   esac
   for model in $models; do
     case $model in

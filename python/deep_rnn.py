@@ -34,6 +34,9 @@ import torch
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
 
+# The deepest block rnn-wgpu builds (its MAX_BLOCK_DEPTH).
+MAX_BLOCK_DEPTH = 8
+
 
 class DeepRNN(torch.nn.Module):
     """An Elman RNN, optionally with deep input and output blocks, and a linear head at every
@@ -45,8 +48,12 @@ class DeepRNN(torch.nn.Module):
                  input_nonlinearity="tanh", transition_depth=0, transition_width=None,
                  transition_nonlinearity="tanh", skip=False):
         super().__init__()
-        if output_depth < 0 or input_depth < 0:
-            raise ValueError("output_depth and input_depth must be 0 or more")
+        for name, depth in [("output_depth", output_depth), ("input_depth", input_depth),
+                            ("transition_depth", transition_depth)]:
+            if not 0 <= depth <= MAX_BLOCK_DEPTH:
+                raise ValueError(f"{name} must be 0 to {MAX_BLOCK_DEPTH} (as rnn-wgpu reads)")
+        if transition_depth > 0 and transition_width is not None and transition_width < 1:
+            raise ValueError("transition_width must be at least 1")
         in_width = hidden_size if input_width is None else input_width
         if input_depth > 0 and in_width < 1:
             raise ValueError("input_width must be at least 1")

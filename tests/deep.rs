@@ -1,5 +1,6 @@
-//! Deeper blocks (Pascanu et al. 2014): the deep output MLP against the f64 reference under
-//! every driver and kernel style, in chunks, and through model files.
+//! Deeper blocks (Pascanu et al. 2014): the deep input, deep transition (with and without its
+//! shortcut) and deep output against the f64 reference under every driver and kernel style,
+//! in chunks, batch-first, with gradient norms, and through model files.
 
 use std::collections::HashMap;
 
@@ -35,10 +36,9 @@ fn transition_setup(c: Case, (mi, mo): (Mlp, Mlp), (mt, skip): (Mlp, bool), seed
     };
     // The recurrent layers as the plain case draws them, but for what the bottom one reads
     // and the transition's own weights.
-    let bottom = p.layers[0].w_ih.clone();
     let fresh = p.layers.clone();
     p.layers = base.p.layers.clone();
-    for (l, f) in p.layers.iter_mut().zip(fresh) {
+    for (l, f) in p.layers.iter_mut().zip(fresh.clone()) {
         l.trans = f.trans;
         l.skip = f.skip;
         for (j, (w, b)) in l.trans.iter_mut().enumerate() {
@@ -52,8 +52,9 @@ fn transition_setup(c: Case, (mi, mo): (Mlp, Mlp), (mt, skip): (Mlp, bool), seed
         scale(&mut l.skip, 10 * 10 * c.hidden);
     }
     if mi.is_some() {
-        for l in p.layers.iter_mut().take(config.directions()) {
-            l.w_ih = bottom.clone();
+        // Each direction its own bottom W_ih, so a direction mixed up would show.
+        for (l, f) in p.layers.iter_mut().zip(&fresh).take(config.directions()) {
+            l.w_ih = f.w_ih.clone();
             scale(&mut l.w_ih, mi.width);
         }
     }
@@ -130,7 +131,9 @@ fn deep_output_matches_reference_under_every_driver_and_style() {
     ] {
         for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
             for m in &blocks {
-                let (shape, layers, bidirectional, loss) = shapes[n % shapes.len()];
+                // Each block meets a different shape under each (style, driver).
+                let (shape, layers, bidirectional, loss) =
+                    shapes[(n + n / blocks.len()) % shapes.len()];
                 let c = Case {
                     loss,
                     ..case(shape, layers, bidirectional)
@@ -309,7 +312,8 @@ fn deep_input_matches_reference_under_every_driver_and_style() {
     ] {
         for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
             for (mi, mo) in &blocks {
-                let (shape, layers, bidirectional, loss) = shapes[(n + 1) % shapes.len()];
+                let (shape, layers, bidirectional, loss) =
+                    shapes[(n + 1 + n / blocks.len()) % shapes.len()];
                 let c = Case {
                     loss,
                     ..case(shape, layers, bidirectional)
@@ -356,6 +360,11 @@ fn deep_transition_matches_reference_under_every_driver_and_style() {
     let cases = [
         (Mlp::new(1, 4, tanh), false, (Mlp::NONE, Mlp::NONE)),
         (
+            Mlp::new(1, 6, tanh),
+            true,
+            (Mlp::new(2, 3, tanh), Mlp::NONE),
+        ),
+        (
             Mlp::new(2, 3, Nonlinearity::Relu),
             true,
             (Mlp::NONE, Mlp::NONE),
@@ -385,7 +394,8 @@ fn deep_transition_matches_reference_under_every_driver_and_style() {
     ] {
         for driver in [Driver::PerStep, Driver::Persistent] {
             for (mt, skip, blocks) in &cases {
-                let (shape, layers, bidirectional, loss) = shapes[(n + 2) % shapes.len()];
+                let (shape, layers, bidirectional, loss) =
+                    shapes[(n + 2 + n / cases.len()) % shapes.len()];
                 let c = Case {
                     loss,
                     ..case(shape, layers, bidirectional)
@@ -469,6 +479,20 @@ fn a_deep_transition_model_round_trips_and_bad_ones_say_what_is_wrong() {
         Some(("deep_transition_depth", "1")),
     );
     assert!(e.contains("deep_transition_depth"), "{e}");
+    let e = write(
+        "deep.safetensors",
+        "",
+        Some(("deep_transition_depth", "99")),
+    );
+    assert!(e.contains("deep_transition_depth"), "{e}");
+
+    // A depth of 1 has no width between its layers: the file's metadata keeps it.
+    let one =
+        RnnConfig::new(3, 5, 2).with_deep_transition(Mlp::new(1, 11, Nonlinearity::Tanh), false);
+    let rnn = Rnn::new(&g, one, 3).unwrap();
+    let path = scratch.path("dt1.safetensors");
+    model_file::save(&rnn, &path, &HashMap::new()).unwrap();
+    assert_eq!(*model_file::load(&g, &path).unwrap().rnn.config(), one);
 
     // A shortcut needs a transition to stand beside.
     let e = Rnn::new(
@@ -514,4 +538,69 @@ fn gradient_norms_see_through_the_deep_transition_and_its_shortcut() {
             );
         }
     }
+}
+
+#[test]
+fn every_block_batch_first_and_in_chunks_matches_reference() {
+    // Batch-first float inputs through all three blocks, and a deep input in chunks.
+    let g = gpu();
+    let tanh = Nonlinearity::Tanh;
+    let c = case((7, 3, 4, 6, 3), 2, false);
+    let s = transition_setup(
+        c,
+        (Mlp::new(2, 5, tanh), Mlp::new(1, 4, tanh)),
+        (Mlp::new(1, 6, tanh), true),
+        4242,
+    );
+    let (t, b) = (c.steps, c.batch);
+    let (_, trace, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+    rnn.set_batch_first(true);
+    let bf = |v: &[f64], width: usize| -> Vec<f32> {
+        let mut out = vec![0.0; v.len()];
+        for tt in 0..t {
+            for bb in 0..b {
+                for k in 0..width {
+                    out[(bb * t + tt) * width + k] = v[(tt * b + bb) * width + k] as f32;
+                }
+            }
+        }
+        out
+    };
+    let x = Tensor::from_slice(&g, &[b, t, c.input], &bf(&s.x, c.input)).unwrap();
+    let h0 = s.h0.as_ref().unwrap();
+    let h0 = Tensor::from_slice(&g, &[c.states(), b, c.hidden], &to_f32(h0)).unwrap();
+    let rnn_wgpu::reference::Targets::Values(y) = &s.targets else {
+        panic!("mse targets")
+    };
+    let y = Tensor::from_slice(&g, &[b, t, c.output], &bf(y, c.output)).unwrap();
+    let (fw, grads) = rnn
+        .loss_and_gradients(&x, Some(&h0), rnn_wgpu::Target::Values(&y), c.loss)
+        .unwrap();
+    let want_o: Vec<f64> = bf(&trace.o, c.output)
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    assert_close(
+        "batch-first output",
+        &fw.output.to_vec().unwrap(),
+        &want_o,
+        REL,
+    );
+    crate::versus_reference::assert_param_grads("batch-first", &grads, &want.params);
+
+    let c = case((19, 2, 5, 7, 2), 1, false);
+    let s = blocks_setup(c, Mlp::new(2, 3, tanh), Mlp::NONE, 4343);
+    let (t, b) = (c.steps, c.batch);
+    let (_, trace, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
+    rnn.set_chunk_steps(Some(4)).unwrap();
+    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
+    assert_close("chunked deep input output", &got.output, &trace.o, REL);
+    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
+        assert_close(&format!("chunked deep input grad {name}"), gv, w, REL);
+    }
+    assert_close("chunked deep input grad x", &got.x, &want.x, REL);
 }

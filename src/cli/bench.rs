@@ -72,20 +72,20 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     input_depth: usize,
     /// Width of the deep input block's layers [default: H].
-    #[arg(long)]
+    #[arg(long, requires = "input_depth")]
     input_width: Option<usize>,
     /// Instead: each --shape with a deep output block of this many layers (see
     /// --input-depth).
     #[arg(long, default_value_t = 0)]
     output_depth: usize,
     /// Width of the deep output block's layers [default: D·H].
-    #[arg(long)]
+    #[arg(long, requires = "output_depth")]
     output_width: Option<usize>,
     /// Instead: each --shape with a deep transition of this many layers (see --input-depth).
     #[arg(long, default_value_t = 0)]
     transition_depth: usize,
     /// Width between the deep transition's layers [default: H].
-    #[arg(long)]
+    #[arg(long, requires = "transition_depth")]
     transition_width: Option<usize>,
     /// With --transition-depth: its shortcut (DT(S)).
     #[arg(long)]
@@ -509,6 +509,20 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
         phases: a.phases,
         ..Budget::default()
     };
+    let blocks_asked = a.input_depth > 0 || a.output_depth > 0 || a.transition_depth > 0 || a.skip;
+    if blocks_asked && (a.task.is_some() || a.vs_rounded || a.chunk.is_some() || a.wavefront) {
+        return Err(bad_arg(
+            "--input-depth",
+            "the deeper blocks are timed on their own: leave out --task, --vs-rounded, --chunk \
+             and --wavefront",
+        ));
+    }
+    if blocks_asked && !a.drivers.is_empty() {
+        return Err(bad_arg(
+            "--driver",
+            "the deeper blocks are timed under the automatic driver: leave --driver out",
+        ));
+    }
     if let Some(name) = a.task {
         return task(a, name, &budget);
     }
@@ -518,7 +532,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
     if let Some(len) = a.chunk {
         return chunked(a, len, &shapes, &modes, &budget);
     }
-    if a.input_depth > 0 || a.output_depth > 0 || a.transition_depth > 0 || a.skip {
+    if blocks_asked {
         return blocks(a, &shapes, &modes, &budget);
     }
     let gpu = open_gpu()?;
@@ -591,10 +605,25 @@ pub fn bench(a: &BenchArgs) -> Result<(), Error> {
 /// parameter count (its H searched) and the plain model of the same H, timed alternately;
 /// the blocks' extra time over the same-H model against the FLOPs they add.
 fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> Result<(), Error> {
-    for (flag, depth, width) in [
-        ("--input-depth", a.input_depth, a.input_width),
-        ("--transition-depth", a.transition_depth, a.transition_width),
-        ("--output-depth", a.output_depth, a.output_width),
+    for (flag, width_flag, depth, width) in [
+        (
+            "--input-depth",
+            "--input-width",
+            a.input_depth,
+            a.input_width,
+        ),
+        (
+            "--transition-depth",
+            "--transition-width",
+            a.transition_depth,
+            a.transition_width,
+        ),
+        (
+            "--output-depth",
+            "--output-width",
+            a.output_depth,
+            a.output_width,
+        ),
     ] {
         if depth > rnn_wgpu::MAX_BLOCK_DEPTH {
             return Err(bad_arg(
@@ -603,7 +632,7 @@ fn blocks(a: &BenchArgs, shapes: &[Shape], modes: &[Mode], budget: &Budget) -> R
             ));
         }
         if width == Some(0) {
-            return Err(bad_arg(flag, "its width must be at least 1"));
+            return Err(bad_arg(width_flag, "must be at least 1"));
         }
     }
     if a.skip && a.transition_depth == 0 {

@@ -281,7 +281,6 @@ fn schedule(a: &TrainArgs, opt: &mut Optimizer, step: usize, total: usize) -> Re
     Ok(())
 }
 
-/// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
 /// The deeper block its flags (depth, width, nonlinearity) ask for; `default_width` when
 /// the width is not given.
 fn block(
@@ -315,6 +314,7 @@ fn block(
     Ok(Mlp::new(depth, width, act))
 }
 
+/// `--layer-init`'s K=KIND values, each K a layer of the model's `layers`.
 fn layer_inits(a: &TrainArgs, layers: usize) -> Result<Vec<(usize, Init)>, Error> {
     a.layer_init
         .iter()
@@ -586,15 +586,20 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
             for (flag, given) in [
                 (
                     "--output-depth",
-                    a.output_depth > 0 || a.output_width.is_some(),
+                    a.output_depth > 0
+                        || a.output_width.is_some()
+                        || a.output_nonlinearity.is_some(),
                 ),
                 (
                     "--input-depth",
-                    a.input_depth > 0 || a.input_width.is_some(),
+                    a.input_depth > 0 || a.input_width.is_some() || a.input_nonlinearity.is_some(),
                 ),
                 (
                     "--transition-depth",
-                    a.transition_depth > 0 || a.transition_width.is_some() || a.skip,
+                    a.transition_depth > 0
+                        || a.transition_width.is_some()
+                        || a.transition_nonlinearity.is_some()
+                        || a.skip,
                 ),
             ] {
                 if given {

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::layer::LayerNames;
 use crate::model::params::{FC_B, FC_W};
-use crate::model::{Mlp, Nonlinearity, Rnn, RnnConfig};
+use crate::model::{MAX_BLOCK_DEPTH, Mlp, Nonlinearity, Rnn, RnnConfig};
 
 /// Metadata keys this crate writes and reads.
 pub mod keys {
@@ -451,7 +451,11 @@ fn block_layer_of(name: &str, prefix: &str) -> Option<usize> {
         .strip_prefix(prefix)?
         .strip_prefix('.')?
         .split_once('.')?;
-    let n = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
+    // No deeper than a model can be: a name past that is an unexpected tensor.
+    let n = j
+        .parse::<usize>()
+        .ok()
+        .filter(|n| n.to_string() == j && *n < MAX_BLOCK_DEPTH)?;
     ["weight", "bias"].contains(&kind).then_some(n)
 }
 
@@ -544,7 +548,10 @@ fn transition_layer_of(name: &str) -> Option<(usize, usize, usize)> {
     };
     let k = k.parse::<usize>().ok().filter(|n| n.to_string() == k)?;
     let (j, kind) = rest.split_once('.')?;
-    let j = j.parse::<usize>().ok().filter(|n| n.to_string() == j)?;
+    let j = j
+        .parse::<usize>()
+        .ok()
+        .filter(|n| n.to_string() == j && *n < MAX_BLOCK_DEPTH)?;
     ["weight", "bias"].contains(&kind).then_some((k, d, j))
 }
 

@@ -39,9 +39,10 @@ fn most_steps(gpu: &Gpu, config: &RnnConfig, b: usize, tokens: bool) -> usize {
         .max(config.output)
         .max(h * d)
         .max(config.deep_output.width)
-        .max(config.deep_input.width);
+        .max(config.deep_input.width)
+        .max(config.deep_transition.width);
     if d == 2 {
-        widest = widest.max(2 * h.max(i));
+        widest = widest.max(2 * h.max(i).max(config.deep_input.width));
     }
     // h_all holds one step more than the others.
     let by_bytes = (gpu.max_storage_bytes() / (4 * (b * widest) as u64)).saturating_sub(1);

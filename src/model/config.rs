@@ -259,7 +259,8 @@ impl RnnConfig {
         self.layers * self.directions()
     }
 
-    /// The width of every layer's output, what the next layer and the head read: `D·H`.
+    /// The width of every layer's output, what the next layer reads (and the head, without a
+    /// deep output): `D·H`.
     pub fn out_width(&self) -> usize {
         self.directions() * self.hidden
     }

@@ -73,8 +73,10 @@ impl Init {
 }
 
 /// Start values as PyTorch draws them: every RNN parameter and the head (`fan_in = H`)
-/// uniform in `±1/sqrt(H)`; then every layer's `W` as `config.init` makes it (from a stream
-/// of its own, so every other value is the same as PyTorch's draw from this seed).
+/// uniform in `±1/sqrt(H)`, a deeper block's layers (and the head above a deep output) in
+/// `±1/sqrt(fan_in)` of their own inputs; then every layer's `W` as `config.init` makes it
+/// (from a stream of its own, so every other value is the same as PyTorch's draw from this
+/// seed).
 pub(crate) fn init(layout: &ParamLayout, config: &RnnConfig, seed: u64) -> Vec<f32> {
     let bound = 1.0 / (config.hidden as f64).sqrt();
     let mut rng = SplitMix64::new(seed);

@@ -41,7 +41,8 @@ pub(crate) struct Layer {
     /// Its layer index k (from the bottom) and direction d (1: reverse).
     pub k: usize,
     pub d: usize,
-    /// Its input width (I for layer 0, D·H above) and hidden size.
+    /// Its input width (I, or the deep input's width, for layer 0; D·H above) and hidden
+    /// size.
     pub input: usize,
     pub hidden: usize,
     pub bias: bool,

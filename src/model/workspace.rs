@@ -734,8 +734,9 @@ impl Workspace {
         } else {
             None
         };
-        // Forward, layer by layer: XU = X U^T + b_ih + b_hh; h(t) per step, each direction
-        // in its own time; then the head O = out V^T + c on the top layer's outputs.
+        // Forward: the deep input block, if any; layer by layer, XU = X U^T + b_ih + b_hh and
+        // h(t) per step (through the deep transition, if any), each direction in its own
+        // time; then the deep output block, if any, and the head O = out V^T + c.
         let mut fw = PlanBuilder::new(gpu, "forward");
         // A padded H: every state's h0 `[B, H]` into its `[B, H']` slot, the padding zero.
         let user_h = user.0.hidden;
@@ -1256,10 +1257,10 @@ impl Workspace {
             }
         }
         let state_grad = dxp.finish()?;
-        // ‖dL/dh(t)‖ = ‖above(t) + da(t + 1) W‖: what reaches h(t) from the head or the layer
-        // above, computed again as one product over all rows (the loop overwrote it with
-        // dL/da), plus what reaches it through the recurrence, one product over the rows of
-        // steps 1..T.
+        // ‖dL/dh(t)‖ = ‖above(t) + da(t + 1) W (+ dpre_last(t + 1) S)‖: what reaches h(t) from
+        // the head or the layer above, computed again as one product over all rows (the loop
+        // overwrote it with dL/da), plus what reaches it through the recurrence (and a deep
+        // transition's shortcut), one product over the rows of steps 1..T.
         let grad_norms = if norms {
             let mut np = PlanBuilder::new(gpu, "gradient norms");
             // Both directions' (the reverse one's in its own time), as `da` holds them.

@@ -18,6 +18,15 @@ pub enum Nonlinearity {
 }
 
 impl Nonlinearity {
+    /// The kernels' code for it: 0 tanh, 1 relu, 2 identity.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Nonlinearity::Tanh => 0,
+            Nonlinearity::Relu => 1,
+            Nonlinearity::Identity => 2,
+        }
+    }
+
     /// PyTorch's name: `"tanh"` or `"relu"`.
     pub fn name(self) -> &'static str {
         match self {

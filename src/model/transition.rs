@@ -72,7 +72,7 @@ impl Transition<'_> {
             rec.trans_b = true;
             rec.accumulate = true;
             matmul(plan, rec)?;
-            activation::forward(plan, bh, self.act, shift(xu, t * bh), unused)?;
+            activation::forward(plan, bh, self.act.code(), shift(xu, t * bh), unused)?;
             for (j, &(w, bias, ni, no)) in self.layers.iter().enumerate() {
                 let (input, _) = self.input(j, t, xu);
                 let last = j + 1 == depth;
@@ -91,7 +91,7 @@ impl Transition<'_> {
                     matmul(plan, sk)?;
                     sum_parts(plan, bh, 1, self.scratch, out, true)?;
                 }
-                activation::forward(plan, b * no, self.tact, out, unused)?;
+                activation::forward(plan, b * no, self.tact.code(), out, unused)?;
             }
         }
         Ok(())
@@ -120,7 +120,13 @@ impl Transition<'_> {
             }
             // dpre_last(t) = dL/dh(t) · act'(h(t)).
             let y = shift(h_all, (t + 1) * bh);
-            activation::backward_from(plan, bh, self.tact, (y, Some(here)), at(last, t * bh))?;
+            activation::backward_from(
+                plan,
+                bh,
+                self.tact.code(),
+                (y, Some(here)),
+                at(last, t * bh),
+            )?;
             for (j, &(w, _, ni, no)) in self.layers.iter().enumerate().rev() {
                 // dL/d(layer j's input) = dpre_j(t) T_j, then through the activation that made
                 // it: into dpre_{j-1}(t), or for j = 0 into da(t).
@@ -134,7 +140,7 @@ impl Transition<'_> {
                 matmul(plan, g)?;
                 let act = if j == 0 { self.act } else { self.tact };
                 if act != Nonlinearity::Identity {
-                    activation::backward_from(plan, n, act, (input, None), out)?;
+                    activation::backward_from(plan, n, act.code(), (input, None), out)?;
                 }
             }
         }

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
+use super::RnnConfig;
 use super::layer::Layer;
 use super::params::{
     FC_B, FC_W, ParamLayout, ParamSpec, in_mlp_layers, out_mlp_layers, skip_name, trans_layers,
 };
 use super::transition::Transition;
-use super::{Nonlinearity, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
@@ -512,7 +512,7 @@ impl Workspace {
             zin.push(gpu.storage_buffer("deep input layer [T, B, width]", n)?);
             dzin.push(gpu.storage_buffer("dL/d deep input layer [T, B, width]", n)?);
         }
-        let in_act = config.deep_input.nonlinearity;
+        let in_act = config.deep_input.nonlinearity.code();
         // What the bottom layer reads per row: I (none for ids), or the deep input's width.
         let l0 = if in_mlp.is_empty() {
             xi
@@ -648,11 +648,7 @@ impl Workspace {
                 scratch: &t_scratch,
             }
         };
-        let act = match config.nonlinearity {
-            Nonlinearity::Tanh => 0,
-            Nonlinearity::Relu => 1,
-            Nonlinearity::Identity => 2,
-        };
+        let act = config.nonlinearity.code();
         // One loop per layer, both directions side by side.
         let recs: Vec<Recurrence> = (0..nl)
             .map(|k| Recurrence {
@@ -714,7 +710,7 @@ impl Workspace {
         } else {
             Some(gpu.storage_buffer("dL/d top layer outputs [T, B, D·H]", rows * width)?)
         };
-        let mlp_act = config.deep_output.nonlinearity;
+        let mlp_act = config.deep_output.nonlinearity.code();
         let head_width = config.head_input();
 
         // A batch-first caller's tensors, swapped at the plans' edges.

@@ -4,7 +4,6 @@
 use super::{At, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
-use crate::model::Nonlinearity;
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
 
@@ -33,13 +32,8 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn code(n: Nonlinearity) -> u32 {
-    match n {
-        Nonlinearity::Tanh => 0,
-        Nonlinearity::Relu => 1,
-        Nonlinearity::Identity => 2,
-    }
-}
+/// The identity's code (the others: 0 tanh, 1 relu, as the recurrence kernels take them).
+pub(crate) const IDENTITY: u32 = 2;
 
 fn grid(n: usize) -> [u32; 3] {
     let total = groups(n, 64) as usize;
@@ -47,21 +41,21 @@ fn grid(n: usize) -> [u32; 3] {
     [u(x), u(total.div_ceil(x).max(1)), 1]
 }
 
-/// `v = act(v)` in place over `n` values (nothing for the identity).
+/// `v = act(v)` in place over `n` values (`act` a kernel code; nothing for the identity).
 pub(crate) fn forward(
     plan: &mut PlanBuilder,
     n: usize,
-    act: Nonlinearity,
+    act: u32,
     v: At,
     unused: &wgpu::Buffer,
 ) -> Result<()> {
-    if act == Nonlinearity::Identity {
+    if act == IDENTITY {
         return Ok(());
     }
     let params = Params {
         n: u(n),
         g_off: u(v.off),
-        act: code(act),
+        act,
         ..Default::default()
     };
     plan.push(
@@ -79,11 +73,11 @@ pub(crate) fn forward(
 pub(crate) fn backward(
     plan: &mut PlanBuilder,
     n: usize,
-    act: Nonlinearity,
+    act: u32,
     y: &wgpu::Buffer,
     g: At,
 ) -> Result<()> {
-    if act == Nonlinearity::Identity {
+    if act == IDENTITY {
         return Ok(());
     }
     backward_from(plan, n, act, (at_same(y, g.off), None), g)
@@ -97,7 +91,7 @@ fn at_same(buf: &wgpu::Buffer, off: usize) -> At<'_> {
 pub(crate) fn backward_from(
     plan: &mut PlanBuilder,
     n: usize,
-    act: Nonlinearity,
+    act: u32,
     (y, src): (At, Option<At>),
     g: At,
 ) -> Result<()> {
@@ -106,7 +100,7 @@ pub(crate) fn backward_from(
         g_off: u(g.off),
         y_off: u(y.off),
         src_off: u(src.map_or(0, |s| s.off)),
-        act: code(act),
+        act,
         copy: u32::from(src.is_some()),
         ..Default::default()
     };

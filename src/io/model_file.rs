@@ -463,20 +463,12 @@ fn block_layer_of(name: &str, prefix: &str) -> Option<usize> {
 /// width from layer 0's weight `[width, first]`, every shape and the metadata checked
 /// against them.
 fn block_of(file: &TensorFile, k: &BlockKeys, first: usize) -> Result<Mlp> {
-    let meta = file.metadata();
     let depth = file
         .names()
         .filter_map(|n| block_layer_of(n, k.prefix))
         .max()
         .map_or(0, |j| j + 1);
-    let number = |key: &str| -> Result<Option<usize>> {
-        meta.get(key)
-            .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| file.invalid(key, format!("{v:?} is not a whole number")))
-            })
-            .transpose()
-    };
+    let number = |key: &str| meta_number(file, key);
     if let Some(n) = number(k.depth)?
         && n != depth
     {
@@ -526,15 +518,7 @@ fn block_of(file: &TensorFile, k: &BlockKeys, first: usize) -> Result<Mlp> {
             format!("says {n}, but {}.0.weight gives {width}", k.prefix),
         ));
     }
-    let nonlinearity = match meta.get(k.nonlinearity) {
-        Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
-            file.invalid(
-                k.nonlinearity,
-                format!("{v:?} is not \"tanh\", \"relu\" or \"identity\""),
-            )
-        })?,
-        None => Nonlinearity::Tanh,
-    };
+    let nonlinearity = meta_nonlinearity(file, k.nonlinearity)?;
     Ok(Mlp::new(depth, width, nonlinearity))
 }
 
@@ -578,14 +562,7 @@ fn transition_of(file: &TensorFile, (layers, nd): (usize, usize), h: usize) -> R
         .map(|(_, _, j)| j + 1)
         .max()
         .unwrap_or(0);
-    let number = |key: &str| -> Result<Option<usize>> {
-        meta.get(key)
-            .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| file.invalid(key, format!("{v:?} is not a whole number")))
-            })
-            .transpose()
-    };
+    let number = |key: &str| meta_number(file, key);
     if let Some(n) = number(k.depth)?
         && n != depth
     {
@@ -685,14 +662,30 @@ fn transition_of(file: &TensorFile, (layers, nd): (usize, usize), h: usize) -> R
             format!("belongs to a layer or direction the model ({layers} layers) does not have"),
         ));
     }
-    let nonlinearity = match meta.get(k.nonlinearity) {
+    let nonlinearity = meta_nonlinearity(file, k.nonlinearity)?;
+    Ok((Mlp::new(depth, width, nonlinearity), has_skip))
+}
+
+/// The whole number under `key` in the file's metadata, if there is one.
+fn meta_number(file: &TensorFile, key: &str) -> Result<Option<usize>> {
+    file.metadata()
+        .get(key)
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| file.invalid(key, format!("{v:?} is not a whole number")))
+        })
+        .transpose()
+}
+
+/// The nonlinearity under `key` in the file's metadata; tanh when missing.
+fn meta_nonlinearity(file: &TensorFile, key: &str) -> Result<Nonlinearity> {
+    match file.metadata().get(key) {
         Some(v) => v.parse::<Nonlinearity>().map_err(|_| {
             file.invalid(
-                k.nonlinearity,
+                key,
                 format!("{v:?} is not \"tanh\", \"relu\" or \"identity\""),
             )
-        })?,
-        None => Nonlinearity::Tanh,
-    };
-    Ok((Mlp::new(depth, width, nonlinearity), has_skip))
+        }),
+        None => Ok(Nonlinearity::Tanh),
+    }
 }

@@ -422,6 +422,95 @@ fn times_weights(
     }
 }
 
+/// Where a parameter lives in the plans' parameter buffer, by name.
+type ParamAt<'a, 'p> = &'a dyn Fn(&str) -> At<'p>;
+
+/// A deeper block hoisted over all rows (the deep input or the deep output): its layers
+/// (names, input and output widths), their nonlinearity's kernel code, every layer's outputs
+/// and their gradients `[T, B, width]`.
+struct Block<'a> {
+    layers: &'a [(String, String, usize, usize)],
+    act: u32,
+    zs: &'a [wgpu::Buffer],
+    dzs: &'a [wgpu::Buffer],
+}
+
+impl<'a> Block<'a> {
+    fn new(
+        layers: &'a [(String, String, usize, usize)],
+        act: u32,
+        zs: &'a [wgpu::Buffer],
+        dzs: &'a [wgpu::Buffer],
+    ) -> Self {
+        Self {
+            layers,
+            act,
+            zs,
+            dzs,
+        }
+    }
+
+    /// Each layer's `act(input Wᵀ + b)` into its `zs`, from `input`.
+    fn forward<'p>(
+        &self,
+        plan: &mut PlanBuilder,
+        rows: usize,
+        input: At,
+        p: ParamAt<'_, 'p>,
+        unused: &wgpu::Buffer,
+    ) -> Result<()> {
+        for (j, ((w, b, ni, nw), z)) in self.layers.iter().zip(self.zs).enumerate() {
+            let from = if j == 0 {
+                input
+            } else {
+                at(&self.zs[j - 1], 0)
+            };
+            let mut g = Gemm::new(rows, *nw, *ni, from, p(w), at(z, 0));
+            g.trans_b = true;
+            g.bias = Some(p(b));
+            matmul(plan, g)?;
+            activation::forward(plan, rows * nw, self.act, at(z, 0), unused)?;
+        }
+        Ok(())
+    }
+
+    /// Back down the block from dL/d(its output) in the last `dzs`: every layer's weight and
+    /// bias gradients into `grads`, and dL/d(`input`) into `below` when given.
+    fn backward<'p>(
+        &self,
+        plan: &mut PlanBuilder,
+        rows: usize,
+        input: At,
+        (grads, layout, p): (&wgpu::Buffer, &ParamLayout, ParamAt<'_, 'p>),
+        below: Option<At>,
+    ) -> Result<()> {
+        for (j, (w, b, ni, nw)) in self.layers.iter().enumerate().rev() {
+            let (dz, from) = (
+                at(&self.dzs[j], 0),
+                if j == 0 {
+                    input
+                } else {
+                    at(&self.zs[j - 1], 0)
+                },
+            );
+            activation::backward(plan, rows * nw, self.act, &self.zs[j], dz)?;
+            let mut dw = Gemm::new(*nw, *ni, rows, dz, from, at(grads, layout.offset(w)));
+            dw.trans_a = true;
+            matmul(plan, dw)?;
+            colsum(plan, rows, *nw, dz, at(grads, layout.offset(b)), None)?;
+            let to = if j == 0 {
+                below
+            } else {
+                Some(at(&self.dzs[j - 1], 0))
+            };
+            if let Some(to) = to {
+                times_weights(plan, rows, (*nw, *ni), dz, p(w), None, to)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Workspace {
     pub fn new(
         gpu: &Gpu,
@@ -753,18 +842,10 @@ impl Workspace {
             swap_leading(&mut fw, (batch, steps, i), &bf.x, &x)?;
         }
         // The deep input block, layer by layer over all rows.
-        for (j, (w, b, ni, nw)) in in_mlp.iter().enumerate() {
+        if !in_mlp.is_empty() {
             fw.phase("input projection");
-            let from = if j == 0 {
-                at(&x, 0)
-            } else {
-                at(&zin[j - 1], 0)
-            };
-            let mut g = Gemm::new(rows, *nw, *ni, from, p(w), at(&zin[j], 0));
-            g.trans_b = true;
-            g.bias = Some(p(b));
-            matmul(&mut fw, g)?;
-            activation::forward(&mut fw, rows * nw, in_act, at(&zin[j], 0), &unused_r)?;
+            let block = Block::new(&in_mlp, in_act, &zin, &dzin);
+            block.forward(&mut fw, rows, at(&x, 0), &p, &unused_r)?;
         }
         // How direction d of layer 0 reads token ids.
         let token_layout = |d: usize| TokenLayout {
@@ -850,15 +931,9 @@ impl Workspace {
         };
         fw.phase("head");
         // The deep output block, layer by layer over all rows, then the head on its output.
-        let mut head_in = top;
-        for ((w, b, ni, nw), z) in mlp.iter().zip(&zs) {
-            let mut g = Gemm::new(rows, *nw, *ni, head_in, p(w), at(z, 0));
-            g.trans_b = true;
-            g.bias = Some(p(b));
-            matmul(&mut fw, g)?;
-            activation::forward(&mut fw, rows * nw, mlp_act, at(z, 0), &unused_r)?;
-            head_in = at(z, 0);
-        }
+        let out_block = Block::new(&mlp, mlp_act, &zs, &dzs);
+        out_block.forward(&mut fw, rows, top, &p, &unused_r)?;
+        let head_in = zs.last().map_or(top, |z| at(z, 0));
         let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
@@ -929,34 +1004,7 @@ impl Workspace {
                 at(grads, layout.offset(FC_B)),
                 None,
             )?;
-            for (j, (w, b, ni, nw)) in mlp.iter().enumerate().rev() {
-                let input = if j == 0 { top } else { at(&zs[j - 1], 0) };
-                activation::backward(&mut bw, rows * nw, mlp_act, &zs[j], at(&dzs[j], 0))?;
-                let mut dw = Gemm::new(
-                    *nw,
-                    *ni,
-                    rows,
-                    at(&dzs[j], 0),
-                    input,
-                    at(grads, layout.offset(w)),
-                );
-                dw.trans_a = true;
-                matmul(&mut bw, dw)?;
-                colsum(
-                    &mut bw,
-                    rows,
-                    *nw,
-                    at(&dzs[j], 0),
-                    at(grads, layout.offset(b)),
-                    None,
-                )?;
-                let below = if j == 0 {
-                    at(d_top, 0)
-                } else {
-                    at(&dzs[j - 1], 0)
-                };
-                times_weights(&mut bw, rows, (*nw, *ni), at(&dzs[j], 0), p(w), None, below)?;
-            }
+            out_block.backward(&mut bw, rows, top, (grads, layout, &p), Some(at(d_top, 0)))?;
             bw.phase("head");
             if two {
                 let da = (&layers[nl - 1].da, ts);
@@ -1127,44 +1175,8 @@ impl Workspace {
                 let (da, u) = (at(&layers[0].da, 0), p(&names[0].w_ih));
                 times_weights(&mut bw, rows, (h, w0), da, u, None, at(top, 0))?;
             }
-            for (j, (w, b, ni, nw)) in in_mlp.iter().enumerate().rev() {
-                let from = if j == 0 {
-                    at(&x, 0)
-                } else {
-                    at(&zin[j - 1], 0)
-                };
-                activation::backward(&mut bw, rows * nw, in_act, &zin[j], at(&dzin[j], 0))?;
-                let mut dw = Gemm::new(
-                    *nw,
-                    *ni,
-                    rows,
-                    at(&dzin[j], 0),
-                    from,
-                    at(grads, layout.offset(w)),
-                );
-                dw.trans_a = true;
-                matmul(&mut bw, dw)?;
-                colsum(
-                    &mut bw,
-                    rows,
-                    *nw,
-                    at(&dzin[j], 0),
-                    at(grads, layout.offset(b)),
-                    None,
-                )?;
-                if j > 0 {
-                    let below = at(&dzin[j - 1], 0);
-                    times_weights(
-                        &mut bw,
-                        rows,
-                        (*nw, *ni),
-                        at(&dzin[j], 0),
-                        p(w),
-                        None,
-                        below,
-                    )?;
-                }
-            }
+            let block = Block::new(&in_mlp, in_act, &zin, &dzin);
+            block.backward(&mut bw, rows, at(&x, 0), (grads, layout, &p), None)?;
         }
         if pad {
             // Every gradient, cropped into the caller's buffer.

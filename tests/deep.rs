@@ -83,6 +83,29 @@ fn deep_setup(c: Case, m: Mlp, seed: u64) -> Setup {
     blocks_setup(c, Mlp::NONE, m, seed)
 }
 
+/// The error of loading a copy of the model file at `path` without the tensor `drop` and with
+/// the metadata entry `meta_change` set.
+fn faulty_copy(
+    g: &rnn_wgpu::Gpu,
+    path: &std::path::Path,
+    copy: std::path::PathBuf,
+    drop: &str,
+    meta_change: Option<(&str, &str)>,
+) -> String {
+    let file = rnn_wgpu::io::TensorFile::read(path).unwrap();
+    let kept: Vec<(String, rnn_wgpu::io::HostTensor)> = file
+        .names()
+        .filter(|n| *n != drop)
+        .map(|n| (n.to_string(), file.get(n).unwrap().clone()))
+        .collect();
+    let mut meta = file.metadata().clone();
+    if let Some((k, v)) = meta_change {
+        meta.insert(k.into(), v.into());
+    }
+    rnn_wgpu::io::write(&copy, &kept, &meta).unwrap();
+    model_file::load(g, &copy).unwrap_err().to_string()
+}
+
 fn case(shape: (usize, usize, usize, usize, usize), layers: usize, bidirectional: bool) -> Case {
     let (steps, batch, input, hidden, output) = shape;
     Case {
@@ -207,20 +230,8 @@ fn a_deep_output_model_file_round_trips_and_bad_ones_say_what_is_wrong() {
     assert!(meta.keys().all(|k| !k.starts_with("deep_")), "{meta:?}");
 
     // Each fault, one tensor or key changed from the good file, named in the error.
-    let file = rnn_wgpu::io::TensorFile::read(&path).unwrap();
-    let tensors: Vec<(String, rnn_wgpu::io::HostTensor)> = file
-        .names()
-        .map(|n| (n.to_string(), file.get(n).unwrap().clone()))
-        .collect();
     let write = |name: &str, drop: &str, meta_change: Option<(&str, &str)>| {
-        let p = scratch.path(name);
-        let kept: Vec<_> = tensors.iter().filter(|(n, _)| n != drop).cloned().collect();
-        let mut meta = file.metadata().clone();
-        if let Some((k, v)) = meta_change {
-            meta.insert(k.into(), v.into());
-        }
-        rnn_wgpu::io::write(&p, &kept, &meta).unwrap();
-        model_file::load(&g, &p).unwrap_err().to_string()
+        faulty_copy(&g, &path, scratch.path(name), drop, meta_change)
     };
     let e = write("gap.safetensors", "out_mlp.0.weight", None);
     assert!(e.contains("out_mlp.0.weight"), "{e}");
@@ -452,20 +463,8 @@ fn a_deep_transition_model_round_trips_and_bad_ones_say_what_is_wrong() {
         assert!(names.contains(&n.to_string()), "{n}: {names:?}");
     }
 
-    let file = rnn_wgpu::io::TensorFile::read(&path).unwrap();
-    let tensors: Vec<(String, rnn_wgpu::io::HostTensor)> = file
-        .names()
-        .map(|n| (n.to_string(), file.get(n).unwrap().clone()))
-        .collect();
     let write = |name: &str, drop: &str, meta_change: Option<(&str, &str)>| {
-        let p = scratch.path(name);
-        let kept: Vec<_> = tensors.iter().filter(|(n, _)| n != drop).cloned().collect();
-        let mut meta = file.metadata().clone();
-        if let Some((k, v)) = meta_change {
-            meta.insert(k.into(), v.into());
-        }
-        rnn_wgpu::io::write(&p, &kept, &meta).unwrap();
-        model_file::load(&g, &p).unwrap_err().to_string()
+        faulty_copy(&g, &path, scratch.path(name), drop, meta_change)
     };
     let e = write("gap.safetensors", "trans_l1.0.weight", None);
     assert!(e.contains("trans_l1.0.weight"), "{e}");

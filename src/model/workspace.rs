@@ -981,67 +981,39 @@ impl Workspace {
         } else {
             matmul(&mut bw, head_back)?;
         }
-        if let Some(d_top) = &d_top {
-            // The head's own gradients, from the deep output block's last layer; then down
-            // through the block to dL/d(top output).
+        if d_top.is_some() || two {
+            // The head's own gradients, from what it read (the deep output block's last layer,
+            // or both directions' outputs), when the top layer's weight gradients cannot take
+            // them in with theirs.
             bw.phase("weight gradients");
-            let z_last = at(zs.last().unwrap_or(d_top), 0);
-            let mut dv = Gemm::new(
-                o,
-                head_width,
-                rows,
-                at(&d_o, 0),
-                z_last,
+            let (dv_at, dc_at) = (
                 at(grads, layout.offset(FC_W)),
+                at(grads, layout.offset(FC_B)),
             );
+            let mut dv = Gemm::new(o, head_width, rows, at(&d_o, 0), head_in, dv_at);
             dv.trans_a = true;
             matmul(&mut bw, dv)?;
-            colsum(
-                &mut bw,
-                rows,
-                o,
-                at(&d_o, 0),
-                at(grads, layout.offset(FC_B)),
-                None,
-            )?;
-            out_block.backward(&mut bw, rows, top, (grads, layout, &p), Some(at(d_top, 0)))?;
-            bw.phase("head");
-            if two {
-                let da = (&layers[nl - 1].da, ts);
-                split(&mut bw, (steps, batch, h), d_top, None, da, &unused)?;
-            } else {
-                sum_parts(
-                    &mut bw,
-                    rows * h,
-                    1,
-                    d_top,
-                    at(&layers[nl - 1].da, 0),
-                    false,
-                )?;
+            colsum(&mut bw, rows, o, at(&d_o, 0), dc_at, None)?;
+        }
+        // dL/d(top output) into the top layer's da: down through the deep output block first,
+        // and split into each direction's time for both directions.
+        let from_head = match &d_top {
+            Some(d_top) => {
+                out_block.backward(&mut bw, rows, top, (grads, layout, &p), Some(at(d_top, 0)))?;
+                Some(d_top)
             }
-        } else if two {
-            let da = (&layers[nl - 1].da, ts);
-            split(&mut bw, (steps, batch, h), &scratch[0], None, da, &unused)?;
-            // The head's own gradients, from both directions' outputs.
-            bw.phase("weight gradients");
-            let mut dv = Gemm::new(
-                o,
-                width,
-                rows,
-                at(&d_o, 0),
-                top,
-                at(grads, layout.offset(FC_W)),
-            );
-            dv.trans_a = true;
-            matmul(&mut bw, dv)?;
-            colsum(
-                &mut bw,
-                rows,
-                o,
-                at(&d_o, 0),
-                at(grads, layout.offset(FC_B)),
-                None,
-            )?;
+            None => two.then(|| &scratch[0]),
+        };
+        bw.phase("head");
+        match from_head {
+            Some(g) if two => {
+                let da = (&layers[nl - 1].da, ts);
+                split(&mut bw, (steps, batch, h), g, None, da, &unused)?;
+            }
+            Some(g) => {
+                sum_parts(&mut bw, rows * h, 1, g, at(&layers[nl - 1].da, 0), false)?;
+            }
+            None => {}
         }
         for k in (0..nl).rev() {
             let ni = config.layer_input(k);

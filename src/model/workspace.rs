@@ -625,7 +625,13 @@ impl Workspace {
         // The caller's H in h_n and dh0, whatever the plans run at.
         let user_bh = batch * user.0.hidden;
         let h_n = gpu.storage_buffer("last hidden states [L·D, B, H]", nl * nd * user_bh)?;
-        let xu = gpu.storage_buffer("input projections [D][T, B, H]", (nd - 1) * ts + rows * h)?;
+        // A deep transition keeps each layer's input projections in buffers of its own.
+        let xu_len = if config.deep_transition.is_some() {
+            1
+        } else {
+            (nd - 1) * ts + rows * h
+        };
+        let xu = gpu.storage_buffer("input projections [D][T, B, H]", xu_len)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;

@@ -37,17 +37,13 @@ pub(crate) struct Transition<'a> {
     pub scratch: &'a wgpu::Buffer,
 }
 
-fn shift(a: At<'_>, by: usize) -> At<'_> {
-    at(a.buf, a.off + by)
-}
-
 impl Transition<'_> {
     /// The input of transition layer `j` at step `t`: `act(a(t))` (held in `xu`) or the
     /// previous layer's output.
     fn input<'b>(&'b self, j: usize, t: usize, xu: At<'b>) -> (At<'b>, usize) {
         let bh = self.batch * self.hidden;
         if j == 0 {
-            (shift(xu, t * bh), bh)
+            (xu.plus(t * bh), bh)
         } else {
             let n = self.batch * self.layers[j - 1].3;
             (at(&self.zs[j - 1], t * n), n)
@@ -68,16 +64,16 @@ impl Transition<'_> {
         let depth = self.layers.len();
         for t in 0..self.steps {
             // a(t) = xu(t) + h(t-1) Wᵀ, then act(a(t)) in place.
-            let mut rec = Gemm::new(b, h, h, shift(h_all, t * bh), self.w, shift(xu, t * bh));
+            let mut rec = Gemm::new(b, h, h, h_all.plus(t * bh), self.w, xu.plus(t * bh));
             rec.trans_b = true;
             rec.accumulate = true;
             matmul(plan, rec)?;
-            activation::forward(plan, bh, self.act.code(), shift(xu, t * bh), unused)?;
+            activation::forward(plan, bh, self.act.code(), xu.plus(t * bh), unused)?;
             for (j, &(w, bias, ni, no)) in self.layers.iter().enumerate() {
                 let (input, _) = self.input(j, t, xu);
                 let last = j + 1 == depth;
                 let out = if last {
-                    shift(h_all, (t + 1) * bh)
+                    h_all.plus((t + 1) * bh)
                 } else {
                     at(&self.zs[j], t * b * no)
                 };
@@ -86,7 +82,7 @@ impl Transition<'_> {
                 g.bias = Some(bias);
                 matmul(plan, g)?;
                 if let (true, Some(s)) = (last, self.skip) {
-                    let mut sk = Gemm::new(b, h, h, shift(h_all, t * bh), s, at(self.scratch, 0));
+                    let mut sk = Gemm::new(b, h, h, h_all.plus(t * bh), s, at(self.scratch, 0));
                     sk.trans_b = true;
                     matmul(plan, sk)?;
                     sum_parts(plan, bh, 1, self.scratch, out, true)?;
@@ -105,11 +101,11 @@ impl Transition<'_> {
         let depth = self.layers.len();
         let last = &self.dpre[depth - 1];
         for t in (0..self.steps).rev() {
-            let here = shift(da, t * bh);
+            let here = da.plus(t * bh);
             if t + 1 < self.steps {
                 // dL/dh(t) += da(t + 1) W (+ dpre_last(t + 1) S).
                 let rec = at(self.scratch, 0);
-                let g = Gemm::new(b, h, h, shift(da, (t + 1) * bh), self.w, rec);
+                let g = Gemm::new(b, h, h, da.plus((t + 1) * bh), self.w, rec);
                 matmul(plan, g)?;
                 if let Some(s) = self.skip {
                     let mut g = Gemm::new(b, h, h, at(last, (t + 1) * bh), s, rec);
@@ -119,7 +115,7 @@ impl Transition<'_> {
                 sum_parts(plan, bh, 1, self.scratch, here, true)?;
             }
             // dpre_last(t) = dL/dh(t) · act'(h(t)).
-            let y = shift(h_all, (t + 1) * bh);
+            let y = h_all.plus((t + 1) * bh);
             activation::backward_from(
                 plan,
                 bh,

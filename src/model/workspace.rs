@@ -212,7 +212,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     let g = |off: usize| at(grads, off);
     let o = head.map_or(0, |hd| hd.0);
     // h(t) for t = 1..=T, the head's input.
-    let h_out = at(h_all.buf, h_all.off + bh);
+    let h_out = h_all.plus(bh);
     // With subgroups and operands that stay in cache, Aᵀ B straight from the [T·B, n]
     // operands, the bias gradients as sums inside the products, no transposes: on
     // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'

@@ -1,7 +1,7 @@
 //! `shaders/activation.wgsl`: the nonlinearity between the layers of a deeper block, and its
 //! gradient.
 
-use super::{At, PlanBuilder, groups, u};
+use super::{At, PlanBuilder, at, flat_grid, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 
@@ -35,12 +35,6 @@ struct Params {
 /// The identity's code (the others: 0 tanh, 1 relu, as the recurrence kernels take them).
 pub(crate) const IDENTITY: u32 = 2;
 
-fn grid(n: usize) -> [u32; 3] {
-    let total = groups(n, 64) as usize;
-    let x = total.clamp(1, 65535);
-    [u(x), u(total.div_ceil(x).max(1)), 1]
-}
-
 /// `v = act(v)` in place over `n` values (`act` a kernel code; nothing for the identity).
 pub(crate) fn forward(
     plan: &mut PlanBuilder,
@@ -62,7 +56,7 @@ pub(crate) fn forward(
         &ACT_FORWARD,
         &[unused, unused, v.buf],
         &params,
-        grid(n),
+        flat_grid(n),
         false,
     )?;
     Ok(())
@@ -80,11 +74,7 @@ pub(crate) fn backward(
     if act == IDENTITY {
         return Ok(());
     }
-    backward_from(plan, n, act, (at_same(y, g.off), None), g)
-}
-
-fn at_same(buf: &wgpu::Buffer, off: usize) -> At<'_> {
-    At { buf, off }
+    backward_from(plan, n, act, (at(y, g.off), None), g)
 }
 
 /// `g = from · act'(y)` over `n` values: `from` is `src` when given, else `g` itself.
@@ -109,7 +99,7 @@ pub(crate) fn backward_from(
         &ACT_BACKWARD,
         &[y.buf, src_buf, g.buf],
         &params,
-        grid(n),
+        flat_grid(n),
         false,
     )?;
     Ok(())

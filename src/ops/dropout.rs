@@ -1,6 +1,6 @@
 //! `shaders/dropout.wgsl`: dropout between stacked layers, its mask drawn again from a hash.
 
-use super::{At, PlanBuilder, groups, u};
+use super::{At, PlanBuilder, flat_grid, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 
@@ -48,12 +48,6 @@ fn params(n: usize, src_off: usize, p: f32, layer: usize) -> Params {
     }
 }
 
-fn grid(n: usize) -> [u32; 3] {
-    let total = groups(n, 64) as usize;
-    let x = total.clamp(1, 65535);
-    [u(x), u(total.div_ceil(x).max(1)), 1]
-}
-
 /// `dst = src · mask` over `n` values of layer `layer`'s output, where `state` says training.
 pub(crate) fn forward(
     plan: &mut PlanBuilder,
@@ -67,7 +61,7 @@ pub(crate) fn forward(
         &DROPOUT_FORWARD,
         &bufs,
         &params(n, src.off, p, layer),
-        grid(n),
+        flat_grid(n),
         false,
     )?;
     Ok(())
@@ -89,6 +83,6 @@ pub(crate) fn backward(
         params.steps = u(steps);
         params.step_len = u(n / steps);
     }
-    plan.push(&DROPOUT_BACKWARD, &bufs, &params, grid(n), false)?;
+    plan.push(&DROPOUT_BACKWARD, &bufs, &params, flat_grid(n), false)?;
     Ok(())
 }

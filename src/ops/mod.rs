@@ -115,6 +115,13 @@ pub(crate) struct At<'a> {
     pub off: usize,
 }
 
+impl<'a> At<'a> {
+    /// The same buffer, `by` elements further on.
+    pub(crate) fn plus(self, by: usize) -> At<'a> {
+        at(self.buf, self.off + by)
+    }
+}
+
 /// Shorthand for [`At`].
 pub(crate) fn at(buf: &wgpu::Buffer, off: usize) -> At<'_> {
     At { buf, off }
@@ -124,6 +131,14 @@ pub(crate) fn at(buf: &wgpu::Buffer, off: usize) -> At<'_> {
 /// ([`Gpu::max_storage_bytes`]), so every element index fits in a `u32`.
 pub(crate) fn u(v: usize) -> u32 {
     v as u32
+}
+
+/// A grid of workgroups of 64 covering `n` items, folded into y past 65535 groups in x (the
+/// kernels index `gid.x + gid.y * num_workgroups.x * 64`).
+pub(crate) fn flat_grid(n: usize) -> [u32; 3] {
+    let total = groups(n, 64) as usize;
+    let x = total.clamp(1, 65535);
+    [u(x), u(total.div_ceil(x).max(1)), 1]
 }
 
 /// Workgroups needed to cover `n` items `per` at a time.

@@ -106,6 +106,66 @@ fn faulty_copy(
     model_file::load(g, &copy).unwrap_err().to_string()
 }
 
+/// A shape of the grids: (T, B, I, H, O), layers, both directions, loss.
+type GridShape = ((usize, usize, usize, usize, usize), usize, bool, Loss);
+
+/// Every case under every kernel style and each of `drivers`, against the reference: each
+/// case meets a different shape under each (style, driver) (`offset` turns the rotation), its
+/// data from `setup` with seeds from `seed0` on.
+fn check_grid<C>(
+    cases: &[C],
+    shapes: &[GridShape],
+    (drivers, offset, seed0): (&[Driver], usize, u64),
+    setup: impl Fn(Case, &C, u64) -> Setup,
+) {
+    let base = gpu();
+    let mut n = 0;
+    for style in [
+        KernelStyle::Tiled,
+        KernelStyle::Direct,
+        KernelStyle::Subgroup,
+    ] {
+        for &driver in drivers {
+            for m in cases {
+                let (shape, layers, bidirectional, loss) =
+                    shapes[(n + offset + n / cases.len()) % shapes.len()];
+                let c = Case {
+                    loss,
+                    ..case(shape, layers, bidirectional)
+                };
+                let seed = seed0 + n as u64 * 10;
+                check_on(
+                    c,
+                    &setup(c, m, seed),
+                    seed,
+                    driver,
+                    &base.with_kernels(style),
+                );
+                n += 1;
+            }
+        }
+    }
+}
+
+/// Case `c` with the data of `s` run in chunks of `chunk` steps: outputs, loss and every
+/// gradient (parameters, x, h0) against the reference on the whole sequence.
+fn check_in_chunks(c: Case, s: &Setup, chunk: usize) {
+    let (t, b) = (c.steps, c.batch);
+    let (want_loss, trace, want) =
+        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
+    let mut rnn = crate::versus_reference::model_on(&gpu(), &s.p, Driver::Auto);
+    rnn.set_chunk_steps(Some(chunk)).unwrap();
+    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, s);
+    let ctx = format!("{c:?} in chunks of {chunk}");
+    assert_close(&format!("output {ctx}"), &got.output, &trace.o, REL);
+    assert_close(&format!("loss {ctx}"), &[got.loss], &[want_loss], REL);
+    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
+        assert_close(&format!("grad {name} {ctx}"), gv, w, REL);
+    }
+    assert_close(&format!("grad x {ctx}"), &got.x, &want.x, REL);
+    assert_close(&format!("grad h0 {ctx}"), &got.h0, &want.h0, REL);
+}
+
 fn case(shape: (usize, usize, usize, usize, usize), layers: usize, bidirectional: bool) -> Case {
     let (steps, batch, input, hidden, output) = shape;
     Case {
@@ -128,7 +188,6 @@ fn deep_output_matches_reference_under_every_driver_and_style() {
     // Depths 1-3 with odd widths (1, 3, 65) and every block nonlinearity, on one layer, a
     // stack and both directions, odd H (padded on CPU adapters) and H = 64, T = 1 and B = 1
     // included; every (driver, style) pair meets each depth.
-    let base = gpu();
     let blocks = [
         Mlp::new(1, 5, Nonlinearity::Tanh),
         Mlp::new(2, 3, Nonlinearity::Relu),
@@ -146,48 +205,18 @@ fn deep_output_matches_reference_under_every_driver_and_style() {
             Loss::mse().with_reduction(Reduction::Sum),
         ),
     ];
-    let mut n = 0;
-    for style in [
-        KernelStyle::Tiled,
-        KernelStyle::Direct,
-        KernelStyle::Subgroup,
-    ] {
-        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
-            for m in &blocks {
-                // Each block meets a different shape under each (style, driver).
-                let (shape, layers, bidirectional, loss) =
-                    shapes[(n + n / blocks.len()) % shapes.len()];
-                let c = Case {
-                    loss,
-                    ..case(shape, layers, bidirectional)
-                };
-                let seed = 40_000 + n as u64 * 10;
-                let s = deep_setup(c, *m, seed);
-                check_on(c, &s, seed, driver, &base.with_kernels(style));
-                n += 1;
-            }
-        }
-    }
+    let all = [Driver::PerStep, Driver::Persistent, Driver::Naive];
+    check_grid(&blocks, &shapes, (&all, 0, 40_000), |c, m, seed| {
+        deep_setup(c, *m, seed)
+    });
 }
 
 #[test]
 fn deep_output_in_chunks_matches_reference() {
     // T = 23 in chunks of 5: the block runs on every chunk's rows, its gradients summed.
-    let g = gpu();
     let c = case((23, 3, 4, 6, 3), 2, false);
     let m = Mlp::new(2, 7, Nonlinearity::Tanh);
-    let s = deep_setup(c, m, 777);
-    let (t, b) = (c.steps, c.batch);
-    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
-    rnn.set_chunk_steps(Some(5)).unwrap();
-    let (want_loss, trace, want) =
-        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
-    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
-    assert_close("chunked output", &got.output, &trace.o, REL);
-    assert_close("chunked loss", &[got.loss], &[want_loss], REL);
-    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
-        assert_close(&format!("chunked grad {name}"), gv, w, REL);
-    }
+    check_in_chunks(c, &deep_setup(c, m, 777), 5);
 }
 
 #[test]
@@ -296,7 +325,6 @@ fn gradient_norms_see_through_the_deep_output() {
 fn deep_input_matches_reference_under_every_driver_and_style() {
     // Depths 1-3 with odd widths, alone and with a deep output, on one layer, a stack and both
     // directions, odd H and H = 64, T = 1 and B = 1 included.
-    let base = gpu();
     let blocks = [
         (Mlp::new(1, 5, Nonlinearity::Tanh), Mlp::NONE),
         (Mlp::new(2, 3, Nonlinearity::Relu), Mlp::NONE),
@@ -315,27 +343,10 @@ fn deep_input_matches_reference_under_every_driver_and_style() {
         ((5, 2, 3, 9, 2), 1, true, Loss::cross_entropy()),
         ((3, 5, 8, 65, 1), 2, true, Loss::mse()),
     ];
-    let mut n = 0;
-    for style in [
-        KernelStyle::Tiled,
-        KernelStyle::Direct,
-        KernelStyle::Subgroup,
-    ] {
-        for driver in [Driver::PerStep, Driver::Persistent, Driver::Naive] {
-            for (mi, mo) in &blocks {
-                let (shape, layers, bidirectional, loss) =
-                    shapes[(n + 1 + n / blocks.len()) % shapes.len()];
-                let c = Case {
-                    loss,
-                    ..case(shape, layers, bidirectional)
-                };
-                let seed = 50_000 + n as u64 * 10;
-                let s = blocks_setup(c, *mi, *mo, seed);
-                check_on(c, &s, seed, driver, &base.with_kernels(style));
-                n += 1;
-            }
-        }
-    }
+    let all = [Driver::PerStep, Driver::Persistent, Driver::Naive];
+    check_grid(&blocks, &shapes, (&all, 1, 50_000), |c, (mi, mo), seed| {
+        blocks_setup(c, *mi, *mo, seed)
+    });
 }
 
 #[test]
@@ -366,7 +377,6 @@ fn a_deep_input_model_round_trips_and_refuses_token_ids() {
 fn deep_transition_matches_reference_under_every_driver_and_style() {
     // Depths 1-3 with odd widths, with and without the shortcut, alone and beside the other
     // blocks, on one layer, a stack and both directions, odd H and H = 64, T = 1 and B = 1.
-    let base = gpu();
     let tanh = Nonlinearity::Tanh;
     let cases = [
         (Mlp::new(1, 4, tanh), false, (Mlp::NONE, Mlp::NONE)),
@@ -397,47 +407,23 @@ fn deep_transition_matches_reference_under_every_driver_and_style() {
         ((5, 2, 3, 9, 2), 1, true, Loss::cross_entropy()),
         ((3, 5, 8, 65, 1), 2, true, Loss::mse()),
     ];
-    let mut n = 0;
-    for style in [
-        KernelStyle::Tiled,
-        KernelStyle::Direct,
-        KernelStyle::Subgroup,
-    ] {
-        for driver in [Driver::PerStep, Driver::Persistent] {
-            for (mt, skip, blocks) in &cases {
-                let (shape, layers, bidirectional, loss) =
-                    shapes[(n + 2 + n / cases.len()) % shapes.len()];
-                let c = Case {
-                    loss,
-                    ..case(shape, layers, bidirectional)
-                };
-                let seed = 60_000 + n as u64 * 10;
-                let s = transition_setup(c, *blocks, (*mt, *skip), seed);
-                check_on(c, &s, seed, driver, &base.with_kernels(style));
-                n += 1;
-            }
-        }
-    }
+    // The transition runs its own steps whatever the driver; the drivers differ in the W
+    // layouts dL/dh0 reads.
+    let drivers = [Driver::PerStep, Driver::Persistent];
+    check_grid(
+        &cases,
+        &shapes,
+        (&drivers, 2, 60_000),
+        |c, (mt, skip, blocks), seed| transition_setup(c, *blocks, (*mt, *skip), seed),
+    );
 }
 
 #[test]
 fn deep_transition_in_chunks_matches_reference() {
-    let g = gpu();
     let c = case((23, 3, 4, 6, 3), 2, false);
     let t = Mlp::new(2, 5, Nonlinearity::Tanh);
     let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 717);
-    let (steps, b) = (c.steps, c.batch);
-    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
-    rnn.set_chunk_steps(Some(5)).unwrap();
-    let (want_loss, trace, want) =
-        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), steps, b, &s.targets, c.loss);
-    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
-    assert_close("chunked output", &got.output, &trace.o, REL);
-    assert_close("chunked loss", &[got.loss], &[want_loss], REL);
-    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
-        assert_close(&format!("chunked grad {name}"), gv, w, REL);
-    }
-    assert_close("chunked grad h0", &got.h0, &want.h0, REL);
+    check_in_chunks(c, &s, 5);
 }
 
 #[test]
@@ -590,16 +576,9 @@ fn every_block_batch_first_and_in_chunks_matches_reference() {
     crate::versus_reference::assert_param_grads("batch-first", &grads, &want.params);
 
     let c = case((19, 2, 5, 7, 2), 1, false);
-    let s = blocks_setup(c, Mlp::new(2, 3, tanh), Mlp::NONE, 4343);
-    let (t, b) = (c.steps, c.batch);
-    let (_, trace, want) =
-        reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
-    let mut rnn = crate::versus_reference::model_on(&g, &s.p, Driver::Auto);
-    rnn.set_chunk_steps(Some(4)).unwrap();
-    let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, &s);
-    assert_close("chunked deep input output", &got.output, &trace.o, REL);
-    for ((name, gv), (_, w)) in got.params.iter().zip(&want.params.named()) {
-        assert_close(&format!("chunked deep input grad {name}"), gv, w, REL);
-    }
-    assert_close("chunked deep input grad x", &got.x, &want.x, REL);
+    check_in_chunks(
+        c,
+        &blocks_setup(c, Mlp::new(2, 3, tanh), Mlp::NONE, 4343),
+        4,
+    );
 }

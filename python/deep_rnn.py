@@ -21,12 +21,15 @@ Networks") add their own parameters; a plain model's state dict is unchanged:
         skip_l{k}.weight [H, H], h(t-1) added into the last layer's pre-activation.
     deep output (DO-RNN): out_mlp.{j}.weight [width, D*H or width], out_mlp.{j}.bias [width],
         j = 0 .. output_depth - 1, each followed by output_nonlinearity, then fc reads `width`.
+    residual blocks (input_residual, output_residual; no parameters of their own): every
+        layer of the block after the first adds its input to its output,
+        z_j = z_{j-1} + act(layer_j(z_{j-1})).
 
 The configuration goes in the safetensors `__metadata__` under the keys rnn-wgpu reads
 (nonlinearity, num_layers, bidirectional, bias, deep_input_depth, deep_input_width,
 deep_input_nonlinearity, deep_transition_depth, deep_transition_width,
 deep_transition_nonlinearity, skip, deep_output_depth, deep_output_width,
-deep_output_nonlinearity). With a deep transition the time loop runs here in Python (nn.RNN
+deep_output_nonlinearity, deep_input_residual, deep_output_residual). With a deep transition the time loop runs here in Python (nn.RNN
 keeps the parameters); without one, nn.RNN runs it.
 """
 
@@ -38,6 +41,14 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
 MAX_BLOCK_DEPTH = 8
 
 
+def _block(layers, act, residual, z):
+    """A deeper block's layers over z, those after the first residual where asked."""
+    for j, layer in enumerate(layers):
+        y = act(layer(z))
+        z = z + y if residual and j > 0 else y
+    return z
+
+
 class DeepRNN(torch.nn.Module):
     """An Elman RNN, optionally with deep input and output blocks, and a linear head at every
     step."""
@@ -46,8 +57,15 @@ class DeepRNN(torch.nn.Module):
                  bias=True, bidirectional=False, batch_first=False, output_depth=0,
                  output_width=None, output_nonlinearity="tanh", input_depth=0, input_width=None,
                  input_nonlinearity="tanh", transition_depth=0, transition_width=None,
-                 transition_nonlinearity="tanh", skip=False):
+                 transition_nonlinearity="tanh", skip=False, input_residual=False,
+                 output_residual=False):
         super().__init__()
+        for name, on, depth in [("input_residual", input_residual, input_depth),
+                                ("output_residual", output_residual, output_depth)]:
+            if on and depth < 2:
+                raise ValueError(f"{name} goes around the layers after the first: depth >= 2")
+        self.input_residual = input_residual
+        self.output_residual = output_residual
         for name, depth in [("output_depth", output_depth), ("input_depth", input_depth),
                             ("transition_depth", transition_depth)]:
             if not 0 <= depth <= MAX_BLOCK_DEPTH:
@@ -99,16 +117,13 @@ class DeepRNN(torch.nn.Module):
         self.fc = torch.nn.Linear(width if output_depth > 0 else top, output_size)
 
     def forward(self, x, h0=None):
-        act_in = ACTIVATIONS[self.input_nonlinearity]
-        for layer in self.in_mlp:
-            x = act_in(layer(x))
+        x = _block(self.in_mlp, ACTIVATIONS[self.input_nonlinearity], self.input_residual, x)
         if self.transition_depth > 0:
             out, h_n = self._deep_transition(x, h0)
         else:
             out, h_n = self.rnn(x, h0)
-        act = ACTIVATIONS[self.output_nonlinearity]
-        for layer in self.out_mlp:
-            out = act(layer(out))
+        out = _block(self.out_mlp, ACTIVATIONS[self.output_nonlinearity], self.output_residual,
+                     out)
         return self.fc(out), h_n
 
     def _deep_transition(self, x, h0):
@@ -164,6 +179,7 @@ class DeepRNN(torch.nn.Module):
             meta["deep_input_depth"] = str(len(self.in_mlp))
             meta["deep_input_width"] = str(self.in_mlp[0].out_features)
             meta["deep_input_nonlinearity"] = self.input_nonlinearity
+            meta["deep_input_residual"] = str(self.input_residual).lower()
         if self.transition_depth > 0:
             meta["deep_transition_depth"] = str(self.transition_depth)
             meta["deep_transition_width"] = str(self.transition_width)
@@ -173,6 +189,7 @@ class DeepRNN(torch.nn.Module):
             meta["deep_output_depth"] = str(len(self.out_mlp))
             meta["deep_output_width"] = str(self.out_mlp[0].out_features)
             meta["deep_output_nonlinearity"] = self.output_nonlinearity
+            meta["deep_output_residual"] = str(self.output_residual).lower()
         return meta
 
     def save(self, path):
@@ -210,6 +227,8 @@ def load(path):
                     transition_width=int(meta.get("deep_transition_width", 0)) or (
                         state["trans_l0.0.weight"].shape[0] if t_depth > 1 else None),
                     transition_nonlinearity=meta.get("deep_transition_nonlinearity", "tanh"),
-                    skip="skip_l0.weight" in state)
+                    skip="skip_l0.weight" in state,
+                    input_residual=meta.get("deep_input_residual") == "true",
+                    output_residual=meta.get("deep_output_residual") == "true")
     model.load_state_dict(state, strict=True)
     return model

@@ -5,6 +5,8 @@
 // `act_backward`: v[g_off + i] = from(i) * act'(y[y_off + i]), for i < n: dL/d(output) into
 //                 dL/d(pre-activation), act' written in terms of the output y = act(a);
 //                 from(i) is v[g_off + i] itself, or src[src_off + i] when `copy` is set.
+//                 With `minus` set, y[y_off + i] - src[src_off + i] is the output instead: a
+//                 residual layer's, which added its input src to act(a).
 // `act`: 0 tanh, 1 relu, 2 identity.
 
 struct Params {
@@ -14,7 +16,7 @@ struct Params {
     src_off: u32,
     act: u32,
     copy: u32,
-    _pad0: u32,
+    minus: u32,
     _pad1: u32,
 }
 
@@ -45,7 +47,10 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= p.n {
         return;
     }
-    let h = y[p.y_off + i];
+    var h = y[p.y_off + i];
+    if p.minus != 0u {
+        h -= src[p.src_off + i];
+    }
     var d = 1.0;
     if p.act == 0u {
         d = 1.0 - h * h;

@@ -3,7 +3,7 @@
 //! time-major: `x[t][b][i]` lives at `(t * B + b) * I + i`.
 
 use crate::loss::{Loss, LossKind, Reduction};
-use crate::model::{Nonlinearity, RnnConfig, SplitMix64};
+use crate::model::{Mlp, Nonlinearity, RnnConfig, SplitMix64};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// One recurrent layer's parameters in f64 (`torch.nn.RNN`'s for layer k).
@@ -172,6 +172,49 @@ fn dense_backward(
         }
     }
     dx
+}
+
+/// A deeper block's layers over `x`: every layer's output, each after the first plus its input
+/// where the block is residual.
+fn block_forward(layers: &[(Vec<f64>, Vec<f64>)], x: &[f64], m: Mlp) -> Vec<Vec<f64>> {
+    let mut zs: Vec<Vec<f64>> = Vec::new();
+    for (w, b) in layers {
+        let input = zs.last().map_or(x, Vec::as_slice);
+        let mut z = dense(w, b, input, m.nonlinearity);
+        if m.residual && !zs.is_empty() {
+            z.iter_mut().zip(input).for_each(|(z, x)| *z += x);
+        }
+        zs.push(z);
+    }
+    zs
+}
+
+/// Back down [`block_forward`] from `d` = dL/d(its output): adds every layer's gradients into
+/// `g`, returns dL/dx.
+fn block_backward(
+    layers: &[(Vec<f64>, Vec<f64>)],
+    m: Mlp,
+    (x, zs): (&[f64], &[Vec<f64>]),
+    mut d: Vec<f64>,
+    g: &mut [(Vec<f64>, Vec<f64>)],
+) -> Vec<f64> {
+    for j in (0..layers.len()).rev() {
+        let input = if j == 0 { x } else { &zs[j - 1] };
+        let residual = m.residual && j > 0;
+        // The nonlinearity's own output: the layer's, less the input a residual layer added.
+        let y: Vec<f64> = if residual {
+            zs[j].iter().zip(input).map(|(z, x)| z - x).collect()
+        } else {
+            zs[j].clone()
+        };
+        let (gw, gb) = &mut g[j];
+        let mut dx = dense_backward((&layers[j].0, m.nonlinearity), input, &y, &d, (gw, gb));
+        if residual {
+            dx.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
+        }
+        d = dx;
+    }
+    d
 }
 
 /// Directions `D`.
@@ -564,11 +607,7 @@ pub fn forward_with_dropout(
     let mut out: Vec<Vec<f64>> = Vec::new();
     let mut masks = Vec::new();
     // The deep input block, over every row, before the bottom layer.
-    let mut zin: Vec<Vec<f64>> = Vec::new();
-    for (w, b) in &p.in_mlp {
-        let input = zin.last().map_or(x, Vec::as_slice);
-        zin.push(dense(w, b, input, c.deep_input.nonlinearity));
-    }
+    let zin = block_forward(&p.in_mlp, x, c.deep_input);
     let x = zin.last().map_or(x, Vec::as_slice);
     for k in 0..c.layers {
         let input = if k == 0 { x } else { &out[k - 1] };
@@ -617,11 +656,7 @@ pub fn forward_with_dropout(
         out.push(layer_out);
     }
     // The deep output block, then the head on what it gives.
-    let mut z: Vec<Vec<f64>> = Vec::new();
-    for (w, b) in &p.out_mlp {
-        let input = z.last().unwrap_or(&out[c.layers - 1]);
-        z.push(dense(w, b, input, c.deep_output.nonlinearity));
-    }
+    let z = block_forward(&p.out_mlp, &out[c.layers - 1], c.deep_output);
     let top = z.last().unwrap_or(&out[c.layers - 1]);
     let width = head_input(&c);
     let mut o = vec![0.0; steps * batch * no];
@@ -882,17 +917,14 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
         }
     }
     // Down through the deep output block to dL/d(top output).
-    for j in (0..p.out_mlp.len()).rev() {
-        let input = if j == 0 {
-            &trace.out[c.layers - 1]
-        } else {
-            &trace.z[j - 1]
-        };
-        let (w, _) = &p.out_mlp[j];
-        let (gw, gb) = &mut g.out_mlp[j];
-        let n = c.deep_output.nonlinearity;
-        d_out = dense_backward((w, n), input, &trace.z[j], &d_out, (gw, gb));
-    }
+    let top = &trace.out[c.layers - 1];
+    d_out = block_backward(
+        &p.out_mlp,
+        c.deep_output,
+        (top, &trace.z),
+        d_out,
+        &mut g.out_mlp,
+    );
     let width = nd * nh;
     let mut dh0 = vec![0.0; c.layers * nd * bh];
     let mut h_norms = vec![Vec::new(); c.layers * nd];
@@ -943,13 +975,13 @@ pub fn backward(p: &Params, x: &[f64], trace: &Trace, d_o: &[f64]) -> Grads {
         d_out = d_in;
     }
     // Down through the deep input block to dL/dx.
-    for j in (0..p.in_mlp.len()).rev() {
-        let input = if j == 0 { x_in } else { &trace.zin[j - 1] };
-        let (w, _) = &p.in_mlp[j];
-        let (gw, gb) = &mut g.in_mlp[j];
-        let n = c.deep_input.nonlinearity;
-        d_out = dense_backward((w, n), input, &trace.zin[j], &d_out, (gw, gb));
-    }
+    d_out = block_backward(
+        &p.in_mlp,
+        c.deep_input,
+        (x_in, &trace.zin),
+        d_out,
+        &mut g.in_mlp,
+    );
     if !c.bias {
         for l in g.layers.iter_mut() {
             l.b_ih.fill(0.0);
@@ -1272,6 +1304,26 @@ mod tests {
                 check(config, 3, 2, l, true, seed);
                 seed += 1;
             }
+        }
+        // Residual blocks: the layers after the first add their inputs to their outputs.
+        let residual = |d, w, n| crate::Mlp::new(d, w, n).with_residual(true);
+        for (input_block, output_block, layers, bidirectional) in [
+            (
+                residual(3, 3, Nonlinearity::Tanh),
+                residual(2, 4, Nonlinearity::Relu),
+                1,
+                false,
+            ),
+            (residual(2, 5, Nonlinearity::Identity), none, 2, true),
+            (none, residual(3, 2, Nonlinearity::Tanh), 1, true),
+        ] {
+            let config = RnnConfig::new(3, 4, 3)
+                .with_layers(layers)
+                .with_bidirectional(bidirectional)
+                .with_deep_input(input_block)
+                .with_deep_output(output_block);
+            check(config, 3, 2, Loss::mse(), true, seed);
+            seed += 1;
         }
     }
 

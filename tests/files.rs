@@ -780,7 +780,8 @@ mod cli {
             "7",
             "--skip",
             "--output-depth",
-            "1",
+            "2",
+            "--output-residual",
             "--save",
             m,
         ]);
@@ -788,7 +789,7 @@ mod cli {
         assert!(
             out.contains("deep input 1 x 3")
                 && out.contains("deep transition with shortcut 2 x 7")
-                && out.contains("deep output 1 x 5"),
+                && out.contains("deep output 2 x 5 tanh residual"),
             "{out}"
         );
         let text = scratch.path("text.txt");
@@ -805,10 +806,19 @@ mod cli {
                 "--transition-depth",
             ),
             (&["--input-depth", "9"][..], "--input-depth"),
+            (
+                &["--input-depth", "1", "--input-residual"][..],
+                "--input-residual",
+            ),
+            (&["--output-residual"][..], "--output-residual"),
             (&["--text", t, "--input-depth", "1"][..], "--input-depth"),
             (
                 &["--task", "adding", "--model", m, "--output-depth", "1"][..],
                 "--output-depth",
+            ),
+            (
+                &["--task", "adding", "--model", m, "--input-residual"][..],
+                "--input-depth",
             ),
         ] {
             let mut all = vec!["train", "--steps", "1"];

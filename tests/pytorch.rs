@@ -39,6 +39,7 @@ const CASES: &[&str] = &[
     "deep_transition1_tanh_mse",
     "deep_transition2_skip_stacked_ce",
     "deep_transition3_skip_bi_all_blocks",
+    "deep_residual_input3_output2_bi_ce",
 ];
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -46,6 +46,10 @@ pub struct TrainArgs {
     /// The deep input's nonlinearity [default: tanh].
     #[arg(long, value_enum, requires = "input_depth")]
     input_nonlinearity: Option<Act>,
+    /// Residual connections in the deep input: every layer after the first adds its input to
+    /// its output (needs --input-depth 2 or more).
+    #[arg(long)]
+    input_residual: bool,
     /// A deep transition (DT-RNN, Pascanu et al. 2014): this many more layers inside every
     /// step of every recurrent layer, from act(a(t)) to h(t) (a new model only) [default: 0].
     #[arg(long, default_value_t = 0)]
@@ -70,6 +74,10 @@ pub struct TrainArgs {
     /// The deep output's nonlinearity [default: tanh].
     #[arg(long, value_enum, requires = "output_depth")]
     output_nonlinearity: Option<Act>,
+    /// Residual connections in the deep output, as --input-residual (needs --output-depth 2
+    /// or more).
+    #[arg(long)]
+    output_residual: bool,
     /// Dropout probability on every layer's output but the last, in training
     /// (torch.nn.RNN's dropout) [default: 0, or the resumed model's].
     #[arg(long, allow_hyphen_values = true)]
@@ -279,6 +287,21 @@ fn schedule(a: &TrainArgs, opt: &mut Optimizer, step: usize, total: usize) -> Re
         opt.set_lr(base * sched.factor(step as u64))?;
     }
     Ok(())
+}
+
+/// `m` with residual connections where `on` (its `flag`), which need two layers or more.
+fn residual(flag: &str, depth_flag: &str, m: Mlp, on: bool) -> Result<Mlp, Error> {
+    if on && m.depth < 2 {
+        return Err(bad_arg(
+            flag,
+            format!(
+                "goes around the block's layers after the first, and it has {} of them; give \
+                 {depth_flag} 2 or more",
+                m.depth.saturating_sub(1)
+            ),
+        ));
+    }
+    Ok(m.with_residual(on))
 }
 
 /// The deeper block its flags (depth, width, nonlinearity) ask for; `default_width` when
@@ -588,11 +611,15 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     "--output-depth",
                     a.output_depth > 0
                         || a.output_width.is_some()
-                        || a.output_nonlinearity.is_some(),
+                        || a.output_nonlinearity.is_some()
+                        || a.output_residual,
                 ),
                 (
                     "--input-depth",
-                    a.input_depth > 0 || a.input_width.is_some() || a.input_nonlinearity.is_some(),
+                    a.input_depth > 0
+                        || a.input_width.is_some()
+                        || a.input_nonlinearity.is_some()
+                        || a.input_residual,
                 ),
                 (
                     "--transition-depth",
@@ -654,6 +681,18 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
                     a.transition_nonlinearity,
                 ),
                 hidden,
+            )?;
+            let deep_input = residual(
+                "--input-residual",
+                "--input-depth",
+                deep_input,
+                a.input_residual,
+            )?;
+            let deep_output = residual(
+                "--output-residual",
+                "--output-depth",
+                deep_output,
+                a.output_residual,
             )?;
             if a.skip && !deep_transition.is_some() {
                 return Err(bad_arg(
@@ -765,7 +804,8 @@ pub fn train(a: &TrainArgs) -> Result<(), Error> {
     ] {
         if m.is_some() {
             let (d, w, n) = (m.depth, m.width, m.nonlinearity.name());
-            shape.push_str(&format!("{what} {d} x {w} {n}, "));
+            let r = if m.residual { " residual" } else { "" };
+            shape.push_str(&format!("{what} {d} x {w} {n}{r}, "));
         }
     }
     // How W started, when not PyTorch's draw (a resumed model's start is not known).

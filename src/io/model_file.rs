@@ -52,6 +52,11 @@ pub mod keys {
     pub const DEEP_TRANSITION_WIDTH: &str = "deep_transition_width";
     /// The deep transition's nonlinearity, as [`NONLINEARITY`]; tanh when missing.
     pub const DEEP_TRANSITION_NONLINEARITY: &str = "deep_transition_nonlinearity";
+    /// `"true"` when the deep input block's layers after the first are residual; false when
+    /// missing.
+    pub const DEEP_INPUT_RESIDUAL: &str = "deep_input_residual";
+    /// The same for the deep output block.
+    pub const DEEP_OUTPUT_RESIDUAL: &str = "deep_output_residual";
     /// `"true"` when the deep transition has its shortcut (`skip_l{k}.weight`); checked
     /// against the tensors.
     pub const SKIP: &str = "skip";
@@ -63,6 +68,8 @@ struct BlockKeys {
     depth: &'static str,
     width: &'static str,
     nonlinearity: &'static str,
+    /// Whether its layers after the first are residual, where the block may be.
+    residual: Option<&'static str>,
     /// What its first layer reads, for messages.
     reads: &'static str,
 }
@@ -72,6 +79,7 @@ const DEEP_OUTPUT: BlockKeys = BlockKeys {
     depth: keys::DEEP_OUTPUT_DEPTH,
     width: keys::DEEP_OUTPUT_WIDTH,
     nonlinearity: keys::DEEP_OUTPUT_NONLINEARITY,
+    residual: Some(keys::DEEP_OUTPUT_RESIDUAL),
     reads: "[width, D·H]: it reads the top layer's outputs",
 };
 
@@ -80,6 +88,7 @@ const DEEP_TRANSITION: BlockKeys = BlockKeys {
     depth: keys::DEEP_TRANSITION_DEPTH,
     width: keys::DEEP_TRANSITION_WIDTH,
     nonlinearity: keys::DEEP_TRANSITION_NONLINEARITY,
+    residual: None,
     reads: "",
 };
 
@@ -88,6 +97,7 @@ const DEEP_INPUT: BlockKeys = BlockKeys {
     depth: keys::DEEP_INPUT_DEPTH,
     width: keys::DEEP_INPUT_WIDTH,
     nonlinearity: keys::DEEP_INPUT_NONLINEARITY,
+    residual: Some(keys::DEEP_INPUT_RESIDUAL),
     reads: "[width, I]: it reads x",
 };
 
@@ -152,6 +162,9 @@ pub fn save_with(
                 k.nonlinearity.to_string(),
                 m.nonlinearity.name().to_string(),
             );
+            if let Some(key) = k.residual {
+                meta.insert(key.to_string(), m.residual.to_string());
+            }
         }
     }
     if c.deep_transition.is_some() {
@@ -519,7 +532,28 @@ fn block_of(file: &TensorFile, k: &BlockKeys, first: usize) -> Result<Mlp> {
         ));
     }
     let nonlinearity = meta_nonlinearity(file, k.nonlinearity)?;
-    Ok(Mlp::new(depth, width, nonlinearity))
+    let meta = file.metadata();
+    let residual = match k
+        .residual
+        .map(|key| (key, meta.get(key).map(String::as_str)))
+    {
+        None | Some((_, None | Some("false"))) => false,
+        Some((_, Some("true"))) if depth > 1 => true,
+        Some((key, Some("true"))) => {
+            return Err(file.invalid(
+                key,
+                format!(
+                    "says true, but residual connections go around the layers after the first \
+                     and the file holds {depth} {} layer",
+                    k.prefix
+                ),
+            ));
+        }
+        Some((key, Some(v))) => {
+            return Err(file.invalid(key, format!("{v:?} is neither true nor false")));
+        }
+    };
+    Ok(Mlp::new(depth, width, nonlinearity).with_residual(residual))
 }
 
 /// `(k, direction, j)` of a deep transition tensor `trans_l{k}[_reverse].{j}.weight|bias`.

@@ -63,6 +63,10 @@ pub struct Mlp {
     pub width: usize,
     /// The nonlinearity after each hidden layer.
     pub nonlinearity: Nonlinearity,
+    /// Residual connections (deep input and output blocks): every layer after the first adds
+    /// its input to its output, `z_j = z_{j-1} + φ(T_j z_{j-1} + c_j)`, so the shortest path
+    /// through the block is its first layer whatever its depth.
+    pub residual: bool,
 }
 
 impl Mlp {
@@ -71,6 +75,7 @@ impl Mlp {
         depth: 0,
         width: 0,
         nonlinearity: Nonlinearity::Tanh,
+        residual: false,
     };
 
     /// `depth` hidden layers of `width` units with `nonlinearity`.
@@ -79,7 +84,13 @@ impl Mlp {
             depth,
             width,
             nonlinearity,
+            residual: false,
         }
+    }
+
+    /// The same with residual connections around every layer after the first, or without.
+    pub fn with_residual(self, residual: bool) -> Self {
+        Self { residual, ..self }
     }
 
     /// Whether there is a block at all.
@@ -104,6 +115,13 @@ impl Mlp {
         }
         if self.depth > 0 && self.width == 0 {
             return bad(format!("depth {} needs a width of at least 1", self.depth));
+        }
+        if self.residual && self.depth < 2 {
+            return bad(format!(
+                "residual connections go around the layers after the first: depth {} has none; \
+                 give a depth of 2 or more",
+                self.depth
+            ));
         }
         if self.width > 1 << 24 {
             return bad(format!(
@@ -333,6 +351,15 @@ impl RnnConfig {
         self.deep_output.validate("deep_output")?;
         self.deep_input.validate("deep_input")?;
         self.deep_transition.validate("deep_transition")?;
+        if self.deep_transition.residual {
+            return Err(InputError::Invalid {
+                arg: "RnnConfig::deep_transition".into(),
+                reason: "residual connections go around the deep input and output blocks; the \
+                         deep transition's path around its layers is the shortcut (skip)"
+                    .into(),
+            }
+            .into());
+        }
         if self.skip && !self.deep_transition.is_some() {
             return Err(InputError::Invalid {
                 arg: "RnnConfig::skip".into(),

@@ -2,19 +2,20 @@
 //! layers inside every step, `h(t) = φ(T_{d-1} ... φ(T_0 act(a(t)) + c_0) ... + c_{d-1}
 //! [+ S h(t-1)])` with `a(t) = W h(t-1) + U x(t) + b`.
 //!
-//! Each step is a handful of products over that step's B rows, recorded into the same plan
-//! as everything else (no submit per layer or per step): `a(t)` accumulated onto the input
-//! projection, its activation, then each transition layer's product and activation. This is
-//! the plain form, not yet fused into the recurrence kernels: one dispatch per product.
+//! Every layer of a step runs in one dispatch of `shaders/transition.wgsl`, and the persistent
+//! driver runs all steps in one (or as few as a CPU adapter's loop budget allows), recorded
+//! into the same plan as everything else. Where even one step would exceed that budget (H in
+//! the hundreds on lavapipe) each product and activation is a dispatch of its own instead.
 
 use super::Nonlinearity;
 use crate::error::Result;
-use crate::ops::activation;
 use crate::ops::matmul::{Gemm, matmul};
 use crate::ops::reduce::{colsum, sum_parts};
-use crate::ops::{At, PlanBuilder, at};
+use crate::ops::transition::{self as fused, MAX_LAYERS};
+use crate::ops::transpose::{padded, transpose};
+use crate::ops::{At, PlanBuilder, activation, at, u};
 
-/// One direction of one layer's deep transition: its sizes, weights and scratch.
+/// One direction of one layer's deep transition: its sizes, weights and buffers.
 pub(crate) struct Transition<'a> {
     pub steps: usize,
     pub batch: usize,
@@ -28,40 +29,158 @@ pub(crate) struct Transition<'a> {
     pub layers: Vec<(At<'a>, At<'a>, usize, usize)>,
     /// The shortcut `S` `[H, H]`, for DT(S).
     pub skip: Option<At<'a>>,
-    /// The outputs of every transition layer but the last (which is `h(t)`) `[T, B, width]`.
-    pub zs: &'a [wgpu::Buffer],
-    /// dL/d(every transition layer's pre-activation) `[T, B, no]`.
-    pub dpre: &'a [wgpu::Buffer],
-    /// `[B, H]` for a product whose input and output would share a buffer (a dispatch may not
-    /// read and write one buffer): `S h(t-1)` on the way forward, `da(t + 1) W` back.
+    /// `U x(t) + b` `[T, B, H]` before the forward pass, `act(a(t))` after it.
+    pub xu: At<'a>,
+    /// h0 in slot 0 and h(t) in slot t + 1, `[T + 1, B, H]`.
+    pub h_all: At<'a>,
+    /// dL/dh(t) from above before the backward pass, dL/da(t) after it, `[T, B, H]`.
+    pub da: At<'a>,
+    /// The outputs of every transition layer but the last (which is `h(t)`),
+    /// `[depth - 1][T, B, width]`.
+    pub zs: &'a wgpu::Buffer,
+    /// dL/d(every transition layer's pre-activation), `[depth - 1][T, B, width]` then
+    /// `[T, B, H]`.
+    pub dpre: &'a wgpu::Buffer,
+    /// The transposed weights the fused forward kernel reads ([`Transition::tp_len`]).
+    pub tp: &'a wgpu::Buffer,
+    /// Steps per dispatch of the fused kernels (1 for the per-step driver); `None` runs one
+    /// dispatch per product instead (where one fused step would exceed a CPU adapter's loop
+    /// budget).
+    pub fused: Option<usize>,
+    /// `[B, max(H, width)]` for a product whose input and output would share a buffer (a
+    /// dispatch may not read and write one buffer), unfused only.
     pub scratch: &'a wgpu::Buffer,
 }
 
 impl Transition<'_> {
-    /// The input of transition layer `j` at step `t`: `act(a(t))` (held in `xu`) or the
-    /// previous layer's output.
-    fn input<'b>(&'b self, j: usize, t: usize, xu: At<'b>) -> (At<'b>, usize) {
-        let bh = self.batch * self.hidden;
+    /// Floats of the transposed copies: `Wᵀ`, every layer's, `Sᵀ`.
+    pub fn tp_len(hidden: usize, layers: &[(usize, usize)], skip: bool) -> usize {
+        let square = hidden * padded(hidden);
+        let inner: usize = layers.iter().map(|&(ni, no)| ni * padded(no)).sum();
+        square * (1 + usize::from(skip)) + inner
+    }
+
+    /// The inner width (every layer's output but the last).
+    fn width(&self) -> usize {
+        self.layers[0].3
+    }
+
+    /// Where layer `j`'s output of step `t` starts in `zs` (`j` below the last).
+    fn z(&self, j: usize, t: usize) -> At<'_> {
+        let n = self.batch * self.width();
+        at(self.zs, (j * self.steps + t) * n)
+    }
+
+    /// Where layer `j`'s dL/d(pre-activation) of step `t` starts in `dpre`.
+    fn dp(&self, j: usize, t: usize) -> At<'_> {
+        let base = j * self.steps * self.batch * self.width();
+        at(self.dpre, base + t * self.batch * self.layers[j].3)
+    }
+
+    /// The input of transition layer `j` at step `t`, `act(a(t))` or the previous layer's
+    /// output, and its length.
+    fn input(&self, j: usize, t: usize) -> (At<'_>, usize) {
+        let n = self.batch * self.layers[j].2;
         if j == 0 {
-            (xu.plus(t * bh), bh)
+            (self.xu.plus(t * n), n)
         } else {
-            let n = self.batch * self.layers[j - 1].3;
-            (at(&self.zs[j - 1], t * n), n)
+            (self.z(j - 1, t), n)
         }
     }
 
-    /// Every step forward: `xu` holds `U x(t) + b` `[T, B, H]` on entry and `act(a(t))` after;
-    /// `h_all` `[T + 1, B, H]` holds h0 in slot 0 and gets h(t) in slot t + 1.
-    pub fn forward(
-        &self,
-        plan: &mut PlanBuilder,
-        xu: At,
-        h_all: At,
-        unused: &wgpu::Buffer,
-    ) -> Result<()> {
+    /// The fused kernels' parameters, and the places of the transposed copies in `tp`.
+    fn params(&self) -> (fused::Params, Vec<(usize, usize)>) {
+        let h = self.hidden;
+        let mut p = fused::Params {
+            batch: u(self.batch),
+            hidden: u(h),
+            width: u(self.width()),
+            depth: u(self.layers.len()),
+            steps: u(self.steps),
+            act: self.act.code(),
+            tact: self.tact.code(),
+            skip: u32::from(self.skip.is_some()),
+            x_off: u(self.xu.off),
+            h_off: u(self.h_all.off),
+            da_off: u(self.da.off),
+            w: u(self.w.off),
+            ..Default::default()
+        };
+        let mut places = vec![(0, h * padded(h))];
+        let mut next = h * padded(h);
+        for (j, &(w, b, ni, no)) in self.layers.iter().enumerate() {
+            p.lw[j] = u(w.off);
+            p.lb[j] = u(b.off);
+            p.lwt[j] = u(next);
+            places.push((next, ni * padded(no)));
+            next += ni * padded(no);
+        }
+        if let Some(s) = self.skip {
+            p.s = u(s.off);
+            p.st = u(next);
+        }
+        (p, places)
+    }
+
+    fn buffers(&self) -> fused::Buffers<'_> {
+        [
+            self.w.buf,
+            self.tp,
+            self.xu.buf,
+            self.h_all.buf,
+            self.zs,
+            self.dpre,
+            self.da.buf,
+        ]
+    }
+
+    /// Every step forward: `xu` holds `U x(t) + b` on entry and `act(a(t))` after; `h_all`
+    /// gets h(t) in slot t + 1.
+    pub fn forward(&self, plan: &mut PlanBuilder, unused: &wgpu::Buffer) -> Result<()> {
+        let Some(per) = self.fused else {
+            return self.forward_unfused(plan, unused);
+        };
+        let h = self.hidden;
+        let (params, places) = self.params();
+        // This call's weights, transposed for the forward kernel's reads.
+        transpose(plan, h, h, self.w, at(self.tp, 0))?;
+        for (&(w, _, ni, no), &(off, _)) in self.layers.iter().zip(&places[1..]) {
+            transpose(plan, no, ni, w, at(self.tp, off))?;
+        }
+        if let Some(s) = self.skip {
+            transpose(plan, h, h, s, at(self.tp, params.st as usize))?;
+        }
+        let mut t = 0;
+        while t < self.steps {
+            let n = per.min(self.steps - t);
+            fused::record(plan, false, self.buffers(), params, (t, n))?;
+            t += n;
+        }
+        Ok(())
+    }
+
+    /// Every step backward, last to first: `da` holds dL/dh(t) from above on entry and
+    /// dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation).
+    pub fn backward(&self, plan: &mut PlanBuilder) -> Result<()> {
+        let Some(per) = self.fused else {
+            return self.backward_unfused(plan);
+        };
+        let (params, _) = self.params();
+        let mut left = self.steps;
+        while left > 0 {
+            let n = per.min(left);
+            fused::record(plan, true, self.buffers(), params, (left - 1, n))?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// [`Transition::forward`] with one dispatch per product and activation.
+    fn forward_unfused(&self, plan: &mut PlanBuilder, unused: &wgpu::Buffer) -> Result<()> {
         let (b, h) = (self.batch, self.hidden);
         let bh = b * h;
         let depth = self.layers.len();
+        let (xu, h_all) = (self.xu, self.h_all);
         for t in 0..self.steps {
             // a(t) = xu(t) + h(t-1) Wᵀ, then act(a(t)) in place.
             let mut rec = Gemm::new(b, h, h, h_all.plus(t * bh), self.w, xu.plus(t * bh));
@@ -70,12 +189,17 @@ impl Transition<'_> {
             matmul(plan, rec)?;
             activation::forward(plan, bh, self.act.code(), xu.plus(t * bh), unused)?;
             for (j, &(w, bias, ni, no)) in self.layers.iter().enumerate() {
-                let (input, _) = self.input(j, t, xu);
+                let (input, _) = self.input(j, t);
                 let last = j + 1 == depth;
+                // An inner layer after the first reads and writes `zs`, which one dispatch may
+                // not do: it is made in the scratch buffer and copied.
+                let inner = j > 0 && !last;
                 let out = if last {
                     h_all.plus((t + 1) * bh)
+                } else if inner {
+                    at(self.scratch, 0)
                 } else {
-                    at(&self.zs[j], t * b * no)
+                    self.z(j, t)
                 };
                 let mut g = Gemm::new(b, no, ni, input, w, out);
                 g.trans_b = true;
@@ -88,55 +212,54 @@ impl Transition<'_> {
                     sum_parts(plan, bh, 1, self.scratch, out, true)?;
                 }
                 activation::forward(plan, b * no, self.tact.code(), out, unused)?;
+                if inner {
+                    let z = self.z(j, t);
+                    sum_parts(plan, b * no, 1, self.scratch, z, false)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Every step backward, last to first: `da` `[T, B, H]` holds dL/dh(t) from above on
-    /// entry and dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation).
-    pub fn backward(&self, plan: &mut PlanBuilder, xu: At, h_all: At, da: At) -> Result<()> {
+    /// [`Transition::backward`] with one dispatch per product and activation.
+    fn backward_unfused(&self, plan: &mut PlanBuilder) -> Result<()> {
         let (b, h) = (self.batch, self.hidden);
         let bh = b * h;
-        let depth = self.layers.len();
-        let last = &self.dpre[depth - 1];
+        let top = self.layers.len() - 1;
         for t in (0..self.steps).rev() {
-            let here = da.plus(t * bh);
+            let here = self.da.plus(t * bh);
             if t + 1 < self.steps {
                 // dL/dh(t) += da(t + 1) W (+ dpre_last(t + 1) S).
                 let rec = at(self.scratch, 0);
-                let g = Gemm::new(b, h, h, da.plus((t + 1) * bh), self.w, rec);
+                let g = Gemm::new(b, h, h, self.da.plus((t + 1) * bh), self.w, rec);
                 matmul(plan, g)?;
                 if let Some(s) = self.skip {
-                    let mut g = Gemm::new(b, h, h, at(last, (t + 1) * bh), s, rec);
+                    let mut g = Gemm::new(b, h, h, self.dp(top, t + 1), s, rec);
                     g.accumulate = true;
                     matmul(plan, g)?;
                 }
                 sum_parts(plan, bh, 1, self.scratch, here, true)?;
             }
             // dpre_last(t) = dL/dh(t) · act'(h(t)).
-            let y = h_all.plus((t + 1) * bh);
-            activation::backward_from(
-                plan,
-                bh,
-                self.tact.code(),
-                (y, Some(here)),
-                at(last, t * bh),
-            )?;
+            let y = self.h_all.plus((t + 1) * bh);
+            let tact = self.tact.code();
+            activation::backward_from(plan, bh, tact, (y, Some(here)), self.dp(top, t))?;
             for (j, &(w, _, ni, no)) in self.layers.iter().enumerate().rev() {
                 // dL/d(layer j's input) = dpre_j(t) T_j, then through the activation that made
                 // it: into dpre_{j-1}(t), or for j = 0 into da(t).
-                let (input, n) = self.input(j, t, xu);
-                let out = if j == 0 {
-                    here
+                // Above the first layer the product reads and writes `dpre`, which one dispatch
+                // may not do: it goes through the scratch buffer.
+                let (input, n) = self.input(j, t);
+                if j == 0 {
+                    matmul(plan, Gemm::new(b, ni, no, self.dp(j, t), w, here))?;
+                    if self.act != Nonlinearity::Identity {
+                        activation::backward_from(plan, n, self.act.code(), (input, None), here)?;
+                    }
                 } else {
-                    at(&self.dpre[j - 1], t * n)
-                };
-                let g = Gemm::new(b, ni, no, at(&self.dpre[j], t * b * no), w, out);
-                matmul(plan, g)?;
-                let act = if j == 0 { self.act } else { self.tact };
-                if act != Nonlinearity::Identity {
-                    activation::backward_from(plan, n, act.code(), (input, None), out)?;
+                    let rec = at(self.scratch, 0);
+                    matmul(plan, Gemm::new(b, ni, no, self.dp(j, t), w, rec))?;
+                    let to = self.dp(j - 1, t);
+                    activation::backward_from(plan, n, self.tact.code(), (input, Some(rec)), to)?;
                 }
             }
         }
@@ -149,14 +272,13 @@ impl Transition<'_> {
     pub fn weight_grads(
         &self,
         plan: &mut PlanBuilder,
-        (xu, h_all): (At, At),
         (layers, skip): (&[(At, At)], Option<At>),
     ) -> Result<()> {
         let rows = self.steps * self.batch;
-        let depth = self.layers.len();
+        let top = self.layers.len() - 1;
         for (j, &(_, _, ni, no)) in self.layers.iter().enumerate() {
-            let input = if j == 0 { xu } else { at(&self.zs[j - 1], 0) };
-            let dpre = at(&self.dpre[j], 0);
+            let (input, _) = self.input(j, 0);
+            let dpre = self.dp(j, 0);
             let mut dw = Gemm::new(no, ni, rows, dpre, input, layers[j].0);
             dw.trans_a = true;
             matmul(plan, dw)?;
@@ -164,22 +286,30 @@ impl Transition<'_> {
         }
         if let Some(ds) = skip {
             let h = self.hidden;
-            let mut g = Gemm::new(h, h, rows, at(&self.dpre[depth - 1], 0), h_all, ds);
+            let mut g = Gemm::new(h, h, rows, self.dp(top, 0), self.h_all, ds);
             g.trans_a = true;
             matmul(plan, g)?;
         }
         Ok(())
     }
 
+    /// dL/d(the last layer's pre-activation) from step `t` on, `[T - t, B, H]`: what the
+    /// shortcut carries back.
+    pub fn last_dpre(&self, t: usize) -> At<'_> {
+        self.dp(self.layers.len() - 1, t)
+    }
+
     /// `dst += dpre_last(0) S`: the shortcut's share of dL/dh0.
     pub fn skip_into_dh0(&self, plan: &mut PlanBuilder, dst: At) -> Result<()> {
         if let Some(s) = self.skip {
             let h = self.hidden;
-            let last = &self.dpre[self.layers.len() - 1];
-            let mut g = Gemm::new(self.batch, h, h, at(last, 0), s, dst);
+            let mut g = Gemm::new(self.batch, h, h, self.last_dpre(0), s, dst);
             g.accumulate = true;
             matmul(plan, g)?;
         }
         Ok(())
     }
 }
+
+/// Checks at compile time that the fused kernels take as many layers as a block may have.
+const _: () = assert!(super::config::MAX_BLOCK_DEPTH <= MAX_LAYERS);

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use super::RnnConfig;
 use super::layer::Layer;
 use super::params::{
     FC_B, FC_W, ParamLayout, ParamSpec, in_mlp_layers, out_mlp_layers, skip_name, trans_layers,
 };
 use super::transition::Transition;
+use super::{Mlp, RnnConfig};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::loss::Loss;
@@ -23,6 +23,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
+use crate::ops::transition::steps_per_dispatch as transition_steps;
 use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, Plan, PlanBuilder, at};
 
@@ -390,8 +391,21 @@ fn times_weights(
     mt: Option<At>,
     out: At,
 ) -> Result<()> {
+    times_weights_into(plan, rows, (h, n), da, (m_at, mt), (out, false))
+}
+
+/// [`times_weights`], adding to what `out` holds where `accumulate`.
+fn times_weights_into(
+    plan: &mut PlanBuilder,
+    rows: usize,
+    (h, n): (usize, usize),
+    da: At,
+    (m_at, mt): (At, Option<At>),
+    (out, accumulate): (At, bool),
+) -> Result<()> {
     let gpu = plan.gpu().clone();
-    let gemm = Gemm::new(rows, n, h, da, m_at, out);
+    let mut gemm = Gemm::new(rows, n, h, da, m_at, out);
+    gemm.accumulate = accumulate;
     if gpu.subgroup_kernels() && h.is_multiple_of(4) {
         let b = match mt {
             Some(b) => b,
@@ -426,11 +440,12 @@ fn times_weights(
 type ParamAt<'a, 'p> = &'a dyn Fn(&str) -> At<'p>;
 
 /// A deeper block hoisted over all rows (the deep input or the deep output): its layers
-/// (names, input and output widths), their nonlinearity's kernel code, every layer's outputs
-/// and their gradients `[T, B, width]`.
+/// (names, input and output widths), their nonlinearity's kernel code, whether the layers
+/// after the first are residual, every layer's outputs and their gradients `[T, B, width]`.
 struct Block<'a> {
     layers: &'a [(String, String, usize, usize)],
     act: u32,
+    residual: bool,
     zs: &'a [wgpu::Buffer],
     dzs: &'a [wgpu::Buffer],
 }
@@ -438,13 +453,14 @@ struct Block<'a> {
 impl<'a> Block<'a> {
     fn new(
         layers: &'a [(String, String, usize, usize)],
-        act: u32,
+        m: Mlp,
         zs: &'a [wgpu::Buffer],
         dzs: &'a [wgpu::Buffer],
     ) -> Self {
         Self {
             layers,
-            act,
+            act: m.nonlinearity.code(),
+            residual: m.residual,
             zs,
             dzs,
         }
@@ -470,6 +486,9 @@ impl<'a> Block<'a> {
             g.bias = Some(p(b));
             matmul(plan, g)?;
             activation::forward(plan, rows * nw, self.act, at(z, 0), unused)?;
+            if self.residual && j > 0 {
+                sum_parts(plan, rows * nw, 1, &self.zs[j - 1], at(z, 0), true)?;
+            }
         }
         Ok(())
     }
@@ -493,7 +512,16 @@ impl<'a> Block<'a> {
                     at(&self.zs[j - 1], 0)
                 },
             );
-            activation::backward(plan, rows * nw, self.act, &self.zs[j], dz)?;
+            let n = rows * nw;
+            let residual = self.residual && j > 0;
+            if residual {
+                // dL/dz_{j-1} = dL/dz_j (the path around the layer) + dL/da_j T_j (below).
+                sum_parts(plan, n, 1, &self.dzs[j], at(&self.dzs[j - 1], 0), false)?;
+                let y = at(&self.zs[j], 0);
+                activation::backward_residual(plan, n, self.act, (y, from), dz)?;
+            } else {
+                activation::backward(plan, n, self.act, &self.zs[j], dz)?;
+            }
             let mut dw = Gemm::new(*nw, *ni, rows, dz, from, at(grads, layout.offset(w)));
             dw.trans_a = true;
             matmul(plan, dw)?;
@@ -504,7 +532,8 @@ impl<'a> Block<'a> {
                 Some(at(&self.dzs[j - 1], 0))
             };
             if let Some(to) = to {
-                times_weights(plan, rows, (*nw, *ni), dz, p(w), None, to)?;
+                let m = (p(w), None);
+                times_weights_into(plan, rows, (*nw, *ni), dz, m, (to, residual))?;
             }
         }
         Ok(())
@@ -601,7 +630,6 @@ impl Workspace {
             zin.push(gpu.storage_buffer("deep input layer [T, B, width]", n)?);
             dzin.push(gpu.storage_buffer("dL/d deep input layer [T, B, width]", n)?);
         }
-        let in_act = config.deep_input.nonlinearity.code();
         // What the bottom layer reads per row: I (none for ids), or the deep input's width.
         let l0 = if in_mlp.is_empty() {
             xi
@@ -700,30 +728,45 @@ impl Workspace {
         // transition layer's outputs but the last and their gradients.
         let dt = config.deep_transition.is_some();
         let mut u0s = Vec::new();
-        let mut tbufs: Vec<(Vec<wgpu::Buffer>, Vec<wgpu::Buffer>)> = Vec::new();
+        // Per unit: the inner layers' outputs, every layer's gradients, the transposed weights.
+        let mut tbufs: Vec<[wgpu::Buffer; 3]> = Vec::new();
         if dt {
             for _ in 0..nl {
                 u0s.push(gpu.storage_buffer("act(a(t)) [D][T, B, H]", (nd - 1) * ts + rows * h)?);
             }
+            let m = config.deep_transition;
             for l in &units {
-                let tl = trans_layers(config, (l.k, l.d));
-                let mut zs = Vec::new();
-                let mut dpre = Vec::new();
-                for (j, (_, _, _, no)) in tl.iter().enumerate() {
-                    if j + 1 < tl.len() {
-                        zs.push(gpu.storage_buffer("transition layer [T, B, width]", rows * no)?);
-                    }
-                    dpre.push(
-                        gpu.storage_buffer("dL/d transition layer [T, B, width]", rows * no)?,
-                    );
-                }
-                tbufs.push((zs, dpre));
+                let sizes: Vec<_> = trans_layers(config, (l.k, l.d))
+                    .iter()
+                    .map(|&(_, _, ni, no)| (ni, no))
+                    .collect();
+                let inner = (m.depth - 1) * rows * m.width;
+                tbufs.push([
+                    gpu.storage_buffer("transition layers [depth - 1][T, B, width]", inner)?,
+                    gpu.storage_buffer("dL/d transition layers", inner + rows * h)?,
+                    gpu.storage_buffer(
+                        "transition weights transposed",
+                        Transition::tp_len(h, &sizes, config.skip),
+                    )?,
+                ]);
             }
         }
-        let t_scratch = gpu.storage_buffer("transition scratch [B, H]", if dt { bh } else { 1 })?;
+        let t_scratch = gpu.storage_buffer(
+            "transition scratch [B, max(H, width)]",
+            if dt {
+                batch * h.max(config.deep_transition.width)
+            } else {
+                1
+            },
+        )?;
         let xu_of = |k: usize| if dt { &u0s[k] } else { &xu };
         let tact = config.deep_transition.nonlinearity;
         let layer_act = config.nonlinearity;
+        let fused = {
+            let m = config.deep_transition;
+            let per = transition_steps(gpu, steps, (h, m.width, m.depth, config.skip));
+            per.map(|n| if lp == Loop::PerStep { 1 } else { n })
+        };
         let transition = |kd: usize| {
             let (k, d) = (kd / nd, kd % nd);
             Transition {
@@ -738,8 +781,13 @@ impl Workspace {
                     .map(|(w, b, ni, no)| (p(w), p(b), *ni, *no))
                     .collect(),
                 skip: config.skip.then(|| p(&skip_name((k, d)))),
-                zs: &tbufs[kd].0,
-                dpre: &tbufs[kd].1,
+                xu: at(xu_of(k), d * ts),
+                h_all: at(&layers[k].h_all, d * hs),
+                da: at(&layers[k].da, d * ts),
+                zs: &tbufs[kd][0],
+                dpre: &tbufs[kd][1],
+                tp: &tbufs[kd][2],
+                fused,
                 scratch: &t_scratch,
             }
         };
@@ -805,7 +853,6 @@ impl Workspace {
         } else {
             Some(gpu.storage_buffer("dL/d top layer outputs [T, B, D·H]", rows * width)?)
         };
-        let mlp_act = config.deep_output.nonlinearity.code();
         let head_width = config.head_input();
 
         // A batch-first caller's tensors, swapped at the plans' edges.
@@ -850,7 +897,7 @@ impl Workspace {
         // The deep input block, layer by layer over all rows.
         if !in_mlp.is_empty() {
             fw.phase("input projection");
-            let block = Block::new(&in_mlp, in_act, &zin, &dzin);
+            let block = Block::new(&in_mlp, config.deep_input, &zin, &dzin);
             block.forward(&mut fw, rows, at(&x, 0), &p, &unused_r)?;
         }
         // How direction d of layer 0 reads token ids.
@@ -905,8 +952,7 @@ impl Workspace {
             fw.phase("forward loop");
             if dt {
                 for d in 0..nd {
-                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&layers[k].h_all, d * hs));
-                    transition(k * nd + d).forward(&mut fw, xu_d, h_d, &unused_r)?;
+                    transition(k * nd + d).forward(&mut fw, &unused_r)?;
                 }
             } else {
                 recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
@@ -937,7 +983,7 @@ impl Workspace {
         };
         fw.phase("head");
         // The deep output block, layer by layer over all rows, then the head on its output.
-        let out_block = Block::new(&mlp, mlp_act, &zs, &dzs);
+        let out_block = Block::new(&mlp, config.deep_output, &zs, &dzs);
         out_block.forward(&mut fw, rows, top, &p, &unused_r)?;
         let head_in = zs.last().map_or(top, |z| at(z, 0));
         let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
@@ -1032,8 +1078,7 @@ impl Workspace {
             }
             if dt {
                 for d in 0..nd {
-                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&l.h_all, d * hs));
-                    transition(k * nd + d).backward(&mut bw, xu_d, h_d, at(&l.da, d * ts))?;
+                    transition(k * nd + d).backward(&mut bw)?;
                 }
             } else {
                 recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
@@ -1049,8 +1094,7 @@ impl Workspace {
                         .map(|(w, b, _, _)| (g(w), g(b)))
                         .collect();
                     let skip = config.skip.then(|| g(&skip_name((k, d))));
-                    let (xu_d, h_d) = (at(xu_of(k), d * ts), at(&l.h_all, d * hs));
-                    transition(kd).weight_grads(&mut bw, (xu_d, h_d), (&tl, skip))?;
+                    transition(kd).weight_grads(&mut bw, (&tl, skip))?;
                 }
                 layer_grads(
                     &mut bw,
@@ -1153,7 +1197,7 @@ impl Workspace {
                 let (da, u) = (at(&layers[0].da, 0), p(&names[0].w_ih));
                 times_weights(&mut bw, rows, (h, w0), da, u, None, at(top, 0))?;
             }
-            let block = Block::new(&in_mlp, in_act, &zin, &dzin);
+            let block = Block::new(&in_mlp, config.deep_input, &zin, &dzin);
             block.backward(&mut bw, rows, at(&x, 0), (grads, layout, &p), None)?;
         }
         if pad {
@@ -1355,9 +1399,10 @@ impl Workspace {
                         )?;
                         if dt && config.skip {
                             // Through the deep transition's shortcut: + dpre_last(t + 1) S.
-                            let last = tbufs[kd].1.last().expect("a transition layer");
+                            let tr = transition(kd);
                             let s = p(&skip_name((k, d)));
-                            let mut g = Gemm::new(rows - batch, h, h, at(last, bh), s, at(&rec, 0));
+                            let mut g =
+                                Gemm::new(rows - batch, h, h, tr.last_dpre(1), s, at(&rec, 0));
                             g.accumulate = true;
                             matmul(&mut np, g)?;
                         }

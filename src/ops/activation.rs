@@ -29,7 +29,8 @@ struct Params {
     src_off: u32,
     act: u32,
     copy: u32,
-    _pad: [u32; 2],
+    minus: u32,
+    _pad: u32,
 }
 
 /// The identity's code (the others: 0 tanh, 1 relu, as the recurrence kernels take them).
@@ -98,6 +99,37 @@ pub(crate) fn backward_from(
     plan.push(
         &ACT_BACKWARD,
         &[y.buf, src_buf, g.buf],
+        &params,
+        flat_grid(n),
+        false,
+    )?;
+    Ok(())
+}
+
+/// `g *= act'(y - x)` in place over `n` values: the gradient through a residual layer's
+/// nonlinearity, whose output `y` is `act(a) + x` (nothing for the identity).
+pub(crate) fn backward_residual(
+    plan: &mut PlanBuilder,
+    n: usize,
+    act: u32,
+    (y, x): (At, At),
+    g: At,
+) -> Result<()> {
+    if act == IDENTITY {
+        return Ok(());
+    }
+    let params = Params {
+        n: u(n),
+        g_off: u(g.off),
+        y_off: u(y.off),
+        src_off: u(x.off),
+        act,
+        minus: 1,
+        ..Default::default()
+    };
+    plan.push(
+        &ACT_BACKWARD,
+        &[y.buf, x.buf, g.buf],
         &params,
         flat_grid(n),
         false,

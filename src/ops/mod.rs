@@ -16,6 +16,7 @@ pub(crate) mod optim;
 pub(crate) mod recurrence;
 pub(crate) mod reduce;
 pub(crate) mod spectral;
+pub(crate) mod transition;
 pub(crate) mod transpose;
 
 use std::sync::Arc;
@@ -533,6 +534,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &activation::ACT_BACKWARD,
     ]
     .into_iter()
+    .chain(transition::kernels())
     .chain(recurrence::all_kernels())
     .collect()
 }

@@ -14,8 +14,8 @@ use crate::gpu::{Bind, Gpu, Kernel};
 mod kernels;
 mod wavefront;
 #[cfg(test)]
-pub(crate) use kernels::{CELL_MARK, all as all_kernels, assemble};
-pub(crate) use kernels::{Cell, PREPARE};
+pub(crate) use kernels::{CELL_MARK, all as all_kernels};
+pub(crate) use kernels::{Cell, PREPARE, assemble};
 use kernels::{Family, Form, kernel};
 pub use wavefront::{Wavefront, compare as wavefront};
 
@@ -29,7 +29,7 @@ const SEQ_WORKGROUP_BYTES: u32 = (2 * ROWS * SEQ_MAX_HIDDEN * 4) as u32;
 
 /// Loop iterations one invocation of a persistent dispatch may spend on a CPU adapter: half
 /// of the 65535 after which lavapipe stops it.
-const LOOP_BUDGET: usize = 32768;
+pub(crate) const LOOP_BUDGET: usize = 32768;
 
 /// How the serial loop is dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

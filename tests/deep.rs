@@ -432,6 +432,13 @@ fn deep_transition_matches_reference_under_every_driver_and_style() {
             false,
             (Mlp::NONE, Mlp::new(2, 3, tanh)),
         ),
+        // Widths a multiple of 4, which the blocked kernels of CPU adapters take.
+        (Mlp::new(3, 8, tanh), true, (Mlp::NONE, Mlp::NONE)),
+        (
+            Mlp::new(2, 4, Nonlinearity::Relu),
+            false,
+            (Mlp::new(1, 4, tanh), Mlp::NONE),
+        ),
     ];
     let shapes = [
         ((4, 3, 5, 7, 3), 1, false, Loss::mse()),
@@ -466,6 +473,19 @@ fn a_deep_transition_too_wide_for_one_fused_step_matches_reference() {
     );
     let tiled = gpu().with_kernels(KernelStyle::Tiled);
     check_on(c, &s, 919, Driver::Persistent, &tiled);
+}
+
+#[test]
+fn a_long_deep_transition_over_many_workgroups_matches_reference() {
+    // B = 11: two workgroups of 8 rows in the subgroup kernel, three of 4 in the 64-wide one;
+    // T = 50 of H = 64 with three layers and the shortcut passes the subgroup kernel's loop
+    // budget per dispatch (about 39 steps), so its persistent loop runs in two dispatches.
+    let c = case((50, 11, 3, 64, 2), 1, false);
+    let t = Mlp::new(3, 8, Nonlinearity::Tanh);
+    let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 929);
+    for style in [KernelStyle::Subgroup, KernelStyle::Tiled] {
+        check_on(c, &s, 929, Driver::Persistent, &gpu().with_kernels(style));
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::Nonlinearity;
 use crate::error::Result;
 use crate::ops::matmul::{Gemm, matmul};
 use crate::ops::reduce::{colsum, sum_parts};
-use crate::ops::transition::{self as fused, MAX_LAYERS};
+use crate::ops::transition::{self as fused, Fused, MAX_LAYERS};
 use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, PlanBuilder, activation, at, u};
 
@@ -41,12 +41,15 @@ pub(crate) struct Transition<'a> {
     /// dL/d(every transition layer's pre-activation), `[depth - 1][T, B, width]` then
     /// `[T, B, H]`.
     pub dpre: &'a wgpu::Buffer,
-    /// The transposed weights the fused forward kernel reads ([`Transition::tp_len`]).
+    /// The transposed weights ([`Transition::tp_len`]): what the 64-wide fused kernel's
+    /// forward pass reads, and the blocked one's backward pass.
     pub tp: &'a wgpu::Buffer,
-    /// Steps per dispatch of the fused kernels (1 for the per-step driver); `None` runs one
-    /// dispatch per product instead (where one fused step would exceed a CPU adapter's loop
-    /// budget).
-    pub fused: Option<usize>,
+    /// The weights and biases with rows padded to vec4s ([`Transition::tpf_len`]): what the
+    /// blocked kernel's forward pass reads.
+    pub tpf: &'a wgpu::Buffer,
+    /// How the fused kernels run (steps per dispatch: 1 for the per-step driver); `None` runs
+    /// one dispatch per product instead.
+    pub fused: Option<Fused>,
     /// `[B, max(H, width)]` for a product whose input and output would share a buffer (a
     /// dispatch may not read and write one buffer), unfused only.
     pub scratch: &'a wgpu::Buffer,
@@ -57,6 +60,16 @@ impl Transition<'_> {
     pub fn tp_len(hidden: usize, layers: &[(usize, usize)], skip: bool) -> usize {
         let square = hidden * padded(hidden);
         let inner: usize = layers.iter().map(|&(ni, no)| ni * padded(no)).sum();
+        square * (1 + usize::from(skip)) + inner
+    }
+
+    /// Floats of the padded copies: `W`, every layer's weight and bias, `S`.
+    pub fn tpf_len(hidden: usize, layers: &[(usize, usize)], skip: bool) -> usize {
+        let square = hidden * padded(hidden);
+        let inner: usize = layers
+            .iter()
+            .map(|&(ni, no)| no * padded(ni) + padded(no))
+            .sum();
         square * (1 + usize::from(skip)) + inner
     }
 
@@ -88,8 +101,9 @@ impl Transition<'_> {
         }
     }
 
-    /// The fused kernels' parameters, and the places of the transposed copies in `tp`.
-    fn params(&self) -> (fused::Params, Vec<(usize, usize)>) {
+    /// The fused kernels' parameters: transposes in `tp`; the forward weights in the model's
+    /// parameters, or for the blocked kernels in `tpf`, padded.
+    fn params(&self, blocked: bool) -> fused::Params {
         let h = self.hidden;
         let mut p = fused::Params {
             batch: u(self.batch),
@@ -106,25 +120,38 @@ impl Transition<'_> {
             w: u(self.w.off),
             ..Default::default()
         };
-        let mut places = vec![(0, h * padded(h))];
+        // Transposes: Wᵀ, each layer's, Sᵀ.
         let mut next = h * padded(h);
         for (j, &(w, b, ni, no)) in self.layers.iter().enumerate() {
             p.lw[j] = u(w.off);
             p.lb[j] = u(b.off);
             p.lwt[j] = u(next);
-            places.push((next, ni * padded(no)));
             next += ni * padded(no);
         }
         if let Some(s) = self.skip {
             p.s = u(s.off);
             p.st = u(next);
         }
-        (p, places)
+        if blocked {
+            // Copies: W, then each layer's weight and bias, then S.
+            p.w = 0;
+            let mut next = h * padded(h);
+            for (j, &(_, _, ni, no)) in self.layers.iter().enumerate() {
+                p.lw[j] = u(next);
+                next += no * padded(ni);
+                p.lb[j] = u(next);
+                next += padded(no);
+            }
+            if self.skip.is_some() {
+                p.s = u(next);
+            }
+        }
+        p
     }
 
-    fn buffers(&self) -> fused::Buffers<'_> {
+    fn buffers(&self, blocked: bool) -> fused::Buffers<'_> {
         [
-            self.w.buf,
+            if blocked { self.tpf } else { self.w.buf },
             self.tp,
             self.xu.buf,
             self.h_all.buf,
@@ -134,42 +161,65 @@ impl Transition<'_> {
         ]
     }
 
+    /// This call's weights laid out for the fused kernels: transposed into `tp`, and for the
+    /// blocked kernels transposed back from there into `tpf`, rows padded to vec4s.
+    fn lay_out(&self, plan: &mut PlanBuilder, p: &fused::Params, blocked: bool) -> Result<()> {
+        let h = self.hidden;
+        let tp = |off: u32| at(self.tp, off as usize);
+        let tpf = |off: u32| at(self.tpf, off as usize);
+        transpose(plan, h, h, self.w, tp(0))?;
+        for (j, &(w, _, ni, no)) in self.layers.iter().enumerate() {
+            transpose(plan, no, ni, w, tp(p.lwt[j]))?;
+        }
+        if let Some(s) = self.skip {
+            transpose(plan, h, h, s, tp(p.st))?;
+        }
+        if blocked {
+            // [cols, padded(rows)] of [rows, cols]: back from each transpose, and a bias
+            // [no] read as [no, 1] into [1, padded(no)].
+            transpose(plan, h, h, tp(0), tpf(p.w))?;
+            for (j, &(_, b, ni, no)) in self.layers.iter().enumerate() {
+                transpose(plan, ni, no, tp(p.lwt[j]), tpf(p.lw[j]))?;
+                transpose(plan, no, 1, b, tpf(p.lb[j]))?;
+            }
+            if self.skip.is_some() {
+                transpose(plan, h, h, tp(p.st), tpf(p.s))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every step forward: `xu` holds `U x(t) + b` on entry and `act(a(t))` after; `h_all`
     /// gets h(t) in slot t + 1.
     pub fn forward(&self, plan: &mut PlanBuilder, unused: &wgpu::Buffer) -> Result<()> {
-        let Some(per) = self.fused else {
+        let Some(Fused { per, blocked }) = self.fused else {
             return self.forward_unfused(plan, unused);
         };
-        let h = self.hidden;
-        let (params, places) = self.params();
-        // This call's weights, transposed for the forward kernel's reads.
-        transpose(plan, h, h, self.w, at(self.tp, 0))?;
-        for (&(w, _, ni, no), &(off, _)) in self.layers.iter().zip(&places[1..]) {
-            transpose(plan, no, ni, w, at(self.tp, off))?;
-        }
-        if let Some(s) = self.skip {
-            transpose(plan, h, h, s, at(self.tp, params.st as usize))?;
-        }
+        let params = self.params(blocked);
+        self.lay_out(plan, &params, blocked)?;
         let mut t = 0;
         while t < self.steps {
             let n = per.min(self.steps - t);
-            fused::record(plan, false, self.buffers(), params, (t, n))?;
+            let bufs = self.buffers(blocked);
+            fused::record(plan, (blocked, false), bufs, params, (t, n))?;
             t += n;
         }
         Ok(())
     }
 
     /// Every step backward, last to first: `da` holds dL/dh(t) from above on entry and
-    /// dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation).
+    /// dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation). Reads the
+    /// layouts [`Transition::forward`] wrote.
     pub fn backward(&self, plan: &mut PlanBuilder) -> Result<()> {
-        let Some(per) = self.fused else {
+        let Some(Fused { per, blocked }) = self.fused else {
             return self.backward_unfused(plan);
         };
-        let (params, _) = self.params();
+        let params = self.params(blocked);
         let mut left = self.steps;
         while left > 0 {
             let n = per.min(left);
-            fused::record(plan, true, self.buffers(), params, (left - 1, n))?;
+            let bufs = self.buffers(blocked);
+            fused::record(plan, (blocked, true), bufs, params, (left - 1, n))?;
             left -= n;
         }
         Ok(())

@@ -23,7 +23,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
-use crate::ops::transition::steps_per_dispatch as transition_steps;
+use crate::ops::transition::{Fused, fused as transition_fused};
 use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, Plan, PlanBuilder, at};
 
@@ -728,19 +728,33 @@ impl Workspace {
         // transition layer's outputs but the last and their gradients.
         let dt = config.deep_transition.is_some();
         let mut u0s = Vec::new();
-        // Per unit: the inner layers' outputs, every layer's gradients, the transposed weights.
-        let mut tbufs: Vec<[wgpu::Buffer; 3]> = Vec::new();
+        // Per unit: the inner layers' outputs, every layer's gradients, the weights laid out
+        // for the fused kernels.
+        let m = config.deep_transition;
+        let fused = transition_fused(gpu, steps, (h, m.width, m.depth, config.skip)).map(|f| {
+            if lp == Loop::PerStep {
+                Fused { per: 1, ..f }
+            } else {
+                f
+            }
+        });
+        let blocked = fused.is_some_and(|f| f.blocked);
+        let mut tbufs: Vec<[wgpu::Buffer; 4]> = Vec::new();
         if dt {
             for _ in 0..nl {
                 u0s.push(gpu.storage_buffer("act(a(t)) [D][T, B, H]", (nd - 1) * ts + rows * h)?);
             }
-            let m = config.deep_transition;
             for l in &units {
                 let sizes: Vec<_> = trans_layers(config, (l.k, l.d))
                     .iter()
                     .map(|&(_, _, ni, no)| (ni, no))
                     .collect();
                 let inner = (m.depth - 1) * rows * m.width;
+                let tpf = if blocked {
+                    Transition::tpf_len(h, &sizes, config.skip)
+                } else {
+                    1
+                };
                 tbufs.push([
                     gpu.storage_buffer("transition layers [depth - 1][T, B, width]", inner)?,
                     gpu.storage_buffer("dL/d transition layers", inner + rows * h)?,
@@ -748,6 +762,7 @@ impl Workspace {
                         "transition weights transposed",
                         Transition::tp_len(h, &sizes, config.skip),
                     )?,
+                    gpu.storage_buffer("transition weights padded", tpf)?,
                 ]);
             }
         }
@@ -762,11 +777,6 @@ impl Workspace {
         let xu_of = |k: usize| if dt { &u0s[k] } else { &xu };
         let tact = config.deep_transition.nonlinearity;
         let layer_act = config.nonlinearity;
-        let fused = {
-            let m = config.deep_transition;
-            let per = transition_steps(gpu, steps, (h, m.width, m.depth, config.skip));
-            per.map(|n| if lp == Loop::PerStep { 1 } else { n })
-        };
         let transition = |kd: usize| {
             let (k, d) = (kd / nd, kd % nd);
             Transition {
@@ -787,6 +797,7 @@ impl Workspace {
                 zs: &tbufs[kd][0],
                 dpre: &tbufs[kd][1],
                 tp: &tbufs[kd][2],
+                tpf: &tbufs[kd][3],
                 fused,
                 scratch: &t_scratch,
             }

@@ -653,7 +653,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "wgsl") {
                 let mut source = std::fs::read_to_string(&path).expect("readable shader");
                 // A file that continues another (the subgroup kernels) is validated after it,
-                // as its kernels build, with subgroups; every other file without.
+                // as its kernels build, with subgroups; every other file without but one below.
                 let base = source
                     .strip_prefix("// Appended to ")
                     .and_then(|rest| rest.split_whitespace().next())
@@ -672,8 +672,13 @@ mod tests {
                 } else {
                     vec![source]
                 };
+                // So is a file of subgroup kernels of its own (`*_subgroup.wgsl`).
+                let subgroups = base.is_some()
+                    || path
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().ends_with("_subgroup"));
                 for source in sources {
-                    validate(&path.display().to_string(), &source, base.is_some());
+                    validate(&path.display().to_string(), &source, subgroups);
                 }
                 n += 1;
             }

@@ -1,5 +1,6 @@
-//! `shaders/transition.wgsl`: a deep transition's steps, every layer of a step in one
-//! dispatch (the Elman cell's epilogues spliced in for its nonlinearities).
+//! A deep transition's steps, every layer of a step in one dispatch (the Elman cell's
+//! epilogues spliced in for its nonlinearities): `shaders/transition.wgsl` on GPUs,
+//! `shaders/transition_subgroup.wgsl` (vec4 register blocks) on CPU adapters.
 
 use std::sync::OnceLock;
 
@@ -10,9 +11,12 @@ use crate::gpu::{Bind, Gpu, Kernel};
 
 /// The most layers a fused transition takes (the `[u32; 8]` arrays of its parameters).
 pub(crate) const MAX_LAYERS: usize = 8;
-/// Batch rows per workgroup and invocations per workgroup (`ROWS`, `WG` in the shader).
+/// Batch rows per workgroup and invocations per workgroup (`ROWS`, `WG` in the shaders), of
+/// the 64-wide kernels and of the blocked ones.
 const ROWS: usize = 4;
 const WG: usize = 64;
+const BLOCKED_ROWS: usize = 8;
+const BLOCKED_WG: usize = 8;
 
 const BINDS: &[Bind] = &[
     Bind::Read,
@@ -25,33 +29,52 @@ const BINDS: &[Bind] = &[
     Bind::Params,
 ];
 
-/// The forward and backward kernels, assembled on first use.
-pub(crate) fn kernels() -> [&'static Kernel; 2] {
-    static KERNELS: OnceLock<[Kernel; 2]> = OnceLock::new();
-    let [f, b] = KERNELS.get_or_init(|| {
-        let source: &'static str = Box::leak(
-            assemble(
-                include_str!("../../shaders/transition.wgsl"),
-                None,
-                Cell::Elman,
-            )
-            .into_boxed_str(),
+/// Which kernels run a fused transition, and how many steps each dispatch takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fused {
+    /// Steps per dispatch: all of them, as many as a CPU adapter's loop budget allows, or 1
+    /// (the per-step driver).
+    pub per: usize,
+    /// The vec4 register-blocked kernels (CPU adapters), which read their own copies of the
+    /// weights (see [`Buffers`]).
+    pub blocked: bool,
+}
+
+/// The forward and backward kernels of `transition.wgsl`, then of `transition_subgroup.wgsl`,
+/// assembled on first use.
+pub(crate) fn kernels() -> [&'static Kernel; 4] {
+    static KERNELS: OnceLock<[Kernel; 4]> = OnceLock::new();
+    let [f, b, bf, bb] = KERNELS.get_or_init(|| {
+        let pair = |file: &str, name: &'static str, back: &'static str| {
+            let source: &'static str =
+                Box::leak(assemble(file, None, Cell::Elman).into_boxed_str());
+            let forward = Kernel {
+                name,
+                source,
+                entry: "transition_forward",
+                binds: BINDS,
+                constants: &[],
+            };
+            let backward = Kernel {
+                name: back,
+                entry: "transition_backward",
+                ..forward
+            };
+            [forward, backward]
+        };
+        let [f, b] = pair(
+            include_str!("../../shaders/transition.wgsl"),
+            "transition_forward",
+            "transition_backward",
         );
-        let forward = Kernel {
-            name: "transition_forward",
-            source,
-            entry: "transition_forward",
-            binds: BINDS,
-            constants: &[],
-        };
-        let backward = Kernel {
-            name: "transition_backward",
-            entry: "transition_backward",
-            ..forward
-        };
-        [forward, backward]
+        let [bf, bb] = pair(
+            include_str!("../../shaders/transition_subgroup.wgsl"),
+            "transition_subgroup_forward",
+            "transition_subgroup_backward",
+        );
+        [f, b, bf, bb]
     });
-    [f, b]
+    [f, b, bf, bb]
 }
 
 /// The kernels' parameters (`Tr` in the shader).
@@ -81,18 +104,27 @@ pub(crate) struct Params {
     pub lb: [u32; MAX_LAYERS],
 }
 
-/// The buffers both kernels bind: parameters, transposed copies, xu, h_all, the inner
-/// layers' outputs, their gradients, da.
+/// The buffers every kernel binds: the weights the forward pass reads (the model's
+/// parameters; for the blocked kernels, their copies with rows padded to vec4s), the
+/// transposes the other pass reads, xu, h_all, the inner layers' outputs, their gradients, da.
 pub(crate) type Buffers<'a> = [&'a wgpu::Buffer; 7];
 
 /// Loop iterations one invocation spends on a step, in the larger of the two passes: for
-/// each column it owns in each stage, the product's length and the epilogue's rows.
-fn per_step((hidden, width, depth, skip): (usize, usize, usize, bool)) -> usize {
-    let cols = |n: usize| n.div_ceil(WG);
-    let shortcut = if skip { hidden } else { 0 };
+/// each group of units it owns in each stage (one unit of 64 invocations, or 4 of 8 in the
+/// blocked kernels), the product's steps along k (vec4s in the blocked kernels, each with an
+/// inner loop of 8 shuffles, counted in case it is not unrolled) and the epilogue's rows.
+fn per_step(blocked: bool, (hidden, width, depth, skip): (usize, usize, usize, bool)) -> usize {
+    let (units, rows, along, per_k) = if blocked {
+        (4 * BLOCKED_WG, BLOCKED_ROWS, 4, 9)
+    } else {
+        (WG, ROWS, 1, 1)
+    };
+    let groups = |n: usize| n.div_ceil(units);
+    let product = |n: usize| n.div_ceil(along) * per_k;
+    let shortcut = if skip { product(hidden) } else { 0 };
     let (mut fw, mut bw) = (
-        cols(hidden) * (hidden + ROWS + 1),
-        cols(hidden) * (hidden + shortcut + ROWS + 1),
+        groups(hidden) * (product(hidden) + rows + 1),
+        groups(hidden) * (product(hidden) + shortcut + rows + 1),
     );
     for j in 0..depth {
         let ni = if j == 0 { hidden } else { width };
@@ -101,60 +133,62 @@ fn per_step((hidden, width, depth, skip): (usize, usize, usize, bool)) -> usize 
         } else {
             (width, 0)
         };
-        fw += cols(no) * (ni + extra + ROWS + 1) + 1;
-        bw += cols(ni) * (no + ROWS + 1) + 1;
+        fw += groups(no) * (product(ni) + extra + rows + 1) + 1;
+        bw += groups(ni) * (product(no) + rows + 1) + 1;
     }
     fw.max(bw) + 1
 }
 
-/// Steps one dispatch of the fused kernels runs for a transition of `sizes` (H, width,
-/// depth, shortcut), or `None` where each product runs as a dispatch of its own instead.
+/// How a transition of `sizes` (H, width, depth, shortcut) runs fused over `steps`, or
+/// `None` where each product runs as a dispatch of its own instead.
 ///
-/// Fused with the tiled kernel style (GPUs): one dispatch per step or per sequence where the
-/// unfused form needs four or more per step. On lavapipe, forced to that style, the fused
-/// transition ran `small`'s training step 2.7-3.1x faster than the unfused one (BENCHMARKS.md).
-/// Unfused with the direct styles (CPU adapters): there the fused kernel, whose loads lavapipe
-/// makes lane by lane, ran 4x slower than the register-blocked products. On CPU adapters a
-/// dispatch runs as many steps as the loop budget allows (lavapipe stops an invocation after
-/// 65535 iterations), and where not one step fits, the transition runs unfused.
-/// `RNN_WGPU_TRANSITION=fused|unfused` overrides the style's choice (not the budget), for
-/// measuring both on a new adapter.
-pub(crate) fn steps_per_dispatch(
-    gpu: &Gpu,
-    steps: usize,
-    sizes: (usize, usize, usize, bool),
-) -> Option<usize> {
-    let fused = match std::env::var("RNN_WGPU_TRANSITION").as_deref() {
-        Ok("fused") => true,
-        Ok("unfused") => false,
-        _ => !gpu.direct_kernels(),
-    };
-    if !fused || sizes.2 > MAX_LAYERS {
+/// The 64-wide kernel with the tiled kernel style (GPUs): there the unfused form needs four or
+/// more dispatches per step, and on lavapipe, forced to that style, the fused one ran
+/// `small`'s training step 2.7-3.1x faster. The blocked kernel with the direct styles (CPU
+/// adapters), where H and the inner width are multiples of 4 (the 64-wide kernel, whose
+/// loads lavapipe makes lane by lane, ran 4x slower there than unfused products; see
+/// BENCHMARKS.md, "The deep transition fused"). On CPU adapters a dispatch runs as many steps
+/// as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where
+/// not one step fits, the transition runs unfused. `RNN_WGPU_TRANSITION=unfused` runs it
+/// unfused anywhere, for measuring both on a new adapter.
+pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool)) -> Option<Fused> {
+    let (hidden, width, depth, _) = sizes;
+    let blocked = gpu.subgroup_kernels();
+    let fits = hidden.is_multiple_of(4) && (depth == 1 || width.is_multiple_of(4));
+    let unfused = std::env::var("RNN_WGPU_TRANSITION").as_deref() == Ok("unfused");
+    let runs = if blocked { fits } else { !gpu.direct_kernels() };
+    if unfused || depth > MAX_LAYERS || !runs {
         return None;
     }
-    if !gpu.is_cpu() {
-        return Some(steps);
-    }
-    let each = per_step(sizes);
-    (each <= LOOP_BUDGET).then(|| (LOOP_BUDGET / each).clamp(1, steps))
+    let per = if gpu.is_cpu() {
+        let each = per_step(blocked, sizes);
+        if each > LOOP_BUDGET {
+            return None;
+        }
+        (LOOP_BUDGET / each).clamp(1, steps)
+    } else {
+        steps
+    };
+    Some(Fused { per, blocked })
 }
 
 /// Records the forward steps `[t0, t0 + count)` (`backward` false) or the backward ones from
 /// `t0` down `count` steps, over `params` with its `t0` and `count` set here.
 pub(crate) fn record(
     plan: &mut PlanBuilder,
-    backward: bool,
+    (blocked, backward): (bool, bool),
     bufs: Buffers,
     params: Params,
     (t0, count): (usize, usize),
 ) -> Result<()> {
-    let kernel = kernels()[usize::from(backward)];
+    let kernel = kernels()[usize::from(blocked) * 2 + usize::from(backward)];
     let params = Params {
         t0: u(t0),
         count: u(count),
         ..params
     };
-    let groups = [groups(params.batch as usize, ROWS), 1, 1];
+    let rows = if blocked { BLOCKED_ROWS } else { ROWS };
+    let groups = [groups(params.batch as usize, rows), 1, 1];
     plan.push(kernel, &bufs, &params, groups, true)?;
     Ok(())
 }
@@ -165,9 +199,16 @@ mod tests {
 
     #[test]
     fn the_loop_budget_fits_many_steps_of_common_sizes_and_not_one_of_h_1000() {
-        // H = 128 with three layers of 128 and the shortcut: dozens of steps per dispatch.
-        assert!(per_step((128, 128, 3, true)) * 20 < LOOP_BUDGET);
-        // H = 1000 with the shortcut: not one step (the unfused path's test relies on it).
-        assert!(per_step((1000, 3, 3, true)) > LOOP_BUDGET);
+        // H = 128 with three layers of 128 and the shortcut: several steps per dispatch.
+        for blocked in [false, true] {
+            assert!(per_step(blocked, (128, 128, 3, true)) * 4 < LOOP_BUDGET);
+        }
+        // H = 1000 with the shortcut, 64 wide: not one step (the unfused path's test relies on
+        // it).
+        assert!(per_step(false, (1000, 3, 3, true)) > LOOP_BUDGET);
+        // T = 50 of H = 64, three layers of 8 and the shortcut: more than one dispatch of the
+        // subgroup kernel (the test of a long transition relies on it).
+        let per = LOOP_BUDGET / per_step(true, (64, 8, 3, true));
+        assert!((25..50).contains(&per), "{per}");
     }
 }

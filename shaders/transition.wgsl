@@ -21,31 +21,7 @@
 // invocations read neighbouring floats); backward ones the weights themselves in `wts`, whose
 // rows are already what they need.
 
-struct Tr {
-    batch: u32,
-    hidden: u32,
-    width: u32,     // the transition's inner width
-    depth: u32,     // its layers, 1..=8
-    steps: u32,     // T
-    t0: u32,        // the first step of this dispatch (forward) or its last (backward)
-    count: u32,     // steps in this dispatch
-    act: u32,       // the layer's nonlinearity, on a(t)
-    tact: u32,      // the transition's, after each of its layers
-    skip: u32,      // 1 with the shortcut S
-    x_off: u32,     // xu (act(a) after the forward pass), [T, B, H]
-    h_off: u32,     // h_all, [T + 1, B, H]
-    da_off: u32,    // da, [T, B, H]
-    w: u32,         // W [H, H] in wts
-    wt: u32,        // W^T [H, pad(H)] in tp
-    s: u32,         // S [H, H] in wts
-    st: u32,        // S^T [H, pad(H)] in tp
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    lw: array<u32, 8>,   // transition layer j's weight [no, ni] in wts
-    lwt: array<u32, 8>,  // its transpose [ni, pad(no)] in tp
-    lb: array<u32, 8>,   // its bias [no] in wts
-}
+// struct Tr, its binding 7 and the layout helpers: transition_params.wgsl, put first.
 
 @group(0) @binding(0) var<storage, read> wts: array<f32>;
 @group(0) @binding(1) var<storage, read> tp: array<f32>;
@@ -56,29 +32,11 @@ struct Tr {
 // Every layer's dL/d(pre-activation), [depth][T, B, no_j] (layers of width first, then H).
 @group(0) @binding(5) var<storage, read_write> dp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> da: array<f32>;
-@group(0) @binding(7) var<storage, read> p: Tr;
 
 const ROWS: u32 = 4u;
 const WG: u32 = 64u;
 
 // {{cell}}
-
-fn n_in(j: u32) -> u32 {
-    return select(p.width, p.hidden, j == 0u);
-}
-
-fn n_out(j: u32) -> u32 {
-    return select(p.width, p.hidden, j + 1u == p.depth);
-}
-
-// Where layer j's outputs (zs) and pre-activation gradients (dp) of step t start.
-fn z_at(j: u32, t: u32) -> u32 {
-    return (j * p.steps + t) * p.batch * p.width;
-}
-
-fn dp_at(j: u32, t: u32) -> u32 {
-    return j * p.steps * p.batch * p.width + t * p.batch * n_out(j);
-}
 
 // The first float of each of this workgroup's rows in a [B, n] block from `start`; rows past
 // the batch read the last row (valid memory) and are never written.
@@ -90,25 +48,11 @@ fn rows_of(start: u32, n: u32, r0: u32) -> array<u32, 4> {
     return base;
 }
 
-// Sums over k < n of rows[i][k] * m[w + k * pitch + col], the rows in one buffer each (WGSL
-// passes no storage pointers, so one function per source).
-fn xu_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < n; k++) {
-        acc += tp[w + k * pitch + col] * vec4<f32>(xu[b[0] + k], xu[b[1] + k], xu[b[2] + k], xu[b[3] + k]);
-    }
-    return acc;
-}
-
-fn zs_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < n; k++) {
-        acc += tp[w + k * pitch + col] * vec4<f32>(zs[b[0] + k], zs[b[1] + k], zs[b[2] + k], zs[b[3] + k]);
-    }
-    return acc;
-}
-
-fn hs_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
+// Sums over k < n of rows[i][k] * m[w + k * pitch + col]: the rows from `hs`, m from `tp`.
+// WGSL passes no storage pointers, so this is a template: the crate writes a copy of it for
+// each (rows, matrix) pair the entry points call, `xu_tp`, `zs_tp`, `da_wts`, `dp_wts`
+// (PRODUCTS in src/ops/transition.rs).
+fn hs_tp(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < n; k++) {
         acc += tp[w + k * pitch + col] * vec4<f32>(hs[b[0] + k], hs[b[1] + k], hs[b[2] + k], hs[b[3] + k]);
@@ -116,21 +60,7 @@ fn hs_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32>
     return acc;
 }
 
-fn da_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < n; k++) {
-        acc += wts[w + k * pitch + col] * vec4<f32>(da[b[0] + k], da[b[1] + k], da[b[2] + k], da[b[3] + k]);
-    }
-    return acc;
-}
-
-fn dp_times(b: array<u32, 4>, n: u32, w: u32, pitch: u32, col: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < n; k++) {
-        acc += wts[w + k * pitch + col] * vec4<f32>(dp[b[0] + k], dp[b[1] + k], dp[b[2] + k], dp[b[3] + k]);
-    }
-    return acc;
-}
+// {{products}}
 
 fn pad4(n: u32) -> u32 {
     return (n + 3u) & ~3u;
@@ -148,7 +78,7 @@ fn transition_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
         let prev = rows_of(p.h_off + t * bh, h, r0);
         // act(a(t)) = act(xu(t) + W h(t-1)), over xu(t).
         for (var col = lid.x; col < h; col += WG) {
-            let acc = hs_times(prev, h, p.wt, pad4(h), col);
+            let acc = hs_tp(prev, h, p.wt, pad4(h), col);
             for (var i = 0u; i < rows; i++) {
                 let o = x + (r0 + i) * h + col;
                 xu[o] = cell_forward(xu[o] + acc[i], p.act);
@@ -165,12 +95,12 @@ fn transition_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
             for (var col = lid.x; col < no; col += WG) {
                 var acc: vec4<f32>;
                 if j == 0u {
-                    acc = xu_times(input, ni, p.lwt[j], pad4(no), col);
+                    acc = xu_tp(input, ni, p.lwt[j], pad4(no), col);
                 } else {
-                    acc = zs_times(input, ni, p.lwt[j], pad4(no), col);
+                    acc = zs_tp(input, ni, p.lwt[j], pad4(no), col);
                 }
                 if last && p.skip == 1u {
-                    acc += hs_times(prev, h, p.st, pad4(h), col);
+                    acc += hs_tp(prev, h, p.st, pad4(h), col);
                 }
                 let c = wts[p.lb[j] + col];
                 for (var i = 0u; i < rows; i++) {
@@ -205,9 +135,9 @@ fn transition_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
         for (var col = lid.x; col < h; col += WG) {
             var acc = vec4<f32>(0.0);
             if later {
-                acc = da_times(next_da, h, p.w, h, col);
+                acc = da_wts(next_da, h, p.w, h, col);
                 if p.skip == 1u {
-                    acc += dp_times(next_dp, h, p.s, h, col);
+                    acc += dp_wts(next_dp, h, p.s, h, col);
                 }
             }
             for (var i = 0u; i < rows; i++) {
@@ -223,7 +153,7 @@ fn transition_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
             let no = n_out(j);
             let grads = rows_of(dp_at(j, t), no, r0);
             for (var col = lid.x; col < ni; col += WG) {
-                let acc = dp_times(grads, no, p.lw[j], ni, col);
+                let acc = dp_wts(grads, no, p.lw[j], ni, col);
                 for (var i = 0u; i < rows; i++) {
                     let r = (r0 + i) * ni + col;
                     if j == 0u {

@@ -14,31 +14,7 @@
 // T_jᵀ, Sᵀ), each copied by the crate into `mf` or `mb` before the loop, with every layer's
 // bias in `mf` beside them.
 
-struct Tr {
-    batch: u32,
-    hidden: u32,
-    width: u32,
-    depth: u32,
-    steps: u32,
-    t0: u32,
-    count: u32,
-    act: u32,
-    tact: u32,
-    skip: u32,
-    x_off: u32,
-    h_off: u32,
-    da_off: u32,
-    w: u32,         // W [H, H] in mf
-    wt: u32,        // Wᵀ [H, H] in mb
-    s: u32,         // S in mf
-    st: u32,        // Sᵀ in mb
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    lw: array<u32, 8>,   // T_j [no, ni] in mf
-    lwt: array<u32, 8>,  // T_jᵀ [ni, no] in mb
-    lb: array<u32, 8>,   // c_j [no] in mf
-}
+// struct Tr, its binding 7 and the layout helpers: transition_params.wgsl, put first.
 
 @group(0) @binding(0) var<storage, read> mf: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> mb: array<vec4<f32>>;
@@ -47,7 +23,6 @@ struct Tr {
 @group(0) @binding(4) var<storage, read_write> zs: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> dp: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> da: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> p: Tr;
 
 const ROWS: u32 = 8u;
 const WG: u32 = 8u;
@@ -55,23 +30,6 @@ const WG: u32 = 8u;
 var<private> lane: u32;
 
 // {{cell}}
-
-fn n_in(j: u32) -> u32 {
-    return select(p.width, p.hidden, j == 0u);
-}
-
-fn n_out(j: u32) -> u32 {
-    return select(p.width, p.hidden, j + 1u == p.depth);
-}
-
-// In floats, as transition.wgsl: every one a multiple of 4 here.
-fn z_at(j: u32, t: u32) -> u32 {
-    return (j * p.steps + t) * p.batch * p.width;
-}
-
-fn dp_at(j: u32, t: u32) -> u32 {
-    return j * p.steps * p.batch * p.width + t * p.batch * n_out(j);
-}
 
 // The first vec4 of this lane's row of the workgroup's in a [B, n] block from float `start`;
 // rows past the batch read the last row and are never written.
@@ -88,8 +46,10 @@ fn mat_rows(m: u32, n: u32, k: u32, c0: u32) -> vec4<u32> {
 }
 
 // Rows i < 8 of the workgroup's block x units c0 .. c0 + 3: sum over k < 4 * k4s of src row
-// i times m rows c0 .. c0 + 3, row i's vec4s loaded by lane i (`mine`: this lane's row). One
-// function per source buffer (WGSL passes no storage pointers).
+// i times m rows c0 .. c0 + 3, row i's vec4s loaded by lane i (`mine`: this lane's row): the
+// rows from `hs`, m from `mf`. WGSL passes no storage pointers, so this is a template: the
+// crate writes a copy of it for each (rows, matrix) pair the entry points call, `xu_mf`,
+// `zs_mf`, `da_mb`, `dp_mb` (PRODUCTS in src/ops/transition.rs).
 fn hs_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
     var o: array<vec4<f32>, 8>;
     for (var k = 0u; k < k4s; k++) {
@@ -106,69 +66,7 @@ fn hs_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-fn xu_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
-    var o: array<vec4<f32>, 8>;
-    for (var k = 0u; k < k4s; k++) {
-        let w0 = mf[w.x + k];
-        let w1 = mf[w.y + k];
-        let w2 = mf[w.z + k];
-        let w3 = mf[w.w + k];
-        let v = xu[mine + k];
-        for (var i = 0u; i < 8u; i++) {
-            let s = subgroupShuffle(v, i);
-            o[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
-        }
-    }
-    return o;
-}
-
-fn zs_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
-    var o: array<vec4<f32>, 8>;
-    for (var k = 0u; k < k4s; k++) {
-        let w0 = mf[w.x + k];
-        let w1 = mf[w.y + k];
-        let w2 = mf[w.z + k];
-        let w3 = mf[w.w + k];
-        let v = zs[mine + k];
-        for (var i = 0u; i < 8u; i++) {
-            let s = subgroupShuffle(v, i);
-            o[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
-        }
-    }
-    return o;
-}
-
-fn da_mb(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
-    var o: array<vec4<f32>, 8>;
-    for (var k = 0u; k < k4s; k++) {
-        let w0 = mb[w.x + k];
-        let w1 = mb[w.y + k];
-        let w2 = mb[w.z + k];
-        let w3 = mb[w.w + k];
-        let v = da[mine + k];
-        for (var i = 0u; i < 8u; i++) {
-            let s = subgroupShuffle(v, i);
-            o[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
-        }
-    }
-    return o;
-}
-
-fn dp_mb(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
-    var o: array<vec4<f32>, 8>;
-    for (var k = 0u; k < k4s; k++) {
-        let w0 = mb[w.x + k];
-        let w1 = mb[w.y + k];
-        let w2 = mb[w.z + k];
-        let w3 = mb[w.w + k];
-        let v = dp[mine + k];
-        for (var i = 0u; i < 8u; i++) {
-            let s = subgroupShuffle(v, i);
-            o[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
-        }
-    }
-    return o;
-}
+// {{products}}
 
 @compute @workgroup_size(8, 1, 1)
 fn transition_forward(@builtin(subgroup_invocation_id) sg_lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {

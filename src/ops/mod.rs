@@ -663,8 +663,11 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{}: {base}: {e}", path.display()));
                     source = text + &source;
                 }
-                // A skeleton is validated with every cell spliced in, as the crate builds it.
-                let sources: Vec<String> = if source.contains(recurrence::CELL_MARK) {
+                // A skeleton is validated with every cell spliced in, as the crate builds it;
+                // a transition kernel file as its kernels are assembled.
+                let sources: Vec<String> = if source.contains(transition::PRODUCTS_MARK) {
+                    vec![transition::assemble_source(&source)]
+                } else if source.contains(recurrence::CELL_MARK) {
                     recurrence::Cell::ALL
                         .iter()
                         .map(|&c| recurrence::assemble(&source, None, c))

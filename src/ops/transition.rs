@@ -40,14 +40,62 @@ pub(crate) struct Fused {
     pub blocked: bool,
 }
 
+/// The line of a transition shader its products' copies replace.
+pub(crate) const PRODUCTS_MARK: &str = "// {{products}}\n";
+
+/// What both transition shaders start with: their parameters and layout helpers.
+const SHARED: &str = include_str!("../../shaders/transition_params.wgsl");
+
+/// The names of a product's rows buffer and matrix buffer.
+type ProductBuffers = (&'static str, &'static str);
+
+/// Each shader's product template, named `{rows}_{matrix}` for the buffers it reads, and the
+/// other (rows, matrix) pairs its entry points call, each a copy of the template.
+const PRODUCTS: [(ProductBuffers, &[ProductBuffers]); 2] = [
+    (
+        ("hs", "tp"),
+        &[("xu", "tp"), ("zs", "tp"), ("da", "wts"), ("dp", "wts")],
+    ),
+    (
+        ("hs", "mf"),
+        &[("xu", "mf"), ("zs", "mf"), ("da", "mb"), ("dp", "mb")],
+    ),
+];
+
+/// A transition shader as the crate builds it: after the shared parameters, its product
+/// template copied for every pair at [`PRODUCTS_MARK`], the Elman cell's epilogues at the
+/// cell mark.
+pub(crate) fn assemble_source(source: &str) -> String {
+    let mut s = format!("{SHARED}\n{source}");
+    for ((rows, matrix), pairs) in PRODUCTS {
+        let head = format!("fn {rows}_{matrix}(");
+        let Some(start) = s.find(&head) else {
+            continue;
+        };
+        let len = s[start..].find("\n}\n").map_or(0, |e| e + 3);
+        let template = s[start..start + len].to_string();
+        let copies: String = pairs
+            .iter()
+            .map(|(r, m)| {
+                template
+                    .replace(&head, &format!("fn {r}_{m}("))
+                    .replace(&format!("{rows}["), &format!("{r}["))
+                    .replace(&format!("{matrix}["), &format!("{m}["))
+                    + "\n"
+            })
+            .collect();
+        s = s.replacen(PRODUCTS_MARK, &copies, 1);
+    }
+    assemble(&s, None, Cell::Elman)
+}
+
 /// The forward and backward kernels of `transition.wgsl`, then of `transition_subgroup.wgsl`,
 /// assembled on first use.
 pub(crate) fn kernels() -> [&'static Kernel; 4] {
     static KERNELS: OnceLock<[Kernel; 4]> = OnceLock::new();
     let [f, b, bf, bb] = KERNELS.get_or_init(|| {
         let pair = |file: &str, name: &'static str, back: &'static str| {
-            let source: &'static str =
-                Box::leak(assemble(file, None, Cell::Elman).into_boxed_str());
+            let source: &'static str = Box::leak(assemble_source(file).into_boxed_str());
             let forward = Kernel {
                 name,
                 source,

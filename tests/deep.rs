@@ -150,10 +150,15 @@ fn check_grid<C>(
 /// Case `c` with the data of `s` run in chunks of `chunk` steps: outputs, loss and every
 /// gradient (parameters, x, h0) against the reference on the whole sequence.
 fn check_in_chunks(c: Case, s: &Setup, chunk: usize) {
+    check_in_chunks_on(c, s, chunk, &gpu());
+}
+
+/// [`check_in_chunks`] on `g`.
+fn check_in_chunks_on(c: Case, s: &Setup, chunk: usize, g: &rnn_wgpu::Gpu) {
     let (t, b) = (c.steps, c.batch);
     let (want_loss, trace, want) =
         reference::loss_and_grads(&s.p, &s.x, s.h0.as_deref(), t, b, &s.targets, c.loss);
-    let mut rnn = crate::versus_reference::model_on(&gpu(), &s.p, Driver::Auto);
+    let mut rnn = crate::versus_reference::model_on(g, &s.p, Driver::Auto);
     rnn.set_chunk_steps(Some(chunk)).unwrap();
     let (_, _, got) = crate::versus_reference::gpu_run(&mut rnn, c, s);
     let ctx = format!("{c:?} in chunks of {chunk}");
@@ -490,10 +495,18 @@ fn a_long_deep_transition_over_many_workgroups_matches_reference() {
 
 #[test]
 fn deep_transition_in_chunks_matches_reference() {
-    let c = case((23, 3, 4, 6, 3), 2, false);
-    let t = Mlp::new(2, 5, Nonlinearity::Tanh);
-    let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 717);
-    check_in_chunks(c, &s, 5);
+    // An inner width of 5 (unfused on lavapipe's subgroup style) and of 8 (fused there), and
+    // the 64-wide fused kernel of the tiled style.
+    let c = case((23, 3, 4, 8, 3), 2, false);
+    for (width, style) in [
+        (5, KernelStyle::Auto),
+        (8, KernelStyle::Auto),
+        (8, KernelStyle::Tiled),
+    ] {
+        let t = Mlp::new(2, width, Nonlinearity::Tanh);
+        let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 717);
+        check_in_chunks_on(c, &s, 5, &gpu().with_kernels(style));
+    }
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! layers inside every step, `h(t) = φ(T_{d-1} ... φ(T_0 act(a(t)) + c_0) ... + c_{d-1}
 //! [+ S h(t-1)])` with `a(t) = W h(t-1) + U x(t) + b`.
 //!
-//! Every layer of a step runs in one dispatch of `shaders/transition.wgsl`, and the persistent
-//! driver runs all steps in one (or as few as a CPU adapter's loop budget allows), recorded
-//! into the same plan as everything else. Where even one step would exceed that budget (H in
-//! the hundreds on lavapipe) each product and activation is a dispatch of its own instead.
+//! Fused, every layer of a step runs in one dispatch (`ops::transition`: the 64-wide kernel
+//! on GPUs, the subgroup one on lavapipe), and the persistent driver runs all steps in one (or
+//! as few as a CPU adapter's loop budget allows), recorded into the same plan as everything
+//! else. Unfused (where [`fused::fused`] says so), each product and activation is a dispatch
+//! of its own.
 
 use super::Nonlinearity;
 use crate::error::Result;
@@ -42,10 +43,10 @@ pub(crate) struct Transition<'a> {
     /// `[T, B, H]`.
     pub dpre: &'a wgpu::Buffer,
     /// The transposed weights ([`Transition::tp_len`]): what the 64-wide fused kernel's
-    /// forward pass reads, and the blocked one's backward pass.
+    /// forward pass reads, and the subgroup one's backward pass.
     pub tp: &'a wgpu::Buffer,
     /// The weights and biases with rows padded to vec4s ([`Transition::tpf_len`]): what the
-    /// blocked kernel's forward pass reads.
+    /// subgroup kernel's forward pass reads.
     pub tpf: &'a wgpu::Buffer,
     /// How the fused kernels run (steps per dispatch: 1 for the per-step driver); `None` runs
     /// one dispatch per product instead.
@@ -102,8 +103,8 @@ impl Transition<'_> {
     }
 
     /// The fused kernels' parameters: transposes in `tp`; the forward weights in the model's
-    /// parameters, or for the blocked kernels in `tpf`, padded.
-    fn params(&self, blocked: bool) -> fused::Params {
+    /// parameters, or for the subgroup kernels in `tpf`, padded.
+    fn params(&self, subgroup: bool) -> fused::Params {
         let h = self.hidden;
         let mut p = fused::Params {
             batch: u(self.batch),
@@ -132,7 +133,7 @@ impl Transition<'_> {
             p.s = u(s.off);
             p.st = u(next);
         }
-        if blocked {
+        if subgroup {
             // Copies: W, then each layer's weight and bias, then S.
             p.w = 0;
             let mut next = h * padded(h);
@@ -149,9 +150,9 @@ impl Transition<'_> {
         p
     }
 
-    fn buffers(&self, blocked: bool) -> fused::Buffers<'_> {
+    fn buffers(&self, subgroup: bool) -> fused::Buffers<'_> {
         [
-            if blocked { self.tpf } else { self.w.buf },
+            if subgroup { self.tpf } else { self.w.buf },
             self.tp,
             self.xu.buf,
             self.h_all.buf,
@@ -162,8 +163,8 @@ impl Transition<'_> {
     }
 
     /// This call's weights laid out for the fused kernels: transposed into `tp`, and for the
-    /// blocked kernels transposed back from there into `tpf`, rows padded to vec4s.
-    fn lay_out(&self, plan: &mut PlanBuilder, p: &fused::Params, blocked: bool) -> Result<()> {
+    /// subgroup kernels transposed back from there into `tpf`, rows padded to vec4s.
+    fn lay_out(&self, plan: &mut PlanBuilder, p: &fused::Params, subgroup: bool) -> Result<()> {
         let h = self.hidden;
         let tp = |off: u32| at(self.tp, off as usize);
         let tpf = |off: u32| at(self.tpf, off as usize);
@@ -174,7 +175,7 @@ impl Transition<'_> {
         if let Some(s) = self.skip {
             transpose(plan, h, h, s, tp(p.st))?;
         }
-        if blocked {
+        if subgroup {
             // [cols, padded(rows)] of [rows, cols]: back from each transpose, and a bias
             // [no] read as [no, 1] into [1, padded(no)].
             transpose(plan, h, h, tp(0), tpf(p.w))?;
@@ -192,16 +193,16 @@ impl Transition<'_> {
     /// Every step forward: `xu` holds `U x(t) + b` on entry and `act(a(t))` after; `h_all`
     /// gets h(t) in slot t + 1.
     pub fn forward(&self, plan: &mut PlanBuilder, unused: &wgpu::Buffer) -> Result<()> {
-        let Some(Fused { per, blocked }) = self.fused else {
+        let Some(Fused { per, subgroup }) = self.fused else {
             return self.forward_unfused(plan, unused);
         };
-        let params = self.params(blocked);
-        self.lay_out(plan, &params, blocked)?;
+        let params = self.params(subgroup);
+        self.lay_out(plan, &params, subgroup)?;
         let mut t = 0;
         while t < self.steps {
             let n = per.min(self.steps - t);
-            let bufs = self.buffers(blocked);
-            fused::record(plan, (blocked, false), bufs, params, (t, n))?;
+            let bufs = self.buffers(subgroup);
+            fused::record(plan, (subgroup, false), bufs, params, (t, n))?;
             t += n;
         }
         Ok(())
@@ -211,15 +212,15 @@ impl Transition<'_> {
     /// dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation). Reads the
     /// layouts [`Transition::forward`] wrote.
     pub fn backward(&self, plan: &mut PlanBuilder) -> Result<()> {
-        let Some(Fused { per, blocked }) = self.fused else {
+        let Some(Fused { per, subgroup }) = self.fused else {
             return self.backward_unfused(plan);
         };
-        let params = self.params(blocked);
+        let params = self.params(subgroup);
         let mut left = self.steps;
         while left > 0 {
             let n = per.min(left);
-            let bufs = self.buffers(blocked);
-            fused::record(plan, (blocked, true), bufs, params, (left - 1, n))?;
+            let bufs = self.buffers(subgroup);
+            fused::record(plan, (subgroup, true), bufs, params, (left - 1, n))?;
             left -= n;
         }
         Ok(())

@@ -738,7 +738,7 @@ impl Workspace {
                 f
             }
         });
-        let blocked = fused.is_some_and(|f| f.blocked);
+        let subgroup = fused.is_some_and(|f| f.subgroup);
         let mut tbufs: Vec<[wgpu::Buffer; 4]> = Vec::new();
         if dt {
             for _ in 0..nl {
@@ -750,7 +750,7 @@ impl Workspace {
                     .map(|&(_, _, ni, no)| (ni, no))
                     .collect();
                 let inner = (m.depth - 1) * rows * m.width;
-                let tpf = if blocked {
+                let tpf = if subgroup {
                     Transition::tpf_len(h, &sizes, config.skip)
                 } else {
                     1

@@ -12,11 +12,11 @@ use crate::gpu::{Bind, Gpu, Kernel};
 /// The most layers a fused transition takes (the `[u32; 8]` arrays of its parameters).
 pub(crate) const MAX_LAYERS: usize = 8;
 /// Batch rows per workgroup and invocations per workgroup (`ROWS`, `WG` in the shaders), of
-/// the 64-wide kernels and of the blocked ones.
+/// the 64-wide kernels and of the subgroup ones.
 const ROWS: usize = 4;
 const WG: usize = 64;
-const BLOCKED_ROWS: usize = 8;
-const BLOCKED_WG: usize = 8;
+const SUBGROUP_ROWS: usize = 8;
+const SUBGROUP_WG: usize = 8;
 
 const BINDS: &[Bind] = &[
     Bind::Read,
@@ -35,9 +35,9 @@ pub(crate) struct Fused {
     /// Steps per dispatch: all of them, as many as a CPU adapter's loop budget allows, or 1
     /// (the per-step driver).
     pub per: usize,
-    /// The vec4 register-blocked kernels (CPU adapters), which read their own copies of the
-    /// weights (see [`Buffers`]).
-    pub blocked: bool,
+    /// The subgroup kernels (CPU adapters with 8-lane subgroups), which read their own
+    /// copies of the weights (see [`Buffers`]).
+    pub subgroup: bool,
 }
 
 /// The line of a transition shader its products' copies replace.
@@ -153,17 +153,17 @@ pub(crate) struct Params {
 }
 
 /// The buffers every kernel binds: the weights the forward pass reads (the model's
-/// parameters; for the blocked kernels, their copies with rows padded to vec4s), the
+/// parameters; for the subgroup kernels, their copies with rows padded to vec4s), the
 /// transposes the other pass reads, xu, h_all, the inner layers' outputs, their gradients, da.
 pub(crate) type Buffers<'a> = [&'a wgpu::Buffer; 7];
 
 /// Loop iterations one invocation spends on a step, in the larger of the two passes: for
 /// each group of units it owns in each stage (one unit of 64 invocations, or 4 of 8 in the
-/// blocked kernels), the product's steps along k (vec4s in the blocked kernels, each with an
+/// subgroup kernels), the product's steps along k (vec4s in the subgroup kernels, each with an
 /// inner loop of 8 shuffles, counted in case it is not unrolled) and the epilogue's rows.
-fn per_step(blocked: bool, (hidden, width, depth, skip): (usize, usize, usize, bool)) -> usize {
-    let (units, rows, along, per_k) = if blocked {
-        (4 * BLOCKED_WG, BLOCKED_ROWS, 4, 9)
+fn per_step(subgroup: bool, (hidden, width, depth, skip): (usize, usize, usize, bool)) -> usize {
+    let (units, rows, along, per_k) = if subgroup {
+        (4 * SUBGROUP_WG, SUBGROUP_ROWS, 4, 9)
     } else {
         (WG, ROWS, 1, 1)
     };
@@ -192,24 +192,29 @@ fn per_step(blocked: bool, (hidden, width, depth, skip): (usize, usize, usize, b
 ///
 /// The 64-wide kernel with the tiled kernel style (GPUs): there the unfused form needs four or
 /// more dispatches per step, and on lavapipe, forced to that style, the fused one ran
-/// `small`'s training step 2.7-3.1x faster. The blocked kernel with the direct styles (CPU
-/// adapters), where H and the inner width are multiples of 4 (the 64-wide kernel, whose
-/// loads lavapipe makes lane by lane, ran 4x slower there than unfused products; see
-/// BENCHMARKS.md, "The deep transition fused"). On CPU adapters a dispatch runs as many steps
+/// `small`'s training step 2.7-3.1x faster. The subgroup kernel with the subgroup style
+/// (lavapipe), where H and the inner width are multiples of 4: 1.3-1.7x faster than unfused
+/// there. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
+/// loads lavapipe makes lane by lane, ran 4x slower than the unfused products (BENCHMARKS.md,
+/// "The deep transition fused"). On CPU adapters a dispatch runs as many steps
 /// as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where
 /// not one step fits, the transition runs unfused. `RNN_WGPU_TRANSITION=unfused` runs it
 /// unfused anywhere, for measuring both on a new adapter.
 pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool)) -> Option<Fused> {
     let (hidden, width, depth, _) = sizes;
-    let blocked = gpu.subgroup_kernels();
+    let subgroup = gpu.subgroup_kernels();
     let fits = hidden.is_multiple_of(4) && (depth == 1 || width.is_multiple_of(4));
     let unfused = std::env::var("RNN_WGPU_TRANSITION").as_deref() == Ok("unfused");
-    let runs = if blocked { fits } else { !gpu.direct_kernels() };
+    let runs = if subgroup {
+        fits
+    } else {
+        !gpu.direct_kernels()
+    };
     if unfused || depth > MAX_LAYERS || !runs {
         return None;
     }
     let per = if gpu.is_cpu() {
-        let each = per_step(blocked, sizes);
+        let each = per_step(subgroup, sizes);
         if each > LOOP_BUDGET {
             return None;
         }
@@ -217,25 +222,25 @@ pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool))
     } else {
         steps
     };
-    Some(Fused { per, blocked })
+    Some(Fused { per, subgroup })
 }
 
 /// Records the forward steps `[t0, t0 + count)` (`backward` false) or the backward ones from
 /// `t0` down `count` steps, over `params` with its `t0` and `count` set here.
 pub(crate) fn record(
     plan: &mut PlanBuilder,
-    (blocked, backward): (bool, bool),
+    (subgroup, backward): (bool, bool),
     bufs: Buffers,
     params: Params,
     (t0, count): (usize, usize),
 ) -> Result<()> {
-    let kernel = kernels()[usize::from(blocked) * 2 + usize::from(backward)];
+    let kernel = kernels()[usize::from(subgroup) * 2 + usize::from(backward)];
     let params = Params {
         t0: u(t0),
         count: u(count),
         ..params
     };
-    let rows = if blocked { BLOCKED_ROWS } else { ROWS };
+    let rows = if subgroup { SUBGROUP_ROWS } else { ROWS };
     let groups = [groups(params.batch as usize, rows), 1, 1];
     plan.push(kernel, &bufs, &params, groups, true)?;
     Ok(())
@@ -248,8 +253,8 @@ mod tests {
     #[test]
     fn the_loop_budget_fits_many_steps_of_common_sizes_and_not_one_of_h_1000() {
         // H = 128 with three layers of 128 and the shortcut: several steps per dispatch.
-        for blocked in [false, true] {
-            assert!(per_step(blocked, (128, 128, 3, true)) * 4 < LOOP_BUDGET);
+        for subgroup in [false, true] {
+            assert!(per_step(subgroup, (128, 128, 3, true)) * 4 < LOOP_BUDGET);
         }
         // H = 1000 with the shortcut, 64 wide: not one step (the unfused path's test relies on
         // it).

@@ -31,9 +31,10 @@ use crate::ops::{At, Plan, PlanBuilder, at};
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
 const TN_CACHE_BYTES: usize = 1 << 20;
 
-/// One recurrent layer's buffers, each holding every direction's tensor (a bidirectional
-/// layer's reverse direction [`Workspace::h_stride`] or [`Workspace::td_stride`] floats on),
-/// so that both directions' loops run in the same dispatches.
+/// One recurrent layer's buffers, each holding every direction's tensor (the reverse
+/// direction of a bidirectional layer starts [`Workspace::h_stride`] floats on in `h_all`, and
+/// a `[T, B, H]` block, rounded the same way, on in `da`), so that both directions' loops run
+/// in the same dispatches.
 pub(crate) struct LayerBufs {
     /// Hidden states `[T + 1, B, H]` per direction: slot 0 is h0, slot t + 1 is h(t).
     pub h_all: wgpu::Buffer,

@@ -214,6 +214,22 @@ fn measure_in_this_process() {
             },
         );
     }
+    // Every deeper block at once: the fused deep transition with its shortcut (its weights laid
+    // out again every step), residual deep input and output blocks.
+    {
+        let (x, y) = sine(&gpu, 16);
+        let tanh = rnn_wgpu::Nonlinearity::Tanh;
+        let config = RnnConfig::new(1, 16, 1)
+            .with_deep_input(rnn_wgpu::Mlp::new(2, 8, tanh).with_residual(true))
+            .with_deep_transition(rnn_wgpu::Mlp::new(2, 8, tanh), true)
+            .with_deep_output(rnn_wgpu::Mlp::new(2, 8, tanh).with_residual(true));
+        let mut rnn = Rnn::new(&gpu, config, 10).expect("model");
+        let mut opt = Optimizer::new(&rnn, OptimizerKind::adam(1e-3)).expect("optimizer");
+        check_flat(&gpu, "train_step, deeper blocks", 300, || {
+            rnn.train_step(&x, None, Target::Values(&y), Loss::mse(), &mut opt)
+                .expect("train step");
+        });
+    }
     // A sequence run in chunks (a shorter tail chunk too), with a masked mean: both sweeps,
     // the counted rows, the whole sequence's scale and the gradients added up every step.
     {

@@ -751,6 +751,11 @@ impl Workspace {
                     .map(|&(_, _, ni, no)| (ni, no))
                     .collect();
                 let inner = (m.depth - 1) * rows * m.width;
+                // The weights' layouts only where a fused kernel reads them.
+                let tp = match fused {
+                    Some(_) => Transition::tp_len(h, &sizes, config.skip),
+                    None => 1,
+                };
                 let tpf = if subgroup {
                     Transition::tpf_len(h, &sizes, config.skip)
                 } else {
@@ -759,10 +764,7 @@ impl Workspace {
                 tbufs.push([
                     gpu.storage_buffer("transition layers [depth - 1][T, B, width]", inner)?,
                     gpu.storage_buffer("dL/d transition layers", inner + rows * h)?,
-                    gpu.storage_buffer(
-                        "transition weights transposed",
-                        Transition::tp_len(h, &sizes, config.skip),
-                    )?,
+                    gpu.storage_buffer("transition weights transposed", tp)?,
                     gpu.storage_buffer("transition weights padded", tpf)?,
                 ]);
             }

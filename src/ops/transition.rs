@@ -152,9 +152,10 @@ pub(crate) struct Params {
     pub lb: [u32; MAX_LAYERS],
 }
 
-/// The buffers every kernel binds: the weights the forward pass reads (the model's
-/// parameters; for the subgroup kernels, their copies with rows padded to vec4s), the
-/// transposes the other pass reads, xu, h_all, the inner layers' outputs, their gradients, da.
+/// The buffers every kernel binds: the model's parameters (the 64-wide kernels' biases and
+/// backward weights) or, for the subgroup kernels, their padded copies (forward weights and
+/// biases); the transposes (the 64-wide kernels' forward weights, the subgroup kernels'
+/// backward ones); xu, h_all, the inner layers' outputs, their gradients, da.
 pub(crate) type Buffers<'a> = [&'a wgpu::Buffer; 7];
 
 /// Loop iterations one invocation spends on a step, in the larger of the two passes: for

@@ -194,8 +194,8 @@ fn per_step(subgroup: bool, (hidden, width, depth, skip): (usize, usize, usize, 
 /// The 64-wide kernel with the tiled kernel style (GPUs): there the unfused form needs four or
 /// more dispatches per step, and on lavapipe, forced to that style, the fused one ran
 /// `small`'s training step 2.7-3.1x faster. The subgroup kernel with the subgroup style
-/// (lavapipe), where H and the inner width are multiples of 4: 1.3-1.7x faster than unfused
-/// there. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
+/// (lavapipe), where H and the inner width are multiples of 4: training steps 1.2-1.7x
+/// faster than unfused there. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
 /// loads lavapipe makes lane by lane, ran 4x slower than the unfused products (BENCHMARKS.md,
 /// "The deep transition fused"). On CPU adapters a dispatch runs as many steps
 /// as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where

@@ -21,7 +21,7 @@
 // invocations read neighbouring floats); backward ones the weights themselves in `wts`, whose
 // rows are already what they need.
 
-// struct Tr, its binding 7 and the layout helpers: transition_params.wgsl, put first.
+// struct Tr and the layout helpers: transition_params.wgsl, put first.
 
 @group(0) @binding(0) var<storage, read> wts: array<f32>;
 @group(0) @binding(1) var<storage, read> tp: array<f32>;
@@ -32,6 +32,7 @@
 // Every layer's dL/d(pre-activation), [depth][T, B, no_j] (layers of width first, then H).
 @group(0) @binding(5) var<storage, read_write> dp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> da: array<f32>;
+@group(0) @binding(7) var<storage, read> p: Tr;
 
 const ROWS: u32 = 4u;
 const WG: u32 = 64u;

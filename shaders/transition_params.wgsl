@@ -1,5 +1,6 @@
 // The parameters and layout both deep transition kernels share (transition.wgsl for GPUs,
-// transition_subgroup.wgsl for CPU adapters): the crate puts this file before each. Offsets
+// transition_subgroup.wgsl for CPU adapters): the crate puts this file before each, and each
+// binds `p: Tr` last. Offsets
 // are in floats; `fwd` is the buffer the forward pass reads its weights from (binding 0: the
 // model's parameters, or the subgroup kernel's padded copies), `bwd` the one the backward
 // pass reads from (binding 1: their transposes, for the subgroup kernel; the GPU kernel reads
@@ -30,8 +31,6 @@ struct Tr {
     lwt: array<u32, 8>,  // its transpose [ni, pad(no)], in binding 1
     lb: array<u32, 8>,   // its bias [no], in binding 0
 }
-
-@group(0) @binding(7) var<storage, read> p: Tr;
 
 // Layer j's input and output widths.
 fn n_in(j: u32) -> u32 {

@@ -14,15 +14,39 @@
 // T_jᵀ, Sᵀ), each copied by the crate into `mf` or `mb` before the loop, with every layer's
 // bias in `mf` beside them.
 
-// struct Tr, its binding 7 and the layout helpers: transition_params.wgsl, put first.
+// struct Tr and the layout helpers: transition_params.wgsl, put first.
 
-@group(0) @binding(0) var<storage, read> mf: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> mb: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> mfs: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> mbs: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> xu: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> hs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> zs: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> dp: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> da: array<vec4<f32>>;
+// With W_UNIFORM (where every copy fits 64 KiB), the same two buffers read through uniform
+// windows: lavapipe gathers uniform loads with vector instructions where it loads storage
+// buffers lane by lane with a branch each. Bound either way.
+@group(0) @binding(7) var<uniform> mfu: array<vec4<f32>, 4096>;
+@group(0) @binding(8) var<uniform> mbu: array<vec4<f32>, 4096>;
+@group(0) @binding(9) var<storage, read> p: Tr;
+
+override W_UNIFORM: bool = false;
+
+// Vec4 i of the forward (mf) and backward (mb) weight copies, through the window or not (an
+// override: one branch is compiled away).
+fn mf(i: u32) -> vec4<f32> {
+    if W_UNIFORM {
+        return mfu[i];
+    }
+    return mfs[i];
+}
+
+fn mb(i: u32) -> vec4<f32> {
+    if W_UNIFORM {
+        return mbu[i];
+    }
+    return mbs[i];
+}
 
 const ROWS: u32 = 8u;
 const WG: u32 = 8u;
@@ -53,10 +77,10 @@ fn mat_rows(m: u32, n: u32, k: u32, c0: u32) -> vec4<u32> {
 fn hs_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
     var o: array<vec4<f32>, 8>;
     for (var k = 0u; k < k4s; k++) {
-        let w0 = mf[w.x + k];
-        let w1 = mf[w.y + k];
-        let w2 = mf[w.z + k];
-        let w3 = mf[w.w + k];
+        let w0 = mf(w.x + k);
+        let w1 = mf(w.y + k);
+        let w2 = mf(w.z + k);
+        let w3 = mf(w.w + k);
         let v = hs[mine + k];
         for (var i = 0u; i < 8u; i++) {
             let s = subgroupShuffle(v, i);
@@ -114,7 +138,7 @@ fn transition_forward(@builtin(subgroup_invocation_id) sg_lane: u32, @builtin(wo
                     }
                 }
                 if c0 < no {
-                    let c = mf[(p.lb[j] + c0) / 4u];
+                    let c = mf((p.lb[j] + c0) / 4u);
                     for (var i = 0u; i < rows; i++) {
                         let y = cell_forward4(acc[i] + c, p.tact);
                         let o = (out + (r0 + i) * no + c0) / 4u;

@@ -491,6 +491,19 @@ fn a_long_deep_transition_over_many_workgroups_matches_reference() {
     for style in [KernelStyle::Subgroup, KernelStyle::Tiled] {
         check_on(c, &s, 929, Driver::Persistent, &gpu().with_kernels(style));
     }
+    // H = 128 with the shortcut: W and S alone pass 64 KiB, so the subgroup kernel reads its
+    // weight copies from storage rather than through uniform windows.
+    let c = case((6, 11, 3, 128, 2), 1, false);
+    let s = transition_setup(c, (Mlp::NONE, Mlp::NONE), (t, true), 931);
+    for driver in [Driver::Persistent, Driver::PerStep] {
+        check_on(
+            c,
+            &s,
+            931,
+            driver,
+            &gpu().with_kernels(KernelStyle::Subgroup),
+        );
+    }
 }
 
 #[test]

@@ -42,10 +42,10 @@ pub(crate) struct Transition<'a> {
     /// dL/d(every transition layer's pre-activation), `[depth - 1][T, B, width]` then
     /// `[T, B, H]`.
     pub dpre: &'a wgpu::Buffer,
-    /// The transposed weights ([`Transition::tp_len`]): what the 64-wide fused kernel's
+    /// The transposed weights ([`fused::transposes_len`]): what the 64-wide fused kernel's
     /// forward pass reads, and the subgroup one's backward pass.
     pub tp: &'a wgpu::Buffer,
-    /// The weights and biases with rows padded to vec4s ([`Transition::tpf_len`]): what the
+    /// The weights and biases with rows padded to vec4s ([`fused::copies_len`]): what the
     /// subgroup kernel's forward pass reads.
     pub tpf: &'a wgpu::Buffer,
     /// How the fused kernels run (steps per dispatch: 1 for the per-step driver); `None` runs
@@ -57,23 +57,6 @@ pub(crate) struct Transition<'a> {
 }
 
 impl Transition<'_> {
-    /// Floats of the transposed copies: `Wᵀ`, every layer's, `Sᵀ`.
-    pub fn tp_len(hidden: usize, layers: &[(usize, usize)], skip: bool) -> usize {
-        let square = hidden * padded(hidden);
-        let inner: usize = layers.iter().map(|&(ni, no)| ni * padded(no)).sum();
-        square * (1 + usize::from(skip)) + inner
-    }
-
-    /// Floats of the padded copies: `W`, every layer's weight and bias, `S`.
-    pub fn tpf_len(hidden: usize, layers: &[(usize, usize)], skip: bool) -> usize {
-        let square = hidden * padded(hidden);
-        let inner: usize = layers
-            .iter()
-            .map(|&(ni, no)| no * padded(ni) + padded(no))
-            .sum();
-        square * (1 + usize::from(skip)) + inner
-    }
-
     /// The inner width (every layer's output but the last).
     fn width(&self) -> usize {
         self.layers[0].3
@@ -193,7 +176,7 @@ impl Transition<'_> {
     /// Every step forward: `xu` holds `U x(t) + b` on entry and `act(a(t))` after; `h_all`
     /// gets h(t) in slot t + 1.
     pub fn forward(&self, plan: &mut PlanBuilder, unused: &wgpu::Buffer) -> Result<()> {
-        let Some(Fused { per, subgroup }) = self.fused else {
+        let Some(how @ Fused { per, subgroup, .. }) = self.fused else {
             return self.forward_unfused(plan, unused);
         };
         let params = self.params(subgroup);
@@ -202,7 +185,7 @@ impl Transition<'_> {
         while t < self.steps {
             let n = per.min(self.steps - t);
             let bufs = self.buffers(subgroup);
-            fused::record(plan, (subgroup, false), bufs, params, (t, n))?;
+            fused::record(plan, (how, false), bufs, params, (t, n))?;
             t += n;
         }
         Ok(())
@@ -212,7 +195,7 @@ impl Transition<'_> {
     /// dL/da(t) after; `dpre` gets every transition layer's dL/d(pre-activation). Reads the
     /// layouts [`Transition::forward`] wrote.
     pub fn backward(&self, plan: &mut PlanBuilder) -> Result<()> {
-        let Some(Fused { per, subgroup }) = self.fused else {
+        let Some(how @ Fused { per, subgroup, .. }) = self.fused else {
             return self.backward_unfused(plan);
         };
         let params = self.params(subgroup);
@@ -220,7 +203,7 @@ impl Transition<'_> {
         while left > 0 {
             let n = per.min(left);
             let bufs = self.buffers(subgroup);
-            fused::record(plan, (subgroup, true), bufs, params, (left - 1, n))?;
+            fused::record(plan, (how, true), bufs, params, (left - 1, n))?;
             left -= n;
         }
         Ok(())

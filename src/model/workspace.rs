@@ -23,9 +23,9 @@ use crate::ops::matmul::{
 };
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
-use crate::ops::transition::{Fused, fused as transition_fused};
+use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
 use crate::ops::transpose::{padded, transpose};
-use crate::ops::{At, Plan, PlanBuilder, at};
+use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, at};
 
 /// Bytes of `dL/da`, `h_all`, `x` and `dL/do` up to which the weight gradients read them in
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
@@ -739,28 +739,25 @@ impl Workspace {
                 f
             }
         });
-        let subgroup = fused.is_some_and(|f| f.subgroup);
         let mut tbufs: Vec<[wgpu::Buffer; 4]> = Vec::new();
         if dt {
             for _ in 0..nl {
                 u0s.push(gpu.storage_buffer("act(a(t)) [D][T, B, H]", (nd - 1) * ts + rows * h)?);
             }
-            for l in &units {
-                let sizes: Vec<_> = trans_layers(config, (l.k, l.d))
-                    .iter()
-                    .map(|&(_, _, ni, no)| (ni, no))
-                    .collect();
+            let sizes = (h, m.width, m.depth, config.skip);
+            // The weights' layouts only where a fused kernel reads them; the subgroup kernels
+            // bind both through uniform windows too, which need a whole window of buffer.
+            let window = CONSTANT_WINDOW as usize / 4;
+            let (tp, tpf) = match fused {
+                Some(f) if f.subgroup => (
+                    transposes_len(sizes).max(window),
+                    copies_len(sizes).max(window),
+                ),
+                Some(_) => (transposes_len(sizes), 1),
+                None => (1, 1),
+            };
+            for _ in &units {
                 let inner = (m.depth - 1) * rows * m.width;
-                // The weights' layouts only where a fused kernel reads them.
-                let tp = match fused {
-                    Some(_) => Transition::tp_len(h, &sizes, config.skip),
-                    None => 1,
-                };
-                let tpf = if subgroup {
-                    Transition::tpf_len(h, &sizes, config.skip)
-                } else {
-                    1
-                };
                 tbufs.push([
                     gpu.storage_buffer("transition layers [depth - 1][T, B, width]", inner)?,
                     gpu.storage_buffer("dL/d transition layers", inner + rows * h)?,

@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use super::recurrence::{Cell, LOOP_BUDGET, assemble};
-use super::{PlanBuilder, groups, u};
+use super::transpose::padded;
+use super::{CONSTANT_WINDOW, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
@@ -28,6 +29,19 @@ const BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::Params,
 ];
+/// The subgroup kernels also bind their two weight buffers as uniform windows.
+const SUBGROUP_BINDS: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::Constant,
+    Bind::Constant,
+    Bind::Params,
+];
 
 /// Which kernels run a fused transition, and how many steps each dispatch takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +52,39 @@ pub(crate) struct Fused {
     /// The subgroup kernels (CPU adapters with 8-lane subgroups), which read their own
     /// copies of the weights (see [`Buffers`]).
     pub subgroup: bool,
+    /// The subgroup kernels reading those copies through uniform windows, where each fits one.
+    pub uniform: bool,
+}
+
+/// Every layer's input and output widths, for a transition of `sizes`.
+fn layer_sizes((hidden, width, depth, _): (usize, usize, usize, bool)) -> Vec<(usize, usize)> {
+    (0..depth)
+        .map(|j| {
+            let ni = if j == 0 { hidden } else { width };
+            let no = if j + 1 == depth { hidden } else { width };
+            (ni, no)
+        })
+        .collect()
+}
+
+/// Floats of the transposed copies of a transition of `sizes`: `Wᵀ`, every layer's, `Sᵀ`.
+pub(crate) fn transposes_len(sizes: (usize, usize, usize, bool)) -> usize {
+    let (hidden, skip) = (sizes.0, sizes.3);
+    let inner: usize = layer_sizes(sizes)
+        .iter()
+        .map(|&(ni, no)| ni * padded(no))
+        .sum();
+    hidden * padded(hidden) * (1 + usize::from(skip)) + inner
+}
+
+/// Floats of the subgroup kernels' padded copies: `W`, every layer's weight and bias, `S`.
+pub(crate) fn copies_len(sizes: (usize, usize, usize, bool)) -> usize {
+    let (hidden, skip) = (sizes.0, sizes.3);
+    let inner: usize = layer_sizes(sizes)
+        .iter()
+        .map(|&(ni, no)| no * padded(ni) + padded(no))
+        .sum();
+    hidden * padded(hidden) * (1 + usize::from(skip)) + inner
 }
 
 /// The line of a transition shader its products' copies replace.
@@ -81,6 +128,7 @@ pub(crate) fn assemble_source(source: &str) -> String {
                     .replace(&head, &format!("fn {r}_{m}("))
                     .replace(&format!("{rows}["), &format!("{r}["))
                     .replace(&format!("{matrix}["), &format!("{m}["))
+                    .replace(&format!("{matrix}("), &format!("{m}("))
                     + "\n"
             })
             .collect();
@@ -89,18 +137,22 @@ pub(crate) fn assemble_source(source: &str) -> String {
     assemble(&s, None, Cell::Elman)
 }
 
-/// The forward and backward kernels of `transition.wgsl`, then of `transition_subgroup.wgsl`,
-/// assembled on first use.
-pub(crate) fn kernels() -> [&'static Kernel; 4] {
-    static KERNELS: OnceLock<[Kernel; 4]> = OnceLock::new();
-    let [f, b, bf, bb] = KERNELS.get_or_init(|| {
+/// The forward and backward kernels of `transition.wgsl`, then of `transition_subgroup.wgsl`
+/// without and with uniform windows, assembled on first use.
+pub(crate) fn kernels() -> [&'static Kernel; 6] {
+    static KERNELS: OnceLock<[Kernel; 6]> = OnceLock::new();
+    let [f, b, sf, sb, uf, ub] = KERNELS.get_or_init(|| {
         let pair = |file: &str, name: &'static str, back: &'static str| {
             let source: &'static str = Box::leak(assemble_source(file).into_boxed_str());
             let forward = Kernel {
                 name,
                 source,
                 entry: "transition_forward",
-                binds: BINDS,
+                binds: if name.contains("subgroup") {
+                    SUBGROUP_BINDS
+                } else {
+                    BINDS
+                },
                 constants: &[],
             };
             let backward = Kernel {
@@ -115,14 +167,21 @@ pub(crate) fn kernels() -> [&'static Kernel; 4] {
             "transition_forward",
             "transition_backward",
         );
-        let [bf, bb] = pair(
+        let [sf, sb] = pair(
             include_str!("../../shaders/transition_subgroup.wgsl"),
             "transition_subgroup_forward",
             "transition_subgroup_backward",
         );
-        [f, b, bf, bb]
+        let windowed = |k: Kernel, name| Kernel {
+            name,
+            constants: &[("W_UNIFORM", 1.0)],
+            ..k
+        };
+        let uf = windowed(sf, "transition_subgroup_forward_u");
+        let ub = windowed(sb, "transition_subgroup_backward_u");
+        [f, b, sf, sb, uf, ub]
     });
-    [f, b, bf, bb]
+    [f, b, sf, sb, uf, ub]
 }
 
 /// The kernels' parameters (`Tr` in the shader).
@@ -194,8 +253,9 @@ fn per_step(subgroup: bool, (hidden, width, depth, skip): (usize, usize, usize, 
 /// The 64-wide kernel with the tiled kernel style (GPUs): there the unfused form needs four or
 /// more dispatches per step, and on lavapipe, forced to that style, the fused one ran
 /// `small`'s training step 2.7-3.1x faster. The subgroup kernel with the subgroup style
-/// (lavapipe), where H and the inner width are multiples of 4: training steps 1.2-1.7x
-/// faster than unfused there. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
+/// (lavapipe), where H and the inner width are multiples of 4 and the adapter binds 64 KiB
+/// uniform windows: training steps 1.2x (H = 128) to 2.6x (H = 64) faster than unfused there,
+/// through the windows where its weight copies fit them. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
 /// loads lavapipe makes lane by lane, ran 4x slower than the unfused products (BENCHMARKS.md,
 /// "The deep transition fused"). On CPU adapters a dispatch runs as many steps
 /// as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where
@@ -206,8 +266,10 @@ pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool))
     let subgroup = gpu.subgroup_kernels();
     let fits = hidden.is_multiple_of(4) && (depth == 1 || width.is_multiple_of(4));
     let unfused = std::env::var("RNN_WGPU_TRANSITION").as_deref() == Ok("unfused");
+    // The subgroup kernels declare 64 KiB uniform windows, which the adapter must bind.
+    let windows = gpu.limits().max_uniform_buffer_binding_size >= CONSTANT_WINDOW;
     let runs = if subgroup {
-        fits
+        fits && windows
     } else {
         !gpu.direct_kernels()
     };
@@ -223,19 +285,31 @@ pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool))
     } else {
         steps
     };
-    Some(Fused { per, subgroup })
+    let window = CONSTANT_WINDOW as usize / 4;
+    let uniform = subgroup && transposes_len(sizes) <= window && copies_len(sizes) <= window;
+    Some(Fused {
+        per,
+        subgroup,
+        uniform,
+    })
 }
 
 /// Records the forward steps `[t0, t0 + count)` (`backward` false) or the backward ones from
 /// `t0` down `count` steps, over `params` with its `t0` and `count` set here.
 pub(crate) fn record(
     plan: &mut PlanBuilder,
-    (subgroup, backward): (bool, bool),
+    (how, backward): (Fused, bool),
     bufs: Buffers,
     params: Params,
     (t0, count): (usize, usize),
 ) -> Result<()> {
-    let kernel = kernels()[usize::from(subgroup) * 2 + usize::from(backward)];
+    let form = match (how.subgroup, how.uniform) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    };
+    let kernel = kernels()[form * 2 + usize::from(backward)];
+    let subgroup = how.subgroup;
     let params = Params {
         t0: u(t0),
         count: u(count),
@@ -243,7 +317,13 @@ pub(crate) fn record(
     };
     let rows = if subgroup { SUBGROUP_ROWS } else { ROWS };
     let groups = [groups(params.batch as usize, rows), 1, 1];
-    plan.push(kernel, &bufs, &params, groups, true)?;
+    if subgroup {
+        // The two weight buffers again, as the windows (from their first byte).
+        let all = [&bufs[..], &bufs[..2]].concat();
+        plan.push_windowed(kernel, &all, 0, &params, groups, true)?;
+    } else {
+        plan.push(kernel, &bufs, &params, groups, true)?;
+    }
     Ok(())
 }
 

@@ -95,15 +95,7 @@ pub(crate) fn backward_from(
         copy: u32::from(src.is_some()),
         ..Default::default()
     };
-    let src_buf = src.map_or(y.buf, |s| s.buf);
-    plan.push(
-        &ACT_BACKWARD,
-        &[y.buf, src_buf, g.buf],
-        &params,
-        flat_grid(n),
-        false,
-    )?;
-    Ok(())
+    push_backward(plan, &params, [y.buf, src.map_or(y.buf, |s| s.buf), g.buf])
 }
 
 /// `g *= act'(y - x)` in place over `n` values: the gradient through a residual layer's
@@ -127,12 +119,12 @@ pub(crate) fn backward_residual(
         minus: 1,
         ..Default::default()
     };
-    plan.push(
-        &ACT_BACKWARD,
-        &[y.buf, x.buf, g.buf],
-        &params,
-        flat_grid(n),
-        false,
-    )?;
+    push_backward(plan, &params, [y.buf, x.buf, g.buf])
+}
+
+/// One `act_backward` dispatch over `params.n` values: `y`, `src`, then `v`.
+fn push_backward(plan: &mut PlanBuilder, params: &Params, bufs: [&wgpu::Buffer; 3]) -> Result<()> {
+    let grid = flat_grid(params.n as usize);
+    plan.push(&ACT_BACKWARD, &bufs, params, grid, false)?;
     Ok(())
 }

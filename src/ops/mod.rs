@@ -657,7 +657,8 @@ mod tests {
                     continue;
                 }
                 // A file that continues another (the subgroup kernels) is validated after it,
-                // as its kernels build, with subgroups; every other file without but one below.
+                // as its kernels build, with subgroups; other files without, unless named as
+                // subgroup kernels (below).
                 let base = source
                     .strip_prefix("// Appended to ")
                     .and_then(|rest| rest.split_whitespace().next())

@@ -93,12 +93,12 @@ pub(crate) const PRODUCTS_MARK: &str = "// {{products}}\n";
 /// What both transition shaders start with: their parameters and layout helpers.
 const SHARED: &str = include_str!("../../shaders/transition_params.wgsl");
 
-/// The names of a product's rows buffer and matrix buffer.
-type ProductBuffers = (&'static str, &'static str);
+/// Two names: a product's rows buffer and matrix buffer, or a kernel pair's entries.
+type NamePair = (&'static str, &'static str);
 
 /// Each shader's product template, named `{rows}_{matrix}` for the buffers it reads, and the
 /// other (rows, matrix) pairs its entry points call, each a copy of the template.
-const PRODUCTS: [(ProductBuffers, &[ProductBuffers]); 2] = [
+const PRODUCTS: [(NamePair, &[NamePair]); 2] = [
     (
         ("hs", "tp"),
         &[("xu", "tp"), ("zs", "tp"), ("da", "wts"), ("dp", "wts")],
@@ -142,17 +142,13 @@ pub(crate) fn assemble_source(source: &str) -> String {
 pub(crate) fn kernels() -> [&'static Kernel; 6] {
     static KERNELS: OnceLock<[Kernel; 6]> = OnceLock::new();
     let [f, b, sf, sb, uf, ub] = KERNELS.get_or_init(|| {
-        let pair = |file: &str, name: &'static str, back: &'static str| {
+        let pair = |file: &str, (name, back): NamePair, binds| {
             let source: &'static str = Box::leak(assemble_source(file).into_boxed_str());
             let forward = Kernel {
                 name,
                 source,
                 entry: "transition_forward",
-                binds: if name.contains("subgroup") {
-                    SUBGROUP_BINDS
-                } else {
-                    BINDS
-                },
+                binds,
                 constants: &[],
             };
             let backward = Kernel {
@@ -164,13 +160,16 @@ pub(crate) fn kernels() -> [&'static Kernel; 6] {
         };
         let [f, b] = pair(
             include_str!("../../shaders/transition.wgsl"),
-            "transition_forward",
-            "transition_backward",
+            ("transition_forward", "transition_backward"),
+            BINDS,
         );
         let [sf, sb] = pair(
             include_str!("../../shaders/transition_subgroup.wgsl"),
-            "transition_subgroup_forward",
-            "transition_subgroup_backward",
+            (
+                "transition_subgroup_forward",
+                "transition_subgroup_backward",
+            ),
+            SUBGROUP_BINDS,
         );
         let windowed = |k: Kernel, name| Kernel {
             name,
@@ -234,13 +233,11 @@ fn per_step(subgroup: bool, (hidden, width, depth, skip): (usize, usize, usize, 
         groups(hidden) * (product(hidden) + rows + 1),
         groups(hidden) * (product(hidden) + shortcut + rows + 1),
     );
-    for j in 0..depth {
-        let ni = if j == 0 { hidden } else { width };
-        let (no, extra) = if j + 1 == depth {
-            (hidden, shortcut)
-        } else {
-            (width, 0)
-        };
+    for (j, (ni, no)) in layer_sizes((hidden, width, depth, skip))
+        .into_iter()
+        .enumerate()
+    {
+        let extra = if j + 1 == depth { shortcut } else { 0 };
         fw += groups(no) * (product(ni) + extra + rows + 1) + 1;
         bw += groups(ni) * (product(no) + rows + 1) + 1;
     }
@@ -255,10 +252,10 @@ fn per_step(subgroup: bool, (hidden, width, depth, skip): (usize, usize, usize, 
 /// `small`'s training step 2.7-3.1x faster. The subgroup kernel with the subgroup style
 /// (lavapipe), where H and the inner width are multiples of 4 and the adapter binds 64 KiB
 /// uniform windows: training steps 1.2x (H = 128) to 2.6x (H = 64) faster than unfused there,
-/// through the windows where its weight copies fit them. Unfused with the direct style without subgroups, where the 64-wide kernel, whose
-/// loads lavapipe makes lane by lane, ran 4x slower than the unfused products (BENCHMARKS.md,
-/// "The deep transition fused"). On CPU adapters a dispatch runs as many steps
-/// as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where
+/// through the windows where its weight copies fit them. Unfused with the direct style without
+/// subgroups, where the 64-wide kernel, whose loads lavapipe makes lane by lane, ran 4x slower
+/// than the unfused products (BENCHMARKS.md, "The deep transition fused"). On CPU adapters a
+/// dispatch runs as many steps as the loop budget allows (lavapipe stops an invocation after 65535 iterations), and where
 /// not one step fits, the transition runs unfused. `RNN_WGPU_TRANSITION=unfused` runs it
 /// unfused anywhere, for measuring both on a new adapter.
 pub(crate) fn fused(gpu: &Gpu, steps: usize, sizes: (usize, usize, usize, bool)) -> Option<Fused> {

@@ -30,31 +30,39 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read> p: Params;
 
-// Where row (t, b) of the loop's time finds its id among the caller's.
-fn position(r: u32) -> u32 {
-    var t = r / p.batch;
-    let b = r % p.batch;
-    if (p.flags & 2u) != 0u {
-        t = p.steps - 1u - t;
+// Where row (t, b) of the loop's time finds its id among the caller's, under parameters q.
+fn position(q: Params, r: u32) -> u32 {
+    // Time-major in true time (the usual case): the row itself, without the two divisions,
+    // which a CPU adapter runs as one scalar divide per lane.
+    if (q.flags & 3u) == 0u {
+        return r;
     }
-    if (p.flags & 1u) != 0u {
-        return b * p.steps + t;
+    var t = r / q.batch;
+    let b = r % q.batch;
+    if (q.flags & 2u) != 0u {
+        t = q.steps - 1u - t;
     }
-    return t * p.batch + b;
+    if (q.flags & 1u) != 0u {
+        return b * q.steps + t;
+    }
+    return t * q.batch + b;
 }
 
-// The time-major row of the caller's position q, in the loop's time.
-fn row_of(q: u32) -> u32 {
-    var t = q / p.batch;
-    var b = q % p.batch;
-    if (p.flags & 1u) != 0u {
-        t = q % p.steps;
-        b = q / p.steps;
+// The time-major row of the caller's position `at`, in the loop's time.
+fn row_of(q: Params, at: u32) -> u32 {
+    if (q.flags & 3u) == 0u {
+        return at;
     }
-    if (p.flags & 2u) != 0u {
-        t = p.steps - 1u - t;
+    var t = at / q.batch;
+    var b = at % q.batch;
+    if (q.flags & 1u) != 0u {
+        t = at % q.steps;
+        b = at / q.steps;
     }
-    return t * p.batch + b;
+    if (q.flags & 2u) != 0u {
+        t = q.steps - 1u - t;
+    }
+    return t * q.batch + b;
 }
 
 // One invocation per hidden unit j and run of EMBED_ROWS rows (a workgroup per row cost more
@@ -77,7 +85,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let rows = p.steps * p.batch;
     for (var r0 = gid.y * EMBED_ROWS; r0 < rows; r0 += nwg.y * EMBED_ROWS) {
         for (var r = r0; r < min(r0 + EMBED_ROWS, rows); r++) {
-            let v = ids[position(r)];
+            let v = ids[position(p, r)];
             out[p.out_off + r * p.hidden + j] = src[p.w_off + j * p.input + v] + add;
         }
     }
@@ -85,6 +93,8 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 
 // The first of the sorted positions (at n .. 2n of `ids`) whose id is at least v.
 fn lower_bound(v: u32, n: u32) -> u32 {
+    // (A loop over storage loads every lane makes alike; embed_grad4 spreads its searches over
+    // the lanes.)
     var lo = 0u;
     var hi = n;
     while lo < hi {
@@ -115,7 +125,7 @@ fn embed_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         for (var q0 = first; q0 < end; q0 += 32768u) {
             let q1 = min(q0 + 32768u, end);
             for (var q = q0; q < q1; q++) {
-                s += src[p.w_off + row_of(ids[n + q]) * p.hidden + j];
+                s += src[p.w_off + row_of(p, ids[n + q]) * p.hidden + j];
             }
         }
         out[p.out_off + j * p.input + v] = s;

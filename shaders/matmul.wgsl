@@ -167,7 +167,12 @@ override DIRECT_ROWS: u32 = 8u;
 // (flag 32: N and every offset into C and the biases are multiples of 4) a block wholly inside
 // C is read and written as vec4s, 16 accesses instead of 64.
 fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
-    if (p.flags & 32u) != 0u && c0 + 8u <= p.n {
+    store_cols(r0, c0, lo, hi, 8u);
+}
+
+// store_block for the first `width` (4 or 8) columns of the block only (hi unused at 4).
+fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, width: u32) {
+    if (p.flags & 32u) != 0u && c0 + width <= p.n {
         var blo = vec4<f32>(0.0);
         var bhi = vec4<f32>(0.0);
         if (p.flags & 8u) != 0u {
@@ -188,10 +193,14 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
             var vhi = hi[i] + bhi;
             if (p.flags & 4u) != 0u {
                 vlo += c4[at];
-                vhi += c4[at + 1u];
+                if width > 4u {
+                    vhi += c4[at + 1u];
+                }
             }
             c4[at] = vlo;
-            c4[at + 1u] = vhi;
+            if width > 4u {
+                c4[at + 1u] = vhi;
+            }
         }
         return;
     }
@@ -202,7 +211,7 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
         if r >= p.m {
             break;
         }
-        for (var j = 0u; j < 8u; j++) {
+        for (var j = 0u; j < width; j++) {
             let col = c0 + j;
             if col >= p.n {
                 break;

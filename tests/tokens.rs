@@ -77,6 +77,19 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
         ),
         (4, 5, 257, 8, 2, true, true, false, Driver::Naive, false),
         (9, 2, 31, 12, 1, true, true, true, Driver::PerStep, false),
+        // W_ih past one 64 KiB uniform window (64 x 300 > 16384 values): read from storage.
+        (
+            3,
+            9,
+            300,
+            64,
+            1,
+            false,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
         // A deep transition with its shortcut and a deep output read the gathered columns too.
         (6, 3, 29, 10, 2, false, false, true, Driver::PerStep, true),
         (5, 2, 7, 9, 1, true, true, true, Driver::Persistent, true),

@@ -175,6 +175,18 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     h0.copy_from(&fw.h_n)?;
                     gpu.wait("benchmark", None)
                 })?;
+                // A developer's knob (see `ops::run_timed`): GPU time per kernel of one step
+                // of the token form, forward, loss and backward, to stderr.
+                if std::env::var_os("RNN_WGPU_TIME_KERNELS").is_some() && form == "tokens" {
+                    let kernels = rnn.time_phases(
+                        Input::Tokens(&ids),
+                        Some(&h0),
+                        Some((Target::Classes(&y), Loss::cross_entropy())),
+                    )?;
+                    for (name, ms) in kernels {
+                        eprintln!("{ms:9.3} ms  {name}");
+                    }
+                }
                 same_steps(&mut budget, runs);
                 let shape = [t, b, v, h, v];
                 out.push(TaskMeasurement::new(

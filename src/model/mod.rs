@@ -141,7 +141,8 @@ impl Rnn {
         config.validate()?;
         let layout = ParamLayout::new(&config);
         // Buffers first: their size check must come before a host vector of that size.
-        let params = gpu.storage_buffer("parameters", layout.len())?;
+        // With a uniform window's slack: some kernels read weights through one (ops::window_start).
+        let params = gpu.storage_buffer("parameters", layout.len() + ops::WINDOW_FLOATS)?;
         let grads = gpu.storage_buffer("gradients", layout.len())?;
         let values = init::init(&layout, &config, seed);
         gpu.queue()

@@ -31,6 +31,11 @@ use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, at};
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
 const TN_CACHE_BYTES: usize = 1 << 20;
 
+/// The same with subgroups, where `matmul_tn_bc` takes what `matmul_tn4_sg` cannot (an odd
+/// M): on lavapipe (AVX2) the character model's step (2.8 MB streamed) 66.6 -> 61.5 ms and the
+/// classifier's (9.7 MB) 169 -> 162 ms; `medium` (16.4 MB) within 1%.
+const TN_BC_BYTES: usize = 12 << 20;
+
 /// One recurrent layer's buffers, each holding every direction's tensor (the reverse
 /// direction of a bidirectional layer starts [`Workspace::h_stride`] floats on in `h_all`, and
 /// a `[T, B, H]` block, rounded the same way, on in `da`), so that both directions' loops run
@@ -221,7 +226,12 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
     // Token ids are not streamed: no x.
     let streamed = rows * (2 * h + if dense { i } else { 0 } + o) * 4;
-    let tn = streamed <= TN_CACHE_BYTES && tn_row_sums_fit(gpu, h, h, da.off, h_all.off);
+    let cache = if gpu.subgroup_kernels() {
+        TN_BC_BYTES
+    } else {
+        TN_CACHE_BYTES
+    };
+    let tn = streamed <= cache && tn_row_sums_fit(gpu, h, h, da.off, h_all.off);
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {
@@ -238,7 +248,14 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             }
             matmul(bw, dv)?;
         }
-        matmul(bw, tn(h, h, da, h_all, g(w_hh)))?;
+        // The hidden biases' gradients are the sums of dAᵀ's rows: with token ids (no dU
+        // product) they come with dW's.
+        let mut dw = tn(h, h, da, h_all, g(w_hh));
+        let w_fits = !dense && tn_sums_fit(gpu);
+        if w_fits && let Some((b_ih, b_hh)) = biases {
+            dw.row_sums = Some((b_ih, Some(b_hh)));
+        }
+        matmul(bw, dw)?;
         let u_fits = dense && tn_sums_fit(gpu);
         if dense {
             let mut du = tn(h, i, da, input, g(w_ih));
@@ -247,7 +264,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             }
             matmul(bw, du)?;
         }
-        (head_fits, u_fits)
+        (head_fits, u_fits || w_fits)
     } else if gpu.direct_kernels() {
         // CPU adapters: read down their columns, [T·B, n] operands cost a load per value
         // per product, so each is transposed once into rows contiguous along T·B and the
@@ -291,6 +308,9 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         if !shared_h {
             transpose(bw, rows, h, h_all, at(&tb, 0))?;
         }
+        // (With token ids, dW's row sums would be the hidden biases' gradients, but the
+        // second pass over k they take here cost more than the column sums below on lavapipe:
+        // 5 ms against 3 for the character model.)
         matmul(bw, dw)?;
         if dense {
             transpose(bw, rows, i, input, at(&tb, 0))?;
@@ -573,7 +593,10 @@ impl Workspace {
             };
             padded_layout = ParamLayout::new(&padded_config);
             padded_bufs = (
-                gpu.storage_buffer("parameters, H padded", padded_layout.len())?,
+                gpu.storage_buffer(
+                    "parameters, H padded",
+                    padded_layout.len() + crate::ops::WINDOW_FLOATS,
+                )?,
                 gpu.storage_buffer("gradients, H padded", padded_layout.len())?,
             );
             (

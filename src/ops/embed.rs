@@ -1,7 +1,7 @@
 //! `shaders/embed.wgsl`: the input projection of token ids (a gather of U's columns) and its
 //! weight gradient (a scatter-add into them).
 
-use super::{At, PlanBuilder, groups, u};
+use super::{At, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 
@@ -22,6 +22,53 @@ pub(crate) static EMBED_GRAD: Kernel = Kernel {
     constants: &[],
     ..EMBED
 };
+
+/// `embed` and `embed_grad` for 8-lane subgroups: 4 units per lane as vec4s, what all lanes
+/// need loaded once and broadcast (`shaders/embed_broadcast.wgsl`).
+const fn broadcast(
+    name: &'static str,
+    entry: &'static str,
+    binds: &'static [Bind],
+    constants: &'static [(&'static str, f64)],
+) -> Kernel {
+    Kernel {
+        name,
+        source: concat!(
+            include_str!("../../shaders/embed.wgsl"),
+            include_str!("../../shaders/embed_broadcast.wgsl")
+        ),
+        entry,
+        binds,
+        constants,
+    }
+}
+
+/// `embed4`'s bindings: the window onto U's buffer (read or not) before the parameters.
+const WINDOWED: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Constant,
+    Bind::Params,
+];
+
+/// `embed4` reading U from storage, and through a uniform window.
+pub(crate) static EMBED4: Kernel = broadcast("embed4", "embed4", WINDOWED, &[]);
+pub(crate) static EMBED4_U: Kernel =
+    broadcast("embed4_u", "embed4", WINDOWED, &[("U_UNIFORM", 1.0)]);
+/// Binds the ids again where `embed4` binds its window (unused).
+pub(crate) static EMBED_GRAD4: Kernel = broadcast(
+    "embed_grad4",
+    "embed_grad4",
+    &[
+        Bind::Read,
+        Bind::Read,
+        Bind::ReadWrite,
+        Bind::Read,
+        Bind::Params,
+    ],
+    &[],
+);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -83,6 +130,23 @@ pub(crate) fn embed(
         params.bias2_off = u(b2);
     }
     let rows = tl.steps * tl.batch;
+    let four = |v: usize| v.is_multiple_of(4);
+    let window = window_start(plan.gpu(), w.buf, w.off);
+    if let (true, Some(start)) = (plan.gpu().subgroup_kernels(), window)
+        && four(tl.hidden)
+        && four(out.off)
+    {
+        let fits = w.off - start + tl.hidden * tl.input <= WINDOW_FLOATS;
+        let params = Params {
+            w_off: u(if fits { w.off - start } else { w.off }),
+            ..params
+        };
+        let grid = [groups(tl.hidden, 32), groups(rows, 8).min(65535), 1];
+        let kernel = if fits { &EMBED4_U } else { &EMBED4 };
+        let bufs = [ids, w.buf, out.buf, w.buf];
+        plan.push_windowed(kernel, &bufs, (start * 4) as u64, &params, grid, false)?;
+        return Ok(());
+    }
     let grid = [
         groups(tl.hidden, 64),
         groups(rows, EMBED_ROWS).min(65535),
@@ -102,6 +166,12 @@ pub(crate) fn embed_grad(
     du: At,
 ) -> Result<()> {
     let params = tl.params(0, da.off, du.off);
+    if plan.gpu().subgroup_kernels() && tl.hidden.is_multiple_of(4) && da.off.is_multiple_of(4) {
+        let grid = [groups(tl.hidden, 32), groups(tl.input, 8).min(65535), 1];
+        let bufs = [ids, da.buf, du.buf, ids];
+        plan.push(&EMBED_GRAD4, &bufs, &params, grid, false)?;
+        return Ok(());
+    }
     let grid = [groups(tl.hidden, 64), u(tl.input.min(65535)), 1];
     plan.push(&EMBED_GRAD, &[ids, da.buf, du.buf], &params, grid, false)?;
     Ok(())

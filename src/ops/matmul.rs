@@ -1,6 +1,6 @@
 //! `shaders/matmul.wgsl`: `C = op(A) op(B) (+ C) (+ bias) (+ bias2)`, for every hoisted multiply.
 
-use super::{At, PlanBuilder, groups, u};
+use super::{At, CONSTANT_WINDOW, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
@@ -72,6 +72,50 @@ pub(crate) static MATMUL_NT4_SG_UA_NARROW: Kernel = Kernel {
 pub(crate) static MATMUL_TN4_SG: Kernel = subgroup("matmul_tn4_sg", "matmul_tn4_sg", false);
 pub(crate) static MATMUL_TN4_SG_NARROW: Kernel =
     subgroup("matmul_tn4_sg_narrow", "matmul_tn4_sg", true);
+
+/// `A Bᵀ` with B read through a 64 KiB uniform window and A's rows shared by broadcasts
+/// (`shaders/matmul_broadcast.wgsl`): 8 or 4 columns per lane, A aligned or not.
+const fn broadcast(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
+    Kernel {
+        name,
+        source: concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/matmul_subgroup.wgsl"),
+            include_str!("../../shaders/matmul_broadcast.wgsl")
+        ),
+        entry: "matmul_nt4_bc",
+        binds: &[
+            Bind::Read,
+            Bind::Constant,
+            Bind::Read,
+            Bind::ReadWrite,
+            Bind::Params,
+        ],
+        constants,
+    }
+}
+
+pub(crate) static MATMUL_NT4_BC: Kernel = broadcast("matmul_nt4_bc", &[]);
+pub(crate) static MATMUL_NT4_BC4: Kernel = broadcast("matmul_nt4_bc4", &[("BC_COLS", 4.0)]);
+pub(crate) static MATMUL_NT4_BC_UA: Kernel = broadcast("matmul_nt4_bc_ua", &[("UNALIGNED_A", 1.0)]);
+pub(crate) static MATMUL_NT4_BC4_UA: Kernel = broadcast(
+    "matmul_nt4_bc4_ua",
+    &[("BC_COLS", 4.0), ("UNALIGNED_A", 1.0)],
+);
+/// `Aᵀ B` in place with A's values shared by broadcasts (`matmul_tn_bc`), 8 and 4 columns
+/// per lane: storage bindings only, as the other direct kernels.
+pub(crate) static MATMUL_TN_BC: Kernel = Kernel {
+    name: "matmul_tn_bc",
+    entry: "matmul_tn_bc",
+    binds: MATMUL.binds,
+    ..MATMUL_NT4_BC
+};
+pub(crate) static MATMUL_TN_BC4: Kernel = Kernel {
+    name: "matmul_tn_bc4",
+    entry: "matmul_tn_bc",
+    binds: MATMUL.binds,
+    ..MATMUL_NT4_BC4
+};
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
@@ -176,6 +220,12 @@ fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
     [m, n, a_off, b_off].iter().all(|v| v.is_multiple_of(4))
 }
 
+/// Whether `Aᵀ B` with `n` columns, B from element `b_off`, fits `matmul_tn_bc` (which takes
+/// A of any layout and also writes row sums): B read as vec4s.
+fn tn_bc_fits(n: usize, b_off: usize) -> bool {
+    n.is_multiple_of(4) && b_off.is_multiple_of(4)
+}
+
 /// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` runs as the subgroup
 /// kernel on `gpu`, and so can also write the sums of `Aᵀ`'s rows ([`Gemm::row_sums`]).
 pub(crate) fn tn_row_sums_fit(
@@ -185,7 +235,7 @@ pub(crate) fn tn_row_sums_fit(
     a_off: usize,
     b_off: usize,
 ) -> bool {
-    gpu.subgroup_kernels() && tn_sg_fits(m, n, a_off, b_off)
+    gpu.subgroup_kernels() && (tn_sg_fits(m, n, a_off, b_off) || tn_bc_fits(n, b_off))
 }
 
 /// Whether the direct kernels may write C (and read the biases) as vec4s: `VEC_STORE`.
@@ -240,6 +290,13 @@ fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         }
         (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
             pick_sg(&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW)
+        }
+        (true, false) if subgroups && tn_bc_fits(g.n, g.b.off) => {
+            if g.n.next_multiple_of(64) <= g.n.next_multiple_of(32) {
+                (&MATMUL_TN_BC, (8, 64))
+            } else {
+                (&MATMUL_TN_BC4, (8, 32))
+            }
         }
         (false, true) if offsets && four(g.k) => pick(&MATMUL_NT4, &MATMUL_NT4_NARROW),
         (true, false) if offsets && four(g.m) && four(g.n) => pick(&MATMUL_TN4, &MATMUL_TN4_NARROW),
@@ -323,6 +380,9 @@ fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
         if is(&[&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW]) {
             return g.k.div_ceil(2);
         }
+        if is(&[&MATMUL_TN_BC, &MATMUL_TN_BC4]) {
+            return g.k.div_ceil(8);
+        }
         if is(&[
             &MATMUL_NT4,
             &MATMUL_NT4_NARROW,
@@ -389,6 +449,9 @@ fn record_split(
 pub(crate) const MAX_CPU_ROWS: usize = 32768;
 
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    if broadcast_fits(plan.gpu(), &g) {
+        return record_broadcast(plan, g);
+    }
     if plan.gpu().direct_kernels() {
         let (kernel, tile) = direct_kernel(plan.gpu(), &g);
         let is = |ks: &[&Kernel]| ks.iter().any(|k| std::ptr::eq(*k, kernel));
@@ -401,6 +464,8 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
             &MATMUL_NT4_SG_NARROW,
             &MATMUL_TN4_SG,
             &MATMUL_TN4_SG_NARROW,
+            &MATMUL_TN_BC,
+            &MATMUL_TN_BC4,
         ]);
         if (scalar && g.m.min(g.n) >= 4) || (g.row_sums.is_some() && !sums) {
             return record_padded(plan, g);
@@ -413,6 +478,83 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         Some(parts) => record_split(plan, g, (&MATMUL, TILE), parts),
         None => push(plan, &g, &MATMUL, (TILE, TILE)),
     }
+}
+
+/// Whether `g` runs as `matmul_nt4_bc` on `gpu`: `op(A) = A` stored `[M, K]`, B with its rows
+/// padded to whole vec4s within one uniform window, under the subgroup kernel style.
+fn broadcast_fits(gpu: &Gpu, g: &Gemm) -> bool {
+    // (A B with a row stride, the transposed operands of the weight gradients over T·B, is
+    // never small enough to be worth a window.)
+    gpu.subgroup_kernels()
+        && gpu.limits().max_uniform_buffer_binding_size >= CONSTANT_WINDOW
+        && !g.trans_a
+        && g.row_sums.is_none()
+        && g.ld_b.is_none()
+        && g.n * super::transpose::padded(g.k) <= WINDOW_FLOATS
+}
+
+/// Records `g` as `matmul_nt4_bc`: B read in place where a whole window from an aligned
+/// offset at or before it holds it, otherwise copied (padded along k) into a window of its
+/// own.
+fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
+    let four = |v: usize| v.is_multiple_of(4);
+    let in_place = window_start(plan.gpu(), g.b.buf, g.b.off).filter(|&start| {
+        g.trans_b && four(g.k) && four(g.b.off) && g.b.off - start + g.n * g.k <= WINDOW_FLOATS
+    });
+    let copy;
+    let (b, window) = if let Some(start) = in_place {
+        (g.b, start)
+    } else {
+        let kp = super::transpose::padded(g.k);
+        copy = plan
+            .gpu()
+            .storage_buffer("B padded along k, a window", (g.n * kp).max(WINDOW_FLOATS))?;
+        if g.trans_b {
+            use super::layout::{Blocks, repack};
+            let src = Blocks {
+                at: g.b,
+                rows: g.n,
+                cols: g.k,
+            };
+            let dst = Blocks {
+                at: at0(&copy),
+                rows: g.n,
+                cols: kp,
+            };
+            repack(plan, 1, src, dst)?;
+        } else {
+            super::transpose::transpose(plan, g.k, g.n, g.b, at0(&copy))?;
+        }
+        (at0(&copy), 0)
+    };
+    let unaligned = !(four(g.k) && four(g.a.off));
+    let cols8 = g.n.next_multiple_of(64) <= g.n.next_multiple_of(32);
+    let kernel = match (cols8, unaligned) {
+        (true, false) => &MATMUL_NT4_BC,
+        (false, false) => &MATMUL_NT4_BC4,
+        (true, true) => &MATMUL_NT4_BC_UA,
+        (false, true) => &MATMUL_NT4_BC4_UA,
+    };
+    let g = Gemm {
+        b: At {
+            buf: b.buf,
+            off: b.off - window,
+        },
+        trans_b: true,
+        ..g
+    };
+    let (params, bias_buf) = params_of(&g);
+    let cols = if cols8 { 64 } else { 32 };
+    let grid = [groups(g.n, cols), groups(g.m, 8), 1];
+    plan.push_windowed(
+        kernel,
+        &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
+        (window * 4) as u64,
+        &params,
+        grid,
+        false,
+    )?;
+    Ok(())
 }
 
 /// Records `g`, whose layout the vec4 kernels cannot read (a K, M or N that is not a multiple
@@ -669,14 +811,26 @@ mod tests {
                 (65, 33, 86, 3),
                 (130, 7, 257, 0),
                 (64, 32, 88, 0),
+                (9, 130, 128, 0),
+                (200, 3, 64, 4),
+                (83, 128, 100, 0),
+                (7, 36, 33, 4),
+                (5, 16, 9, 64),
             ]
             .iter()
             .enumerate()
             {
                 let (a, b, c0, bias) = (rand(off + m * k), rand(off + k * n), rand(m * n), rand(n));
                 let buf = |v: &[f32]| upload(&gpu, v);
-                let (ab, bb, biasb) = (buf(&a), buf(&b), buf(&bias));
-                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (ab, biasb) = (buf(&a), buf(&bias));
+                // B alone, and with a uniform window's slack after it (read in place by
+                // matmul_nt4_bc where its layout allows; copied into a window otherwise).
+                let mut b_slack = b.clone();
+                b_slack.resize(b.len() + super::super::WINDOW_FLOATS, 0.0);
+                for ((ta, tb), bb) in [(false, false), (true, false), (false, true), (true, true)]
+                    .into_iter()
+                    .flat_map(|t| [(t, buf(&b)), (t, buf(&b_slack))])
+                {
                     let cb = buf(&c0);
                     let g = Gemm {
                         trans_a: ta,

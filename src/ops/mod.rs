@@ -165,6 +165,22 @@ struct Pending {
 /// uniform binding, the size of the uniform arrays the kernels declare.
 pub(crate) const CONSTANT_WINDOW: u64 = 65536;
 
+/// Floats in one [`CONSTANT_WINDOW`].
+pub(crate) const WINDOW_FLOATS: usize = CONSTANT_WINDOW as usize / 4;
+
+/// Where a uniform window onto `buf` at or before element `off` may start, in floats (`off`
+/// rounded down to the adapter's uniform offset alignment): `None` where the adapter binds
+/// less than a window or `buf` ends before the window would. Buffers the kernels read this
+/// way carry [`WINDOW_FLOATS`] of slack past their contents.
+pub(crate) fn window_start(gpu: &Gpu, buf: &wgpu::Buffer, off: usize) -> Option<usize> {
+    let l = gpu.limits();
+    let align = (l.min_uniform_buffer_offset_alignment as usize / 4).max(4);
+    let start = off / align * align;
+    (l.max_uniform_buffer_binding_size >= CONSTANT_WINDOW
+        && ((start + WINDOW_FLOATS) * 4) as u64 <= buf.size())
+    .then_some(start)
+}
+
 /// Collects dispatches and their parameters; [`PlanBuilder::finish`] makes the [`Plan`].
 pub(crate) struct PlanBuilder<'g> {
     gpu: &'g Gpu,
@@ -431,12 +447,15 @@ pub(crate) fn run_timed(
     finish: impl FnOnce(&mut wgpu::CommandEncoder),
 ) -> Result<Vec<(&'static str, f64)>> {
     let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
-    let by_kernel = std::env::var_os("RNN_WGPU_TIME_KERNELS").is_some();
+    let knob = std::env::var("RNN_WGPU_TIME_KERNELS").ok();
+    let by_kernel = knob.is_some();
+    // `each`: every dispatch timed alone (its kernel and grid printed to stderr).
+    let each = knob.as_deref() == Some("each");
     let name = |d: &Dispatch| if by_kernel { d.kernel } else { d.phase };
     let mut runs: Vec<&[&Dispatch]> = Vec::new();
     let mut start = 0;
     for i in 1..=all.len() {
-        if i == all.len() || name(all[i]) != name(all[start]) {
+        if i == all.len() || each || name(all[i]) != name(all[start]) {
             runs.push(&all[start..i]);
             start = i;
         }
@@ -477,6 +496,9 @@ pub(crate) fn run_timed(
     let mut phases: Vec<(&'static str, f64)> = Vec::new();
     for (n, run) in runs.iter().enumerate() {
         let ms = ticks[2 * n + 1].saturating_sub(ticks[2 * n]) as f64 * ns_per_tick / 1e6;
+        if each {
+            eprintln!("{:8.3} ms  {} {:?}", ms, run[0].kernel, run[0].groups);
+        }
         match phases.iter_mut().find(|(p, _)| *p == name(run[0])) {
             Some((_, total)) => *total += ms,
             None => phases.push((name(run[0]), ms)),
@@ -502,6 +524,12 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_NT4_SG_UA_NARROW,
         &matmul::MATMUL_TN4_SG,
         &matmul::MATMUL_TN4_SG_NARROW,
+        &matmul::MATMUL_NT4_BC,
+        &matmul::MATMUL_NT4_BC4,
+        &matmul::MATMUL_NT4_BC_UA,
+        &matmul::MATMUL_NT4_BC4_UA,
+        &matmul::MATMUL_TN_BC,
+        &matmul::MATMUL_TN_BC4,
         &matmul::MATMUL_TN4_NARROW,
         &matmul::MATMUL_NN4_NARROW,
         &recurrence::PREPARE,
@@ -530,6 +558,9 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &dropout::DROPOUT_BACKWARD,
         &embed::EMBED,
         &embed::EMBED_GRAD,
+        &embed::EMBED4,
+        &embed::EMBED4_U,
+        &embed::EMBED_GRAD4,
         &activation::ACT_FORWARD,
         &activation::ACT_BACKWARD,
     ]
@@ -659,13 +690,18 @@ mod tests {
                 // A file that continues another (the subgroup kernels) is validated after it,
                 // as its kernels build, with subgroups; other files without, unless named as
                 // subgroup kernels (below).
-                let base = source
-                    .strip_prefix("// Appended to ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_owned);
-                if let Some(base) = &base {
-                    let text = std::fs::read_to_string(format!("{dir}/{base}"))
-                        .unwrap_or_else(|e| panic!("{}: {base}: {e}", path.display()));
+                // (A continued file may itself continue another.)
+                let continues = |text: &str| {
+                    text.strip_prefix("// Appended to ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|b| b.trim_end_matches(',').to_owned())
+                };
+                let base = continues(&source);
+                let mut next = base.clone();
+                while let Some(b) = next {
+                    let text = std::fs::read_to_string(format!("{dir}/{b}"))
+                        .unwrap_or_else(|e| panic!("{}: {b}: {e}", path.display()));
+                    next = continues(&text);
                     source = text + &source;
                 }
                 // A skeleton is validated with every cell spliced in, as the crate builds it;

@@ -1,0 +1,113 @@
+// Appended to embed.wgsl (WGSL has no includes; it uses that file's Params, ids, position,
+// row_of and lower_bound). embed and embed_grad for CPU adapters whose subgroups are 8 lanes
+// wide (lavapipe), where every storage access costs a loop over the lanes: a lane owns 4
+// hidden units and moves them as one vec4, and what every lane needs alike (a row's id, a
+// run's positions) one lane per row loads and subgroupBroadcast hands on. H and the offsets
+// of `out` (embed4) and of da (embed_grad4) are multiples of 4. Lanes past H read the last 4
+// units and write nothing. One-dimensional: subgroup builtins are only defined there.
+
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+// U through a 64 KiB uniform window where it fits one (U_UNIFORM; q.w_off counts from the
+// window's start), a vector gather per value where storage would be a loop over the lanes.
+@group(0) @binding(3) var<uniform> uw: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<storage, read> p4: Params;
+
+override U_UNIFORM: bool = false;
+
+// U[j, v] for `at` = j I + v (from q.w_off).
+fn u_at(at: u32) -> f32 {
+    let e = p4.w_off + at;
+    if U_UNIFORM {
+        return uw[e / 4u][e % 4u];
+    }
+    return src[e];
+}
+
+// Every lane's value of `x`, by lane.
+fn lanes(x: u32) -> array<u32, 8> {
+    return array<u32, 8>(
+        subgroupShuffle(x, 0u),
+        subgroupShuffle(x, 1u),
+        subgroupShuffle(x, 2u),
+        subgroupShuffle(x, 3u),
+        subgroupShuffle(x, 4u),
+        subgroupShuffle(x, 5u),
+        subgroupShuffle(x, 6u),
+        subgroupShuffle(x, 7u),
+    );
+}
+
+// A subgroup per 8 rows x 32 units at a time; rows past the grid's height loop.
+@compute @workgroup_size(8, 1, 1)
+fn embed4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let j = wid.x * 32u + 4u * lane;
+    let jj = min(j, p4.hidden - 4u);
+    var add = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if (p4.flags & 4u) != 0u {
+            add[c] += src[p4.bias_off + jj + c];
+        }
+        if (p4.flags & 8u) != 0u {
+            add[c] += src[p4.bias2_off + jj + c];
+        }
+    }
+    let rows = p4.steps * p4.batch;
+    let i = p4.input;
+    for (var r0 = wid.y * 8u; r0 < rows; r0 += nwg.y * 8u) {
+        let v = lanes(ids[position(p4, min(r0 + lane, rows - 1u))]);
+        for (var n = 0u; n < 8u; n++) {
+            let r = r0 + n;
+            let at = jj * i + v[n];
+            let u = vec4<f32>(u_at(at), u_at(at + i), u_at(at + 2u * i), u_at(at + 3u * i));
+            if r < rows && j < p4.hidden {
+                out4[(p4.out_off + r * p4.hidden + j) / 4u] = u + add;
+            }
+        }
+    }
+}
+
+// A subgroup per 8 ids x 32 units at a time; ids past the grid's height loop. Lane l
+// searches where id v0 + l's run of positions starts, and v0 + l + 1's.
+@compute @workgroup_size(8, 1, 1)
+fn embed_grad4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let j = wid.x * 32u + 4u * lane;
+    let jj = min(j, p4.hidden - 4u);
+    let n = p4.steps * p4.batch;
+    for (var v0 = wid.y * 8u; v0 < p4.input; v0 += nwg.y * 8u) {
+        let firsts = lanes(lower_bound(v0 + lane, n));
+        let ends = lanes(lower_bound(v0 + lane + 1u, n));
+        for (var m = 0u; m < 8u; m++) {
+            let v = v0 + m;
+            var s = vec4<f32>(0.0);
+            let end = ends[m];
+            // In runs of at most 8 * 32768 positions, under the 65535 iterations after which
+            // lavapipe stops a loop (every row may hold the same id).
+            for (var c0 = firsts[m]; c0 < end; c0 += 262144u) {
+                let c1 = min(c0 + 262144u, end);
+                for (var q0 = c0; q0 < c1; q0 += 8u) {
+                    let at = lanes(ids[n + min(q0 + lane, c1 - 1u)]);
+                    for (var k = 0u; k < 8u; k++) {
+                        if q0 + k < c1 {
+                            let row = row_of(p4, at[k]);
+                            s += src4[(p4.w_off + row * p4.hidden + jj) / 4u];
+                        }
+                    }
+                }
+            }
+            if v < p4.input && j < p4.hidden {
+                for (var c = 0u; c < 4u; c++) {
+                    out[p4.out_off + (j + c) * p4.input + v] = s[c];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+// Appended to matmul_subgroup.wgsl, itself appended to matmul.wgsl (WGSL has no includes;
+// it uses their parameters, bindings, store_cols, store_row_sums and a_at). For CPU adapters
+// whose subgroups are 8 lanes wide (lavapipe) and which bind 64 KiB of uniforms.
+//
+// matmul_nt4_bc: C = A B^T where B, with its rows padded to whole vec4s, fits one 64 KiB
+// uniform window (a head or an input projection's weights, up to 16384 values): a subgroup
+// computes 8 rows of C x 8 BC_COLS columns, lane l the BC_COLS columns from cg + BC_COLS l of
+// every row. Each lane loads one of the 8 rows of A, a vec4 per 4 steps of k, and hands it to
+// the others by subgroupBroadcast from a constant lane; the lanes read their own rows of B
+// through the window. On lavapipe a broadcast from a constant lane is an extract and a splat
+// and a uniform load a vector gather, where a storage load or a shuffle from a lane that
+// varies is a loop over the lanes: per 4 steps of k a lane here makes 1 storage load,
+// BC_COLS gathers and 8 broadcasts for 32 BC_COLS multiply-adds, where matmul_nt4_sg makes 6
+// storage loads and 16 shuffles for 256.
+//
+// p.b_off counts from the window's start. With UNALIGNED_A, A's rows start anywhere (see
+// matmul_nt4_sg). One-dimensional: subgroup builtins are only defined there.
+
+override BC_COLS: u32 = 8u; // 8 or 4
+
+@group(0) @binding(1) var<uniform> bu: array<vec4<f32>, 4096>;
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_nt4_bc(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let r0 = wid.y * 8u;
+    let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
+    let unaligned = UNALIGNED_A;
+    let wide = BC_COLS > 4u;
+    let k4 = (p.k + 3u) / 4u;
+    let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
+    // Past the edge, the last row of A or B (never written).
+    let e = p.a_off + min(r0 + lane, p.m - 1u) * p.k;
+    let a0 = e / 4u;
+    let last4 = arrayLength(&a4) - 1u;
+    var cur = vec4<f32>(0.0);
+    if unaligned {
+        cur = a4[a0];
+    }
+    let q0 = p.b_off / 4u + min(c0, p.n - 1u) * ldb4;
+    let q1 = p.b_off / 4u + min(c0 + 1u, p.n - 1u) * ldb4;
+    let q2 = p.b_off / 4u + min(c0 + 2u, p.n - 1u) * ldb4;
+    let q3 = p.b_off / 4u + min(c0 + 3u, p.n - 1u) * ldb4;
+    let q4 = p.b_off / 4u + min(c0 + 4u, p.n - 1u) * ldb4;
+    let q5 = p.b_off / 4u + min(c0 + 5u, p.n - 1u) * ldb4;
+    let q6 = p.b_off / 4u + min(c0 + 6u, p.n - 1u) * ldb4;
+    let q7 = p.b_off / 4u + min(c0 + 7u, p.n - 1u) * ldb4;
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < k4; k++) {
+        var mine: vec4<f32>;
+        if unaligned {
+            let nxt = a4[min(a0 + k + 1u, last4)];
+            mine = a_at(cur, nxt, e, 4u * k, p.k);
+            cur = nxt;
+        } else {
+            mine = a4[a0 + k];
+        }
+        let w0 = bu[q0 + k];
+        let w1 = bu[q1 + k];
+        let w2 = bu[q2 + k];
+        let w3 = bu[q3 + k];
+        var w4 = vec4<f32>(0.0);
+        var w5 = vec4<f32>(0.0);
+        var w6 = vec4<f32>(0.0);
+        var w7 = vec4<f32>(0.0);
+        if wide {
+            w4 = bu[q4 + k];
+            w5 = bu[q5 + k];
+            w6 = bu[q6 + k];
+            w7 = bu[q7 + k];
+        }
+        var s: array<vec4<f32>, 8>;
+        s[0] = subgroupShuffle(mine, 0u);
+        s[1] = subgroupShuffle(mine, 1u);
+        s[2] = subgroupShuffle(mine, 2u);
+        s[3] = subgroupShuffle(mine, 3u);
+        s[4] = subgroupShuffle(mine, 4u);
+        s[5] = subgroupShuffle(mine, 5u);
+        s[6] = subgroupShuffle(mine, 6u);
+        s[7] = subgroupShuffle(mine, 7u);
+        for (var i = 0u; i < 8u; i++) {
+            let v = s[i];
+            lo[i] += vec4<f32>(dot(v, w0), dot(v, w1), dot(v, w2), dot(v, w3));
+            if wide {
+                hi[i] += vec4<f32>(dot(v, w4), dot(v, w5), dot(v, w6), dot(v, w7));
+            }
+        }
+    }
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    store_cols(r0, c0, lo, hi, BC_COLS);
+}
+
+// matmul_tn_bc: C = A^T B, A [K, M] (rows of any alignment) and B [K, N] (N and B's offset
+// multiples of 4), over the long k of the weight gradients, in place: no transposes. A
+// subgroup computes 8 rows of C x 8 BC_COLS columns as above, 8 values of k at a time: lane l
+// loads its 8 values of A's row k0 + l (C's 8 rows at that k), and at each of the 8 k every
+// lane takes them from lane k - k0 by broadcasts and loads its own vec4s of B's row k. Per 8
+// k a lane makes 8 + 2 BC_COLS / 4 * 8 storage loads and 16 broadcasts of a vec4 for
+// 64 BC_COLS multiply-adds. With ROW_SUMS the sums of C's rows of A^T come too (the bias
+// gradients).
+
+struct Acc {
+    lo: array<vec4<f32>, 8>,
+    hi: array<vec4<f32>, 8>,
+}
+
+// One k of matmul_tn_bc: C's 8 rows of A^T there (a_lo, a_hi) times B's row k.
+fn tn_step(acc: ptr<function, Acc>, k: u32, cb: vec2<u32>, a_lo: vec4<f32>, a_hi: vec4<f32>) {
+    if k >= p.k {
+        return;
+    }
+    let n4 = p.n / 4u;
+    let wide = BC_COLS > 4u;
+    let b_lo = b4[cb.x + k * n4];
+    var b_hi = vec4<f32>(0.0);
+    if wide {
+        b_hi = b4[cb.y + k * n4];
+    }
+    for (var j = 0u; j < 4u; j++) {
+        (*acc).lo[j] += a_lo[j] * b_lo;
+        (*acc).lo[j + 4u] += a_hi[j] * b_lo;
+        if wide {
+            (*acc).hi[j] += a_lo[j] * b_hi;
+            (*acc).hi[j + 4u] += a_hi[j] * b_hi;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_tn_bc(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let r0 = wid.y * 8u;
+    let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
+    // This lane's vec4s of B's rows (past the edge, the last one; never written).
+    let cb = p.b_off / 4u + vec2<u32>(min(c0, p.n - 4u), min(c0 + 4u, p.n - 4u)) / 4u;
+    let sums = (p.flags & 64u) != 0u;
+    var acc: Acc;
+    var rs_lo = vec4<f32>(0.0);
+    var rs_hi = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.k; k0 += 8u) {
+        // This lane's k, and C's 8 rows of A^T there (zero past K).
+        let mk = k0 + lane;
+        let live = select(0.0, 1.0, mk < p.k);
+        let ar = p.a_off + min(mk, p.k - 1u) * p.m;
+        var m_lo: vec4<f32>;
+        var m_hi: vec4<f32>;
+        for (var j = 0u; j < 4u; j++) {
+            m_lo[j] = a[ar + min(r0 + j, p.m - 1u)];
+            m_hi[j] = a[ar + min(r0 + 4u + j, p.m - 1u)];
+        }
+        m_lo *= live;
+        m_hi *= live;
+        tn_step(&acc, k0, cb, subgroupShuffle(m_lo, 0u), subgroupShuffle(m_hi, 0u));
+        tn_step(&acc, k0 + 1u, cb, subgroupShuffle(m_lo, 1u), subgroupShuffle(m_hi, 1u));
+        tn_step(&acc, k0 + 2u, cb, subgroupShuffle(m_lo, 2u), subgroupShuffle(m_hi, 2u));
+        tn_step(&acc, k0 + 3u, cb, subgroupShuffle(m_lo, 3u), subgroupShuffle(m_hi, 3u));
+        tn_step(&acc, k0 + 4u, cb, subgroupShuffle(m_lo, 4u), subgroupShuffle(m_hi, 4u));
+        tn_step(&acc, k0 + 5u, cb, subgroupShuffle(m_lo, 5u), subgroupShuffle(m_hi, 5u));
+        tn_step(&acc, k0 + 6u, cb, subgroupShuffle(m_lo, 6u), subgroupShuffle(m_hi, 6u));
+        tn_step(&acc, k0 + 7u, cb, subgroupShuffle(m_lo, 7u), subgroupShuffle(m_hi, 7u));
+        rs_lo += m_lo;
+        rs_hi += m_hi;
+    }
+    // Every lane summed its own k: the subgroup's sum is the row's (taken with every lane
+    // active, before the lanes part).
+    let t_lo = subgroupAdd(rs_lo);
+    let t_hi = subgroupAdd(rs_hi);
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    store_cols(r0, c0, acc.lo, acc.hi, BC_COLS);
+    if sums && c0 == 0u {
+        var s: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 4u; j++) {
+            s[j] = vec4<f32>(t_lo[j], 0.0, 0.0, 0.0);
+            s[j + 4u] = vec4<f32>(t_hi[j], 0.0, 0.0, 0.0);
+        }
+        store_row_sums(r0, s);
+    }
+}

@@ -99,10 +99,11 @@ fn matmul_nt4_bc(
 // multiples of 4), over the long k of the weight gradients, in place: no transposes. A
 // subgroup computes 8 rows of C x 8 BC_COLS columns as above, 8 values of k at a time: lane l
 // loads its 8 values of A's row k0 + l (C's 8 rows at that k), and at each of the 8 k every
-// lane takes them from lane k - k0 by broadcasts and loads its own vec4s of B's row k. Per 8
-// k a lane makes 8 + 2 BC_COLS / 4 * 8 storage loads and 16 broadcasts of a vec4 for
-// 64 BC_COLS multiply-adds. With ROW_SUMS the sums of C's rows of A^T come too (the bias
-// gradients).
+// lane takes them from lane k - k0 by shuffles from a constant lane and reads its own vec4s
+// of B's row k through the uniform window (p.b_off counting from its start: the crate cuts k
+// into parts whose rows of B fit one window, a dispatch each). Per 8 k a lane makes 8
+// storage loads, 2 BC_COLS gathers of a vec4 and 16 shuffles of a vec4 for 64 BC_COLS
+// multiply-adds. With ROW_SUMS the sums of C's rows of A^T come too (the bias gradients).
 
 struct Acc {
     lo: array<vec4<f32>, 8>,
@@ -116,10 +117,10 @@ fn tn_step(acc: ptr<function, Acc>, k: u32, cb: vec2<u32>, a_lo: vec4<f32>, a_hi
     }
     let n4 = p.n / 4u;
     let wide = BC_COLS > 4u;
-    let b_lo = b4[cb.x + k * n4];
+    let b_lo = bu[cb.x + k * n4];
     var b_hi = vec4<f32>(0.0);
     if wide {
-        b_hi = b4[cb.y + k * n4];
+        b_hi = bu[cb.y + k * n4];
     }
     for (var j = 0u; j < 4u; j++) {
         (*acc).lo[j] += a_lo[j] * b_lo;

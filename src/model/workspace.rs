@@ -25,7 +25,7 @@ use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
 use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
 use crate::ops::transpose::{padded, transpose};
-use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, at};
+use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, WINDOW_FLOATS, at};
 
 /// Bytes of `dL/da`, `h_all`, `x` and `dL/do` up to which the weight gradients read them in
 /// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
@@ -632,7 +632,7 @@ impl Workspace {
         let x = if tokens {
             gpu.storage_buffer("token ids and their sorted positions [2 T B]", 2 * rows)?
         } else {
-            gpu.storage_buffer("x [T, B, I]", rows * i)?
+            gpu.storage_buffer("x [T, B, I]", rows * i + WINDOW_FLOATS)?
         };
         let xi = if tokens { 0 } else { i };
         // The deep input block: each layer's outputs and their gradients `[T, B, width]`; the
@@ -667,9 +667,11 @@ impl Workspace {
         let mut layers = Vec::with_capacity(nl);
         for _ in 0..nl {
             layers.push(LayerBufs {
+                // With a uniform window's slack: the weight gradients read it through
+                // windows (ops::matmul's record_tn_windowed).
                 h_all: gpu.storage_buffer(
                     "hidden states [D][T + 1, B, H]",
-                    (nd - 1) * hs + (steps + 1) * bh,
+                    (nd - 1) * hs + (steps + 1) * bh + WINDOW_FLOATS,
                 )?,
                 da: gpu.storage_buffer("dL/da [D][T, B, H]", (nd - 1) * ts + rows * h)?,
             });

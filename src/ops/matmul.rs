@@ -102,18 +102,16 @@ pub(crate) static MATMUL_NT4_BC4_UA: Kernel = broadcast(
     "matmul_nt4_bc4_ua",
     &[("BC_COLS", 4.0), ("UNALIGNED_A", 1.0)],
 );
-/// `Aᵀ B` in place with A's values shared by broadcasts (`matmul_tn_bc`), 8 and 4 columns
-/// per lane: storage bindings only, as the other direct kernels.
+/// `Aᵀ B` in place with A's values shared by shuffles and B through a uniform window, a part
+/// of k at a time (`matmul_tn_bc`), 8 and 4 columns per lane.
 pub(crate) static MATMUL_TN_BC: Kernel = Kernel {
     name: "matmul_tn_bc",
     entry: "matmul_tn_bc",
-    binds: MATMUL.binds,
     ..MATMUL_NT4_BC
 };
 pub(crate) static MATMUL_TN_BC4: Kernel = Kernel {
     name: "matmul_tn_bc4",
     entry: "matmul_tn_bc",
-    binds: MATMUL.binds,
     ..MATMUL_NT4_BC4
 };
 
@@ -220,10 +218,27 @@ fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
     [m, n, a_off, b_off].iter().all(|v| v.is_multiple_of(4))
 }
 
-/// Whether `Aᵀ B` with `n` columns, B from element `b_off`, fits `matmul_tn_bc` (which takes
-/// A of any layout and also writes row sums): B read as vec4s.
+/// Whether `Aᵀ B` with `n` columns, B from element `b_off`, may fit `matmul_tn_bc` (which
+/// takes A of any layout and also writes row sums): B read as vec4s. It runs where B's buffer
+/// also holds its windows ([`tn_window_rows`]).
 fn tn_bc_fits(n: usize, b_off: usize) -> bool {
     n.is_multiple_of(4) && b_off.is_multiple_of(4)
+}
+
+/// The rows of k per dispatch `matmul_tn_bc` takes for `g` on `gpu` (a multiple of 8, the
+/// kernel's step, and at least 64: N up to about 250), or `None` where it cannot run: B not
+/// read as vec4s, a bias asked for, or B's buffer short of a whole window past some part.
+fn tn_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
+    let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
+    // Whatever a part's alignment, its rows fit the window after the slack before them.
+    let rows = (WINDOW_FLOATS.saturating_sub(align) / g.n.max(1)) / 8 * 8;
+    let last = g.b.off + g.k.saturating_sub(1) / rows.max(1) * rows * g.n;
+    (tn_bc_fits(g.n, g.b.off)
+        && rows >= 64
+        && g.bias.is_none()
+        && g.bias2.is_none()
+        && window_start(gpu, g.b.buf, last).is_some())
+    .then_some(rows)
 }
 
 /// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` runs as the subgroup
@@ -288,15 +303,15 @@ fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         (false, true) if subgroups && offsets && four(g.k) => {
             pick_sg(&MATMUL_NT4_SG, &MATMUL_NT4_SG_NARROW)
         }
-        (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
-            pick_sg(&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW)
-        }
-        (true, false) if subgroups && tn_bc_fits(g.n, g.b.off) => {
+        (true, false) if subgroups && tn_window_rows(gpu, g).is_some() => {
             if g.n.next_multiple_of(64) <= g.n.next_multiple_of(32) {
                 (&MATMUL_TN_BC, (8, 64))
             } else {
                 (&MATMUL_TN_BC4, (8, 32))
             }
+        }
+        (true, false) if subgroups && tn_sg_fits(g.m, g.n, g.a.off, g.b.off) => {
+            pick_sg(&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW)
         }
         (false, true) if offsets && four(g.k) => pick(&MATMUL_NT4, &MATMUL_NT4_NARROW),
         (true, false) if offsets && four(g.m) && four(g.n) => pick(&MATMUL_TN4, &MATMUL_TN4_NARROW),
@@ -470,6 +485,9 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         if (scalar && g.m.min(g.n) >= 4) || (g.row_sums.is_some() && !sums) {
             return record_padded(plan, g);
         }
+        if is(&[&MATMUL_TN_BC, &MATMUL_TN_BC4]) {
+            return record_tn_windowed(plan, &g, kernel, tile.1);
+        }
         return push(plan, &g, kernel, tile);
     }
     // (A 128×128-tile variant, 8×8 per invocation with vec4 workgroup loads, ran the hoisted
@@ -554,6 +572,54 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         grid,
         false,
     )?;
+    Ok(())
+}
+
+/// Records `g` (`Aᵀ B` for `matmul_tn_bc`, `cols` columns per subgroup) as one dispatch per
+/// part of k whose rows of B fit one uniform window, each adding into C after the first:
+/// lavapipe reads a window as branchless gathers where a storage load is a loop over the
+/// lanes (the character model's dV 11.8 -> ms against B from storage).
+fn record_tn_windowed(
+    plan: &mut PlanBuilder,
+    g: &Gemm,
+    kernel: &'static Kernel,
+    cols: usize,
+) -> Result<()> {
+    let Some(rows) = tn_window_rows(plan.gpu(), g) else {
+        return Err(crate::error::GpuError::Kernel {
+            kernel: kernel.name.into(),
+            message: "chosen for a product it cannot run (a bug in rnn-wgpu)".into(),
+        }
+        .into());
+    };
+    let mut k0 = 0;
+    while k0 < g.k {
+        let k = rows.min(g.k - k0);
+        let b_off = g.b.off + k0 * g.n;
+        // Every part's window ends before the last one's, which tn_window_rows found.
+        let start = window_start(plan.gpu(), g.b.buf, b_off).unwrap_or(0);
+        let part = Gemm {
+            k,
+            a: g.a.plus(k0 * g.m),
+            b: At {
+                buf: g.b.buf,
+                off: b_off - start,
+            },
+            accumulate: g.accumulate || k0 > 0,
+            ..*g
+        };
+        let (params, bias_buf) = params_of(&part);
+        let grid = [groups(g.n, cols), groups(g.m, 8), 1];
+        plan.push_windowed(
+            kernel,
+            &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
+            (start * 4) as u64,
+            &params,
+            grid,
+            false,
+        )?;
+        k0 += k;
+    }
     Ok(())
 }
 
@@ -816,6 +882,7 @@ mod tests {
                 (83, 128, 100, 0),
                 (7, 36, 33, 4),
                 (5, 16, 9, 64),
+                (9, 128, 300, 4),
             ]
             .iter()
             .enumerate()
@@ -827,16 +894,27 @@ mod tests {
                 // matmul_nt4_bc where its layout allows; copied into a window otherwise).
                 let mut b_slack = b.clone();
                 b_slack.resize(b.len() + super::super::WINDOW_FLOATS, 0.0);
-                for ((ta, tb), bb) in [(false, false), (true, false), (false, true), (true, true)]
-                    .into_iter()
-                    .flat_map(|t| [(t, buf(&b)), (t, buf(&b_slack))])
+                // Accumulating or not, with a bias or not: a product cut into parts adds all but the
+                // first, and the parts take no bias.
+                for (((ta, tb), bb), (acc, with_bias)) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                        .into_iter()
+                        .flat_map(|t| [(t, &b), (t, &b_slack)])
+                        .flat_map(|tb| {
+                            [
+                                (tb, (true, true)),
+                                (tb, (true, false)),
+                                (tb, (false, false)),
+                            ]
+                        })
+                        .map(|((t, v), acc)| ((t, buf(v)), acc))
                 {
                     let cb = buf(&c0);
                     let g = Gemm {
                         trans_a: ta,
                         trans_b: tb,
-                        accumulate: true,
-                        bias: Some(at(&biasb, 0)),
+                        accumulate: acc,
+                        bias: with_bias.then(|| at(&biasb, 0)),
                         ..Gemm::new(m, n, k, at(&ab, off), at(&bb, off), at(&cb, 0))
                     };
                     let mut plan = PlanBuilder::new(&gpu, "test");
@@ -851,13 +929,13 @@ mod tests {
                         &b[off..],
                         tb,
                         &c0,
-                        true,
-                        Some(&bias[..]),
+                        acc,
+                        with_bias.then_some(&bias[..]),
                     );
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
-                            "{style:?} case {n_case} ({m}, {n}, {k}) offset {off} trans {ta} \
+                            "{style:?} case {n_case} ({m}, {n}, {k}) offset {off} accumulate {acc} bias {with_bias} trans {ta} \
                              {tb}: C[{i}] = {g}, want {w}"
                         );
                     }

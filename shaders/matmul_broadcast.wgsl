@@ -4,8 +4,8 @@
 //
 // matmul_nt4_bc: C = A B^T where B, with its rows padded to whole vec4s, fits one 64 KiB
 // uniform window (a head or an input projection's weights, up to 16384 values): a subgroup
-// computes 8 rows of C x 8 BC_COLS columns, lane l the BC_COLS columns from cg + BC_COLS l of
-// every row. Each lane loads one of the 8 rows of A, a vec4 per 4 steps of k, and hands it to
+// computes 8 rows of C x 64 columns (BC_COLS 8) or 16 x 32 (BC_COLS 4, each lane loading two
+// rows of A), lane l the BC_COLS columns from cg + BC_COLS l of every row. Each lane loads one of the 8 rows of A, a vec4 per 4 steps of k, and hands it to
 // the others by subgroupBroadcast from a constant lane; the lanes read their own rows of B
 // through the window. On lavapipe a broadcast from a constant lane is an extract and a splat
 // and a uniform load a vector gather, where a storage load or a shuffle from a lane that
@@ -25,19 +25,26 @@ fn matmul_nt4_bc(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let r0 = wid.y * 8u;
+    let wide = BC_COLS > 4u;
+    // 8 rows x 64 columns, or 16 x 32 (hi holding rows 8 .. 15).
+    let r0 = wid.y * select(16u, 8u, wide);
     let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
     let unaligned = UNALIGNED_A;
-    let wide = BC_COLS > 4u;
     let k4 = (p.k + 3u) / 4u;
     let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
     // Past the edge, the last row of A or B (never written).
     let e = p.a_off + min(r0 + lane, p.m - 1u) * p.k;
+    let e2 = p.a_off + min(r0 + 8u + lane, p.m - 1u) * p.k;
     let a0 = e / 4u;
+    let a2 = e2 / 4u;
     let last4 = arrayLength(&a4) - 1u;
     var cur = vec4<f32>(0.0);
+    var cur2 = vec4<f32>(0.0);
     if unaligned {
         cur = a4[a0];
+        if !wide {
+            cur2 = a4[a2];
+        }
     }
     let q0 = p.b_off / 4u + min(c0, p.n - 1u) * ldb4;
     let q1 = p.b_off / 4u + min(c0 + 1u, p.n - 1u) * ldb4;
@@ -51,12 +58,21 @@ fn matmul_nt4_bc(
     var hi: array<vec4<f32>, 8>;
     for (var k = 0u; k < k4; k++) {
         var mine: vec4<f32>;
+        var mine2 = vec4<f32>(0.0);
         if unaligned {
             let nxt = a4[min(a0 + k + 1u, last4)];
             mine = a_at(cur, nxt, e, 4u * k, p.k);
             cur = nxt;
+            if !wide {
+                let nxt2 = a4[min(a2 + k + 1u, last4)];
+                mine2 = a_at(cur2, nxt2, e2, 4u * k, p.k);
+                cur2 = nxt2;
+            }
         } else {
             mine = a4[a0 + k];
+            if !wide {
+                mine2 = a4[a2 + k];
+            }
         }
         let w0 = bu[q0 + k];
         let w1 = bu[q1 + k];
@@ -88,11 +104,29 @@ fn matmul_nt4_bc(
                 hi[i] += vec4<f32>(dot(v, w4), dot(v, w5), dot(v, w6), dot(v, w7));
             }
         }
+        if !wide {
+            var s2: array<vec4<f32>, 8>;
+            s2[0] = subgroupShuffle(mine2, 0u);
+            s2[1] = subgroupShuffle(mine2, 1u);
+            s2[2] = subgroupShuffle(mine2, 2u);
+            s2[3] = subgroupShuffle(mine2, 3u);
+            s2[4] = subgroupShuffle(mine2, 4u);
+            s2[5] = subgroupShuffle(mine2, 5u);
+            s2[6] = subgroupShuffle(mine2, 6u);
+            s2[7] = subgroupShuffle(mine2, 7u);
+            for (var i = 0u; i < 8u; i++) {
+                let v = s2[i];
+                hi[i] += vec4<f32>(dot(v, w0), dot(v, w1), dot(v, w2), dot(v, w3));
+            }
+        }
     }
     if r0 >= p.m || c0 >= p.n {
         return;
     }
     store_cols(r0, c0, lo, hi, BC_COLS);
+    if !wide {
+        store_cols(r0 + 8u, c0, hi, hi, 4u);
+    }
 }
 
 // matmul_tn_bc: C = A^T B, A [K, M] (rows of any alignment) and B [K, N] (N and B's offset

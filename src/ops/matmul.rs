@@ -562,8 +562,8 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         ..g
     };
     let (params, bias_buf) = params_of(&g);
-    let cols = if cols8 { 64 } else { 32 };
-    let grid = [groups(g.n, cols), groups(g.m, 8), 1];
+    let (rows, cols) = if cols8 { (8, 64) } else { (16, 32) };
+    let grid = [groups(g.n, cols), groups(g.m, rows), 1];
     plan.push_windowed(
         kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],

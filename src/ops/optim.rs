@@ -38,6 +38,23 @@ pub(crate) static ADAM: Kernel = Kernel {
     constants: &[],
 };
 
+/// The vec4 forms for 8-lane subgroups (`shaders/optim_vec4.wgsl`).
+const fn vec4(name: &'static str) -> Kernel {
+    Kernel {
+        name,
+        source: concat!(
+            include_str!("../../shaders/optim.wgsl"),
+            include_str!("../../shaders/optim_vec4.wgsl")
+        ),
+        entry: name,
+        binds: BINDS,
+        constants: &[],
+    }
+}
+pub(crate) static GRAD_NORM4: Kernel = vec4("grad_norm4");
+pub(crate) static SGD4: Kernel = vec4("sgd4");
+pub(crate) static ADAM4: Kernel = vec4("adam4");
+
 /// Parameters of one update, laid out as the shader's `Params`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -87,11 +104,19 @@ pub(crate) fn update(
         b.norm,
         b.decay.unwrap_or(b.grad),
     ];
-    let norm_offset = plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
+    // On lavapipe four parameters per invocation (every buffer is whole vec4s, see
+    // `Gpu::storage_buffer`): Adam over the character model's 38k parameters 2 -> ms.
+    let four = plan.gpu().subgroup_kernels();
+    let (norm, sgd, adam_k, per) = if four {
+        (&GRAD_NORM4, &SGD4, &ADAM4, 256)
+    } else {
+        (&GRAD_NORM, &SGD, &ADAM, 256)
+    };
+    let norm_offset = plan.push(norm, &bufs, params, [1, 1, 1], false)?;
     // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
-    let kernel = if adam { &ADAM } else { &SGD };
-    // 256 per workgroup on a 2-D grid: x at most 65535 workgroups.
-    let total = (params.n as usize).div_ceil(256);
+    let kernel = if adam { adam_k } else { sgd };
+    // `per` parameters per workgroup on a 2-D grid: x at most 65535 workgroups.
+    let total = (params.n as usize).div_ceil(per);
     let x = total.min(65535);
     let y = total.div_ceil(x);
     let update_offset = plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)?;

@@ -1,0 +1,81 @@
+// Appended to optim.wgsl (WGSL has no includes; it uses that file's parameters, bindings and
+// finite). The same updates for CPU adapters whose subgroups are 8 lanes wide (lavapipe),
+// where every storage access is a loop over the lanes: four parameters per invocation as
+// vec4s. Every buffer is read in whole vec4s (the crate allocates in multiples of 16 bytes,
+// zeroed): past N the gradient is zero, so the update there is zero too.
+
+@group(0) @binding(0) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> s14: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> s24: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> decay4: array<vec4<f32>>;
+
+// (A NaN passes through unclamped, for the norm to catch.)
+fn value_clipped4(i: u32) -> vec4<f32> {
+    let g = grad4[i];
+    let c = vec4<f32>(p.clip_value);
+    return select(g, clamp(g, -c, c), p.clip_value > 0.0);
+}
+
+// One subgroup: each lane sums its vec4s, the lanes' sums added by shuffles.
+@compute @workgroup_size(8, 1, 1)
+fn grad_norm4(@builtin(subgroup_invocation_id) lane: u32) {
+    var s = vec4<f32>(0.0);
+    let n4 = (p.n + 3u) / 4u;
+    for (var i = lane; i < n4; i += 8u) {
+        let g = value_clipped4(i);
+        s += g * g;
+    }
+    var t = s.x + s.y + s.z + s.w;
+    t += subgroupShuffleXor(t, 4u);
+    t += subgroupShuffleXor(t, 2u);
+    t += subgroupShuffleXor(t, 1u);
+    if lane == 0u {
+        let n = sqrt(t);
+        norm[0] = n;
+        if !finite(n) && norm[1] == 0.0 {
+            norm[1] = f32(p.step);
+        }
+    }
+}
+
+fn clipped4(i: u32, w: vec4<f32>) -> vec4<f32> {
+    var scale = 1.0;
+    if p.clip > 0.0 {
+        scale = min(1.0, p.clip / (norm[0] + 1e-6));
+    }
+    return value_clipped4(i) * scale + p.weight_decay * w;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn sgd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if 4u * i >= p.n || !finite(norm[0]) {
+        return;
+    }
+    let w = param4[i];
+    var g = clipped4(i, w);
+    if p.momentum != 0.0 {
+        g = p.momentum * s14[i] + g;
+        s14[i] = g;
+    }
+    param4[i] = w - p.lr * g;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if 4u * i >= p.n || !finite(norm[0]) {
+        return;
+    }
+    var w = param4[i];
+    let g = clipped4(i, w);
+    let m = p.beta1 * s14[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * s24[i] + (1.0 - p.beta2) * g * g;
+    s14[i] = m;
+    s24[i] = v;
+    if p.decoupled != 0.0 {
+        w *= 1.0 - p.lr * p.decoupled * decay4[i];
+    }
+    param4[i] = w - p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
+}

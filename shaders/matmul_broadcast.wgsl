@@ -129,32 +129,51 @@ fn matmul_nt4_bc(
     }
 }
 
-// matmul_tn_bc: C = A^T B, A [K, M] (rows of any alignment) and B [K, N] (N and B's offset
-// multiples of 4), over the long k of the weight gradients, in place: no transposes. A
-// subgroup computes 8 rows of C x 8 BC_COLS columns as above, 8 values of k at a time: lane l
-// loads its 8 values of A's row k0 + l (C's 8 rows at that k), and at each of the 8 k every
-// lane takes them from lane k - k0 by shuffles from a constant lane and reads its own vec4s
-// of B's row k through the uniform window (p.b_off counting from its start: the crate cuts k
-// into parts whose rows of B fit one window, a dispatch each). Per 8 k a lane makes 8
-// storage loads, 2 BC_COLS gathers of a vec4 and 16 shuffles of a vec4 for 64 BC_COLS
-// multiply-adds. With ROW_SUMS the sums of C's rows of A^T come too (the bias gradients).
+// matmul_tn_bc: C = A^T B, A [K, M] and B [K, N] of any sizes and alignment, over the long
+// k of the weight gradients, in place: no transposes. A subgroup computes 8 rows of C x
+// 8 BC_COLS columns as above, 8 values of k at a time: lane l loads its 8 values of A's row
+// k0 + l (C's 8 rows at that k), and at each of the 8 k every lane takes them from lane
+// k - k0 by shuffles from a constant lane and reads its own values of B's row k through the
+// uniform window (p.b_off counting from its start: the crate cuts k into parts whose rows of
+// B fit one window, a dispatch each). Per 8 k a lane makes 8 storage loads, 8 BC_COLS
+// gathers and 16 shuffles of a vec4 for 64 BC_COLS multiply-adds. With ROW_SUMS the sums of
+// C's rows of A^T come too (the bias gradients).
 
 struct Acc {
     lo: array<vec4<f32>, 8>,
     hi: array<vec4<f32>, 8>,
 }
 
-// One k of matmul_tn_bc: C's 8 rows of A^T there (a_lo, a_hi) times B's row k.
-fn tn_step(acc: ptr<function, Acc>, k: u32, cb: vec2<u32>, a_lo: vec4<f32>, a_hi: vec4<f32>) {
+// Element e of the window.
+fn bu_at(e: u32) -> f32 {
+    return bu[e / 4u][e % 4u];
+}
+
+// 4 elements of the window.
+fn bu_at4(e: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(bu_at(e.x), bu_at(e.y), bu_at(e.z), bu_at(e.w));
+}
+
+// One k of matmul_tn_bc: C's 8 rows of A^T there (a_lo, a_hi) times B's row k, whose lane's
+// columns start at elements cb_lo, cb_hi of row 0 in the window. (Read one value at a time,
+// so B may have any alignment: lavapipe gathers a vec4 from a window one component at a time
+// anyway.)
+fn tn_step(
+    acc: ptr<function, Acc>,
+    k: u32,
+    cb_lo: vec4<u32>,
+    cb_hi: vec4<u32>,
+    a_lo: vec4<f32>,
+    a_hi: vec4<f32>,
+) {
     if k >= p.k {
         return;
     }
-    let n4 = p.n / 4u;
     let wide = BC_COLS > 4u;
-    let b_lo = bu[cb.x + k * n4];
+    let b_lo = bu_at4(cb_lo + vec4<u32>(k * p.n));
     var b_hi = vec4<f32>(0.0);
     if wide {
-        b_hi = bu[cb.y + k * n4];
+        b_hi = bu_at4(cb_hi + vec4<u32>(k * p.n));
     }
     for (var j = 0u; j < 4u; j++) {
         (*acc).lo[j] += a_lo[j] * b_lo;
@@ -173,8 +192,11 @@ fn matmul_tn_bc(
 ) {
     let r0 = wid.y * 8u;
     let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
-    // This lane's vec4s of B's rows (past the edge, the last one; never written).
-    let cb = p.b_off / 4u + vec2<u32>(min(c0, p.n - 4u), min(c0 + 4u, p.n - 4u)) / 4u;
+    // This lane's columns of B (past the edge, the last one; never written).
+    let cols = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
+    let last = vec4<u32>(p.n - 1u);
+    let cb_lo = vec4<u32>(p.b_off) + min(cols, last);
+    let cb_hi = vec4<u32>(p.b_off) + min(cols + vec4<u32>(4u), last);
     let sums = (p.flags & 64u) != 0u;
     var acc: Acc;
     var rs_lo = vec4<f32>(0.0);
@@ -192,14 +214,14 @@ fn matmul_tn_bc(
         }
         m_lo *= live;
         m_hi *= live;
-        tn_step(&acc, k0, cb, subgroupShuffle(m_lo, 0u), subgroupShuffle(m_hi, 0u));
-        tn_step(&acc, k0 + 1u, cb, subgroupShuffle(m_lo, 1u), subgroupShuffle(m_hi, 1u));
-        tn_step(&acc, k0 + 2u, cb, subgroupShuffle(m_lo, 2u), subgroupShuffle(m_hi, 2u));
-        tn_step(&acc, k0 + 3u, cb, subgroupShuffle(m_lo, 3u), subgroupShuffle(m_hi, 3u));
-        tn_step(&acc, k0 + 4u, cb, subgroupShuffle(m_lo, 4u), subgroupShuffle(m_hi, 4u));
-        tn_step(&acc, k0 + 5u, cb, subgroupShuffle(m_lo, 5u), subgroupShuffle(m_hi, 5u));
-        tn_step(&acc, k0 + 6u, cb, subgroupShuffle(m_lo, 6u), subgroupShuffle(m_hi, 6u));
-        tn_step(&acc, k0 + 7u, cb, subgroupShuffle(m_lo, 7u), subgroupShuffle(m_hi, 7u));
+        tn_step(&acc, k0, cb_lo, cb_hi, subgroupShuffle(m_lo, 0u), subgroupShuffle(m_hi, 0u));
+        tn_step(&acc, k0 + 1u, cb_lo, cb_hi, subgroupShuffle(m_lo, 1u), subgroupShuffle(m_hi, 1u));
+        tn_step(&acc, k0 + 2u, cb_lo, cb_hi, subgroupShuffle(m_lo, 2u), subgroupShuffle(m_hi, 2u));
+        tn_step(&acc, k0 + 3u, cb_lo, cb_hi, subgroupShuffle(m_lo, 3u), subgroupShuffle(m_hi, 3u));
+        tn_step(&acc, k0 + 4u, cb_lo, cb_hi, subgroupShuffle(m_lo, 4u), subgroupShuffle(m_hi, 4u));
+        tn_step(&acc, k0 + 5u, cb_lo, cb_hi, subgroupShuffle(m_lo, 5u), subgroupShuffle(m_hi, 5u));
+        tn_step(&acc, k0 + 6u, cb_lo, cb_hi, subgroupShuffle(m_lo, 6u), subgroupShuffle(m_hi, 6u));
+        tn_step(&acc, k0 + 7u, cb_lo, cb_hi, subgroupShuffle(m_lo, 7u), subgroupShuffle(m_hi, 7u));
         rs_lo += m_lo;
         rs_hi += m_hi;
     }

@@ -19,7 +19,7 @@ use crate::ops::embed::{TokenLayout, embed, embed_grad};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
-    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_row_sums_fit, tn_sums_fit,
+    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_in_place, tn_sums_fit,
 };
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
@@ -28,13 +28,11 @@ use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, WINDOW_FLOATS, at};
 
 /// Bytes of `dL/da`, `h_all`, `x` and `dL/do` up to which the weight gradients read them in
-/// place with the subgroup kernels (about a CPU core's L2 cache), rather than transposed.
-const TN_CACHE_BYTES: usize = 1 << 20;
-
-/// The same with subgroups, where `matmul_tn_bc` takes what `matmul_tn4_sg` cannot (an odd
-/// M): on lavapipe (AVX2) the character model's step (2.8 MB streamed) 66.6 -> 61.5 ms and the
-/// classifier's (9.7 MB) 169 -> 162 ms; `medium` (16.4 MB) within 1%.
-const TN_BC_BYTES: usize = 12 << 20;
+/// place with the subgroup kernels ([`tn_in_place`]) rather than transposed: on lavapipe (AVX2)
+/// the character model's step (2.8 MB streamed) 66.6 -> 61.5 ms and the classifier's (9.7 MB)
+/// 169 -> 162 ms with `matmul_tn_bc` reading B from storage; `medium` (16.4 MB, H = 256:
+/// `matmul_tn4_sg`) 800 ms against 700-740 transposed, in one run.
+const TN_BYTES: usize = 12 << 20;
 
 /// One recurrent layer's buffers, each holding every direction's tensor (the reverse
 /// direction of a bidirectional layer starts [`Workspace::h_stride`] floats on in `h_all`, and
@@ -220,18 +218,13 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     let o = head.map_or(0, |hd| hd.0);
     // h(t) for t = 1..=T, the head's input.
     let h_out = h_all.plus(bh);
-    // With subgroups and operands that stay in cache, Aᵀ B straight from the [T·B, n]
-    // operands, the bias gradients as sums inside the products, no transposes: on
-    // lavapipe `small`'s training step 3.5 -> 3.1 ms. Past a cache's worth its lanes'
-    // strided rows lose to the transposes (`medium`'s weight gradients 35 -> 76 ms).
+    // With subgroups, Aᵀ B straight from the [T·B, n] operands, the bias gradients as sums
+    // inside the products, no transposes: on lavapipe `small`'s training step 3.5 -> 3.1 ms
+    // (matmul_tn4_sg). Past some megabytes the lanes' strided rows lost to the transposes
+    // (`medium`'s weight gradients 35 -> 76 ms with matmul_tn4_sg).
     // Token ids are not streamed: no x.
     let streamed = rows * (2 * h + if dense { i } else { 0 } + o) * 4;
-    let cache = if gpu.subgroup_kernels() {
-        TN_BC_BYTES
-    } else {
-        TN_CACHE_BYTES
-    };
-    let tn = streamed <= cache && tn_row_sums_fit(gpu, h, h, da.off, h_all.off);
+    let tn = tn_in_place(gpu) && streamed <= TN_BYTES;
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {

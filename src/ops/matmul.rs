@@ -205,7 +205,7 @@ pub(crate) fn row_sums_fit(gpu: &crate::gpu::Gpu, k: usize) -> bool {
 }
 
 /// Whether `Aᵀ B` can also write the sums of `Aᵀ`'s rows on `gpu`: on every CPU adapter, in
-/// place with the subgroup kernel where its sizes allow ([`tn_row_sums_fit`]), otherwise
+/// place with the subgroup kernels where they run ([`tn_in_place`]), otherwise
 /// through padded transposes into `A Bᵀ` ([`record_padded`]; [`matmul`] cuts a long k into
 /// parts within the loop limit first).
 pub(crate) fn tn_sums_fit(gpu: &crate::gpu::Gpu) -> bool {
@@ -218,39 +218,28 @@ fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
     [m, n, a_off, b_off].iter().all(|v| v.is_multiple_of(4))
 }
 
-/// Whether `Aᵀ B` with `n` columns, B from element `b_off`, may fit `matmul_tn_bc` (which
-/// takes A of any layout and also writes row sums): B read as vec4s. It runs where B's buffer
-/// also holds its windows ([`tn_window_rows`]).
-fn tn_bc_fits(n: usize, b_off: usize) -> bool {
-    n.is_multiple_of(4) && b_off.is_multiple_of(4)
-}
-
-/// The rows of k per dispatch `matmul_tn_bc` takes for `g` on `gpu` (a multiple of 8, the
-/// kernel's step, and at least 64: N up to about 250), or `None` where it cannot run: B not
-/// read as vec4s, a bias asked for, or B's buffer short of a whole window past some part.
+/// The rows of k per dispatch `matmul_tn_bc` (which takes A and B of any layout and also
+/// writes row sums) takes for `g` on `gpu` (a multiple of 8, the kernel's step, and at least
+/// 64: N up to about 250), or `None` where it cannot run: a bias asked for, or B's buffer
+/// short of a whole window past some part.
 fn tn_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
     let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
     // Whatever a part's alignment, its rows fit the window after the slack before them.
     let rows = (WINDOW_FLOATS.saturating_sub(align) / g.n.max(1)) / 8 * 8;
     let last = g.b.off + g.k.saturating_sub(1) / rows.max(1) * rows * g.n;
-    (tn_bc_fits(g.n, g.b.off)
-        && rows >= 64
+    (rows >= 64
         && g.bias.is_none()
         && g.bias2.is_none()
         && window_start(gpu, g.b.buf, last).is_some())
     .then_some(rows)
 }
 
-/// Whether `Aᵀ B` of `m` x `n` from element offsets `a_off`, `b_off` runs as the subgroup
-/// kernel on `gpu`, and so can also write the sums of `Aᵀ`'s rows ([`Gemm::row_sums`]).
-pub(crate) fn tn_row_sums_fit(
-    gpu: &crate::gpu::Gpu,
-    m: usize,
-    n: usize,
-    a_off: usize,
-    b_off: usize,
-) -> bool {
-    gpu.subgroup_kernels() && (tn_sg_fits(m, n, a_off, b_off) || tn_bc_fits(n, b_off))
+/// Whether `Aᵀ B` runs in place on `gpu`, straight from `[K, n]` operands, and so can also
+/// write the sums of `Aᵀ`'s rows ([`Gemm::row_sums`]): with subgroups, as `matmul_tn_bc`
+/// where B's buffer holds its windows ([`tn_window_rows`]), as `matmul_tn4_sg` where every
+/// size is a multiple of 4.
+pub(crate) fn tn_in_place(gpu: &crate::gpu::Gpu) -> bool {
+    gpu.subgroup_kernels()
 }
 
 /// Whether the direct kernels may write C (and read the biases) as vec4s: `VEC_STORE`.

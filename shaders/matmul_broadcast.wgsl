@@ -133,11 +133,15 @@ fn matmul_nt4_bc(
 // k of the weight gradients, in place: no transposes. A subgroup computes 8 rows of C x
 // 8 BC_COLS columns as above, 8 values of k at a time: lane l loads its 8 values of A's row
 // k0 + l (C's 8 rows at that k), and at each of the 8 k every lane takes them from lane
-// k - k0 by shuffles from a constant lane and reads its own values of B's row k through the
-// uniform window (p.b_off counting from its start: the crate cuts k into parts whose rows of
-// B fit one window, a dispatch each). Per 8 k a lane makes 8 storage loads, 8 BC_COLS
-// gathers and 16 shuffles of a vec4 for 64 BC_COLS multiply-adds. With ROW_SUMS the sums of
-// C's rows of A^T come too (the bias gradients).
+// k - k0 by shuffles from a constant lane and reads its own values of B's row k. Both A and
+// B come through uniform windows (p.a_off and p.b_off counting from their starts: the crate
+// cuts k into parts whose rows of A and of B each fit one window, a dispatch each). Per 8 k a
+// lane makes 8 + 8 BC_COLS gathers and 16 shuffles of a vec4 for 64 BC_COLS multiply-adds:
+// no storage load (A from storage, 8 per 8 k, had cost more than all of B's gathers). With
+// ROW_SUMS the sums of C's rows of A^T come too (the bias gradients).
+
+// A's rows through a second window (p.a_off counting from its start).
+@group(0) @binding(0) var<uniform> au: array<vec4<f32>, 4096>;
 
 struct Acc {
     lo: array<vec4<f32>, 8>,
@@ -209,8 +213,10 @@ fn matmul_tn_bc(
         var m_lo: vec4<f32>;
         var m_hi: vec4<f32>;
         for (var j = 0u; j < 4u; j++) {
-            m_lo[j] = a[ar + min(r0 + j, p.m - 1u)];
-            m_hi[j] = a[ar + min(r0 + 4u + j, p.m - 1u)];
+            let e = ar + min(r0 + j, p.m - 1u);
+            let e2 = ar + min(r0 + 4u + j, p.m - 1u);
+            m_lo[j] = au[e / 4u][e % 4u];
+            m_hi[j] = au[e2 / 4u][e2 % 4u];
         }
         m_lo *= live;
         m_hi *= live;

@@ -660,13 +660,16 @@ impl Workspace {
         let mut layers = Vec::with_capacity(nl);
         for _ in 0..nl {
             layers.push(LayerBufs {
-                // With a uniform window's slack: the weight gradients read it through
-                // windows (ops::matmul's record_tn_windowed).
+                // With a uniform window's slack (here, in da and d_o, x): the weight
+                // gradients read them through windows (ops::matmul's record_tn_windowed).
                 h_all: gpu.storage_buffer(
                     "hidden states [D][T + 1, B, H]",
                     (nd - 1) * hs + (steps + 1) * bh + WINDOW_FLOATS,
                 )?,
-                da: gpu.storage_buffer("dL/da [D][T, B, H]", (nd - 1) * ts + rows * h)?,
+                da: gpu.storage_buffer(
+                    "dL/da [D][T, B, H]",
+                    (nd - 1) * ts + rows * h + WINDOW_FLOATS,
+                )?,
             });
         }
         // The caller's H in h_n and dh0, whatever the plans run at.
@@ -681,7 +684,7 @@ impl Workspace {
         let xu = gpu.storage_buffer("input projections [D][T, B, H]", xu_len)?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
-        let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o)?;
+        let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o + WINDOW_FLOATS)?;
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
         let loss = gpu.storage_buffer("loss and masked scale", 2)?;
         let mask = gpu.storage_buffer("loss mask [T * B]", rows)?;

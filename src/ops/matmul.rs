@@ -107,13 +107,24 @@ pub(crate) static MATMUL_NT4_BC4_UA: Kernel = broadcast(
 pub(crate) static MATMUL_TN_BC: Kernel = Kernel {
     name: "matmul_tn_bc",
     entry: "matmul_tn_bc",
+    binds: TWO_WINDOWS,
     ..MATMUL_NT4_BC
 };
 pub(crate) static MATMUL_TN_BC4: Kernel = Kernel {
     name: "matmul_tn_bc4",
     entry: "matmul_tn_bc",
+    binds: TWO_WINDOWS,
     ..MATMUL_NT4_BC4
 };
+
+/// `matmul_tn_bc`'s bindings: A and B both through windows.
+const TWO_WINDOWS: &[Bind] = &[
+    Bind::Constant,
+    Bind::Constant,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Params,
+];
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
@@ -220,17 +231,18 @@ fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
 
 /// The rows of k per dispatch `matmul_tn_bc` (which takes A and B of any layout and also
 /// writes row sums) takes for `g` on `gpu` (a multiple of 8, the kernel's step, and at least
-/// 64: N up to about 250), or `None` where it cannot run: a bias asked for, or B's buffer
-/// short of a whole window past some part.
+/// 64: M and N up to about 250), or `None` where it cannot run: a bias asked for, or A's or
+/// B's buffer short of a whole window past some part.
 fn tn_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
     let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
     // Whatever a part's alignment, its rows fit the window after the slack before them.
-    let rows = (WINDOW_FLOATS.saturating_sub(align) / g.n.max(1)) / 8 * 8;
-    let last = g.b.off + g.k.saturating_sub(1) / rows.max(1) * rows * g.n;
+    let rows = (WINDOW_FLOATS.saturating_sub(align) / g.m.max(g.n).max(1)) / 8 * 8;
+    let last = g.k.saturating_sub(1) / rows.max(1) * rows;
     (rows >= 64
         && g.bias.is_none()
         && g.bias2.is_none()
-        && window_start(gpu, g.b.buf, last).is_some())
+        && window_start(gpu, g.a.buf, g.a.off + last * g.m).is_some()
+        && window_start(gpu, g.b.buf, g.b.off + last * g.n).is_some())
     .then_some(rows)
 }
 
@@ -585,25 +597,29 @@ fn record_tn_windowed(
     let mut k0 = 0;
     while k0 < g.k {
         let k = rows.min(g.k - k0);
-        let b_off = g.b.off + k0 * g.n;
-        // Every part's window ends before the last one's, which tn_window_rows found.
-        let start = window_start(plan.gpu(), g.b.buf, b_off).unwrap_or(0);
+        let (a_off, b_off) = (g.a.off + k0 * g.m, g.b.off + k0 * g.n);
+        // Every part's windows end before the last one's, which tn_window_rows found.
+        let a_start = window_start(plan.gpu(), g.a.buf, a_off).unwrap_or(0);
+        let b_start = window_start(plan.gpu(), g.b.buf, b_off).unwrap_or(0);
         let part = Gemm {
             k,
-            a: g.a.plus(k0 * g.m),
+            a: At {
+                buf: g.a.buf,
+                off: a_off - a_start,
+            },
             b: At {
                 buf: g.b.buf,
-                off: b_off - start,
+                off: b_off - b_start,
             },
             accumulate: g.accumulate || k0 > 0,
             ..*g
         };
         let (params, bias_buf) = params_of(&part);
         let grid = [groups(g.n, cols), groups(g.m, 8), 1];
-        plan.push_windowed(
+        plan.push_windows(
             kernel,
             &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
-            (start * 4) as u64,
+            &[(a_start * 4) as u64, (b_start * 4) as u64],
             &params,
             grid,
             false,
@@ -879,17 +895,22 @@ mod tests {
             {
                 let (a, b, c0, bias) = (rand(off + m * k), rand(off + k * n), rand(m * n), rand(n));
                 let buf = |v: &[f32]| upload(&gpu, v);
-                let (ab, biasb) = (buf(&a), buf(&bias));
-                // B alone, and with a uniform window's slack after it (read in place by
-                // matmul_nt4_bc where its layout allows; copied into a window otherwise).
-                let mut b_slack = b.clone();
-                b_slack.resize(b.len() + super::super::WINDOW_FLOATS, 0.0);
-                // Accumulating or not, with a bias or not: a product cut into parts adds all but the
-                // first, and the parts take no bias.
-                for (((ta, tb), bb), (acc, with_bias)) in
+                let biasb = buf(&bias);
+                // A and B alone, and with a uniform window's slack after them (where
+                // matmul_tn_bc reads both through windows, and matmul_nt4_bc B in place when its
+                // layout allows; B is copied into a window otherwise).
+                let slack = |v: &[f32]| {
+                    let mut v = v.to_vec();
+                    v.resize(v.len() + super::super::WINDOW_FLOATS, 0.0);
+                    v
+                };
+                let (a_slack, b_slack) = (slack(&a), slack(&b));
+                // Accumulating or not, with a bias or not: a product cut into parts adds all but
+                // the first, and the parts take no bias.
+                for (((ta, tb), (ab, bb)), (acc, with_bias)) in
                     [(false, false), (true, false), (false, true), (true, true)]
                         .into_iter()
-                        .flat_map(|t| [(t, &b), (t, &b_slack)])
+                        .flat_map(|t| [(t, (&a, &b)), (t, (&a_slack, &b_slack))])
                         .flat_map(|tb| {
                             [
                                 (tb, (true, true)),
@@ -897,7 +918,7 @@ mod tests {
                                 (tb, (false, false)),
                             ]
                         })
-                        .map(|((t, v), acc)| ((t, buf(v)), acc))
+                        .map(|((t, (va, vb)), acc)| ((t, (buf(va), buf(vb))), acc))
                 {
                     let cb = buf(&c0);
                     let g = Gemm {

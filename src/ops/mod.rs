@@ -152,8 +152,9 @@ struct Pending {
     pipeline: Arc<Pipeline>,
     kernel: &'static str,
     binds: &'static [Bind],
-    /// Where [`Bind::Constant`] buffers are bound from, in bytes.
-    window: u64,
+    /// Where each [`Bind::Constant`] buffer is bound from, in bytes, in binding order (the
+    /// last for any past the list's end).
+    windows: Vec<u64>,
     buffers: Vec<wgpu::Buffer>,
     offset: u32,
     size: u64,
@@ -243,6 +244,20 @@ impl<'g> PlanBuilder<'g> {
         groups: [u32; 3],
         serial: bool,
     ) -> Result<u64> {
+        self.push_windows(kernel, buffers, &[window], params, groups, serial)
+    }
+
+    /// As [`PlanBuilder::push_windowed`], the `i`-th [`Bind::Constant`] buffer bound from
+    /// byte `windows[i]`.
+    pub fn push_windows<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &'static Kernel,
+        buffers: &[&wgpu::Buffer],
+        windows: &[u64],
+        params: &P,
+        groups: [u32; 3],
+        serial: bool,
+    ) -> Result<u64> {
         debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
         debug_assert_eq!(kernel.binds.last(), Some(&Bind::Params));
         let limit = self.gpu.limits().max_compute_workgroups_per_dimension;
@@ -264,7 +279,7 @@ impl<'g> PlanBuilder<'g> {
             pipeline,
             kernel: kernel.name,
             binds: kernel.binds,
-            window,
+            windows: windows.to_vec(),
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
             offset: offset as u32,
             size: bytes.len() as u64,
@@ -297,11 +312,17 @@ impl<'g> PlanBuilder<'g> {
                     .map(|(i, b)| wgpu::BindGroupEntry {
                         binding: i as u32,
                         resource: if p.binds[i] == Bind::Constant {
+                            // This binding's place among the windows.
+                            let nth = p.binds[..i]
+                                .iter()
+                                .filter(|&&k| k == Bind::Constant)
+                                .count();
+                            let window = p.windows.get(nth).or(p.windows.last()).copied();
                             // Kernels that read the window need the adapter to bind 64 KiB
                             // (checked where they are chosen); the others bind what it allows.
                             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: b,
-                                offset: p.window,
+                                offset: window.unwrap_or(0),
                                 size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
                             })
                         } else {

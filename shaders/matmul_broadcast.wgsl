@@ -1,24 +1,39 @@
 // Appended to matmul_subgroup.wgsl, itself appended to matmul.wgsl (WGSL has no includes;
-// it uses their parameters, bindings, store_cols, store_row_sums and a_at). For CPU adapters
+// it uses their parameters, bindings, store_cols and store_row_sums). For CPU adapters
 // whose subgroups are 8 lanes wide (lavapipe) and which bind 64 KiB of uniforms.
 //
 // matmul_nt4_bc: C = A B^T where B, with its rows padded to whole vec4s, fits one 64 KiB
-// uniform window (a head or an input projection's weights, up to 16384 values): a subgroup
+// uniform window (a head or an input projection's weights, up to 16384 values) and A's rows
+// of a dispatch fit another (the crate cuts M into parts, a dispatch each): a subgroup
 // computes 8 rows of C x 64 columns (BC_COLS 8) or 16 x 32 (BC_COLS 4, each lane loading two
-// rows of A), lane l the BC_COLS columns from cg + BC_COLS l of every row. Each lane loads one of the 8 rows of A, a vec4 per 4 steps of k, and hands it to
-// the others by subgroupBroadcast from a constant lane; the lanes read their own rows of B
-// through the window. On lavapipe a broadcast from a constant lane is an extract and a splat
-// and a uniform load a vector gather, where a storage load or a shuffle from a lane that
-// varies is a loop over the lanes: per 4 steps of k a lane here makes 1 storage load,
-// BC_COLS gathers and 8 broadcasts for 32 BC_COLS multiply-adds, where matmul_nt4_sg makes 6
-// storage loads and 16 shuffles for 256.
+// rows of A), lane l the BC_COLS columns from cg + BC_COLS l of every row. Each lane reads one
+// (or two) of the rows of A, 4 values of k at a time, and hands them to the others by shuffles
+// from constant lanes; the lanes read their own rows of B. On lavapipe a shuffle from a
+// constant lane is a vector permute and a uniform load a gather, where a storage load is a
+// loop over the lanes with a bounds check per lane: per 4 steps of k a lane makes 4 (or 8) +
+// 4 BC_COLS gathers and 8 (or 16) shuffles for 32 BC_COLS multiply-adds, where matmul_nt4_sg
+// makes 6 storage loads and 16 shuffles for 256 (the character model's head 12.3 -> 7.2 ms).
 //
-// p.b_off counts from the window's start. With UNALIGNED_A, A's rows start anywhere (see
-// matmul_nt4_sg). One-dimensional: subgroup builtins are only defined there.
+// p.a_off and p.b_off count from the windows' starts; A's rows may start anywhere (any K).
+// One-dimensional: subgroup builtins are only defined there.
 
 override BC_COLS: u32 = 8u; // 8 or 4
 
 @group(0) @binding(1) var<uniform> bu: array<vec4<f32>, 4096>;
+// A's rows through a second window.
+@group(0) @binding(0) var<uniform> au: array<vec4<f32>, 4096>;
+
+// Element e of A's window.
+fn au_at(e: u32) -> f32 {
+    return au[e / 4u][e % 4u];
+}
+
+// Values k .. k + 3 of the row of A from element e of its window, zero at or past K.
+fn a_row4(e: u32, k: u32) -> vec4<f32> {
+    let i = e + k;
+    let v = vec4<f32>(au_at(i), au_at(i + 1u), au_at(i + 2u), au_at(i + 3u));
+    return select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k));
+}
 
 @compute @workgroup_size(8, 1, 1)
 fn matmul_nt4_bc(
@@ -29,23 +44,11 @@ fn matmul_nt4_bc(
     // 8 rows x 64 columns, or 16 x 32 (hi holding rows 8 .. 15).
     let r0 = wid.y * select(16u, 8u, wide);
     let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
-    let unaligned = UNALIGNED_A;
     let k4 = (p.k + 3u) / 4u;
     let ldb4 = select(k4, p.ld_b / 4u, p.ld_b > 0u);
     // Past the edge, the last row of A or B (never written).
     let e = p.a_off + min(r0 + lane, p.m - 1u) * p.k;
     let e2 = p.a_off + min(r0 + 8u + lane, p.m - 1u) * p.k;
-    let a0 = e / 4u;
-    let a2 = e2 / 4u;
-    let last4 = arrayLength(&a4) - 1u;
-    var cur = vec4<f32>(0.0);
-    var cur2 = vec4<f32>(0.0);
-    if unaligned {
-        cur = a4[a0];
-        if !wide {
-            cur2 = a4[a2];
-        }
-    }
     let q0 = p.b_off / 4u + min(c0, p.n - 1u) * ldb4;
     let q1 = p.b_off / 4u + min(c0 + 1u, p.n - 1u) * ldb4;
     let q2 = p.b_off / 4u + min(c0 + 2u, p.n - 1u) * ldb4;
@@ -57,22 +60,10 @@ fn matmul_nt4_bc(
     var lo: array<vec4<f32>, 8>;
     var hi: array<vec4<f32>, 8>;
     for (var k = 0u; k < k4; k++) {
-        var mine: vec4<f32>;
+        let mine = a_row4(e, 4u * k);
         var mine2 = vec4<f32>(0.0);
-        if unaligned {
-            let nxt = a4[min(a0 + k + 1u, last4)];
-            mine = a_at(cur, nxt, e, 4u * k, p.k);
-            cur = nxt;
-            if !wide {
-                let nxt2 = a4[min(a2 + k + 1u, last4)];
-                mine2 = a_at(cur2, nxt2, e2, 4u * k, p.k);
-                cur2 = nxt2;
-            }
-        } else {
-            mine = a4[a0 + k];
-            if !wide {
-                mine2 = a4[a2 + k];
-            }
+        if !wide {
+            mine2 = a_row4(e2, 4u * k);
         }
         let w0 = bu[q0 + k];
         let w1 = bu[q1 + k];
@@ -139,9 +130,6 @@ fn matmul_nt4_bc(
 // lane makes 8 + 8 BC_COLS gathers and 16 shuffles of a vec4 for 64 BC_COLS multiply-adds:
 // no storage load (A from storage, 8 per 8 k, had cost more than all of B's gathers). With
 // ROW_SUMS the sums of C's rows of A^T come too (the bias gradients).
-
-// A's rows through a second window (p.a_off counting from its start).
-@group(0) @binding(0) var<uniform> au: array<vec4<f32>, 4096>;
 
 struct Acc {
     lo: array<vec4<f32>, 8>,

@@ -1,6 +1,6 @@
 //! `shaders/matmul.wgsl`: `C = op(A) op(B) (+ C) (+ bias) (+ bias2)`, for every hoisted multiply.
 
-use super::{At, CONSTANT_WINDOW, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
+use super::{At, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
@@ -73,9 +73,14 @@ pub(crate) static MATMUL_TN4_SG: Kernel = subgroup("matmul_tn4_sg", "matmul_tn4_
 pub(crate) static MATMUL_TN4_SG_NARROW: Kernel =
     subgroup("matmul_tn4_sg_narrow", "matmul_tn4_sg", true);
 
-/// `A Bᵀ` with B read through a 64 KiB uniform window and A's rows shared by broadcasts
-/// (`shaders/matmul_broadcast.wgsl`): 8 or 4 columns per lane, A aligned or not.
-const fn broadcast(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
+/// The broadcast kernels (`shaders/matmul_broadcast.wgsl`): `A Bᵀ` and `Aᵀ B` with A and B
+/// read through 64 KiB uniform windows and A's values shared by shuffles; 8 or 4 columns per
+/// lane.
+const fn broadcast(
+    name: &'static str,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+) -> Kernel {
     Kernel {
         name,
         source: concat!(
@@ -83,9 +88,9 @@ const fn broadcast(name: &'static str, constants: &'static [(&'static str, f64)]
             include_str!("../../shaders/matmul_subgroup.wgsl"),
             include_str!("../../shaders/matmul_broadcast.wgsl")
         ),
-        entry: "matmul_nt4_bc",
+        entry,
         binds: &[
-            Bind::Read,
+            Bind::Constant,
             Bind::Constant,
             Bind::Read,
             Bind::ReadWrite,
@@ -95,36 +100,12 @@ const fn broadcast(name: &'static str, constants: &'static [(&'static str, f64)]
     }
 }
 
-pub(crate) static MATMUL_NT4_BC: Kernel = broadcast("matmul_nt4_bc", &[]);
-pub(crate) static MATMUL_NT4_BC4: Kernel = broadcast("matmul_nt4_bc4", &[("BC_COLS", 4.0)]);
-pub(crate) static MATMUL_NT4_BC_UA: Kernel = broadcast("matmul_nt4_bc_ua", &[("UNALIGNED_A", 1.0)]);
-pub(crate) static MATMUL_NT4_BC4_UA: Kernel = broadcast(
-    "matmul_nt4_bc4_ua",
-    &[("BC_COLS", 4.0), ("UNALIGNED_A", 1.0)],
-);
-/// `Aᵀ B` in place with A's values shared by shuffles and B through a uniform window, a part
-/// of k at a time (`matmul_tn_bc`), 8 and 4 columns per lane.
-pub(crate) static MATMUL_TN_BC: Kernel = Kernel {
-    name: "matmul_tn_bc",
-    entry: "matmul_tn_bc",
-    binds: TWO_WINDOWS,
-    ..MATMUL_NT4_BC
-};
-pub(crate) static MATMUL_TN_BC4: Kernel = Kernel {
-    name: "matmul_tn_bc4",
-    entry: "matmul_tn_bc",
-    binds: TWO_WINDOWS,
-    ..MATMUL_NT4_BC4
-};
-
-/// `matmul_tn_bc`'s bindings: A and B both through windows.
-const TWO_WINDOWS: &[Bind] = &[
-    Bind::Constant,
-    Bind::Constant,
-    Bind::Read,
-    Bind::ReadWrite,
-    Bind::Params,
-];
+pub(crate) static MATMUL_NT4_BC: Kernel = broadcast("matmul_nt4_bc", "matmul_nt4_bc", &[]);
+pub(crate) static MATMUL_NT4_BC4: Kernel =
+    broadcast("matmul_nt4_bc4", "matmul_nt4_bc", &[("BC_COLS", 4.0)]);
+pub(crate) static MATMUL_TN_BC: Kernel = broadcast("matmul_tn_bc", "matmul_tn_bc", &[]);
+pub(crate) static MATMUL_TN_BC4: Kernel =
+    broadcast("matmul_tn_bc4", "matmul_tn_bc", &[("BC_COLS", 4.0)]);
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
@@ -500,16 +481,29 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
 }
 
 /// Whether `g` runs as `matmul_nt4_bc` on `gpu`: `op(A) = A` stored `[M, K]`, B with its rows
-/// padded to whole vec4s within one uniform window, under the subgroup kernel style.
+/// padded to whole vec4s within one uniform window, A's buffer holding the windows of its
+/// parts ([`nt_window_rows`]), under the subgroup kernel style.
 fn broadcast_fits(gpu: &Gpu, g: &Gemm) -> bool {
     // (A B with a row stride, the transposed operands of the weight gradients over T·B, is
     // never small enough to be worth a window.)
     gpu.subgroup_kernels()
-        && gpu.limits().max_uniform_buffer_binding_size >= CONSTANT_WINDOW
         && !g.trans_a
         && g.row_sums.is_none()
         && g.ld_b.is_none()
         && g.n * super::transpose::padded(g.k) <= WINDOW_FLOATS
+        && nt_window_rows(gpu, g).is_some()
+}
+
+/// The rows of A per dispatch `matmul_nt4_bc` takes for `g` on `gpu` (a multiple of 16, its
+/// tallest block), or `None` where A's buffer is short of a whole window past some part or K
+/// is past about 1000.
+fn nt_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
+    let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
+    // Whatever a part's alignment, its rows fit the window after the slack before them (K
+    // values each, and a row's last vec4 read past its end).
+    let rows = (WINDOW_FLOATS.saturating_sub(align + 4) / g.k.max(1)) / 16 * 16;
+    let last = g.m.saturating_sub(1) / rows.max(1) * rows;
+    (rows >= 16 && window_start(gpu, g.a.buf, g.a.off + last * g.k).is_some()).then_some(rows)
 }
 
 /// Records `g` as `matmul_nt4_bc`: B read in place where a whole window from an aligned
@@ -546,33 +540,52 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         }
         (at0(&copy), 0)
     };
-    let unaligned = !(four(g.k) && four(g.a.off));
     let cols8 = g.n.next_multiple_of(64) <= g.n.next_multiple_of(32);
-    let kernel = match (cols8, unaligned) {
-        (true, false) => &MATMUL_NT4_BC,
-        (false, false) => &MATMUL_NT4_BC4,
-        (true, true) => &MATMUL_NT4_BC_UA,
-        (false, true) => &MATMUL_NT4_BC4_UA,
+    let kernel = if cols8 {
+        &MATMUL_NT4_BC
+    } else {
+        &MATMUL_NT4_BC4
     };
-    let g = Gemm {
-        b: At {
-            buf: b.buf,
-            off: b.off - window,
-        },
-        trans_b: true,
-        ..g
+    let (block, cols) = if cols8 { (8, 64) } else { (16, 32) };
+    let Some(part) = nt_window_rows(plan.gpu(), &g) else {
+        return Err(crate::error::GpuError::Kernel {
+            kernel: kernel.name.into(),
+            message: "chosen for a product it cannot run (a bug in rnn-wgpu)".into(),
+        }
+        .into());
     };
-    let (params, bias_buf) = params_of(&g);
-    let (rows, cols) = if cols8 { (8, 64) } else { (16, 32) };
-    let grid = [groups(g.n, cols), groups(g.m, rows), 1];
-    plan.push_windowed(
-        kernel,
-        &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
-        (window * 4) as u64,
-        &params,
-        grid,
-        false,
-    )?;
+    let mut r0 = 0;
+    while r0 < g.m {
+        let m = part.min(g.m - r0);
+        let a_off = g.a.off + r0 * g.k;
+        // Every part's window ends before the last one's, which nt_window_rows found.
+        let a_start = window_start(plan.gpu(), g.a.buf, a_off).unwrap_or(0);
+        let p = Gemm {
+            m,
+            a: At {
+                buf: g.a.buf,
+                off: a_off - a_start,
+            },
+            b: At {
+                buf: b.buf,
+                off: b.off - window,
+            },
+            trans_b: true,
+            c: g.c.plus(r0 * g.n),
+            ..g
+        };
+        let (params, bias_buf) = params_of(&p);
+        let grid = [groups(g.n, cols), groups(m, block), 1];
+        plan.push_windows(
+            kernel,
+            &[g.a.buf, b.buf, bias_buf, g.c.buf],
+            &[(a_start * 4) as u64, (window * 4) as u64],
+            &params,
+            grid,
+            false,
+        )?;
+        r0 += m;
+    }
     Ok(())
 }
 

@@ -547,8 +547,6 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_TN4_SG_NARROW,
         &matmul::MATMUL_NT4_BC,
         &matmul::MATMUL_NT4_BC4,
-        &matmul::MATMUL_NT4_BC_UA,
-        &matmul::MATMUL_NT4_BC4_UA,
         &matmul::MATMUL_TN_BC,
         &matmul::MATMUL_TN_BC4,
         &matmul::MATMUL_TN4_NARROW,

@@ -558,6 +558,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &transpose::TRANSPOSE4,
         &loss::MSE,
         &loss::CROSS_ENTROPY,
+        &loss::CROSS_ENTROPY8,
         &loss::TOTAL,
         &loss::MASK_SCALE,
         &loss::MASK_COUNT,

@@ -28,6 +28,20 @@ fn au_at(e: u32) -> f32 {
     return au[e / 4u][e % 4u];
 }
 
+// Every lane's x, by lane (shuffles from constant lanes: vector permutes on lavapipe).
+fn from_lanes(x: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        subgroupShuffle(x, 0u),
+        subgroupShuffle(x, 1u),
+        subgroupShuffle(x, 2u),
+        subgroupShuffle(x, 3u),
+        subgroupShuffle(x, 4u),
+        subgroupShuffle(x, 5u),
+        subgroupShuffle(x, 6u),
+        subgroupShuffle(x, 7u),
+    );
+}
+
 // Values k .. k + 3 of the row of A from element e of its window, zero at or past K.
 fn a_row4(e: u32, k: u32) -> vec4<f32> {
     let i = e + k;
@@ -79,15 +93,7 @@ fn matmul_nt4_bc(
             w6 = bu[q6 + k];
             w7 = bu[q7 + k];
         }
-        var s: array<vec4<f32>, 8>;
-        s[0] = subgroupShuffle(mine, 0u);
-        s[1] = subgroupShuffle(mine, 1u);
-        s[2] = subgroupShuffle(mine, 2u);
-        s[3] = subgroupShuffle(mine, 3u);
-        s[4] = subgroupShuffle(mine, 4u);
-        s[5] = subgroupShuffle(mine, 5u);
-        s[6] = subgroupShuffle(mine, 6u);
-        s[7] = subgroupShuffle(mine, 7u);
+        let s = from_lanes(mine);
         for (var i = 0u; i < 8u; i++) {
             let v = s[i];
             lo[i] += vec4<f32>(dot(v, w0), dot(v, w1), dot(v, w2), dot(v, w3));
@@ -96,15 +102,7 @@ fn matmul_nt4_bc(
             }
         }
         if !wide {
-            var s2: array<vec4<f32>, 8>;
-            s2[0] = subgroupShuffle(mine2, 0u);
-            s2[1] = subgroupShuffle(mine2, 1u);
-            s2[2] = subgroupShuffle(mine2, 2u);
-            s2[3] = subgroupShuffle(mine2, 3u);
-            s2[4] = subgroupShuffle(mine2, 4u);
-            s2[5] = subgroupShuffle(mine2, 5u);
-            s2[6] = subgroupShuffle(mine2, 6u);
-            s2[7] = subgroupShuffle(mine2, 7u);
+            let s2 = from_lanes(mine2);
             for (var i = 0u; i < 8u; i++) {
                 let v = s2[i];
                 hi[i] += vec4<f32>(dot(v, w0), dot(v, w1), dot(v, w2), dot(v, w3));

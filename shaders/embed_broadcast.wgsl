@@ -2,9 +2,9 @@
 // row_of and lower_bound). embed and embed_grad for CPU adapters whose subgroups are 8 lanes
 // wide (lavapipe), where every storage access costs a loop over the lanes: a lane owns 4
 // hidden units and moves them as one vec4, and what every lane needs alike (a row's id, a
-// run's positions) one lane per row loads and subgroupBroadcast hands on. H and the offsets
-// of `out` (embed4) and of da (embed_grad4) are multiples of 4. Lanes past H read the last 4
-// units and write nothing. One-dimensional: subgroup builtins are only defined there.
+// run's positions) one lane per row loads and shuffles from constant lanes hand on. H and the
+// offsets of `out` (embed4) and of da (embed_grad4) are multiples of 4. Lanes past H read the
+// last 4 units and write nothing. One-dimensional: subgroup builtins are only defined there.
 
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;

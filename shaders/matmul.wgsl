@@ -353,6 +353,16 @@ fn store_row_sums(r0: u32, s: array<vec4<f32>, 8>) {
     }
 }
 
+// store_row_sums of 8 rows' sums given as two vec4s (rows r0 .. r0 + 3, r0 + 4 .. r0 + 7).
+fn store_row_sums8(r0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    var s: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        s[i] = vec4<f32>(lo[i], 0.0, 0.0, 0.0);
+        s[i + 4u] = vec4<f32>(hi[i], 0.0, 0.0, 0.0);
+    }
+    store_row_sums(r0, s);
+}
+
 // C = A^T B: A [K, M] contiguous along m, B [K, N] contiguous along n (weight gradients over
 // all T * B rows): per k, an outer product of two vec4 pairs.
 @compute @workgroup_size(8, DIRECT_ROWS, 1)

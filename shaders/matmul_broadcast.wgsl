@@ -1,5 +1,5 @@
 // Appended to matmul_subgroup.wgsl, itself appended to matmul.wgsl (WGSL has no includes;
-// it uses their parameters, bindings, store_cols and store_row_sums). For CPU adapters
+// it uses their parameters, bindings, store_cols and store_row_sums8). For CPU adapters
 // whose subgroups are 8 lanes wide (lavapipe) and which bind 64 KiB of uniforms.
 //
 // matmul_nt4_bc: C = A B^T where B, with its rows padded to whole vec4s, fits one 64 KiB
@@ -226,11 +226,6 @@ fn matmul_tn_bc(
     }
     store_cols(r0, c0, acc.lo, acc.hi, BC_COLS);
     if sums && c0 == 0u {
-        var s: array<vec4<f32>, 8>;
-        for (var j = 0u; j < 4u; j++) {
-            s[j] = vec4<f32>(t_lo[j], 0.0, 0.0, 0.0);
-            s[j + 4u] = vec4<f32>(t_hi[j], 0.0, 0.0, 0.0);
-        }
-        store_row_sums(r0, s);
+        store_row_sums8(r0, t_lo, t_hi);
     }
 }

@@ -205,11 +205,6 @@ fn matmul_tn4_sg(
     }
     store_block(r0, c0, lo, hi);
     if sums && c0 == 0u {
-        var s: array<vec4<f32>, 8>;
-        for (var i = 0u; i < 4u; i++) {
-            s[i] = vec4<f32>(rs0[i], 0.0, 0.0, 0.0);
-            s[i + 4u] = vec4<f32>(rs1[i], 0.0, 0.0, 0.0);
-        }
-        store_row_sums(r0, s);
+        store_row_sums8(r0, rs0, rs1);
     }
 }

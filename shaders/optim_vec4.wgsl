@@ -1,7 +1,7 @@
-// Appended to optim.wgsl (WGSL has no includes; it uses that file's parameters, bindings and
-// finite). The same updates for CPU adapters whose subgroups are 8 lanes wide (lavapipe),
-// where every storage access is a loop over the lanes: four parameters per invocation as
-// vec4s. Every buffer is read in whole vec4s (the crate allocates in multiples of 16 bytes,
+// Appended to optim.wgsl (WGSL has no includes; it uses that file's parameters, bindings,
+// finite and index). The same updates for CPU adapters whose subgroups are 8 lanes wide
+// (lavapipe), where every storage access is a loop over the lanes: four parameters per
+// invocation as vec4s. Every buffer is read in whole vec4s (the crate allocates in multiples of 16 bytes,
 // zeroed): past N the gradient is zero, so the update there is zero too.
 
 @group(0) @binding(0) var<storage, read_write> param4: array<vec4<f32>>;
@@ -47,9 +47,9 @@ fn clipped4(i: u32, w: vec4<f32>) -> vec4<f32> {
     return value_clipped4(i) * scale + p.weight_decay * w;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(256, 1, 1)
 fn sgd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = index(gid, nwg); // a vec4's
     if 4u * i >= p.n || !finite(norm[0]) {
         return;
     }
@@ -62,9 +62,9 @@ fn sgd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     param4[i] = w - p.lr * g;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(256, 1, 1)
 fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = index(gid, nwg); // a vec4's
     if 4u * i >= p.n || !finite(norm[0]) {
         return;
     }

@@ -1,6 +1,6 @@
 //! `shaders/matmul.wgsl`: `C = op(A) op(B) (+ C) (+ bias) (+ bias2)`, for every hoisted multiply.
 
-use super::{At, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
+use super::{At, PlanBuilder, WINDOW_FLOATS, groups, in_window, u, window_align, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
@@ -215,9 +215,8 @@ fn tn_sg_fits(m: usize, n: usize, a_off: usize, b_off: usize) -> bool {
 /// 64: M and N up to about 250), or `None` where it cannot run: a bias asked for, or A's or
 /// B's buffer short of a whole window past some part.
 fn tn_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
-    let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
     // Whatever a part's alignment, its rows fit the window after the slack before them.
-    let rows = (WINDOW_FLOATS.saturating_sub(align) / g.m.max(g.n).max(1)) / 8 * 8;
+    let rows = (WINDOW_FLOATS.saturating_sub(window_align(gpu)) / g.m.max(g.n).max(1)) / 8 * 8;
     let last = g.k.saturating_sub(1) / rows.max(1) * rows;
     (rows >= 64
         && g.bias.is_none()
@@ -468,7 +467,7 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
             return record_padded(plan, g);
         }
         if is(&[&MATMUL_TN_BC, &MATMUL_TN_BC4]) {
-            return record_tn_windowed(plan, &g, kernel, tile.1);
+            return record_tn_windowed(plan, &g, kernel, tile);
         }
         return push(plan, &g, kernel, tile);
     }
@@ -498,10 +497,9 @@ fn broadcast_fits(gpu: &Gpu, g: &Gemm) -> bool {
 /// tallest block), or `None` where A's buffer is short of a whole window past some part or K
 /// is past about 1000.
 fn nt_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
-    let align = (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4);
     // Whatever a part's alignment, its rows fit the window after the slack before them (K
     // values each, and a row's last vec4 read past its end).
-    let rows = (WINDOW_FLOATS.saturating_sub(align + 4) / g.k.max(1)) / 16 * 16;
+    let rows = (WINDOW_FLOATS.saturating_sub(window_align(gpu) + 4) / g.k.max(1)) / 16 * 16;
     let last = g.m.saturating_sub(1) / rows.max(1) * rows;
     (rows >= 16 && window_start(gpu, g.a.buf, g.a.off + last * g.k).is_some()).then_some(rows)
 }
@@ -546,22 +544,16 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     } else {
         &MATMUL_NT4_BC4
     };
-    let (block, cols) = if cols8 { (8, 64) } else { (16, 32) };
+    let tile = if cols8 { (8, 64) } else { (16, 32) };
     let Some(part) = nt_window_rows(plan.gpu(), &g) else {
         return Err(misrouted(kernel));
     };
     let mut r0 = 0;
     while r0 < g.m {
         let m = part.min(g.m - r0);
-        let a_off = g.a.off + r0 * g.k;
-        // Every part's window ends before the last one's, which nt_window_rows found.
-        let a_start = window_start(plan.gpu(), g.a.buf, a_off).unwrap_or(0);
         let p = Gemm {
             m,
-            a: At {
-                buf: g.a.buf,
-                off: a_off - a_start,
-            },
+            a: g.a.plus(r0 * g.k),
             b: At {
                 buf: b.buf,
                 off: b.off - window,
@@ -570,18 +562,40 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
             c: g.c.plus(r0 * g.n),
             ..g
         };
-        let (params, bias_buf) = params_of(&p);
-        let grid = [groups(g.n, cols), groups(m, block), 1];
-        plan.push_windows(
-            kernel,
-            &[g.a.buf, b.buf, bias_buf, g.c.buf],
-            &[(a_start * 4) as u64, (window * 4) as u64],
-            &params,
-            grid,
-            false,
-        )?;
+        push_in_windows(plan, kernel, p, Some((window * 4) as u64), tile)?;
         r0 += m;
     }
+    Ok(())
+}
+
+/// Records the part `g` of a product with a broadcast `kernel` whose workgroups cover
+/// `rows` x `cols` of C: A through the window that holds it (every part's ends before the last
+/// one's, which the caller checked), B through its own, from byte `b_window` when its offset
+/// already counts from a window's start, else the one that holds it.
+fn push_in_windows(
+    plan: &mut PlanBuilder,
+    kernel: &'static Kernel,
+    g: Gemm,
+    b_window: Option<u64>,
+    (rows, cols): (usize, usize),
+) -> Result<()> {
+    let gpu = plan.gpu();
+    let (a, a_window) = in_window(gpu, g.a).ok_or_else(|| misrouted(kernel))?;
+    let (b, b_window) = match b_window {
+        Some(w) => (g.b, w),
+        None => in_window(gpu, g.b).ok_or_else(|| misrouted(kernel))?,
+    };
+    let g = Gemm { a, b, ..g };
+    let (params, bias_buf) = params_of(&g);
+    let grid = [groups(g.n, cols), groups(g.m, rows), 1];
+    plan.push_windows(
+        kernel,
+        &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
+        &[a_window, b_window],
+        &params,
+        grid,
+        false,
+    )?;
     Ok(())
 }
 
@@ -594,7 +608,7 @@ fn misrouted(kernel: &Kernel) -> crate::error::Error {
     .into()
 }
 
-/// Records `g` (`Aᵀ B` for `matmul_tn_bc`, `cols` columns per subgroup) as one dispatch per
+/// Records `g` (`Aᵀ B` for `matmul_tn_bc`, `tile` of C per workgroup) as one dispatch per
 /// part of k whose rows of A and of B each fit one uniform window, each adding into C after
 /// the first: lavapipe reads a window as branchless gathers where a storage load is a loop
 /// over the lanes (the character model's dV and dW together 24 -> 12.4 ms, against
@@ -603,7 +617,7 @@ fn record_tn_windowed(
     plan: &mut PlanBuilder,
     g: &Gemm,
     kernel: &'static Kernel,
-    cols: usize,
+    tile: (usize, usize),
 ) -> Result<()> {
     let Some(rows) = tn_window_rows(plan.gpu(), g) else {
         return Err(misrouted(kernel));
@@ -611,33 +625,14 @@ fn record_tn_windowed(
     let mut k0 = 0;
     while k0 < g.k {
         let k = rows.min(g.k - k0);
-        let (a_off, b_off) = (g.a.off + k0 * g.m, g.b.off + k0 * g.n);
-        // Every part's windows end before the last one's, which tn_window_rows found.
-        let a_start = window_start(plan.gpu(), g.a.buf, a_off).unwrap_or(0);
-        let b_start = window_start(plan.gpu(), g.b.buf, b_off).unwrap_or(0);
         let part = Gemm {
             k,
-            a: At {
-                buf: g.a.buf,
-                off: a_off - a_start,
-            },
-            b: At {
-                buf: g.b.buf,
-                off: b_off - b_start,
-            },
+            a: g.a.plus(k0 * g.m),
+            b: g.b.plus(k0 * g.n),
             accumulate: g.accumulate || k0 > 0,
             ..*g
         };
-        let (params, bias_buf) = params_of(&part);
-        let grid = [groups(g.n, cols), groups(g.m, 8), 1];
-        plan.push_windows(
-            kernel,
-            &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
-            &[(a_start * 4) as u64, (b_start * 4) as u64],
-            &params,
-            grid,
-            false,
-        )?;
+        push_in_windows(plan, kernel, part, None, tile)?;
         k0 += k;
     }
     Ok(())

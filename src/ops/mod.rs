@@ -174,12 +174,25 @@ pub(crate) const WINDOW_FLOATS: usize = CONSTANT_WINDOW as usize / 4;
 /// less than a window or `buf` ends before the window would. Buffers the kernels read this
 /// way carry [`WINDOW_FLOATS`] of slack past their contents.
 pub(crate) fn window_start(gpu: &Gpu, buf: &wgpu::Buffer, off: usize) -> Option<usize> {
-    let l = gpu.limits();
-    let align = (l.min_uniform_buffer_offset_alignment as usize / 4).max(4);
+    let align = window_align(gpu);
     let start = off / align * align;
-    (l.max_uniform_buffer_binding_size >= CONSTANT_WINDOW
+    (gpu.limits().max_uniform_buffer_binding_size >= CONSTANT_WINDOW
         && ((start + WINDOW_FLOATS) * 4) as u64 <= buf.size())
     .then_some(start)
+}
+
+/// The adapter's uniform offset alignment in floats (at least a vec4): how far before an
+/// element its window may start.
+pub(crate) fn window_align(gpu: &Gpu) -> usize {
+    (gpu.limits().min_uniform_buffer_offset_alignment as usize / 4).max(4)
+}
+
+/// `x` as the kernels reading it through a window see it: its offset from the window's start,
+/// and where the window starts in bytes (for [`PlanBuilder::push_windows`]); `None` where no
+/// window holds it ([`window_start`]).
+pub(crate) fn in_window<'a>(gpu: &Gpu, x: At<'a>) -> Option<(At<'a>, u64)> {
+    let start = window_start(gpu, x.buf, x.off)?;
+    Some((at(x.buf, x.off - start), (start * 4) as u64))
 }
 
 /// Collects dispatches and their parameters; [`PlanBuilder::finish`] makes the [`Plan`].

@@ -116,9 +116,10 @@ pub(crate) fn update(
     let norm_offset = plan.push(norm, &bufs, params, [1, 1, 1], false)?;
     // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
     let kernel = if adam { adam_k } else { sgd };
-    // 256 parameters per workgroup (64 invocations of 4 in the vec4 forms) on a 2-D grid: x
+    // 256 invocations per workgroup (of 4 parameters each in the vec4 forms) on a 2-D grid: x
     // at most 65535 workgroups.
-    let total = (params.n as usize).div_ceil(256);
+    let per = if four { 1024 } else { 256 };
+    let total = (params.n as usize).div_ceil(per);
     let x = total.min(65535);
     let y = total.div_ceil(x);
     let update_offset = plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)?;

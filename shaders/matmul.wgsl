@@ -220,19 +220,16 @@ fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>
         return;
     }
     // Elsewhere one value at a time, through the same vec4 views (component access), since an
-    // entry point may not bind one buffer twice.
-    for (var i = 0u; i < 8u; i++) {
+    // entry point may not bind one buffer twice. The loops run to bounds only known when it
+    // runs, so they stay loops: unrolled, they compiled several times slower.
+    let rows = select(0u, min(8u, p.m - r0), r0 < p.m);
+    let cols = select(0u, min(width, p.n - c0), c0 < p.n);
+    for (var i = 0u; i < rows; i++) {
         let r = r0 + i;
-        if r >= p.m {
-            break;
-        }
         let vlo = pick8(lo, i);
         let vhi = pick8(hi, i);
-        for (var j = 0u; j < width; j++) {
+        for (var j = 0u; j < cols; j++) {
             let col = c0 + j;
-            if col >= p.n {
-                break;
-            }
             let v4 = select(vhi, vlo, j < 4u);
             var v = v4[j & 3u];
             let at = p.c_off + r * p.n + col;

@@ -1,3 +1,4 @@
+// Appended to blocks.wgsl (its shared helpers).
 // General matrix multiply with transposes, accumulate and bias, for the hoisted phases:
 //   C[M, N] = op(A) op(B) (+ C) (+ bias[N]) (+ bias2[N])
 // op(A) is A stored [M, K], or with TRANS_A, A stored [K, M] and transposed on load.
@@ -171,21 +172,6 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
 }
 
 // store_block for the first `width` (4 or 8) columns of the block only (hi unused at 4).
-// Row i of a block, by selects: indexed by a variable, the block would be lowered to a
-// cascade of branches over all its elements, which took lavapipe seconds to compile (Mesa 25:
-// 13 s for matmul_nt4_bc4) for a path most calls never take.
-fn pick8(a: array<vec4<f32>, 8>, i: u32) -> vec4<f32> {
-    var v = a[0];
-    v = select(v, a[1], i == 1u);
-    v = select(v, a[2], i == 2u);
-    v = select(v, a[3], i == 3u);
-    v = select(v, a[4], i == 4u);
-    v = select(v, a[5], i == 5u);
-    v = select(v, a[6], i == 6u);
-    v = select(v, a[7], i == 7u);
-    return v;
-}
-
 fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, width: u32) {
     if (p.flags & 32u) != 0u && c0 + width <= p.n {
         var blo = vec4<f32>(0.0);

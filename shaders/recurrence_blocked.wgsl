@@ -1,3 +1,4 @@
+// Appended to blocks.wgsl (its shared helpers).
 // The Elman recurrence for CPU adapters (lavapipe), where H is a multiple of 4, with the same
 // register blocking as `matmul_nt4`: one step per dispatch (blocked_*) or the whole sequence
 // (blocked_seq_*, below):
@@ -154,22 +155,6 @@ fn backward_product(t: u32, r0: u32, c0: u32) -> Block {
 // One block of the forward step t: rows r0 .. r0 + BLOCK_M - 1 (those in the batch) x units
 // c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1, given
 // the block's product o of h(t-1) with section 1 of wp (W, rows j along k).
-// Row i of one half of a block, by selects: indexed by a variable (the epilogues' loops stop
-// at the batch's edge, so they do not unroll) the block would be lowered to a cascade of
-// branches over all its elements, which took lavapipe seconds to compile (Mesa 25: 2.5 and
-// 4.9 s for the persistent loops of H = 32).
-fn pick8(a: array<vec4<f32>, 8>, i: u32) -> vec4<f32> {
-    var v = a[0];
-    v = select(v, a[1], i == 1u);
-    v = select(v, a[2], i == 2u);
-    v = select(v, a[3], i == 3u);
-    v = select(v, a[4], i == 4u);
-    v = select(v, a[5], i == 5u);
-    v = select(v, a[6], i == 6u);
-    v = select(v, a[7], i == 7u);
-    return v;
-}
-
 fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
     let h = r.hidden;
     let bh = r.batch * h;

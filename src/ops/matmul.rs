@@ -6,7 +6,10 @@ use crate::gpu::{Bind, Gpu, Kernel};
 
 pub(crate) static MATMUL: Kernel = Kernel {
     name: "matmul",
-    source: include_str!("../../shaders/matmul.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/blocks.wgsl"),
+        include_str!("../../shaders/matmul.wgsl")
+    ),
     entry: "matmul",
     binds: &[
         Bind::Read,
@@ -23,7 +26,10 @@ pub(crate) static MATMUL: Kernel = Kernel {
 const fn direct(name: &'static str, entry: &'static str, narrow: bool) -> Kernel {
     Kernel {
         name,
-        source: include_str!("../../shaders/matmul.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/blocks.wgsl"),
+            include_str!("../../shaders/matmul.wgsl")
+        ),
         entry,
         binds: MATMUL.binds,
         constants: if narrow { &[("DIRECT_ROWS", 1.0)] } else { &[] },
@@ -46,6 +52,7 @@ const fn subgroup(name: &'static str, entry: &'static str, narrow: bool) -> Kern
     Kernel {
         name,
         source: concat!(
+            include_str!("../../shaders/blocks.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl")
         ),
@@ -84,6 +91,7 @@ const fn broadcast(
     Kernel {
         name,
         source: concat!(
+            include_str!("../../shaders/blocks.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
             include_str!("../../shaders/matmul_subgroup.wgsl"),
             include_str!("../../shaders/matmul_broadcast.wgsl")

@@ -14,7 +14,10 @@ pub(crate) const CELL_MARK: &str = "// {{cell}}\n";
 
 const SIMPLE: &str = include_str!("../../../shaders/recurrence.wgsl");
 const TILED: &str = include_str!("../../../shaders/recurrence_tiled.wgsl");
-const BLOCKED: &str = include_str!("../../../shaders/recurrence_blocked.wgsl");
+const BLOCKED: &str = concat!(
+    include_str!("../../../shaders/blocks.wgsl"),
+    include_str!("../../../shaders/recurrence_blocked.wgsl")
+);
 const BLOCKED_SUBGROUP: &str = include_str!("../../../shaders/recurrence_blocked_subgroup.wgsl");
 const WAVEFRONT: &str = include_str!("../../../shaders/recurrence_wavefront.wgsl");
 

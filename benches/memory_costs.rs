@@ -1,0 +1,306 @@
+//! `cargo bench --bench memory_costs`: what one value costs a kernel on this adapter, by where
+//! it lives (storage, uniform, workgroup memory; an address that varies across the lanes or one
+//! the compiler sees is the same in all), and what one dispatch costs. Each kernel does nothing
+//! but the access it measures, 256 times per invocation over 16 384 invocations; the table gives
+//! nanoseconds per value (all cores together; for the multiply-adds, per lane's multiply-add) and each case against the scattered storage
+//! load measured in the same run.
+//!
+//! The numbers decide kernel shapes on CPU adapters: on Mesa 22's lavapipe a storage access at
+//! a varying address is a loop over the lanes, a uniform one a gather, an address made of
+//! constants one scalar load (ARCHITECTURE.md, "lavapipe's costs"). Run it under another driver
+//! with `VK_ICD_FILENAMES` pointing at its manifest.
+
+use std::time::Instant;
+
+use rnn_wgpu::Gpu;
+use wgpu::util::DeviceExt;
+
+/// Invocations per dispatch.
+const INVOCATIONS: u32 = 16384;
+/// Accesses per invocation.
+const ACCESSES: u32 = 256;
+/// Values in the buffer read from (a 64 KiB uniform window's worth).
+const VALUES: usize = 16384;
+
+/// What a case's kernel reads or writes, and how.
+struct Case {
+    name: &'static str,
+    /// The binding at slot 1, if any: "storage", "storage_rw" or "uniform".
+    binding: Option<&'static str>,
+    /// WGSL declaration of slot 1.
+    decl: &'static str,
+    /// The loop body, or the whole body when `unrolled` (see [`constant_loads`]).
+    body: String,
+    /// Values moved per access.
+    width: u32,
+}
+
+fn kernel(case: &Case) -> String {
+    format!(
+        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n{}\n\
+         var<workgroup> wg: array<vec4<f32>, 1024>;\n\
+         @compute @workgroup_size(64)\n\
+         fn main(@builtin(global_invocation_id) g: vec3<u32>, \
+         @builtin(local_invocation_index) l: u32) {{\n\
+         let gid = g.x;\n let x = vec4<f32>(f32(gid));\n var acc = vec4<f32>(0.0);\n{}\n\
+         out[gid] = acc.x + acc.y + acc.z + acc.w;\n}}\n",
+        case.decl, case.body
+    )
+}
+
+/// `ACCESSES` loads at addresses written as constants, the same in every lane.
+fn constant_loads() -> String {
+    (0..ACCESSES)
+        .map(|i| format!("acc += a[{}u] * x;\n", (i * 97) % (VALUES as u32 / 4)))
+        .collect()
+}
+
+fn looped(body: &str) -> String {
+    format!("for (var i = 0u; i < {ACCESSES}u; i++) {{ {body} }}")
+}
+
+fn cases() -> Vec<Case> {
+    let vec4s = VALUES / 4;
+    let scattered4 = format!("(gid * 7u + i * 97u) & {}u", vec4s - 1);
+    let scattered1 = format!("(gid * 7u + i * 97u) & {}u", VALUES - 1);
+    vec![
+        Case {
+            name: "storage vec4 load, address varies by lane",
+            binding: Some("storage"),
+            decl: "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;",
+            body: looped(&format!("acc += a[{scattered4}] * x;")),
+            width: 4,
+        },
+        Case {
+            name: "storage f32 load, address varies by lane",
+            binding: Some("storage"),
+            decl: "@group(0) @binding(1) var<storage, read> a: array<f32>;",
+            body: looped(&format!("acc.x += a[{scattered1}] * x.x;")),
+            width: 1,
+        },
+        Case {
+            name: "storage f32 load, consecutive lanes",
+            binding: Some("storage"),
+            decl: "@group(0) @binding(1) var<storage, read> a: array<f32>;",
+            body: looped(&format!(
+                "acc.x += a[(gid + i * 64u) & {}u] * x.x;",
+                VALUES - 1
+            )),
+            width: 1,
+        },
+        Case {
+            name: "uniform vec4 load, address varies by lane",
+            binding: Some("uniform"),
+            decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
+            body: looped(&format!("acc += a[{scattered4}] * x;")),
+            width: 4,
+        },
+        Case {
+            name: "workgroup vec4 load, address varies by lane",
+            binding: None,
+            decl: "",
+            body: format!(
+                "wg[l] = x; workgroupBarrier();\n{}",
+                looped("acc += wg[(l * 7u + i * 97u) & 1023u] * x;")
+            ),
+            width: 4,
+        },
+        Case {
+            name: "storage vec4 load, constant address",
+            binding: Some("storage"),
+            decl: "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;",
+            body: constant_loads(),
+            width: 4,
+        },
+        Case {
+            name: "uniform vec4 load, constant address",
+            binding: Some("uniform"),
+            decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
+            body: constant_loads(),
+            width: 4,
+        },
+        Case {
+            name: "storage vec4 store, address varies by lane",
+            binding: Some("storage_rw"),
+            decl: "@group(0) @binding(1) var<storage, read_write> a: array<vec4<f32>>;",
+            body: looped(&format!("a[{scattered4}] = x + vec4<f32>(f32(i));")),
+            width: 4,
+        },
+        Case {
+            name: "multiply-add only, one chain (no memory)",
+            binding: None,
+            decl: "",
+            body: looped("acc = acc * x + x;"),
+            width: 4,
+        },
+        Case {
+            name: "multiply-add only, 8 chains (no memory)",
+            binding: None,
+            decl: "",
+            body: format!(
+                "var c = array<vec4<f32>, 8>();\n{}\nacc = c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7];",
+                looped(
+                    "c[0] = c[0] * x + x; c[1] = c[1] * x + x; c[2] = c[2] * x + x; \
+                     c[3] = c[3] * x + x; c[4] = c[4] * x + x; c[5] = c[5] * x + x; \
+                     c[6] = c[6] * x + x; c[7] = c[7] * x + x;"
+                )
+            ),
+            width: 32,
+        },
+    ]
+}
+
+/// Median seconds of `runs` submissions of `record`'s commands.
+fn median_seconds(gpu: &Gpu, runs: usize, record: &dyn Fn(&mut wgpu::CommandEncoder)) -> f64 {
+    let once = || {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        record(&mut encoder);
+        let t = Instant::now();
+        gpu.submit_and_wait("memory_costs", encoder)
+            .expect("the probe kernel ran");
+        t.elapsed().as_secs_f64()
+    };
+    once(); // compile and warm up
+    let mut times: Vec<f64> = (0..runs).map(|_| once()).collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+fn main() {
+    let gpu = match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        }
+    };
+    println!("adapter: {}", rnn_wgpu::gpu::describe(&gpu.adapter_info()));
+    let device = gpu.device();
+    let data: Vec<f32> = (0..VALUES).map(|i| i as f32 * 1e-3).collect();
+    let make = |usage| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("memory_costs"),
+            contents: bytemuck::cast_slice(&data),
+            usage,
+        })
+    };
+    let storage = make(wgpu::BufferUsages::STORAGE);
+    let uniform = make(wgpu::BufferUsages::UNIFORM);
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("memory_costs out"),
+        size: u64::from(INVOCATIONS) * 4,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+
+    println!(
+        "\nkernel (256 accesses per invocation, 16 384 invocations)        ns/value  vs first row"
+    );
+    let mut baseline = None;
+    for case in cases() {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(case.name),
+            source: wgpu::ShaderSource::Wgsl(kernel(&case).into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(case.name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: out.as_entire_binding(),
+        }];
+        if let Some(kind) = case.binding {
+            let buffer = if kind == "uniform" {
+                &uniform
+            } else {
+                &storage
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(case.name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let reps = 4;
+        let seconds = median_seconds(&gpu, 5, &|encoder| {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(INVOCATIONS / 64, 1, 1);
+            }
+        }) / f64::from(reps);
+        let values = f64::from(INVOCATIONS) * f64::from(ACCESSES) * f64::from(case.width);
+        let ns = seconds * 1e9 / values;
+        let base = *baseline.get_or_insert(ns);
+        println!("{:<60} {:>9.3} {:>9.2}x", case.name, ns, ns / base);
+    }
+
+    // A dispatch of one small workgroup, many times: in one compute pass, and a pass each.
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("dispatch"),
+        source: wgpu::ShaderSource::Wgsl(
+            "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+             @compute @workgroup_size(8)\n\
+             fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[g.x] = f32(g.x); }"
+                .into(),
+        ),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("dispatch"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("dispatch"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: out.as_entire_binding(),
+        }],
+    });
+    let n = 2000;
+    let one_pass = median_seconds(&gpu, 5, &|encoder| {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        for _ in 0..n {
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }) / f64::from(n);
+    let pass_each = median_seconds(&gpu, 5, &|encoder| {
+        for _ in 0..n {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+    }) / f64::from(n);
+    println!(
+        "\ndispatch of one 8-lane workgroup                                  us each  vs first row"
+    );
+    println!(
+        "{:<60} {:>9.2} {:>9.2}x",
+        "2000 in one compute pass",
+        one_pass * 1e6,
+        1.0
+    );
+    println!(
+        "{:<60} {:>9.2} {:>9.2}x",
+        "2000, a compute pass each",
+        pass_each * 1e6,
+        pass_each / one_pass
+    );
+}

@@ -127,6 +127,13 @@ fn cases() -> Vec<Case> {
             width: 4,
         },
         Case {
+            name: "storage f32 store, address varies by lane",
+            binding: Some("storage_rw"),
+            decl: "@group(0) @binding(1) var<storage, read_write> a: array<f32>;",
+            body: looped(&format!("a[{scattered1}] = x.x + f32(i);")),
+            width: 1,
+        },
+        Case {
             name: "multiply-add only, one chain (no memory)",
             binding: None,
             decl: "",

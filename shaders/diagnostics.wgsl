@@ -16,7 +16,9 @@ struct Params {
 @group(0) @binding(0) var<storage, read> above: array<f32>; // [T, n]
 @group(0) @binding(1) var<storage, read> rec: array<f32>;   // [T - 1, n]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read> p: Params;
+@group(0) @binding(3) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -26,6 +28,7 @@ fn step_norms(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
+    p = p_in;
     let t = wid.y * nwg.x + wid.x;
     // The whole workgroup leaves together: the barriers below need every invocation.
     if t >= p.steps {

@@ -32,10 +32,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 @compute @workgroup_size(64, 1, 1)
 fn reverse_steps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     for (var r = gid.x; r < p.n; r += nwg.x * 64u) {
         for (var t = gid.y; t < p.steps; t += nwg.y) {
             out0[(p.steps - 1u - t) * p.n + r] = a[p.src_off + t * p.n + r];
@@ -45,6 +48,7 @@ fn reverse_steps(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 @compute @workgroup_size(64, 1, 1)
 fn merge_reversed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     for (var r = gid.x; r < p.n; r += nwg.x * 64u) {
         for (var t = gid.y; t < p.steps; t += nwg.y) {
             out0[t * p.n + r] = a[t * p.n + r] + b[(p.steps - 1u - t) * p.n + r];
@@ -54,6 +58,7 @@ fn merge_reversed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 @compute @workgroup_size(64, 1, 1)
 fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let h = p.hidden;
     let width = 2u * h;
     let bh = p.batch * h;
@@ -74,6 +79,7 @@ fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 @compute @workgroup_size(64, 1, 1)
 fn split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let h = p.hidden;
     let width = 2u * h;
     let n = p.batch * width;

@@ -24,7 +24,9 @@ struct Params {
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> state: array<u32, 2>; // [seed, training]
-@group(0) @binding(3) var<storage, read> p: Params;
+@group(0) @binding(3) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 // A 32-bit integer hash (the "lowbias32" finalizer), good enough to decorrelate neighbours.
 fn mix(x0: u32) -> u32 {
@@ -44,6 +46,7 @@ fn mask(i: u32) -> f32 {
 
 @compute @workgroup_size(64, 1, 1)
 fn dropout_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = gid.x + gid.y * nwg.x * 64u;
     if i >= p.n {
         return;
@@ -57,6 +60,7 @@ fn dropout_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 @compute @workgroup_size(64, 1, 1)
 fn dropout_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = gid.x + gid.y * nwg.x * 64u;
     if i >= p.n || state[1] == 0u {
         return;

@@ -28,7 +28,9 @@ struct Params {
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
 @group(0) @binding(1) var<storage, read> src: array<f32>; // U and the biases, or da
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read> p: Params;
+@group(0) @binding(3) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 // Where row (t, b) of the loop's time finds its id among the caller's, under parameters q.
 fn position(q: Params, r: u32) -> u32 {
@@ -71,6 +73,7 @@ override EMBED_ROWS: u32 = 32u; // set by the crate, which sizes the grid by it
 
 @compute @workgroup_size(64, 1, 1)
 fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let j = gid.x;
     if j >= p.hidden {
         return;
@@ -111,6 +114,7 @@ fn lower_bound(v: u32, n: u32) -> u32 {
 // One invocation per hidden unit j and id v; ids past the grid's height loop.
 @compute @workgroup_size(64, 1, 1)
 fn embed_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let j = gid.x;
     if j >= p.hidden {
         return;

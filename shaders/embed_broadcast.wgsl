@@ -11,7 +11,9 @@
 // U through a 64 KiB uniform window where it fits one (U_UNIFORM; q.w_off counts from the
 // window's start), a vector gather per value where storage would be a loop over the lanes.
 @group(0) @binding(3) var<uniform> uw: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<storage, read> p4: Params;
+@group(0) @binding(4) var<storage, read> p4_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p4: Params;
 
 override U_UNIFORM: bool = false;
 
@@ -45,6 +47,7 @@ fn embed4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p4 = p4_in;
     let j = wid.x * 32u + 4u * lane;
     let jj = min(j, p4.hidden - 4u);
     var add = vec4<f32>(0.0);
@@ -79,6 +82,7 @@ fn embed_grad4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p4 = p4_in;
     let j = wid.x * 32u + 4u * lane;
     let jj = min(j, p4.hidden - 4u);
     let n = p4.steps * p4.batch;

@@ -14,10 +14,13 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(2) var<storage, read> p: Params;
+@group(0) @binding(2) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 @compute @workgroup_size(64, 1, 1)
 fn swap_leading(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     for (var k = gid.x; k < p.n; k += nwg.x * 64u) {
         // Row r of dst is (j, i): dst[j, i] = src[i, j].
         for (var r = gid.y; r < p.a * p.c; r += nwg.y) {
@@ -49,10 +52,13 @@ struct Repack {
 
 @group(0) @binding(0) var<storage, read> rsrc: array<f32>;
 @group(0) @binding(1) var<storage, read_write> rdst: array<f32>;
-@group(0) @binding(2) var<storage, read> rp: Repack;
+@group(0) @binding(2) var<storage, read> rp_in: Repack;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> rp: Repack;
 
 @compute @workgroup_size(64, 1, 1)
 fn repack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    rp = rp_in;
     let width = rp.blocks * rp.cols_d;
     for (var k = gid.x; k < width; k += nwg.x * 64u) {
         let block = k / rp.cols_d;

@@ -32,7 +32,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> d_o: array<f32>;  // [R, O]
 @group(0) @binding(4) var<storage, read_write> rows: array<f32>; // [R]
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>; // [2]: the loss, the masked scale (chunks' totals: [4])
-@group(0) @binding(6) var<storage, read> p: Params;
+@group(0) @binding(6) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 // Row r's weight and the gradient's scale.
 fn weight(r: u32) -> f32 {
@@ -51,6 +53,7 @@ fn scale() -> f32 {
 
 @compute @workgroup_size(64, 1, 1)
 fn mse(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = p_in;
     let r = gid.x;
     if r >= p.rows {
         return;
@@ -69,6 +72,7 @@ fn mse(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(64, 1, 1)
 fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = p_in;
     let r = gid.x;
     if r >= p.rows {
         return;
@@ -119,6 +123,7 @@ fn counted(lid: u32) -> f32 {
 // One workgroup: the masked scale into loss[1], before the rows.
 @compute @workgroup_size(256, 1, 1)
 fn mask_scale(@builtin(local_invocation_id) lid: vec3<u32>) {
+    p = p_in;
     let counted = counted(lid.x);
     if lid.x == 0u {
         var sc = 1.0;
@@ -132,6 +137,7 @@ fn mask_scale(@builtin(local_invocation_id) lid: vec3<u32>) {
 // One workgroup adds all rows: the loss is one number and R is at most a few hundred thousand.
 @compute @workgroup_size(256, 1, 1)
 fn total(@builtin(local_invocation_id) lid: vec3<u32>) {
+    p = p_in;
     var s = 0.0;
     for (var r = lid.x; r < p.rows; r += 256u) {
         s += rows[r];
@@ -146,6 +152,7 @@ fn total(@builtin(local_invocation_id) lid: vec3<u32>) {
 // One workgroup: the counted rows of a chunk's mask, added into loss[1].
 @compute @workgroup_size(256, 1, 1)
 fn mask_count(@builtin(local_invocation_id) lid: vec3<u32>) {
+    p = p_in;
     let c = counted(lid.x);
     if lid.x == 0u {
         loss[1] += c;
@@ -156,6 +163,7 @@ fn mask_count(@builtin(local_invocation_id) lid: vec3<u32>) {
 // else p.scale; with cols = 1, loss[0] (a sum at scale 1) is scaled too.
 @compute @workgroup_size(1, 1, 1)
 fn chunk_scale() {
+    p = p_in;
     var sc = p.scale;
     if p.mode == 2u {
         sc = select(0.0, 1.0 / (loss[1] * p.per), loss[1] > 0.0);

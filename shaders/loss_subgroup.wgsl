@@ -26,6 +26,7 @@ fn cross_entropy8(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p = p_in;
     let sc = scale();
     for (var r = wid.x; r < p.rows; r += nwg.x) {
         let w = weight(r);

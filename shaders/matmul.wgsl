@@ -32,7 +32,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>; // [N] at bias_off and bias2_off
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -43,6 +45,7 @@ var<workgroup> sb: array<f32, 1024>; // [TK][TILE]: sb[kk * TILE + c] = op(B)[k0
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
     let l = lid.y * WG + lid.x;
@@ -239,6 +242,7 @@ fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>
 // of op(B) at bbase[c] + k * bstep.
 @compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
@@ -275,6 +279,7 @@ fn matmul_direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 // C = A B^T: A [M, K] and B [N, K] both contiguous along k (the input projection, the head).
 @compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_nt4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
@@ -363,6 +368,7 @@ fn store_row_sums8(r0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 // all T * B rows): per k, an outer product of two vec4 pairs.
 @compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_tn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {
@@ -407,6 +413,7 @@ fn matmul_tn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 // head): per 4 steps of k, one vec4 of A per row against four vec4 pairs of B.
 @compute @workgroup_size(8, DIRECT_ROWS, 1)
 fn matmul_nn4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let r0 = (wid.y * DIRECT_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
     if r0 >= p.m || c0 >= p.n {

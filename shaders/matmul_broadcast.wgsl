@@ -54,6 +54,7 @@ fn matmul_nt4_bc(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p = p_in;
     let wide = BC_COLS > 4u;
     // 8 rows x 64 columns, or 16 x 32 (hi holding rows 8 .. 15).
     let r0 = wid.y * select(16u, 8u, wide);
@@ -180,6 +181,7 @@ fn matmul_tn_bc(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p = p_in;
     let r0 = wid.y * 8u;
     let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
     // This lane's columns of B (past the edge, the last one; never written).

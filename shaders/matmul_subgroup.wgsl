@@ -43,6 +43,7 @@ fn matmul_nt4_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p = p_in;
     let across = select(1u, 2u, DIRECT_ROWS > 1u); // subgroups side by side in a workgroup
     let rg = wid.y * (16u * DIRECT_ROWS / across) + (sg / across) * 16u; // the subgroup's rows
     let cg = wid.x * (32u * across) + (sg % across) * 32u; // and columns
@@ -151,6 +152,7 @@ fn matmul_tn4_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    p = p_in;
     let across = select(1u, 2u, DIRECT_ROWS > 1u);
     let rg = wid.y * (16u * DIRECT_ROWS / across) + (sg / across) * 16u;
     let cg = wid.x * (32u * across) + (sg % across) * 32u;

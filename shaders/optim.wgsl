@@ -37,12 +37,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> s2: array<f32>;    // [N] v (adam)
 @group(0) @binding(4) var<storage, read_write> norm: array<f32>;  // [2] norm, first bad step
 @group(0) @binding(5) var<storage, read> decay: array<f32>;       // [N] adamw: 1 decays, 0 not
-@group(0) @binding(6) var<storage, read> p: Params;
+@group(0) @binding(6) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256, 1, 1)
 fn grad_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+    p = p_in;
     var s = 0.0;
     for (var i = lid.x; i < p.n; i += 256u) {
         let g = value_clipped(i);
@@ -94,6 +97,7 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 @compute @workgroup_size(256, 1, 1)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = index(gid, nwg);
     if i >= p.n || !finite(norm[0]) {
         return;
@@ -108,6 +112,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = index(gid, nwg);
     if i >= p.n || !finite(norm[0]) {
         return;

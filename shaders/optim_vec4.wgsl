@@ -20,6 +20,7 @@ fn value_clipped4(i: u32) -> vec4<f32> {
 // One subgroup: each lane sums its vec4s, the lanes' sums added by shuffles.
 @compute @workgroup_size(8, 1, 1)
 fn grad_norm4(@builtin(subgroup_invocation_id) lane: u32) {
+    p = p_in;
     var s = vec4<f32>(0.0);
     let n4 = (p.n + 3u) / 4u;
     for (var i = lane; i < n4; i += 8u) {
@@ -49,6 +50,7 @@ fn clipped4(i: u32, w: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(256, 1, 1)
 fn sgd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = index(gid, nwg); // a vec4's
     if 4u * i >= p.n || !finite(norm[0]) {
         return;
@@ -64,6 +66,7 @@ fn sgd4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 @compute @workgroup_size(256, 1, 1)
 fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let i = index(gid, nwg); // a vec4's
     if 4u * i >= p.n || !finite(norm[0]) {
         return;

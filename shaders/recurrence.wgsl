@@ -77,7 +77,9 @@ const HMAX: u32 = 1024u;
 @group(0) @binding(0) var<storage, read> wp: array<vec4<f32>>;   // [2, H, HP / 4]
 @group(0) @binding(1) var<storage, read> src: array<f32>;        // forward: xu; backward: h_all
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // forward: h_all; backward: da
-@group(0) @binding(3) var<storage, read> r: Rec;
+@group(0) @binding(3) var<storage, read> r_in: Rec;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> r: Rec;
 
 // The 4 x 4 block of sums over k of dst[state + row (b0 + i)][k] * wp[sec][k][column j4 * 4 + c].
 fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
@@ -103,6 +105,7 @@ fn step_product(sec: u32, state: u32, b0: u32, j4: u32) -> array<vec4<f32>, 4> {
 // forward: h_all[t + 1] = act(xu[t] + h_all[t] W^T); h_all is [T + 1, B, H], xu [T, B, H].
 @compute @workgroup_size(64, 1, 1)
 fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.z);
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
@@ -131,6 +134,7 @@ fn step_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 // backward: da[t] = (da[t] + da[t + 1] W) * act'(h_all[t + 1]); da[T] counts as zero.
 @compute @workgroup_size(64, 1, 1)
 fn step_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.z);
     let j4 = wid.x * WG + lid.x;
     let h = r.hidden;
@@ -228,6 +232,7 @@ fn seq_load(lid: u32, b0: u32, base: u32) {
 // forward over steps t0 .. t0 + count - 1; workgroup x owns batch rows 4x .. 4x + 3.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.y);
     let h = r.hidden;
     let q = r.hp / 4u;
@@ -268,6 +273,7 @@ fn seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 // backward over steps t0 down to t0 - count + 1, in place over da.
 @compute @workgroup_size(SEQ_WG, 1, 1)
 fn seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.y);
     let h = r.hidden;
     let q = r.hp / 4u;

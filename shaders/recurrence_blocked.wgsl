@@ -71,7 +71,9 @@ fn set_direction(d: u32) {
 // instructions where it loads storage buffers lane by lane with a branch each (small's
 // persistent loop 0.75 -> 0.62 ms). Unused otherwise, but bound all the same.
 @group(0) @binding(3) var<uniform> wu: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<storage, read> r: Rec;
+@group(0) @binding(4) var<storage, read> r_in: Rec;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> r: Rec;
 
 override W_UNIFORM: bool = false;
 
@@ -199,6 +201,7 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
 
 @compute @workgroup_size(8, BLOCK_ROWS, 1)
 fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.z);
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
@@ -209,6 +212,7 @@ fn blocked_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
 
 @compute @workgroup_size(8, BLOCK_ROWS, 1)
 fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.z);
     let r0 = (wid.y * BLOCK_ROWS + lid.y) * 8u;
     let c0 = wid.x * 64u + lid.x * 8u;
@@ -229,6 +233,7 @@ fn blocked_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 // forward over steps t .. t + count - 1.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.y);
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
@@ -243,6 +248,7 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
 // backward over steps t down to t - count + 1, in place over da.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     set_direction(wid.y);
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;

@@ -90,6 +90,7 @@ fn blocked_forward_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    r = r_in;
     set_direction(wid.z);
     let at = place(wid, sg, lane);
     if at.rg >= r.batch || at.cg >= r.hidden {
@@ -107,6 +108,7 @@ fn blocked_backward_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    r = r_in;
     set_direction(wid.z);
     let at = place(wid, sg, lane);
     if at.rg >= r.batch || at.cg >= r.hidden {
@@ -174,6 +176,7 @@ fn blocked_seq_forward_sg(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    r = r_in;
     set_direction(wid.y);
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
@@ -195,6 +198,7 @@ fn blocked_seq_backward_sg(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    r = r_in;
     set_direction(wid.y);
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {

@@ -33,7 +33,9 @@ struct Step {
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read> src: array<f32>;       // [B, H] at src_off
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>; // [B, H] at prev_off and out_off
-@group(0) @binding(3) var<storage, read> s: Step;
+@group(0) @binding(3) var<storage, read> s_in: Step;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> s: Step;
 
 // The cell's epilogues, cell_forward and cell_backward (shaders/cell_*.wgsl), go here:
 // {{cell}}
@@ -71,6 +73,7 @@ fn load_vec_tile(b0: u32, k0: u32, lid: vec3<u32>) {
 
 @compute @workgroup_size(32, 8, 1)
 fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    s = s_in;
     set_direction(s.dir0 + wid.z);
     let j0 = wid.x * TJ;
     let b0 = wid.y * TB;
@@ -105,6 +108,7 @@ fn tiled_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 
 @compute @workgroup_size(32, 8, 1)
 fn tiled_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    s = s_in;
     set_direction(s.dir0 + wid.z);
     let j0 = wid.x * TJ;
     let b0 = wid.y * TB;

@@ -15,6 +15,7 @@
 
 @compute @workgroup_size(8, 1, 1)
 fn blocked_wave_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    r = r_in;
     let layers = r.dir0;
     let bh = r.batch * r.hidden;
     let r0 = wid.x * BLOCK_M;

@@ -18,7 +18,9 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;          // [M, N] at a_off
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;  // [N] at out_off (and out2_off)
-@group(0) @binding(2) var<storage, read> p: Params;
+@group(0) @binding(2) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 const COLS: u32 = 64u;
 const PARTS: u32 = 4u;
@@ -27,6 +29,7 @@ var<workgroup> partial: array<f32, 256>; // [PARTS][COLS]
 
 @compute @workgroup_size(64, 4, 1)
 fn colsum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let col = wid.x * COLS + lid.x;
     var s = 0.0;
     if col < p.n {
@@ -65,10 +68,13 @@ struct Parts {
     _pad3: u32,
 }
 
-@group(0) @binding(2) var<storage, read> q: Parts;
+@group(0) @binding(2) var<storage, read> q_in: Parts;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> q: Parts;
 
 @compute @workgroup_size(256, 1, 1)
 fn sum_parts(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    q = q_in;
     let i = gid.y * nwg.x * 256u + gid.x;
     if i >= q.len {
         return;

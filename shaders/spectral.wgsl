@@ -18,7 +18,9 @@ struct Params {
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 // [v (H), u (H), sum of log growth, counted iterations, 1 once W v was zero]
 @group(0) @binding(1) var<storage, read_write> state: array<f32>;
-@group(0) @binding(2) var<storage, read> p: Params;
+@group(0) @binding(2) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 const WG: u32 = 64u;
 var<workgroup> partial: array<f32, 64>;
@@ -41,6 +43,7 @@ fn total(lid: u32, x: f32) -> f32 {
 
 @compute @workgroup_size(64, 1, 1)
 fn power_iteration(@builtin(local_invocation_id) lid3: vec3<u32>) {
+    p = p_in;
     let lid = lid3.x;
     let h = p.h;
     if p.start == 0u {

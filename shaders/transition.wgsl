@@ -32,7 +32,9 @@
 // Every layer's dL/d(pre-activation), [depth][T, B, no_j] (layers of width first, then H).
 @group(0) @binding(5) var<storage, read_write> dp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> da: array<f32>;
-@group(0) @binding(7) var<storage, read> p: Tr;
+@group(0) @binding(7) var<storage, read> p_in: Tr;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Tr;
 
 const ROWS: u32 = 4u;
 const WG: u32 = 64u;
@@ -69,6 +71,7 @@ fn pad4(n: u32) -> u32 {
 
 @compute @workgroup_size(64, 1, 1)
 fn transition_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let h = p.hidden;
     let bh = p.batch * h;
     let r0 = wid.x * ROWS;
@@ -121,6 +124,7 @@ fn transition_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
 
 @compute @workgroup_size(64, 1, 1)
 fn transition_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     let h = p.hidden;
     let bh = p.batch * h;
     let r0 = wid.x * ROWS;

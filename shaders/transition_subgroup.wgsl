@@ -28,7 +28,9 @@
 // buffers lane by lane with a branch each. Bound either way.
 @group(0) @binding(7) var<uniform> mfu: array<vec4<f32>, 4096>;
 @group(0) @binding(8) var<uniform> mbu: array<vec4<f32>, 4096>;
-@group(0) @binding(9) var<storage, read> p: Tr;
+@group(0) @binding(9) var<storage, read> p_in: Tr;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Tr;
 
 override W_UNIFORM: bool = false;
 
@@ -94,6 +96,7 @@ fn hs_mf(mine: u32, w: vec4<u32>, k4s: u32) -> array<vec4<f32>, 8> {
 
 @compute @workgroup_size(8, 1, 1)
 fn transition_forward(@builtin(subgroup_invocation_id) sg_lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     lane = sg_lane;
     let h = p.hidden;
     let bh = p.batch * h;
@@ -157,6 +160,7 @@ fn transition_forward(@builtin(subgroup_invocation_id) sg_lane: u32, @builtin(wo
 
 @compute @workgroup_size(8, 1, 1)
 fn transition_backward(@builtin(subgroup_invocation_id) sg_lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    p = p_in;
     lane = sg_lane;
     let h = p.hidden;
     let bh = p.batch * h;

@@ -22,10 +22,13 @@ struct Params {
 @group(0) @binding(0) var<storage, read> src: array<f32>;              // [rows, cols] at src_off
 @group(0) @binding(0) var<storage, read> src4: array<vec4<f32>>;       // the same, as vec4s
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;  // [cols, kp] at dst_off
-@group(0) @binding(2) var<storage, read> p: Params;
+@group(0) @binding(2) var<storage, read> p_in: Params;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Params;
 
 @compute @workgroup_size(64, 1, 1)
 fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let r4 = gid.x;
     if r4 * 4u >= p.kp {
         return;
@@ -45,6 +48,7 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 @compute @workgroup_size(64, 1, 1)
 fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
     let r4 = gid.x;
     if r4 * 4u >= p.kp {
         return;

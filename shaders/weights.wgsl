@@ -16,11 +16,14 @@ struct Prep {
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read_write> wp: array<f32>;
-@group(0) @binding(2) var<storage, read> p: Prep;
+@group(0) @binding(2) var<storage, read> p_in: Prep;
+// Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
+var<private> p: Prep;
 
 // One invocation per element of [H, HP]; the grid is 2-D when it needs over 65535 groups.
 @compute @workgroup_size(64, 1, 1)
 fn prepare(@builtin(global_invocation_id) gid: vec3<u32>) {
+    p = p_in;
     let i = gid.x + gid.y * 65535u * 64u;
     let h = p.hidden;
     let hp = p.hp;

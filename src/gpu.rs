@@ -15,7 +15,9 @@ pub enum Bind {
     /// The dispatch's parameters: `var<storage, read>` bound with a dynamic offset, so one
     /// buffer serves many dispatches. Not `var<uniform>`: Mesa 22's lavapipe compiles a
     /// variant of a kernel with its uniform values inlined at every dispatch that binds
-    /// them and never frees it (about 0.5 MB per training step, issue #9).
+    /// them and never frees it (about 0.5 MB per training step, issue #9). Every entry point
+    /// copies them into a private variable first: read inside a loop or a branch, each field
+    /// would cost a loop over the lanes there.
     Params,
     /// `var<uniform>` bound whole.
     Constant,

@@ -809,6 +809,73 @@ mod tests {
         );
     }
 
+    /// Every kernel reads its parameters once, in its entry point's first statement, into a
+    /// private copy that everything else reads: on Mesa 22's lavapipe a storage load inside a
+    /// loop or a branch is a loop over the lanes even at a constant address, and at the start
+    /// one scalar load (ARCHITECTURE.md, "lavapipe's costs").
+    #[test]
+    fn kernels_copy_their_parameters_first() {
+        use naga::{AddressSpace, Expression, Statement};
+        for k in all_kernels() {
+            let module = validate(k.name, k.source, true);
+            let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
+            let (index, ep) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == k.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+            let uses = info.get_entry_point(index);
+            let slot = (k.binds.len() - 1) as u32;
+            let params = module
+                .global_variables
+                .iter()
+                .find(|(h, v)| {
+                    !uses[*h].is_empty() && v.binding.as_ref().is_some_and(|b| b.binding == slot)
+                })
+                .map(|(h, _)| h)
+                .unwrap_or_else(|| panic!("{}: no parameters at binding {slot}", k.name));
+            let is_params = |f: &naga::Function, e: naga::Handle<Expression>| matches!(f.expressions[e], Expression::GlobalVariable(g) if g == params);
+            let reads = |f: &naga::Function| {
+                f.expressions
+                    .iter()
+                    .filter(|(h, _)| is_params(f, *h))
+                    .count()
+            };
+            for (_, f) in module.functions.iter() {
+                assert_eq!(
+                    reads(f),
+                    0,
+                    "{}: function {:?} reads the parameters' binding, not the private copy",
+                    k.name,
+                    f.name
+                );
+            }
+            let f = &ep.function;
+            assert_eq!(
+                reads(f),
+                1,
+                "{}: the parameters' binding read more than once",
+                k.name
+            );
+            let first = f.body.iter().find(|s| !matches!(s, Statement::Emit(_)));
+            let copied = match first {
+                Some(Statement::Store { pointer, value }) => {
+                    let to_private = matches!(f.expressions[*pointer],
+                        Expression::GlobalVariable(g) if module.global_variables[g].space == AddressSpace::Private);
+                    let from_params = matches!(f.expressions[*value], Expression::Load { pointer } if is_params(f, pointer));
+                    to_private && from_params
+                }
+                _ => false,
+            };
+            assert!(
+                copied,
+                "{}: the entry point's first statement must copy the parameters to a private",
+                k.name
+            );
+        }
+    }
+
     /// Every kernel's entry point exists, and the bindings it uses agree with the layout
     /// declared in Rust: each of the declared kind, the parameters (a read-only storage
     /// struct, never `var<uniform>`: see [`Bind::Params`]) read, at the last declared slot.

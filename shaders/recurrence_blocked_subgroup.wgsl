@@ -132,6 +132,11 @@ fn blocked_backward_sg(
 // As blocked_seq_*: one subgroup per workgroup owns BLOCK_M batch rows for every step, each
 // lane 8 units at a time. The lanes share the BLOCK_M state rows: lane i loads row i and
 // subgroupBroadcast hands it to the others (per 4 steps of k, 1 + 8 loads instead of 16).
+// With COL_PAIRS (H > 64) each pass over k serves two groups of 64 units, so the state is
+// loaded once per 128 units: on lavapipe that load, a loop over the lanes per component, was
+// about a quarter of the loop's time.
+
+override COL_PAIRS: bool = false;
 
 fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
@@ -170,6 +175,55 @@ fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block
     return o;
 }
 
+struct Block2 {
+    a: Block, // units c0 .. c0 + 7
+    b: Block, // units c0 + 64 .. c0 + 71
+}
+
+// product_broadcast for units c0 and c0 + 64 at once, from one load of the state.
+fn product_broadcast2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block2 {
+    let q = r.hp / 4u;
+    let srow = (doff + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
+    let c1 = c0 + 64u;
+    var o: Block2;
+    for (var k4 = 0u; k4 < q; k4++) {
+        let mine = dst[srow + k4];
+        var s: array<vec4<f32>, 8>;
+        s[0] = subgroupBroadcast(mine, 0u);
+        s[1] = subgroupBroadcast(mine, 1u);
+        s[2] = subgroupBroadcast(mine, 2u);
+        s[3] = subgroupBroadcast(mine, 3u);
+        if BLOCK_M > 4u {
+            s[4] = subgroupBroadcast(mine, 4u);
+            s[5] = subgroupBroadcast(mine, 5u);
+            s[6] = subgroupBroadcast(mine, 6u);
+            s[7] = subgroupBroadcast(mine, 7u);
+        }
+        var w: array<vec4<f32>, 8>;
+        for (var c = 0u; c < 8u; c++) {
+            w[c] = w_row(sec, c0 + c, k4);
+        }
+        for (var i = 0u; i < 8u; i++) {
+            if i < BLOCK_M {
+                let v = s[i];
+                o.a.lo[i] += vec4<f32>(dot(v, w[0]), dot(v, w[1]), dot(v, w[2]), dot(v, w[3]));
+                o.a.hi[i] += vec4<f32>(dot(v, w[4]), dot(v, w[5]), dot(v, w[6]), dot(v, w[7]));
+            }
+        }
+        for (var c = 0u; c < 8u; c++) {
+            w[c] = w_row(sec, c1 + c, k4);
+        }
+        for (var i = 0u; i < 8u; i++) {
+            if i < BLOCK_M {
+                let v = s[i];
+                o.b.lo[i] += vec4<f32>(dot(v, w[0]), dot(v, w[1]), dot(v, w[2]), dot(v, w[3]));
+                o.b.hi[i] += vec4<f32>(dot(v, w[4]), dot(v, w[5]), dot(v, w[6]), dot(v, w[7]));
+            }
+        }
+    }
+    return o;
+}
+
 // forward over steps t .. t + count - 1.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward_sg(
@@ -181,11 +235,24 @@ fn blocked_seq_forward_sg(
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
-        for (var cg = 0u; cg < r.hidden; cg += 64u) {
-            let c0 = cg + lane * 8u;
-            let o = product_broadcast(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
-            if c0 < r.hidden {
-                forward_block(t, r0, c0, o);
+        if COL_PAIRS {
+            for (var cg = 0u; cg < r.hidden; cg += 128u) {
+                let c0 = cg + lane * 8u;
+                let o = product_broadcast2(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
+                if c0 < r.hidden {
+                    forward_block(t, r0, c0, o.a);
+                }
+                if c0 + 64u < r.hidden {
+                    forward_block(t, r0, c0 + 64u, o.b);
+                }
+            }
+        } else {
+            for (var cg = 0u; cg < r.hidden; cg += 64u) {
+                let c0 = cg + lane * 8u;
+                let o = product_broadcast(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
+                if c0 < r.hidden {
+                    forward_block(t, r0, c0, o);
+                }
             }
         }
         storageBarrier();
@@ -203,14 +270,30 @@ fn blocked_seq_backward_sg(
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;
-        for (var cg = 0u; cg < r.hidden; cg += 64u) {
-            let c0 = cg + lane * 8u;
-            var o: Block;
-            if t + 1u < r.steps {
-                o = product_broadcast(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+        if COL_PAIRS {
+            for (var cg = 0u; cg < r.hidden; cg += 128u) {
+                let c0 = cg + lane * 8u;
+                var o: Block2;
+                if t + 1u < r.steps {
+                    o = product_broadcast2(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+                }
+                if c0 < r.hidden {
+                    backward_block(t, r0, c0, o.a);
+                }
+                if c0 + 64u < r.hidden {
+                    backward_block(t, r0, c0 + 64u, o.b);
+                }
             }
-            if c0 < r.hidden {
-                backward_block(t, r0, c0, o);
+        } else {
+            for (var cg = 0u; cg < r.hidden; cg += 64u) {
+                let c0 = cg + lane * 8u;
+                var o: Block;
+                if t + 1u < r.steps {
+                    o = product_broadcast(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+                }
+                if c0 < r.hidden {
+                    backward_block(t, r0, c0, o);
+                }
             }
         }
         storageBarrier();

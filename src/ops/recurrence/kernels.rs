@@ -99,6 +99,9 @@ pub(crate) struct Form {
     pub uniform: bool,
     /// Blocked, BlockedSeq: the subgroup form (`recurrence_blocked_subgroup.wgsl`).
     pub subgroup: bool,
+    /// BlockedSeq with subgroups: two groups of 64 units per pass over the state
+    /// (`COL_PAIRS`, for H > 64).
+    pub pairs: bool,
     /// Step, Seq, Blocked, BlockedSeq: a bidirectional layer's (`TWO_DIRS`: the directions'
     /// offsets read from the parameters; zero constants otherwise).
     pub two: bool,
@@ -114,6 +117,7 @@ impl Form {
             four: false,
             uniform: false,
             subgroup: false,
+            pairs: false,
             two: false,
         }
     }
@@ -155,12 +159,17 @@ impl Form {
                         });
                     }
                     for four in [false, true] {
-                        all.push(Form {
-                            four,
-                            uniform,
-                            subgroup,
-                            ..Form::of(Family::BlockedSeq, backward)
-                        });
+                        // Pairs exist only in the subgroup form.
+                        let pairings: &[bool] = if subgroup { &[false, true] } else { &[false] };
+                        for &pairs in pairings {
+                            all.push(Form {
+                                four,
+                                uniform,
+                                subgroup,
+                                pairs,
+                                ..Form::of(Family::BlockedSeq, backward)
+                            });
+                        }
                     }
                 }
             }
@@ -205,6 +214,9 @@ impl Form {
         if self.uniform {
             c.push(("W_UNIFORM", 1.0));
         }
+        if self.pairs {
+            c.push(("COL_PAIRS", 1.0));
+        }
         if self.two {
             c.push(("TWO_DIRS", 1.0));
         }
@@ -212,16 +224,17 @@ impl Form {
     }
 
     /// The kernel's name: `recurrence_` and the entry's family and pass, then `4`, `_narrow`,
-    /// `_u`, `_sg` and `_bi` for its variant, and `+` the cell.
+    /// `_u`, `_pairs`, `_sg` and `_bi` for its variant, and `+` the cell.
     fn name(self, cell: Cell) -> String {
         let family = self.entry().replace("_sg", "");
         let narrow = if self.narrow { "_narrow" } else { "" };
         let four = if self.four { "4" } else { "" };
         let uniform = if self.uniform { "_u" } else { "" };
+        let pairs = if self.pairs { "_pairs" } else { "" };
         let sg = if self.subgroup { "_sg" } else { "" };
         let two = if self.two { "_bi" } else { "" };
         format!(
-            "recurrence_{family}{four}{narrow}{uniform}{sg}{two}+{}",
+            "recurrence_{family}{four}{narrow}{uniform}{pairs}{sg}{two}+{}",
             cell.name()
         )
     }

@@ -90,10 +90,13 @@ fn seq_kernels(
         let threads = gpu.cpu_threads();
         let eight = dirs * batch.div_ceil(8) >= threads;
         let uniform = Recurrence::uniform_w(gpu, hidden, dirs);
+        let subgroup = gpu.subgroup_kernels();
         let form = |backward| Form {
             four: !eight,
             uniform,
-            subgroup: gpu.subgroup_kernels(),
+            subgroup,
+            // Two groups of 64 units per pass over the state where there are two.
+            pairs: subgroup && hidden > 64,
             two,
             ..Form::of(Family::BlockedSeq, backward)
         };

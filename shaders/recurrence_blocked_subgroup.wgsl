@@ -132,8 +132,8 @@ fn blocked_backward_sg(
 // As blocked_seq_*: one subgroup per workgroup owns BLOCK_M batch rows for every step, each
 // lane 8 units at a time. The lanes share the BLOCK_M state rows: lane i loads row i and
 // subgroupBroadcast hands it to the others (per 4 steps of k, 1 + 8 loads instead of 16).
-// With COL_PAIRS (H > 64) each pass over k serves two groups of 64 units, so the state is
-// loaded once per 128 units: on lavapipe that load, a loop over the lanes per component, was
+// With COL_PAIRS (H > 64) each pass over k serves two groups of 64 units (a last odd group
+// runs alone), so the state is loaded once per 128 units: on lavapipe that load, a loop over the lanes per component, was
 // about a quarter of the loop's time.
 
 override COL_PAIRS: bool = false;
@@ -178,6 +178,12 @@ fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block
 struct Block2 {
     a: Block, // units c0 .. c0 + 7
     b: Block, // units c0 + 64 .. c0 + 71
+}
+
+// Where the pairs of groups of 64 units end: a last odd group, if any, runs alone (a pair
+// there would multiply a whole group of units past H).
+fn pairs_end() -> u32 {
+    return (r.hidden + 63u) / 128u * 128u;
 }
 
 // product_broadcast for units c0 and c0 + 64 at once, from one load of the state.
@@ -235,24 +241,23 @@ fn blocked_seq_forward_sg(
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
+        var single = 0u;
         if COL_PAIRS {
-            for (var cg = 0u; cg < r.hidden; cg += 128u) {
+            for (var cg = 0u; cg < pairs_end(); cg += 128u) {
                 let c0 = cg + lane * 8u;
                 let o = product_broadcast2(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
-                if c0 < r.hidden {
-                    forward_block(t, r0, c0, o.a);
-                }
+                forward_block(t, r0, c0, o.a);
                 if c0 + 64u < r.hidden {
                     forward_block(t, r0, c0 + 64u, o.b);
                 }
             }
-        } else {
-            for (var cg = 0u; cg < r.hidden; cg += 64u) {
-                let c0 = cg + lane * 8u;
-                let o = product_broadcast(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
-                if c0 < r.hidden {
-                    forward_block(t, r0, c0, o);
-                }
+            single = pairs_end();
+        }
+        for (var cg = single; cg < r.hidden; cg += 64u) {
+            let c0 = cg + lane * 8u;
+            let o = product_broadcast(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
+            if c0 < r.hidden {
+                forward_block(t, r0, c0, o);
             }
         }
         storageBarrier();
@@ -270,30 +275,29 @@ fn blocked_seq_backward_sg(
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;
+        var single = 0u;
         if COL_PAIRS {
-            for (var cg = 0u; cg < r.hidden; cg += 128u) {
+            for (var cg = 0u; cg < pairs_end(); cg += 128u) {
                 let c0 = cg + lane * 8u;
                 var o: Block2;
                 if t + 1u < r.steps {
                     o = product_broadcast2(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
                 }
-                if c0 < r.hidden {
-                    backward_block(t, r0, c0, o.a);
-                }
+                backward_block(t, r0, c0, o.a);
                 if c0 + 64u < r.hidden {
                     backward_block(t, r0, c0 + 64u, o.b);
                 }
             }
-        } else {
-            for (var cg = 0u; cg < r.hidden; cg += 64u) {
-                let c0 = cg + lane * 8u;
-                var o: Block;
-                if t + 1u < r.steps {
-                    o = product_broadcast(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
-                }
-                if c0 < r.hidden {
-                    backward_block(t, r0, c0, o);
-                }
+            single = pairs_end();
+        }
+        for (var cg = single; cg < r.hidden; cg += 64u) {
+            let c0 = cg + lane * 8u;
+            var o: Block;
+            if t + 1u < r.steps {
+                o = product_broadcast(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+            }
+            if c0 < r.hidden {
+                backward_block(t, r0, c0, o);
             }
         }
         storageBarrier();

@@ -835,7 +835,11 @@ mod tests {
                 })
                 .map(|(h, _)| h)
                 .unwrap_or_else(|| panic!("{}: no parameters at binding {slot}", k.name));
-            let is_params = |f: &naga::Function, e: naga::Handle<Expression>| matches!(f.expressions[e], Expression::GlobalVariable(g) if g == params);
+            let global = |f: &naga::Function, e: naga::Handle<Expression>| match f.expressions[e] {
+                Expression::GlobalVariable(g) => Some(g),
+                _ => None,
+            };
+            let is_params = |f: &naga::Function, e| global(f, e) == Some(params);
             let reads = |f: &naga::Function| {
                 f.expressions
                     .iter()
@@ -861,9 +865,14 @@ mod tests {
             let first = f.body.iter().find(|s| !matches!(s, Statement::Emit(_)));
             let copied = match first {
                 Some(Statement::Store { pointer, value }) => {
-                    let to_private = matches!(f.expressions[*pointer],
-                        Expression::GlobalVariable(g) if module.global_variables[g].space == AddressSpace::Private);
-                    let from_params = matches!(f.expressions[*value], Expression::Load { pointer } if is_params(f, pointer));
+                    let private = |g: naga::Handle<naga::GlobalVariable>| {
+                        module.global_variables[g].space == AddressSpace::Private
+                    };
+                    let to_private = global(f, *pointer).is_some_and(private);
+                    let from_params = match f.expressions[*value] {
+                        Expression::Load { pointer } => is_params(f, pointer),
+                        _ => false,
+                    };
                     to_private && from_params
                 }
                 _ => false,

@@ -173,6 +173,33 @@ fn median_seconds(gpu: &Gpu, runs: usize, record: &dyn Fn(&mut wgpu::CommandEnco
     times[runs / 2]
 }
 
+/// `source`'s `main` as a pipeline, with a bind group of `entries` for it.
+fn pipeline_with(
+    device: &wgpu::Device,
+    label: &str,
+    source: String,
+    entries: &[wgpu::BindGroupEntry],
+) -> (wgpu::ComputePipeline, wgpu::BindGroup) {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries,
+    });
+    (pipeline, bind_group)
+}
+
 fn main() {
     let gpu = match Gpu::new() {
         Ok(g) => g,
@@ -205,18 +232,6 @@ fn main() {
     );
     let mut baseline = None;
     for case in cases() {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(case.name),
-            source: wgpu::ShaderSource::Wgsl(kernel(&case).into()),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(case.name),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: out.as_entire_binding(),
@@ -232,11 +247,7 @@ fn main() {
                 resource: buffer.as_entire_binding(),
             });
         }
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(case.name),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let (pipeline, bind_group) = pipeline_with(device, case.name, kernel(&case), &entries);
         let reps = 4;
         let seconds = median_seconds(&gpu, 5, &|encoder| {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -253,31 +264,18 @@ fn main() {
     }
 
     // A dispatch of one small workgroup, many times: in one compute pass, and a pass each.
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("dispatch"),
-        source: wgpu::ShaderSource::Wgsl(
-            "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
-             @compute @workgroup_size(8)\n\
-             fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[g.x] = f32(g.x); }"
-                .into(),
-        ),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("dispatch"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("dispatch"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
+    let (pipeline, bind_group) = pipeline_with(
+        device,
+        "dispatch",
+        "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+         @compute @workgroup_size(8)\n\
+         fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[g.x] = f32(g.x); }"
+            .into(),
+        &[wgpu::BindGroupEntry {
             binding: 0,
             resource: out.as_entire_binding(),
         }],
-    });
+    );
     let n = 2000;
     let one_pass = median_seconds(&gpu, 5, &|encoder| {
         let mut pass = encoder.begin_compute_pass(&Default::default());

@@ -186,7 +186,9 @@ fn pairs_end() -> u32 {
     return (r.hidden + 63u) / 128u * 128u;
 }
 
-// product_broadcast for units c0 and c0 + 64 at once, from one load of the state.
+// product_broadcast for units c0 and c0 + 64 at once, from one load of the state. (Written out
+// rather than built from helpers shared with product_broadcast: that form, the blocks passed by
+// value, measured 5% slower in the character model's loops on Mesa 22.3.)
 fn product_broadcast2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block2 {
     let q = r.hp / 4u;
     let srow = (doff + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;

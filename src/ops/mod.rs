@@ -809,6 +809,18 @@ mod tests {
         );
     }
 
+    /// `k`'s module, validated, with its analysis and the index of `k`'s entry point.
+    fn parsed(k: &Kernel) -> (naga::Module, naga::valid::ModuleInfo, usize) {
+        let module = validate(k.name, k.source, true);
+        let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
+        let index = module
+            .entry_points
+            .iter()
+            .position(|e| e.name == k.entry)
+            .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+        (module, info, index)
+    }
+
     /// Every kernel reads its parameters once, in its entry point's first statement, into a
     /// private copy that everything else reads: on Mesa 22's lavapipe a storage load inside a
     /// loop or a branch is a loop over the lanes even at a constant address, and at the start
@@ -817,14 +829,8 @@ mod tests {
     fn kernels_copy_their_parameters_first() {
         use naga::{AddressSpace, Expression, Statement};
         for k in all_kernels() {
-            let module = validate(k.name, k.source, true);
-            let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
-            let (index, ep) = module
-                .entry_points
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == k.entry)
-                .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+            let (module, info, index) = parsed(k);
+            let ep = &module.entry_points[index];
             let uses = info.get_entry_point(index);
             let slot = (k.binds.len() - 1) as u32;
             let params = module
@@ -891,14 +897,8 @@ mod tests {
     #[test]
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
-            let module = validate(k.name, k.source, true);
-            let info = module_info(k.name, k.source, &module, naga::valid::Capabilities::all());
-            let (index, ep) = module
-                .entry_points
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == k.entry)
-                .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+            let (module, info, index) = parsed(k);
+            let ep = &module.entry_points[index];
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.name);
             let uses = info.get_entry_point(index);
             let mut params_read = false;

@@ -133,8 +133,8 @@ fn blocked_backward_sg(
 // lane 8 units at a time. The lanes share the BLOCK_M state rows: lane i loads row i and
 // subgroupBroadcast hands it to the others (per 4 steps of k, 1 + 8 loads instead of 16).
 // With COL_PAIRS (H > 64) each pass over k serves two groups of 64 units (a last odd group
-// runs alone), so the state is loaded once per 128 units: on lavapipe that load, a loop over the lanes per component, was
-// about a quarter of the loop's time.
+// runs alone), so the state is loaded once per 128 units: on lavapipe that load, a loop over
+// the lanes per component, was about a quarter of the loop's time.
 
 override COL_PAIRS: bool = false;
 

@@ -245,7 +245,8 @@ fn blocked_seq_forward_sg(
         let t = r.t + n;
         var single = 0u;
         if COL_PAIRS {
-            for (var cg = 0u; cg < pairs_end(); cg += 128u) {
+            single = pairs_end();
+            for (var cg = 0u; cg < single; cg += 128u) {
                 let c0 = cg + lane * 8u;
                 let o = product_broadcast2(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
                 forward_block(t, r0, c0, o.a);
@@ -253,7 +254,6 @@ fn blocked_seq_forward_sg(
                     forward_block(t, r0, c0 + 64u, o.b);
                 }
             }
-            single = pairs_end();
         }
         for (var cg = single; cg < r.hidden; cg += 64u) {
             let c0 = cg + lane * 8u;
@@ -279,7 +279,8 @@ fn blocked_seq_backward_sg(
         let t = r.t - n;
         var single = 0u;
         if COL_PAIRS {
-            for (var cg = 0u; cg < pairs_end(); cg += 128u) {
+            single = pairs_end();
+            for (var cg = 0u; cg < single; cg += 128u) {
                 let c0 = cg + lane * 8u;
                 var o: Block2;
                 if t + 1u < r.steps {
@@ -290,7 +291,6 @@ fn blocked_seq_backward_sg(
                     backward_block(t, r0, c0 + 64u, o.b);
                 }
             }
-            single = pairs_end();
         }
         for (var cg = single; cg < r.hidden; cg += 64u) {
             let c0 = cg + lane * 8u;

@@ -22,14 +22,21 @@ const ACCESSES: u32 = 256;
 /// Values in the buffer read from (a 64 KiB uniform window's worth).
 const VALUES: usize = 16384;
 
+/// The buffer a case binds at slot 1 (its declaration says how it is accessed).
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    Storage,
+    Uniform,
+}
+
 /// What a case's kernel reads or writes, and how.
 struct Case {
     name: &'static str,
-    /// The binding at slot 1, if any: "storage", "storage_rw" or "uniform".
-    binding: Option<&'static str>,
+    /// The buffer at slot 1, if any.
+    binding: Option<Source>,
     /// WGSL declaration of slot 1.
     decl: &'static str,
-    /// The loop body, or the whole body when `unrolled` (see [`constant_loads`]).
+    /// The kernel's body: a loop of `ACCESSES` accesses, or [`constant_loads`]' written out.
     body: String,
     /// Values moved per access.
     width: u32,
@@ -66,21 +73,21 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "storage vec4 load, address varies by lane",
-            binding: Some("storage"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;",
             body: looped(&format!("acc += a[{scattered4}] * x;")),
             width: 4,
         },
         Case {
             name: "storage f32 load, address varies by lane",
-            binding: Some("storage"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read> a: array<f32>;",
             body: looped(&format!("acc.x += a[{scattered1}] * x.x;")),
             width: 1,
         },
         Case {
             name: "storage f32 load, consecutive lanes",
-            binding: Some("storage"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read> a: array<f32>;",
             body: looped(&format!(
                 "acc.x += a[(gid + i * 64u) & {}u] * x.x;",
@@ -90,7 +97,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "uniform vec4 load, address varies by lane",
-            binding: Some("uniform"),
+            binding: Some(Source::Uniform),
             decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
             body: looped(&format!("acc += a[{scattered4}] * x;")),
             width: 4,
@@ -107,28 +114,28 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "storage vec4 load, constant address",
-            binding: Some("storage"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;",
             body: constant_loads(),
             width: 4,
         },
         Case {
             name: "uniform vec4 load, constant address",
-            binding: Some("uniform"),
+            binding: Some(Source::Uniform),
             decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
             body: constant_loads(),
             width: 4,
         },
         Case {
             name: "storage vec4 store, address varies by lane",
-            binding: Some("storage_rw"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read_write> a: array<vec4<f32>>;",
             body: looped(&format!("a[{scattered4}] = x + vec4<f32>(f32(i));")),
             width: 4,
         },
         Case {
             name: "storage f32 store, address varies by lane",
-            binding: Some("storage_rw"),
+            binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read_write> a: array<f32>;",
             body: looped(&format!("a[{scattered1}] = x.x + f32(i);")),
             width: 1,
@@ -200,6 +207,21 @@ fn pipeline_with(
     (pipeline, bind_group)
 }
 
+/// Records `times` dispatches of `groups` workgroups of the pipeline in one compute pass.
+fn in_one_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    (pipeline, bind_group): (&wgpu::ComputePipeline, &wgpu::BindGroup),
+    times: u32,
+    groups: u32,
+) {
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind_group, &[]);
+    for _ in 0..times {
+        pass.dispatch_workgroups(groups, 1, 1);
+    }
+}
+
 fn main() {
     let gpu = match Gpu::new() {
         Ok(g) => g,
@@ -236,11 +258,10 @@ fn main() {
             binding: 0,
             resource: out.as_entire_binding(),
         }];
-        if let Some(kind) = case.binding {
-            let buffer = if kind == "uniform" {
-                &uniform
-            } else {
-                &storage
+        if let Some(source) = case.binding {
+            let buffer = match source {
+                Source::Storage => &storage,
+                Source::Uniform => &uniform,
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: 1,
@@ -250,12 +271,7 @@ fn main() {
         let (pipeline, bind_group) = pipeline_with(device, case.name, kernel(&case), &entries);
         let reps = 4;
         let seconds = median_seconds(&gpu, 5, &|encoder| {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            for _ in 0..reps {
-                pass.dispatch_workgroups(INVOCATIONS / 64, 1, 1);
-            }
+            in_one_pass(encoder, (&pipeline, &bind_group), reps, INVOCATIONS / 64);
         }) / f64::from(reps);
         let values = f64::from(INVOCATIONS) * f64::from(ACCESSES) * f64::from(case.width);
         let ns = seconds * 1e9 / values;
@@ -278,12 +294,7 @@ fn main() {
     );
     let n = 2000;
     let one_pass = median_seconds(&gpu, 5, &|encoder| {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        for _ in 0..n {
-            pass.dispatch_workgroups(1, 1, 1);
-        }
+        in_one_pass(encoder, (&pipeline, &bind_group), n, 1);
     }) / f64::from(n);
     let pass_each = median_seconds(&gpu, 5, &|encoder| {
         for _ in 0..n {

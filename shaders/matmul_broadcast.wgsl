@@ -157,14 +157,14 @@ fn tn_step(
     a_lo: vec4<f32>,
     a_hi: vec4<f32>,
 ) {
-    if k >= p.k {
-        return;
-    }
+    // Past K, A's values are zero (the lanes past K loaded none) and B's row is the last: no
+    // branch, which lavapipe would run as a mask blended into every sum after it.
+    let row = vec4<u32>(min(k, p.k - 1u) * p.n);
     let wide = BC_COLS > 4u;
-    let b_lo = bu_at4(cb_lo + vec4<u32>(k * p.n));
+    let b_lo = bu_at4(cb_lo + row);
     var b_hi = vec4<f32>(0.0);
     if wide {
-        b_hi = bu_at4(cb_hi + vec4<u32>(k * p.n));
+        b_hi = bu_at4(cb_hi + row);
     }
     for (var j = 0u; j < 4u; j++) {
         (*acc).lo[j] += a_lo[j] * b_lo;

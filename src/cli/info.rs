@@ -15,12 +15,13 @@ pub fn info() -> Result<(), Error> {
     for (info, l, features) in adapters {
         println!("{}", describe(&info));
         println!(
-            "  max buffer {} B, max storage binding {} B, max uniform binding {} B, \
-             workgroup memory {} B, {} invocations per workgroup, {} workgroups per dimension, \
+            "  max buffer {} B, max storage binding {} B, max uniform binding {} B \
+             ({} per kernel), workgroup memory {} B, {} invocations per workgroup, {} workgroups per dimension, \
              timestamp queries: {}, subgroups: {}",
             l.max_buffer_size,
             l.max_storage_buffer_binding_size,
             l.max_uniform_buffer_binding_size,
+            l.max_uniform_buffers_per_shader_stage,
             l.max_compute_workgroup_storage_size,
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension,

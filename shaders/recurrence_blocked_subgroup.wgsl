@@ -277,14 +277,19 @@ fn blocked_seq_backward_sg(
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;
+        // At the last step there is no da(t + 1): the product runs on step t's (any state
+        // inside the buffer) and is dropped. Inside a branch lavapipe would blend a mask into
+        // every one of its sums instead.
+        let last = t + 1u >= r.steps;
+        let next = select(t + 1u, t, last) * r.batch * r.hidden;
         var single = 0u;
         if COL_PAIRS {
             single = pairs_end();
             for (var cg = 0u; cg < single; cg += 128u) {
                 let c0 = cg + lane * 8u;
-                var o: Block2;
-                if t + 1u < r.steps {
-                    o = product_broadcast2(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+                var o = product_broadcast2(0u, next, r0, c0, lane);
+                if last {
+                    o = Block2();
                 }
                 backward_block(t, r0, c0, o.a);
                 if c0 + 64u < r.hidden {
@@ -294,9 +299,9 @@ fn blocked_seq_backward_sg(
         }
         for (var cg = single; cg < r.hidden; cg += 64u) {
             let c0 = cg + lane * 8u;
-            var o: Block;
-            if t + 1u < r.steps {
-                o = product_broadcast(0u, (t + 1u) * r.batch * r.hidden, r0, c0, lane);
+            var o = product_broadcast(0u, next, r0, c0, lane);
+            if last {
+                o = Block();
             }
             if c0 < r.hidden {
                 backward_block(t, r0, c0, o);

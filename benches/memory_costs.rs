@@ -103,6 +103,27 @@ fn cases() -> Vec<Case> {
             width: 4,
         },
         Case {
+            name: "uniform vec4 load, consecutive lanes",
+            binding: Some(Source::Uniform),
+            decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
+            body: looped(&format!("acc += a[(gid + i * 97u) & {}u] * x;", vec4s - 1)),
+            width: 4,
+        },
+        Case {
+            name: "uniform vec4 load, same address in every lane",
+            binding: Some(Source::Uniform),
+            decl: "@group(0) @binding(1) var<uniform> a: array<vec4<f32>, 4096>;",
+            body: looped(&format!("acc += a[(i * 97u) & {}u] * x;", vec4s - 1)),
+            width: 4,
+        },
+        Case {
+            name: "storage vec4 load, same address in every lane",
+            binding: Some(Source::Storage),
+            decl: "@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;",
+            body: looped(&format!("acc += a[(i * 97u) & {}u] * x;", vec4s - 1)),
+            width: 4,
+        },
+        Case {
             name: "workgroup vec4 load, address varies by lane",
             binding: None,
             decl: "",

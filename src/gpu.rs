@@ -125,16 +125,6 @@ fn rank(device_type: wgpu::DeviceType, power: Option<wgpu::PowerPreference>) -> 
     }
 }
 
-/// Major and minor version of the Mesa driver that `driver_info` names ("Mesa 25.0.7-2~bpo12+1
-/// (LLVM 15.0.6)"), if it names one.
-fn mesa_version(driver_info: &str) -> Option<(u32, u32)> {
-    let rest = &driver_info[driver_info.find("Mesa ")? + 5..];
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 /// One line describing an adapter: name, type, backend, driver.
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
     format!(
@@ -262,14 +252,6 @@ impl Gpu {
     /// Whether the direct kernels that share loads through subgroups run.
     pub(crate) fn subgroup_kernels(&self) -> bool {
         self.kernel_style() == KernelStyle::Subgroup
-    }
-
-    /// Whether a storage load costs a CPU adapter about what a gather from a uniform window
-    /// does: on lavapipe from Mesa 25 (0.3-0.4 ns a value on 25.0, where 22.3 loops over the
-    /// lanes with a bounds check each, 3.3-3.7 ns: `cargo bench --bench memory_costs`). The
-    /// versions between were not measured and count as 22.3; other CPU drivers likewise.
-    pub(crate) fn cheap_storage_loads(&self) -> bool {
-        self.is_cpu() && mesa_version(&self.adapter_info().driver_info) >= Some((25, 0))
     }
 
     /// Whether the device runs subgroup operations in subgroups of exactly 8 lanes, the width
@@ -672,22 +654,4 @@ async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
         }
         .into()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mesa_version;
-
-    #[test]
-    fn mesa_versions_are_read_from_the_driver_info() {
-        assert_eq!(mesa_version("Mesa 22.3.6 (LLVM 15.0.6)"), Some((22, 3)));
-        assert_eq!(
-            mesa_version("Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)"),
-            Some((25, 0))
-        );
-        assert_eq!(mesa_version("Mesa 24.2.8-1ubuntu1~24.04.1"), Some((24, 2)));
-        assert_eq!(mesa_version("570.133.07"), None);
-        assert_eq!(mesa_version("Mesa"), None);
-        assert_eq!(mesa_version("Mesa 25"), None);
-    }
 }

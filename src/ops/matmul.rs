@@ -292,14 +292,7 @@ fn direct_kernel(gpu: &Gpu, g: &Gemm) -> (&'static Kernel, (usize, usize)) {
         (false, true) if subgroups && offsets && four(g.k) => {
             pick_sg(&MATMUL_NT4_SG, &MATMUL_NT4_SG_NARROW)
         }
-        // Where storage loads are cheap (lavapipe from Mesa 25), matmul_tn4_sg reads A and B
-        // in place faster than the windows' gathers: the character model's dW 3.8 -> 1.8 ms
-        // on 25.0, where on 22.3 it took 13 ms against 4-6.
-        (true, false)
-            if subgroups
-                && tn_window_rows(gpu, g).is_some()
-                && !(gpu.cheap_storage_loads() && tn_sg_fits(g.m, g.n, g.a.off, g.b.off)) =>
-        {
+        (true, false) if subgroups && tn_window_rows(gpu, g).is_some() => {
             if g.n.next_multiple_of(64) <= g.n.next_multiple_of(32) {
                 (&MATMUL_TN_BC, (8, 64))
             } else {

@@ -124,6 +124,26 @@ fn cases() -> Vec<Case> {
             width: 4,
         },
         Case {
+            name: "function-array vec4 load, same index in every lane",
+            binding: None,
+            decl: "",
+            body: format!(
+                "var pa: array<vec4<f32>, 64>;\nfor (var j = 0u; j < 64u; j++) {{ pa[j] = x + vec4<f32>(f32(j)); }}\n{}",
+                looped("acc += pa[(i * 97u) & 63u] * x;")
+            ),
+            width: 4,
+        },
+        Case {
+            name: "function-array vec4 load, index varies by lane",
+            binding: None,
+            decl: "",
+            body: format!(
+                "var pa: array<vec4<f32>, 64>;\nfor (var j = 0u; j < 64u; j++) {{ pa[j] = x + vec4<f32>(f32(j)); }}\n{}",
+                looped("acc += pa[(gid * 7u + i * 97u) & 63u] * x;")
+            ),
+            width: 4,
+        },
+        Case {
             name: "workgroup vec4 load, address varies by lane",
             binding: None,
             decl: "",
@@ -182,7 +202,27 @@ fn cases() -> Vec<Case> {
             ),
             width: 32,
         },
+        chains(2),
+        chains(32),
     ]
+}
+
+/// Multiply-adds into `n` independent vec4 sums (`4 n` values a lane carries round the loop:
+/// past the 16 vector registers, the rest live on the stack).
+fn chains(n: usize) -> Case {
+    let updates: String = (0..n).map(|i| format!("c[{i}] = c[{i}] * x + x; ")).collect();
+    let sum: Vec<String> = (0..n).map(|i| format!("c[{i}]")).collect();
+    Case {
+        name: Box::leak(format!("multiply-add only, {n} vec4 chains (no memory)").into_boxed_str()),
+        binding: None,
+        decl: "",
+        body: format!(
+            "var c = array<vec4<f32>, {n}>();\n{}\nacc = {};",
+            looped(&updates),
+            sum.join(" + ")
+        ),
+        width: 4 * n as u32,
+    }
 }
 
 /// Median seconds of `runs` submissions of `record`'s commands.

@@ -210,7 +210,9 @@ fn cases() -> Vec<Case> {
 /// Multiply-adds into `n` independent vec4 sums (`4 n` values a lane carries round the loop:
 /// past the 16 vector registers, the rest live on the stack).
 fn chains(n: usize) -> Case {
-    let updates: String = (0..n).map(|i| format!("c[{i}] = c[{i}] * x + x; ")).collect();
+    let updates: String = (0..n)
+        .map(|i| format!("c[{i}] = c[{i}] * x + x; "))
+        .collect();
     let sum: Vec<String> = (0..n).map(|i| format!("c[{i}]")).collect();
     Case {
         name: Box::leak(format!("multiply-add only, {n} vec4 chains (no memory)").into_boxed_str()),

@@ -125,7 +125,8 @@ fn matmul_nt4_bc(
 // k0 + l (C's 8 rows at that k), and at each of the 8 k every lane takes them from lane
 // k - k0 by shuffles from a constant lane and reads its own values of B's row k. Both A and
 // B come through uniform windows (p.a_off and p.b_off counting from their starts: the crate
-// cuts k into parts whose rows of A and of B each fit one window, a dispatch each). Per 8 k a
+// cuts k into parts whose rows of A and of B each fit one window, a dispatch each, or four
+// to a dispatch with matmul_tn_bcw, shaders/matmul_tn_windows.wgsl). Per 8 k a
 // lane makes 8 + 8 BC_COLS gathers and 16 shuffles of a vec4 for 64 BC_COLS multiply-adds:
 // no storage load (A from storage, 8 per 8 k, had cost more than all of B's gathers). With
 // ROW_SUMS the sums of C's rows of A^T come too (the bias gradients).
@@ -134,6 +135,9 @@ struct Acc {
     lo: array<vec4<f32>, 8>,
     hi: array<vec4<f32>, 8>,
 }
+
+// ---- WINDOW PAIR: the functions that read A and B through au and bu, copied by the crate for
+// matmul_tn_bcw's further windows (au_1 and bu_1 with bu_at_1, tn_step_1, tn_part_1; ...) ----
 
 // Element e of the window.
 fn bu_at(e: u32) -> f32 {
@@ -145,21 +149,22 @@ fn bu_at4(e: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(bu_at(e.x), bu_at(e.y), bu_at(e.z), bu_at(e.w));
 }
 
-// One k of matmul_tn_bc: C's 8 rows of A^T there (a_lo, a_hi) times B's row k, whose lane's
-// columns start at elements cb_lo, cb_hi of row 0 in the window. (Read one value at a time,
-// so B may have any alignment: lavapipe gathers a vec4 from a window one component at a time
-// anyway.)
+// One k of a part of `len` values of k: C's 8 rows of A^T there (a_lo, a_hi) times B's row k,
+// whose lane's columns start at elements cb_lo, cb_hi of row 0 in the window. (Read one value
+// at a time, so B may have any alignment: lavapipe gathers a vec4 from a window one component
+// at a time anyway.)
 fn tn_step(
     acc: ptr<function, Acc>,
     k: u32,
+    len: u32,
     cb_lo: vec4<u32>,
     cb_hi: vec4<u32>,
     a_lo: vec4<f32>,
     a_hi: vec4<f32>,
 ) {
-    // Past K, A's values are zero (the lanes past K loaded none) and B's row is the last: no
-    // branch, which lavapipe would run as a mask blended into every sum after it.
-    let row = vec4<u32>(min(k, p.k - 1u) * p.n);
+    // Past the part's end, A's values are zero (the lanes past it loaded none) and B's row is
+    // the last: no branch, which lavapipe would run as a mask blended into every sum after it.
+    let row = vec4<u32>(min(k, len - 1u) * p.n);
     let wide = BC_COLS > 4u;
     let b_lo = bu_at4(cb_lo + row);
     var b_hi = vec4<f32>(0.0);
@@ -176,28 +181,27 @@ fn tn_step(
     }
 }
 
-@compute @workgroup_size(8, 1, 1)
-fn matmul_tn_bc(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
+// Part w of the k a dispatch sums (p.k_split values of k each, all p.k when it is 0; none for
+// a part past p.k), its rows of A and B through au and bu, p.a_off and p.b_off counting from
+// their starts: into acc, and the sums of the lane's k of C's rows of A^T into rs_lo, rs_hi.
+fn tn_part(
+    acc: ptr<function, Acc>,
+    rs_lo: ptr<function, vec4<f32>>,
+    rs_hi: ptr<function, vec4<f32>>,
+    w: u32,
+    r0: u32,
+    cb_lo: vec4<u32>,
+    cb_hi: vec4<u32>,
+    lane: u32,
 ) {
-    p = p_in;
-    let r0 = wid.y * 8u;
-    let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
-    // This lane's columns of B (past the edge, the last one; never written).
-    let cols = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
-    let last = vec4<u32>(p.n - 1u);
-    let cb_lo = vec4<u32>(p.b_off) + min(cols, last);
-    let cb_hi = vec4<u32>(p.b_off) + min(cols + vec4<u32>(4u), last);
-    let sums = (p.flags & 64u) != 0u;
-    var acc: Acc;
-    var rs_lo = vec4<f32>(0.0);
-    var rs_hi = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < p.k; k0 += 8u) {
-        // This lane's k, and C's 8 rows of A^T there (zero past K).
+    let rows = select(p.k, p.k_split, p.k_split > 0u);
+    let begin = min(p.k, w * rows);
+    let len = min(p.k, begin + rows) - begin;
+    for (var k0 = 0u; k0 < len; k0 += 8u) {
+        // This lane's k, and C's 8 rows of A^T there (zero past the part).
         let mk = k0 + lane;
-        let live = select(0.0, 1.0, mk < p.k);
-        let ar = p.a_off + min(mk, p.k - 1u) * p.m;
+        let live = select(0.0, 1.0, mk < len);
+        let ar = p.a_off + min(mk, len - 1u) * p.m;
         var m_lo: vec4<f32>;
         var m_hi: vec4<f32>;
         for (var j = 0u; j < 4u; j++) {
@@ -208,26 +212,64 @@ fn matmul_tn_bc(
         }
         m_lo *= live;
         m_hi *= live;
-        tn_step(&acc, k0, cb_lo, cb_hi, subgroupShuffle(m_lo, 0u), subgroupShuffle(m_hi, 0u));
-        tn_step(&acc, k0 + 1u, cb_lo, cb_hi, subgroupShuffle(m_lo, 1u), subgroupShuffle(m_hi, 1u));
-        tn_step(&acc, k0 + 2u, cb_lo, cb_hi, subgroupShuffle(m_lo, 2u), subgroupShuffle(m_hi, 2u));
-        tn_step(&acc, k0 + 3u, cb_lo, cb_hi, subgroupShuffle(m_lo, 3u), subgroupShuffle(m_hi, 3u));
-        tn_step(&acc, k0 + 4u, cb_lo, cb_hi, subgroupShuffle(m_lo, 4u), subgroupShuffle(m_hi, 4u));
-        tn_step(&acc, k0 + 5u, cb_lo, cb_hi, subgroupShuffle(m_lo, 5u), subgroupShuffle(m_hi, 5u));
-        tn_step(&acc, k0 + 6u, cb_lo, cb_hi, subgroupShuffle(m_lo, 6u), subgroupShuffle(m_hi, 6u));
-        tn_step(&acc, k0 + 7u, cb_lo, cb_hi, subgroupShuffle(m_lo, 7u), subgroupShuffle(m_hi, 7u));
-        rs_lo += m_lo;
-        rs_hi += m_hi;
+        tn_step(acc, k0, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 0u), subgroupShuffle(m_hi, 0u));
+        tn_step(acc, k0 + 1u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 1u), subgroupShuffle(m_hi, 1u));
+        tn_step(acc, k0 + 2u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 2u), subgroupShuffle(m_hi, 2u));
+        tn_step(acc, k0 + 3u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 3u), subgroupShuffle(m_hi, 3u));
+        tn_step(acc, k0 + 4u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 4u), subgroupShuffle(m_hi, 4u));
+        tn_step(acc, k0 + 5u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 5u), subgroupShuffle(m_hi, 5u));
+        tn_step(acc, k0 + 6u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 6u), subgroupShuffle(m_hi, 6u));
+        tn_step(acc, k0 + 7u, len, cb_lo, cb_hi, subgroupShuffle(m_lo, 7u), subgroupShuffle(m_hi, 7u));
+        *rs_lo += m_lo;
+        *rs_hi += m_hi;
     }
-    // Every lane summed its own k: the subgroup's sum is the row's (taken with every lane
-    // active, before the lanes part).
+}
+
+// ---- END OF WINDOW PAIR ----
+
+// This lane's first column of C, and where its columns of B start in row 0 of B's window
+// (past the edge, the last column; never written).
+struct TnCols {
+    c0: u32,
+    cb_lo: vec4<u32>,
+    cb_hi: vec4<u32>,
+}
+
+fn tn_cols(wid: vec3<u32>, lane: u32) -> TnCols {
+    let c0 = wid.x * 8u * BC_COLS + lane * BC_COLS;
+    let cols = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
+    let last = vec4<u32>(p.n - 1u);
+    let cb_lo = vec4<u32>(p.b_off) + min(cols, last);
+    let cb_hi = vec4<u32>(p.b_off) + min(cols + vec4<u32>(4u), last);
+    return TnCols(c0, cb_lo, cb_hi);
+}
+
+// Writes (or adds) the lane's block of C and, with ROW_SUMS, the rows' sums of A^T (every lane
+// summed its own k: the subgroup's sum is the row's, taken with every lane active, before the
+// lanes part).
+fn tn_store(acc: ptr<function, Acc>, rs_lo: vec4<f32>, rs_hi: vec4<f32>, r0: u32, c0: u32) {
     let t_lo = subgroupAdd(rs_lo);
     let t_hi = subgroupAdd(rs_hi);
     if r0 >= p.m || c0 >= p.n {
         return;
     }
-    store_cols(r0, c0, acc.lo, acc.hi, BC_COLS);
-    if sums && c0 == 0u {
+    store_cols(r0, c0, (*acc).lo, (*acc).hi, BC_COLS);
+    if (p.flags & 64u) != 0u && c0 == 0u {
         store_row_sums8(r0, t_lo, t_hi);
     }
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_tn_bc(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    p = p_in;
+    let r0 = wid.y * 8u;
+    let c = tn_cols(wid, lane);
+    var acc: Acc;
+    var rs_lo = vec4<f32>(0.0);
+    var rs_hi = vec4<f32>(0.0);
+    tn_part(&acc, &rs_lo, &rs_hi, 0u, r0, c.cb_lo, c.cb_hi, lane);
+    tn_store(&acc, rs_lo, rs_hi, r0, c.c0);
 }

@@ -3,6 +3,7 @@
 use super::{At, PlanBuilder, WINDOW_FLOATS, groups, in_window, u, window_align, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
+use std::sync::OnceLock;
 
 pub(crate) static MATMUL: Kernel = Kernel {
     name: "matmul",
@@ -114,6 +115,62 @@ pub(crate) static MATMUL_NT4_BC4: Kernel =
 pub(crate) static MATMUL_TN_BC: Kernel = broadcast("matmul_tn_bc", "matmul_tn_bc", &[]);
 pub(crate) static MATMUL_TN_BC4: Kernel =
     broadcast("matmul_tn_bc4", "matmul_tn_bc", &[("BC_COLS", 4.0)]);
+
+/// Window pairs `matmul_tn_bcw` reads per dispatch (`shaders/matmul_tn_windows.wgsl`).
+const TN_WINDOWS: usize = 4;
+
+/// The source of `matmul_tn_bcw`: the broadcast kernels' with their window-pair functions
+/// copied for windows 1 .. [`TN_WINDOWS`] - 1 (`au` to `au_1`, `tn_part` to `tn_part_1`, ...),
+/// then the entry point's file.
+fn tn_windows_source() -> String {
+    const BEGIN: &str = "// ---- WINDOW PAIR:";
+    const END: &str = "// ---- END OF WINDOW PAIR ----";
+    let base = MATMUL_TN_BC.source;
+    let (start, end) = match (base.find(BEGIN), base.find(END)) {
+        (Some(s), Some(e)) => (s, e),
+        // The markers are in the crate's own file (a test checks them).
+        _ => return base.to_string(),
+    };
+    let pair = &base[start..end];
+    let mut s = base.to_string();
+    for w in 1..TN_WINDOWS {
+        // bu_at4 before bu_at, which its name contains.
+        s += &["bu_at4(", "bu_at(", "bu[", "au[", "tn_step(", "tn_part("]
+            .iter()
+            .fold(pair.to_string(), |t, from| {
+                let (name, open) = from.split_at(from.len() - 1);
+                t.replace(from, &format!("{name}_{w}{open}"))
+            });
+    }
+    s + include_str!("../../shaders/matmul_tn_windows.wgsl")
+}
+
+/// `matmul_tn_bc` (`wide`: 8 columns a lane, else 4) over [`TN_WINDOWS`] window pairs per
+/// dispatch, assembled on first use.
+pub(crate) fn tn_bcw(wide: bool) -> &'static Kernel {
+    static KERNELS: OnceLock<[Kernel; 2]> = OnceLock::new();
+    let [w8, w4] = KERNELS.get_or_init(|| {
+        let source: &'static str = Box::leak(tn_windows_source().into_boxed_str());
+        let mut binds = vec![Bind::Constant, Bind::Constant, Bind::Read, Bind::ReadWrite];
+        binds.extend([Bind::Constant; 2 * (TN_WINDOWS - 1)]);
+        binds.push(Bind::Params);
+        let binds: &'static [Bind] = Box::leak(binds.into_boxed_slice());
+        let w8 = Kernel {
+            name: "matmul_tn_bcw",
+            source,
+            entry: "matmul_tn_bcw",
+            binds,
+            constants: &[],
+        };
+        let w4 = Kernel {
+            name: "matmul_tn_bcw4",
+            constants: &[("BC_COLS", 4.0)],
+            ..w8
+        };
+        [w8, w4]
+    });
+    if wide { w8 } else { w4 }
+}
 
 /// Output tile edge of one `matmul` workgroup (`TILE` in the shader).
 const TILE: usize = 64;
@@ -630,9 +687,16 @@ fn record_tn_windowed(
     let Some(rows) = tn_window_rows(plan.gpu(), g) else {
         return Err(misrouted(kernel));
     };
+    // Several parts to a dispatch where each part's windows sit at the same offsets (rows a
+    // multiple of the windows' alignment), so one p.a_off and one p.b_off serve them all.
+    let group = if g.k > rows && rows.is_multiple_of(window_align(plan.gpu())) {
+        TN_WINDOWS
+    } else {
+        1
+    };
     let mut k0 = 0;
     while k0 < g.k {
-        let k = rows.min(g.k - k0);
+        let k = (group * rows).min(g.k - k0);
         let part = Gemm {
             k,
             a: g.a.plus(k0 * g.m),
@@ -640,9 +704,55 @@ fn record_tn_windowed(
             accumulate: g.accumulate || k0 > 0,
             ..*g
         };
-        push_in_windows(plan, kernel, part, None, tile)?;
+        if group == 1 {
+            push_in_windows(plan, kernel, part, None, tile)?;
+        } else {
+            push_tn_windows(plan, part, rows, std::ptr::eq(kernel, &MATMUL_TN_BC), tile)?;
+        }
         k0 += k;
     }
+    Ok(())
+}
+
+/// Records `g` as one `matmul_tn_bcw` dispatch: its k in parts of `rows`, part w through
+/// window pair w (a part past K binds the first pair again and reads nothing).
+fn push_tn_windows(
+    plan: &mut PlanBuilder,
+    g: Gemm,
+    rows: usize,
+    wide: bool,
+    (tile_rows, tile_cols): (usize, usize),
+) -> Result<()> {
+    let kernel = tn_bcw(wide);
+    let gpu = plan.gpu();
+    let mut windows = Vec::with_capacity(2 * TN_WINDOWS);
+    let mut offsets = None;
+    for w in 0..TN_WINDOWS {
+        let k0 = (w * rows).min(g.k.saturating_sub(1) / rows * rows);
+        let (a, a_window) = in_window(gpu, g.a.plus(k0 * g.m)).ok_or_else(|| misrouted(kernel))?;
+        let (b, b_window) = in_window(gpu, g.b.plus(k0 * g.n)).ok_or_else(|| misrouted(kernel))?;
+        // Every part's rows start at the same offsets in their windows (the caller's rows).
+        if *offsets.get_or_insert((a.off, b.off)) != (a.off, b.off) {
+            return Err(misrouted(kernel));
+        }
+        windows.extend([a_window, b_window]);
+    }
+    let Some((a_off, b_off)) = offsets else {
+        return Err(misrouted(kernel));
+    };
+    let windowed = Gemm {
+        a: At { off: a_off, ..g.a },
+        b: At { off: b_off, ..g.b },
+        ..g
+    };
+    let (mut params, bias_buf) = params_of(&windowed);
+    params.k_split = u(rows);
+    let mut buffers = vec![g.a.buf, g.b.buf, bias_buf, g.c.buf];
+    for _ in 1..TN_WINDOWS {
+        buffers.extend([g.a.buf, g.b.buf]);
+    }
+    let grid = [groups(g.n, tile_cols), groups(g.m, tile_rows), 1];
+    plan.push_windows(kernel, &buffers, &windows, &params, grid, false)?;
     Ok(())
 }
 

@@ -688,8 +688,13 @@ fn record_tn_windowed(
         return Err(misrouted(kernel));
     };
     // Several parts to a dispatch where each part's windows sit at the same offsets (rows a
-    // multiple of the windows' alignment), so one p.a_off and one p.b_off serve them all.
-    let group = if g.k > rows && rows.is_multiple_of(window_align(plan.gpu())) {
+    // multiple of the windows' alignment), so one p.a_off and one p.b_off serve them all, and
+    // the adapter binds that many uniform buffers (lavapipe 15; WebGPU's baseline 12).
+    let gpu = plan.gpu();
+    let group = if g.k > rows
+        && rows.is_multiple_of(window_align(gpu))
+        && gpu.limits().max_uniform_buffers_per_shader_stage as usize >= 2 * TN_WINDOWS
+    {
         TN_WINDOWS
     } else {
         1

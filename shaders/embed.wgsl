@@ -94,6 +94,32 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
+// The token table of the fused forward loops (recurrence_blocked.wgsl, TOKENS), from out_off:
+// element v H + j = U[j, v] (+ bias[j]) (+ bias2[j]) for every id v, then the rows' ids in
+// time-major order as floats (exact below 2^24). Elements past the grid loop.
+@compute @workgroup_size(64, 1, 1)
+fn tokens_table(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p = p_in;
+    let table = p.input * p.hidden;
+    let n = p.steps * p.batch;
+    for (var e = gid.x; e < table + n; e += nwg.x * 64u) {
+        if e < table {
+            let v = e / p.hidden;
+            let j = e % p.hidden;
+            var x = src[p.w_off + j * p.input + v];
+            if (p.flags & 4u) != 0u {
+                x += src[p.bias_off + j];
+            }
+            if (p.flags & 8u) != 0u {
+                x += src[p.bias2_off + j];
+            }
+            out[p.out_off + e] = x;
+        } else {
+            out[p.out_off + e] = f32(ids[position(p, e - table)]);
+        }
+    }
+}
+
 // The first of the sorted positions (at n .. 2n of `ids`) whose id is at least v.
 fn lower_bound(v: u32, n: u32) -> u32 {
     // (A loop over storage loads every lane makes alike; embed_grad4 spreads its searches over

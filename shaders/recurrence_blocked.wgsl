@@ -31,6 +31,10 @@ struct Rec {
     ddst: u32,
     dwp: u32,
     dir0: u32,
+    tok_ids: u32, // TOKENS: where the row ids start in tu's window, in floats (I H)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Where this workgroup's direction starts in src and dst, where its W layouts start (in vec4s, past the section's
@@ -71,11 +75,18 @@ fn set_direction(d: u32) {
 // instructions where it loads storage buffers lane by lane with a branch each (small's
 // persistent loop 0.75 -> 0.62 ms). Unused otherwise, but bound all the same.
 @group(0) @binding(3) var<uniform> wu: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<storage, read> r_in: Rec;
+// With TOKENS (layer 0's forward from token ids), xu comes through this window instead of from
+// src: the token table (embed.wgsl's tokens_table), row v = U's column v plus both biases,
+// then the rows' ids as floats. One gather per value where xu's storage loads were a loop over
+// the lanes (15-23% of the character model's forward loop), and no embedding kernel. Unused
+// otherwise, but bound all the same.
+@group(0) @binding(4) var<uniform> tu: array<vec4<f32>, 4096>;
+@group(0) @binding(5) var<storage, read> r_in: Rec;
 // Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
 var<private> r: Rec;
 
 override W_UNIFORM: bool = false;
+override TOKENS: bool = false;
 
 override BLOCK_ROWS: u32 = 8u;
 // Batch rows of each invocation's block: 8, or 4 (blocked_seq_* where B is small).
@@ -157,6 +168,16 @@ fn backward_product(t: u32, r0: u32, c0: u32) -> Block {
 // One block of the forward step t: rows r0 .. r0 + BLOCK_M - 1 (those in the batch) x units
 // c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1, given
 // the block's product o of h(t-1) with section 1 of wp (W, rows j along k).
+// xu(t)[b, c .. c + 3], which is src's vec4 x: with TOKENS, row id(t, b) of the token table.
+fn x_in(x: u32, t: u32, b: u32, c: u32) -> vec4<f32> {
+    if TOKENS {
+        let at = r.tok_ids + t * r.batch + b;
+        let id = u32(tu[at / 4u][at % 4u]);
+        return tu[(id * r.hidden + c) / 4u];
+    }
+    return src[x];
+}
+
 fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
     let h = r.hidden;
     let bh = r.batch * h;
@@ -169,9 +190,9 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + (doff + bh) / 4u;
         let x = e + xoff / 4u;
-        dst[d] = cell_forward4(src[x] + pick8(o.lo, i), r.act);
+        dst[d] = cell_forward4(x_in(x, t, b, c0) + pick8(o.lo, i), r.act);
         if c0 + 4u < h {
-            dst[d + 1u] = cell_forward4(src[x + 1u] + pick8(o.hi, i), r.act);
+            dst[d + 1u] = cell_forward4(x_in(x + 1u, t, b, c0 + 4u) + pick8(o.hi, i), r.act);
         }
     }
 }

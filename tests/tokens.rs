@@ -90,6 +90,34 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
             Driver::Persistent,
             false,
         ),
+        // The forward loops that gather from the token table (one direction, H a multiple of 4
+        // on CPU adapters): T = 1 and B = 1, batch-first ids without biases, a second layer
+        // reading the first's states, and H past 64 (the paired loops).
+        (1, 1, 5, 8, 1, false, true, false, Driver::Persistent, false),
+        (
+            9,
+            4,
+            40,
+            24,
+            2,
+            false,
+            true,
+            true,
+            Driver::Persistent,
+            false,
+        ),
+        (
+            4,
+            3,
+            20,
+            72,
+            1,
+            false,
+            false,
+            false,
+            Driver::Persistent,
+            false,
+        ),
         // A deep transition with its shortcut and a deep output read the gathered columns too.
         (6, 3, 29, 10, 2, false, false, true, Driver::PerStep, true),
         (5, 2, 7, 9, 1, true, true, true, Driver::Persistent, true),

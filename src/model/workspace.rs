@@ -15,7 +15,7 @@ use crate::ops::activation;
 use crate::ops::diagnostics::step_norms;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
-use crate::ops::embed::{TokenLayout, embed, embed_grad};
+use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
@@ -682,6 +682,14 @@ impl Workspace {
             (nd - 1) * ts + rows * h
         };
         let xu = gpu.storage_buffer("input projections [D][T, B, H]", xu_len)?;
+        // Layer 0's token table, read through one uniform window by a forward loop that
+        // gathers its input projection there (`Recurrence::reads_tokens`) where it fits.
+        let table = (tokens
+            && nd == 1
+            && !config.deep_transition.is_some()
+            && i * h + rows <= WINDOW_FLOATS)
+            .then(|| gpu.storage_buffer("token table [I, H] and ids", WINDOW_FLOATS))
+            .transpose()?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o + WINDOW_FLOATS)?;
@@ -841,6 +849,7 @@ impl Workspace {
                     0
                 },
                 wp: &wps[k],
+                tokens: table.as_ref().filter(|_| k == 0).map(|t| (t, i * h)),
             })
             .collect();
         // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions'), after
@@ -953,8 +962,14 @@ impl Workspace {
                 let kd = k * nd + d;
                 fw.phase("input projection");
                 if k == 0 && tokens {
-                    let (w, out) = (p(&names[kd].w_ih), at(xu_of(k), d * ts));
-                    embed(&mut fw, token_layout(d), &x, w, biases(kd), out)?;
+                    let w = p(&names[kd].w_ih);
+                    match table.as_ref().filter(|_| recs[0].reads_tokens(gpu, lp)) {
+                        Some(t) => tokens_table(&mut fw, token_layout(d), &x, w, biases(kd), t)?,
+                        None => {
+                            let out = at(xu_of(k), d * ts);
+                            embed(&mut fw, token_layout(d), &x, w, biases(kd), out)?;
+                        }
+                    }
                     continue;
                 }
                 if d == 1 {

@@ -16,6 +16,13 @@ pub(crate) static EMBED: Kernel = Kernel {
     constants: &[("EMBED_ROWS", EMBED_ROWS as f64)],
 };
 
+pub(crate) static TOKENS_TABLE: Kernel = Kernel {
+    name: "tokens_table",
+    entry: "tokens_table",
+    constants: &[],
+    ..EMBED
+};
+
 pub(crate) static EMBED_GRAD: Kernel = Kernel {
     name: "embed_grad",
     entry: "embed_grad",
@@ -157,6 +164,28 @@ pub(crate) fn embed(
         1,
     ];
     plan.push(&EMBED, &[ids, w.buf, out.buf], &params, grid, false)?;
+    Ok(())
+}
+
+/// The token table of the forward loops that gather their input projection
+/// (`Recurrence::reads_tokens`), into `table` from its start: row `v` is `U[:, v]` (+ bias)
+/// (+ bias2), `[I, H]`, then the rows' ids as floats in time-major order.
+pub(crate) fn tokens_table(
+    plan: &mut PlanBuilder,
+    tl: TokenLayout,
+    ids: &wgpu::Buffer,
+    w: At,
+    biases: Option<(usize, usize)>,
+    table: &wgpu::Buffer,
+) -> Result<()> {
+    let mut params = tl.params(if biases.is_some() { 12 } else { 0 }, w.off, 0);
+    if let Some((b1, b2)) = biases {
+        params.bias_off = u(b1);
+        params.bias2_off = u(b2);
+    }
+    let n = tl.input * tl.hidden + tl.steps * tl.batch;
+    let grid = [groups(n, 64).min(65535), 1, 1];
+    plan.push(&TOKENS_TABLE, &[ids, w.buf, table], &params, grid, false)?;
     Ok(())
 }
 

@@ -596,6 +596,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &dropout::DROPOUT_BACKWARD,
         &embed::EMBED,
         &embed::EMBED_GRAD,
+        &embed::TOKENS_TABLE,
         &embed::EMBED4,
         &embed::EMBED4_U,
         &embed::EMBED_GRAD4,

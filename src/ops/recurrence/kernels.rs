@@ -22,11 +22,13 @@ const BLOCKED_SUBGROUP: &str = include_str!("../../../shaders/recurrence_blocked
 const WAVEFRONT: &str = include_str!("../../../shaders/recurrence_wavefront.wgsl");
 
 const BINDS: &[Bind] = &[Bind::Read, Bind::Read, Bind::ReadWrite, Bind::Params];
-/// The blocked kernels also take `wp` as a uniform window onto one section (`wu`).
+/// The blocked kernels also take `wp` as a uniform window onto one section (`wu`), and a
+/// window onto the token table (`tu`, read with `TOKENS`).
 const BLOCKED_BINDS: &[Bind] = &[
     Bind::Read,
     Bind::Read,
     Bind::ReadWrite,
+    Bind::Constant,
     Bind::Constant,
     Bind::Params,
 ];
@@ -105,6 +107,9 @@ pub(crate) struct Form {
     /// Step, Seq, Blocked, BlockedSeq: a bidirectional layer's (`TWO_DIRS`: the directions'
     /// offsets read from the parameters; zero constants otherwise).
     pub two: bool,
+    /// BlockedSeq forward with subgroups, one direction: the input projection gathered from
+    /// the token table (`TOKENS`) instead of read from `xu`.
+    pub tokens: bool,
 }
 
 impl Form {
@@ -119,6 +124,7 @@ impl Form {
             subgroup: false,
             pairs: false,
             two: false,
+            tokens: false,
         }
     }
 
@@ -162,13 +168,20 @@ impl Form {
                         // Pairs exist only in the subgroup form.
                         let pairings: &[bool] = if subgroup { &[false, true] } else { &[false] };
                         for &pairs in pairings {
-                            all.push(Form {
+                            let form = Form {
                                 four,
                                 uniform,
                                 subgroup,
                                 pairs,
                                 ..Form::of(Family::BlockedSeq, backward)
-                            });
+                            };
+                            all.push(form);
+                            if subgroup && !backward {
+                                all.push(Form {
+                                    tokens: true,
+                                    ..form
+                                });
+                            }
                         }
                     }
                 }
@@ -220,11 +233,14 @@ impl Form {
         if self.two {
             c.push(("TWO_DIRS", 1.0));
         }
+        if self.tokens {
+            c.push(("TOKENS", 1.0));
+        }
         c
     }
 
     /// The kernel's name: `recurrence_` and the entry's family and pass, then `4`, `_narrow`,
-    /// `_u`, `_pairs`, `_sg` and `_bi` for its variant, and `+` the cell.
+    /// `_u`, `_pairs`, `_sg`, `_bi` and `_tok` for its variant, and `+` the cell.
     fn name(self, cell: Cell) -> String {
         let family = self.entry().replace("_sg", "");
         let narrow = if self.narrow { "_narrow" } else { "" };
@@ -233,8 +249,9 @@ impl Form {
         let pairs = if self.pairs { "_pairs" } else { "" };
         let sg = if self.subgroup { "_sg" } else { "" };
         let two = if self.two { "_bi" } else { "" };
+        let tokens = if self.tokens { "_tok" } else { "" };
         format!(
-            "recurrence_{family}{four}{narrow}{uniform}{pairs}{sg}{two}+{}",
+            "recurrence_{family}{four}{narrow}{uniform}{pairs}{sg}{two}{tokens}+{}",
             cell.name()
         )
     }

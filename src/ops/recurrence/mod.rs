@@ -50,8 +50,30 @@ fn push_rec(
     params: &Rec,
     groups: [u32; 3],
 ) -> Result<()> {
+    push_rec_tokens(plan, k, [wp, src, dst], window, None, params, groups)
+}
+
+/// [`push_rec`] with the token table `table` (the blocked kernels' `tu`, from its start) where
+/// the kernel reads it; elsewhere `wp`'s window is bound there too, unread.
+fn push_rec_tokens(
+    plan: &mut PlanBuilder,
+    k: &'static Kernel,
+    [wp, src, dst]: [&wgpu::Buffer; 3],
+    window: u64,
+    table: Option<&wgpu::Buffer>,
+    params: &Rec,
+    groups: [u32; 3],
+) -> Result<()> {
     if k.binds.contains(&Bind::Constant) {
-        plan.push_windowed(k, &[wp, src, dst, wp], window, params, groups, true)?;
+        let (tu, tu_window) = table.map_or((wp, window), |t| (t, 0));
+        plan.push_windows(
+            k,
+            &[wp, src, dst, wp, tu],
+            &[window, tu_window],
+            params,
+            groups,
+            true,
+        )?;
     } else {
         plan.push(k, &[wp, src, dst], params, groups, true)?;
     }
@@ -84,6 +106,7 @@ fn seq_kernels(
     batch: usize,
     hidden: usize,
     (dirs, two): (usize, bool),
+    tokens: bool,
 ) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
@@ -103,8 +126,12 @@ fn seq_kernels(
         // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
+        let forward = Form {
+            tokens: tokens && subgroup && !two,
+            ..form(false)
+        };
         return Seq {
-            forward: kernel(form(false), cell),
+            forward: kernel(forward, cell),
             backward: kernel(form(true), cell),
             rows: if eight { 8 } else { 4 },
             per_step,
@@ -165,6 +192,8 @@ struct Rec {
     ddst: u32,
     dwp: u32,
     dir0: u32,
+    tok_ids: u32,
+    _pad: [u32; 3],
 }
 
 /// Parameters of the tiled per-step kernels (`Step` in `recurrence_tiled.wgsl`).
@@ -217,6 +246,9 @@ pub(crate) struct Recurrence<'a> {
     pub w_stride: usize,
     /// Scratch for the padded layouts of every direction's `W`, [`Recurrence::wp_len`] floats.
     pub wp: &'a wgpu::Buffer,
+    /// Layer 0's token table (`ops::embed::tokens_table`) and where its ids start, for the
+    /// forward loops that read it in place of `xu` ([`Recurrence::reads_tokens`]).
+    pub tokens: Option<(&'a wgpu::Buffer, usize)>,
 }
 
 impl Recurrence<'_> {
@@ -311,7 +343,21 @@ impl Recurrence<'_> {
                 0
             },
             dir0: u(d0),
+            tok_ids: 0,
+            _pad: [0; 3],
         }
+    }
+
+    /// Whether the forward loop reads its input projection from the token table
+    /// ([`Recurrence::tokens`]) rather than from `xu`, which then need not be written: the
+    /// persistent subgroup kernels of one direction, where H is a multiple of 4.
+    pub fn reads_tokens(&self, gpu: &Gpu, lp: Loop) -> bool {
+        self.tokens.is_some()
+            && lp == Loop::Persistent
+            && self.dirs == 1
+            && gpu.subgroup_kernels()
+            && self.hidden.is_multiple_of(4)
+            && Self::uses_layouts(gpu, lp)
     }
 
     /// Whether the loops read `W` through the padded layouts in `wp` (all but the tiled
@@ -383,7 +429,14 @@ impl Recurrence<'_> {
     /// 65535 loop iterations in all; there each chunk keeps an invocation to about half that.
     fn chunks(&self, gpu: &Gpu, n: usize) -> Vec<(usize, usize)> {
         let per_chunk = if gpu.is_cpu() {
-            let seq = seq_kernels(gpu, self.cell, self.batch, self.hidden, (n, self.dirs > 1));
+            let seq = seq_kernels(
+                gpu,
+                self.cell,
+                self.batch,
+                self.hidden,
+                (n, self.dirs > 1),
+                false,
+            );
             (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
             self.steps
@@ -524,12 +577,14 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
+                    let tokens = forward && self.reads_tokens(plan.gpu(), lp);
                     let seq = seq_kernels(
                         plan.gpu(),
                         self.cell,
                         self.batch,
                         self.hidden,
                         (n, self.dirs > 1),
+                        tokens,
                     );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     let k = if backward { seq.backward } else { seq.forward };
@@ -542,9 +597,21 @@ impl Recurrence<'_> {
                         let t = if backward { t0 + count - 1 } else { t0 };
                         let params = Rec {
                             count: u(count),
+                            tok_ids: u(self.tokens.map_or(0, |(_, ids)| ids)),
                             ..self.params(t, forward, d0)
                         };
-                        push(plan, k, &params, g)?;
+                        match self.tokens.filter(|_| tokens) {
+                            Some((table, _)) => push_rec_tokens(
+                                plan,
+                                k,
+                                [self.wp, src, dst],
+                                window,
+                                Some(table),
+                                &params,
+                                g,
+                            )?,
+                            None => push(plan, k, &params, g)?,
+                        }
                     }
                 }
             }

@@ -87,6 +87,7 @@ pub fn compare(
         w: at(&weights, w_at(k)),
         w_stride: 0,
         wp: &wps[k],
+        tokens: None,
     };
     let mut prep = PlanBuilder::new(gpu, "layouts");
     for k in 0..l {
@@ -173,6 +174,8 @@ pub fn compare(
             ddst: u(hs),
             dwp: u(sl),
             dir0: u(l),
+            tok_ids: 0,
+            _pad: [0; 3],
         };
         push_rec(
             &mut wave,

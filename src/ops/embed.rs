@@ -119,6 +119,22 @@ impl TokenLayout {
             _pad: [0; 3],
         }
     }
+
+    /// The parameters of a gather of U's columns from `w_off` into `out_off`, adding the two
+    /// biases at `biases` (offsets in U's buffer) where given.
+    fn gather_params(
+        &self,
+        w_off: usize,
+        biases: Option<(usize, usize)>,
+        out_off: usize,
+    ) -> Params {
+        let (flags, (b1, b2)) = biases.map_or((0, (0, 0)), |b| (12, b));
+        Params {
+            bias_off: u(b1),
+            bias2_off: u(b2),
+            ..self.params(flags, w_off, out_off)
+        }
+    }
 }
 
 /// `out[r, :] = U[:, id(r)] (+ bias) (+ bias2)` for every row, `U` `[H, I]`; `ids` holds
@@ -131,11 +147,7 @@ pub(crate) fn embed(
     biases: Option<(usize, usize)>,
     out: At,
 ) -> Result<()> {
-    let mut params = tl.params(if biases.is_some() { 12 } else { 0 }, w.off, out.off);
-    if let Some((b1, b2)) = biases {
-        params.bias_off = u(b1);
-        params.bias2_off = u(b2);
-    }
+    let params = tl.gather_params(w.off, biases, out.off);
     let rows = tl.steps * tl.batch;
     let four = |v: usize| v.is_multiple_of(4);
     let window = window_start(plan.gpu(), w.buf, w.off);
@@ -178,11 +190,7 @@ pub(crate) fn tokens_table(
     biases: Option<(usize, usize)>,
     table: &wgpu::Buffer,
 ) -> Result<()> {
-    let mut params = tl.params(if biases.is_some() { 12 } else { 0 }, w.off, 0);
-    if let Some((b1, b2)) = biases {
-        params.bias_off = u(b1);
-        params.bias2_off = u(b2);
-    }
+    let params = tl.gather_params(w.off, biases, 0);
     let n = tl.input * tl.hidden + tl.steps * tl.batch;
     let grid = [groups(n, 64).min(65535), 1, 1];
     plan.push(&TOKENS_TABLE, &[ids, w.buf, table], &params, grid, false)?;

@@ -683,10 +683,11 @@ impl Workspace {
         };
         let xu = gpu.storage_buffer("input projections [D][T, B, H]", xu_len)?;
         // Layer 0's token table, read through one uniform window by a forward loop that
-        // gathers its input projection there (`Recurrence::reads_tokens`) where it fits.
+        // gathers its input projection there, where it can (`Recurrence::reads_tokens`) and
+        // the table fits.
         let table = (tokens
-            && nd == 1
             && !config.deep_transition.is_some()
+            && Recurrence::reads_tokens(gpu, lp, h, nd)
             && i * h + rows <= WINDOW_FLOATS)
             .then(|| gpu.storage_buffer("token table [I, H] and ids", WINDOW_FLOATS))
             .transpose()?;
@@ -963,7 +964,7 @@ impl Workspace {
                 fw.phase("input projection");
                 if k == 0 && tokens {
                     let w = p(&names[kd].w_ih);
-                    match table.as_ref().filter(|_| recs[0].reads_tokens(gpu, lp)) {
+                    match &table {
                         Some(t) => tokens_table(&mut fw, token_layout(d), &x, w, biases(kd), t)?,
                         None => {
                             let out = at(xu_of(k), d * ts);

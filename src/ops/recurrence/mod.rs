@@ -127,7 +127,7 @@ fn seq_kernels(
         // at most 8 rows, plus the step loop itself.
         let per_step = hidden.div_ceil(64) * (q + 8 + 2) + 2;
         let forward = Form {
-            tokens: tokens && subgroup && !two,
+            tokens,
             ..form(false)
         };
         return Seq {
@@ -246,8 +246,8 @@ pub(crate) struct Recurrence<'a> {
     pub w_stride: usize,
     /// Scratch for the padded layouts of every direction's `W`, [`Recurrence::wp_len`] floats.
     pub wp: &'a wgpu::Buffer,
-    /// Layer 0's token table (`ops::embed::tokens_table`) and where its ids start, for the
-    /// forward loops that read it in place of `xu` ([`Recurrence::reads_tokens`]).
+    /// Layer 0's token table (`ops::embed::tokens_table`) and where its ids start, given only
+    /// where the forward loops read it in place of `xu` ([`Recurrence::reads_tokens`]).
     pub tokens: Option<(&'a wgpu::Buffer, usize)>,
 }
 
@@ -348,15 +348,15 @@ impl Recurrence<'_> {
         }
     }
 
-    /// Whether the forward loop reads its input projection from the token table
-    /// ([`Recurrence::tokens`]) rather than from `xu`, which then need not be written: the
-    /// persistent subgroup kernels of one direction, where H is a multiple of 4.
-    pub fn reads_tokens(&self, gpu: &Gpu, lp: Loop) -> bool {
-        self.tokens.is_some()
-            && lp == Loop::Persistent
-            && self.dirs == 1
+    /// Whether a forward loop of `hidden` units in `dirs` directions on `gpu` can read its
+    /// input projection from a token table ([`Recurrence::tokens`]) rather than from `xu`,
+    /// which then need not be written: the persistent subgroup kernels of one direction, where
+    /// H is a multiple of 4.
+    pub fn reads_tokens(gpu: &Gpu, lp: Loop, hidden: usize, dirs: usize) -> bool {
+        lp == Loop::Persistent
+            && dirs == 1
             && gpu.subgroup_kernels()
-            && self.hidden.is_multiple_of(4)
+            && hidden.is_multiple_of(4)
             && Self::uses_layouts(gpu, lp)
     }
 
@@ -577,14 +577,16 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let tokens = forward && self.reads_tokens(plan.gpu(), lp);
+                    let table = self.tokens.filter(|_| {
+                        forward && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs)
+                    });
                     let seq = seq_kernels(
                         plan.gpu(),
                         self.cell,
                         self.batch,
                         self.hidden,
                         (n, self.dirs > 1),
-                        tokens,
+                        table.is_some(),
                     );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     let k = if backward { seq.backward } else { seq.forward };
@@ -597,21 +599,18 @@ impl Recurrence<'_> {
                         let t = if backward { t0 + count - 1 } else { t0 };
                         let params = Rec {
                             count: u(count),
-                            tok_ids: u(self.tokens.map_or(0, |(_, ids)| ids)),
+                            tok_ids: u(table.map_or(0, |(_, ids)| ids)),
                             ..self.params(t, forward, d0)
                         };
-                        match self.tokens.filter(|_| tokens) {
-                            Some((table, _)) => push_rec_tokens(
-                                plan,
-                                k,
-                                [self.wp, src, dst],
-                                window,
-                                Some(table),
-                                &params,
-                                g,
-                            )?,
-                            None => push(plan, k, &params, g)?,
-                        }
+                        push_rec_tokens(
+                            plan,
+                            k,
+                            [self.wp, src, dst],
+                            window,
+                            table.map(|(t, _)| t),
+                            &params,
+                            g,
+                        )?;
                     }
                 }
             }

@@ -27,6 +27,10 @@ const VALUES: usize = 16384;
 enum Source {
     Storage,
     Uniform,
+    /// An `rgba32float` texture of 64 x 64 texels (the same values), sampled or storage.
+    Texture,
+    /// An `r32float` texture of 128 x 128 texels, bound as a read-write storage texture.
+    TextureR32,
 }
 
 /// What a case's kernel reads or writes, and how.
@@ -168,6 +172,60 @@ fn cases() -> Vec<Case> {
             width: 4,
         },
         Case {
+            name: "sampled texture rgba32f load, address varies by lane",
+            binding: Some(Source::Texture),
+            decl: "@group(0) @binding(1) var a: texture_2d<f32>;",
+            body: looped(&format!(
+                "let at = {scattered4}; acc += textureLoad(a, vec2<u32>(at & 63u, at >> 6u), 0) * x;"
+            )),
+            width: 4,
+        },
+        Case {
+            name: "storage texture rgba32f read load, address varies by lane",
+            binding: Some(Source::Texture),
+            decl: "@group(0) @binding(1) var a: texture_storage_2d<rgba32float, read>;",
+            body: looped(&format!(
+                "let at = {scattered4}; acc += textureLoad(a, vec2<u32>(at & 63u, at >> 6u)) * x;"
+            )),
+            width: 4,
+        },
+        Case {
+            name: "storage texture rgba32f read_write load, address varies",
+            binding: Some(Source::Texture),
+            decl: "@group(0) @binding(1) var a: texture_storage_2d<rgba32float, read_write>;",
+            body: looped(&format!(
+                "let at = {scattered4}; acc += textureLoad(a, vec2<u32>(at & 63u, at >> 6u)) * x;"
+            )),
+            width: 4,
+        },
+        Case {
+            name: "storage texture rgba32f store, address varies",
+            binding: Some(Source::Texture),
+            decl: "@group(0) @binding(1) var a: texture_storage_2d<rgba32float, write>;",
+            body: looped(&format!(
+                "let at = {scattered4}; textureStore(a, vec2<u32>(at & 63u, at >> 6u), x + vec4<f32>(f32(i)));"
+            )),
+            width: 4,
+        },
+        Case {
+            name: "storage texture r32f read_write load, address varies",
+            binding: Some(Source::TextureR32),
+            decl: "@group(0) @binding(1) var a: texture_storage_2d<r32float, read_write>;",
+            body: looped(&format!(
+                "let at = {scattered1}; acc.x += textureLoad(a, vec2<u32>(at & 127u, at >> 7u)).x * x.x;"
+            )),
+            width: 1,
+        },
+        Case {
+            name: "storage texture r32f store, address varies",
+            binding: Some(Source::TextureR32),
+            decl: "@group(0) @binding(1) var a: texture_storage_2d<r32float, read_write>;",
+            body: looped(&format!(
+                "let at = {scattered1}; textureStore(a, vec2<u32>(at & 127u, at >> 7u), vec4<f32>(x.x + f32(i)));"
+            )),
+            width: 1,
+        },
+        Case {
             name: "storage vec4 store, address varies by lane",
             binding: Some(Source::Storage),
             decl: "@group(0) @binding(1) var<storage, read_write> a: array<vec4<f32>>;",
@@ -305,6 +363,33 @@ fn main() {
     };
     let storage = make(wgpu::BufferUsages::STORAGE);
     let uniform = make(wgpu::BufferUsages::UNIFORM);
+    let texture = |format, side: u32, usage| {
+        let t = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("memory_costs texture"),
+            size: wgpu::Extent3d {
+                width: side,
+                height: side,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage,
+            view_formats: &[],
+        });
+        t.create_view(&Default::default())
+    };
+    let rgba = texture(
+        wgpu::TextureFormat::Rgba32Float,
+        64,
+        wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+    );
+    let r32 = texture(
+        wgpu::TextureFormat::R32Float,
+        128,
+        wgpu::TextureUsages::STORAGE_BINDING,
+    );
     let out = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("memory_costs out"),
         size: u64::from(INVOCATIONS) * 4,
@@ -322,13 +407,15 @@ fn main() {
             resource: out.as_entire_binding(),
         }];
         if let Some(source) = case.binding {
-            let buffer = match source {
-                Source::Storage => &storage,
-                Source::Uniform => &uniform,
+            let resource = match source {
+                Source::Storage => storage.as_entire_binding(),
+                Source::Uniform => uniform.as_entire_binding(),
+                Source::Texture => wgpu::BindingResource::TextureView(&rgba),
+                Source::TextureR32 => wgpu::BindingResource::TextureView(&r32),
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: 1,
-                resource: buffer.as_entire_binding(),
+                resource,
             });
         }
         let (pipeline, bind_group) = pipeline_with(device, case.name, kernel(&case), &entries);

@@ -81,7 +81,10 @@ fn set_direction(d: u32) {
 // the lanes (15-23% of the character model's forward loop), and no embedding kernel. Unused
 // otherwise, but bound all the same.
 @group(0) @binding(4) var<uniform> tu: array<vec4<f32>, 4096>;
-@group(0) @binding(5) var<storage, read> r_in: Rec;
+// The parameters, and how the kernels read and write the state: the buffers alone
+// (shaders/state_buffers.wgsl) or texture mirrors of them too (state_textures.wgsl; the crate
+// splices one in here).
+// {{state}}
 // Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
 var<private> r: Rec;
 
@@ -147,7 +150,7 @@ fn product(sec: u32, state: u32, r0: u32, c0: u32) -> Block {
         // A fixed bound, so the loop unrolls and the test on the override folds away.
         for (var i = 0u; i < 8u; i++) {
             if i < BLOCK_M {
-                let s = dst[(sbase[i] + k4 * 4u) / 4u];
+                let s = state_at((sbase[i] + k4 * 4u) / 4u);
                 o.lo[i] += vec4<f32>(dot(s, w0), dot(s, w1), dot(s, w2), dot(s, w3));
                 o.hi[i] += vec4<f32>(dot(s, w4), dot(s, w5), dot(s, w6), dot(s, w7));
             }
@@ -190,9 +193,9 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + (doff + bh) / 4u;
         let x = e + xoff / 4u;
-        dst[d] = cell_forward4(x_in(x, t, b, c0) + pick8(o.lo, i), r.act);
+        put(d, cell_forward4(x_in(x, t, b, c0) + pick8(o.lo, i), r.act));
         if c0 + 4u < h {
-            dst[d + 1u] = cell_forward4(x_in(x + 1u, t, b, c0 + 4u) + pick8(o.hi, i), r.act);
+            put(d + 1u, cell_forward4(x_in(x + 1u, t, b, c0 + 4u) + pick8(o.hi, i), r.act));
         }
     }
 }
@@ -211,9 +214,9 @@ fn backward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + doff / 4u;
         let hs = e + (xoff + bh) / 4u;
-        dst[d] = cell_backward4(dst[d] + pick8(o.lo, i), src[hs], r.act);
+        put(d, cell_backward4(dh_at(d) + pick8(o.lo, i), h_at(hs), r.act));
         if c0 + 4u < h {
-            dst[d + 1u] = cell_backward4(dst[d + 1u] + pick8(o.hi, i), src[hs + 1u], r.act);
+            put(d + 1u, cell_backward4(dh_at(d + 1u) + pick8(o.hi, i), h_at(hs + 1u), r.act));
         }
     }
 }
@@ -262,7 +265,7 @@ fn blocked_seq_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
         for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
             forward_block(t, r0, c0, product(r.sec1, t * r.batch * r.hidden, r0, c0));
         }
-        storageBarrier();
+        state_barrier();
     }
 }
 
@@ -277,6 +280,6 @@ fn blocked_seq_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(w
         for (var c0 = lid.x * 8u; c0 < r.hidden; c0 += 64u) {
             backward_block(t, r0, c0, backward_product(t, r0, c0));
         }
-        storageBarrier();
+        state_barrier();
     }
 }

@@ -37,8 +37,8 @@ fn product_shared(sec: u32, state: u32, rg: u32, cg: u32, lane: u32) -> Block {
     let cb = (lane % 4u) * 2u;
     var o: Block;
     for (var k4 = 0u; k4 < q; k4++) {
-        let ma0 = dst[s0 + k4];
-        let ma1 = dst[s1 + k4];
+        let ma0 = state_at(s0 + k4);
+        let ma1 = state_at(s1 + k4);
         let mb0 = w_row(sec, u0, k4);
         let mb1 = w_row(sec, u0 + 1u, k4);
         let mb2 = w_row(sec, u0 + 2u, k4);
@@ -151,7 +151,7 @@ fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block
         let w5 = w_row(sec, c0 + 5u, k4);
         let w6 = w_row(sec, c0 + 6u, k4);
         let w7 = w_row(sec, c0 + 7u, k4);
-        let mine = dst[srow + k4];
+        let mine = state_at(srow + k4);
         var s: array<vec4<f32>, 8>;
         s[0] = subgroupBroadcast(mine, 0u);
         s[1] = subgroupBroadcast(mine, 1u);
@@ -195,7 +195,7 @@ fn product_broadcast2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Bloc
     let c1 = c0 + 64u;
     var o: Block2;
     for (var k4 = 0u; k4 < q; k4++) {
-        let mine = dst[srow + k4];
+        let mine = state_at(srow + k4);
         var s: array<vec4<f32>, 8>;
         s[0] = subgroupBroadcast(mine, 0u);
         s[1] = subgroupBroadcast(mine, 1u);
@@ -241,6 +241,7 @@ fn blocked_seq_forward_sg(
     r = r_in;
     set_direction(wid.y);
     let r0 = wid.x * BLOCK_M;
+    seed_state(r0, lane);
     for (var n = 0u; n < r.count; n++) {
         let t = r.t + n;
         var single = 0u;
@@ -262,7 +263,7 @@ fn blocked_seq_forward_sg(
                 forward_block(t, r0, c0, o);
             }
         }
-        storageBarrier();
+        state_barrier();
     }
 }
 
@@ -307,6 +308,6 @@ fn blocked_seq_backward_sg(
                 backward_block(t, r0, c0, o);
             }
         }
-        storageBarrier();
+        state_barrier();
     }
 }

@@ -21,6 +21,10 @@ pub enum Bind {
     Params,
     /// `var<uniform>` bound whole.
     Constant,
+    /// `texture_storage_2d<rgba32float, read_write>`: a state texture ([`Gpu::state_textures`]).
+    TextureReadWrite,
+    /// `texture_storage_2d<rgba32float, read>`.
+    TextureRead,
 }
 
 /// A compute kernel: a WGSL source, an entry point and its bindings (group 0).
@@ -82,6 +86,8 @@ pub struct Gpu {
     /// CPU threads the CPU-adapter kernels' workgroup shapes are chosen for; `None`: this
     /// machine's.
     threads: Option<usize>,
+    /// Whether the loops may keep their state in textures where the adapter allows it.
+    textures: bool,
 }
 
 /// Which family of kernels runs the matrix multiplies and the per-step recurrence.
@@ -151,8 +157,10 @@ impl Gpu {
         let limits = adapter.limits();
         // Timestamps let `bench --phases` time each phase on the GPU itself; optional.
         // Subgroups let the CPU-adapter kernels share loads between lanes; optional.
-        let features =
-            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("rnn-wgpu"),
@@ -187,6 +195,7 @@ impl Gpu {
             }),
             kernels: KernelStyle::Auto,
             threads: None,
+            textures: std::env::var("RNN_WGPU_STATE_TEXTURES").as_deref() != Ok("off"),
         })
     }
 
@@ -207,6 +216,36 @@ impl Gpu {
             threads: Some(threads.max(1)),
             ..self.clone()
         }
+    }
+
+    /// The same device, its persistent loops keeping their state in buffers only (`false`)
+    /// even where [`Gpu::state_textures`] would say yes. For tests and tuning, as
+    /// `RNN_WGPU_STATE_TEXTURES=off`.
+    pub fn with_state_textures(&self, allowed: bool) -> Gpu {
+        Gpu {
+            textures: allowed,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the persistent subgroup loops keep their state (and the backward loop reads
+    /// `h`) in `rgba32float` storage textures beside the buffers: where the subgroup kernels
+    /// run and the adapter reads and writes such textures. On Mesa 22's lavapipe a texture
+    /// load is a vector gather where a storage-buffer load is a loop over the lanes, 12x the
+    /// cost (`cargo bench --bench memory_costs`).
+    pub(crate) fn state_textures(&self) -> bool {
+        self.textures
+            && self.subgroup_kernels()
+            && self
+                .device()
+                .features()
+                .contains(wgpu::Features::TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES)
+            && self
+                .inner
+                .adapter
+                .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
+                .flags
+                .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_WRITE)
     }
 
     /// The CPU threads the CPU-adapter kernels' workgroup shapes are chosen for.
@@ -421,6 +460,17 @@ impl Gpu {
                         has_dynamic_offset: true,
                         min_binding_size: None,
                     },
+                    Bind::TextureReadWrite | Bind::TextureRead => {
+                        wgpu::BindingType::StorageTexture {
+                            access: if *b == Bind::TextureRead {
+                                wgpu::StorageTextureAccess::ReadOnly
+                            } else {
+                                wgpu::StorageTextureAccess::ReadWrite
+                            },
+                            format: wgpu::TextureFormat::Rgba32Float,
+                            view_dimension: wgpu::TextureViewDimension::D2,
+                        }
+                    }
                 },
                 count: None,
             })

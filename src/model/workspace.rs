@@ -23,6 +23,7 @@ use crate::ops::matmul::{
 };
 use crate::ops::recurrence::{Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
+use crate::ops::state_texture::StateTexture;
 use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
 use crate::ops::transpose::{padded, transpose};
 use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, WINDOW_FLOATS, at};
@@ -44,6 +45,9 @@ pub(crate) struct LayerBufs {
     /// dL/da `[T, B, H]` per direction, first holding dL/dh from above (the head, or the next
     /// layer).
     pub da: wgpu::Buffer,
+    /// Texture mirrors of `h_all` and `da` the persistent loops keep and read their state
+    /// from, where [`Recurrence::mirrors_state`] says so and they fit the adapter.
+    pub mirrors: Option<(StateTexture, StateTexture)>,
 }
 
 /// What a workspace is made for.
@@ -658,18 +662,23 @@ impl Workspace {
         let hs = Recurrence::stride((steps + 1) * bh);
         let ts = Recurrence::stride(rows * h);
         let mut layers = Vec::with_capacity(nl);
+        let mirrored = !config.deep_transition.is_some() && Recurrence::mirrors_state(gpu, lp, h);
         for _ in 0..nl {
+            let (h_len, da_len) = ((nd - 1) * hs + (steps + 1) * bh, (nd - 1) * ts + rows * h);
+            let mirrors = if mirrored {
+                let h_tex = StateTexture::new(gpu, "hidden states' mirror", h_len)?;
+                let da_tex = StateTexture::new(gpu, "dL/da's mirror", da_len)?;
+                h_tex.zip(da_tex)
+            } else {
+                None
+            };
             layers.push(LayerBufs {
                 // With a uniform window's slack (here, in da and d_o, x): the weight
                 // gradients read them through windows (ops::matmul's record_tn_windowed).
-                h_all: gpu.storage_buffer(
-                    "hidden states [D][T + 1, B, H]",
-                    (nd - 1) * hs + (steps + 1) * bh + WINDOW_FLOATS,
-                )?,
-                da: gpu.storage_buffer(
-                    "dL/da [D][T, B, H]",
-                    (nd - 1) * ts + rows * h + WINDOW_FLOATS,
-                )?,
+                h_all: gpu
+                    .storage_buffer("hidden states [D][T + 1, B, H]", h_len + WINDOW_FLOATS)?,
+                da: gpu.storage_buffer("dL/da [D][T, B, H]", da_len + WINDOW_FLOATS)?,
+                mirrors,
             });
         }
         // The caller's H in h_n and dh0, whatever the plans run at.
@@ -851,6 +860,7 @@ impl Workspace {
                 },
                 wp: &wps[k],
                 tokens: table.as_ref().filter(|_| k == 0).map(|t| (t, i * h)),
+                mirrors: layers[k].mirrors.as_ref().map(|(h, da)| (h, da)),
             })
             .collect();
         // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions'), after

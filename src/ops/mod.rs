@@ -16,6 +16,7 @@ pub(crate) mod optim;
 pub(crate) mod recurrence;
 pub(crate) mod reduce;
 pub(crate) mod spectral;
+pub(crate) mod state_texture;
 pub(crate) mod transition;
 pub(crate) mod transpose;
 
@@ -156,10 +157,40 @@ struct Pending {
     /// last for any past the list's end).
     windows: Vec<u64>,
     buffers: Vec<wgpu::Buffer>,
+    /// The views bound at the kernel's texture slots, in binding order.
+    textures: Vec<wgpu::TextureView>,
     offset: u32,
     size: u64,
     groups: [u32; 3],
     serial: bool,
+    /// A copy recorded before the dispatch, outside any compute pass.
+    before: Option<TextureCopy>,
+}
+
+/// A buffer's first floats copied into a texture mirror of it
+/// ([`state_texture::StateTexture`]), between two compute passes.
+#[derive(Clone)]
+pub(crate) struct TextureCopy {
+    buffer: wgpu::Buffer,
+    texture: wgpu::Texture,
+}
+
+impl TextureCopy {
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let size = self.texture.size();
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: &self.buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(size.width * 16),
+                    rows_per_image: None,
+                },
+            },
+            self.texture.as_image_copy(),
+            size,
+        );
+    }
 }
 
 /// Bytes of a buffer bound as a [`Bind::Constant`] uniform: WebGPU's smallest guaranteed
@@ -203,6 +234,8 @@ pub(crate) struct PlanBuilder<'g> {
     params: Vec<u8>,
     pending: Vec<Pending>,
     align: usize,
+    /// A copy to record before the next dispatch.
+    before: Option<TextureCopy>,
 }
 
 impl<'g> PlanBuilder<'g> {
@@ -217,12 +250,23 @@ impl<'g> PlanBuilder<'g> {
             params: Vec::new(),
             pending: Vec::new(),
             align,
+            before: None,
         }
     }
 
     /// The device the plan is for.
     pub fn gpu(&self) -> &Gpu {
         self.gpu
+    }
+
+    /// Copies `buffer`'s first floats into `mirror` before the next dispatch (between compute
+    /// passes). `buffer` must hold at least the mirror's whole rows, as the workspace's state
+    /// buffers do with their slack.
+    pub fn copy_to_mirror(&mut self, buffer: &wgpu::Buffer, mirror: &state_texture::StateTexture) {
+        self.before = Some(TextureCopy {
+            buffer: buffer.clone(),
+            texture: mirror.texture().clone(),
+        });
     }
 
     /// Names the phase the following dispatches belong to, for per-phase GPU timing.
@@ -271,7 +315,24 @@ impl<'g> PlanBuilder<'g> {
         groups: [u32; 3],
         serial: bool,
     ) -> Result<u64> {
-        debug_assert_eq!(kernel.binds.len(), buffers.len() + 1);
+        self.push_textured(kernel, buffers, &[], windows, params, groups, serial)
+    }
+
+    /// As [`PlanBuilder::push_windows`], with `textures` at the kernel's texture slots
+    /// ([`Bind::TextureReadWrite`], [`Bind::TextureRead`]) and `buffers` at the others, each
+    /// in binding order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_textured<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &'static Kernel,
+        buffers: &[&wgpu::Buffer],
+        textures: &[&wgpu::TextureView],
+        windows: &[u64],
+        params: &P,
+        groups: [u32; 3],
+        serial: bool,
+    ) -> Result<u64> {
+        debug_assert_eq!(kernel.binds.len(), buffers.len() + textures.len() + 1);
         debug_assert_eq!(kernel.binds.last(), Some(&Bind::Params));
         let limit = self.gpu.limits().max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > limit) {
@@ -294,10 +355,12 @@ impl<'g> PlanBuilder<'g> {
             binds: kernel.binds,
             windows: windows.to_vec(),
             buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            textures: textures.iter().map(|t| (*t).clone()).collect(),
             offset: offset as u32,
             size: bytes.len() as u64,
             groups,
             serial,
+            before: self.before.take(),
         });
         Ok(offset as u64)
     }
@@ -318,33 +381,40 @@ impl<'g> PlanBuilder<'g> {
             .pending
             .into_iter()
             .map(|p| {
-                let mut entries: Vec<wgpu::BindGroupEntry> = p
-                    .buffers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource: if p.binds[i] == Bind::Constant {
+                let (mut buffers, mut textures) = (p.buffers.iter(), p.textures.iter());
+                let mut constants = 0;
+                let mut entries = Vec::with_capacity(p.binds.len());
+                for (i, kind) in p.binds[..p.binds.len() - 1].iter().enumerate() {
+                    let resource = match kind {
+                        Bind::TextureReadWrite | Bind::TextureRead => {
+                            wgpu::BindingResource::TextureView(
+                                textures.next().expect("a view per texture slot"),
+                            )
+                        }
+                        Bind::Constant => {
                             // This binding's place among the windows.
-                            let nth = p.binds[..i]
-                                .iter()
-                                .filter(|&&k| k == Bind::Constant)
-                                .count();
-                            let window = p.windows.get(nth).or(p.windows.last()).copied();
+                            let window = p.windows.get(constants).or(p.windows.last()).copied();
+                            constants += 1;
                             // Kernels that read the window need the adapter to bind 64 KiB
                             // (checked where they are chosen); the others bind what it allows.
                             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: b,
+                                buffer: buffers.next().expect("a buffer per buffer slot"),
                                 offset: window.unwrap_or(0),
                                 size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
                             })
-                        } else {
-                            b.as_entire_binding()
-                        },
-                    })
-                    .collect();
+                        }
+                        _ => buffers
+                            .next()
+                            .expect("a buffer per buffer slot")
+                            .as_entire_binding(),
+                    };
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource,
+                    });
+                }
                 entries.push(wgpu::BindGroupEntry {
-                    binding: p.buffers.len() as u32,
+                    binding: (p.binds.len() - 1) as u32,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &params,
                         offset: 0,
@@ -368,6 +438,7 @@ impl<'g> PlanBuilder<'g> {
                     offset: p.offset,
                     groups: p.groups,
                     serial: p.serial,
+                    before: p.before,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -383,6 +454,7 @@ struct Dispatch {
     offset: u32,
     groups: [u32; 3],
     serial: bool,
+    before: Option<TextureCopy>,
 }
 
 /// A recorded sequence of dispatches, ready to encode again and again.
@@ -432,11 +504,22 @@ pub(crate) fn run(
     match driver {
         Driver::Auto | Driver::PerStep | Driver::Persistent => {
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(label),
-                    timestamp_writes: None,
-                });
+                let begin = |encoder: &mut wgpu::CommandEncoder| {
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(label),
+                            timestamp_writes: None,
+                        })
+                        .forget_lifetime()
+                };
+                let mut pass = begin(&mut encoder);
                 for d in plans.iter().flat_map(|p| &p.dispatches) {
+                    if let Some(copy) = &d.before {
+                        // A copy ends the pass; the dispatches go on in a new one.
+                        drop(pass);
+                        copy.encode(&mut encoder);
+                        pass = begin(&mut encoder);
+                    }
                     Plan::encode_one(d, &mut pass);
                 }
             }
@@ -450,12 +533,20 @@ pub(crate) fn run(
                 // Non-serial dispatches up to the next time step share one submit; each
                 // time step is then submitted on its own and waited for.
                 {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    while i < all.len() && !all[i].serial {
-                        Plan::encode_one(all[i], &mut pass);
-                        i += 1;
-                    }
-                    if i < all.len() {
+                    let begin = |encoder: &mut wgpu::CommandEncoder| {
+                        encoder
+                            .begin_compute_pass(&Default::default())
+                            .forget_lifetime()
+                    };
+                    let mut pass = begin(&mut encoder);
+                    let mut step = false;
+                    while i < all.len() && !step {
+                        step = all[i].serial;
+                        if let Some(copy) = &all[i].before {
+                            drop(pass);
+                            copy.encode(&mut encoder);
+                            pass = begin(&mut encoder);
+                        }
                         Plan::encode_one(all[i], &mut pass);
                         i += 1;
                     }
@@ -489,7 +580,8 @@ pub(crate) fn run_timed(
     let mut runs: Vec<&[&Dispatch]> = Vec::new();
     let mut start = 0;
     for i in 1..=all.len() {
-        if i == all.len() || each || name(all[i]) != name(all[start]) {
+        // A dispatch with a copy before it starts a pass (the copy is not timed).
+        if i == all.len() || each || name(all[i]) != name(all[start]) || all[i].before.is_some() {
             runs.push(&all[start..i]);
             start = i;
         }
@@ -509,6 +601,9 @@ pub(crate) fn run_timed(
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
     prepare(&mut encoder);
     for (n, run) in runs.iter().enumerate() {
+        if let Some(copy) = &run[0].before {
+            copy.encode(&mut encoder);
+        }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(run[0].phase),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -725,8 +820,12 @@ mod tests {
                 // The transition kernels' shared start is validated inside each of them, and
                 // matmul_tn_bcw's entry point only after the crate's copies of the functions
                 // it calls (`matmul::tn_bcw`, among all_kernels()).
+                // The state fragments are validated inside every blocked recurrence kernel
+                // (`recurrence::assemble_state`, among all_kernels()).
                 if path.ends_with("transition_params.wgsl")
                     || path.ends_with("matmul_tn_windows.wgsl")
+                    || path.ends_with("state_buffers.wgsl")
+                    || path.ends_with("state_textures.wgsl")
                 {
                     continue;
                 }
@@ -938,6 +1037,17 @@ mod tests {
                             Bind::Read
                         }
                     }
+                    naga::AddressSpace::Handle => match module.types[var.ty].inner {
+                        naga::TypeInner::Image {
+                            class: naga::ImageClass::Storage { access, .. },
+                            ..
+                        } if access.contains(naga::StorageAccess::STORE) => Bind::TextureReadWrite,
+                        naga::TypeInner::Image {
+                            class: naga::ImageClass::Storage { .. },
+                            ..
+                        } => Bind::TextureRead,
+                        ref other => panic!("{}: unexpected handle {other:?}", k.name),
+                    },
                     other => panic!("{}: unexpected address space {other:?}", k.name),
                 };
                 assert_eq!(*declared, want, "{}: binding {}", k.name, binding.binding);

@@ -11,6 +11,13 @@ use crate::gpu::{Bind, Kernel};
 
 /// The line of a skeleton the cell's WGSL replaces.
 pub(crate) const CELL_MARK: &str = "// {{cell}}\n";
+/// The line of the blocked skeleton that [`STATE_BUFFERS`] or [`STATE_TEXTURES`] replaces.
+pub(crate) const STATE_MARK: &str = "// {{state}}\n";
+
+/// How the blocked kernels read and write the state: in the buffers alone, or with texture
+/// mirrors ([`Form::textured`]).
+const STATE_BUFFERS: &str = include_str!("../../../shaders/state_buffers.wgsl");
+const STATE_TEXTURES: &str = include_str!("../../../shaders/state_textures.wgsl");
 
 const SIMPLE: &str = include_str!("../../../shaders/recurrence.wgsl");
 const TILED: &str = include_str!("../../../shaders/recurrence_tiled.wgsl");
@@ -30,6 +37,17 @@ const BLOCKED_BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::Constant,
     Bind::Constant,
+    Bind::Params,
+];
+/// The textured forms add the state mirror (read and written) and h_all's (read).
+const BLOCKED_TEXTURE_BINDS: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Constant,
+    Bind::Constant,
+    Bind::TextureReadWrite,
+    Bind::TextureRead,
     Bind::Params,
 ];
 
@@ -110,6 +128,9 @@ pub(crate) struct Form {
     /// BlockedSeq forward with subgroups, one direction: the input projection gathered from
     /// the token table (`TOKENS`) instead of read from `xu`.
     pub tokens: bool,
+    /// BlockedSeq with subgroups: the state (and backward, `h`) read from texture mirrors of
+    /// the buffers, which the loops write beside them (`shaders/state_textures.wgsl`).
+    pub textured: bool,
 }
 
 impl Form {
@@ -125,6 +146,7 @@ impl Form {
             pairs: false,
             two: false,
             tokens: false,
+            textured: false,
         }
     }
 
@@ -176,11 +198,20 @@ impl Form {
                                 ..Form::of(Family::BlockedSeq, backward)
                             };
                             all.push(form);
-                            if subgroup && !backward {
+                            if subgroup {
                                 all.push(Form {
-                                    tokens: true,
+                                    textured: true,
                                     ..form
                                 });
+                            }
+                            if subgroup && !backward {
+                                for textured in [false, true] {
+                                    all.push(Form {
+                                        tokens: true,
+                                        textured,
+                                        ..form
+                                    });
+                                }
                             }
                         }
                     }
@@ -240,7 +271,7 @@ impl Form {
     }
 
     /// The kernel's name: `recurrence_` and the entry's family and pass, then `4`, `_narrow`,
-    /// `_u`, `_pairs`, `_sg`, `_bi` and `_tok` for its variant, and `+` the cell.
+    /// `_u`, `_pairs`, `_sg`, `_bi`, `_tok` and `_tex` for its variant, and `+` the cell.
     fn name(self, cell: Cell) -> String {
         let family = self.entry().replace("_sg", "");
         let narrow = if self.narrow { "_narrow" } else { "" };
@@ -250,16 +281,35 @@ impl Form {
         let sg = if self.subgroup { "_sg" } else { "" };
         let two = if self.two { "_bi" } else { "" };
         let tokens = if self.tokens { "_tok" } else { "" };
+        let textured = if self.textured { "_tex" } else { "" };
         format!(
-            "recurrence_{family}{four}{narrow}{uniform}{pairs}{sg}{two}{tokens}+{}",
+            "recurrence_{family}{four}{narrow}{uniform}{pairs}{sg}{two}{tokens}{textured}+{}",
             cell.name()
         )
     }
 }
 
-/// `skeleton` (and its continuation, a file appended to it) with `cell` at [`CELL_MARK`].
+/// `skeleton` (and its continuation, a file appended to it) with `cell` at [`CELL_MARK`] and
+/// the state in buffers alone at [`STATE_MARK`], if it has one.
 pub(crate) fn assemble(skeleton: &str, more: Option<&str>, cell: Cell) -> String {
-    let mut s = skeleton.replacen(CELL_MARK, cell.wgsl(), 1);
+    assemble_state(skeleton, more, cell, false)
+}
+
+/// [`assemble`], the state read from texture mirrors where `textured`.
+pub(crate) fn assemble_state(
+    skeleton: &str,
+    more: Option<&str>,
+    cell: Cell,
+    textured: bool,
+) -> String {
+    let state = if textured {
+        STATE_TEXTURES
+    } else {
+        STATE_BUFFERS
+    };
+    let mut s = skeleton
+        .replacen(CELL_MARK, cell.wgsl(), 1)
+        .replacen(STATE_MARK, state, 1);
     if let Some(more) = more {
         s.push_str(more);
     }
@@ -277,13 +327,14 @@ pub(crate) fn kernel(form: Form, cell: Cell) -> &'static Kernel {
     map.entry((form, cell)).or_insert_with(|| {
         let (skeleton, more) = form.skeleton();
         let binds = match form.family {
+            _ if form.textured => BLOCKED_TEXTURE_BINDS,
             Family::Blocked | Family::BlockedSeq | Family::BlockedWave => BLOCKED_BINDS,
             _ => BINDS,
         };
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         Box::leak(Box::new(Kernel {
             name: leak(form.name(cell)),
-            source: leak(assemble(skeleton, more, cell)),
+            source: leak(assemble_state(skeleton, more, cell, form.textured)),
             entry: leak(form.entry()),
             binds,
             constants: Box::leak(form.constants().into_boxed_slice()),
@@ -319,7 +370,12 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), kernels.len(), "two forms share a name");
-        // The cell is spliced in: no assembled source keeps the mark.
-        assert!(kernels.iter().all(|k| !k.source.contains(CELL_MARK)));
+        // The cell and the state are spliced in: no assembled source keeps a mark.
+        assert_eq!(BLOCKED.matches(STATE_MARK).count(), 1);
+        assert!(
+            kernels
+                .iter()
+                .all(|k| !k.source.contains(CELL_MARK) && !k.source.contains(STATE_MARK))
+        );
     }
 }

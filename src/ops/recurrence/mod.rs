@@ -7,6 +7,7 @@
 //! is a skeleton with the layer's cell spliced in (`kernels.rs` assembles them); this module
 //! picks the forms and records them, for any cell.
 
+use super::state_texture::StateTexture;
 use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
@@ -50,25 +51,36 @@ fn push_rec(
     params: &Rec,
     groups: [u32; 3],
 ) -> Result<()> {
-    push_rec_tokens(plan, k, [wp, src, dst], window, None, params, groups)
+    push_rec_tokens(
+        plan,
+        k,
+        [wp, src, dst],
+        window,
+        (None, None),
+        params,
+        groups,
+    )
 }
 
 /// [`push_rec`] with the token table `table` (the blocked kernels' `tu`, from its start) where
-/// the kernel reads it; elsewhere `wp`'s window is bound there too, unread.
+/// the kernel reads it (elsewhere `wp`'s window is bound there too, unread), and the state
+/// mirrors `textures` (this pass's, then the other) where it reads them.
 fn push_rec_tokens(
     plan: &mut PlanBuilder,
     k: &'static Kernel,
     [wp, src, dst]: [&wgpu::Buffer; 3],
     window: u64,
-    table: Option<&wgpu::Buffer>,
+    (table, textures): (Option<&wgpu::Buffer>, Option<Mirrors>),
     params: &Rec,
     groups: [u32; 3],
 ) -> Result<()> {
     if k.binds.contains(&Bind::Constant) {
         let (tu, tu_window) = table.map_or((wp, window), |t| (t, 0));
-        plan.push_windows(
+        let textures: Vec<&wgpu::TextureView> = textures.map_or(vec![], |(a, b)| vec![a, b]);
+        plan.push_textured(
             k,
             &[wp, src, dst, wp, tu],
+            &textures,
             &[window, tu_window],
             params,
             groups,
@@ -79,6 +91,9 @@ fn push_rec_tokens(
     }
     Ok(())
 }
+
+/// Texture mirrors' views: the pass's own state's, then the other's ([`Recurrence::mirrors`]).
+type Mirrors<'a> = (&'a wgpu::TextureView, &'a wgpu::TextureView);
 
 /// The persistent kernels for one shape and how they split the batch.
 struct Seq {
@@ -106,7 +121,7 @@ fn seq_kernels(
     batch: usize,
     hidden: usize,
     (dirs, two): (usize, bool),
-    tokens: bool,
+    (tokens, textured): (bool, bool),
 ) -> Seq {
     let q = Recurrence::hp(hidden) / 4;
     if gpu.direct_kernels() && hidden.is_multiple_of(4) {
@@ -121,6 +136,7 @@ fn seq_kernels(
             // Two groups of 64 units per pass over the state where there are two.
             pairs: subgroup && hidden > 64,
             two,
+            textured: textured && subgroup,
             ..Form::of(Family::BlockedSeq, backward)
         };
         // Per step: groups of 8 units 64 apart, each a product over q and an epilogue of
@@ -135,7 +151,8 @@ fn seq_kernels(
             backward: kernel(form(true), cell),
             rows: if eight { 8 } else { 4 },
             per_step,
-            setup: 0,
+            // With mirrors, the forward pass first copies h0's rows into its mirror.
+            setup: if textured { q + 1 } else { 0 },
         };
     }
     let narrow = gpu.direct_kernels();
@@ -249,6 +266,9 @@ pub(crate) struct Recurrence<'a> {
     /// Layer 0's token table (`ops::embed::tokens_table`) and where its ids start, given only
     /// where the forward loops read it in place of `xu` ([`Recurrence::reads_tokens`]).
     pub tokens: Option<(&'a wgpu::Buffer, usize)>,
+    /// Texture mirrors of `h_all` and `da` the persistent loops keep beside them and read the
+    /// state from, given only where [`Recurrence::mirrors_state`] says they do.
+    pub mirrors: Option<(&'a StateTexture, &'a StateTexture)>,
 }
 
 impl Recurrence<'_> {
@@ -360,6 +380,17 @@ impl Recurrence<'_> {
             && Self::uses_layouts(gpu, lp)
     }
 
+    /// Whether loops of `hidden` units on `gpu` keep texture mirrors of their state
+    /// ([`Recurrence::mirrors`], [`Gpu::state_textures`]): the persistent subgroup kernels, where
+    /// H is a multiple of 4. (Where a mirror would be larger than the adapter's largest texture
+    /// the workspace gives none, and the loops read the buffers.)
+    pub fn mirrors_state(gpu: &Gpu, lp: Loop, hidden: usize) -> bool {
+        lp == Loop::Persistent
+            && gpu.state_textures()
+            && hidden.is_multiple_of(4)
+            && Self::uses_layouts(gpu, lp)
+    }
+
     /// Whether the loops read `W` through the padded layouts in `wp` (all but the tiled
     /// per-step kernels of GPUs), which [`Recurrence::prepare`] must then write first.
     pub fn uses_layouts(gpu: &Gpu, lp: Loop) -> bool {
@@ -435,7 +466,7 @@ impl Recurrence<'_> {
                 self.batch,
                 self.hidden,
                 (n, self.dirs > 1),
-                false,
+                (false, self.mirrors.is_some()),
             );
             (LOOP_BUDGET.saturating_sub(seq.setup) / seq.per_step).max(1)
         } else {
@@ -580,13 +611,26 @@ impl Recurrence<'_> {
                     let table = self.tokens.filter(|_| {
                         forward && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs)
                     });
+                    let mirrors = self
+                        .mirrors
+                        .filter(|_| Self::mirrors_state(plan.gpu(), lp, self.hidden))
+                        .map(|(h, da)| {
+                            if backward {
+                                // dL/dh from above, which the loop reads as its epilogue's
+                                // input, into the mirror first.
+                                plan.copy_to_mirror(dst, da);
+                                (da.view(), h.view())
+                            } else {
+                                (h.view(), da.view())
+                            }
+                        });
                     let seq = seq_kernels(
                         plan.gpu(),
                         self.cell,
                         self.batch,
                         self.hidden,
                         (n, self.dirs > 1),
-                        table.is_some(),
+                        (table.is_some(), mirrors.is_some()),
                     );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     let k = if backward { seq.backward } else { seq.forward };
@@ -607,7 +651,7 @@ impl Recurrence<'_> {
                             k,
                             [self.wp, src, dst],
                             window,
-                            table.map(|(t, _)| t),
+                            (table.map(|(t, _)| t), mirrors),
                             &params,
                             g,
                         )?;

@@ -88,6 +88,7 @@ pub fn compare(
         w_stride: 0,
         wp: &wps[k],
         tokens: None,
+        mirrors: None,
     };
     let mut prep = PlanBuilder::new(gpu, "layouts");
     for k in 0..l {

@@ -1,0 +1,31 @@
+// Spliced into recurrence_blocked.wgsl at its state mark: the state in the buffers alone.
+@group(0) @binding(5) var<storage, read> r_in: Rec;
+
+// vec4 i of the state the products read (dst: h_all forward, da backward).
+fn state_at(i: u32) -> vec4<f32> {
+    return dst[i];
+}
+
+// Writes vec4 i of dst.
+fn put(i: u32, v: vec4<f32>) {
+    dst[i] = v;
+}
+
+// vec4 i of h_all (src), for the backward epilogue.
+fn h_at(i: u32) -> vec4<f32> {
+    return src[i];
+}
+
+// Between steps: what one step wrote, the next reads.
+// vec4 i of dL/dh from above, which the backward epilogue adds to its product (in dst, where
+// the epilogue then writes dL/da).
+fn dh_at(i: u32) -> vec4<f32> {
+    return dst[i];
+}
+
+fn state_barrier() {
+    storageBarrier();
+}
+
+// Nothing to copy before the first step: the state is read where h0 was written.
+fn seed_state(r0: u32, lane: u32) {}

@@ -11,11 +11,23 @@
 // U through a 64 KiB uniform window where it fits one (U_UNIFORM; q.w_off counts from the
 // window's start), a vector gather per value where storage would be a loop over the lanes.
 @group(0) @binding(3) var<uniform> uw: array<vec4<f32>, 4096>;
-@group(0) @binding(4) var<storage, read> p4_in: Params;
+// da's texture mirror (ops::state_texture), read by embed_grad4 with DA_TEXTURE: on lavapipe
+// a vector gather where src4's loads are a loop over the lanes. Unread otherwise, but bound.
+@group(0) @binding(4) var dat: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(5) var<storage, read> p4_in: Params;
 // Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
 var<private> p4: Params;
 
 override U_UNIFORM: bool = false;
+override DA_TEXTURE: bool = false;
+
+// vec4 i of da: texel (i % 1024, i / 1024) of its mirror with DA_TEXTURE.
+fn da4(i: u32) -> vec4<f32> {
+    if DA_TEXTURE {
+        return textureLoad(dat, vec2<u32>(i % 1024u, i / 1024u));
+    }
+    return src4[i];
+}
 
 // U[j, v] for `at` = j I + v (from q.w_off).
 fn u_at(at: u32) -> f32 {
@@ -102,7 +114,7 @@ fn embed_grad4(
                     for (var k = 0u; k < 8u; k++) {
                         if q0 + k < c1 {
                             let row = row_of(p4, at[k]);
-                            s += src4[(p4.w_off + row * p4.hidden + jj) / 4u];
+                            s += da4((p4.w_off + row * p4.hidden + jj) / 4u);
                         }
                     }
                 }

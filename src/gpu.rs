@@ -63,6 +63,9 @@ struct Inner {
     /// The staging buffer small read-backs reuse (the loss, a step's scores), so a long run
     /// that reads every step makes no buffer per read.
     readback: Mutex<Option<wgpu::Buffer>>,
+    /// A 1 x 1 `rgba32float` storage texture for texture slots a kernel declares but does not
+    /// read in the variant bound ([`Gpu::placeholder_texture`]).
+    placeholder: std::sync::OnceLock<wgpu::TextureView>,
 }
 
 /// Bytes up to which a read-back reuses [`Inner::readback`]; larger ones, rare and large,
@@ -192,6 +195,7 @@ impl Gpu {
                 pipelines: Mutex::new(HashMap::new()),
                 faults,
                 readback: Mutex::new(None),
+                placeholder: std::sync::OnceLock::new(),
             }),
             kernels: KernelStyle::Auto,
             threads: None,
@@ -246,6 +250,29 @@ impl Gpu {
                 .get_texture_format_features(wgpu::TextureFormat::Rgba32Float)
                 .flags
                 .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_WRITE)
+    }
+
+    /// A 1 x 1 `rgba32float` storage texture to bind where a kernel's variant does not read
+    /// its texture slot.
+    pub(crate) fn placeholder_texture(&self) -> &wgpu::TextureView {
+        self.inner.placeholder.get_or_init(|| {
+            self.device()
+                .create_texture(&wgpu::TextureDescriptor {
+                    label: Some("unread texture slot"),
+                    size: wgpu::Extent3d {
+                        width: 1,
+                        height: 1,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::STORAGE_BINDING,
+                    view_formats: &[],
+                })
+                .create_view(&Default::default())
+        })
     }
 
     /// The CPU threads the CPU-adapter kernels' workgroup shapes are chosen for.

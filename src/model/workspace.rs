@@ -186,8 +186,9 @@ struct LayerGrads<'a> {
     /// The layer's input width and its values `[T·B, I_k]` (unread with `tokens`).
     width: usize,
     input: At<'a>,
-    /// Token ids and how this direction reads them, for layer 0 of a token-input model.
-    tokens: Option<(TokenLayout, &'a wgpu::Buffer)>,
+    /// Token ids and how this direction reads them, for layer 0 of a token-input model, and
+    /// the texture mirror of its da where the loop keeps one.
+    tokens: Option<(TokenLayout, &'a wgpu::Buffer, Option<&'a StateTexture>)>,
     h_all: At<'a>,
     da: At<'a>,
     /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
@@ -336,8 +337,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         matmul(bw, dw)?;
         (false, false)
     };
-    if let Some((tl, ids)) = tokens {
-        embed_grad(bw, tl, ids, da, g(w_ih))?;
+    if let Some((tl, ids, mirror)) = tokens {
+        embed_grad(bw, tl, ids, (da, mirror), g(w_ih))?;
     }
     if !head_sums && let Some((o, d_o, _, fc_b)) = head {
         colsum(bw, rows, o, at(d_o, 0), g(fc_b), None)?;
@@ -1164,7 +1165,10 @@ impl Workspace {
                         hidden: h,
                         width: ni,
                         input: dir_input(k, d),
-                        tokens: (k == 0 && tokens).then(|| (token_layout(d), &x)),
+                        tokens: (k == 0 && tokens).then(|| {
+                            let mirror = l.mirrors.as_ref().filter(|_| !dt).map(|(_, da)| da);
+                            (token_layout(d), &x, mirror)
+                        }),
                         h_all: at(&l.h_all, d * hs),
                         da: at(&l.da, d * ts),
                         w_ih: off(&names[kd].w_ih),

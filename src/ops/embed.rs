@@ -1,6 +1,7 @@
 //! `shaders/embed.wgsl`: the input projection of token ids (a gather of U's columns) and its
 //! weight gradient (a scatter-add into them).
 
+use super::state_texture::StateTexture;
 use super::{At, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
@@ -50,12 +51,23 @@ const fn broadcast(
     }
 }
 
-/// `embed4`'s bindings: the window onto U's buffer (read or not) before the parameters.
+/// `embed4`'s bindings: the window onto U's buffer (read or not) and da's mirror (unread)
+/// before the parameters.
 const WINDOWED: &[Bind] = &[
     Bind::Read,
     Bind::Read,
     Bind::ReadWrite,
     Bind::Constant,
+    Bind::TextureRead,
+    Bind::Params,
+];
+/// `embed_grad4`'s: the ids again where `embed4` binds its window (unused), then da's mirror.
+const GRAD4_BINDS: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Read,
+    Bind::TextureRead,
     Bind::Params,
 ];
 
@@ -63,18 +75,13 @@ const WINDOWED: &[Bind] = &[
 pub(crate) static EMBED4: Kernel = broadcast("embed4", "embed4", WINDOWED, &[]);
 pub(crate) static EMBED4_U: Kernel =
     broadcast("embed4_u", "embed4", WINDOWED, &[("U_UNIFORM", 1.0)]);
-/// Binds the ids again where `embed4` binds its window (unused).
-pub(crate) static EMBED_GRAD4: Kernel = broadcast(
+/// `embed_grad4` reading da from storage, and from its texture mirror.
+pub(crate) static EMBED_GRAD4: Kernel = broadcast("embed_grad4", "embed_grad4", GRAD4_BINDS, &[]);
+pub(crate) static EMBED_GRAD4_TEX: Kernel = broadcast(
+    "embed_grad4_tex",
     "embed_grad4",
-    "embed_grad4",
-    &[
-        Bind::Read,
-        Bind::Read,
-        Bind::ReadWrite,
-        Bind::Read,
-        Bind::Params,
-    ],
-    &[],
+    GRAD4_BINDS,
+    &[("DA_TEXTURE", 1.0)],
 );
 
 #[repr(C)]
@@ -167,7 +174,9 @@ pub(crate) fn embed(
         let grid = [groups(tl.hidden, 32), blocks, 1];
         let kernel = if fits { &EMBED4_U } else { &EMBED4 };
         let bufs = [ids, w.buf, out.buf, w.buf];
-        plan.push_windowed(kernel, &bufs, (start * 4) as u64, &params, grid, false)?;
+        let unread = plan.gpu().placeholder_texture().clone();
+        let window = [(start * 4) as u64];
+        plan.push_textured(kernel, &bufs, &[&unread], &window, &params, grid, false)?;
         return Ok(());
     }
     let grid = [
@@ -198,19 +207,24 @@ pub(crate) fn tokens_table(
 }
 
 /// `dU[:, v] = sum of da[r, :]` over the rows `r` whose id is `v`, for every `v` (zero where
-/// none), written over `du` `[H, I]`.
+/// none), written over `du` `[H, I]`; reading da from `mirror` (its buffer's texture mirror,
+/// holding the same values) where given.
 pub(crate) fn embed_grad(
     plan: &mut PlanBuilder,
     tl: TokenLayout,
     ids: &wgpu::Buffer,
-    da: At,
+    (da, mirror): (At, Option<&StateTexture>),
     du: At,
 ) -> Result<()> {
     let params = tl.params(0, da.off, du.off);
     if plan.gpu().subgroup_kernels() && tl.hidden.is_multiple_of(4) && da.off.is_multiple_of(4) {
         let grid = [groups(tl.hidden, 32), groups(tl.input, 8).min(65535), 1];
         let bufs = [ids, da.buf, du.buf, ids];
-        plan.push(&EMBED_GRAD4, &bufs, &params, grid, false)?;
+        let (kernel, view) = match mirror {
+            Some(m) => (&EMBED_GRAD4_TEX, m.view().clone()),
+            None => (&EMBED_GRAD4, plan.gpu().placeholder_texture().clone()),
+        };
+        plan.push_textured(kernel, &bufs, &[&view], &[0], &params, grid, false)?;
         return Ok(());
     }
     let grid = [groups(tl.hidden, 64), u(tl.input.min(65535)), 1];

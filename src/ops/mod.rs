@@ -695,6 +695,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &embed::EMBED4,
         &embed::EMBED4_U,
         &embed::EMBED_GRAD4,
+        &embed::EMBED_GRAD4_TEX,
         &activation::ACT_FORWARD,
         &activation::ACT_BACKWARD,
     ]

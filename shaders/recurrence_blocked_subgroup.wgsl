@@ -6,14 +6,10 @@
 // Every lane runs every iteration of a loop that shuffles (the shuffles need the whole
 // subgroup); lanes past the edge load the last row or unit and write nothing.
 
-// Row `unit` (clamped to H) of wp's section `sec`, vec4 k4 along k: through the uniform window
-// with W_UNIFORM (one branch is compiled away).
+// Row `unit` (clamped to H) of wp's section `sec`, vec4 k4 along k (w_at: from the state
+// fragment).
 fn w_row(sec: u32, unit: u32, k4: u32) -> vec4<f32> {
-    let at = wdir + min(unit, r.hidden - 1u) * (r.hp / 4u) + k4;
-    if W_UNIFORM {
-        return wu[at - wwin]; // the window starts at direction dir0's section
-    }
-    return wp[sec + at];
+    return w_at(sec, wdir + min(unit, r.hidden - 1u) * (r.hp / 4u) + k4);
 }
 
 // ---- blocked_*_sg: one time step per dispatch -------------------------------------------

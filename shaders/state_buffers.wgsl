@@ -1,6 +1,15 @@
 // Spliced into recurrence_blocked.wgsl at its state mark: the state in the buffers alone.
 @group(0) @binding(5) var<storage, read> r_in: Rec;
 
+// vec4 `at` past the start of section `sec` of wp (both in vec4s): through the uniform window
+// with W_UNIFORM (one branch is compiled away).
+fn w_at(sec: u32, at: u32) -> vec4<f32> {
+    if W_UNIFORM {
+        return wu[at - wwin]; // the window starts at direction dir0's section
+    }
+    return wp[sec + at];
+}
+
 // vec4 i of the state the products read (dst: h_all forward, da backward).
 fn state_at(i: u32) -> vec4<f32> {
     return dst[i];

@@ -10,13 +10,19 @@
 @group(0) @binding(5) var st: texture_storage_2d<rgba32float, read_write>;
 // The other mirror, read: h_all's in the backward pass (the forward pass does not read it).
 @group(0) @binding(6) var ht: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(7) var<storage, read> r_in: Rec;
+// wp's mirror, copied from it before each loop.
+@group(0) @binding(7) var wt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var<storage, read> r_in: Rec;
 
 // Texels per row of a mirror (ops::state_texture::TEXELS).
 const TEXELS: u32 = 1024u;
 
 fn texel(i: u32) -> vec2<u32> {
     return vec2<u32>(i % TEXELS, i / TEXELS);
+}
+
+fn w_at(sec: u32, at: u32) -> vec4<f32> {
+    return textureLoad(wt, texel(sec + at));
 }
 
 fn state_at(i: u32) -> vec4<f32> {

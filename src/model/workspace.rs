@@ -21,7 +21,7 @@ use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
     Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_in_place, tn_sums_fit,
 };
-use crate::ops::recurrence::{Loop, Recurrence};
+use crate::ops::recurrence::{LayerMirrors, Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
 use crate::ops::state_texture::StateTexture;
 use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
@@ -45,9 +45,9 @@ pub(crate) struct LayerBufs {
     /// dL/da `[T, B, H]` per direction, first holding dL/dh from above (the head, or the next
     /// layer).
     pub da: wgpu::Buffer,
-    /// Texture mirrors of `h_all` and `da` the persistent loops keep and read their state
-    /// from, where [`Recurrence::mirrors_state`] says so and they fit the adapter.
-    pub mirrors: Option<(StateTexture, StateTexture)>,
+    /// Texture mirrors of `h_all`, `da` and W's layouts the persistent loops keep and read
+    /// their state from, where [`Recurrence::mirrors_state`] says so and they fit the adapter.
+    pub mirrors: Option<LayerMirrors>,
 }
 
 /// What a workspace is made for.
@@ -669,7 +669,12 @@ impl Workspace {
             let mirrors = if mirrored {
                 let h_tex = StateTexture::new(gpu, "hidden states' mirror", h_len)?;
                 let da_tex = StateTexture::new(gpu, "dL/da's mirror", da_len)?;
-                h_tex.zip(da_tex)
+                let wp_tex =
+                    StateTexture::new(gpu, "W layouts' mirror", Recurrence::layouts_len(h, nd))?;
+                match (h_tex, da_tex, wp_tex) {
+                    (Some(h), Some(da), Some(wp)) => Some(LayerMirrors { h, da, wp }),
+                    _ => None,
+                }
             } else {
                 None
             };
@@ -861,7 +866,7 @@ impl Workspace {
                 },
                 wp: &wps[k],
                 tokens: table.as_ref().filter(|_| k == 0).map(|t| (t, i * h)),
-                mirrors: layers[k].mirrors.as_ref().map(|(h, da)| (h, da)),
+                mirrors: layers[k].mirrors.as_ref(),
             })
             .collect();
         // Layer k's input: x, or layer k - 1's outputs (h(1..=T), or both directions'), after
@@ -1166,7 +1171,7 @@ impl Workspace {
                         width: ni,
                         input: dir_input(k, d),
                         tokens: (k == 0 && tokens).then(|| {
-                            let mirror = l.mirrors.as_ref().filter(|_| !dt).map(|(_, da)| da);
+                            let mirror = l.mirrors.as_ref().filter(|_| !dt).map(|m| &m.da);
                             (token_layout(d), &x, mirror)
                         }),
                         h_all: at(&l.h_all, d * hs),

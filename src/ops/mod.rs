@@ -163,8 +163,8 @@ struct Pending {
     size: u64,
     groups: [u32; 3],
     serial: bool,
-    /// A copy recorded before the dispatch, outside any compute pass.
-    before: Option<TextureCopy>,
+    /// Copies recorded before the dispatch, outside any compute pass.
+    before: Vec<TextureCopy>,
 }
 
 /// A buffer's first floats copied into a texture mirror of it
@@ -176,20 +176,44 @@ pub(crate) struct TextureCopy {
 }
 
 impl TextureCopy {
+    /// Records the copy: as many of the mirror's rows as the buffer holds, then what is left
+    /// of the buffer into the start of the next row.
     fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let size = self.texture.size();
-        encoder.copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer: &self.buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(size.width * 16),
-                    rows_per_image: None,
+        let row_bytes = u64::from(size.width) * 16;
+        let full = (self.buffer.size() / row_bytes).min(u64::from(size.height)) as u32;
+        let rest = (self.buffer.size() - u64::from(full) * row_bytes) / 16;
+        let mut copy = |first: u32, width: u32, height: u32| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: u64::from(first) * row_bytes,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
                 },
-            },
-            self.texture.as_image_copy(),
-            size,
-        );
+                wgpu::TexelCopyTextureInfo {
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: first,
+                        z: 0,
+                    },
+                    ..self.texture.as_image_copy()
+                },
+                wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+            )
+        };
+        if full > 0 {
+            copy(0, size.width, full);
+        }
+        if full < size.height && rest > 0 {
+            copy(full, rest.min(u64::from(size.width)) as u32, 1);
+        }
     }
 }
 
@@ -234,8 +258,8 @@ pub(crate) struct PlanBuilder<'g> {
     params: Vec<u8>,
     pending: Vec<Pending>,
     align: usize,
-    /// A copy to record before the next dispatch.
-    before: Option<TextureCopy>,
+    /// Copies to record before the next dispatch.
+    before: Vec<TextureCopy>,
 }
 
 impl<'g> PlanBuilder<'g> {
@@ -250,7 +274,7 @@ impl<'g> PlanBuilder<'g> {
             params: Vec::new(),
             pending: Vec::new(),
             align,
-            before: None,
+            before: Vec::new(),
         }
     }
 
@@ -259,11 +283,10 @@ impl<'g> PlanBuilder<'g> {
         self.gpu
     }
 
-    /// Copies `buffer`'s first floats into `mirror` before the next dispatch (between compute
-    /// passes). `buffer` must hold at least the mirror's whole rows, as the workspace's state
-    /// buffers do with their slack.
+    /// Copies `buffer`'s first floats, as many as `mirror` holds, into it before the next
+    /// dispatch (between compute passes; after any copies asked for before).
     pub fn copy_to_mirror(&mut self, buffer: &wgpu::Buffer, mirror: &state_texture::StateTexture) {
-        self.before = Some(TextureCopy {
+        self.before.push(TextureCopy {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
         });
@@ -360,7 +383,7 @@ impl<'g> PlanBuilder<'g> {
             size: bytes.len() as u64,
             groups,
             serial,
-            before: self.before.take(),
+            before: std::mem::take(&mut self.before),
         });
         Ok(offset as u64)
     }
@@ -454,7 +477,7 @@ struct Dispatch {
     offset: u32,
     groups: [u32; 3],
     serial: bool,
-    before: Option<TextureCopy>,
+    before: Vec<TextureCopy>,
 }
 
 /// A recorded sequence of dispatches, ready to encode again and again.
@@ -514,10 +537,10 @@ pub(crate) fn run(
                 };
                 let mut pass = begin(&mut encoder);
                 for d in plans.iter().flat_map(|p| &p.dispatches) {
-                    if let Some(copy) = &d.before {
-                        // A copy ends the pass; the dispatches go on in a new one.
+                    if !d.before.is_empty() {
+                        // Copies end the pass; the dispatches go on in a new one.
                         drop(pass);
-                        copy.encode(&mut encoder);
+                        d.before.iter().for_each(|c| c.encode(&mut encoder));
                         pass = begin(&mut encoder);
                     }
                     Plan::encode_one(d, &mut pass);
@@ -542,9 +565,9 @@ pub(crate) fn run(
                     let mut step = false;
                     while i < all.len() && !step {
                         step = all[i].serial;
-                        if let Some(copy) = &all[i].before {
+                        if !all[i].before.is_empty() {
                             drop(pass);
-                            copy.encode(&mut encoder);
+                            all[i].before.iter().for_each(|c| c.encode(&mut encoder));
                             pass = begin(&mut encoder);
                         }
                         Plan::encode_one(all[i], &mut pass);
@@ -581,7 +604,7 @@ pub(crate) fn run_timed(
     let mut start = 0;
     for i in 1..=all.len() {
         // A dispatch with a copy before it starts a pass (the copy is not timed).
-        if i == all.len() || each || name(all[i]) != name(all[start]) || all[i].before.is_some() {
+        if i == all.len() || each || name(all[i]) != name(all[start]) || !all[i].before.is_empty() {
             runs.push(&all[start..i]);
             start = i;
         }
@@ -601,9 +624,7 @@ pub(crate) fn run_timed(
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
     prepare(&mut encoder);
     for (n, run) in runs.iter().enumerate() {
-        if let Some(copy) = &run[0].before {
-            copy.encode(&mut encoder);
-        }
+        run[0].before.iter().for_each(|c| c.encode(&mut encoder));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(run[0].phase),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {

@@ -39,7 +39,7 @@ const BLOCKED_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Params,
 ];
-/// The textured forms add the state mirror (read and written) and h_all's (read).
+/// The textured forms add the state mirror (read and written), h_all's and wp's (read).
 const BLOCKED_TEXTURE_BINDS: &[Bind] = &[
     Bind::Read,
     Bind::Read,
@@ -47,6 +47,7 @@ const BLOCKED_TEXTURE_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Constant,
     Bind::TextureReadWrite,
+    Bind::TextureRead,
     Bind::TextureRead,
     Bind::Params,
 ];

@@ -76,7 +76,7 @@ fn push_rec_tokens(
 ) -> Result<()> {
     if k.binds.contains(&Bind::Constant) {
         let (tu, tu_window) = table.map_or((wp, window), |t| (t, 0));
-        let textures: Vec<&wgpu::TextureView> = textures.map_or(vec![], |(a, b)| vec![a, b]);
+        let textures: Vec<&wgpu::TextureView> = textures.map_or(vec![], |m| m.to_vec());
         plan.push_textured(
             k,
             &[wp, src, dst, wp, tu],
@@ -92,8 +92,20 @@ fn push_rec_tokens(
     Ok(())
 }
 
-/// Texture mirrors' views: the pass's own state's, then the other's ([`Recurrence::mirrors`]).
-type Mirrors<'a> = (&'a wgpu::TextureView, &'a wgpu::TextureView);
+/// Texture mirrors' views: the pass's own state's, the other's, and wp's
+/// ([`Recurrence::mirrors`]).
+type Mirrors<'a> = [&'a wgpu::TextureView; 3];
+
+/// The texture mirrors of one layer's buffers the persistent loops keep and read
+/// ([`Recurrence::mirrors_state`]).
+pub(crate) struct LayerMirrors {
+    /// `h_all`'s, written by the forward loop.
+    pub h: StateTexture,
+    /// `da`'s: dL/dh from above copied in before the backward loop, which writes dL/da.
+    pub da: StateTexture,
+    /// `wp`'s (W's layouts), copied in before each loop.
+    pub wp: StateTexture,
+}
 
 /// The persistent kernels for one shape and how they split the batch.
 struct Seq {
@@ -268,7 +280,7 @@ pub(crate) struct Recurrence<'a> {
     pub tokens: Option<(&'a wgpu::Buffer, usize)>,
     /// Texture mirrors of `h_all` and `da` the persistent loops keep beside them and read the
     /// state from, given only where [`Recurrence::mirrors_state`] says they do.
-    pub mirrors: Option<(&'a StateTexture, &'a StateTexture)>,
+    pub mirrors: Option<&'a LayerMirrors>,
 }
 
 impl Recurrence<'_> {
@@ -293,7 +305,13 @@ impl Recurrence<'_> {
     /// Floats the padded layouts of `dirs` directions' `W` take, with room for a whole
     /// uniform window from the start of either section.
     pub fn wp_len(hidden: usize, dirs: usize) -> usize {
-        2 * dirs * Self::sec_len(hidden) + CONSTANT_WINDOW as usize / 4
+        Self::layouts_len(hidden, dirs) + CONSTANT_WINDOW as usize / 4
+    }
+
+    /// Floats the padded layouts of `dirs` directions' `W` take themselves (what their
+    /// mirror holds).
+    pub fn layouts_len(hidden: usize, dirs: usize) -> usize {
+        2 * dirs * Self::sec_len(hidden)
     }
 
     /// Where direction 1's tensor of `n` floats starts after direction 0's in one buffer (a
@@ -614,14 +632,16 @@ impl Recurrence<'_> {
                     let mirrors = self
                         .mirrors
                         .filter(|_| Self::mirrors_state(plan.gpu(), lp, self.hidden))
-                        .map(|(h, da)| {
+                        .map(|m| {
+                            // W's layouts as the layouts plan last wrote them.
+                            plan.copy_to_mirror(self.wp, &m.wp);
                             if backward {
                                 // dL/dh from above, which the loop reads as its epilogue's
                                 // input, into the mirror first.
-                                plan.copy_to_mirror(dst, da);
-                                (da.view(), h.view())
+                                plan.copy_to_mirror(dst, &m.da);
+                                [m.da.view(), m.h.view(), m.wp.view()]
                             } else {
-                                (h.view(), da.view())
+                                [m.h.view(), m.da.view(), m.wp.view()]
                             }
                         });
                     let seq = seq_kernels(

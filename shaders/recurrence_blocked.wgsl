@@ -178,7 +178,7 @@ fn x_in(x: u32, t: u32, b: u32, c: u32) -> vec4<f32> {
         let id = u32(tu[at / 4u][at % 4u]);
         return tu[(id * r.hidden + c) / 4u];
     }
-    return src[x];
+    return x_at(x);
 }
 
 fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {

@@ -20,6 +20,11 @@ fn put(i: u32, v: vec4<f32>) {
     dst[i] = v;
 }
 
+// vec4 i of xu (src), for the forward epilogue.
+fn x_at(i: u32) -> vec4<f32> {
+    return src[i];
+}
+
 // vec4 i of h_all (src), for the backward epilogue.
 fn h_at(i: u32) -> vec4<f32> {
     return src[i];

@@ -1,7 +1,7 @@
 // Spliced into recurrence_blocked.wgsl at its state mark, for the persistent subgroup loops
-// where the crate keeps texture mirrors of h_all and da (Gpu::state_textures): every vec4 the
-// loops write goes to dst and to the same vec4 of st, and the state the products read and the
-// h the backward epilogue reads come from the textures. On Mesa 22's lavapipe a storage-buffer
+// where the crate keeps texture mirrors of h_all, da, W's layouts and xu
+// (Gpu::state_textures): every vec4 the loops write goes to dst and to the same vec4 of st, and
+// everything they read comes from the mirrors (W's layouts, xu and dL/dh copied in first). On Mesa 22's lavapipe a storage-buffer
 // load at an address that varies by lane is a loop over the lanes (about 5.5 ns a value on
 // this project's machines), a storage-texture load a vector gather (about 0.45): `cargo bench
 // --bench memory_costs`. vec4 i of a buffer is texel (i % TEXELS, i / TEXELS) of its mirror.
@@ -12,7 +12,10 @@
 @group(0) @binding(6) var ht: texture_storage_2d<rgba32float, read>;
 // wp's mirror, copied from it before each loop.
 @group(0) @binding(7) var wt: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(8) var<storage, read> r_in: Rec;
+// xu's mirror, copied from it before the forward loop (unread by the backward loop, and where
+// the forward loop gathers its input from the token table).
+@group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var<storage, read> r_in: Rec;
 
 // Texels per row of a mirror (ops::state_texture::TEXELS).
 const TEXELS: u32 = 1024u;
@@ -32,6 +35,10 @@ fn state_at(i: u32) -> vec4<f32> {
 fn put(i: u32, v: vec4<f32>) {
     dst[i] = v;
     textureStore(st, texel(i), v);
+}
+
+fn x_at(i: u32) -> vec4<f32> {
+    return textureLoad(xt, texel(i));
 }
 
 fn h_at(i: u32) -> vec4<f32> {

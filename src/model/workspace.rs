@@ -671,8 +671,10 @@ impl Workspace {
                 let da_tex = StateTexture::new(gpu, "dL/da's mirror", da_len)?;
                 let wp_tex =
                     StateTexture::new(gpu, "W layouts' mirror", Recurrence::layouts_len(h, nd))?;
-                match (h_tex, da_tex, wp_tex) {
-                    (Some(h), Some(da), Some(wp)) => Some(LayerMirrors { h, da, wp }),
+                // xu as long as da: [D][T, B, H].
+                let xu_tex = StateTexture::new(gpu, "input projections' mirror", da_len)?;
+                match (h_tex, da_tex, wp_tex, xu_tex) {
+                    (Some(h), Some(da), Some(wp), Some(xu)) => Some(LayerMirrors { h, da, wp, xu }),
                     _ => None,
                 }
             } else {

@@ -39,7 +39,8 @@ const BLOCKED_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Params,
 ];
-/// The textured forms add the state mirror (read and written), h_all's and wp's (read).
+/// The textured forms add the state mirror (read and written), then h_all's (or da's), wp's and
+/// xu's (read).
 const BLOCKED_TEXTURE_BINDS: &[Bind] = &[
     Bind::Read,
     Bind::Read,
@@ -47,6 +48,7 @@ const BLOCKED_TEXTURE_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Constant,
     Bind::TextureReadWrite,
+    Bind::TextureRead,
     Bind::TextureRead,
     Bind::TextureRead,
     Bind::Params,

@@ -92,9 +92,9 @@ fn push_rec_tokens(
     Ok(())
 }
 
-/// Texture mirrors' views: the pass's own state's, the other's, and wp's
+/// Texture mirrors' views: the pass's own state's, the other's, wp's and xu's
 /// ([`Recurrence::mirrors`]).
-type Mirrors<'a> = [&'a wgpu::TextureView; 3];
+type Mirrors<'a> = [&'a wgpu::TextureView; 4];
 
 /// The texture mirrors of one layer's buffers the persistent loops keep and read
 /// ([`Recurrence::mirrors_state`]).
@@ -105,6 +105,8 @@ pub(crate) struct LayerMirrors {
     pub da: StateTexture,
     /// `wp`'s (W's layouts), copied in before each loop.
     pub wp: StateTexture,
+    /// `xu`'s, copied in before the forward loop (except where it reads the token table).
+    pub xu: StateTexture,
 }
 
 /// The persistent kernels for one shape and how they split the batch.
@@ -639,9 +641,12 @@ impl Recurrence<'_> {
                                 // dL/dh from above, which the loop reads as its epilogue's
                                 // input, into the mirror first.
                                 plan.copy_to_mirror(dst, &m.da);
-                                [m.da.view(), m.h.view(), m.wp.view()]
+                                [m.da.view(), m.h.view(), m.wp.view(), m.xu.view()]
                             } else {
-                                [m.h.view(), m.da.view(), m.wp.view()]
+                                if table.is_none() {
+                                    plan.copy_to_mirror(src, &m.xu);
+                                }
+                                [m.h.view(), m.da.view(), m.wp.view(), m.xu.view()]
                             }
                         });
                     let seq = seq_kernels(

@@ -6,6 +6,20 @@
 // shuffles. cross_entropy gives each row a lane and reads the row three times. One-dimensional:
 // subgroup builtins are only defined there.
 
+// The outputs' texture mirror (ops::state_texture), read with LOGITS_TEXTURE: on lavapipe a
+// vector gather where o's loads are a loop over the lanes. Unread otherwise, but bound.
+@group(0) @binding(7) var ot: texture_storage_2d<rgba32float, read>;
+override LOGITS_TEXTURE: bool = false;
+
+// Output i (of o, or of its mirror: texel (i / 4) % 1024 of row i / 4096, component i % 4).
+fn logit(i: u32) -> f32 {
+    if LOGITS_TEXTURE {
+        let v = textureLoad(ot, vec2<u32>((i / 4u) % 1024u, i / 4096u));
+        return v[i % 4u];
+    }
+    return o[i];
+}
+
 // x's maximum, and its sum, over the subgroup.
 fn lanes_max(x: f32) -> f32 {
     var v = max(x, subgroupShuffleXor(x, 4u));
@@ -39,7 +53,7 @@ fn cross_entropy8(
             let c = lane + 8u * j;
             x[j] = -3.4e38;
             if c < p.cols {
-                x[j] = o[base + c];
+                x[j] = logit(base + c);
             }
             mx = max(mx, x[j]);
             picked += select(0.0, x[j], c == target_class);

@@ -42,8 +42,20 @@ fn from_lanes(x: vec4<f32>) -> array<vec4<f32>, 8> {
     );
 }
 
+// With A_TEXTURE (matmul_nt4_bc_tex), A's rows from a texture mirror of its buffer
+// (ops::state_texture: vec4 i is texel (i % 1024, i / 1024)), p.a_off counting from the
+// buffer's start and K a multiple of 4: one vector gather per vec4 where the window takes four
+// (on lavapipe storage textures are gathered as uniform buffers are), and no cutting of M
+// into windows. Unread otherwise, but bound.
+@group(0) @binding(5) var amt: texture_storage_2d<rgba32float, read>;
+override A_TEXTURE: bool = false;
+
 // Values k .. k + 3 of the row of A from element e of its window, zero at or past K.
 fn a_row4(e: u32, k: u32) -> vec4<f32> {
+    if A_TEXTURE {
+        let v = (e + k) / 4u;
+        return textureLoad(amt, vec2<u32>(v % 1024u, v / 1024u));
+    }
     let i = e + k;
     let v = vec4<f32>(au_at(i), au_at(i + 1u), au_at(i + 2u), au_at(i + 3u));
     return select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k));

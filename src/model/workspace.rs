@@ -88,6 +88,8 @@ pub(crate) struct Workspace {
     pub h_n: wgpu::Buffer,
     /// Outputs `[T, B, O]`.
     pub o: wgpu::Buffer,
+    /// A texture mirror of `o` for the loss kernels, where [`Gpu::state_textures`] says so.
+    pub o_mirror: Option<StateTexture>,
     /// Targets: f32 `[T, B, O]` or u32 class ids `[T, B]`.
     pub y: wgpu::Buffer,
     /// dL/do `[T, B, O]`.
@@ -709,6 +711,12 @@ impl Workspace {
             .then(|| gpu.storage_buffer("token table [I, H] and ids", WINDOW_FLOATS))
             .transpose()?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
+        // The subgroup cross-entropy's view of the outputs (ops::loss), where textures serve.
+        let o_mirror = if gpu.state_textures() {
+            StateTexture::new(gpu, "outputs' mirror", rows * o)?
+        } else {
+            None
+        };
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o + WINDOW_FLOATS)?;
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
@@ -1055,6 +1063,10 @@ impl Workspace {
         let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
         head.trans_b = true;
         head.bias = Some(p(FC_B));
+        // The top layer's states straight from the loop's mirror of them, where it keeps one.
+        if !two && zs.is_empty() {
+            head.a_mirror = layers[nl - 1].mirrors.as_ref().map(|m| &m.h);
+        }
         matmul(&mut fw, head)?;
         if let Some(bf) = &batch_first {
             swap_leading(&mut fw, (steps, batch, o), &out, &bf.o)?;
@@ -1510,6 +1522,7 @@ impl Workspace {
             h_stride: hs,
             h_n,
             o: out,
+            o_mirror,
             y,
             d_o,
             rows: row_loss,
@@ -1593,6 +1606,7 @@ impl Workspace {
             d_o: &self.d_o,
             rows: &self.rows,
             loss,
+            o_mirror: self.o_mirror.as_ref(),
         }
     }
 

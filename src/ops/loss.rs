@@ -1,6 +1,7 @@
 //! `shaders/loss.wgsl`: mse and cross-entropy with their gradients, and the total; with a
 //! mask, the scale of a masked mean first.
 
+use super::state_texture::StateTexture;
 use super::{PlanBuilder, groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
@@ -40,9 +41,26 @@ pub(crate) static CROSS_ENTROPY8: Kernel = Kernel {
         include_str!("../../shaders/loss_subgroup.wgsl")
     ),
     entry: "cross_entropy8",
-    binds: BINDS,
+    binds: CE8_BINDS,
     constants: &[],
 };
+/// `cross_entropy8` reading the outputs from their texture mirror.
+pub(crate) static CROSS_ENTROPY8_TEX: Kernel = Kernel {
+    name: "loss_cross_entropy8_tex",
+    constants: &[("LOGITS_TEXTURE", 1.0)],
+    ..CROSS_ENTROPY8
+};
+/// `cross_entropy8`'s: the outputs' mirror (read or not) after the parameters.
+const CE8_BINDS: &[Bind] = &[
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::Params,
+    Bind::TextureRead,
+];
 
 /// The most classes `cross_entropy8` holds in its lanes' registers.
 const CE8_COLS: usize = 128;
@@ -97,6 +115,9 @@ pub(crate) struct LossBuffers<'a> {
     pub rows: &'a wgpu::Buffer,
     /// The loss `[2]` (and the masked scale after it), written.
     pub loss: &'a wgpu::Buffer,
+    /// A texture mirror of `o` the subgroup cross-entropy reads the outputs from (copied in
+    /// first), where the workspace keeps one.
+    pub o_mirror: Option<&'a StateTexture>,
 }
 
 /// Elements per row a mean divides by, and the scale of an unmasked loss over `rows` rows.
@@ -150,7 +171,15 @@ pub(crate) fn loss(
         // 64 workgroups or more, each looping over rows (lavapipe's cost per workgroup), within
         // the loop budget per invocation: the character model's loss 2.9 -> 2.1 ms.
         let grid = 64.max(rows.div_ceil(1024)).min(rows).min(65535);
-        plan.push(&CROSS_ENTROPY8, &bufs, &params, [u(grid), 1, 1], false)?;
+        let (kernel, view) = match b.o_mirror {
+            Some(m) => {
+                plan.copy_to_mirror(b.o, m);
+                (&CROSS_ENTROPY8_TEX, m.view().clone())
+            }
+            None => (&CROSS_ENTROPY8, plan.gpu().placeholder_texture().clone()),
+        };
+        let g = [u(grid), 1, 1];
+        plan.push_textured(kernel, &bufs, &[&view], &[0], &params, g, false)?;
     } else {
         plan.push(kernel, &bufs, &params, [groups(rows, 64), 1, 1], false)?;
     }

@@ -1,5 +1,6 @@
 //! `shaders/matmul.wgsl`: `C = op(A) op(B) (+ C) (+ bias) (+ bias2)`, for every hoisted multiply.
 
+use super::state_texture::StateTexture;
 use super::{At, PlanBuilder, WINDOW_FLOATS, groups, in_window, u, window_align, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
@@ -109,9 +110,34 @@ const fn broadcast(
     }
 }
 
-pub(crate) static MATMUL_NT4_BC: Kernel = broadcast("matmul_nt4_bc", "matmul_nt4_bc", &[]);
-pub(crate) static MATMUL_NT4_BC4: Kernel =
-    broadcast("matmul_nt4_bc4", "matmul_nt4_bc", &[("BC_COLS", 4.0)]);
+/// `matmul_nt4_bc`'s bindings: the broadcast kernels', then a texture mirror of A's buffer
+/// (read with `A_TEXTURE`).
+const NT_BC_BINDS: &[Bind] = &[
+    Bind::Constant,
+    Bind::Constant,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::Params,
+    Bind::TextureRead,
+];
+
+/// `matmul_nt4_bc` with 8 or 4 columns a lane, A read through a window or (`_tex`) from a
+/// texture mirror of its buffer.
+const fn broadcast_nt(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
+    Kernel {
+        binds: NT_BC_BINDS,
+        ..broadcast(name, "matmul_nt4_bc", constants)
+    }
+}
+
+pub(crate) static MATMUL_NT4_BC: Kernel = broadcast_nt("matmul_nt4_bc", &[]);
+pub(crate) static MATMUL_NT4_BC4: Kernel = broadcast_nt("matmul_nt4_bc4", &[("BC_COLS", 4.0)]);
+pub(crate) static MATMUL_NT4_BC_TEX: Kernel =
+    broadcast_nt("matmul_nt4_bc_tex", &[("A_TEXTURE", 1.0)]);
+pub(crate) static MATMUL_NT4_BC4_TEX: Kernel = broadcast_nt(
+    "matmul_nt4_bc4_tex",
+    &[("BC_COLS", 4.0), ("A_TEXTURE", 1.0)],
+);
 pub(crate) static MATMUL_TN_BC: Kernel = broadcast("matmul_tn_bc", "matmul_tn_bc", &[]);
 pub(crate) static MATMUL_TN_BC4: Kernel =
     broadcast("matmul_tn_bc4", "matmul_tn_bc", &[("BC_COLS", 4.0)]);
@@ -227,6 +253,9 @@ pub(crate) struct Gemm<'a> {
     /// A's rows start anywhere (K or A's offset not a multiple of 4) and B is padded along k:
     /// set by [`record_padded`] for the subgroup `A Bᵀ` kernel only.
     pub unaligned_a: bool,
+    /// A texture mirror of A's buffer (the same values in the same order, from its start) the
+    /// subgroup `A Bᵀ` kernel may read A from instead of through windows.
+    pub a_mirror: Option<&'a StateTexture>,
 }
 
 impl<'a> Gemm<'a> {
@@ -247,6 +276,7 @@ impl<'a> Gemm<'a> {
             row_sums: None,
             ld_b: None,
             unaligned_a: false,
+            a_mirror: None,
         }
     }
 }
@@ -611,6 +641,38 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         &MATMUL_NT4_BC4
     };
     let tile = if cols8 { (8, 64) } else { (16, 32) };
+    if let Some(mirror) = g
+        .a_mirror
+        .filter(|_| four(g.k) && four(g.a.off) && !g.unaligned_a)
+    {
+        // A from its mirror: one dispatch for all rows. (Its window slot binds B's again.)
+        let kernel = if cols8 {
+            &MATMUL_NT4_BC_TEX
+        } else {
+            &MATMUL_NT4_BC4_TEX
+        };
+        let g = Gemm {
+            b: At {
+                buf: b.buf,
+                off: b.off - window,
+            },
+            trans_b: true,
+            ..g
+        };
+        let (params, bias_buf) = params_of(&g);
+        let grid = [groups(g.n, tile.1), groups(g.m, tile.0), 1];
+        let w = (window * 4) as u64;
+        plan.push_textured(
+            kernel,
+            &[b.buf, b.buf, bias_buf, g.c.buf],
+            &[mirror.view()],
+            &[w, w],
+            &params,
+            grid,
+            false,
+        )?;
+        return Ok(());
+    }
     let Some(part) = nt_window_rows(plan.gpu(), &g) else {
         return Err(misrouted(kernel));
     };
@@ -654,9 +716,17 @@ fn push_in_windows(
     let g = Gemm { a, b, ..g };
     let (params, bias_buf) = params_of(&g);
     let grid = [groups(g.n, cols), groups(g.m, rows), 1];
-    plan.push_windows(
+    // A texture slot this variant does not read.
+    let unread = plan.gpu().placeholder_texture().clone();
+    let textures: &[&wgpu::TextureView] = if kernel.binds.contains(&Bind::TextureRead) {
+        &[&unread]
+    } else {
+        &[]
+    };
+    plan.push_textured(
         kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
+        textures,
         &[a_window, b_window],
         &params,
         grid,

@@ -356,7 +356,10 @@ impl<'g> PlanBuilder<'g> {
         serial: bool,
     ) -> Result<u64> {
         debug_assert_eq!(kernel.binds.len(), buffers.len() + textures.len() + 1);
-        debug_assert_eq!(kernel.binds.last(), Some(&Bind::Params));
+        debug_assert_eq!(
+            kernel.binds.iter().filter(|&&b| b == Bind::Params).count(),
+            1
+        );
         let limit = self.gpu.limits().max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > limit) {
             return Err(crate::error::GpuError::Grid {
@@ -407,8 +410,13 @@ impl<'g> PlanBuilder<'g> {
                 let (mut buffers, mut textures) = (p.buffers.iter(), p.textures.iter());
                 let mut constants = 0;
                 let mut entries = Vec::with_capacity(p.binds.len());
-                for (i, kind) in p.binds[..p.binds.len() - 1].iter().enumerate() {
+                for (i, kind) in p.binds.iter().enumerate() {
                     let resource = match kind {
+                        Bind::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &params,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(p.size),
+                        }),
                         Bind::TextureReadWrite | Bind::TextureRead => {
                             wgpu::BindingResource::TextureView(
                                 textures.next().expect("a view per texture slot"),
@@ -426,7 +434,7 @@ impl<'g> PlanBuilder<'g> {
                                 size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
                             })
                         }
-                        _ => buffers
+                        Bind::Read | Bind::ReadWrite => buffers
                             .next()
                             .expect("a buffer per buffer slot")
                             .as_entire_binding(),
@@ -436,14 +444,6 @@ impl<'g> PlanBuilder<'g> {
                         resource,
                     });
                 }
-                entries.push(wgpu::BindGroupEntry {
-                    binding: (p.binds.len() - 1) as u32,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &params,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(p.size),
-                    }),
-                });
                 let bind_group = self
                     .gpu
                     .scoped(&format!("`{}`'s bindings", p.kernel), |d| {
@@ -676,6 +676,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_TN4_SG_NARROW,
         &matmul::MATMUL_NT4_BC,
         &matmul::MATMUL_NT4_BC4,
+        &matmul::MATMUL_NT4_BC_TEX,
+        &matmul::MATMUL_NT4_BC4_TEX,
         &matmul::MATMUL_TN_BC,
         &matmul::MATMUL_TN_BC4,
         matmul::tn_bcw(true),
@@ -690,6 +692,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::MSE,
         &loss::CROSS_ENTROPY,
         &loss::CROSS_ENTROPY8,
+        &loss::CROSS_ENTROPY8_TEX,
         &loss::TOTAL,
         &loss::MASK_SCALE,
         &loss::MASK_COUNT,
@@ -960,7 +963,11 @@ mod tests {
             let (module, info, index) = parsed(k);
             let ep = &module.entry_points[index];
             let uses = info.get_entry_point(index);
-            let slot = (k.binds.len() - 1) as u32;
+            let slot = k
+                .binds
+                .iter()
+                .position(|&b| b == Bind::Params)
+                .expect("every kernel has a parameter slot") as u32;
             let params = module
                 .global_variables
                 .iter()
@@ -1021,7 +1028,7 @@ mod tests {
 
     /// Every kernel's entry point exists, and the bindings it uses agree with the layout
     /// declared in Rust: each of the declared kind, the parameters (a read-only storage
-    /// struct, never `var<uniform>`: see [`Bind::Params`]) read, at the last declared slot.
+    /// struct, never `var<uniform>`: see [`Bind::Params`]) read, after every buffer.
     #[test]
     fn kernels_match_their_declared_bindings() {
         for k in all_kernels() {
@@ -1074,19 +1081,21 @@ mod tests {
                 };
                 assert_eq!(*declared, want, "{}: binding {}", k.name, binding.binding);
                 if want == Bind::Params {
-                    assert_eq!(
-                        binding.binding as usize,
-                        k.binds.len() - 1,
-                        "{}: the parameters must be the last binding",
+                    // After every buffer; only textures may follow.
+                    let after = &k.binds[binding.binding as usize + 1..];
+                    assert!(
+                        after
+                            .iter()
+                            .all(|b| matches!(b, Bind::TextureRead | Bind::TextureReadWrite)),
+                        "{}: only textures may follow the parameters",
                         k.name
                     );
                     params_read = true;
                 }
             }
-            // With the parameters read at the last declared slot, the declared count is
-            // exactly the shader's.
             assert!(params_read, "{}: never reads its parameters", k.name);
-            assert_eq!(k.binds.last(), Some(&Bind::Params), "{}", k.name);
+            let params = k.binds.iter().filter(|&&b| b == Bind::Params).count();
+            assert_eq!(params, 1, "{}: one parameter slot", k.name);
         }
     }
 }

@@ -262,7 +262,29 @@ fn cases() -> Vec<Case> {
         },
         chains(2),
         chains(32),
+        fma_chains(8),
+        fma_chains(32),
     ]
+}
+
+/// [`chains`] with WGSL's `fma`, which the JIT makes one fused instruction where `a * b + c`
+/// is a multiply and an add.
+fn fma_chains(n: usize) -> Case {
+    let updates: String = (0..n)
+        .map(|i| format!("c[{i}] = fma(c[{i}], x, x); "))
+        .collect();
+    let sum: Vec<String> = (0..n).map(|i| format!("c[{i}]")).collect();
+    Case {
+        name: Box::leak(format!("fma only, {n} vec4 chains (no memory)").into_boxed_str()),
+        binding: None,
+        decl: "",
+        body: format!(
+            "var c = array<vec4<f32>, {n}>();\n{}\nacc = {};",
+            looped(&updates),
+            sum.join(" + ")
+        ),
+        width: 4 * n as u32,
+    }
 }
 
 /// Multiply-adds into `n` independent vec4 sums (`4 n` values a lane carries round the loop:

@@ -170,7 +170,7 @@ struct Pending {
 /// A buffer's first floats copied into a texture mirror of it
 /// ([`state_texture::StateTexture`]), between two compute passes.
 #[derive(Clone)]
-pub(crate) struct TextureCopy {
+struct TextureCopy {
     buffer: wgpu::Buffer,
     texture: wgpu::Texture,
 }

@@ -63,8 +63,8 @@ fn push_rec(
 }
 
 /// [`push_rec`] with the token table `table` (the blocked kernels' `tu`, from its start) where
-/// the kernel reads it (elsewhere `wp`'s window is bound there too, unread), and the state
-/// mirrors `textures` (this pass's, then the other) where it reads them.
+/// the kernel reads it (elsewhere `wp`'s window is bound there too, unread), and the mirrors'
+/// views `textures` ([`Mirrors`]) where it reads them.
 fn push_rec_tokens(
     plan: &mut PlanBuilder,
     k: &'static Kernel,
@@ -280,8 +280,8 @@ pub(crate) struct Recurrence<'a> {
     /// Layer 0's token table (`ops::embed::tokens_table`) and where its ids start, given only
     /// where the forward loops read it in place of `xu` ([`Recurrence::reads_tokens`]).
     pub tokens: Option<(&'a wgpu::Buffer, usize)>,
-    /// Texture mirrors of `h_all` and `da` the persistent loops keep beside them and read the
-    /// state from, given only where [`Recurrence::mirrors_state`] says they do.
+    /// The layer's texture mirrors the persistent loops write beside `h_all` and `da` and read
+    /// from, given only where [`Recurrence::mirrors_state`] says they do.
     pub mirrors: Option<&'a LayerMirrors>,
 }
 

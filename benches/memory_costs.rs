@@ -260,42 +260,28 @@ fn cases() -> Vec<Case> {
             ),
             width: 32,
         },
-        chains(2),
-        chains(32),
-        fma_chains(8),
-        fma_chains(32),
+        chains(2, false),
+        chains(32, false),
+        chains(8, true),
+        chains(32, true),
     ]
 }
 
-/// [`chains`] with WGSL's `fma`, which the JIT makes one fused instruction where `a * b + c`
-/// is a multiply and an add.
-fn fma_chains(n: usize) -> Case {
-    let updates: String = (0..n)
-        .map(|i| format!("c[{i}] = fma(c[{i}], x, x); "))
-        .collect();
-    let sum: Vec<String> = (0..n).map(|i| format!("c[{i}]")).collect();
-    Case {
-        name: Box::leak(format!("fma only, {n} vec4 chains (no memory)").into_boxed_str()),
-        binding: None,
-        decl: "",
-        body: format!(
-            "var c = array<vec4<f32>, {n}>();\n{}\nacc = {};",
-            looped(&updates),
-            sum.join(" + ")
-        ),
-        width: 4 * n as u32,
-    }
-}
-
 /// Multiply-adds into `n` independent vec4 sums (`4 n` values a lane carries round the loop:
-/// past the 16 vector registers, the rest live on the stack).
-fn chains(n: usize) -> Case {
+/// past the 16 vector registers, the rest live on the stack): `a * b + c`, or with `fused`
+/// WGSL's `fma`, which the JIT makes one fused instruction where the other is a multiply and
+/// an add.
+fn chains(n: usize, fused: bool) -> Case {
     let updates: String = (0..n)
-        .map(|i| format!("c[{i}] = c[{i}] * x + x; "))
+        .map(|i| match fused {
+            false => format!("c[{i}] = c[{i}] * x + x; "),
+            true => format!("c[{i}] = fma(c[{i}], x, x); "),
+        })
         .collect();
     let sum: Vec<String> = (0..n).map(|i| format!("c[{i}]")).collect();
+    let what = if fused { "fma" } else { "multiply-add" };
     Case {
-        name: Box::leak(format!("multiply-add only, {n} vec4 chains (no memory)").into_boxed_str()),
+        name: Box::leak(format!("{what} only, {n} vec4 chains (no memory)").into_boxed_str()),
         binding: None,
         decl: "",
         body: format!(

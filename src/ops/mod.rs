@@ -587,7 +587,8 @@ pub(crate) fn run(
 /// in order, phases of the same name summed. Needs [`Gpu::has_timestamps`].
 ///
 /// With `RNN_WGPU_TIME_KERNELS` set (a developer's knob, for tuning), each kernel is timed
-/// instead of each phase: the names are kernel names.
+/// instead of each phase: the names are kernel names; `=wall` times each by the host's clock
+/// instead of timestamps ([`wall_times`]).
 pub(crate) fn run_timed(
     gpu: &Gpu,
     prepare: impl FnOnce(&mut wgpu::CommandEncoder),
@@ -609,6 +610,31 @@ pub(crate) fn run_timed(
             start = i;
         }
     }
+    let times = if knob.as_deref() == Some("wall") {
+        wall_times(gpu, prepare, &runs, finish)?
+    } else {
+        gpu_times(gpu, prepare, &runs, finish)?
+    };
+    let mut phases: Vec<(&'static str, f64)> = Vec::new();
+    for (run, ms) in runs.iter().zip(times) {
+        if each {
+            eprintln!("{:8.3} ms  {} {:?}", ms, run[0].kernel, run[0].groups);
+        }
+        match phases.iter_mut().find(|(p, _)| *p == name(run[0])) {
+            Some((_, total)) => *total += ms,
+            None => phases.push((name(run[0]), ms)),
+        }
+    }
+    Ok(phases)
+}
+
+/// Milliseconds of each run in `runs`, from GPU timestamps at its compute pass's start and end.
+fn gpu_times(
+    gpu: &Gpu,
+    prepare: impl FnOnce(&mut wgpu::CommandEncoder),
+    runs: &[&[&Dispatch]],
+    finish: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<Vec<f64>> {
     let count = (2 * runs.len()).max(2) as u32;
     let queries = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
         label: Some("phase timestamps"),
@@ -643,18 +669,50 @@ pub(crate) fn run_timed(
     let ticks: Vec<u64> =
         bytemuck::pod_collect_to_vec(&gpu.read_bytes(&resolved, 0, u64::from(count) * 8)?);
     let ns_per_tick = f64::from(gpu.queue().get_timestamp_period());
-    let mut phases: Vec<(&'static str, f64)> = Vec::new();
-    for (n, run) in runs.iter().enumerate() {
-        let ms = ticks[2 * n + 1].saturating_sub(ticks[2 * n]) as f64 * ns_per_tick / 1e6;
-        if each {
-            eprintln!("{:8.3} ms  {} {:?}", ms, run[0].kernel, run[0].groups);
+    Ok((0..runs.len())
+        .map(|n| ticks[2 * n + 1].saturating_sub(ticks[2 * n]) as f64 * ns_per_tick / 1e6)
+        .collect())
+}
+
+/// Milliseconds of each run in `runs` by the host's clock (`RNN_WGPU_TIME_KERNELS=wall`): each
+/// run submitted alone and waited for, less an empty submit's time; its copies go in a submit
+/// of their own before it. For adapters whose timestamps do not wait for the work (lavapipe's,
+/// in some plans: ARCHITECTURE.md, "lavapipe's costs").
+fn wall_times(
+    gpu: &Gpu,
+    prepare: impl FnOnce(&mut wgpu::CommandEncoder),
+    runs: &[&[&Dispatch]],
+    finish: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<Vec<f64>> {
+    let encoder = || gpu.device().create_command_encoder(&Default::default());
+    let mut first = encoder();
+    prepare(&mut first);
+    gpu.submit_and_wait("timed run", first)?;
+    let t = std::time::Instant::now();
+    gpu.submit_and_wait("timed run", encoder())?;
+    let empty = t.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(runs.len());
+    for run in runs {
+        if !run[0].before.is_empty() {
+            let mut copies = encoder();
+            run[0].before.iter().for_each(|c| c.encode(&mut copies));
+            gpu.submit_and_wait("timed run", copies)?;
         }
-        match phases.iter_mut().find(|(p, _)| *p == name(run[0])) {
-            Some((_, total)) => *total += ms,
-            None => phases.push((name(run[0]), ms)),
+        let mut e = encoder();
+        {
+            let mut pass = e.begin_compute_pass(&Default::default());
+            for d in run.iter() {
+                Plan::encode_one(d, &mut pass);
+            }
         }
+        let t = std::time::Instant::now();
+        gpu.submit_and_wait("timed run", e)?;
+        times.push((t.elapsed().as_secs_f64() - empty).max(0.0) * 1e3);
     }
-    Ok(phases)
+    let mut last = encoder();
+    finish(&mut last);
+    gpu.submit_and_wait("timed run", last)?;
+    Ok(times)
 }
 
 /// Every kernel the crate dispatches.

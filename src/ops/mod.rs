@@ -168,45 +168,50 @@ struct Pending {
 }
 
 /// A buffer's first floats copied into a texture mirror of it
-/// ([`state_texture::StateTexture`]), between two compute passes.
+/// ([`state_texture::StateTexture`]), or back, between two compute passes.
 #[derive(Clone)]
 struct TextureCopy {
     buffer: wgpu::Buffer,
     texture: wgpu::Texture,
+    /// Into the buffer, from the mirror.
+    back: bool,
 }
 
 impl TextureCopy {
     /// Records the copy: as many of the mirror's rows as the buffer holds, then what is left
-    /// of the buffer into the start of the next row.
+    /// of the buffer, to or from the start of the next row.
     fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let size = self.texture.size();
         let row_bytes = u64::from(size.width) * 16;
         let full = (self.buffer.size() / row_bytes).min(u64::from(size.height)) as u32;
         let rest = (self.buffer.size() - u64::from(full) * row_bytes) / 16;
         let mut copy = |first: u32, width: u32, height: u32| {
-            encoder.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &self.buffer,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: u64::from(first) * row_bytes,
-                        bytes_per_row: Some(row_bytes as u32),
-                        rows_per_image: None,
-                    },
+            let buffer = wgpu::TexelCopyBufferInfo {
+                buffer: &self.buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: u64::from(first) * row_bytes,
+                    bytes_per_row: Some(row_bytes as u32),
+                    rows_per_image: None,
                 },
-                wgpu::TexelCopyTextureInfo {
-                    origin: wgpu::Origin3d {
-                        x: 0,
-                        y: first,
-                        z: 0,
-                    },
-                    ..self.texture.as_image_copy()
+            };
+            let texture = wgpu::TexelCopyTextureInfo {
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: first,
+                    z: 0,
                 },
-                wgpu::Extent3d {
-                    width,
-                    height,
-                    depth_or_array_layers: 1,
-                },
-            )
+                ..self.texture.as_image_copy()
+            };
+            let extent = wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            };
+            if self.back {
+                encoder.copy_texture_to_buffer(texture, buffer, extent);
+            } else {
+                encoder.copy_buffer_to_texture(buffer, texture, extent);
+            }
         };
         if full > 0 {
             copy(0, size.width, full);
@@ -289,6 +294,21 @@ impl<'g> PlanBuilder<'g> {
         self.before.push(TextureCopy {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
+            back: false,
+        });
+    }
+
+    /// Copies `mirror` back into `buffer`'s first floats (as many as both hold) before the
+    /// next dispatch, which the plan must have.
+    pub fn copy_from_mirror(
+        &mut self,
+        mirror: &state_texture::StateTexture,
+        buffer: &wgpu::Buffer,
+    ) {
+        self.before.push(TextureCopy {
+            buffer: buffer.clone(),
+            texture: mirror.texture().clone(),
+            back: true,
         });
     }
 
@@ -392,6 +412,15 @@ impl<'g> PlanBuilder<'g> {
     }
 
     pub fn finish(self) -> Result<Plan> {
+        if !self.before.is_empty() {
+            // Copies ride on the dispatch after them; a plan never ends with a loop.
+            return Err(crate::error::GpuError::Kernel {
+                kernel: self.label.into(),
+                message: "a copy was asked for after the plan's last dispatch (a bug in rnn-wgpu)"
+                    .into(),
+            }
+            .into());
+        }
         let size = self.params.len().max(16);
         let params = self.gpu.scoped("a plan's kernel parameters", |device| {
             device.create_buffer(&wgpu::BufferDescriptor {

@@ -664,6 +664,10 @@ impl Recurrence<'_> {
                         // The same chunks, last first, each starting from its last step.
                         chunks.reverse();
                     }
+                    let written = self
+                        .mirrors
+                        .filter(|_| mirrors.is_some())
+                        .map(|m| if backward { &m.da } else { &m.h });
                     for (t0, count) in chunks {
                         let t = if backward { t0 + count - 1 } else { t0 };
                         let params = Rec {
@@ -680,6 +684,10 @@ impl Recurrence<'_> {
                             &params,
                             g,
                         )?;
+                    }
+                    if let Some(m) = written {
+                        // The loop wrote its mirror only.
+                        plan.copy_from_mirror(m, dst);
                     }
                 }
             }

@@ -81,9 +81,9 @@ fn set_direction(d: u32) {
 // the lanes (15-23% of the character model's forward loop), and no embedding kernel. Unused
 // otherwise, but bound all the same.
 @group(0) @binding(4) var<uniform> tu: array<vec4<f32>, 4096>;
-// The parameters, and how the kernels read and write the state: the buffers alone
-// (shaders/state_buffers.wgsl) or texture mirrors of them too (state_textures.wgsl; the crate
-// splices one in here).
+// The parameters, and how the kernels read and write the state: in the buffers
+// (shaders/state_buffers.wgsl) or in texture mirrors of them (state_textures.wgsl); the crate
+// splices one in here.
 // {{state}}
 // Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
 var<private> r: Rec;

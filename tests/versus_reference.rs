@@ -438,6 +438,29 @@ fn long_sequence_and_wide_batch_match_reference() {
 }
 
 #[test]
+fn both_directions_of_h_128_with_h0_match_reference() {
+    // H = 128: on CPU adapters one direction's W fits the uniform window and two do not, so
+    // the persistent loops run the directions in dispatches of their own, each through the
+    // layer's texture mirrors where the adapter keeps them (filled once before the first
+    // direction and copied back once after the last: a copy between them lost the reverse
+    // direction's h0). Two layers, so the second reads the first's copied-back states.
+    let c = Case {
+        steps: 6,
+        batch: 5,
+        input: 3,
+        hidden: 128,
+        output: 2,
+        nonlinearity: Nonlinearity::Tanh,
+        bias: true,
+        loss: Loss::mse(),
+        with_h0: true,
+        layers: 2,
+        bidirectional: true,
+    };
+    run(c, 95, Driver::Persistent);
+}
+
+#[test]
 fn thousand_step_sequences_match_reference() {
     // Long enough that the persistent loop runs in several chunks on CPU adapters (lavapipe
     // stops an invocation after 65535 loop iterations) and the weight-gradient multiplies

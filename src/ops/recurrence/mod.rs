@@ -607,6 +607,35 @@ impl Recurrence<'_> {
         [src, dst]: [&wgpu::Buffer; 2],
     ) -> Result<()> {
         let forward = !backward;
+        // The persistent loops' mirrors, filled once before the first direction's dispatch and
+        // copied back once after the last (the loops write their mirror only: a copy between
+        // two directions dispatched apart would overwrite one direction's results, or the
+        // other's h0, with stale values).
+        let mirrors = self
+            .mirrors
+            .filter(|_| Self::mirrors_state(plan.gpu(), lp, self.hidden));
+        let table = self.tokens.filter(|_| {
+            forward
+                && lp == Loop::Persistent
+                && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs)
+        });
+        if let Some(m) = mirrors {
+            // W's layouts as the layouts plan last wrote them.
+            plan.copy_to_mirror(self.wp, &m.wp);
+            if backward {
+                // dL/dh from above, which the loop reads as its epilogue's input.
+                plan.copy_to_mirror(dst, &m.da);
+            } else if table.is_none() {
+                plan.copy_to_mirror(src, &m.xu);
+            }
+        }
+        let views = mirrors.map(|m| {
+            if backward {
+                [m.da.view(), m.h.view(), m.wp.view(), m.xu.view()]
+            } else {
+                [m.h.view(), m.da.view(), m.wp.view(), m.xu.view()]
+            }
+        });
         for (d0, n) in self.dispatches(plan.gpu()) {
             // The blocked kernels read their section (forward: 1, W; backward: 0, Wᵀ) also
             // through a uniform window from its start (direction d0's).
@@ -628,34 +657,13 @@ impl Recurrence<'_> {
                     }
                 }
                 Loop::Persistent => {
-                    let table = self.tokens.filter(|_| {
-                        forward && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs)
-                    });
-                    let mirrors = self
-                        .mirrors
-                        .filter(|_| Self::mirrors_state(plan.gpu(), lp, self.hidden))
-                        .map(|m| {
-                            // W's layouts as the layouts plan last wrote them.
-                            plan.copy_to_mirror(self.wp, &m.wp);
-                            if backward {
-                                // dL/dh from above, which the loop reads as its epilogue's
-                                // input, into the mirror first.
-                                plan.copy_to_mirror(dst, &m.da);
-                                [m.da.view(), m.h.view(), m.wp.view(), m.xu.view()]
-                            } else {
-                                if table.is_none() {
-                                    plan.copy_to_mirror(src, &m.xu);
-                                }
-                                [m.h.view(), m.da.view(), m.wp.view(), m.xu.view()]
-                            }
-                        });
                     let seq = seq_kernels(
                         plan.gpu(),
                         self.cell,
                         self.batch,
                         self.hidden,
                         (n, self.dirs > 1),
-                        (table.is_some(), mirrors.is_some()),
+                        (table.is_some(), views.is_some()),
                     );
                     let g = [groups(self.batch, seq.rows), u(n), 1];
                     let k = if backward { seq.backward } else { seq.forward };
@@ -664,10 +672,6 @@ impl Recurrence<'_> {
                         // The same chunks, last first, each starting from its last step.
                         chunks.reverse();
                     }
-                    let written = self
-                        .mirrors
-                        .filter(|_| mirrors.is_some())
-                        .map(|m| if backward { &m.da } else { &m.h });
                     for (t0, count) in chunks {
                         let t = if backward { t0 + count - 1 } else { t0 };
                         let params = Rec {
@@ -680,17 +684,17 @@ impl Recurrence<'_> {
                             k,
                             [self.wp, src, dst],
                             window,
-                            (table.map(|(t, _)| t), mirrors),
+                            (table.map(|(t, _)| t), views),
                             &params,
                             g,
                         )?;
                     }
-                    if let Some(m) = written {
-                        // The loop wrote its mirror only.
-                        plan.copy_from_mirror(m, dst);
-                    }
                 }
             }
+        }
+        if let Some(m) = mirrors {
+            // The loops wrote their mirror only.
+            plan.copy_from_mirror(if backward { &m.da } else { &m.h }, dst);
         }
         Ok(())
     }

@@ -30,13 +30,13 @@ fn h_at(i: u32) -> vec4<f32> {
     return src[i];
 }
 
-// Between steps: what one step wrote, the next reads.
 // vec4 i of dL/dh from above, which the backward epilogue adds to its product (in dst, where
 // the epilogue then writes dL/da).
 fn dh_at(i: u32) -> vec4<f32> {
     return dst[i];
 }
 
+// Between steps: what one step wrote, the next reads.
 fn state_barrier() {
     storageBarrier();
 }

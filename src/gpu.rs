@@ -232,8 +232,8 @@ impl Gpu {
         }
     }
 
-    /// Whether the persistent subgroup loops keep their state (and the backward loop reads
-    /// `h`) in `rgba32float` storage textures beside the buffers: where the subgroup kernels
+    /// Whether the persistent subgroup loops keep their state, and read what else they need,
+    /// in `rgba32float` storage-texture mirrors of their buffers: where the subgroup kernels
     /// run and the adapter reads and writes such textures. On Mesa 22's lavapipe a texture
     /// load is a vector gather where a storage-buffer load is a loop over the lanes, 12x the
     /// cost (`cargo bench --bench memory_costs`).

@@ -45,8 +45,8 @@ pub(crate) struct LayerBufs {
     /// dL/da `[T, B, H]` per direction, first holding dL/dh from above (the head, or the next
     /// layer).
     pub da: wgpu::Buffer,
-    /// Texture mirrors of `h_all`, `da` and W's layouts the persistent loops keep and read
-    /// their state from, where [`Recurrence::mirrors_state`] says so and they fit the adapter.
+    /// Texture mirrors of `h_all`, `da`, `xu` and W's layouts the persistent loops write and
+    /// read, where [`Recurrence::mirrors_state`] says so and they fit the adapter.
     pub mirrors: Option<LayerMirrors>,
 }
 

@@ -1,7 +1,7 @@
-//! Texture mirrors of the loops' state buffers ([`Gpu::state_textures`]): the persistent
-//! subgroup loops write every vec4 of `h_all` (forward) or `da` (backward) to the buffer and to
-//! the same place in its mirror, and read the state, and backward `h`, from the mirrors, where
-//! lavapipe gathers them with vector instructions rather than lane by lane
+//! Texture mirrors of the loops' buffers ([`Gpu::state_textures`]): the persistent subgroup
+//! loops write every vec4 of `h_all` (forward) or `da` (backward) to the same place in its
+//! mirror, copied back into the buffer after the loop, and read everything they need from
+//! mirrors, where lavapipe gathers them with vector instructions rather than lane by lane
 //! (`shaders/state_textures.wgsl`).
 
 use crate::error::Result;
@@ -49,7 +49,7 @@ impl StateTexture {
         }))
     }
 
-    /// The texture, for copies into it.
+    /// The texture, for copies into and out of it.
     pub fn texture(&self) -> &wgpu::Texture {
         &self.texture
     }

@@ -131,8 +131,8 @@ pub(crate) struct Form {
     /// BlockedSeq forward with subgroups, one direction: the input projection gathered from
     /// the token table (`TOKENS`) instead of read from `xu`.
     pub tokens: bool,
-    /// BlockedSeq with subgroups: the state (and backward, `h`) read from texture mirrors of
-    /// the buffers, which the loops write beside them (`shaders/state_textures.wgsl`).
+    /// BlockedSeq with subgroups: everything read from texture mirrors of the buffers, and the
+    /// state written to its mirror only (`shaders/state_textures.wgsl`).
     pub textured: bool,
 }
 

@@ -614,11 +614,9 @@ impl Recurrence<'_> {
         let mirrors = self
             .mirrors
             .filter(|_| Self::mirrors_state(plan.gpu(), lp, self.hidden));
-        let table = self.tokens.filter(|_| {
-            forward
-                && lp == Loop::Persistent
-                && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs)
-        });
+        let table = self
+            .tokens
+            .filter(|_| forward && Self::reads_tokens(plan.gpu(), lp, self.hidden, self.dirs));
         if let Some(m) = mirrors {
             // W's layouts as the layouts plan last wrote them.
             plan.copy_to_mirror(self.wp, &m.wp);

@@ -19,7 +19,7 @@ use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
-    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_in_place, tn_sums_fit,
+    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_in_place, tn_sums_fit, tn_texture_fits,
 };
 use crate::ops::recurrence::{LayerMirrors, Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
@@ -193,6 +193,10 @@ struct LayerGrads<'a> {
     tokens: Option<(TokenLayout, &'a wgpu::Buffer, Option<&'a StateTexture>)>,
     h_all: At<'a>,
     da: At<'a>,
+    /// Texture mirrors of `h_all`'s and `da`'s buffers where the loops keep them current, and
+    /// one the head's dL/do may be copied into (the outputs' mirror): the weight gradients
+    /// read them in place of the buffers.
+    mirrors: Option<(&'a StateTexture, &'a StateTexture, Option<&'a StateTexture>)>,
     /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
     w_ih: usize,
     w_hh: usize,
@@ -213,6 +217,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         tokens,
         h_all,
         da,
+        mirrors,
         w_ih,
         w_hh,
         biases,
@@ -246,11 +251,26 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             if head_fits {
                 dv.row_sums = Some((fc_b, None));
             }
+            // dL/do from the outputs' mirror (their cross-entropy has read them already).
+            if let Some((h_mirror, _, Some(o_mirror))) = mirrors {
+                let textured = Gemm {
+                    a_mirror: Some(o_mirror),
+                    b_mirror: Some(h_mirror),
+                    ..dv
+                };
+                if tn_texture_fits(gpu, &textured).is_some() {
+                    bw.copy_to_mirror(d_o, o_mirror);
+                    dv = textured;
+                }
+            }
             matmul(bw, dv)?;
         }
         // The hidden biases' gradients are the sums of dAᵀ's rows: with token ids (no dU
         // product) they come with dW's.
         let mut dw = tn(h, h, da, h_all, g(w_hh));
+        if let Some((h_mirror, da_mirror, _)) = mirrors {
+            (dw.a_mirror, dw.b_mirror) = (Some(da_mirror), Some(h_mirror));
+        }
         let w_fits = !dense && tn_sums_fit(gpu);
         if w_fits && let Some((b_ih, b_hh)) = biases {
             dw.row_sums = Some((b_ih, Some(b_hh)));
@@ -1190,6 +1210,11 @@ impl Workspace {
                         }),
                         h_all: at(&l.h_all, d * hs),
                         da: at(&l.da, d * ts),
+                        mirrors: l
+                            .mirrors
+                            .as_ref()
+                            .filter(|_| !dt)
+                            .map(|m| (&m.h, &m.da, o_mirror.as_ref())),
                         w_ih: off(&names[kd].w_ih),
                         w_hh: off(&names[kd].w_hh),
                         biases: biases(kd),

@@ -769,6 +769,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_TN_BC4,
         matmul::tn_bcw(true),
         matmul::tn_bcw(false),
+        &matmul::MATMUL_TN_TEX,
+        &matmul::MATMUL_TN_TEX_UA,
         &matmul::MATMUL_TN4_NARROW,
         &matmul::MATMUL_NN4_NARROW,
         &recurrence::PREPARE,

@@ -1,0 +1,160 @@
+// Appended to matmul.wgsl (its parameters, bindings, store_cols and store_row_sums8).
+//
+// matmul_tn_tex: C = A^T B for the weight gradients over all T·B rows, A [K, M] and B [K, N]
+// read from texture mirrors of their buffers (ops::state_texture: vec4 i is texel
+// (i % 1024, i / 1024)), p.a_off and p.b_off counting from the buffers' starts, for CPU
+// adapters with 8-lane subgroups. On lavapipe a storage texture's load is a vector gather of
+// four values (a storage buffer's a loop over the lanes), and the gathers, not the
+// multiply-adds, bound these products: so a subgroup computes 16 rows of C x 64 columns, lane
+// l the 8 columns from 8 l, and per 8 values of k each lane gathers 4 (or 5) texels of A (its
+// own k's 16 values, handed to the others by shuffles from constant lanes) and 16 of B (its
+// 8 columns at each k): 20 gathers for 1024 multiply-adds, where matmul_tn_bc makes 72 scalar
+// gathers for 512. One dispatch, no windows.
+//
+// B's rows must be whole vec4s (N and p.b_off multiples of 4); A may start anywhere
+// (ALIGNED_A false: each lane's values shifted out of 5 texels). With ROW_SUMS the sums of
+// C's rows of A^T come too (the bias gradients).
+
+override ALIGNED_A: bool = true; // M and p.a_off multiples of 4
+
+@group(0) @binding(5) var amt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var bmt: texture_storage_2d<rgba32float, read>;
+
+fn a_texel(i: u32) -> vec4<f32> {
+    return textureLoad(amt, vec2<u32>(i % 1024u, i / 1024u));
+}
+
+fn b_texel(i: u32) -> vec4<f32> {
+    return textureLoad(bmt, vec2<u32>(i % 1024u, i / 1024u));
+}
+
+// The 4 values from component s of x on (s < 4), continuing into y.
+fn shifted(x: vec4<f32>, y: vec4<f32>, s: u32) -> vec4<f32> {
+    let one = vec4<f32>(x.yzw, y.x);
+    let two = vec4<f32>(x.zw, y.xy);
+    let three = vec4<f32>(x.w, y.xyz);
+    return select(select(select(x, one, s == 1u), two, s == 2u), three, s == 3u);
+}
+
+// C's 16 rows of A^T at one k (4 values of a row in each vec4) times B's values at that k in
+// the lane's 8 columns (b_lo, b_hi), into lo and hi (row r's columns 0 .. 3 and 4 .. 7).
+// Written out row by row: as loops over the rows and a vec4's components lavapipe's compiler
+// ran the whole product 30 times slower.
+struct TexAcc {
+    lo: array<vec4<f32>, 16>,
+    hi: array<vec4<f32>, 16>,
+}
+
+// Rows i .. i + 3 (i a constant after inlining), their values of A in v.
+fn tex_rows4(acc: ptr<function, TexAcc>, i: u32, v: vec4<f32>, b_lo: vec4<f32>, b_hi: vec4<f32>) {
+    (*acc).lo[i] += v.x * b_lo;
+    (*acc).hi[i] += v.x * b_hi;
+    (*acc).lo[i + 1u] += v.y * b_lo;
+    (*acc).hi[i + 1u] += v.y * b_hi;
+    (*acc).lo[i + 2u] += v.z * b_lo;
+    (*acc).hi[i + 2u] += v.z * b_hi;
+    (*acc).lo[i + 3u] += v.w * b_lo;
+    (*acc).hi[i + 3u] += v.w * b_hi;
+}
+
+// One k: lane j's 16 values of A (shuffles from a constant lane: vector permutes on
+// lavapipe) times B's row there.
+fn tex_step(
+    acc: ptr<function, TexAcc>,
+    a: array<vec4<f32>, 4>,
+    j: u32,
+    b_lo: vec4<f32>,
+    b_hi: vec4<f32>,
+) {
+    tex_rows4(acc, 0u, subgroupShuffle(a[0], j), b_lo, b_hi);
+    tex_rows4(acc, 4u, subgroupShuffle(a[1], j), b_lo, b_hi);
+    tex_rows4(acc, 8u, subgroupShuffle(a[2], j), b_lo, b_hi);
+    tex_rows4(acc, 12u, subgroupShuffle(a[3], j), b_lo, b_hi);
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_tn_tex(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    p = p_in;
+    let r0 = wid.y * 16u;
+    let c0 = wid.x * 64u + lane * 8u;
+    // The lane's two vec4s of B's row 0 (past the edge the last one: never written).
+    let n4 = p.n / 4u;
+    let cb_lo = p.b_off / 4u + min(c0 / 4u, n4 - 1u);
+    let cb_hi = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    var acc: TexAcc;
+    var sums: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += 8u) {
+        // This lane's k and its 16 values of A (zero past K; rows past M are never written).
+        let mk = k0 + lane;
+        let live = select(0.0, 1.0, mk < p.k);
+        let e = p.a_off + min(mk, p.k - 1u) * p.m + r0;
+        let t = e / 4u;
+        var a: array<vec4<f32>, 4>;
+        if ALIGNED_A {
+            a = array<vec4<f32>, 4>(a_texel(t), a_texel(t + 1u), a_texel(t + 2u), a_texel(t + 3u));
+        } else {
+            let s = e % 4u;
+            let x0 = a_texel(t);
+            let x1 = a_texel(t + 1u);
+            let x2 = a_texel(t + 2u);
+            let x3 = a_texel(t + 3u);
+            let x4 = a_texel(t + 4u);
+            a = array<vec4<f32>, 4>(shifted(x0, x1, s), shifted(x1, x2, s), shifted(x2, x3, s), shifted(x3, x4, s));
+        }
+        for (var i = 0u; i < 4u; i++) {
+            a[i] *= live;
+            sums[i] += a[i];
+        }
+        // B's rows k0 .. k0 + 7; past K the last (A is zero there).
+        let last = p.k - 1u;
+        var row = min(k0, last) * n4;
+        tex_step(&acc, a, 0u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 1u, last) * n4;
+        tex_step(&acc, a, 1u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 2u, last) * n4;
+        tex_step(&acc, a, 2u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 3u, last) * n4;
+        tex_step(&acc, a, 3u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 4u, last) * n4;
+        tex_step(&acc, a, 4u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 5u, last) * n4;
+        tex_step(&acc, a, 5u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 6u, last) * n4;
+        tex_step(&acc, a, 6u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k0 + 7u, last) * n4;
+        tex_step(&acc, a, 7u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+    }
+    // Every lane summed its own k: the subgroup's sums are the rows', taken with every lane
+    // active, before the lanes part.
+    let t0 = subgroupAdd(sums[0]);
+    let t1 = subgroupAdd(sums[1]);
+    let t2 = subgroupAdd(sums[2]);
+    let t3 = subgroupAdd(sums[3]);
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    // Constant indices only: one read of acc at a varying index keeps all of it in memory,
+    // every multiply-add's sum loaded and stored lane by lane (30 times slower on lavapipe).
+    let a0 = acc;
+    store_cols(
+        r0,
+        c0,
+        array<vec4<f32>, 8>(a0.lo[0], a0.lo[1], a0.lo[2], a0.lo[3], a0.lo[4], a0.lo[5], a0.lo[6], a0.lo[7]),
+        array<vec4<f32>, 8>(a0.hi[0], a0.hi[1], a0.hi[2], a0.hi[3], a0.hi[4], a0.hi[5], a0.hi[6], a0.hi[7]),
+        8u,
+    );
+    store_cols(
+        r0 + 8u,
+        c0,
+        array<vec4<f32>, 8>(a0.lo[8], a0.lo[9], a0.lo[10], a0.lo[11], a0.lo[12], a0.lo[13], a0.lo[14], a0.lo[15]),
+        array<vec4<f32>, 8>(a0.hi[8], a0.hi[9], a0.hi[10], a0.hi[11], a0.hi[12], a0.hi[13], a0.hi[14], a0.hi[15]),
+        8u,
+    );
+    if (p.flags & 64u) != 0u && c0 == 0u {
+        store_row_sums8(r0, t0, t1);
+        store_row_sums8(r0 + 8u, t2, t3);
+    }
+}

@@ -176,7 +176,8 @@ fn store_block(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8
 
 // store_block for the first `width` (4 or 8) columns of the block only (hi unused at 4).
 fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>, width: u32) {
-    if (p.flags & 32u) != 0u && c0 + width <= p.n {
+    let vectors = (p.flags & 32u) != 0u && c0 + width <= p.n;
+    if vectors {
         var blo = vec4<f32>(0.0);
         var bhi = vec4<f32>(0.0);
         if (p.flags & 8u) != 0u {
@@ -210,28 +211,42 @@ fn store_cols(r0: u32, c0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>
     }
     // Elsewhere one value at a time, through the same vec4 views (component access), since an
     // entry point may not bind one buffer twice. The loops run to bounds only known when it
-    // runs, so they stay loops: unrolled, they compiled several times slower.
-    let rows = select(0u, min(8u, p.m - r0), r0 < p.m);
-    let cols = select(0u, min(width, p.n - c0), c0 < p.n);
+    // runs, so they stay loops: unrolled, they compiled several times slower. None where the
+    // vectors served: lavapipe 22.3 runs both sides of an `if` that returns, the lanes masked,
+    // so the loops below cost their iterations even then.
+    let rows = select(0u, min(8u, p.m - r0), r0 < p.m && !vectors);
+    let cols = select(0u, min(width, p.n - c0), c0 < p.n && !vectors);
+    // The biases' columns once, not per row: each load from storage is a loop over the lanes
+    // on lavapipe (the character model's head, O = 83, 4.5 -> 3.5 ms).
+    var bias_lo = vec4<f32>(0.0);
+    var bias_hi = vec4<f32>(0.0);
+    for (var j = 0u; j < cols; j++) {
+        let col = c0 + j;
+        var b = 0.0;
+        if (p.flags & 8u) != 0u {
+            let bi = p.bias_off + col;
+            b += bias4[bi / 4u][bi % 4u];
+        }
+        if (p.flags & 16u) != 0u {
+            let bi = p.bias2_off + col;
+            b += bias4[bi / 4u][bi % 4u];
+        }
+        // (Vectors, not an array: a local array read at a varying index cost dO V 10%.)
+        let q = vec4<u32>(j & 3u) == vec4<u32>(0u, 1u, 2u, 3u);
+        bias_lo = select(bias_lo, vec4<f32>(b), q & vec4<bool>(j < 4u));
+        bias_hi = select(bias_hi, vec4<f32>(b), q & vec4<bool>(j >= 4u));
+    }
     for (var i = 0u; i < rows; i++) {
         let r = r0 + i;
         let vlo = pick8(lo, i);
         let vhi = pick8(hi, i);
         for (var j = 0u; j < cols; j++) {
             let col = c0 + j;
-            let v4 = select(vhi, vlo, j < 4u);
+            let v4 = select(vhi + bias_hi, vlo + bias_lo, j < 4u);
             var v = v4[j & 3u];
             let at = p.c_off + r * p.n + col;
             if (p.flags & 4u) != 0u {
                 v += c4[at / 4u][at % 4u];
-            }
-            if (p.flags & 8u) != 0u {
-                let bi = p.bias_off + col;
-                v += bias4[bi / 4u][bi % 4u];
-            }
-            if (p.flags & 16u) != 0u {
-                let bi = p.bias2_off + col;
-                v += bias4[bi / 4u][bi % 4u];
             }
             c4[at / 4u][at % 4u] = v;
         }

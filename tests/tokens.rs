@@ -77,6 +77,19 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
         ),
         (4, 5, 257, 8, 2, true, true, false, Driver::Naive, false),
         (9, 2, 31, 12, 1, true, true, true, Driver::PerStep, false),
+        // The largest vocabulary the in-order embedding gradient takes (embed_grad4_seq).
+        (
+            3,
+            2,
+            256,
+            12,
+            1,
+            false,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
         // W_ih past one 64 KiB uniform window (64 x 300 > 16384 values): read from storage.
         (
             3,

@@ -809,6 +809,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &embed::EMBED4_U,
         &embed::EMBED_GRAD4,
         &embed::EMBED_GRAD4_TEX,
+        &embed::EMBED_GRAD4_SEQ,
+        &embed::EMBED_GRAD4_SEQ_TEX,
         &activation::ACT_FORWARD,
         &activation::ACT_BACKWARD,
     ]

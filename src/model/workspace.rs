@@ -19,7 +19,7 @@ use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
-    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, tn_in_place, tn_sums_fit, tn_texture_fits,
+    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, texture_fits, tn_in_place, tn_sums_fit,
 };
 use crate::ops::recurrence::{LayerMirrors, Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
@@ -180,6 +180,16 @@ pub(crate) struct BatchFirst {
     pub d_o_in: Plan,
 }
 
+/// Texture mirrors of one layer's `h_all` and `da` buffers, current after its loops, and of the
+/// outputs, which the head's dL/do may be copied into.
+#[derive(Clone, Copy)]
+struct GradMirrors<'a> {
+    h: &'a StateTexture,
+    da: &'a StateTexture,
+    /// The outputs' mirror, and whether it holds dL/do already.
+    o: Option<(&'a StateTexture, bool)>,
+}
+
 /// Where one layer's weight gradients read from and write to.
 struct LayerGrads<'a> {
     rows: usize,
@@ -193,10 +203,9 @@ struct LayerGrads<'a> {
     tokens: Option<(TokenLayout, &'a wgpu::Buffer, Option<&'a StateTexture>)>,
     h_all: At<'a>,
     da: At<'a>,
-    /// Texture mirrors of `h_all`'s and `da`'s buffers where the loops keep them current, and
-    /// one the head's dL/do may be copied into (the outputs' mirror): the weight gradients
-    /// read them in place of the buffers.
-    mirrors: Option<(&'a StateTexture, &'a StateTexture, Option<&'a StateTexture>)>,
+    /// Texture mirrors the weight gradients read in place of the buffers, where the loops
+    /// keep them.
+    mirrors: Option<GradMirrors<'a>>,
     /// Offsets of dW_ih, dW_hh and, with biases, db_ih and db_hh in the gradient buffer.
     w_ih: usize,
     w_hh: usize,
@@ -252,14 +261,21 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
                 dv.row_sums = Some((fc_b, None));
             }
             // dL/do from the outputs' mirror (their cross-entropy has read them already).
-            if let Some((h_mirror, _, Some(o_mirror))) = mirrors {
+            if let Some(GradMirrors {
+                h,
+                o: Some((o_mirror, holds_d_o)),
+                ..
+            }) = mirrors
+            {
                 let textured = Gemm {
                     a_mirror: Some(o_mirror),
-                    b_mirror: Some(h_mirror),
+                    b_mirror: Some(h),
                     ..dv
                 };
-                if tn_texture_fits(gpu, &textured).is_some() {
-                    bw.copy_to_mirror(d_o, o_mirror);
+                if texture_fits(gpu, &textured).is_some() {
+                    if !holds_d_o {
+                        bw.copy_to_mirror(d_o, o_mirror);
+                    }
                     dv = textured;
                 }
             }
@@ -268,8 +284,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         // The hidden biases' gradients are the sums of dAᵀ's rows: with token ids (no dU
         // product) they come with dW's.
         let mut dw = tn(h, h, da, h_all, g(w_hh));
-        if let Some((h_mirror, da_mirror, _)) = mirrors {
-            (dw.a_mirror, dw.b_mirror) = (Some(da_mirror), Some(h_mirror));
+        if let Some(m) = mirrors {
+            (dw.a_mirror, dw.b_mirror) = (Some(m.da), Some(m.h));
         }
         let w_fits = !dense && tn_sums_fit(gpu);
         if w_fits && let Some((b_ih, b_hh)) = biases {
@@ -1114,7 +1130,32 @@ impl Workspace {
             at(&layers[nl - 1].da, 0)
         };
         let head_back = Gemm::new(rows, head_width, o, at(&d_o, 0), p(FC_W), head_out);
-        if gpu.subgroup_kernels() && o.is_multiple_of(4) {
+        // dL/do and V from texture mirrors where textures serve: of the outputs (which the
+        // cross-entropy has read already) and of the parameters (held by the plan's copies and
+        // bindings, like every scratch buffer).
+        let params_mirror = if o_mirror.is_some() {
+            StateTexture::new(gpu, "parameters' mirror", layout.len())?
+        } else {
+            None
+        };
+        let textured = o_mirror
+            .as_ref()
+            .zip(params_mirror.as_ref())
+            .and_then(|(om, pm)| {
+                let g = Gemm {
+                    a_mirror: Some(om),
+                    b_mirror: Some(pm),
+                    ..head_back
+                };
+                texture_fits(gpu, &g).is_some().then_some((g, om, pm))
+            });
+        // Whether dL/do sits in the outputs' mirror from here on.
+        let d_o_mirrored = textured.is_some();
+        if let Some((g, om, pm)) = textured {
+            bw.copy_to_mirror(&d_o, om);
+            bw.copy_to_mirror(params, pm);
+            matmul(&mut bw, g)?;
+        } else if gpu.subgroup_kernels() && o.is_multiple_of(4) {
             // V transposed to [D·H, O], so that the product runs as A Bᵀ, the form whose
             // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
             let vt = gpu.storage_buffer("transposed V", head_width * o)?;
@@ -1210,11 +1251,11 @@ impl Workspace {
                         }),
                         h_all: at(&l.h_all, d * hs),
                         da: at(&l.da, d * ts),
-                        mirrors: l
-                            .mirrors
-                            .as_ref()
-                            .filter(|_| !dt)
-                            .map(|m| (&m.h, &m.da, o_mirror.as_ref())),
+                        mirrors: l.mirrors.as_ref().filter(|_| !dt).map(|m| GradMirrors {
+                            h: &m.h,
+                            da: &m.da,
+                            o: o_mirror.as_ref().map(|om| (om, d_o_mirrored)),
+                        }),
                         w_ih: off(&names[kd].w_ih),
                         w_hh: off(&names[kd].w_hh),
                         biases: biases(kd),

@@ -142,17 +142,22 @@ pub(crate) static MATMUL_TN_BC: Kernel = broadcast("matmul_tn_bc", "matmul_tn_bc
 pub(crate) static MATMUL_TN_BC4: Kernel =
     broadcast("matmul_tn_bc4", "matmul_tn_bc", &[("BC_COLS", 4.0)]);
 
-/// `Aᵀ B` with A and B read from texture mirrors of their buffers
-/// (`shaders/matmul_tn_texture.wgsl`): B's rows whole vec4s, A aligned or (`_ua`) not.
-const fn tn_texture(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
+/// The products with A and B read from texture mirrors of their buffers
+/// (`shaders/matmul_texture.wgsl`): `Aᵀ B` (`matmul_tn_tex`) and `A B` (`matmul_nn_tex`), B's
+/// rows whole vec4s, A's rows aligned or (`_ua`) not.
+const fn texture(
+    name: &'static str,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+) -> Kernel {
     Kernel {
         name,
         source: concat!(
             include_str!("../../shaders/blocks.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
-            include_str!("../../shaders/matmul_tn_texture.wgsl")
+            include_str!("../../shaders/matmul_texture.wgsl")
         ),
-        entry: "matmul_tn_tex",
+        entry,
         binds: &[
             Bind::Read,
             Bind::Read,
@@ -166,8 +171,12 @@ const fn tn_texture(name: &'static str, constants: &'static [(&'static str, f64)
     }
 }
 
-pub(crate) static MATMUL_TN_TEX: Kernel = tn_texture("matmul_tn_tex", &[]);
-pub(crate) static MATMUL_TN_TEX_UA: Kernel = tn_texture("matmul_tn_tex_ua", &[("ALIGNED_A", 0.0)]);
+pub(crate) static MATMUL_TN_TEX: Kernel = texture("matmul_tn_tex", "matmul_tn_tex", &[]);
+pub(crate) static MATMUL_TN_TEX_UA: Kernel =
+    texture("matmul_tn_tex_ua", "matmul_tn_tex", &[("ALIGNED_A", 0.0)]);
+pub(crate) static MATMUL_NN_TEX: Kernel = texture("matmul_nn_tex", "matmul_nn_tex", &[]);
+pub(crate) static MATMUL_NN_TEX_UA: Kernel =
+    texture("matmul_nn_tex_ua", "matmul_nn_tex", &[("ALIGNED_A", 0.0)]);
 
 /// Window pairs `matmul_tn_bcw` reads per dispatch (`shaders/matmul_tn_windows.wgsl`).
 const TN_WINDOWS: usize = 4;
@@ -281,9 +290,10 @@ pub(crate) struct Gemm<'a> {
     /// set by [`record_padded`] for the subgroup `A Bᵀ` kernel only.
     pub unaligned_a: bool,
     /// A texture mirror of A's buffer (the same values in the same order, from its start) the
-    /// subgroup `A Bᵀ` and `Aᵀ B` kernels may read A from instead of through windows.
+    /// subgroup `A Bᵀ`, `Aᵀ B` and `A B` kernels may read A from instead of through windows.
     pub a_mirror: Option<&'a StateTexture>,
-    /// A texture mirror of B's buffer, for `Aᵀ B` with both mirrors ([`tn_texture_fits`]).
+    /// A texture mirror of B's buffer, for `Aᵀ B` and `A B` with both mirrors
+    /// ([`texture_fits`]).
     pub b_mirror: Option<&'a StateTexture>,
 }
 
@@ -502,7 +512,10 @@ fn loop_len(gpu: &crate::gpu::Gpu, g: &Gemm) -> usize {
         if is(&[&MATMUL_TN4_SG, &MATMUL_TN4_SG_NARROW]) {
             return g.k.div_ceil(2);
         }
-        if is(&[&MATMUL_TN_BC, &MATMUL_TN_BC4]) || tn_texture_fits(gpu, g).is_some() {
+        if texture_fits(gpu, g).is_some() {
+            return g.k.div_ceil(if g.trans_a { 8 } else { 4 });
+        }
+        if is(&[&MATMUL_TN_BC, &MATMUL_TN_BC4]) {
             return g.k.div_ceil(8);
         }
         if is(&[
@@ -571,8 +584,8 @@ fn record_split(
 pub(crate) const MAX_CPU_ROWS: usize = 32768;
 
 fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
-    if let Some(mirrors) = tn_texture_fits(plan.gpu(), &g) {
-        return record_tn_texture(plan, &g, mirrors);
+    if let Some(mirrors) = texture_fits(plan.gpu(), &g) {
+        return record_texture(plan, &g, mirrors);
     }
     if broadcast_fits(plan.gpu(), &g) {
         return record_broadcast(plan, g);
@@ -608,16 +621,17 @@ fn record(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     }
 }
 
-/// The mirrors of A and B `g` runs from as `matmul_tn_tex` on `gpu`: `Aᵀ B` under the subgroup
-/// kernel style with both mirrors given, B's rows whole vec4s, no bias.
-pub(crate) fn tn_texture_fits<'a>(
+/// The mirrors of A and B `g` runs from as `matmul_tn_tex` (`Aᵀ B`, row sums allowed) or
+/// `matmul_nn_tex` (`A B`, no options) on `gpu`: under the subgroup kernel style with both
+/// mirrors given, B's rows whole vec4s, no bias.
+pub(crate) fn texture_fits<'a>(
     gpu: &Gpu,
     g: &Gemm<'a>,
 ) -> Option<(&'a StateTexture, &'a StateTexture)> {
     let four = |v: usize| v.is_multiple_of(4);
+    let form = (g.trans_a || g.row_sums.is_none()) && !g.trans_b;
     let fits = gpu.subgroup_kernels()
-        && g.trans_a
-        && !g.trans_b
+        && form
         && four(g.n)
         && four(g.b.off)
         && g.bias.is_none()
@@ -626,19 +640,23 @@ pub(crate) fn tn_texture_fits<'a>(
     g.a_mirror.zip(g.b_mirror).filter(|_| fits)
 }
 
-/// Records `g` as one `matmul_tn_tex` dispatch reading A and B from `mirrors`: on lavapipe
-/// the character model's dW and dV with their bias gradients took 5.0 ms where
-/// `matmul_tn_bcw` through windows took 8.3.
-fn record_tn_texture(
+/// Records `g` as one `matmul_tn_tex` or `matmul_nn_tex` dispatch reading A and B from
+/// `mirrors`: on lavapipe the character model's dW and dV with their bias gradients took
+/// 5.0 ms where `matmul_tn_bcw` through windows took 8.3, and dO V ? ms where
+/// `matmul_nt4_bc` (with V transposed) took 3.3.
+fn record_texture(
     plan: &mut PlanBuilder,
     g: &Gemm,
     (a_mirror, b_mirror): (&StateTexture, &StateTexture),
 ) -> Result<()> {
     let four = |v: usize| v.is_multiple_of(4);
-    let kernel = if four(g.m) && four(g.a.off) {
-        &MATMUL_TN_TEX
-    } else {
-        &MATMUL_TN_TEX_UA
+    // Where A's rows start: at k m for Aᵀ B, at m k for A B.
+    let aligned = four(if g.trans_a { g.m } else { g.k }) && four(g.a.off);
+    let kernel = match (g.trans_a, aligned) {
+        (true, true) => &MATMUL_TN_TEX,
+        (true, false) => &MATMUL_TN_TEX_UA,
+        (false, true) => &MATMUL_NN_TEX,
+        (false, false) => &MATMUL_NN_TEX_UA,
     };
     let (params, bias_buf) = params_of(g);
     let grid = [groups(g.n, 64), groups(g.m, 16), 1];
@@ -1237,12 +1255,12 @@ mod tests {
         }
     }
 
-    /// `Aᵀ B` from texture mirrors of A and B (`matmul_tn_tex`, the weight gradients' kernel
-    /// where the loops keep mirrors) against the CPU: M of any size and offset (the shifted
-    /// reads), N a multiple of 4 from an aligned offset, K of 1, odd and past a workgroup's
-    /// rows; accumulating, with both row sums.
+    /// `Aᵀ B` and `A B` from texture mirrors of A and B (`matmul_tn_tex`, `matmul_nn_tex`:
+    /// the weight gradients and dO V where the loops keep mirrors) against the CPU: A's rows of
+    /// any length from any offset (the shifted reads), N a multiple of 4 from an aligned offset,
+    /// K of 1, odd and past a workgroup's rows; accumulating, `Aᵀ B` with both row sums.
     #[test]
-    fn texture_tn_products_match_cpu() {
+    fn texture_products_match_cpu() {
         let gpu = Gpu::new()
             .unwrap_or_else(|e| panic!("{e}"))
             .with_kernels(KernelStyle::Subgroup);
@@ -1259,57 +1277,64 @@ mod tests {
             (128, 128, 300, 4, 0),
             (17, 68, 65, 3, 8),
             (33, 12, 2053, 2, 4),
+            (2048, 128, 83, 0, 4),
         ] {
-            let (a, b) = (rand(a_off + m * k), rand(b_off + k * n));
-            let (c0, sums0) = (rand(m * n), rand(2 * m));
-            let buf = |v: &[f32]| upload(&gpu, v);
-            let (ab, bb, cb) = (buf(&a), buf(&b), buf(&[c0.clone(), sums0.clone()].concat()));
-            let mirror = |v: &[f32]| {
-                StateTexture::new(&gpu, "test mirror", v.len())
-                    .expect("texture")
-                    .expect("a mirror this small fits")
-            };
-            let (am, bm) = (mirror(&a), mirror(&b));
-            let g = Gemm {
-                trans_a: true,
-                accumulate: true,
-                row_sums: Some((m * n, Some(m * n + m))),
-                a_mirror: Some(&am),
-                b_mirror: Some(&bm),
-                ..Gemm::new(m, n, k, at(&ab, a_off), at(&bb, b_off), at(&cb, 0))
-            };
-            assert!(
-                tn_texture_fits(&gpu, &g).is_some(),
-                "({m}, {n}, {k}) not textured"
-            );
-            let mut plan = PlanBuilder::new(&gpu, "test");
-            plan.copy_to_mirror(&ab, &am);
-            plan.copy_to_mirror(&bb, &bm);
-            matmul(&mut plan, g).expect("record");
-            let plan = plan.finish().expect("plan");
-            run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan], |_| {}).expect("run");
-            let got = gpu.read(&cb, 0, m * n + 2 * m).expect("read");
-            let mut want = cpu(
-                (m, n, k),
-                &a[a_off..],
-                true,
-                &b[b_off..],
-                false,
-                &c0,
-                true,
-                None,
-            );
-            for part in 0..2 {
-                for r in 0..m {
-                    let s: f64 = (0..k).map(|kk| f64::from(a[a_off + kk * m + r])).sum();
-                    want.push(s + f64::from(sums0[part * m + r]));
-                }
-            }
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            for ta in [true, false] {
+                let (a, b) = (rand(a_off + m * k), rand(b_off + k * n));
+                let (c0, sums0) = (rand(m * n), rand(2 * m));
+                let buf = |v: &[f32]| upload(&gpu, v);
+                let (ab, bb, cb) = (buf(&a), buf(&b), buf(&[c0.clone(), sums0.clone()].concat()));
+                let mirror = |v: &[f32]| {
+                    StateTexture::new(&gpu, "test mirror", v.len())
+                        .expect("texture")
+                        .expect("a mirror this small fits")
+                };
+                let (am, bm) = (mirror(&a), mirror(&b));
+                let g = Gemm {
+                    trans_a: ta,
+                    accumulate: true,
+                    row_sums: ta.then_some((m * n, Some(m * n + m))),
+                    a_mirror: Some(&am),
+                    b_mirror: Some(&bm),
+                    ..Gemm::new(m, n, k, at(&ab, a_off), at(&bb, b_off), at(&cb, 0))
+                };
                 assert!(
-                    (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
-                    "({m}, {n}, {k}) offsets {a_off}, {b_off}: value {i} = {g}, want {w}"
+                    texture_fits(&gpu, &g).is_some(),
+                    "({m}, {n}, {k}) not textured"
                 );
+                let mut plan = PlanBuilder::new(&gpu, "test");
+                plan.copy_to_mirror(&ab, &am);
+                plan.copy_to_mirror(&bb, &bm);
+                matmul(&mut plan, g).expect("record");
+                let plan = plan.finish().expect("plan");
+                run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan], |_| {}).expect("run");
+                let got = gpu.read(&cb, 0, m * n + 2 * m).expect("read");
+                let mut want = cpu(
+                    (m, n, k),
+                    &a[a_off..],
+                    ta,
+                    &b[b_off..],
+                    false,
+                    &c0,
+                    true,
+                    None,
+                );
+                for part in 0..2 {
+                    for r in 0..m {
+                        let s: f64 = if ta {
+                            (0..k).map(|kk| f64::from(a[a_off + kk * m + r])).sum()
+                        } else {
+                            0.0
+                        };
+                        want.push(s + f64::from(sums0[part * m + r]));
+                    }
+                }
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "trans_a {ta} ({m}, {n}, {k}) offsets {a_off}, {b_off}: value {i} = {g}, want {w}"
+                    );
+                }
             }
         }
     }

@@ -771,6 +771,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         matmul::tn_bcw(false),
         &matmul::MATMUL_TN_TEX,
         &matmul::MATMUL_TN_TEX_UA,
+        &matmul::MATMUL_NN_TEX,
+        &matmul::MATMUL_NN_TEX_UA,
         &matmul::MATMUL_TN4_NARROW,
         &matmul::MATMUL_NN4_NARROW,
         &recurrence::PREPARE,

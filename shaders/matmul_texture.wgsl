@@ -1,4 +1,5 @@
 // Appended to matmul.wgsl (its parameters, bindings, store_cols and store_row_sums8).
+// Products whose operands are read from texture mirrors of their buffers.
 //
 // matmul_tn_tex: C = A^T B for the weight gradients over all T·B rows, A [K, M] and B [K, N]
 // read from texture mirrors of their buffers (ops::state_texture: vec4 i is texel
@@ -15,7 +16,7 @@
 // (ALIGNED_A false: each lane's values shifted out of 5 texels). With ROW_SUMS the sums of
 // C's rows of A^T come too (the bias gradients).
 
-override ALIGNED_A: bool = true; // M and p.a_off multiples of 4
+override ALIGNED_A: bool = true; // A's rows start at whole vec4s (tn: M and p.a_off, nn: K and p.a_off multiples of 4)
 
 @group(0) @binding(5) var amt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var bmt: texture_storage_2d<rgba32float, read>;
@@ -70,6 +71,26 @@ fn tex_step(
     tex_rows4(acc, 4u, subgroupShuffle(a[1], j), b_lo, b_hi);
     tex_rows4(acc, 8u, subgroupShuffle(a[2], j), b_lo, b_hi);
     tex_rows4(acc, 12u, subgroupShuffle(a[3], j), b_lo, b_hi);
+}
+
+// Writes the 16 rows from r0 of the lane's 8 columns. Constant indices only: one read of acc
+// at a varying index keeps all of it in memory, every multiply-add's sum loaded and stored
+// lane by lane (30 times slower on lavapipe).
+fn store16(r0: u32, c0: u32, a0: TexAcc) {
+    store_cols(
+        r0,
+        c0,
+        array<vec4<f32>, 8>(a0.lo[0], a0.lo[1], a0.lo[2], a0.lo[3], a0.lo[4], a0.lo[5], a0.lo[6], a0.lo[7]),
+        array<vec4<f32>, 8>(a0.hi[0], a0.hi[1], a0.hi[2], a0.hi[3], a0.hi[4], a0.hi[5], a0.hi[6], a0.hi[7]),
+        8u,
+    );
+    store_cols(
+        r0 + 8u,
+        c0,
+        array<vec4<f32>, 8>(a0.lo[8], a0.lo[9], a0.lo[10], a0.lo[11], a0.lo[12], a0.lo[13], a0.lo[14], a0.lo[15]),
+        array<vec4<f32>, 8>(a0.hi[8], a0.hi[9], a0.hi[10], a0.hi[11], a0.hi[12], a0.hi[13], a0.hi[14], a0.hi[15]),
+        8u,
+    );
 }
 
 @compute @workgroup_size(8, 1, 1)
@@ -136,25 +157,83 @@ fn matmul_tn_tex(
     if r0 >= p.m || c0 >= p.n {
         return;
     }
-    // Constant indices only: one read of acc at a varying index keeps all of it in memory,
-    // every multiply-add's sum loaded and stored lane by lane (30 times slower on lavapipe).
-    let a0 = acc;
-    store_cols(
-        r0,
-        c0,
-        array<vec4<f32>, 8>(a0.lo[0], a0.lo[1], a0.lo[2], a0.lo[3], a0.lo[4], a0.lo[5], a0.lo[6], a0.lo[7]),
-        array<vec4<f32>, 8>(a0.hi[0], a0.hi[1], a0.hi[2], a0.hi[3], a0.hi[4], a0.hi[5], a0.hi[6], a0.hi[7]),
-        8u,
-    );
-    store_cols(
-        r0 + 8u,
-        c0,
-        array<vec4<f32>, 8>(a0.lo[8], a0.lo[9], a0.lo[10], a0.lo[11], a0.lo[12], a0.lo[13], a0.lo[14], a0.lo[15]),
-        array<vec4<f32>, 8>(a0.hi[8], a0.hi[9], a0.hi[10], a0.hi[11], a0.hi[12], a0.hi[13], a0.hi[14], a0.hi[15]),
-        8u,
-    );
+    store16(r0, c0, acc);
     if (p.flags & 64u) != 0u && c0 == 0u {
         store_row_sums8(r0, t0, t1);
         store_row_sums8(r0 + 8u, t2, t3);
     }
+}
+
+// matmul_nn_tex: C = A B, A [M, K] (rows anywhere) and B [K, N] (rows whole vec4s) from
+// texture mirrors, no options: dL/dh = dO V, V straight from a mirror of the parameters, where
+// matmul_nt4_bc read dO through windows and V transposed into one. A subgroup computes 16 rows
+// x 64 columns: per 4 values of k each lane gathers its two rows' 4 values of A (rows
+// r0 + 2 l and r0 + 2 l + 1) and hands them round by shuffles from constant lanes, and its 8
+// columns of B's 4 rows there.
+
+// Values k .. k + 3 of the row of A from element e, zero at or past K.
+fn a_row4(e: u32, k: u32) -> vec4<f32> {
+    let i = e + k;
+    let t = i / 4u;
+    var v: vec4<f32>;
+    if ALIGNED_A {
+        v = a_texel(t);
+    } else {
+        v = shifted(a_texel(t), a_texel(t + 1u), i % 4u);
+    }
+    return select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k));
+}
+
+// Component q (a constant after inlining) of the 16 rows' values a, times B's row.
+fn nn_q(acc: ptr<function, TexAcc>, a: array<vec4<f32>, 16>, q: u32, b_lo: vec4<f32>, b_hi: vec4<f32>) {
+    tex_rows4(acc, 0u, vec4<f32>(a[0][q], a[1][q], a[2][q], a[3][q]), b_lo, b_hi);
+    tex_rows4(acc, 4u, vec4<f32>(a[4][q], a[5][q], a[6][q], a[7][q]), b_lo, b_hi);
+    tex_rows4(acc, 8u, vec4<f32>(a[8][q], a[9][q], a[10][q], a[11][q]), b_lo, b_hi);
+    tex_rows4(acc, 12u, vec4<f32>(a[12][q], a[13][q], a[14][q], a[15][q]), b_lo, b_hi);
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_nn_tex(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    p = p_in;
+    let r0 = wid.y * 16u;
+    let c0 = wid.x * 64u + lane * 8u;
+    let n4 = p.n / 4u;
+    let cb_lo = p.b_off / 4u + min(c0 / 4u, n4 - 1u);
+    let cb_hi = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    // This lane's two rows of A (past M the last: never written).
+    let e0 = p.a_off + min(r0 + 2u * lane, p.m - 1u) * p.k;
+    let e1 = p.a_off + min(r0 + 2u * lane + 1u, p.m - 1u) * p.k;
+    let last = p.k - 1u;
+    var acc: TexAcc;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let m0 = a_row4(e0, k);
+        let m1 = a_row4(e1, k);
+        // Row r0 + i's values: lane i / 2's m(i % 2).
+        let a = array<vec4<f32>, 16>(
+            subgroupShuffle(m0, 0u), subgroupShuffle(m1, 0u),
+            subgroupShuffle(m0, 1u), subgroupShuffle(m1, 1u),
+            subgroupShuffle(m0, 2u), subgroupShuffle(m1, 2u),
+            subgroupShuffle(m0, 3u), subgroupShuffle(m1, 3u),
+            subgroupShuffle(m0, 4u), subgroupShuffle(m1, 4u),
+            subgroupShuffle(m0, 5u), subgroupShuffle(m1, 5u),
+            subgroupShuffle(m0, 6u), subgroupShuffle(m1, 6u),
+            subgroupShuffle(m0, 7u), subgroupShuffle(m1, 7u),
+        );
+        // B's rows k .. k + 3; past K the last (A is zero there).
+        var row = min(k, last) * n4;
+        nn_q(&acc, a, 0u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k + 1u, last) * n4;
+        nn_q(&acc, a, 1u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k + 2u, last) * n4;
+        nn_q(&acc, a, 2u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        row = min(k + 3u, last) * n4;
+        nn_q(&acc, a, 3u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+    }
+    if r0 >= p.m || c0 >= p.n {
+        return;
+    }
+    store16(r0, c0, acc);
 }

@@ -59,14 +59,10 @@ fn tex_rows4(acc: ptr<function, TexAcc>, i: u32, v: vec4<f32>, b_lo: vec4<f32>, 
 }
 
 // One k: lane j's 16 values of A (shuffles from a constant lane: vector permutes on
-// lavapipe) times B's row there.
-fn tex_step(
-    acc: ptr<function, TexAcc>,
-    a: array<vec4<f32>, 4>,
-    j: u32,
-    b_lo: vec4<f32>,
-    b_hi: vec4<f32>,
-) {
+// lavapipe) times B's row there, the lane's two texels from cb_lo and cb_hi past row.
+fn tex_step(acc: ptr<function, TexAcc>, a: array<vec4<f32>, 4>, j: u32, cb_lo: u32, cb_hi: u32, row: u32) {
+    let b_lo = b_texel(cb_lo + row);
+    let b_hi = b_texel(cb_hi + row);
     tex_rows4(acc, 0u, subgroupShuffle(a[0], j), b_lo, b_hi);
     tex_rows4(acc, 4u, subgroupShuffle(a[1], j), b_lo, b_hi);
     tex_rows4(acc, 8u, subgroupShuffle(a[2], j), b_lo, b_hi);
@@ -131,22 +127,14 @@ fn matmul_tn_tex(
         }
         // B's rows k0 .. k0 + 7; past K the last (A is zero there).
         let last = p.k - 1u;
-        var row = min(k0, last) * n4;
-        tex_step(&acc, a, 0u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 1u, last) * n4;
-        tex_step(&acc, a, 1u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 2u, last) * n4;
-        tex_step(&acc, a, 2u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 3u, last) * n4;
-        tex_step(&acc, a, 3u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 4u, last) * n4;
-        tex_step(&acc, a, 4u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 5u, last) * n4;
-        tex_step(&acc, a, 5u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 6u, last) * n4;
-        tex_step(&acc, a, 6u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k0 + 7u, last) * n4;
-        tex_step(&acc, a, 7u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        tex_step(&acc, a, 0u, cb_lo, cb_hi, min(k0, last) * n4);
+        tex_step(&acc, a, 1u, cb_lo, cb_hi, min(k0 + 1u, last) * n4);
+        tex_step(&acc, a, 2u, cb_lo, cb_hi, min(k0 + 2u, last) * n4);
+        tex_step(&acc, a, 3u, cb_lo, cb_hi, min(k0 + 3u, last) * n4);
+        tex_step(&acc, a, 4u, cb_lo, cb_hi, min(k0 + 4u, last) * n4);
+        tex_step(&acc, a, 5u, cb_lo, cb_hi, min(k0 + 5u, last) * n4);
+        tex_step(&acc, a, 6u, cb_lo, cb_hi, min(k0 + 6u, last) * n4);
+        tex_step(&acc, a, 7u, cb_lo, cb_hi, min(k0 + 7u, last) * n4);
     }
     // Every lane summed its own k: the subgroup's sums are the rows', taken with every lane
     // active, before the lanes part.
@@ -184,8 +172,11 @@ fn a_row4(e: u32, k: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k));
 }
 
-// Component q (a constant after inlining) of the 16 rows' values a, times B's row.
-fn nn_q(acc: ptr<function, TexAcc>, a: array<vec4<f32>, 16>, q: u32, b_lo: vec4<f32>, b_hi: vec4<f32>) {
+// Component q (a constant after inlining) of the 16 rows' values a, times B's row there,
+// the lane's two texels from cb_lo and cb_hi past row.
+fn nn_q(acc: ptr<function, TexAcc>, a: array<vec4<f32>, 16>, q: u32, cb_lo: u32, cb_hi: u32, row: u32) {
+    let b_lo = b_texel(cb_lo + row);
+    let b_hi = b_texel(cb_hi + row);
     tex_rows4(acc, 0u, vec4<f32>(a[0][q], a[1][q], a[2][q], a[3][q]), b_lo, b_hi);
     tex_rows4(acc, 4u, vec4<f32>(a[4][q], a[5][q], a[6][q], a[7][q]), b_lo, b_hi);
     tex_rows4(acc, 8u, vec4<f32>(a[8][q], a[9][q], a[10][q], a[11][q]), b_lo, b_hi);
@@ -223,14 +214,10 @@ fn matmul_nn_tex(
             subgroupShuffle(m0, 7u), subgroupShuffle(m1, 7u),
         );
         // B's rows k .. k + 3; past K the last (A is zero there).
-        var row = min(k, last) * n4;
-        nn_q(&acc, a, 0u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k + 1u, last) * n4;
-        nn_q(&acc, a, 1u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k + 2u, last) * n4;
-        nn_q(&acc, a, 2u, b_texel(cb_lo + row), b_texel(cb_hi + row));
-        row = min(k + 3u, last) * n4;
-        nn_q(&acc, a, 3u, b_texel(cb_lo + row), b_texel(cb_hi + row));
+        nn_q(&acc, a, 0u, cb_lo, cb_hi, min(k, last) * n4);
+        nn_q(&acc, a, 1u, cb_lo, cb_hi, min(k + 1u, last) * n4);
+        nn_q(&acc, a, 2u, cb_lo, cb_hi, min(k + 2u, last) * n4);
+        nn_q(&acc, a, 3u, cb_lo, cb_hi, min(k + 3u, last) * n4);
     }
     if r0 >= p.m || c0 >= p.n {
         return;

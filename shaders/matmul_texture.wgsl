@@ -38,9 +38,8 @@ fn shifted(x: vec4<f32>, y: vec4<f32>, s: u32) -> vec4<f32> {
 }
 
 // C's 16 rows of A^T at one k (4 values of a row in each vec4) times B's values at that k in
-// the lane's 8 columns (b_lo, b_hi), into lo and hi (row r's columns 0 .. 3 and 4 .. 7).
-// Written out row by row: as loops over the rows and a vec4's components lavapipe's compiler
-// ran the whole product 30 times slower.
+// the lane's 8 columns (b_lo, b_hi), into lo and hi (row r's columns 0 .. 3 and 4 .. 7),
+// written out so that every index into them is a constant after inlining (see store16).
 struct TexAcc {
     lo: array<vec4<f32>, 16>,
     hi: array<vec4<f32>, 16>,

@@ -86,6 +86,13 @@ fn embed4(
     }
 }
 
+// dU[j .. j + 3, v] = s: column v of U's gradient [H, I] at units j .. j + 3.
+fn put_column4(j: u32, v: u32, s: vec4<f32>) {
+    for (var c = 0u; c < 4u; c++) {
+        out[p4.out_off + (j + c) * p4.input + v] = s[c];
+    }
+}
+
 // A subgroup per 8 ids x 32 units at a time; ids past the grid's height loop. Lane l
 // searches where id v0 + l's run of positions starts, and v0 + l + 1's.
 @compute @workgroup_size(8, 1, 1)
@@ -120,9 +127,7 @@ fn embed_grad4(
                 }
             }
             if v < p4.input && j < p4.hidden {
-                for (var c = 0u; c < 4u; c++) {
-                    out[p4.out_off + (j + c) * p4.input + v] = s[c];
-                }
+                put_column4(j, v, s);
             }
         }
     }
@@ -162,10 +167,7 @@ fn embed_grad4_seq(
     }
     if j < p4.hidden {
         for (var v = 0u; v < p4.input; v++) {
-            let s = sums[min(v, SEQ_IDS - 1u)];
-            for (var c = 0u; c < 4u; c++) {
-                out[p4.out_off + (j + c) * p4.input + v] = s[c];
-            }
+            put_column4(j, v, sums[min(v, SEQ_IDS - 1u)]);
         }
     }
 }

@@ -88,25 +88,38 @@ fn store16(r0: u32, c0: u32, a0: TexAcc) {
     );
 }
 
+// The subgroup's first row of C, the lane's first column, B's vec4s per row, and where the
+// lane's two vec4s of B's row 0 are (past the edge the last one: never written).
+struct TexPlace {
+    r0: u32,
+    c0: u32,
+    n4: u32,
+    cb_lo: u32,
+    cb_hi: u32,
+}
+
+fn tex_place(wid: vec3<u32>, lane: u32) -> TexPlace {
+    let c0 = wid.x * 64u + lane * 8u;
+    let n4 = p.n / 4u;
+    let cb_lo = p.b_off / 4u + min(c0 / 4u, n4 - 1u);
+    let cb_hi = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    return TexPlace(wid.y * 16u, c0, n4, cb_lo, cb_hi);
+}
+
 @compute @workgroup_size(8, 1, 1)
 fn matmul_tn_tex(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     p = p_in;
-    let r0 = wid.y * 16u;
-    let c0 = wid.x * 64u + lane * 8u;
-    // The lane's two vec4s of B's row 0 (past the edge the last one: never written).
-    let n4 = p.n / 4u;
-    let cb_lo = p.b_off / 4u + min(c0 / 4u, n4 - 1u);
-    let cb_hi = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    let at = tex_place(wid, lane);
     var acc: TexAcc;
     var sums: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += 8u) {
         // This lane's k and its 16 values of A (zero past K; rows past M are never written).
         let mk = k0 + lane;
         let live = select(0.0, 1.0, mk < p.k);
-        let e = p.a_off + min(mk, p.k - 1u) * p.m + r0;
+        let e = p.a_off + min(mk, p.k - 1u) * p.m + at.r0;
         let t = e / 4u;
         var a: array<vec4<f32>, 4>;
         if ALIGNED_A {
@@ -126,14 +139,14 @@ fn matmul_tn_tex(
         }
         // B's rows k0 .. k0 + 7; past K the last (A is zero there).
         let last = p.k - 1u;
-        tex_step(&acc, a, 0u, cb_lo, cb_hi, min(k0, last) * n4);
-        tex_step(&acc, a, 1u, cb_lo, cb_hi, min(k0 + 1u, last) * n4);
-        tex_step(&acc, a, 2u, cb_lo, cb_hi, min(k0 + 2u, last) * n4);
-        tex_step(&acc, a, 3u, cb_lo, cb_hi, min(k0 + 3u, last) * n4);
-        tex_step(&acc, a, 4u, cb_lo, cb_hi, min(k0 + 4u, last) * n4);
-        tex_step(&acc, a, 5u, cb_lo, cb_hi, min(k0 + 5u, last) * n4);
-        tex_step(&acc, a, 6u, cb_lo, cb_hi, min(k0 + 6u, last) * n4);
-        tex_step(&acc, a, 7u, cb_lo, cb_hi, min(k0 + 7u, last) * n4);
+        tex_step(&acc, a, 0u, at.cb_lo, at.cb_hi, min(k0, last) * at.n4);
+        tex_step(&acc, a, 1u, at.cb_lo, at.cb_hi, min(k0 + 1u, last) * at.n4);
+        tex_step(&acc, a, 2u, at.cb_lo, at.cb_hi, min(k0 + 2u, last) * at.n4);
+        tex_step(&acc, a, 3u, at.cb_lo, at.cb_hi, min(k0 + 3u, last) * at.n4);
+        tex_step(&acc, a, 4u, at.cb_lo, at.cb_hi, min(k0 + 4u, last) * at.n4);
+        tex_step(&acc, a, 5u, at.cb_lo, at.cb_hi, min(k0 + 5u, last) * at.n4);
+        tex_step(&acc, a, 6u, at.cb_lo, at.cb_hi, min(k0 + 6u, last) * at.n4);
+        tex_step(&acc, a, 7u, at.cb_lo, at.cb_hi, min(k0 + 7u, last) * at.n4);
     }
     // Every lane summed its own k: the subgroup's sums are the rows', taken with every lane
     // active, before the lanes part.
@@ -141,13 +154,13 @@ fn matmul_tn_tex(
     let t1 = subgroupAdd(sums[1]);
     let t2 = subgroupAdd(sums[2]);
     let t3 = subgroupAdd(sums[3]);
-    if r0 >= p.m || c0 >= p.n {
+    if at.r0 >= p.m || at.c0 >= p.n {
         return;
     }
-    store16(r0, c0, acc);
-    if (p.flags & 64u) != 0u && c0 == 0u {
-        store_row_sums8(r0, t0, t1);
-        store_row_sums8(r0 + 8u, t2, t3);
+    store16(at.r0, at.c0, acc);
+    if (p.flags & 64u) != 0u && at.c0 == 0u {
+        store_row_sums8(at.r0, t0, t1);
+        store_row_sums8(at.r0 + 8u, t2, t3);
     }
 }
 
@@ -188,14 +201,10 @@ fn matmul_nn_tex(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     p = p_in;
-    let r0 = wid.y * 16u;
-    let c0 = wid.x * 64u + lane * 8u;
-    let n4 = p.n / 4u;
-    let cb_lo = p.b_off / 4u + min(c0 / 4u, n4 - 1u);
-    let cb_hi = p.b_off / 4u + min(c0 / 4u + 1u, n4 - 1u);
+    let at = tex_place(wid, lane);
     // This lane's two rows of A (past M the last: never written).
-    let e0 = p.a_off + min(r0 + 2u * lane, p.m - 1u) * p.k;
-    let e1 = p.a_off + min(r0 + 2u * lane + 1u, p.m - 1u) * p.k;
+    let e0 = p.a_off + min(at.r0 + 2u * lane, p.m - 1u) * p.k;
+    let e1 = p.a_off + min(at.r0 + 2u * lane + 1u, p.m - 1u) * p.k;
     let last = p.k - 1u;
     var acc: TexAcc;
     for (var k = 0u; k < p.k; k += 4u) {
@@ -213,13 +222,13 @@ fn matmul_nn_tex(
             subgroupShuffle(m0, 7u), subgroupShuffle(m1, 7u),
         );
         // B's rows k .. k + 3; past K the last (A is zero there).
-        nn_q(&acc, a, 0u, cb_lo, cb_hi, min(k, last) * n4);
-        nn_q(&acc, a, 1u, cb_lo, cb_hi, min(k + 1u, last) * n4);
-        nn_q(&acc, a, 2u, cb_lo, cb_hi, min(k + 2u, last) * n4);
-        nn_q(&acc, a, 3u, cb_lo, cb_hi, min(k + 3u, last) * n4);
+        nn_q(&acc, a, 0u, at.cb_lo, at.cb_hi, min(k, last) * at.n4);
+        nn_q(&acc, a, 1u, at.cb_lo, at.cb_hi, min(k + 1u, last) * at.n4);
+        nn_q(&acc, a, 2u, at.cb_lo, at.cb_hi, min(k + 2u, last) * at.n4);
+        nn_q(&acc, a, 3u, at.cb_lo, at.cb_hi, min(k + 3u, last) * at.n4);
     }
-    if r0 >= p.m || c0 >= p.n {
+    if at.r0 >= p.m || at.c0 >= p.n {
         return;
     }
-    store16(r0, c0, acc);
+    store16(at.r0, at.c0, acc);
 }

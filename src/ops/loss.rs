@@ -7,15 +7,8 @@ use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 use crate::loss::{Loss, LossKind, Reduction};
 
-const BINDS: &[Bind] = &[
-    Bind::Read,
-    Bind::Read,
-    Bind::Read,
-    Bind::ReadWrite,
-    Bind::ReadWrite,
-    Bind::ReadWrite,
-    Bind::Params,
-];
+/// The loss kernels' bindings: `cross_entropy8`'s without its texture slot.
+const BINDS: &[Bind] = CE8_BINDS.split_at(CE8_BINDS.len() - 1).0;
 const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
 
 pub(crate) static MSE: Kernel = Kernel {

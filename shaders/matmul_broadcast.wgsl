@@ -50,6 +50,22 @@ fn from_lanes(x: vec4<f32>) -> array<vec4<f32>, 8> {
 @group(0) @binding(5) var amt: texture_storage_2d<rgba32float, read>;
 override A_TEXTURE: bool = false;
 
+// With B_TEXTURE as well (matmul_nt4_bc_tt), B's rows from a texture mirror of their buffer
+// too (p.b_off counting from the buffer's start, K and p.b_off multiples of 4): a texel's
+// gather loads each lane's 4 values at once, where the window's gathers them one component at
+// a time (the character model's head, V from the parameters' mirror: 3.55-3.6 -> 3.33-3.38
+// ms). Unread otherwise, but bound.
+@group(0) @binding(6) var bmt: texture_storage_2d<rgba32float, read>;
+override B_TEXTURE: bool = false;
+
+// vec4 q of B (of its window, or of its buffer's mirror).
+fn b_vec4(q: u32) -> vec4<f32> {
+    if B_TEXTURE {
+        return textureLoad(bmt, vec2<u32>(q % 1024u, q / 1024u));
+    }
+    return bu[q];
+}
+
 // Values k .. k + 3 of the row of A from element e of its window, zero at or past K.
 fn a_row4(e: u32, k: u32) -> vec4<f32> {
     if A_TEXTURE {
@@ -92,19 +108,19 @@ fn matmul_nt4_bc(
         if !wide {
             mine2 = a_row4(e2, 4u * k);
         }
-        let w0 = bu[q0 + k];
-        let w1 = bu[q1 + k];
-        let w2 = bu[q2 + k];
-        let w3 = bu[q3 + k];
+        let w0 = b_vec4(q0 + k);
+        let w1 = b_vec4(q1 + k);
+        let w2 = b_vec4(q2 + k);
+        let w3 = b_vec4(q3 + k);
         var w4 = vec4<f32>(0.0);
         var w5 = vec4<f32>(0.0);
         var w6 = vec4<f32>(0.0);
         var w7 = vec4<f32>(0.0);
         if wide {
-            w4 = bu[q4 + k];
-            w5 = bu[q5 + k];
-            w6 = bu[q6 + k];
-            w7 = bu[q7 + k];
+            w4 = b_vec4(q4 + k);
+            w5 = b_vec4(q5 + k);
+            w6 = b_vec4(q6 + k);
+            w7 = b_vec4(q7 + k);
         }
         let s = from_lanes(mine);
         for (var i = 0u; i < 8u; i++) {

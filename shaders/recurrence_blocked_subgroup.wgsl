@@ -134,6 +134,13 @@ fn blocked_backward_sg(
 
 override COL_PAIRS: bool = false;
 
+// With ROW_PAIRS instead, a workgroup owns 16 batch rows, two halves of 8 that share each
+// load of W: per 4 steps of k a lane gathers 8 texels of W and 2 of the state for 512
+// multiply-adds, where COL_PAIRS gathers 16 and 1. The crate takes it where there are still
+// as many workgroups as CPU threads (lavapipe hands each thread a run of consecutive
+// workgroups, so a grid of 4 with two idle would serialise the two busy ones).
+override ROW_PAIRS: bool = false;
+
 fn product_broadcast(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block {
     let q = r.hp / 4u;
     let srow = (doff + state + min(r0 + min(lane, BLOCK_M - 1u), r.batch - 1u) * r.hidden) / 4u;
@@ -228,6 +235,51 @@ fn product_broadcast2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Bloc
     return o;
 }
 
+// product_broadcast for rows r0 .. r0 + 7 (a) and r0 + 8 .. r0 + 15 (b) at once, from one
+// load of W's 8 rows (ROW_PAIRS). Rows past B read the last one and are never written.
+fn product_rows2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block2 {
+    let q = r.hp / 4u;
+    let srow0 = (doff + state + min(r0 + lane, r.batch - 1u) * r.hidden) / 4u;
+    let srow1 = (doff + state + min(r0 + 8u + lane, r.batch - 1u) * r.hidden) / 4u;
+    var o: Block2;
+    for (var k4 = 0u; k4 < q; k4++) {
+        var w: array<vec4<f32>, 8>;
+        for (var c = 0u; c < 8u; c++) {
+            w[c] = w_row(sec, c0 + c, k4);
+        }
+        let mine0 = state_at(srow0 + k4);
+        let mine1 = state_at(srow1 + k4);
+        var s: array<vec4<f32>, 8>;
+        s[0] = subgroupBroadcast(mine0, 0u);
+        s[1] = subgroupBroadcast(mine0, 1u);
+        s[2] = subgroupBroadcast(mine0, 2u);
+        s[3] = subgroupBroadcast(mine0, 3u);
+        s[4] = subgroupBroadcast(mine0, 4u);
+        s[5] = subgroupBroadcast(mine0, 5u);
+        s[6] = subgroupBroadcast(mine0, 6u);
+        s[7] = subgroupBroadcast(mine0, 7u);
+        for (var i = 0u; i < 8u; i++) {
+            let v = s[i];
+            o.a.lo[i] += vec4<f32>(dot(v, w[0]), dot(v, w[1]), dot(v, w[2]), dot(v, w[3]));
+            o.a.hi[i] += vec4<f32>(dot(v, w[4]), dot(v, w[5]), dot(v, w[6]), dot(v, w[7]));
+        }
+        s[0] = subgroupBroadcast(mine1, 0u);
+        s[1] = subgroupBroadcast(mine1, 1u);
+        s[2] = subgroupBroadcast(mine1, 2u);
+        s[3] = subgroupBroadcast(mine1, 3u);
+        s[4] = subgroupBroadcast(mine1, 4u);
+        s[5] = subgroupBroadcast(mine1, 5u);
+        s[6] = subgroupBroadcast(mine1, 6u);
+        s[7] = subgroupBroadcast(mine1, 7u);
+        for (var i = 0u; i < 8u; i++) {
+            let v = s[i];
+            o.b.lo[i] += vec4<f32>(dot(v, w[0]), dot(v, w[1]), dot(v, w[2]), dot(v, w[3]));
+            o.b.hi[i] += vec4<f32>(dot(v, w[4]), dot(v, w[5]), dot(v, w[6]), dot(v, w[7]));
+        }
+    }
+    return o;
+}
+
 // forward over steps t .. t + count - 1.
 @compute @workgroup_size(8, 1, 1)
 fn blocked_seq_forward_sg(
@@ -236,6 +288,24 @@ fn blocked_seq_forward_sg(
 ) {
     r = r_in;
     set_direction(wid.y);
+    if ROW_PAIRS {
+        let r0 = wid.x * 16u;
+        seed_state(r0, lane);
+        seed_state(r0 + 8u, lane);
+        for (var n = 0u; n < r.count; n++) {
+            let t = r.t + n;
+            for (var cg = 0u; cg < r.hidden; cg += 64u) {
+                let c0 = cg + lane * 8u;
+                let o = product_rows2(r.sec1, t * r.batch * r.hidden, r0, c0, lane);
+                if c0 < r.hidden {
+                    forward_block(t, r0, c0, o.a);
+                    forward_block(t, r0 + 8u, c0, o.b);
+                }
+            }
+            state_barrier();
+        }
+        return;
+    }
     let r0 = wid.x * BLOCK_M;
     seed_state(r0, lane);
     for (var n = 0u; n < r.count; n++) {
@@ -271,6 +341,27 @@ fn blocked_seq_backward_sg(
 ) {
     r = r_in;
     set_direction(wid.y);
+    if ROW_PAIRS {
+        let r0 = wid.x * 16u;
+        for (var n = 0u; n < r.count; n++) {
+            let t = r.t - n;
+            let last = t + 1u >= r.steps;
+            let next = select(t + 1u, t, last) * r.batch * r.hidden;
+            for (var cg = 0u; cg < r.hidden; cg += 64u) {
+                let c0 = cg + lane * 8u;
+                var o = product_rows2(0u, next, r0, c0, lane);
+                if last {
+                    o = Block2();
+                }
+                if c0 < r.hidden {
+                    backward_block(t, r0, c0, o.a);
+                    backward_block(t, r0 + 8u, c0, o.b);
+                }
+            }
+            state_barrier();
+        }
+        return;
+    }
     let r0 = wid.x * BLOCK_M;
     for (var n = 0u; n < r.count; n++) {
         let t = r.t - n;

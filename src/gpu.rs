@@ -66,6 +66,9 @@ struct Inner {
     /// A 1 x 1 `rgba32float` storage texture for texture slots a kernel declares but does not
     /// read in the variant bound ([`Gpu::placeholder_texture`]).
     placeholder: std::sync::OnceLock<wgpu::TextureView>,
+    /// A uniform buffer of one window for window slots a kernel's variant does not read
+    /// ([`Gpu::placeholder_window`]).
+    placeholder_window: std::sync::OnceLock<wgpu::Buffer>,
 }
 
 /// Bytes up to which a read-back reuses [`Inner::readback`]; larger ones, rare and large,
@@ -196,6 +199,7 @@ impl Gpu {
                 faults,
                 readback: Mutex::new(None),
                 placeholder: std::sync::OnceLock::new(),
+                placeholder_window: std::sync::OnceLock::new(),
             }),
             kernels: KernelStyle::Auto,
             threads: None,
@@ -272,6 +276,19 @@ impl Gpu {
                     view_formats: &[],
                 })
                 .create_view(&Default::default())
+        })
+    }
+
+    /// A uniform buffer of one window (`ops::CONSTANT_WINDOW` bytes) to bind where a kernel's
+    /// variant does not read its window slots.
+    pub(crate) fn placeholder_window(&self) -> &wgpu::Buffer {
+        self.inner.placeholder_window.get_or_init(|| {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unread window slot"),
+                size: crate::ops::CONSTANT_WINDOW,
+                usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: false,
+            })
         })
     }
 

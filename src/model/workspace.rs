@@ -19,7 +19,8 @@ use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::LossBuffers;
 use crate::ops::matmul::{
-    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, row_sums_fit, texture_fits, tn_in_place, tn_sums_fit,
+    Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, nt_b_mirror, row_sums_fit, texture_fits, tn_in_place,
+    tn_sums_fit,
 };
 use crate::ops::recurrence::{LayerMirrors, Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
@@ -753,6 +754,12 @@ impl Workspace {
         } else {
             None
         };
+        // A mirror of the parameters where textures serve: V for the head and for dO V.
+        let params_mirror = if o_mirror.is_some() {
+            StateTexture::new(gpu, "parameters' mirror", layout.len())?
+        } else {
+            None
+        };
         let y = gpu.storage_buffer("targets [T, B, O]", rows * o)?;
         let d_o = gpu.storage_buffer("dL/do [T, B, O]", rows * o + WINDOW_FLOATS)?;
         let row_loss = gpu.storage_buffer("row losses [T * B]", rows)?;
@@ -1103,6 +1110,13 @@ impl Workspace {
         if !two && zs.is_empty() {
             head.a_mirror = layers[nl - 1].mirrors.as_ref().map(|m| &m.h);
         }
+        // And V from the parameters' mirror, copied in first (V's rows of it only), where the
+        // head reads both.
+        head.b_mirror = params_mirror.as_ref();
+        let v_floats = head.b.off..head.b.off + o * head_width;
+        if let Some(pm) = nt_b_mirror(gpu, &head) {
+            fw.copy_range_to_mirror(params, pm, v_floats.clone());
+        }
         matmul(&mut fw, head)?;
         if let Some(bf) = &batch_first {
             swap_leading(&mut fw, (steps, batch, o), &out, &bf.o)?;
@@ -1131,13 +1145,8 @@ impl Workspace {
         };
         let head_back = Gemm::new(rows, head_width, o, at(&d_o, 0), p(FC_W), head_out);
         // dL/do and V from texture mirrors where textures serve: of the outputs (which the
-        // cross-entropy has read already) and of the parameters (held by the plan's copies and
-        // bindings, like every scratch buffer).
-        let params_mirror = if o_mirror.is_some() {
-            StateTexture::new(gpu, "parameters' mirror", layout.len())?
-        } else {
-            None
-        };
+        // cross-entropy has read already) and of the parameters (copied again: a caller may
+        // change them between the passes).
         let textured = o_mirror
             .as_ref()
             .zip(params_mirror.as_ref())
@@ -1153,7 +1162,7 @@ impl Workspace {
         let d_o_mirrored = textured.is_some();
         if let Some((g, om, pm)) = textured {
             bw.copy_to_mirror(&d_o, om);
-            bw.copy_to_mirror(params, pm);
+            bw.copy_range_to_mirror(params, pm, v_floats);
             matmul(&mut bw, g)?;
         } else if gpu.subgroup_kernels() && o.is_multiple_of(4) {
             // V transposed to [D·H, O], so that the product runs as A Bᵀ, the form whose

@@ -110,14 +110,15 @@ const fn broadcast(
     }
 }
 
-/// `matmul_nt4_bc`'s bindings: the broadcast kernels', then a texture mirror of A's buffer
-/// (read with `A_TEXTURE`).
+/// `matmul_nt4_bc`'s bindings: the broadcast kernels', then texture mirrors of A's buffer
+/// (read with `A_TEXTURE`) and of B's (with `B_TEXTURE`).
 const NT_BC_BINDS: &[Bind] = &[
     Bind::Constant,
     Bind::Constant,
     Bind::Read,
     Bind::ReadWrite,
     Bind::Params,
+    Bind::TextureRead,
     Bind::TextureRead,
 ];
 
@@ -137,6 +138,15 @@ pub(crate) static MATMUL_NT4_BC_TEX: Kernel =
 pub(crate) static MATMUL_NT4_BC4_TEX: Kernel = broadcast_nt(
     "matmul_nt4_bc4_tex",
     &[("BC_COLS", 4.0), ("A_TEXTURE", 1.0)],
+);
+/// `matmul_nt4_bc` with A and B (`_tt`) from texture mirrors of their buffers.
+pub(crate) static MATMUL_NT4_BC_TT: Kernel = broadcast_nt(
+    "matmul_nt4_bc_tt",
+    &[("A_TEXTURE", 1.0), ("B_TEXTURE", 1.0)],
+);
+pub(crate) static MATMUL_NT4_BC4_TT: Kernel = broadcast_nt(
+    "matmul_nt4_bc4_tt",
+    &[("BC_COLS", 4.0), ("A_TEXTURE", 1.0), ("B_TEXTURE", 1.0)],
 );
 pub(crate) static MATMUL_TN_BC: Kernel = broadcast("matmul_tn_bc", "matmul_tn_bc", &[]);
 pub(crate) static MATMUL_TN_BC4: Kernel =
@@ -642,7 +652,7 @@ pub(crate) fn texture_fits<'a>(
 
 /// Records `g` as one `matmul_tn_tex` or `matmul_nn_tex` dispatch reading A and B from
 /// `mirrors`: on lavapipe the character model's dW and dV with their bias gradients took
-/// 5.0 ms where `matmul_tn_bcw` through windows took 8.3, and dO V ? ms where
+/// 5.0 ms where `matmul_tn_bcw` through windows took 8.3, and dO V 2.7-2.9 ms where
 /// `matmul_nt4_bc` (with V transposed) took 3.3.
 fn record_texture(
     plan: &mut PlanBuilder,
@@ -697,11 +707,50 @@ fn nt_window_rows(gpu: &Gpu, g: &Gemm) -> Option<usize> {
     (rows >= 16 && window_start(gpu, g.a.buf, g.a.off + last * g.k).is_some()).then_some(rows)
 }
 
-/// Records `g` as `matmul_nt4_bc`: B read in place where a whole window from an aligned
-/// offset at or before it holds it, otherwise copied (padded along k) into a window of its
-/// own.
+/// The mirror of B `g` reads as `matmul_nt4_bc_tt` on `gpu` (A and B both from mirrors): a
+/// broadcast product `A Bᵀ` with both mirrors given, K and both offsets whole vec4s. The caller
+/// copies B's buffer into it first.
+pub(crate) fn nt_b_mirror<'a>(gpu: &Gpu, g: &Gemm<'a>) -> Option<&'a StateTexture> {
+    let four = |v: usize| v.is_multiple_of(4);
+    let fits = texture_fits(gpu, g).is_none()
+        && broadcast_fits(gpu, g)
+        && g.a_mirror.is_some()
+        && g.trans_b
+        && four(g.k)
+        && four(g.a.off)
+        && four(g.b.off)
+        && !g.unaligned_a;
+    g.b_mirror.filter(|_| fits)
+}
+
+/// Records `g` as `matmul_nt4_bc`: A and B from their mirrors where [`nt_b_mirror`] says so;
+/// else B read in place where a whole window from an aligned offset at or before it holds it,
+/// otherwise copied (padded along k) into a window of its own.
 fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
     let four = |v: usize| v.is_multiple_of(4);
+    let cols8 = g.n.next_multiple_of(64) <= g.n.next_multiple_of(32);
+    let tile = if cols8 { (8, 64) } else { (16, 32) };
+    if let Some((am, bm)) = g.a_mirror.zip(nt_b_mirror(plan.gpu(), &g)) {
+        // One dispatch for all rows; the window slots unread.
+        let kernel = if cols8 {
+            &MATMUL_NT4_BC_TT
+        } else {
+            &MATMUL_NT4_BC4_TT
+        };
+        let (params, bias_buf) = params_of(&g);
+        let grid = [groups(g.n, tile.1), groups(g.m, tile.0), 1];
+        let unread = plan.gpu().placeholder_window().clone();
+        plan.push_textured(
+            kernel,
+            &[&unread, &unread, bias_buf, g.c.buf],
+            &[am.view(), bm.view()],
+            &[0, 0],
+            &params,
+            grid,
+            false,
+        )?;
+        return Ok(());
+    }
     let in_place = window_start(plan.gpu(), g.b.buf, g.b.off).filter(|&start| {
         g.trans_b && four(g.k) && four(g.b.off) && g.b.off - start + g.n * g.k <= WINDOW_FLOATS
     });
@@ -731,13 +780,11 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         }
         (at0(&copy), 0)
     };
-    let cols8 = g.n.next_multiple_of(64) <= g.n.next_multiple_of(32);
     let kernel = if cols8 {
         &MATMUL_NT4_BC
     } else {
         &MATMUL_NT4_BC4
     };
-    let tile = if cols8 { (8, 64) } else { (16, 32) };
     if let Some(mirror) = g
         .a_mirror
         .filter(|_| four(g.k) && four(g.a.off) && !g.unaligned_a)
@@ -759,10 +806,11 @@ fn record_broadcast(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         let (params, bias_buf) = params_of(&g);
         let grid = [groups(g.n, tile.1), groups(g.m, tile.0), 1];
         let w = (window * 4) as u64;
+        let unread = plan.gpu().placeholder_texture().clone();
         plan.push_textured(
             kernel,
             &[b.buf, b.buf, bias_buf, g.c.buf],
-            &[mirror.view()],
+            &[mirror.view(), &unread],
             &[w, w],
             &params,
             grid,
@@ -813,17 +861,18 @@ fn push_in_windows(
     let g = Gemm { a, b, ..g };
     let (params, bias_buf) = params_of(&g);
     let grid = [groups(g.n, cols), groups(g.m, rows), 1];
-    // A texture slot this variant does not read.
+    // Texture slots this variant does not read.
     let unread = plan.gpu().placeholder_texture().clone();
-    let textures: &[&wgpu::TextureView] = if kernel.binds.contains(&Bind::TextureRead) {
-        &[&unread]
-    } else {
-        &[]
-    };
+    let slots = kernel
+        .binds
+        .iter()
+        .filter(|&&b| b == Bind::TextureRead)
+        .count();
+    let textures = vec![&unread; slots];
     plan.push_textured(
         kernel,
         &[g.a.buf, g.b.buf, bias_buf, g.c.buf],
-        textures,
+        &textures,
         &[a_window, b_window],
         &params,
         grid,

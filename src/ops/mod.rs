@@ -175,13 +175,16 @@ struct TextureCopy {
     texture: wgpu::Texture,
     /// Into the buffer, from the mirror.
     back: bool,
+    /// The mirror's rows copied, from and up to: all where `None`.
+    rows: Option<(u32, u32)>,
 }
 
 impl TextureCopy {
-    /// Records the copy: as many of the mirror's rows as the buffer holds, then what is left
-    /// of the buffer, to or from the start of the next row.
+    /// Records the copy: as many of the mirror's rows (of those asked for) as the buffer
+    /// holds, then what is left of the buffer, to or from the start of the next row.
     fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let size = self.texture.size();
+        let (lo, hi) = self.rows.unwrap_or((0, size.height));
         let row_bytes = u64::from(size.width) * 16;
         let full = (self.buffer.size() / row_bytes).min(u64::from(size.height)) as u32;
         let rest = (self.buffer.size() - u64::from(full) * row_bytes) / 16;
@@ -213,10 +216,10 @@ impl TextureCopy {
                 encoder.copy_buffer_to_texture(buffer, texture, extent);
             }
         };
-        if full > 0 {
-            copy(0, size.width, full);
+        if full.min(hi) > lo {
+            copy(lo, size.width, full.min(hi) - lo);
         }
-        if full < size.height && rest > 0 {
+        if full < size.height && rest > 0 && (lo..hi).contains(&full) {
             copy(full, rest.min(u64::from(size.width)) as u32, 1);
         }
     }
@@ -295,6 +298,24 @@ impl<'g> PlanBuilder<'g> {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
             back: false,
+            rows: None,
+        });
+    }
+
+    /// As [`PlanBuilder::copy_to_mirror`], only the mirror's rows that hold `floats` of the
+    /// buffer (one tensor of many in it, say).
+    pub fn copy_range_to_mirror(
+        &mut self,
+        buffer: &wgpu::Buffer,
+        mirror: &state_texture::StateTexture,
+        floats: std::ops::Range<usize>,
+    ) {
+        let row = 4 * mirror.texture().width() as usize;
+        self.before.push(TextureCopy {
+            buffer: buffer.clone(),
+            texture: mirror.texture().clone(),
+            back: false,
+            rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
         });
     }
 
@@ -309,6 +330,7 @@ impl<'g> PlanBuilder<'g> {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
             back: true,
+            rows: None,
         });
     }
 
@@ -765,6 +787,8 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_NT4_BC4,
         &matmul::MATMUL_NT4_BC_TEX,
         &matmul::MATMUL_NT4_BC4_TEX,
+        &matmul::MATMUL_NT4_BC_TT,
+        &matmul::MATMUL_NT4_BC4_TT,
         &matmul::MATMUL_TN_BC,
         &matmul::MATMUL_TN_BC4,
         matmul::tn_bcw(true),

@@ -125,6 +125,9 @@ pub(crate) struct Form {
     /// BlockedSeq with subgroups: two groups of 64 units per pass over the state
     /// (`COL_PAIRS`, for H > 64).
     pub pairs: bool,
+    /// BlockedSeq with subgroups: 16 batch rows per workgroup, two halves of 8 sharing each
+    /// load of W (`ROW_PAIRS`; not with `pairs` or `four`).
+    pub row_pairs: bool,
     /// Step, Seq, Blocked, BlockedSeq: a bidirectional layer's (`TWO_DIRS`: the directions'
     /// offsets read from the parameters; zero constants otherwise).
     pub two: bool,
@@ -147,6 +150,7 @@ impl Form {
             uniform: false,
             subgroup: false,
             pairs: false,
+            row_pairs: false,
             two: false,
             tokens: false,
             textured: false,
@@ -190,14 +194,19 @@ impl Form {
                         });
                     }
                     for four in [false, true] {
-                        // Pairs exist only in the subgroup form.
-                        let pairings: &[bool] = if subgroup { &[false, true] } else { &[false] };
-                        for &pairs in pairings {
+                        // Pairs (of columns, or of 8 rows) exist only in the subgroup form.
+                        let pairings: &[(bool, bool)] = match (subgroup, four) {
+                            (false, _) => &[(false, false)],
+                            (true, true) => &[(false, false), (true, false)],
+                            (true, false) => &[(false, false), (true, false), (false, true)],
+                        };
+                        for &(pairs, row_pairs) in pairings {
                             let form = Form {
                                 four,
                                 uniform,
                                 subgroup,
                                 pairs,
+                                row_pairs,
                                 ..Form::of(Family::BlockedSeq, backward)
                             };
                             all.push(form);
@@ -264,6 +273,9 @@ impl Form {
         if self.pairs {
             c.push(("COL_PAIRS", 1.0));
         }
+        if self.row_pairs {
+            c.push(("ROW_PAIRS", 1.0));
+        }
         if self.two {
             c.push(("TWO_DIRS", 1.0));
         }
@@ -274,13 +286,18 @@ impl Form {
     }
 
     /// The kernel's name: `recurrence_` and the entry's family and pass, then `4`, `_narrow`,
-    /// `_u`, `_pairs`, `_sg`, `_bi`, `_tok` and `_tex` for its variant, and `+` the cell.
+    /// `_u`, `_pairs` or `_rows16`, `_sg`, `_bi`, `_tok` and `_tex` for its variant, and `+`
+    /// the cell.
     fn name(self, cell: Cell) -> String {
         let family = self.entry().replace("_sg", "");
         let narrow = if self.narrow { "_narrow" } else { "" };
         let four = if self.four { "4" } else { "" };
         let uniform = if self.uniform { "_u" } else { "" };
-        let pairs = if self.pairs { "_pairs" } else { "" };
+        let pairs = match (self.pairs, self.row_pairs) {
+            (true, _) => "_pairs",
+            (_, true) => "_rows16",
+            _ => "",
+        };
         let sg = if self.subgroup { "_sg" } else { "" };
         let two = if self.two { "_bi" } else { "" };
         let tokens = if self.tokens { "_tok" } else { "" };

@@ -236,7 +236,9 @@ fn product_broadcast2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Bloc
 }
 
 // product_broadcast for rows r0 .. r0 + 7 (a) and r0 + 8 .. r0 + 15 (b) at once, from one
-// load of W's 8 rows (ROW_PAIRS). Rows past B read the last one and are never written.
+// load of W's 8 rows (ROW_PAIRS). Rows past B read the last one and are never written. (The
+// halves written out, as in product_broadcast2: a helper would take a pointer to o.a or o.b,
+// which naga 30's SPIR-V writer rejects, or the blocks by value, which measured slower.)
 fn product_rows2(sec: u32, state: u32, r0: u32, c0: u32, lane: u32) -> Block2 {
     let q = r.hp / 4u;
     let srow0 = (doff + state + min(r0 + lane, r.batch - 1u) * r.hidden) / 4u;

@@ -215,7 +215,7 @@ pub(crate) fn tokens_table(
     let n = tl.input * tl.hidden + tl.steps * tl.batch;
     // A few workgroups a CPU thread, looping (lavapipe pays for each: the character model's
     // table 0.55 -> 0.38 ms); a GPU's one per 64 elements.
-    let most = if plan.gpu().direct_kernels() {
+    let most = if plan.gpu().is_cpu() {
         4 * plan.gpu().cpu_threads() as u32
     } else {
         65535

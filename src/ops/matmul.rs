@@ -302,8 +302,8 @@ pub(crate) struct Gemm<'a> {
     /// A texture mirror of A's buffer (the same values in the same order, from its start) the
     /// subgroup `A Bᵀ`, `Aᵀ B` and `A B` kernels may read A from instead of through windows.
     pub a_mirror: Option<&'a StateTexture>,
-    /// A texture mirror of B's buffer, for `Aᵀ B` and `A B` with both mirrors
-    /// ([`texture_fits`]).
+    /// A texture mirror of B's buffer, for `Aᵀ B` and `A B` ([`texture_fits`]) and `A Bᵀ`
+    /// ([`nt_b_mirror`]) with both mirrors.
     pub b_mirror: Option<&'a StateTexture>,
 }
 
@@ -1308,6 +1308,79 @@ mod tests {
     /// the weight gradients and dO V where the loops keep mirrors) against the CPU: A's rows of
     /// any length from any offset (the shifted reads), N a multiple of 4 from an aligned offset,
     /// K of 1, odd and past a workgroup's rows; accumulating, `Aᵀ B` with both row sums.
+    /// `A Bᵀ + bias` with A and B from mirrors (`matmul_nt4_bc_tt`, both column widths), B's
+    /// mirror holding only the rows copied for B's floats (`copy_range_to_mirror`), B starting
+    /// inside a mirror row and, in the last cases, ending in the buffer's partial last row.
+    #[test]
+    fn nt_from_two_mirrors_matches_cpu() {
+        let gpu = Gpu::new()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_kernels(KernelStyle::Subgroup);
+        assert!(
+            gpu.state_textures(),
+            "this adapter has no rgba32float storage textures for the mirrors"
+        );
+        let mut rand = values(17);
+        // (m, n, k, a_off, b_off, floats of B's buffer past B)
+        for &(m, n, k, a_off, b_off, past) in &[
+            (1, 1, 4, 0, 0, 4097),
+            (3, 7, 8, 4, 4100, 5000),
+            (65, 83, 128, 0, 8196, 4100),
+            (257, 33, 36, 8, 12, 0),
+            (2048, 83, 128, 4, 4092, 0),
+        ] {
+            let a = rand(a_off + m * k + WINDOW_FLOATS);
+            let b = rand(b_off + n * k + past);
+            let (bias, c0) = (rand(n), rand(m * n));
+            let (ab, bb, biasb, cb) = (
+                upload(&gpu, &a),
+                upload(&gpu, &b),
+                upload(&gpu, &bias),
+                upload(&gpu, &c0),
+            );
+            let mirror = |len: usize| {
+                StateTexture::new(&gpu, "test mirror", len)
+                    .expect("texture")
+                    .expect("a mirror this small fits")
+            };
+            let (am, bm) = (mirror(a.len()), mirror(b.len()));
+            let g = Gemm {
+                trans_b: true,
+                bias: Some(at(&biasb, 0)),
+                a_mirror: Some(&am),
+                b_mirror: Some(&bm),
+                ..Gemm::new(m, n, k, at(&ab, a_off), at(&bb, b_off), at(&cb, 0))
+            };
+            assert!(
+                nt_b_mirror(&gpu, &g).is_some(),
+                "({m}, {n}, {k}) not from two mirrors"
+            );
+            let mut plan = PlanBuilder::new(&gpu, "test");
+            plan.copy_to_mirror(&ab, &am);
+            plan.copy_range_to_mirror(&bb, &bm, b_off..b_off + n * k);
+            matmul(&mut plan, g).expect("record");
+            let plan = plan.finish().expect("plan");
+            run(&gpu, "test", Driver::PerStep, |_| {}, &[&plan], |_| {}).expect("run");
+            let got = gpu.read(&cb, 0, m * n).expect("read");
+            let want = cpu(
+                (m, n, k),
+                &a[a_off..],
+                false,
+                &b[b_off..],
+                true,
+                &c0,
+                false,
+                Some(&bias),
+            );
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                    "({m}, {n}, {k}) offsets {a_off}, {b_off}: value {i} = {g}, want {w}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn texture_products_match_cpu() {
         let gpu = Gpu::new()

@@ -123,7 +123,7 @@ pub(crate) struct Form {
     /// Blocked, BlockedSeq: the subgroup form (`recurrence_blocked_subgroup.wgsl`).
     pub subgroup: bool,
     /// BlockedSeq with subgroups: two groups of 64 units per pass over the state
-    /// (`COL_PAIRS`, for H > 64).
+    /// (`COL_PAIRS`, for H > 64; not with `row_pairs`).
     pub pairs: bool,
     /// BlockedSeq with subgroups: 16 batch rows per workgroup, two halves of 8 sharing each
     /// load of W (`ROW_PAIRS`; not with `pairs` or `four`).

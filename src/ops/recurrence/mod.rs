@@ -125,9 +125,9 @@ struct Seq {
 ///
 /// On CPU adapters (the direct style), where H is a multiple of 4, the register-blocked ones
 /// of `recurrence_blocked.wgsl`, which read the state back from global memory (on lavapipe
-/// twice as fast as from workgroup memory): 8 rows per workgroup where that still gives every
-/// CPU thread a workgroup (counting both directions'), else 4; reading W through a uniform window where it fits one (H ≤
-/// 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
+/// twice as fast as from workgroup memory): 16 rows per workgroup (subgroup style) or 8 where
+/// that still gives every CPU thread a workgroup (counting both directions'), else 4; reading
+/// W through a uniform window where it fits one (H ≤ 128). Otherwise those of `recurrence.wgsl`, one SIMD group wide
 /// on CPU adapters and 64 invocations wide on GPUs.
 fn seq_kernels(
     gpu: &Gpu,
@@ -144,7 +144,7 @@ fn seq_kernels(
         let uniform = Recurrence::uniform_w(gpu, hidden, dirs);
         let subgroup = gpu.subgroup_kernels();
         // 16 rows a workgroup (W's loads shared by both halves) where that still gives every
-        // CPU thread one: the character model's loops 5.2 -> 4.4-4.9 and 4.8 -> 3.9-4.1 ms.
+        // CPU thread one: the character model's loops 5.2 -> 4.3 and 4.7-4.9 -> 3.8-3.9 ms.
         let sixteen = subgroup && batch > 8 && dirs * batch.div_ceil(16) >= threads;
         let form = |backward| Form {
             four: !eight,
@@ -174,8 +174,13 @@ fn seq_kernels(
                 _ => 4,
             },
             per_step,
-            // With mirrors, the forward pass first copies h0's rows into its mirror.
-            setup: if textured { q + 1 } else { 0 },
+            // With mirrors, the forward pass first copies h0's rows into its mirror (each
+            // half's with row pairs).
+            setup: if textured {
+                (q + 1) * if sixteen { 2 } else { 1 }
+            } else {
+                0
+            },
         };
     }
     let narrow = gpu.direct_kernels();

@@ -171,12 +171,20 @@ fn backward_product(t: u32, r0: u32, c0: u32) -> Block {
 // One block of the forward step t: rows r0 .. r0 + BLOCK_M - 1 (those in the batch) x units
 // c0 .. c0 + 7 of h(t) = act(xu(t) + h(t-1) W^T), from slot t of h_all into slot t + 1, given
 // the block's product o of h(t-1) with section 1 of wp (W, rows j along k).
-// xu(t)[b, c .. c + 3], which is src's vec4 x: with TOKENS, row id(t, b) of the token table.
-fn x_in(x: u32, t: u32, b: u32, c: u32) -> vec4<f32> {
+// Where row b's input projection at step t starts in the token table (TOKENS: its id times
+// H, looked up once for both halves of a block), else 0.
+fn token_row(t: u32, b: u32) -> u32 {
     if TOKENS {
         let at = r.tok_ids + t * r.batch + b;
-        let id = u32(tu[at / 4u][at % 4u]);
-        return tu[(id * r.hidden + c) / 4u];
+        return u32(tok_at(at / 4u)[at % 4u]) * r.hidden;
+    }
+    return 0u;
+}
+
+// xu(t)[b, c .. c + 3], which is src's vec4 x: with TOKENS, from row `row` of the token table.
+fn x_in(x: u32, row: u32, c: u32) -> vec4<f32> {
+    if TOKENS {
+        return tok_at((row + c) / 4u);
     }
     return x_at(x);
 }
@@ -193,9 +201,10 @@ fn forward_block(t: u32, r0: u32, c0: u32, o: Block) {
         let e = (t * bh + b * h + c0) / 4u;
         let d = e + (doff + bh) / 4u;
         let x = e + xoff / 4u;
-        put(d, cell_forward4(x_in(x, t, b, c0) + pick8(o.lo, i), r.act));
+        let row = token_row(t, b);
+        put(d, cell_forward4(x_in(x, row, c0) + pick8(o.lo, i), r.act));
         if c0 + 4u < h {
-            put(d + 1u, cell_forward4(x_in(x + 1u, t, b, c0 + 4u) + pick8(o.hi, i), r.act));
+            put(d + 1u, cell_forward4(x_in(x + 1u, row, c0 + 4u) + pick8(o.hi, i), r.act));
         }
     }
 }

@@ -25,6 +25,11 @@ fn x_at(i: u32) -> vec4<f32> {
     return src[i];
 }
 
+// vec4 i of the token table (TOKENS), through its uniform window.
+fn tok_at(i: u32) -> vec4<f32> {
+    return tu[i];
+}
+
 // vec4 i of h_all (src), for the backward epilogue.
 fn h_at(i: u32) -> vec4<f32> {
     return src[i];

@@ -43,6 +43,12 @@ fn x_at(i: u32) -> vec4<f32> {
     return textureLoad(xt, texel(i));
 }
 
+// vec4 i of the token table (TOKENS), copied into xu's mirror instead of xu: a texel's gather
+// where the window gathers a vec4 one component at a time.
+fn tok_at(i: u32) -> vec4<f32> {
+    return textureLoad(xt, texel(i));
+}
+
 fn h_at(i: u32) -> vec4<f32> {
     return textureLoad(ht, texel(i));
 }

@@ -710,8 +710,10 @@ impl Workspace {
                 let da_tex = StateTexture::new(gpu, "dL/da's mirror", da_len)?;
                 let wp_tex =
                     StateTexture::new(gpu, "W layouts' mirror", Recurrence::layouts_len(h, nd))?;
-                // xu as long as da: [D][T, B, H].
-                let xu_tex = StateTexture::new(gpu, "input projections' mirror", da_len)?;
+                // xu as long as da: [D][T, B, H], and at least a window: the token table's
+                // size, which the forward loop reads from here in xu's place.
+                let xu_len = da_len.max(WINDOW_FLOATS);
+                let xu_tex = StateTexture::new(gpu, "input projections' mirror", xu_len)?;
                 match (h_tex, da_tex, wp_tex, xu_tex) {
                     (Some(h), Some(da), Some(wp), Some(xu)) => Some(LayerMirrors { h, da, wp, xu }),
                     _ => None,

@@ -105,7 +105,7 @@ pub(crate) struct LayerMirrors {
     pub da: StateTexture,
     /// `wp`'s (W's layouts), copied in before each loop.
     pub wp: StateTexture,
-    /// `xu`'s, copied in before the forward loop (except where it reads the token table).
+    /// `xu`'s, copied in before the forward loop (or the token table, where it reads that).
     pub xu: StateTexture,
 }
 
@@ -637,7 +637,10 @@ impl Recurrence<'_> {
             if backward {
                 // dL/dh from above, which the loop reads as its epilogue's input.
                 plan.copy_to_mirror(dst, &m.da);
-            } else if table.is_none() {
+            } else if let Some((t, _)) = table {
+                // The token table and ids in xu's place (state_textures.wgsl's tok_at).
+                plan.copy_to_mirror(t, &m.xu);
+            } else {
                 plan.copy_to_mirror(src, &m.xu);
             }
         }

@@ -21,12 +21,17 @@ struct Params {
     scale: f32, // mode 0
     mode: u32,  // 0 unmasked, 1 masked sum, 2 masked mean, 3 unmasked with loss[1]'s scale
     per: f32,   // mode 2: elements per counted row
+    // head_cross_entropy only (loss_head.wgsl): H, and where h's rows, V and c start.
+    k: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> o: array<f32>;          // [R, O]
+@group(0) @binding(0) var<storage, read_write> o: array<f32>;    // [R, O] (written by head_cross_entropy)
 @group(0) @binding(1) var<storage, read> y: array<u32>;          // mse: f32 bits [R, O]; ce: ids [R]
 @group(0) @binding(2) var<storage, read> m: array<f32>;          // [R], read in modes 1 and 2
 @group(0) @binding(3) var<storage, read_write> d_o: array<f32>;  // [R, O]

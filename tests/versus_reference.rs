@@ -1364,3 +1364,32 @@ fn the_wavefront_experiment_computes_what_layer_after_layer_does() {
         assert!(r.max_diff < 1e-4, "T {t} B {b} H {h} L {l}: {}", r.max_diff);
     }
 }
+
+#[test]
+fn the_head_and_cross_entropy_in_one_kernel_match_reference_at_every_width() {
+    // Where the loops keep texture mirrors (lavapipe), a cross-entropy plan computes the head
+    // itself, in blocks of 32 outputs (1 to 4 of them, up to O = 128; 129 takes the separate
+    // kernels): every block count, O at and past each block's edge, rows not a multiple of
+    // the kernel's 16 (one row, 15, 35, 51), both reductions. The other drivers check the
+    // same answers by the separate head and loss.
+    let shapes = [(1, 1), (5, 3), (7, 5), (3, 17)];
+    for (n, output) in [2, 31, 33, 64, 65, 97, 128, 129].into_iter().enumerate() {
+        let (steps, batch) = shapes[n % shapes.len()];
+        let reduction = [Reduction::Mean, Reduction::Sum][n % 2];
+        let c = Case {
+            steps,
+            batch,
+            input: 3 + n,
+            hidden: [4, 12, 20][n % 3],
+            output,
+            nonlinearity: Nonlinearity::Tanh,
+            bias: true,
+            loss: Loss::cross_entropy().with_reduction(reduction),
+            with_h0: true,
+            layers: 1,
+            bidirectional: false,
+        };
+        run(c, 41_000 + n as u64 * 10, Driver::Persistent);
+        run(c, 41_005 + n as u64 * 10, Driver::Naive);
+    }
+}

@@ -1098,7 +1098,7 @@ impl Rnn {
             "evaluate",
             driver,
             Self::stage(ws, x, h0, Some(target), hidden),
-            &[ws.forward_plans(), vec![ws.loss_plan(key)]].concat(),
+            &ws.step_plans(key),
             Self::gather_h_n(ws, hidden),
         )?;
         self.set_layouts_fresh(true);
@@ -1172,8 +1172,8 @@ impl Rnn {
         let key = (loss, target.mask().is_some());
         ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
-        let mut plans = ws.forward_plans();
-        plans.extend([ws.loss_plan(key), &ws.backward]);
+        let mut plans = ws.step_plans(key);
+        plans.push(&ws.backward);
         plans.extend(ws.grad_norms.as_ref().map(|(p, _)| p));
         let norms = ws.grad_norms.is_some();
         // dL/dx only where it is returned, and before an update changes U.
@@ -1239,9 +1239,12 @@ impl Rnn {
             ws.prepare_loss(&gpu, key, outputs)?;
         }
         let ws = &*ws;
-        let mut plans = ws.forward_plans();
-        if let Some(key) = key {
-            plans.extend([ws.loss_plan(key), &ws.backward]);
+        let mut plans = match key {
+            Some(key) => ws.step_plans(key),
+            None => ws.forward_plans(),
+        };
+        if key.is_some() {
+            plans.push(&ws.backward);
             if dx {
                 plans.extend([&ws.input_grad, &ws.state_grad]);
             }

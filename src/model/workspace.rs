@@ -17,7 +17,7 @@ use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, spli
 use crate::ops::dropout;
 use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
-use crate::ops::loss::LossBuffers;
+use crate::ops::loss::{HEAD_CE_COLS, HeadInputs, LossBuffers, head_loss};
 use crate::ops::matmul::{
     Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, nt_b_mirror, row_sums_fit, texture_fits, tn_in_place,
     tn_sums_fit,
@@ -27,7 +27,7 @@ use crate::ops::reduce::{colsum, sum_parts};
 use crate::ops::state_texture::StateTexture;
 use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
 use crate::ops::transpose::{padded, transpose};
-use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, WINDOW_FLOATS, at};
+use crate::ops::{At, CONSTANT_WINDOW, Plan, PlanBuilder, TextureCopy, WINDOW_FLOATS, at};
 
 /// Bytes of `dL/da`, `h_all`, `x` and `dL/do` up to which the weight gradients read them in
 /// place with the subgroup kernels ([`tn_in_place`]) rather than transposed: on lavapipe (AVX2)
@@ -125,8 +125,11 @@ pub(crate) struct Workspace {
     /// ‖dL/dh(t)‖ of every layer and direction into `norms` `[L·D, T]` (each direction in its
     /// own time), after `backward`, when asked for.
     pub grad_norms: Option<(Plan, wgpu::Buffer)>,
-    /// The loss plans, by loss and whether masked.
-    losses: HashMap<(Loss, bool), Plan>,
+    /// The loss plans, by loss and whether masked, and whether each computes the head itself
+    /// (from `fused_head`).
+    losses: HashMap<(Loss, bool), (Plan, bool)>,
+    /// Where the head and a cross-entropy can be one kernel ([`FusedHead`]).
+    fused_head: Option<FusedHead>,
     /// The batch-first copies, for a `batch_first` model.
     pub batch_first: Option<BatchFirst>,
     /// With H padded to a multiple of 4 ([`padded_hidden`]): the caller's h0 staged here, and
@@ -189,6 +192,26 @@ struct GradMirrors<'a> {
     da: &'a StateTexture,
     /// The outputs' mirror, and whether it holds dL/do already.
     o: Option<(&'a StateTexture, bool)>,
+}
+
+/// What a cross-entropy loss plan needs to compute the head itself, in one kernel with the
+/// loss (`ops::loss::head_loss`), where the top layer's loop keeps a mirror of its states and
+/// the head reads V from the parameters' mirror: the forward plan without the head, and where
+/// the head reads from.
+pub(crate) struct FusedHead {
+    /// `forward` up to the head (the copy of the outputs for a batch-first caller left out too).
+    body: Plan,
+    /// The copies that preceded the head: the loop's mirror back into `h_all`, V into the
+    /// parameters' mirror.
+    copies: Vec<TextureCopy>,
+    params: wgpu::Buffer,
+    h_mirror: StateTexture,
+    params_mirror: StateTexture,
+    hidden: usize,
+    /// In floats: h's first row in `h_all`, V and c in the parameters.
+    h_off: usize,
+    v_off: usize,
+    c_off: usize,
 }
 
 /// Where one layer's weight gradients read from and write to.
@@ -1100,6 +1123,13 @@ impl Workspace {
         } else {
             None
         };
+        if pad {
+            // h(T) of every state, cropped into h_n.
+            for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
+                let from = (at(&layers[k].h_all, d * hs + steps * bh), h);
+                repack_state(&mut fw, batch, from, (at(&h_n, kd * user_bh), user_h))?;
+            }
+        }
         fw.phase("head");
         // The deep output block, layer by layer over all rows, then the head on its output.
         let out_block = Block::new(&mlp, config.deep_output, &zs, &dzs);
@@ -1116,6 +1146,13 @@ impl Workspace {
         // head reads both.
         head.b_mirror = params_mirror.as_ref();
         let v_floats = head.b.off..head.b.off + o * head_width;
+        // Then a cross-entropy's plan may take the head's place (its one dispatch, and the
+        // batch-first copy of the outputs after it).
+        let fusable = nt_b_mirror(gpu, &head)
+            .zip(head.a_mirror)
+            .filter(|_| !chunk && o <= HEAD_CE_COLS && rows.div_ceil(16) <= 65535)
+            .map(|(pm, hm)| (pm.clone(), hm.clone(), head.a.off, head.b.off));
+        let head_start = fw.len();
         if let Some(pm) = nt_b_mirror(gpu, &head) {
             fw.copy_range_to_mirror(params, pm, v_floats.clone());
         }
@@ -1123,14 +1160,21 @@ impl Workspace {
         if let Some(bf) = &batch_first {
             swap_leading(&mut fw, (steps, batch, o), &out, &bf.o)?;
         }
-        if pad {
-            // h(T) of every state, cropped into h_n.
-            for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
-                let from = (at(&layers[k].h_all, d * hs + steps * bh), h);
-                repack_state(&mut fw, batch, from, (at(&h_n, kd * user_bh), user_h))?;
-            }
-        }
         let forward = fw.finish()?;
+        let fused_head = fusable.map(|(params_mirror, h_mirror, h_off, v_off)| {
+            let (body, copies) = forward.prefix(head_start);
+            FusedHead {
+                body,
+                copies,
+                params: params.clone(),
+                h_mirror,
+                params_mirror,
+                hidden: head_width,
+                h_off,
+                v_off,
+                c_off: layout.offset(FC_B),
+            }
+        });
 
         // Backward: dL/d(top output) = dO V into the top layer's da (both directions': split
         // into each direction's time); then from the top down, each direction's steps last to
@@ -1617,6 +1661,7 @@ impl Workspace {
             state_grad,
             grad_norms,
             losses: HashMap::new(),
+            fused_head,
             batch_first,
             padded,
             dropout_state,
@@ -1662,14 +1707,38 @@ impl Workspace {
                     swap_leading(&mut b, (self.batch, self.steps, 1), &bf.mask, &self.mask)?;
                 }
             }
-            crate::ops::loss::loss(
-                &mut b,
-                key,
-                (self.steps * self.batch, outputs),
-                self.chunk,
-                &self.loss_buffers(&self.loss),
-            )?;
-            self.losses.insert(key, b.finish()?);
+            let fused = self
+                .fused_head
+                .as_ref()
+                .filter(|_| loss.kind == crate::loss::LossKind::CrossEntropy);
+            if let Some(f) = fused {
+                b.copies_before_next(&f.copies);
+                b.copy_range_to_mirror(&f.params, &f.params_mirror, f.c_off..f.c_off + outputs);
+                let head = HeadInputs {
+                    h_mirror: &f.h_mirror,
+                    params_mirror: &f.params_mirror,
+                    hidden: f.hidden,
+                    h_off: f.h_off,
+                    v_off: f.v_off,
+                    c_off: f.c_off,
+                };
+                let rows = self.steps * self.batch;
+                let bufs = self.loss_buffers(&self.loss);
+                head_loss(&mut b, key, (rows, outputs), &head, &bufs)?;
+                if let Some(bf) = &self.batch_first {
+                    swap_leading(&mut b, (self.steps, self.batch, outputs), &self.o, &bf.o)?;
+                }
+            } else {
+                crate::ops::loss::loss(
+                    &mut b,
+                    key,
+                    (self.steps * self.batch, outputs),
+                    self.chunk,
+                    &self.loss_buffers(&self.loss),
+                )?;
+            }
+            let fused = fused.is_some();
+            self.losses.insert(key, (b.finish()?, fused));
         }
         Ok(())
     }
@@ -1687,8 +1756,25 @@ impl Workspace {
         }
     }
 
-    /// The plan for `key`, recorded by [`Workspace::prepare_loss`].
+    /// The plan for `key`, recorded by [`Workspace::prepare_loss`], after the whole of
+    /// [`Workspace::forward_plans`] (a chunk's: never one that computes the head itself).
     pub fn loss_plan(&self, key: (Loss, bool)) -> &Plan {
-        &self.losses[&key]
+        let (plan, fused) = &self.losses[&key];
+        debug_assert!(!fused, "a loss plan that computes the head, after the head");
+        plan
+    }
+
+    /// The forward pass and the loss for `key` (recorded by [`Workspace::prepare_loss`]): the
+    /// forward plan without its head where the loss plan computes it.
+    pub fn step_plans(&self, key: (Loss, bool)) -> Vec<&Plan> {
+        let (loss, fused) = &self.losses[&key];
+        let mut plans = self.forward_plans();
+        if let (true, Some(f)) = (fused, &self.fused_head) {
+            // forward_plans ends with the forward plan.
+            plans.pop();
+            plans.push(&f.body);
+        }
+        plans.push(loss);
+        plans
     }
 }

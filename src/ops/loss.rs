@@ -45,7 +45,7 @@ pub(crate) static CROSS_ENTROPY8_TEX: Kernel = Kernel {
 };
 /// `cross_entropy8`'s: the outputs' mirror (read or not) after the parameters.
 const CE8_BINDS: &[Bind] = &[
-    Bind::Read,
+    Bind::ReadWrite,
     Bind::Read,
     Bind::Read,
     Bind::ReadWrite,
@@ -54,6 +54,100 @@ const CE8_BINDS: &[Bind] = &[
     Bind::Params,
     Bind::TextureRead,
 ];
+
+/// The head and the cross-entropy on it in one kernel (`shaders/loss_head.wgsl`), by the
+/// head's blocks of 32 columns (`HEAD_BLOCKS` 1 to 4): index `O.div_ceil(32) - 1`.
+pub(crate) static HEAD_CROSS_ENTROPY: [Kernel; 4] = [
+    head_ce("loss_head_cross_entropy32", &[("HEAD_BLOCKS", 1.0)]),
+    head_ce("loss_head_cross_entropy64", &[("HEAD_BLOCKS", 2.0)]),
+    head_ce("loss_head_cross_entropy96", &[("HEAD_BLOCKS", 3.0)]),
+    head_ce("loss_head_cross_entropy128", &[("HEAD_BLOCKS", 4.0)]),
+];
+
+const fn head_ce(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
+    Kernel {
+        name,
+        source: concat!(
+            include_str!("../../shaders/loss.wgsl"),
+            include_str!("../../shaders/loss_subgroup.wgsl"),
+            include_str!("../../shaders/loss_head.wgsl")
+        ),
+        entry: "head_cross_entropy",
+        binds: HEAD_BINDS,
+        constants,
+    }
+}
+
+/// `cross_entropy8`'s, then the mirrors of h and of the parameters.
+const HEAD_BINDS: &[Bind] = &[
+    Bind::ReadWrite,
+    Bind::Read,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::Params,
+    Bind::TextureRead,
+    Bind::TextureRead,
+    Bind::TextureRead,
+];
+
+/// The most outputs [`head_loss`] takes.
+pub(crate) const HEAD_CE_COLS: usize = 128;
+
+/// What [`head_loss`] reads: the top layer's states from its mirror, V and c from the
+/// parameters' (which the caller copies them into first).
+pub(crate) struct HeadInputs<'a> {
+    pub h_mirror: &'a StateTexture,
+    pub params_mirror: &'a StateTexture,
+    /// H: the head's inputs per row, a multiple of 4.
+    pub hidden: usize,
+    /// In floats, whole vec4s: the first row of h in its mirror, and V in the parameters'.
+    pub h_off: usize,
+    pub v_off: usize,
+    /// In floats: c in the parameters' mirror.
+    pub c_off: usize,
+}
+
+/// Records the head `o = h Vᵀ + c` over `rows` rows and the cross-entropy on its `cols`
+/// outputs (at most [`HEAD_CE_COLS`]) in one kernel, each row weighed by `mask` where
+/// `masked`, then the total: what the head and [`loss`] record, but for a whole sequence only
+/// (no chunk's scale). The outputs are written too.
+pub(crate) fn head_loss(
+    plan: &mut PlanBuilder,
+    (loss, masked): (Loss, bool),
+    (rows, cols): (usize, usize),
+    head: &HeadInputs,
+    b: &LossBuffers,
+) -> Result<()> {
+    debug_assert!(loss.kind == LossKind::CrossEntropy && (1..=HEAD_CE_COLS).contains(&cols));
+    let (per, scale) = per_and_scale(loss, rows, cols);
+    let mode = match (masked, loss.reduction) {
+        (false, _) => 0,
+        (true, Reduction::Sum) => 1,
+        (true, Reduction::Mean) => 2,
+    };
+    let params = Params {
+        rows: u(rows),
+        cols: u(cols),
+        scale,
+        mode,
+        per: per as f32,
+        head: [u(head.hidden), u(head.h_off), u(head.v_off), u(head.c_off)],
+        _pad: [0; 3],
+    };
+    let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
+    if masked {
+        plan.push(&MASK_SCALE, &bufs, &params, [1, 1, 1], false)?;
+    }
+    let unread = plan.gpu().placeholder_texture().clone();
+    let views = [&unread, head.h_mirror.view(), head.params_mirror.view()];
+    let kernel = &HEAD_CROSS_ENTROPY[cols.div_ceil(32) - 1];
+    let g = [u(rows.div_ceil(16)), 1, 1];
+    plan.push_textured(kernel, &bufs, &views, &[0], &params, g, false)?;
+    plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;
+    Ok(())
+}
 
 /// The most classes `cross_entropy8` holds in its lanes' registers.
 const CE8_COLS: usize = 128;
@@ -91,6 +185,8 @@ struct Params {
     scale: f32,
     mode: u32,
     per: f32,
+    /// `head_cross_entropy`'s: H, and where h's rows, V and c start (in floats).
+    head: [u32; 4],
     _pad: [u32; 3],
 }
 
@@ -150,6 +246,7 @@ pub(crate) fn loss(
         scale,
         mode,
         per: per as f32,
+        head: [0; 4],
         _pad: [0; 3],
     };
     let kernel = match loss.kind {
@@ -189,6 +286,7 @@ pub(crate) fn mask_count(plan: &mut PlanBuilder, rows: usize, b: &LossBuffers) -
         scale: 1.0,
         mode: 0,
         per: 1.0,
+        head: [0; 4],
         _pad: [0; 3],
     };
     let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
@@ -215,6 +313,7 @@ pub(crate) fn chunk_scale(
         scale: if masked { 1.0 } else { scale },
         mode: if masked && mean { 2 } else { 0 },
         per: per as f32,
+        head: [0; 4],
         _pad: [0; 3],
     };
     let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];

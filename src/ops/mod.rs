@@ -170,7 +170,7 @@ struct Pending {
 /// A buffer's first floats copied into a texture mirror of it
 /// ([`state_texture::StateTexture`]), or back, between two compute passes.
 #[derive(Clone)]
-struct TextureCopy {
+pub(crate) struct TextureCopy {
     buffer: wgpu::Buffer,
     texture: wgpu::Texture,
     /// Into the buffer, from the mirror.
@@ -332,6 +332,17 @@ impl<'g> PlanBuilder<'g> {
             back: true,
             rows: None,
         });
+    }
+
+    /// Copies (from [`Plan::prefix`]) to record before the next dispatch, after any asked for
+    /// already.
+    pub fn copies_before_next(&mut self, copies: &[TextureCopy]) {
+        self.before.extend_from_slice(copies);
+    }
+
+    /// Dispatches recorded so far.
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 
     /// Names the phase the following dispatches belong to, for per-phase GPU timing.
@@ -520,6 +531,7 @@ impl<'g> PlanBuilder<'g> {
     }
 }
 
+#[derive(Clone)]
 struct Dispatch {
     phase: &'static str,
     kernel: &'static str,
@@ -541,6 +553,22 @@ impl Plan {
     /// The buffer holding every dispatch's parameters.
     pub fn params(&self) -> &wgpu::Buffer {
         &self.params
+    }
+
+    /// The plan's first `n` dispatches as a plan of their own (the same parameters), and the
+    /// copies that ride on dispatch `n`: for a caller that replaces the rest, those copies
+    /// first ([`PlanBuilder::copies_before_next`]).
+    pub fn prefix(&self, n: usize) -> (Plan, Vec<TextureCopy>) {
+        let plan = Plan {
+            dispatches: self.dispatches[..n].to_vec(),
+            params: self.params.clone(),
+        };
+        let copies = self
+            .dispatches
+            .get(n)
+            .map(|d| d.before.clone())
+            .unwrap_or_default();
+        (plan, copies)
     }
 
     /// The name of every kernel dispatched, in order, repeats included.
@@ -789,6 +817,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &matmul::MATMUL_NT4_BC4_TEX,
         &matmul::MATMUL_NT4_BC_TT,
         &matmul::MATMUL_NT4_BC4_TT,
+        &loss::HEAD_CROSS_ENTROPY[0],
+        &loss::HEAD_CROSS_ENTROPY[1],
+        &loss::HEAD_CROSS_ENTROPY[2],
+        &loss::HEAD_CROSS_ENTROPY[3],
         &matmul::MATMUL_TN_BC,
         &matmul::MATMUL_TN_BC4,
         matmul::tn_bcw(true),

@@ -12,6 +12,7 @@ use crate::gpu::Gpu;
 pub(crate) const TEXELS: usize = 1024;
 
 /// An `rgba32float` storage texture holding a buffer's first floats, four to a texel.
+#[derive(Clone)]
 pub(crate) struct StateTexture {
     view: wgpu::TextureView,
     texture: wgpu::Texture,

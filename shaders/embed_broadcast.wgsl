@@ -171,3 +171,47 @@ fn embed_grad4_seq(
         }
     }
 }
+
+// tokens_table (embed.wgsl) a vec4 of the table at a time (H a multiple of 4, the table at
+// out's start), U and the biases gathered from the parameters' texture mirror bound at dat
+// (their rows copied in first): on lavapipe a texel's gather per value where tokens_table's
+// storage loads are each a loop over the lanes, and one vec4 store where it made four (the
+// character model's table 0.37 -> 0.22 ms). The ids after the table one value at a time, as
+// there. Elements past the grid loop.
+fn mirror_at(i: u32) -> f32 {
+    let v = i / 4u;
+    return textureLoad(dat, vec2<u32>(v % 1024u, v / 1024u))[i % 4u];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn tokens_table4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    p4 = p4_in;
+    let h4 = p4.hidden / 4u;
+    let table = p4.input * h4;
+    let n = p4.steps * p4.batch;
+    for (var e = gid.x; e < table + (n + 3u) / 4u; e += nwg.x * 64u) {
+        if e < table {
+            let v = e / h4;
+            let j = (e % h4) * 4u;
+            let at = vec4<u32>(p4.w_off + v) + vec4<u32>(j, j + 1u, j + 2u, j + 3u) * p4.input;
+            var x = vec4<f32>(mirror_at(at.x), mirror_at(at.y), mirror_at(at.z), mirror_at(at.w));
+            if (p4.flags & 4u) != 0u {
+                let b = p4.bias_off + j;
+                x += vec4<f32>(mirror_at(b), mirror_at(b + 1u), mirror_at(b + 2u), mirror_at(b + 3u));
+            }
+            if (p4.flags & 8u) != 0u {
+                let b = p4.bias2_off + j;
+                x += vec4<f32>(mirror_at(b), mirror_at(b + 1u), mirror_at(b + 2u), mirror_at(b + 3u));
+            }
+            out4[e] = x;
+        } else {
+            let r = (e - table) * 4u;
+            for (var c = 0u; c < 4u; c++) {
+                if r + c < n {
+                    let i = table * 4u + r + c;
+                    out4[i / 4u][i % 4u] = f32(ids[position(p4, r + c)]);
+                }
+            }
+        }
+    }
+}

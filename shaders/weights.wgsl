@@ -15,29 +15,48 @@ struct Prep {
 }
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> wp: array<f32>;
+// Written a vec4 at a time: HP and both sections' offsets are multiples of 4 (on lavapipe a
+// store is a loop over the lanes, a vec4's costing less than two scalars').
+@group(0) @binding(1) var<storage, read_write> wp: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> p_in: Prep;
+// With W_TEXTURE, W from the parameters' mirror (ops::state_texture: vec4 i is texel
+// (i % 1024, i / 1024)), copied in first: on lavapipe a texel's gather where a storage load at
+// an address that varies by lane is a loop over the lanes (with the vec4 stores, the character
+// model's W 0.40 -> 0.20 ms). Unread otherwise, but bound.
+@group(0) @binding(3) var pm: texture_storage_2d<rgba32float, read>;
+override W_TEXTURE: bool = false;
 // Each entry point first copies its parameters here (ARCHITECTURE.md, "lavapipe's costs").
 var<private> p: Prep;
 
-// One invocation per element of [H, HP]; the grid is 2-D when it needs over 65535 groups.
+// Element i of the buffer holding W.
+fn w_at(i: u32) -> f32 {
+    if W_TEXTURE {
+        let v = i / 4u;
+        return textureLoad(pm, vec2<u32>(v % 1024u, v / 1024u))[i % 4u];
+    }
+    return w[i];
+}
+
+// One invocation per vec4 of [H, HP], the grid looping over them (a few workgroups per
+// thread on a CPU adapter, each of which costs some microseconds there).
 @compute @workgroup_size(64, 1, 1)
-fn prepare(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn prepare(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     p = p_in;
-    let i = gid.x + gid.y * 65535u * 64u;
     let h = p.hidden;
-    let hp = p.hp;
-    if i >= h * hp {
-        return;
+    let q4 = p.hp / 4u;
+    for (var i = gid.x; i < h * q4; i += nwg.x * 64u) {
+        let k = i / q4;
+        let j0 = (i % q4) * 4u;
+        var wt = vec4<f32>(0.0);
+        var wn = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {
+            // Padding columns (j past H) are zero; their loads read W's last column.
+            let j = min(j0 + c, h - 1u);
+            let live = j0 + c < h;
+            wt[c] = select(0.0, w_at(p.w_off + j * h + k), live);
+            wn[c] = select(0.0, w_at(p.w_off + k * h + j), live);
+        }
+        wp[p.sec0 / 4u + i] = wt;
+        wp[p.sec1 / 4u + i] = wn;
     }
-    let k = i / hp;
-    let j = i % hp;
-    var wt = 0.0;
-    var wn = 0.0;
-    if j < h {
-        wt = w[p.w_off + j * h + k];
-        wn = w[p.w_off + k * h + j];
-    }
-    wp[p.sec0 + i] = wt;
-    wp[p.sec1 + i] = wn;
 }

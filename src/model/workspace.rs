@@ -1059,7 +1059,10 @@ impl Workspace {
                 if k == 0 && tokens {
                     let w = p(&names[kd].w_ih);
                     match &table {
-                        Some(t) => tokens_table(&mut fw, token_layout(d), &x, w, biases(kd), t)?,
+                        Some(t) => {
+                            let table = (t, params_mirror.as_ref());
+                            tokens_table(&mut fw, token_layout(d), &x, w, biases(kd), table)?
+                        }
                         None => {
                             let out = at(xu_of(k), d * ts);
                             embed(&mut fw, token_layout(d), &x, w, biases(kd), out)?;
@@ -1117,7 +1120,7 @@ impl Workspace {
         let layouts = if Recurrence::uses_layouts(gpu, lp) {
             let mut pb = PlanBuilder::new(gpu, "forward loop");
             for rec in &recs {
-                rec.prepare(&mut pb)?;
+                rec.prepare(&mut pb, params_mirror.as_ref())?;
             }
             Some(pb.finish()?)
         } else {

@@ -93,6 +93,9 @@ pub(crate) static EMBED_GRAD4_SEQ_TEX: Kernel = broadcast(
     GRAD4_BINDS,
     &[("DA_TEXTURE", 1.0)],
 );
+/// `tokens_table` a vec4 at a time, U and the biases from the parameters' texture mirror.
+pub(crate) static TOKENS_TABLE4_TEX: Kernel =
+    broadcast("tokens_table4_tex", "tokens_table4", WINDOWED, &[]);
 /// The largest vocabulary `embed_grad4_seq` takes (`SEQ_IDS` in the shader).
 const SEQ_IDS: usize = 256;
 
@@ -209,7 +212,7 @@ pub(crate) fn tokens_table(
     ids: &wgpu::Buffer,
     w: At,
     biases: Option<(usize, usize)>,
-    table: &wgpu::Buffer,
+    (table, mirror): (&wgpu::Buffer, Option<&StateTexture>),
 ) -> Result<()> {
     let params = tl.gather_params(w.off, biases, 0);
     let n = tl.input * tl.hidden + tl.steps * tl.batch;
@@ -220,8 +223,31 @@ pub(crate) fn tokens_table(
     } else {
         65535
     };
-    let grid = [groups(n, 64).min(most), 1, 1];
-    plan.push(&TOKENS_TABLE, &[ids, w.buf, table], &params, grid, false)?;
+    match mirror.filter(|_| tl.hidden.is_multiple_of(4)) {
+        Some(m) => {
+            // U's and the biases' rows of the parameters' mirror, a vec4 of the table each.
+            let (b1, b2) = biases.unwrap_or((w.off, w.off));
+            let lo = w.off.min(b1).min(b2);
+            let hi = (w.off + tl.hidden * tl.input).max(b1.max(b2) + tl.hidden);
+            plan.copy_range_to_mirror(w.buf, m, lo..hi);
+            let grid = [groups(n.div_ceil(4), 64).min(most), 1, 1];
+            let window = plan.gpu().placeholder_window().clone();
+            let bufs = [ids, w.buf, table, &window];
+            plan.push_textured(
+                &TOKENS_TABLE4_TEX,
+                &bufs,
+                &[m.view()],
+                &[0],
+                &params,
+                grid,
+                false,
+            )?;
+        }
+        None => {
+            let grid = [groups(n, 64).min(most), 1, 1];
+            plan.push(&TOKENS_TABLE, &[ids, w.buf, table], &params, grid, false)?;
+        }
+    }
     Ok(())
 }
 

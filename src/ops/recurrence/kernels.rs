@@ -59,8 +59,15 @@ pub(crate) static PREPARE: Kernel = Kernel {
     name: "weights_prepare",
     source: include_str!("../../../shaders/weights.wgsl"),
     entry: "prepare",
-    binds: &[Bind::Read, Bind::ReadWrite, Bind::Params],
+    binds: &[Bind::Read, Bind::ReadWrite, Bind::Params, Bind::TextureRead],
     constants: &[],
+};
+
+/// [`PREPARE`] reading W from the parameters' texture mirror.
+pub(crate) static PREPARE_TEX: Kernel = Kernel {
+    name: "weights_prepare_tex",
+    constants: &[("W_TEXTURE", 1.0)],
+    ..PREPARE
 };
 
 /// What a step does with its recurrent product: the epilogues spliced into every skeleton.

@@ -16,7 +16,7 @@ mod kernels;
 mod wavefront;
 #[cfg(test)]
 pub(crate) use kernels::{CELL_MARK, all as all_kernels};
-pub(crate) use kernels::{Cell, PREPARE, assemble};
+pub(crate) use kernels::{Cell, PREPARE, PREPARE_TEX, assemble};
 use kernels::{Family, Form, kernel};
 pub use wavefront::{Wavefront, compare as wavefront};
 
@@ -273,6 +273,34 @@ struct Prep {
     sec1: u32,
 }
 
+/// Records `PREPARE` (or `PREPARE_TEX`, W from `mirror`) with `params` over `w` into `wp`,
+/// whose sections' offsets are multiples of 4: one invocation per vec4 of a section, a few
+/// workgroups per thread on a CPU adapter.
+fn push_prepare(
+    plan: &mut PlanBuilder,
+    (w, wp): (&wgpu::Buffer, &wgpu::Buffer),
+    params: &Prep,
+    mirror: Option<&StateTexture>,
+) -> Result<()> {
+    debug_assert!([params.hp, params.sec0, params.sec1].iter().all(|v| v.is_multiple_of(4)));
+    let most = if plan.gpu().is_cpu() {
+        4 * plan.gpu().cpu_threads() as u32
+    } else {
+        65535
+    };
+    let grid = [
+        groups(params.hidden as usize * params.hp as usize / 4, 64).min(most),
+        1,
+        1,
+    ];
+    let (kernel, view) = match mirror {
+        Some(m) => (&PREPARE_TEX, m.view().clone()),
+        None => (&PREPARE, plan.gpu().placeholder_texture().clone()),
+    };
+    plan.push_textured(kernel, &[w, wp], &[&view], &[0], params, grid, false)?;
+    Ok(())
+}
+
 /// The serial loop of one layer over one sequence shape: one direction, or both side by side
 /// in the same dispatches (a bidirectional layer), each direction's tensors
 /// [`Recurrence::stride`] apart in the same buffers.
@@ -432,15 +460,14 @@ impl Recurrence<'_> {
     }
 
     /// Writes the padded layouts of every direction's current `W` into `wp`: before a
-    /// forward loop whenever `W` has changed since they were last written.
-    pub fn prepare(&self, plan: &mut PlanBuilder) -> Result<()> {
+    /// forward loop whenever `W` has changed since it was last written. W is read from
+    /// `mirror` (the parameters' texture mirror, W's rows copied in first) where given.
+    pub fn prepare(&self, plan: &mut PlanBuilder, mirror: Option<&StateTexture>) -> Result<()> {
         let hp = Self::hp(self.hidden);
-        let n = groups(self.hidden * hp, 64);
-        let (x, y) = if n > 65535 {
-            (65535, n.div_ceil(65535))
-        } else {
-            (n, 1)
-        };
+        if let Some(m) = mirror {
+            let end = self.w.off + (self.dirs - 1) * self.w_stride + self.hidden * self.hidden;
+            plan.copy_range_to_mirror(self.w.buf, m, self.w.off..end);
+        }
         for d in 0..self.dirs {
             let params = Prep {
                 hidden: u(self.hidden),
@@ -449,7 +476,7 @@ impl Recurrence<'_> {
                 sec0: u(Self::section(self.hidden, self.dirs, 0, d)),
                 sec1: u(Self::section(self.hidden, self.dirs, 1, d)),
             };
-            plan.push(&PREPARE, &[self.w.buf, self.wp], &params, [x, y, 1], false)?;
+            push_prepare(plan, (self.w.buf, self.wp), &params, mirror)?;
         }
         Ok(())
     }

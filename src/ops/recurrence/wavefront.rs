@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{Family, Form, Loop, PREPARE, Prep, Rec, Recurrence, kernel, push_rec};
+use super::{Family, Form, Loop, Prep, Rec, Recurrence, kernel, push_prepare, push_rec};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{Gemm, matmul};
@@ -92,7 +92,7 @@ pub fn compare(
     };
     let mut prep = PlanBuilder::new(gpu, "layouts");
     for k in 0..l {
-        rec(k).prepare(&mut prep)?;
+        rec(k).prepare(&mut prep, None)?;
     }
     let mut lbl = PlanBuilder::new(gpu, "layer by layer");
     for k in 0..l {
@@ -126,7 +126,6 @@ pub fn compare(
         "wavefront layouts",
         l * 4 * sl + super::CONSTANT_WINDOW as usize / 4,
     )?;
-    let n = groups(h * hp, 64);
     for k in 0..l {
         for (m, off) in [(0, w_at(k)), (2, u_at(k))] {
             let params = Prep {
@@ -136,7 +135,7 @@ pub fn compare(
                 sec0: u((4 * k + m) * sl),
                 sec1: u((4 * k + m + 1) * sl),
             };
-            prep.push(&PREPARE, &[&weights, &wp_wave], &params, [n, 1, 1], false)?;
+            push_prepare(&mut prep, (&weights, &wp_wave), &params, None)?;
         }
     }
     let mut wave = PlanBuilder::new(gpu, "wavefront");

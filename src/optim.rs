@@ -378,7 +378,11 @@ impl Optimizer {
         // Fresh buffers are zeroed, which is the start state of both rules.
         let s1 = gpu.storage_buffer("optimizer state 1", n)?;
         let s2 = gpu.storage_buffer("optimizer state 2", if adam { n } else { 1 })?;
-        let norm = gpu.storage_buffer("gradient norm, first non-finite step", 2)?;
+        // (With a uniform window's slack: the update kernels may read the norm through one.)
+        let norm = gpu.storage_buffer(
+            "gradient norm, first non-finite step",
+            2 + crate::ops::WINDOW_FLOATS,
+        )?;
         let (param, grad) = model.param_buffers();
         let mut b = PlanBuilder::new(&gpu, "optimizer");
         let offsets = update(

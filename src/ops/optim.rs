@@ -1,6 +1,7 @@
 //! `shaders/optim.wgsl`: global gradient norm, SGD with momentum, Adam and AdamW over all
 //! parameters.
 
+use super::state_texture::StateTexture;
 use super::{PlanBuilder, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
@@ -38,22 +39,49 @@ pub(crate) static ADAM: Kernel = Kernel {
     constants: &[],
 };
 
-/// The vec4 forms for 8-lane subgroups (`shaders/optim_vec4.wgsl`).
-const fn vec4(name: &'static str) -> Kernel {
+/// The vec4 forms' bindings: [`BINDS`]' buffers, a uniform window onto the norm (read or
+/// not), the parameters, then the mirrors of the parameters, the gradient and both states
+/// (read or not).
+const BINDS4: &[Bind] = &[
+    Bind::ReadWrite,
+    Bind::Read,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::ReadWrite,
+    Bind::Read,
+    Bind::Constant,
+    Bind::Params,
+    Bind::TextureRead,
+    Bind::TextureRead,
+    Bind::TextureRead,
+    Bind::TextureRead,
+];
+
+/// The vec4 forms for 8-lane subgroups (`shaders/optim_vec4.wgsl`), reading storage or (with
+/// `MIRRORS`) texture mirrors.
+const fn vec4(
+    name: &'static str,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+) -> Kernel {
     Kernel {
         name,
         source: concat!(
             include_str!("../../shaders/optim.wgsl"),
             include_str!("../../shaders/optim_vec4.wgsl")
         ),
-        entry: name,
-        binds: BINDS,
-        constants: &[],
+        entry,
+        binds: BINDS4,
+        constants,
     }
 }
-pub(crate) static GRAD_NORM4: Kernel = vec4("grad_norm4");
-pub(crate) static SGD4: Kernel = vec4("sgd4");
-pub(crate) static ADAM4: Kernel = vec4("adam4");
+const MIRRORS: &[(&str, f64)] = &[("MIRRORS", 1.0)];
+pub(crate) static GRAD_NORM4: Kernel = vec4("grad_norm4", "grad_norm4", &[]);
+pub(crate) static SGD4: Kernel = vec4("sgd4", "sgd4", &[]);
+pub(crate) static ADAM4: Kernel = vec4("adam4", "adam4", &[]);
+pub(crate) static GRAD_NORM4_TEX: Kernel = vec4("grad_norm4_tex", "grad_norm4", MIRRORS);
+pub(crate) static SGD4_TEX: Kernel = vec4("sgd4_tex", "sgd4", MIRRORS);
+pub(crate) static ADAM4_TEX: Kernel = vec4("adam4_tex", "adam4", MIRRORS);
 
 /// Parameters of one update, laid out as the shader's `Params`.
 #[repr(C)]
@@ -108,20 +136,77 @@ pub(crate) fn update(
     // `Gpu::storage_buffer`): with Adam over its 38k parameters the character model's step
     // took 49.5 ms against 51.6 on lavapipe.
     let four = plan.gpu().subgroup_kernels();
-    let (norm, sgd, adam_k) = if four {
-        (&GRAD_NORM4, &SGD4, &ADAM4)
-    } else {
-        (&GRAD_NORM, &SGD, &ADAM)
-    };
-    let norm_offset = plan.push(norm, &bufs, params, [1, 1, 1], false)?;
-    // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
-    let kernel = if adam { adam_k } else { sgd };
+    let total = (params.n as usize).div_ceil(if four { 1024 } else { 256 });
     // 256 invocations per workgroup (of 4 parameters each in the vec4 forms) on a 2-D grid: x
     // at most 65535 workgroups.
-    let per = if four { 1024 } else { 256 };
-    let total = (params.n as usize).div_ceil(per);
     let x = total.min(65535);
-    let y = total.div_ceil(x);
-    let update_offset = plan.push(kernel, &bufs, params, [u(x), u(y), 1], false)?;
+    let grid = [u(x), u(total.div_ceil(x)), 1];
+    // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
+    if !four {
+        let norm_offset = plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
+        let update_offset =
+            plan.push(if adam { &ADAM } else { &SGD }, &bufs, params, grid, false)?;
+        return Ok([norm_offset, update_offset]);
+    }
+    // Where textures serve, what the kernels read from mirrors, copied in first (the norm
+    // through a window onto its buffer, which holds one).
+    let n = params.n as usize;
+    let gpu = plan.gpu().clone();
+    let mirrors = if gpu.state_textures() {
+        let m = |what: &str, len: usize| StateTexture::new(&gpu, what, len);
+        let s2_len = (b.s2.size() / 4) as usize;
+        match (
+            m("parameters' mirror (optimizer)", n)?,
+            m("gradient's mirror", n)?,
+            m("optimizer state 1's mirror", n)?,
+            m("optimizer state 2's mirror", s2_len.min(n))?,
+        ) {
+            (Some(a), Some(g), Some(s1), Some(s2)) => Some([a, g, s1, s2]),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let window_fits = b.norm.size() >= super::CONSTANT_WINDOW;
+    let (kernels, views) = match mirrors.filter(|_| window_fits) {
+        Some(m) => {
+            for (buffer, mirror) in [b.param, b.grad, b.s1, b.s2].into_iter().zip(&m) {
+                plan.copy_to_mirror(buffer, mirror);
+            }
+            let views = m.each_ref().map(|t| t.view().clone());
+            ([&GRAD_NORM4_TEX, &SGD4_TEX, &ADAM4_TEX], views)
+        }
+        None => {
+            let unread = gpu.placeholder_texture().clone();
+            (
+                [&GRAD_NORM4, &SGD4, &ADAM4],
+                std::array::from_fn(|_| unread.clone()),
+            )
+        }
+    };
+    // The norm's kernel writes it (its window unread); the update's reads it through the
+    // window, its storage slot (which one dispatch may not bind as both) given another buffer.
+    let unread = gpu.placeholder_window().clone();
+    let scratch = gpu.storage_buffer("unused binding", 4)?;
+    let views: Vec<&wgpu::TextureView> = views.iter().collect();
+    let norm_bufs = [bufs[0], bufs[1], bufs[2], bufs[3], b.norm, bufs[5], &unread];
+    let norm_offset = plan.push_textured(
+        kernels[0],
+        &norm_bufs,
+        &views,
+        &[0],
+        params,
+        [1, 1, 1],
+        false,
+    )?;
+    let kernel = if adam { kernels[2] } else { kernels[1] };
+    let (slot, window) = if window_fits {
+        (&scratch, b.norm)
+    } else {
+        (b.norm, &unread)
+    };
+    let update_bufs = [bufs[0], bufs[1], bufs[2], bufs[3], slot, bufs[5], window];
+    let update_offset =
+        plan.push_textured(kernel, &update_bufs, &views, &[0], params, grid, false)?;
     Ok([norm_offset, update_offset])
 }

@@ -282,7 +282,11 @@ fn push_prepare(
     params: &Prep,
     mirror: Option<&StateTexture>,
 ) -> Result<()> {
-    debug_assert!([params.hp, params.sec0, params.sec1].iter().all(|v| v.is_multiple_of(4)));
+    debug_assert!(
+        [params.hp, params.sec0, params.sec1]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+    );
     let most = if plan.gpu().is_cpu() {
         4 * plan.gpu().cpu_threads() as u32
     } else {

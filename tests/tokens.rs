@@ -131,6 +131,21 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
             Driver::Persistent,
             false,
         ),
+        // Past the 12 MiB the weight gradients stream in place (T·B·(2H + O) floats): they
+        // read transposed buffers, not the loops' mirrors, so the states and dL/da the loops
+        // left in their mirrors must be copied back first.
+        (
+            200,
+            120,
+            20,
+            64,
+            1,
+            false,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
         // A deep transition with its shortcut and a deep output read the gathered columns too.
         (6, 3, 29, 10, 2, false, false, true, Driver::PerStep, true),
         (5, 2, 7, 9, 1, true, true, true, Driver::Persistent, true),
@@ -209,6 +224,77 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
             assert_close(&format!("grad {name} {ctx}"), &got, w, REL);
         }
         assert!(grads.x.is_none(), "{ctx}: token ids have no gradient");
+    }
+}
+
+#[test]
+fn token_ids_give_the_references_dh0_and_gradient_norms() {
+    // dL/dh0 and the per-step gradient norms read dL/da after the backward pass, which the
+    // persistent loops may leave in their texture mirror only (for token ids): both against
+    // the reference on the one-hot inputs, every driver, H a multiple of 4 and not.
+    let g = gpu();
+    for (n, (t, b, vocab, h)) in [(7, 3, 11, 12), (5, 2, 4, 9), (1, 1, 3, 8)]
+        .into_iter()
+        .enumerate()
+    {
+        // With the norms and without (their plan runs before dh0's).
+        for (driver, norms) in [
+            (Driver::Persistent, true),
+            (Driver::Persistent, false),
+            (Driver::PerStep, true),
+        ] {
+            let config = RnnConfig::new(vocab, h, 4);
+            let seed = 47_000 + 10 * n as u64;
+            let p = Params::random(config, 1.5 / (h as f64).sqrt(), seed);
+            let (ids, one_hot) = ids_and_one_hot((t, b, vocab), false, seed + 1);
+            let h0 = random(b * h, 0.8, seed + 2);
+            let classes: Vec<usize> = random(t * b, 1.0, seed + 3)
+                .iter()
+                .map(|v| (((v + 1.0) / 2.0 * 4.0) as usize).min(3))
+                .collect();
+            let loss = Loss::cross_entropy();
+            let (_, _, want) = reference::loss_and_grads(
+                &p,
+                &one_hot,
+                Some(&h0),
+                t,
+                b,
+                &Targets::Classes(classes.clone()),
+                loss,
+            );
+            let mut rnn = Rnn::new(&g, config, 1).unwrap();
+            for (name, v) in p.named() {
+                rnn.set_parameter(&name, &to_f32(v)).unwrap();
+            }
+            rnn.set_driver(driver);
+            rnn.set_input_gradients(true);
+            rnn.set_grad_norms(norms);
+            let classes: Vec<i64> = classes.iter().map(|&v| v as i64).collect();
+            let y = ClassIds::from_slice(&g, &[t, b], &classes).unwrap();
+            let x = ClassIds::from_slice(&g, &[t, b], &ids).unwrap();
+            let h0t = Tensor::from_slice(&g, &[1, b, h], &to_f32(&h0)).unwrap();
+            let ctx = format!("T {t} B {b} vocab {vocab} H {h} {driver:?} norms {norms}");
+            let (_, grads) = rnn
+                .loss_and_gradients(&x, Some(&h0t), Target::Classes(&y), loss)
+                .unwrap();
+            let dh0 = grads.h0.as_ref().expect("dL/dh0 was asked for");
+            assert_close(
+                &format!("grad h0 {ctx}"),
+                &dh0.to_vec().unwrap(),
+                &want.h0,
+                REL,
+            );
+            if norms {
+                let norms = rnn.grad_norms().unwrap();
+                assert_eq!(norms.len(), 1, "{ctx}: one curve");
+                assert_close(
+                    &format!("gradient norms {ctx}"),
+                    &norms[0],
+                    &want.h_norms[0],
+                    REL,
+                );
+            }
+        }
     }
 }
 

@@ -15,14 +15,14 @@ use crate::ops::activation;
 use crate::ops::diagnostics::step_norms;
 use crate::ops::directions::{Unused, concat, merge_reversed, reverse_steps, split};
 use crate::ops::dropout;
-use crate::ops::embed::{TokenLayout, embed, embed_grad, tokens_table};
+use crate::ops::embed::{TokenLayout, embed, embed_grad, grad_by_subgroups, tokens_table};
 use crate::ops::layout::{Blocks, repack, swap_leading};
 use crate::ops::loss::{HEAD_CE_COLS, HeadInputs, LossBuffers, head_loss};
 use crate::ops::matmul::{
     Gemm, MAX_CPU_ROWS, ld_b_fits, matmul, nt_b_mirror, row_sums_fit, texture_fits, tn_in_place,
     tn_sums_fit,
 };
-use crate::ops::recurrence::{LayerMirrors, Loop, Recurrence};
+use crate::ops::recurrence::{Back, LayerMirrors, Loop, Recurrence};
 use crate::ops::reduce::{colsum, sum_parts};
 use crate::ops::state_texture::StateTexture;
 use crate::ops::transition::{Fused, copies_len, fused as transition_fused, transposes_len};
@@ -236,6 +236,9 @@ struct LayerGrads<'a> {
     biases: Option<(usize, usize)>,
     /// For the top layer, the head's: O, dL/do, and the offsets of dV and dc.
     head: Option<(usize, &'a wgpu::Buffer, usize, usize)>,
+    /// Mirrors the loops left their buffers behind (h_all's but h(T), da's), copied back
+    /// first where a product here reads a buffer.
+    stale: [Option<(&'a StateTexture, &'a wgpu::Buffer)>; 2],
 }
 
 /// Records every weight gradient of one layer (and of the head, for the top layer) as
@@ -255,6 +258,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         w_hh,
         biases,
         head,
+        stale,
     } = l;
     // dU by matmul where the input is values; the token ids' scatter-add is below.
     let dense = tokens.is_none();
@@ -270,6 +274,39 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
     // Token ids are not streamed: no x.
     let streamed = rows * (2 * h + if dense { i } else { 0 } + o) * 4;
     let tn = tn_in_place(gpu) && streamed <= TN_BYTES;
+    // Whether every product reads h and dL/da from the mirrors (else the stale buffers are
+    // copied back first).
+    let on_mirrors = tn
+        && !dense
+        && (biases.is_none() || tn_sums_fit(gpu))
+        && mirrors.as_ref().is_some_and(|m| {
+            let dw = Gemm {
+                trans_a: true,
+                a_mirror: Some(m.da),
+                b_mirror: Some(m.h),
+                ..Gemm::new(h, h, rows, da, h_all, g(w_hh))
+            };
+            let dv = head.is_none_or(|(o, d_o, fc_w, _)| {
+                texture_fits(
+                    gpu,
+                    &Gemm {
+                        trans_a: true,
+                        a_mirror: m.o.map(|(om, _)| om),
+                        b_mirror: Some(m.h),
+                        ..Gemm::new(o, h, rows, at(d_o, 0), h_out, g(fc_w))
+                    },
+                )
+                .is_some()
+            });
+            texture_fits(gpu, &dw).is_some() && dv
+        })
+        && tokens
+            .is_none_or(|(tl, _, mirror)| mirror.is_some() && grad_by_subgroups(gpu, tl, da.off));
+    if !on_mirrors {
+        for (mirror, buffer) in stale.into_iter().flatten() {
+            bw.copy_from_mirror(mirror, buffer);
+        }
+    }
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {
@@ -990,6 +1027,27 @@ impl Workspace {
             Some(gpu.storage_buffer("dL/d top layer outputs [T, B, D·H]", rows * width)?)
         };
         let head_width = config.head_input();
+        // The head: the top layer's states (or the deep output block's) times Vᵀ, plus c; the
+        // top layer's states straight from the loop's mirror of them, where it keeps one, and
+        // V from the parameters' mirror (copied in first), where the head reads both.
+        let head_in = zs.last().map_or(top, |z| at(z, 0));
+        let head_gemm = || {
+            let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
+            head.trans_b = true;
+            head.bias = Some(p(FC_B));
+            if !two && zs.is_empty() {
+                head.a_mirror = layers[nl - 1].mirrors.as_ref().map(|m| &m.h);
+            }
+            head.b_mirror = params_mirror.as_ref();
+            head
+        };
+        // Then of the top layer's states only h(T) goes back into their buffer after the
+        // forward loop (for h_n): the head reads the mirror, and the weight gradients copy the
+        // rest back first where they cannot (`LayerGrads::stale`).
+        let top_stale = layers[nl - 1]
+            .mirrors
+            .as_ref()
+            .filter(|_| nt_b_mirror(gpu, &head_gemm()).is_some());
 
         // A batch-first caller's tensors, swapped at the plans' edges.
         let batch_first = if config.batch_first {
@@ -1100,7 +1158,11 @@ impl Workspace {
                     transition(k * nd + d).forward(&mut fw, &unused_r)?;
                 }
             } else {
-                recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all)?;
+                let back = match top_stale {
+                    Some(_) if k + 1 == nl => Back::Floats(steps * bh..(steps + 1) * bh),
+                    _ => Back::All,
+                };
+                recs[k].forward(&mut fw, lp, &xu, &layers[k].h_all, back)?;
             }
             if two {
                 let h_all = (&layers[k].h_all, hs);
@@ -1137,17 +1199,7 @@ impl Workspace {
         // The deep output block, layer by layer over all rows, then the head on its output.
         let out_block = Block::new(&mlp, config.deep_output, &zs, &dzs);
         out_block.forward(&mut fw, rows, top, &p, &unused_r)?;
-        let head_in = zs.last().map_or(top, |z| at(z, 0));
-        let mut head = Gemm::new(rows, o, head_width, head_in, p(FC_W), at(&out, 0));
-        head.trans_b = true;
-        head.bias = Some(p(FC_B));
-        // The top layer's states straight from the loop's mirror of them, where it keeps one.
-        if !two && zs.is_empty() {
-            head.a_mirror = layers[nl - 1].mirrors.as_ref().map(|m| &m.h);
-        }
-        // And V from the parameters' mirror, copied in first (V's rows of it only), where the
-        // head reads both.
-        head.b_mirror = params_mirror.as_ref();
+        let head = head_gemm();
         let v_floats = head.b.off..head.b.off + o * head_width;
         // Then a cross-entropy's plan may take the head's place (its one dispatch, and the
         // batch-first copy of the outputs after it).
@@ -1184,6 +1236,14 @@ impl Workspace {
         // first, its weight gradients as multiplies over all T * B rows, and dL/d(its input)
         // = dA U into the layer below's da.
         let mut bw = PlanBuilder::new(gpu, "backward");
+        // The bottom layer's dL/da likewise stays in its loop's mirror where nothing after the
+        // loop in this plan needs the buffer but its weight gradients (token ids: no dU, no
+        // dL/dx; one direction; no deep input block): it goes back in the later plans that read
+        // it (dh0, the gradient norms), and in the weight gradients where they must.
+        let da_stale = layers[0]
+            .mirrors
+            .as_ref()
+            .filter(|_| tokens && !two && dzin.is_empty());
         bw.phase("head");
         let head_out = if let Some(last) = dzs.last() {
             at(last, 0)
@@ -1278,7 +1338,11 @@ impl Workspace {
                     transition(k * nd + d).backward(&mut bw)?;
                 }
             } else {
-                recs[k].backward(&mut bw, lp, &l.h_all, &l.da)?;
+                let back = match da_stale {
+                    Some(_) if k == 0 => Back::Later,
+                    _ => Back::All,
+                };
+                recs[k].backward(&mut bw, lp, &l.h_all, &l.da, back)?;
             }
             for d in 0..nd {
                 let kd = k * nd + d;
@@ -1319,6 +1383,10 @@ impl Workspace {
                         biases: biases(kd),
                         head: (k == nl - 1 && !two && d_top.is_none())
                             .then(|| (o, &d_o, off(FC_W), off(FC_B))),
+                        stale: [
+                            top_stale.filter(|_| k + 1 == nl).map(|m| (&m.h, &l.h_all)),
+                            da_stale.filter(|_| k == 0).map(|m| (&m.da, &l.da)),
+                        ],
                     },
                 )?;
             }
@@ -1465,6 +1533,9 @@ impl Workspace {
         }
         let input_grad = dxp.finish()?;
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
+        if let Some(m) = da_stale {
+            dxp.copy_from_mirror(&m.da, &layers[0].da);
+        }
         for (kd, &Layer { k, d, .. }) in units.iter().enumerate() {
             // Against Wᵀ, which section 0 of W's layouts already holds (rows H long, as H is
             // a multiple of 4 where the subgroup kernels run; the layouts of this pass's W,
@@ -1498,6 +1569,9 @@ impl Workspace {
         // transition's shortcut), one product over the rows of steps 1..T.
         let grad_norms = if norms {
             let mut np = PlanBuilder::new(gpu, "gradient norms");
+            if let Some(m) = da_stale {
+                np.copy_from_mirror(&m.da, &layers[0].da);
+            }
             // Both directions' (the reverse one's in its own time), as `da` holds them.
             let above =
                 gpu.storage_buffer("dL/dh(t) from above [D][T, B, H]", (nd - 1) * ts + rows * h)?;

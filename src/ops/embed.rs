@@ -251,6 +251,12 @@ pub(crate) fn tokens_table(
     Ok(())
 }
 
+/// Whether [`embed_grad`] takes the subgroup kernels for `tl` with da at `da_off` on `gpu`,
+/// which read da from its mirror where given.
+pub(crate) fn grad_by_subgroups(gpu: &crate::gpu::Gpu, tl: TokenLayout, da_off: usize) -> bool {
+    gpu.subgroup_kernels() && tl.hidden.is_multiple_of(4) && da_off.is_multiple_of(4)
+}
+
 /// `dU[:, v] = sum of da[r, :]` over the rows `r` whose id is `v`, for every `v` (zero where
 /// none), written over `du` `[H, I]`; reading da from `mirror` (its buffer's texture mirror,
 /// holding the same values) where given.
@@ -262,7 +268,7 @@ pub(crate) fn embed_grad(
     du: At,
 ) -> Result<()> {
     let params = tl.params(0, da.off, du.off);
-    if plan.gpu().subgroup_kernels() && tl.hidden.is_multiple_of(4) && da.off.is_multiple_of(4) {
+    if grad_by_subgroups(plan.gpu(), tl, da.off) {
         // In time order where the vocabulary fits the kernel's sums: the character model's
         // 1.4-1.8 ms became 0.4-0.5 on lavapipe. (H / 32 workgroups only: a CPU adapter with
         // many more threads than that might want the runs of ids back; not measured.)

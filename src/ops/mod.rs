@@ -345,6 +345,23 @@ impl<'g> PlanBuilder<'g> {
         self.pending.len()
     }
 
+    /// As [`PlanBuilder::copy_from_mirror`], only the mirror's rows that hold `floats` of the
+    /// buffer.
+    pub fn copy_range_from_mirror(
+        &mut self,
+        mirror: &state_texture::StateTexture,
+        buffer: &wgpu::Buffer,
+        floats: std::ops::Range<usize>,
+    ) {
+        let row = 4 * mirror.texture().width() as usize;
+        self.before.push(TextureCopy {
+            buffer: buffer.clone(),
+            texture: mirror.texture().clone(),
+            back: true,
+            rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
+        });
+    }
+
     /// Names the phase the following dispatches belong to, for per-phase GPU timing.
     pub fn phase(&mut self, name: &'static str) {
         self.phase = name;

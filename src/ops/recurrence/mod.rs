@@ -273,6 +273,18 @@ struct Prep {
     sec1: u32,
 }
 
+/// What of a persistent loop's texture mirror goes back into its buffer after the loop (the
+/// loops write their mirror only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Back {
+    /// All of it.
+    All,
+    /// The floats in this range only (h(T), for h_n, where the rest is read from the mirror).
+    Floats(std::ops::Range<usize>),
+    /// None: every later reader of the buffer copies the mirror back first.
+    Later,
+}
+
 /// Records `PREPARE` (or `PREPARE_TEX`, W from `mirror`) with `params` over `w` into `wp`,
 /// whose sections' offsets are multiples of 4: one invocation per vec4 of a section, a few
 /// workgroups per thread on a CPU adapter.
@@ -600,6 +612,7 @@ impl Recurrence<'_> {
         lp: Loop,
         xu: &wgpu::Buffer,
         h_all: &wgpu::Buffer,
+        back: Back,
     ) -> Result<()> {
         let bh = self.batch * self.hidden;
         if !Self::uses_layouts(plan.gpu(), lp) {
@@ -611,7 +624,7 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        self.sweep(plan, lp, false, [xu, h_all])
+        self.sweep(plan, lp, false, [xu, h_all], back)
     }
 
     /// Every step backward, last to first, in place over `da` (holding `dL/do V`), with the
@@ -622,6 +635,7 @@ impl Recurrence<'_> {
         lp: Loop,
         h_all: &wgpu::Buffer,
         da: &wgpu::Buffer,
+        back: Back,
     ) -> Result<()> {
         let bh = self.batch * self.hidden;
         if !Self::uses_layouts(plan.gpu(), lp) {
@@ -639,7 +653,7 @@ impl Recurrence<'_> {
             }
             return Ok(());
         }
-        self.sweep(plan, lp, true, [h_all, da])
+        self.sweep(plan, lp, true, [h_all, da], back)
     }
 
     /// The loops that read W's layouts, forward (`xu` into `h_all`, first step first) or
@@ -650,6 +664,7 @@ impl Recurrence<'_> {
         lp: Loop,
         backward: bool,
         [src, dst]: [&wgpu::Buffer; 2],
+        back: Back,
     ) -> Result<()> {
         let forward = !backward;
         // The persistent loops' mirrors, filled once before the first direction's dispatch and
@@ -740,7 +755,12 @@ impl Recurrence<'_> {
         }
         if let Some(m) = mirrors {
             // The loops wrote their mirror only.
-            plan.copy_from_mirror(if backward { &m.da } else { &m.h }, dst);
+            let mirror = if backward { &m.da } else { &m.h };
+            match back {
+                Back::All => plan.copy_from_mirror(mirror, dst),
+                Back::Floats(floats) => plan.copy_range_from_mirror(mirror, dst, floats),
+                Back::Later => {}
+            }
         }
         Ok(())
     }

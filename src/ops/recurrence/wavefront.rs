@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::{Family, Form, Loop, Prep, Rec, Recurrence, kernel, push_prepare, push_rec};
+use super::{Back, Family, Form, Loop, Prep, Rec, Recurrence, kernel, push_prepare, push_rec};
 use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::ops::matmul::{Gemm, matmul};
@@ -105,7 +105,7 @@ pub fn compare(
         g.trans_b = true;
         g.bias = Some(at(&weights, b_at(k)));
         matmul(&mut lbl, g)?;
-        rec(k).forward(&mut lbl, Loop::Persistent, &xu, &h_lbl[k])?;
+        rec(k).forward(&mut lbl, Loop::Persistent, &xu, &h_lbl[k], Back::All)?;
     }
 
     // The wavefront: layer 0's projection hoisted, every layer above's biases in its xu.

@@ -121,20 +121,9 @@ pub(crate) fn head_loss(
     b: &LossBuffers,
 ) -> Result<()> {
     debug_assert!(loss.kind == LossKind::CrossEntropy && (1..=HEAD_CE_COLS).contains(&cols));
-    let (per, scale) = per_and_scale(loss, rows, cols);
-    let mode = match (masked, loss.reduction) {
-        (false, _) => 0,
-        (true, Reduction::Sum) => 1,
-        (true, Reduction::Mean) => 2,
-    };
     let params = Params {
-        rows: u(rows),
-        cols: u(cols),
-        scale,
-        mode,
-        per: per as f32,
         head: [u(head.hidden), u(head.h_off), u(head.v_off), u(head.c_off)],
-        _pad: [0; 3],
+        ..Params::new((loss, masked), (rows, cols), false)
     };
     let bufs = [b.o, b.y, b.mask, b.d_o, b.rows, b.loss];
     if masked {
@@ -190,6 +179,30 @@ struct Params {
     _pad: [u32; 3],
 }
 
+impl Params {
+    /// The loss kernels' parameters for `loss` over `rows x cols` outputs, masked or not; with
+    /// `given_scale` (a chunk of a longer sequence) at the scale `loss[1]` already holds.
+    fn new((loss, masked): (Loss, bool), (rows, cols): (usize, usize), given_scale: bool) -> Self {
+        let (per, scale) = per_and_scale(loss, rows, cols);
+        let mode = match (masked, loss.reduction) {
+            (false, _) if given_scale => 3,
+            (false, _) => 0,
+            (true, _) if given_scale => 1,
+            (true, Reduction::Sum) => 1,
+            (true, Reduction::Mean) => 2,
+        };
+        Params {
+            rows: u(rows),
+            cols: u(cols),
+            scale,
+            mode,
+            per: per as f32,
+            head: [0; 4],
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// Buffers of one loss evaluation.
 pub(crate) struct LossBuffers<'a> {
     /// Outputs `[R, O]`.
@@ -232,23 +245,7 @@ pub(crate) fn loss(
     given_scale: bool,
     b: &LossBuffers,
 ) -> Result<()> {
-    let (per, scale) = per_and_scale(loss, rows, cols);
-    let mode = match (masked, loss.reduction) {
-        (false, _) if given_scale => 3,
-        (false, _) => 0,
-        (true, _) if given_scale => 1,
-        (true, Reduction::Sum) => 1,
-        (true, Reduction::Mean) => 2,
-    };
-    let params = Params {
-        rows: u(rows),
-        cols: u(cols),
-        scale,
-        mode,
-        per: per as f32,
-        head: [0; 4],
-        _pad: [0; 3],
-    };
+    let params = Params::new((loss, masked), (rows, cols), given_scale);
     let kernel = match loss.kind {
         LossKind::Mse => &MSE,
         LossKind::CrossEntropy => &CROSS_ENTROPY,

@@ -180,6 +180,23 @@ pub(crate) struct TextureCopy {
 }
 
 impl TextureCopy {
+    /// The copy of the mirror's rows that hold `floats` of the buffer, to it or (`back`) from
+    /// it.
+    fn range(
+        buffer: &wgpu::Buffer,
+        mirror: &state_texture::StateTexture,
+        floats: std::ops::Range<usize>,
+        back: bool,
+    ) -> Self {
+        let row = 4 * mirror.texture().width() as usize;
+        Self {
+            buffer: buffer.clone(),
+            texture: mirror.texture().clone(),
+            back,
+            rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
+        }
+    }
+
     /// Records the copy: as many of the mirror's rows (of those asked for) as the buffer
     /// holds, then what is left of the buffer, to or from the start of the next row.
     fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
@@ -310,13 +327,8 @@ impl<'g> PlanBuilder<'g> {
         mirror: &state_texture::StateTexture,
         floats: std::ops::Range<usize>,
     ) {
-        let row = 4 * mirror.texture().width() as usize;
-        self.before.push(TextureCopy {
-            buffer: buffer.clone(),
-            texture: mirror.texture().clone(),
-            back: false,
-            rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
-        });
+        self.before
+            .push(TextureCopy::range(buffer, mirror, floats, false));
     }
 
     /// Copies `mirror` back into `buffer`'s first floats (as many as both hold) before the
@@ -353,13 +365,8 @@ impl<'g> PlanBuilder<'g> {
         buffer: &wgpu::Buffer,
         floats: std::ops::Range<usize>,
     ) {
-        let row = 4 * mirror.texture().width() as usize;
-        self.before.push(TextureCopy {
-            buffer: buffer.clone(),
-            texture: mirror.texture().clone(),
-            back: true,
-            rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
-        });
+        self.before
+            .push(TextureCopy::range(buffer, mirror, floats, true));
     }
 
     /// Names the phase the following dispatches belong to, for per-phase GPU timing.

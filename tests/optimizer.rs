@@ -13,9 +13,21 @@ fn compare(config: OptimizerConfig, steps: usize) {
     compare_with_lr(config, steps, |_| None);
 }
 
-/// [`compare`], setting the learning rate before step k where `lr_at(k)` gives one.
+/// [`compare`], setting the learning rate before step k where `lr_at(k)` gives one; with the
+/// adapter's texture mirrors (the optimizer reads the parameters, the gradient and its states
+/// from them where they serve) and without.
 fn compare_with_lr(config: OptimizerConfig, steps: usize, lr_at: impl Fn(usize) -> Option<f32>) {
-    let g = gpu();
+    for textures in [true, false] {
+        compare_on(&gpu().with_state_textures(textures), config, steps, &lr_at);
+    }
+}
+
+fn compare_on(
+    g: &rnn_wgpu::Gpu,
+    config: OptimizerConfig,
+    steps: usize,
+    lr_at: &impl Fn(usize) -> Option<f32>,
+) {
     let rc = RnnConfig::new(3, 65, 2);
     let mut p = Params::random(rc, 0.2, 21);
     let (t, b) = (4, 3);
@@ -24,13 +36,13 @@ fn compare_with_lr(config: OptimizerConfig, steps: usize, lr_at: impl Fn(usize) 
     let targets = Targets::Values(y.clone());
     let loss = Loss::mse();
 
-    let mut rnn = Rnn::new(&g, rc, 0).unwrap();
+    let mut rnn = Rnn::new(g, rc, 0).unwrap();
     for (name, v) in p.named() {
         rnn.set_parameter(&name, &to_f32(v)).unwrap();
     }
     let mut opt = Optimizer::new(&rnn, config).unwrap();
-    let xt = Tensor::from_slice(&g, &[t, b, 3], &to_f32(&x)).unwrap();
-    let yt = Tensor::from_slice(&g, &[t, b, 2], &to_f32(&y)).unwrap();
+    let xt = Tensor::from_slice(g, &[t, b, 3], &to_f32(&x)).unwrap();
+    let yt = Tensor::from_slice(g, &[t, b, 2], &to_f32(&y)).unwrap();
 
     let mut host = reference::Optimizer::new(config);
     for step in 1..=steps {

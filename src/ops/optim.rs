@@ -141,7 +141,6 @@ pub(crate) fn update(
     // at most 65535 workgroups.
     let x = total.min(65535);
     let grid = [u(x), u(total.div_ceil(x)), 1];
-    // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
     if !four {
         let norm_offset = plan.push(&GRAD_NORM, &bufs, params, [1, 1, 1], false)?;
         let update_offset =
@@ -167,27 +166,30 @@ pub(crate) fn update(
     } else {
         None
     };
+    // The norm's kernel writes it; the mirrors' update reads it through a window onto its
+    // buffer, so its storage slot (which one dispatch may not bind as both) gets another
+    // buffer; the storage forms' update reads it at that slot.
+    let unread = gpu.placeholder_window().clone();
+    let scratch = gpu.storage_buffer("unused binding", 4)?;
     let window_fits = b.norm.size() >= super::CONSTANT_WINDOW;
-    let (kernels, views) = match mirrors.filter(|_| window_fits) {
+    let (kernels, views, (slot, window)) = match mirrors.filter(|_| window_fits) {
         Some(m) => {
             for (buffer, mirror) in [b.param, b.grad, b.s1, b.s2].into_iter().zip(&m) {
                 plan.copy_to_mirror(buffer, mirror);
             }
             let views = m.each_ref().map(|t| t.view().clone());
-            ([&GRAD_NORM4_TEX, &SGD4_TEX, &ADAM4_TEX], views)
-        }
-        None => {
-            let unread = gpu.placeholder_texture().clone();
             (
-                [&GRAD_NORM4, &SGD4, &ADAM4],
-                std::array::from_fn(|_| unread.clone()),
+                [&GRAD_NORM4_TEX, &SGD4_TEX, &ADAM4_TEX],
+                views,
+                (&scratch, b.norm),
             )
         }
+        None => {
+            let blank = gpu.placeholder_texture().clone();
+            let views = std::array::from_fn(|_| blank.clone());
+            ([&GRAD_NORM4, &SGD4, &ADAM4], views, (b.norm, &unread))
+        }
     };
-    // The norm's kernel writes it (its window unread); the update's reads it through the
-    // window, its storage slot (which one dispatch may not bind as both) given another buffer.
-    let unread = gpu.placeholder_window().clone();
-    let scratch = gpu.storage_buffer("unused binding", 4)?;
     let views: Vec<&wgpu::TextureView> = views.iter().collect();
     let norm_bufs = [bufs[0], bufs[1], bufs[2], bufs[3], b.norm, bufs[5], &unread];
     let norm_offset = plan.push_textured(
@@ -199,12 +201,8 @@ pub(crate) fn update(
         [1, 1, 1],
         false,
     )?;
+    // AdamW is Adam with a decoupled decay (`UpdateParams::decoupled`).
     let kernel = if adam { kernels[2] } else { kernels[1] };
-    let (slot, window) = if window_fits {
-        (&scratch, b.norm)
-    } else {
-        (b.norm, &unread)
-    };
     let update_bufs = [bufs[0], bufs[1], bufs[2], bufs[3], slot, bufs[5], window];
     let update_offset =
         plan.push_textured(kernel, &update_bufs, &views, &[0], params, grid, false)?;

@@ -201,10 +201,9 @@ struct GradMirrors<'a> {
 pub(crate) struct FusedHead {
     /// `forward` up to the head (the copy of the outputs for a batch-first caller left out too).
     body: Plan,
-    /// The copies that preceded the head: the loop's mirror back into `h_all`, V into the
-    /// parameters' mirror.
+    /// The copies that preceded the head: the loop's mirror (h(T)) back into `h_all`, V and c
+    /// into the parameters' mirror.
     copies: Vec<TextureCopy>,
-    params: wgpu::Buffer,
     h_mirror: StateTexture,
     params_mirror: StateTexture,
     hidden: usize,
@@ -1200,7 +1199,9 @@ impl Workspace {
         let out_block = Block::new(&mlp, config.deep_output, &zs, &dzs);
         out_block.forward(&mut fw, rows, top, &p, &unused_r)?;
         let head = head_gemm();
-        let v_floats = head.b.off..head.b.off + o * head_width;
+        // V's floats of the parameters, and c's (which the fused head reads from the mirror).
+        let c_off = layout.offset(FC_B);
+        let v_floats = head.b.off.min(c_off)..(head.b.off + o * head_width).max(c_off + o);
         // Then a cross-entropy's plan may take the head's place (its one dispatch, and the
         // batch-first copy of the outputs after it).
         let fusable = nt_b_mirror(gpu, &head)
@@ -1221,13 +1222,12 @@ impl Workspace {
             FusedHead {
                 body,
                 copies,
-                params: params.clone(),
                 h_mirror,
                 params_mirror,
                 hidden: head_width,
                 h_off,
                 v_off,
-                c_off: layout.offset(FC_B),
+                c_off,
             }
         });
 
@@ -1790,7 +1790,6 @@ impl Workspace {
                 .filter(|_| loss.kind == crate::loss::LossKind::CrossEntropy);
             if let Some(f) = fused {
                 b.copies_before_next(&f.copies);
-                b.copy_range_to_mirror(&f.params, &f.params_mirror, f.c_off..f.c_off + outputs);
                 let head = HeadInputs {
                     h_mirror: &f.h_mirror,
                     params_mirror: &f.params_mirror,

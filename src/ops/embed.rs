@@ -2,7 +2,7 @@
 //! weight gradient (a scatter-add into them).
 
 use super::state_texture::StateTexture;
-use super::{At, PlanBuilder, WINDOW_FLOATS, groups, u, window_start};
+use super::{At, PlanBuilder, WINDOW_FLOATS, groups, looping_groups, u, window_start};
 use crate::error::Result;
 use crate::gpu::{Bind, Kernel};
 
@@ -216,13 +216,6 @@ pub(crate) fn tokens_table(
 ) -> Result<()> {
     let params = tl.gather_params(w.off, biases, 0);
     let n = tl.input * tl.hidden + tl.steps * tl.batch;
-    // A few workgroups a CPU thread, looping (lavapipe pays for each: the character model's
-    // table 0.55 -> 0.38 ms); a GPU's one per 64 elements.
-    let most = if plan.gpu().is_cpu() {
-        4 * plan.gpu().cpu_threads() as u32
-    } else {
-        65535
-    };
     match mirror.filter(|_| tl.hidden.is_multiple_of(4)) {
         Some(m) => {
             // U's and the biases' rows of the parameters' mirror, a vec4 of the table each.
@@ -230,7 +223,7 @@ pub(crate) fn tokens_table(
             let lo = w.off.min(b1).min(b2);
             let hi = (w.off + tl.hidden * tl.input).max(b1.max(b2) + tl.hidden);
             plan.copy_range_to_mirror(w.buf, m, lo..hi);
-            let grid = [groups(n.div_ceil(4), 64).min(most), 1, 1];
+            let grid = [looping_groups(plan.gpu(), n.div_ceil(4), 64), 1, 1];
             let window = plan.gpu().placeholder_window().clone();
             let bufs = [ids, w.buf, table, &window];
             plan.push_textured(
@@ -244,7 +237,7 @@ pub(crate) fn tokens_table(
             )?;
         }
         None => {
-            let grid = [groups(n, 64).min(most), 1, 1];
+            let grid = [looping_groups(plan.gpu(), n, 64), 1, 1];
             plan.push(&TOKENS_TABLE, &[ids, w.buf, table], &params, grid, false)?;
         }
     }

@@ -8,7 +8,7 @@
 //! picks the forms and records them, for any cell.
 
 use super::state_texture::StateTexture;
-use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, u};
+use super::{At, CONSTANT_WINDOW, PlanBuilder, groups, looping_groups, u};
 use crate::error::Result;
 use crate::gpu::{Bind, Gpu, Kernel};
 
@@ -299,16 +299,8 @@ fn push_prepare(
             .iter()
             .all(|v| v.is_multiple_of(4))
     );
-    let most = if plan.gpu().is_cpu() {
-        4 * plan.gpu().cpu_threads() as u32
-    } else {
-        65535
-    };
-    let grid = [
-        groups(params.hidden as usize * params.hp as usize / 4, 64).min(most),
-        1,
-        1,
-    ];
+    let vec4s = params.hidden as usize * params.hp as usize / 4;
+    let grid = [looping_groups(plan.gpu(), vec4s, 64), 1, 1];
     let (kernel, view) = match mirror {
         Some(m) => (&PREPARE_TEX, m.view().clone()),
         None => (&PREPARE, plan.gpu().placeholder_texture().clone()),

@@ -168,19 +168,12 @@ fn matmul_tn_tex(
 // texture mirrors, no options: dL/dh = dO V, V straight from a mirror of the parameters, where
 // matmul_nt4_bc read dO through windows and V transposed into one. A subgroup computes 16 rows
 // x 64 columns: per 4 values of k each lane gathers its two rows' 4 values of A (rows
-// r0 + 2 l and r0 + 2 l + 1) and hands them round by shuffles from constant lanes, and its 8
-// columns of B's 4 rows there.
+// r0 + 2 l and r0 + 2 l + 1: a texel each, and where rows start anywhere the texel before
+// carried from the step before to shift them out of) and hands them round by shuffles from
+// constant lanes, and its 8 columns of B's 4 rows there.
 
-// Values k .. k + 3 of the row of A from element e, zero at or past K.
-fn a_row4(e: u32, k: u32) -> vec4<f32> {
-    let i = e + k;
-    let t = i / 4u;
-    var v: vec4<f32>;
-    if ALIGNED_A {
-        v = a_texel(t);
-    } else {
-        v = shifted(a_texel(t), a_texel(t + 1u), i % 4u);
-    }
+// A row's values k .. k + 3 in v, zero at or past K.
+fn a_row4(v: vec4<f32>, k: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k));
 }
 
@@ -206,10 +199,27 @@ fn matmul_nn_tex(
     let e0 = p.a_off + min(at.r0 + 2u * lane, p.m - 1u) * p.k;
     let e1 = p.a_off + min(at.r0 + 2u * lane + 1u, p.m - 1u) * p.k;
     let last = p.k - 1u;
+    // Each row's texels from its first: one gathered per step, unaligned the one before
+    // carried.
+    let t0 = e0 / 4u;
+    let t1 = e1 / 4u;
+    var x0 = a_texel(t0);
+    var x1 = a_texel(t1);
     var acc: TexAcc;
     for (var k = 0u; k < p.k; k += 4u) {
-        let m0 = a_row4(e0, k);
-        let m1 = a_row4(e1, k);
+        var m0: vec4<f32>;
+        var m1: vec4<f32>;
+        if ALIGNED_A {
+            m0 = a_row4(a_texel(t0 + k / 4u), k);
+            m1 = a_row4(a_texel(t1 + k / 4u), k);
+        } else {
+            let y0 = a_texel(t0 + k / 4u + 1u);
+            let y1 = a_texel(t1 + k / 4u + 1u);
+            m0 = a_row4(shifted(x0, y0, e0 % 4u), k);
+            m1 = a_row4(shifted(x1, y1, e1 % 4u), k);
+            x0 = y0;
+            x1 = y1;
+        }
         // Row r0 + i's values: lane i / 2's m(i % 2).
         let a = array<vec4<f32>, 16>(
             subgroupShuffle(m0, 0u), subgroupShuffle(m1, 0u),

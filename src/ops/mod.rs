@@ -15,6 +15,7 @@ pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod recurrence;
 pub(crate) mod reduce;
+mod schedule;
 pub(crate) mod spectral;
 pub(crate) mod state_texture;
 pub(crate) mod transition;
@@ -186,6 +187,8 @@ struct Pending {
 pub(crate) struct TextureCopy {
     buffer: wgpu::Buffer,
     texture: wgpu::Texture,
+    /// The mirror's view, as the kernels bind it (`schedule` compares them).
+    view: wgpu::TextureView,
     /// Into the buffer, from the mirror.
     back: bool,
     /// The mirror's rows copied, from and up to: all where `None`.
@@ -205,6 +208,7 @@ impl TextureCopy {
         Self {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
+            view: mirror.view().clone(),
             back,
             rows: Some(((floats.start / row) as u32, floats.end.div_ceil(row) as u32)),
         }
@@ -327,6 +331,7 @@ impl<'g> PlanBuilder<'g> {
         self.before.push(TextureCopy {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
+            view: mirror.view().clone(),
             back: false,
             rows: None,
         });
@@ -354,6 +359,7 @@ impl<'g> PlanBuilder<'g> {
         self.before.push(TextureCopy {
             buffer: buffer.clone(),
             texture: mirror.texture().clone(),
+            view: mirror.view().clone(),
             back: true,
             rows: None,
         });
@@ -561,6 +567,7 @@ impl<'g> PlanBuilder<'g> {
                     groups: p.groups,
                     serial: p.serial,
                     before: p.before,
+                    access: schedule::Access::of(p.binds, &p.buffers, &p.textures),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -578,6 +585,8 @@ struct Dispatch {
     groups: [u32; 3],
     serial: bool,
     before: Vec<TextureCopy>,
+    /// What it binds, for moving copies past it.
+    access: schedule::Access,
 }
 
 /// A recorded sequence of dispatches, ready to encode again and again.
@@ -642,6 +651,10 @@ pub(crate) fn run(
     prepare(&mut encoder);
     match driver {
         Driver::Auto | Driver::PerStep | Driver::Persistent => {
+            let all: Vec<&Dispatch> = plans.iter().flat_map(|p| &p.dispatches).collect();
+            // Copies between passes, as few places as they allow (`schedule`).
+            let copies = schedule::schedule(&all);
+            copies[0].iter().for_each(|c| c.encode(&mut encoder));
             {
                 let begin = |encoder: &mut wgpu::CommandEncoder| {
                     encoder
@@ -652,16 +665,19 @@ pub(crate) fn run(
                         .forget_lifetime()
                 };
                 let mut pass = begin(&mut encoder);
-                for d in plans.iter().flat_map(|p| &p.dispatches) {
-                    if !d.before.is_empty() {
+                for (i, d) in all.iter().enumerate() {
+                    if i > 0 && !copies[i].is_empty() {
                         // Copies end the pass; the dispatches go on in a new one.
                         drop(pass);
-                        d.before.iter().for_each(|c| c.encode(&mut encoder));
+                        copies[i].iter().for_each(|c| c.encode(&mut encoder));
                         pass = begin(&mut encoder);
                     }
                     Plan::encode_one(d, &mut pass);
                 }
             }
+            copies[all.len()]
+                .iter()
+                .for_each(|c| c.encode(&mut encoder));
             finish(&mut encoder);
             gpu.submit(label, encoder)
         }

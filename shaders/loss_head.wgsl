@@ -19,8 +19,15 @@
 // The parameters' mirror (V and c copied in first).
 @group(0) @binding(9) var pm: texture_storage_2d<rgba32float, read>;
 
+// With D_O_TEXELS, dL/do goes into this mirror (the outputs') instead of d_o: row r's values
+// from texel r ceil(O / 4), the padding zero, one texel a lane and block, where the backward
+// pass's products read them aligned (matmul_texture.wgsl's ld_a) with no copy into the mirror
+// (nor the break between passes it needs) first.
+@group(0) @binding(10) var dm: texture_storage_2d<rgba32float, write>;
+
 // Blocks of 32 columns: O up to 32 HEAD_BLOCKS (1 to 4).
 override HEAD_BLOCKS: u32 = 3u;
+override D_O_TEXELS: bool = false;
 
 fn h_texel(i: u32) -> vec4<f32> {
     return textureLoad(hm, vec2<u32>(i % 1024u, i / 1024u));
@@ -130,8 +137,15 @@ fn row_loss(r: u32, lane: u32, x: array<vec4<f32>, 4>, sc: f32) {
         for (var j = 0u; j < 4u; j++) {
             if c0 + j < p.cols {
                 o[at + j] = x[b][j];
-                d_o[at + j] = d[j];
+                if !D_O_TEXELS {
+                    d_o[at + j] = d[j];
+                }
             }
+        }
+        // Past O, e is 0 and no class matches: d is 0 there.
+        if D_O_TEXELS && c0 < p.cols {
+            let t = r * ((p.cols + 3u) / 4u) + c0 / 4u;
+            textureStore(dm, vec2<u32>(t % 1024u, t / 1024u), d);
         }
     }
 }

@@ -25,7 +25,7 @@ struct Params {
     bias2_off: u32,
     k_split: u32, // matmul only: 0, or the values of k per workgroup along z
     ld_b: u32,    // matmul_nt4 only: B's row stride in elements (0: K)
-    _pad2: u32,
+    ld_a: u32,    // matmul_tn_tex, matmul_nn_tex only: A's row stride in elements (0: M, K)
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;

@@ -119,7 +119,7 @@ fn matmul_tn_tex(
         // This lane's k and its 16 values of A (zero past K; rows past M are never written).
         let mk = k0 + lane;
         let live = select(0.0, 1.0, mk < p.k);
-        let e = p.a_off + min(mk, p.k - 1u) * p.m + at.r0;
+        let e = p.a_off + min(mk, p.k - 1u) * select(p.m, p.ld_a, p.ld_a != 0u) + at.r0;
         let t = e / 4u;
         var a: array<vec4<f32>, 4>;
         if ALIGNED_A {
@@ -196,8 +196,9 @@ fn matmul_nn_tex(
     p = p_in;
     let at = tex_place(wid, lane);
     // This lane's two rows of A (past M the last: never written).
-    let e0 = p.a_off + min(at.r0 + 2u * lane, p.m - 1u) * p.k;
-    let e1 = p.a_off + min(at.r0 + 2u * lane + 1u, p.m - 1u) * p.k;
+    let lda = select(p.k, p.ld_a, p.ld_a != 0u);
+    let e0 = p.a_off + min(at.r0 + 2u * lane, p.m - 1u) * lda;
+    let e1 = p.a_off + min(at.r0 + 2u * lane + 1u, p.m - 1u) * lda;
     let last = p.k - 1u;
     // Each row's texels from its first: one gathered per step, unaligned the one before
     // carried.

@@ -25,6 +25,8 @@ pub enum Bind {
     TextureReadWrite,
     /// `texture_storage_2d<rgba32float, read>`.
     TextureRead,
+    /// `texture_storage_2d<rgba32float, write>`.
+    TextureWrite,
 }
 
 /// A compute kernel: a WGSL source, an entry point and its bindings (group 0).
@@ -504,12 +506,12 @@ impl Gpu {
                         has_dynamic_offset: true,
                         min_binding_size: None,
                     },
-                    Bind::TextureReadWrite | Bind::TextureRead => {
+                    Bind::TextureReadWrite | Bind::TextureRead | Bind::TextureWrite => {
                         wgpu::BindingType::StorageTexture {
-                            access: if *b == Bind::TextureRead {
-                                wgpu::StorageTextureAccess::ReadOnly
-                            } else {
-                                wgpu::StorageTextureAccess::ReadWrite
+                            access: match b {
+                                Bind::TextureRead => wgpu::StorageTextureAccess::ReadOnly,
+                                Bind::TextureWrite => wgpu::StorageTextureAccess::WriteOnly,
+                                _ => wgpu::StorageTextureAccess::ReadWrite,
                             },
                             format: wgpu::TextureFormat::Rgba32Float,
                             view_dimension: wgpu::TextureViewDimension::D2,

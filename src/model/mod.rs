@@ -1173,7 +1173,7 @@ impl Rnn {
         ws.prepare_loss(&gpu, key, outputs)?;
         let ws = &*ws;
         let mut plans = ws.step_plans(key);
-        plans.push(&ws.backward);
+        plans.push(ws.backward_after(key));
         plans.extend(ws.grad_norms.as_ref().map(|(p, _)| p));
         let norms = ws.grad_norms.is_some();
         // dL/dx only where it is returned, and before an update changes U.
@@ -1243,8 +1243,8 @@ impl Rnn {
             Some(key) => ws.step_plans(key),
             None => ws.forward_plans(),
         };
-        if key.is_some() {
-            plans.push(&ws.backward);
+        if let Some(key) = key {
+            plans.push(ws.backward_after(key));
             if dx {
                 plans.extend([&ws.input_grad, &ws.state_grad]);
             }

@@ -118,6 +118,10 @@ pub(crate) struct Workspace {
     pub layouts_fresh: bool,
     /// Every parameter gradient.
     pub backward: Plan,
+    /// `backward` for dL/do in the outputs' mirror, each row padded to whole texels, where a
+    /// fused loss plan writes it there (and not into its buffer): where every reader of dL/do
+    /// reads it from the mirror (not the gradient norms' product).
+    backward_from_mirror: Option<Plan>,
     /// dL/dx, after `backward` (empty for token ids).
     pub input_grad: Plan,
     /// dL/dh0, after `backward`.
@@ -241,8 +245,15 @@ struct LayerGrads<'a> {
 }
 
 /// Records every weight gradient of one layer (and of the head, for the top layer) as
-/// multiplies over all T·B rows.
-fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGrads) -> Result<()> {
+/// multiplies over all T·B rows; returns whether they read dL/do's buffer (where not, the
+/// plan's variant reads dL/do's padded rows from the outputs' mirror:
+/// `backward_from_mirror`).
+fn layer_grads(
+    bw: &mut PlanBuilder,
+    gpu: &Gpu,
+    grads: &wgpu::Buffer,
+    l: LayerGrads,
+) -> Result<bool> {
     let LayerGrads {
         rows,
         batch,
@@ -306,6 +317,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             bw.copy_from_mirror(mirror, buffer);
         }
     }
+    // Whether dL/do's buffer is read (by any path but dV from the mirror holding it).
+    let mut reads_d_o = head.is_some();
     // Whether the head's and the layer's bias gradients came as row sums inside the products.
     let (head_sums, bias_sums) = if tn {
         let tn = |m, n, a, b, c| Gemm {
@@ -320,6 +333,8 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
             if head_fits {
                 dv.row_sums = Some((fc_b, None));
             }
+            // The variant's, from dL/do's padded rows in the mirror.
+            let mut padded = None;
             // dL/do from the outputs' mirror (their cross-entropy has read them already).
             if let Some(GradMirrors {
                 h,
@@ -333,13 +348,22 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
                     ..dv
                 };
                 if texture_fits(gpu, &textured).is_some() {
-                    if !holds_d_o {
+                    if holds_d_o {
+                        reads_d_o = !head_fits;
+                        padded = Some(Gemm {
+                            ld_a: Some(o.next_multiple_of(4)),
+                            ..textured
+                        });
+                    } else {
                         bw.copy_to_mirror(d_o, o_mirror);
                     }
                     dv = textured;
                 }
             }
-            matmul(bw, dv)?;
+            match padded {
+                Some(alt) => bw.with_variant(|bw| matmul(bw, dv), |bw| matmul(bw, alt))?,
+                None => matmul(bw, dv)?,
+            }
         }
         // The hidden biases' gradients are the sums of dAᵀ's rows: with token ids (no dU
         // product) they come with dW's.
@@ -445,7 +469,7 @@ fn layer_grads(bw: &mut PlanBuilder, gpu: &Gpu, grads: &wgpu::Buffer, l: LayerGr
         // The two hidden biases enter the sum identically, so their gradients are equal.
         colsum(bw, rows, h, da, g(b_ih), Some(b_hh))?;
     }
-    Ok(())
+    Ok(reads_d_o)
 }
 
 /// One state `[B, from_w]` at `from` into `[B, to_w]` at `to`: padded with zeros or cropped.
@@ -810,8 +834,9 @@ impl Workspace {
             .transpose()?;
         let out = gpu.storage_buffer("outputs [T, B, O]", rows * o)?;
         // The subgroup cross-entropy's view of the outputs (ops::loss), where textures serve.
+        // (Also dL/do's, its rows padded to whole texels: `Workspace::backward_from_mirror`.)
         let o_mirror = if gpu.state_textures() {
-            StateTexture::new(gpu, "outputs' mirror", rows * o)?
+            StateTexture::new(gpu, "outputs' mirror", rows * o.next_multiple_of(4))?
         } else {
             None
         };
@@ -1206,7 +1231,9 @@ impl Workspace {
         // batch-first copy of the outputs after it).
         let fusable = nt_b_mirror(gpu, &head)
             .zip(head.a_mirror)
-            .filter(|_| !chunk && o <= HEAD_CE_COLS && rows.div_ceil(16) <= 65535)
+            .filter(|_| {
+                !chunk && o <= HEAD_CE_COLS && rows.div_ceil(16) <= 65535 && o_mirror.is_some()
+            })
             .map(|(pm, hm)| (pm.clone(), hm.clone(), head.a.off, head.b.off));
         let head_start = fw.len();
         if let Some(pm) = nt_b_mirror(gpu, &head) {
@@ -1269,10 +1296,24 @@ impl Workspace {
             });
         // Whether dL/do sits in the outputs' mirror from here on.
         let d_o_mirrored = textured.is_some();
+        // Whether any product or sum reads dL/do's buffer rather than the mirror (where none
+        // does, a fused loss plan writes it into the mirror alone: `backward_from_mirror`).
+        let mut d_o_read = !d_o_mirrored;
         if let Some((g, om, pm)) = textured {
-            bw.copy_to_mirror(&d_o, om);
             bw.copy_range_to_mirror(params, pm, v_floats);
-            matmul(&mut bw, g)?;
+            // The variant's dL/do is in the mirror already, its rows padded to whole texels
+            // (`backward_from_mirror`).
+            let padded = Gemm {
+                ld_a: Some(o.next_multiple_of(4)),
+                ..g
+            };
+            bw.with_variant(
+                |bw| {
+                    bw.copy_to_mirror(&d_o, om);
+                    matmul(bw, g)
+                },
+                |bw| matmul(bw, padded),
+            )?;
         } else if gpu.subgroup_kernels() && o.is_multiple_of(4) {
             // V transposed to [D·H, O], so that the product runs as A Bᵀ, the form whose
             // subgroups share their loads (on lavapipe, large's 125 ms became about 70).
@@ -1294,6 +1335,7 @@ impl Workspace {
             // The head's own gradients, from what it read (the deep output block's last layer,
             // or both directions' outputs), when the top layer's weight gradients cannot take
             // them in with theirs.
+            d_o_read = true;
             bw.phase("weight gradients");
             let (dv_at, dc_at) = (
                 at(grads, layout.offset(FC_W)),
@@ -1357,7 +1399,7 @@ impl Workspace {
                     let skip = config.skip.then(|| g(&skip_name((k, d))));
                     transition(kd).weight_grads(&mut bw, (&tl, skip))?;
                 }
-                layer_grads(
+                d_o_read |= layer_grads(
                     &mut bw,
                     gpu,
                     grads,
@@ -1482,6 +1524,8 @@ impl Workspace {
             }
         }
         let backward = bw.finish()?;
+        // (The gradient norms' dO V reads the buffer too.)
+        let backward_from_mirror = backward.variant().filter(|_| !d_o_read && !norms);
         // dx = dA U of the bottom layer (both directions', merged in true time) and every
         // layer's dh0 = da(0) W, only when asked for.
         let mut dxp = PlanBuilder::new(gpu, "input gradients");
@@ -1734,6 +1778,7 @@ impl Workspace {
             layouts,
             layouts_fresh: false,
             backward,
+            backward_from_mirror,
             input_grad,
             state_grad,
             grad_norms,
@@ -1797,6 +1842,11 @@ impl Workspace {
                     h_off: f.h_off,
                     v_off: f.v_off,
                     c_off: f.c_off,
+                    o_mirror: self
+                        .o_mirror
+                        .as_ref()
+                        .expect("a fused head has the outputs' mirror"),
+                    d_o_to_mirror: self.backward_from_mirror.is_some(),
                 };
                 let rows = self.steps * self.batch;
                 let bufs = self.loss_buffers(&self.loss);
@@ -1852,5 +1902,14 @@ impl Workspace {
         }
         plans.push(loss);
         plans
+    }
+
+    /// The backward pass after [`Workspace::step_plans`] for `key`: from dL/do in the outputs'
+    /// mirror where its loss plan wrote it there.
+    pub fn backward_after(&self, key: (Loss, bool)) -> &Plan {
+        match (&self.losses[&key], &self.backward_from_mirror) {
+            ((_, true), Some(b)) => b,
+            _ => &self.backward,
+        }
     }
 }

@@ -64,6 +64,27 @@ pub(crate) static HEAD_CROSS_ENTROPY: [Kernel; 4] = [
     head_ce("loss_head_cross_entropy128", &[("HEAD_BLOCKS", 4.0)]),
 ];
 
+/// As [`HEAD_CROSS_ENTROPY`], dL/do written into the outputs' mirror, its rows padded to whole
+/// texels (`D_O_TEXELS`).
+pub(crate) static HEAD_CROSS_ENTROPY_TO_MIRROR: [Kernel; 4] = [
+    head_ce(
+        "loss_head_cross_entropy32_to_mirror",
+        &[("HEAD_BLOCKS", 1.0), ("D_O_TEXELS", 1.0)],
+    ),
+    head_ce(
+        "loss_head_cross_entropy64_to_mirror",
+        &[("HEAD_BLOCKS", 2.0), ("D_O_TEXELS", 1.0)],
+    ),
+    head_ce(
+        "loss_head_cross_entropy96_to_mirror",
+        &[("HEAD_BLOCKS", 3.0), ("D_O_TEXELS", 1.0)],
+    ),
+    head_ce(
+        "loss_head_cross_entropy128_to_mirror",
+        &[("HEAD_BLOCKS", 4.0), ("D_O_TEXELS", 1.0)],
+    ),
+];
+
 const fn head_ce(name: &'static str, constants: &'static [(&'static str, f64)]) -> Kernel {
     Kernel {
         name,
@@ -78,7 +99,8 @@ const fn head_ce(name: &'static str, constants: &'static [(&'static str, f64)]) 
     }
 }
 
-/// `cross_entropy8`'s, then the mirrors of h and of the parameters.
+/// `cross_entropy8`'s, then the mirrors of h and of the parameters, and the one dL/do may go
+/// into.
 const HEAD_BINDS: &[Bind] = &[
     Bind::ReadWrite,
     Bind::Read,
@@ -90,6 +112,7 @@ const HEAD_BINDS: &[Bind] = &[
     Bind::TextureRead,
     Bind::TextureRead,
     Bind::TextureRead,
+    Bind::TextureWrite,
 ];
 
 /// The most outputs [`head_loss`] takes.
@@ -107,6 +130,10 @@ pub(crate) struct HeadInputs<'a> {
     pub v_off: usize,
     /// In floats: c in the parameters' mirror.
     pub c_off: usize,
+    /// The outputs' mirror, and whether dL/do goes there instead of its buffer, each row
+    /// padded to whole texels (bound either way).
+    pub o_mirror: &'a StateTexture,
+    pub d_o_to_mirror: bool,
 }
 
 /// Records the head `o = h Vᵀ + c` over `rows` rows and the cross-entropy on its `cols`
@@ -130,8 +157,17 @@ pub(crate) fn head_loss(
         plan.push(&MASK_SCALE, &bufs, &params, [1, 1, 1], false)?;
     }
     let unread = plan.gpu().placeholder_texture().clone();
-    let views = [&unread, head.h_mirror.view(), head.params_mirror.view()];
-    let kernel = &HEAD_CROSS_ENTROPY[cols.div_ceil(32) - 1];
+    let views = [
+        &unread,
+        head.h_mirror.view(),
+        head.params_mirror.view(),
+        head.o_mirror.view(),
+    ];
+    let kernels = match head.d_o_to_mirror {
+        true => &HEAD_CROSS_ENTROPY_TO_MIRROR,
+        false => &HEAD_CROSS_ENTROPY,
+    };
+    let kernel = &kernels[cols.div_ceil(32) - 1];
     let g = [u(rows.div_ceil(16)), 1, 1];
     plan.push_textured(kernel, &bufs, &views, &[0], &params, g, false)?;
     plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;

@@ -268,7 +268,7 @@ struct Params {
     bias2_off: u32,
     k_split: u32,
     ld_b: u32,
-    _pad: u32,
+    ld_a: u32,
 }
 
 /// One multiply `C[m, n] = op(A)[m, k] op(B)[k, n]`, with its options.
@@ -296,6 +296,9 @@ pub(crate) struct Gemm<'a> {
     /// B's row stride when B is a view into wider rows: only for `A Bᵀ` on CPU adapters, a
     /// multiple of 4 ([`ld_b_fits`]).
     pub ld_b: Option<usize>,
+    /// A's row stride where A is read from its mirror ([`texture_fits`]): its rows of `k`
+    /// (`A B`) or `m` (`Aᵀ B`) values padded to this many.
+    pub ld_a: Option<usize>,
     /// A's rows start anywhere (K or A's offset not a multiple of 4) and B is padded along k:
     /// set by [`record_padded`] for the subgroup `A Bᵀ` kernel only.
     pub unaligned_a: bool,
@@ -324,6 +327,7 @@ impl<'a> Gemm<'a> {
             bias2: None,
             row_sums: None,
             ld_b: None,
+            ld_a: None,
             unaligned_a: false,
             a_mirror: None,
             b_mirror: None,
@@ -468,6 +472,14 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
         }
         .into());
     }
+    if g.ld_a.is_some() && texture_fits(plan.gpu(), &g).is_none() {
+        return Err(crate::error::GpuError::Kernel {
+            kernel: "matmul_tn_tex".into(),
+            message: "A's row stride asked of a product not read from mirrors (a bug in rnn-wgpu)"
+                .into(),
+        }
+        .into());
+    }
     if g.row_sums.is_some() && !tn_sums && !row_sums_fit(plan.gpu(), g.k) {
         return Err(crate::error::GpuError::Kernel {
             kernel: "matmul_nt4".into(),
@@ -494,7 +506,7 @@ pub(crate) fn matmul(plan: &mut PlanBuilder, g: Gemm) -> Result<()> {
                 k,
                 a: At {
                     buf: g.a.buf,
-                    off: g.a.off + k0 * g.m,
+                    off: g.a.off + k0 * g.ld_a.unwrap_or(g.m),
                 },
                 b: At {
                     buf: g.b.buf,
@@ -661,7 +673,8 @@ fn record_texture(
 ) -> Result<()> {
     let four = |v: usize| v.is_multiple_of(4);
     // Where A's rows start: at k m for Aᵀ B, at m k for A B.
-    let aligned = four(if g.trans_a { g.m } else { g.k }) && four(g.a.off);
+    let stride = g.ld_a.unwrap_or(if g.trans_a { g.m } else { g.k });
+    let aligned = four(stride) && four(g.a.off);
     let kernel = match (g.trans_a, aligned) {
         (true, true) => &MATMUL_TN_TEX,
         (true, false) => &MATMUL_TN_TEX_UA,
@@ -1074,7 +1087,7 @@ fn params_of<'a>(g: &Gemm<'a>) -> (Params, &'a wgpu::Buffer) {
             .unwrap_or(g.bias2.map_or(0, |b| b.off))),
         k_split: 0,
         ld_b: u(g.ld_b.unwrap_or(0)),
-        _pad: 0,
+        ld_a: u(g.ld_a.unwrap_or(0)),
     };
     // An unused bias binding still needs a buffer: A's serves.
     (params, g.bias.map_or(g.a.buf, |b| b.buf))

@@ -302,6 +302,8 @@ pub(crate) struct PlanBuilder<'g> {
     align: usize,
     /// Copies to record before the next dispatch.
     before: Vec<TextureCopy>,
+    /// Dispatches the plan's variant runs in place of the plan's (by index), with theirs.
+    variants: Vec<(usize, Pending)>,
 }
 
 impl<'g> PlanBuilder<'g> {
@@ -317,7 +319,33 @@ impl<'g> PlanBuilder<'g> {
             pending: Vec::new(),
             align,
             before: Vec::new(),
+            variants: Vec::new(),
         }
+    }
+
+    /// Records `main`, and `alt` in its place in the plan's variant ([`Plan::variant`]): as
+    /// many dispatches, after the copies queued before this call and their own.
+    pub fn with_variant(
+        &mut self,
+        main: impl FnOnce(&mut Self) -> Result<()>,
+        alt: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let (before, n0) = (self.before.clone(), self.pending.len());
+        main(self)?;
+        let n1 = self.pending.len();
+        let after = std::mem::replace(&mut self.before, before);
+        alt(self)?;
+        let alts: Vec<Pending> = self.pending.drain(n1..).collect();
+        if alts.len() != n1 - n0 || !self.before.is_empty() {
+            return Err(crate::error::GpuError::Kernel {
+                kernel: self.label.into(),
+                message: "a variant that does not match its dispatches (a bug in rnn-wgpu)".into(),
+            }
+            .into());
+        }
+        self.before = after;
+        self.variants.extend((n0..n1).zip(alts));
+        Ok(())
     }
 
     /// The device the plan is for.
@@ -508,70 +536,79 @@ impl<'g> PlanBuilder<'g> {
         })?;
         self.gpu.queue().write_buffer(&params, 0, &self.params);
         let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
+        let gpu = self.gpu;
+        let dispatch = |p: Pending| -> Result<Dispatch> {
+            let (mut buffers, mut textures) = (p.buffers.iter(), p.textures.iter());
+            let mut constants = 0;
+            let mut entries = Vec::with_capacity(p.binds.len());
+            for (i, kind) in p.binds.iter().enumerate() {
+                let resource = match kind {
+                    Bind::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(p.size),
+                    }),
+                    Bind::TextureReadWrite | Bind::TextureRead | Bind::TextureWrite => {
+                        wgpu::BindingResource::TextureView(
+                            textures.next().expect("a view per texture slot"),
+                        )
+                    }
+                    Bind::Constant => {
+                        // This binding's place among the windows.
+                        let window = p.windows.get(constants).or(p.windows.last()).copied();
+                        constants += 1;
+                        // Kernels that read the window need the adapter to bind 64 KiB
+                        // (checked where they are chosen); the others bind what it allows.
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: buffers.next().expect("a buffer per buffer slot"),
+                            offset: window.unwrap_or(0),
+                            size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
+                        })
+                    }
+                    Bind::Read | Bind::ReadWrite => buffers
+                        .next()
+                        .expect("a buffer per buffer slot")
+                        .as_entire_binding(),
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                });
+            }
+            let bind_group = gpu.scoped(&format!("`{}`'s bindings", p.kernel), |d| {
+                d.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(p.kernel),
+                    layout: &p.pipeline.layout,
+                    entries: &entries,
+                })
+            })?;
+            Ok(Dispatch {
+                phase: p.phase,
+                kernel: p.kernel,
+                pipeline: p.pipeline,
+                bind_group,
+                offset: p.offset,
+                groups: p.groups,
+                serial: p.serial,
+                before: p.before,
+                access: schedule::Access::of(p.binds, &p.buffers, &p.textures),
+            })
+        };
         let dispatches = self
             .pending
             .into_iter()
-            .map(|p| {
-                let (mut buffers, mut textures) = (p.buffers.iter(), p.textures.iter());
-                let mut constants = 0;
-                let mut entries = Vec::with_capacity(p.binds.len());
-                for (i, kind) in p.binds.iter().enumerate() {
-                    let resource = match kind {
-                        Bind::Params => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &params,
-                            offset: 0,
-                            size: wgpu::BufferSize::new(p.size),
-                        }),
-                        Bind::TextureReadWrite | Bind::TextureRead => {
-                            wgpu::BindingResource::TextureView(
-                                textures.next().expect("a view per texture slot"),
-                            )
-                        }
-                        Bind::Constant => {
-                            // This binding's place among the windows.
-                            let window = p.windows.get(constants).or(p.windows.last()).copied();
-                            constants += 1;
-                            // Kernels that read the window need the adapter to bind 64 KiB
-                            // (checked where they are chosen); the others bind what it allows.
-                            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: buffers.next().expect("a buffer per buffer slot"),
-                                offset: window.unwrap_or(0),
-                                size: wgpu::BufferSize::new(CONSTANT_WINDOW.min(max_uniform)),
-                            })
-                        }
-                        Bind::Read | Bind::ReadWrite => buffers
-                            .next()
-                            .expect("a buffer per buffer slot")
-                            .as_entire_binding(),
-                    };
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource,
-                    });
-                }
-                let bind_group = self
-                    .gpu
-                    .scoped(&format!("`{}`'s bindings", p.kernel), |d| {
-                        d.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some(p.kernel),
-                            layout: &p.pipeline.layout,
-                            entries: &entries,
-                        })
-                    })?;
-                Ok(Dispatch {
-                    phase: p.phase,
-                    kernel: p.kernel,
-                    pipeline: p.pipeline,
-                    bind_group,
-                    offset: p.offset,
-                    groups: p.groups,
-                    serial: p.serial,
-                    before: p.before,
-                    access: schedule::Access::of(p.binds, &p.buffers, &p.textures),
-                })
-            })
+            .map(dispatch)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Plan { dispatches, params })
+        let variants = self
+            .variants
+            .into_iter()
+            .map(|(i, p)| Ok((i, dispatch(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Plan {
+            dispatches,
+            params,
+            variants,
+        })
     }
 }
 
@@ -593,6 +630,8 @@ struct Dispatch {
 pub(crate) struct Plan {
     dispatches: Vec<Dispatch>,
     params: wgpu::Buffer,
+    /// What [`Plan::variant`] puts in place of dispatches ([`PlanBuilder::with_variant`]).
+    variants: Vec<(usize, Dispatch)>,
 }
 
 impl Plan {
@@ -608,6 +647,7 @@ impl Plan {
         let plan = Plan {
             dispatches: self.dispatches[..n].to_vec(),
             params: self.params.clone(),
+            variants: Vec::new(),
         };
         let copies = self
             .dispatches
@@ -615,6 +655,22 @@ impl Plan {
             .map(|d| d.before.clone())
             .unwrap_or_default();
         (plan, copies)
+    }
+
+    /// The plan with the dispatches recorded by [`PlanBuilder::with_variant`] in place (the
+    /// same parameters' buffer), or `None` where it has none.
+    pub fn variant(&self) -> Option<Plan> {
+        (!self.variants.is_empty()).then(|| {
+            let mut dispatches = self.dispatches.clone();
+            for (i, d) in &self.variants {
+                dispatches[*i] = d.clone();
+            }
+            Plan {
+                dispatches,
+                params: self.params.clone(),
+                variants: Vec::new(),
+            }
+        })
     }
 
     /// The name of every kernel dispatched, in order, repeats included.
@@ -874,6 +930,10 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::HEAD_CROSS_ENTROPY[1],
         &loss::HEAD_CROSS_ENTROPY[2],
         &loss::HEAD_CROSS_ENTROPY[3],
+        &loss::HEAD_CROSS_ENTROPY_TO_MIRROR[0],
+        &loss::HEAD_CROSS_ENTROPY_TO_MIRROR[1],
+        &loss::HEAD_CROSS_ENTROPY_TO_MIRROR[2],
+        &loss::HEAD_CROSS_ENTROPY_TO_MIRROR[3],
         &matmul::MATMUL_TN_BC,
         &matmul::MATMUL_TN_BC4,
         matmul::tn_bcw(true),
@@ -1277,6 +1337,10 @@ mod tests {
                         naga::TypeInner::Image {
                             class: naga::ImageClass::Storage { access, .. },
                             ..
+                        } if access == naga::StorageAccess::STORE => Bind::TextureWrite,
+                        naga::TypeInner::Image {
+                            class: naga::ImageClass::Storage { access, .. },
+                            ..
                         } if access.contains(naga::StorageAccess::STORE) => Bind::TextureReadWrite,
                         naga::TypeInner::Image {
                             class: naga::ImageClass::Storage { .. },
@@ -1291,9 +1355,12 @@ mod tests {
                     // After every buffer; only textures may follow.
                     let after = &k.binds[binding.binding as usize + 1..];
                     assert!(
-                        after
-                            .iter()
-                            .all(|b| matches!(b, Bind::TextureRead | Bind::TextureReadWrite)),
+                        after.iter().all(|b| {
+                            matches!(
+                                b,
+                                Bind::TextureRead | Bind::TextureReadWrite | Bind::TextureWrite
+                            )
+                        }),
                         "{}: only textures may follow the parameters",
                         k.name
                     );

@@ -27,7 +27,7 @@ impl Access {
                 Bind::Read | Bind::Constant => a.reads.extend(b.next()),
                 Bind::ReadWrite => a.writes.extend(b.next()),
                 Bind::TextureRead => a.tex_reads.extend(v.next()),
-                Bind::TextureReadWrite => a.tex_writes.extend(v.next()),
+                Bind::TextureReadWrite | Bind::TextureWrite => a.tex_writes.extend(v.next()),
             }
         }
         a

@@ -150,80 +150,161 @@ fn token_ids_match_the_reference_on_one_hot_inputs() {
         (6, 3, 29, 10, 2, false, false, true, Driver::PerStep, true),
         (5, 2, 7, 9, 1, true, true, true, Driver::Persistent, true),
     ];
-    for (n, &(t, b, vocab, h, layers, bi, batch_first, bias, driver, deep)) in
-        cases.iter().enumerate()
-    {
-        let mut config = RnnConfig::new(vocab, h, 5)
-            .with_layers(layers)
-            .with_bidirectional(bi)
-            .with_bias(bias)
-            .with_nonlinearity(Nonlinearity::Tanh);
-        if deep {
-            config = config
-                .with_deep_transition(Mlp::new(2, 6, Nonlinearity::Tanh), true)
-                .with_deep_output(Mlp::new(1, 4, Nonlinearity::Tanh));
-        }
-        let seed = 40_000 + 100 * n as u64;
-        let p = Params::random(config, 1.5 / (h as f64).sqrt(), seed);
-        let (ids, one_hot) = ids_and_one_hot((t, b, vocab), batch_first, seed + 1);
-        let classes: Vec<usize> = random(t * b, 1.0, seed + 2)
-            .iter()
-            .map(|v| (((v + 1.0) / 2.0 * 5.0) as usize).min(4))
-            .collect();
-        let loss = Loss::cross_entropy();
-        let targets = Targets::Classes(classes.clone());
-        let (want_loss, trace, want) =
-            reference::loss_and_grads(&p, &one_hot, None, t, b, &targets, loss);
+    for (n, case) in cases.iter().enumerate() {
+        check_case(&g, n, *case);
+    }
+}
 
-        let mut rnn = Rnn::new(&g, config, 1).unwrap();
-        for (name, v) in p.named() {
-            rnn.set_parameter(&name, &to_f32(v)).unwrap();
+/// (T, B, vocab, H, layers, bidirectional, batch_first, bias, driver, deeper blocks)
+type Case = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    bool,
+    bool,
+    bool,
+    Driver,
+    bool,
+);
+
+/// Case `n` on `g`: outputs, h_n, the loss and every parameter gradient of token ids against
+/// the reference on the one-hot inputs (after a call with other ids, which every result must
+/// overwrite).
+fn check_case(g: &rnn_wgpu::Gpu, n: usize, case: Case) -> Rnn {
+    let (t, b, vocab, h, layers, bi, batch_first, bias, driver, deep) = case;
+    let mut config = RnnConfig::new(vocab, h, 5)
+        .with_layers(layers)
+        .with_bidirectional(bi)
+        .with_bias(bias)
+        .with_nonlinearity(Nonlinearity::Tanh);
+    if deep {
+        config = config
+            .with_deep_transition(Mlp::new(2, 6, Nonlinearity::Tanh), true)
+            .with_deep_output(Mlp::new(1, 4, Nonlinearity::Tanh));
+    }
+    let seed = 40_000 + 100 * n as u64;
+    let p = Params::random(config, 1.5 / (h as f64).sqrt(), seed);
+    let (ids, one_hot) = ids_and_one_hot((t, b, vocab), batch_first, seed + 1);
+    let classes: Vec<usize> = random(t * b, 1.0, seed + 2)
+        .iter()
+        .map(|v| (((v + 1.0) / 2.0 * 5.0) as usize).min(4))
+        .collect();
+    let loss = Loss::cross_entropy();
+    let targets = Targets::Classes(classes.clone());
+    let (want_loss, trace, want) =
+        reference::loss_and_grads(&p, &one_hot, None, t, b, &targets, loss);
+
+    let mut rnn = Rnn::new(g, config, 1).unwrap();
+    for (name, v) in p.named() {
+        rnn.set_parameter(&name, &to_f32(v)).unwrap();
+    }
+    rnn.set_driver(driver);
+    rnn.set_batch_first(batch_first);
+    let lead = if batch_first { [b, t] } else { [t, b] };
+    let classes: Vec<i64> = classes.iter().map(|&v| v as i64).collect();
+    let caller_classes = caller_layout(&classes, (t, b), batch_first);
+    let y = ClassIds::from_slice(g, &lead, &caller_classes).unwrap();
+    // Other ids first, so every result below must overwrite what that call left.
+    let other = ClassIds::from_slice(g, &lead, &vec![0; t * b]).unwrap();
+    rnn.loss_and_gradients(&other, None, Target::Classes(&y), loss)
+        .unwrap();
+    let x = ClassIds::from_slice(g, &lead, &ids).unwrap();
+    let ctx = format!(
+        "case {n}: T {t} B {b} vocab {vocab} H {h} L {layers} bi {bi} bf {batch_first} bias {bias} {driver:?} deep {deep}"
+    );
+    let (fw, grads) = rnn
+        .loss_and_gradients(&x, None, Target::Classes(&y), loss)
+        .unwrap();
+    let want_o = if batch_first {
+        swap_leading(&trace.o, t, b)
+    } else {
+        trace.o.clone()
+    };
+    assert_close(
+        &format!("output {ctx}"),
+        &fw.output.to_vec().unwrap(),
+        &want_o,
+        REL,
+    );
+    assert_close(
+        &format!("h_n {ctx}"),
+        &fw.h_n.to_vec().unwrap(),
+        &trace.h_n(),
+        REL,
+    );
+    assert_close(
+        &format!("loss {ctx}"),
+        &[rnn.last_loss().unwrap()],
+        &[want_loss],
+        REL,
+    );
+    for (name, w) in want.params.named() {
+        let got = grads.get(&name).unwrap().to_vec().unwrap();
+        assert_close(&format!("grad {name} {ctx}"), &got, w, REL);
+    }
+    assert!(grads.x.is_none(), "{ctx}: token ids have no gradient");
+    rnn
+}
+
+#[test]
+fn the_token_loops_over_16_rows_match_the_reference() {
+    // The character model's loops (16 batch rows a workgroup, the input projection gathered
+    // from the token table), shaped as for two CPU threads so that B = 17 .. 33 takes them:
+    // a last workgroup with 1 row or 2, H past 64 (two groups of 64 units) and not (lanes past
+    // H), and batch-first ids.
+    let g = gpu().with_cpu_threads(2);
+    let cases: [Case; 3] = [
+        (
+            5,
+            33,
+            11,
+            72,
+            1,
+            false,
+            false,
+            true,
+            Driver::Persistent,
+            false,
+        ),
+        (
+            3,
+            18,
+            7,
+            36,
+            1,
+            false,
+            true,
+            true,
+            Driver::Persistent,
+            false,
+        ),
+        (
+            1,
+            17,
+            3,
+            8,
+            1,
+            false,
+            false,
+            false,
+            Driver::Persistent,
+            false,
+        ),
+    ];
+    for (n, case) in cases.into_iter().enumerate() {
+        let rnn = check_case(&g, 50 + n, case);
+        // On lavapipe (the kernels for 8-lane subgroups), that these were the loops run.
+        let names = rnn.kernel_names();
+        if names.iter().any(|k| k.contains("_sg")) {
+            assert!(
+                names
+                    .iter()
+                    .any(|k| k.contains("_rows16") && k.contains("_tok")),
+                "case {n}: the 16-row token loops did not run: {names:?}"
+            );
         }
-        rnn.set_driver(driver);
-        rnn.set_batch_first(batch_first);
-        let lead = if batch_first { [b, t] } else { [t, b] };
-        let classes: Vec<i64> = classes.iter().map(|&v| v as i64).collect();
-        let caller_classes = caller_layout(&classes, (t, b), batch_first);
-        let y = ClassIds::from_slice(&g, &lead, &caller_classes).unwrap();
-        // Other ids first, so every result below must overwrite what that call left.
-        let other = ClassIds::from_slice(&g, &lead, &vec![0; t * b]).unwrap();
-        rnn.loss_and_gradients(&other, None, Target::Classes(&y), loss)
-            .unwrap();
-        let x = ClassIds::from_slice(&g, &lead, &ids).unwrap();
-        let ctx = format!(
-            "case {n}: T {t} B {b} vocab {vocab} H {h} L {layers} bi {bi} bf {batch_first} bias {bias} {driver:?} deep {deep}"
-        );
-        let (fw, grads) = rnn
-            .loss_and_gradients(&x, None, Target::Classes(&y), loss)
-            .unwrap();
-        let want_o = if batch_first {
-            swap_leading(&trace.o, t, b)
-        } else {
-            trace.o.clone()
-        };
-        assert_close(
-            &format!("output {ctx}"),
-            &fw.output.to_vec().unwrap(),
-            &want_o,
-            REL,
-        );
-        assert_close(
-            &format!("h_n {ctx}"),
-            &fw.h_n.to_vec().unwrap(),
-            &trace.h_n(),
-            REL,
-        );
-        assert_close(
-            &format!("loss {ctx}"),
-            &[rnn.last_loss().unwrap()],
-            &[want_loss],
-            REL,
-        );
-        for (name, w) in want.params.named() {
-            let got = grads.get(&name).unwrap().to_vec().unwrap();
-            assert_close(&format!("grad {name} {ctx}"), &got, w, REL);
-        }
-        assert!(grads.x.is_none(), "{ctx}: token ids have no gradient");
     }
 }
 

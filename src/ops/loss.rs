@@ -170,7 +170,7 @@ pub(crate) fn head_loss(
     let kernel = &kernels[cols.div_ceil(32) - 1];
     let g = [u(rows.div_ceil(16)), 1, 1];
     plan.push_textured(kernel, &bufs, &views, &[0], &params, g, false)?;
-    plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;
+    plan.push(total(plan.gpu()), &bufs, &params, [1, 1, 1], false)?;
     Ok(())
 }
 
@@ -184,6 +184,22 @@ pub(crate) static TOTAL: Kernel = Kernel {
     binds: BINDS,
     constants: &[],
 };
+/// `total` by one subgroup of 8 lanes (`shaders/loss_subgroup.wgsl`).
+pub(crate) static TOTAL8: Kernel = Kernel {
+    name: "loss_total8",
+    entry: "total8",
+    binds: BINDS,
+    ..CROSS_ENTROPY8
+};
+
+/// The total's kernel on `gpu`.
+fn total(gpu: &crate::gpu::Gpu) -> &'static Kernel {
+    if gpu.subgroup_kernels() {
+        &TOTAL8
+    } else {
+        &TOTAL
+    }
+}
 pub(crate) static MASK_SCALE: Kernel = Kernel {
     name: "loss_mask_scale",
     source: SOURCE,
@@ -306,7 +322,7 @@ pub(crate) fn loss(
     } else {
         plan.push(kernel, &bufs, &params, [groups(rows, 64), 1, 1], false)?;
     }
-    plan.push(&TOTAL, &bufs, &params, [1, 1, 1], false)?;
+    plan.push(total(plan.gpu()), &bufs, &params, [1, 1, 1], false)?;
     Ok(())
 }
 

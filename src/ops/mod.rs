@@ -955,6 +955,7 @@ pub(crate) fn all_kernels() -> Vec<&'static Kernel> {
         &loss::CROSS_ENTROPY8,
         &loss::CROSS_ENTROPY8_TEX,
         &loss::TOTAL,
+        &loss::TOTAL8,
         &loss::MASK_SCALE,
         &loss::MASK_COUNT,
         &loss::CHUNK_SCALE,

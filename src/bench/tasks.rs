@@ -118,6 +118,28 @@ fn optimizer(rnn: &Rnn) -> Result<Optimizer> {
     )
 }
 
+/// A developer's knob (see `ops::run_timed`), with `RNN_WGPU_TIME_KERNELS` set: GPU time per
+/// kernel of a step's forward, loss and backward, to stderr, the least of 9 runs (one run's
+/// numbers on a busy 2-core machine varied 2x).
+fn kernel_times(rnn: &mut Rnn, x: Input, h0: Option<&Tensor>, target: Target) -> Result<()> {
+    if std::env::var_os("RNN_WGPU_TIME_KERNELS").is_none() {
+        return Ok(());
+    }
+    let mut least: Vec<(&str, f64)> = Vec::new();
+    for _ in 0..9 {
+        for (name, ms) in rnn.time_phases(x, h0, Some((target, Loss::cross_entropy())))? {
+            match least.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, m)) => *m = m.min(ms),
+                None => least.push((name, ms)),
+            }
+        }
+    }
+    for (name, ms) in least {
+        eprintln!("{ms:9.3} ms  {name}");
+    }
+    Ok(())
+}
+
 /// Times `task`'s training step in its forms; the first is the baseline: one-hot inputs for
 /// the character model (the token ids' gather against the dense input projection they
 /// replace), the naive driver for the classifier. Every form starts from the same seed and
@@ -175,27 +197,9 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     h0.copy_from(&fw.h_n)?;
                     gpu.wait("benchmark", None)
                 })?;
-                // A developer's knob (see `ops::run_timed`): GPU time per kernel of the token
-                // form's step, forward, loss and backward, to stderr: the least of 9 runs
-                // (one run's numbers on a busy 2-core machine varied 2x).
-                if std::env::var_os("RNN_WGPU_TIME_KERNELS").is_some() && form == "tokens" {
-                    let mut least: Vec<(&str, f64)> = Vec::new();
-                    for _ in 0..9 {
-                        let kernels = rnn.time_phases(
-                            Input::Tokens(&ids),
-                            Some(&h0),
-                            Some((Target::Classes(&y), Loss::cross_entropy())),
-                        )?;
-                        for (name, ms) in kernels {
-                            match least.iter_mut().find(|(n, _)| *n == name) {
-                                Some((_, m)) => *m = m.min(ms),
-                                None => least.push((name, ms)),
-                            }
-                        }
-                    }
-                    for (name, ms) in least {
-                        eprintln!("{ms:9.3} ms  {name}");
-                    }
+                if form == "tokens" {
+                    let target = Target::Classes(&y);
+                    kernel_times(&mut rnn, Input::Tokens(&ids), Some(&h0), target)?;
                 }
                 same_steps(&mut budget, runs);
                 let shape = [t, b, v, h, v];
@@ -246,6 +250,9 @@ pub fn measure(gpu: &Gpu, task: Task, budget: &Budget) -> Result<Vec<TaskMeasure
                     rnn.train_step(&x, None, target, Loss::cross_entropy(), &mut opt)?;
                     gpu.wait("benchmark", None)
                 })?;
+                if driver == Driver::Auto {
+                    kernel_times(&mut rnn, Input::Values(&x), None, target)?;
+                }
                 let hp = crate::model::padded_hidden(gpu, rnn.config());
                 let form = match driver.resolve(gpu, b, hp)? {
                     _ if driver == Driver::Naive => "naive".to_string(),
